@@ -1,0 +1,137 @@
+//! create, read, vread, update, delete.
+
+use super::format::{self, negotiate, prefer, respond, Format, Return};
+use super::AppState;
+use crate::error::{Error, Result};
+use crate::fhir::outcome::information;
+use crate::fhir::{json, Id, Issue, IssueType};
+use crate::interactions::{Version, Written};
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use serde_json::Value;
+
+/// Decoded query pairs.
+pub fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
+    q.as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+pub fn parse_id(id: &str) -> Result<Id> {
+    Id::parse(id).ok_or_else(|| {
+        Error::bad_request(IssueType::Invalid, "the id in the URL is not a valid FHIR id ([A-Za-z0-9-.]{1,64})")
+    })
+}
+
+/// Reads and parses a FHIR JSON body: 415 for another type, 413 over the limit, 400 if malformed.
+pub async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Value> {
+    format::check_content_type(headers)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > state.max_body) {
+        return Err(Error::PayloadTooLarge(state.max_body));
+    }
+    let bytes = axum::body::to_bytes(body, state.max_body)
+        .await
+        .map_err(|_| Error::PayloadTooLarge(state.max_body))?;
+    json::parse_strict(&bytes)
+        .map_err(|e| Error::BadRequest(vec![Issue::error(IssueType::Structure, e.0)]))
+}
+
+fn version_headers(base: &str, v: &Version) -> Vec<(header::HeaderName, HeaderValue)> {
+    let mut h = vec![
+        (header::ETAG, format::etag(v.version_id)),
+        (header::LAST_MODIFIED, format::last_modified(&v.last_updated)),
+    ];
+    let loc = format!("{base}/{}/{}/_history/{}", v.resource_type, v.id, v.version_id);
+    if let Ok(l) = HeaderValue::from_str(&loc) {
+        h.push((header::CONTENT_LOCATION, l));
+    }
+    h
+}
+
+fn written(state: &AppState, headers: &HeaderMap, fmt: Format, w: Written) -> Response {
+    let base = state.caller(headers).base_url;
+    let mut h = version_headers(&base, &w.version);
+    let status = if w.created {
+        if let Some((_, loc)) = h.iter().find(|(k, _)| k == header::CONTENT_LOCATION).cloned() {
+            h.push((header::LOCATION, loc));
+        }
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    match prefer(headers).ret {
+        Return::Minimal => respond(status, None, fmt, h),
+        Return::Representation => respond(status, w.version.resource.as_ref(), fmt, h),
+        Return::OperationOutcome => {
+            let msg = format!(
+                "{} {}/{} (version {})",
+                if w.created { "created" } else { "updated" },
+                w.version.resource_type,
+                w.version.id,
+                w.version.version_id
+            );
+            respond(status, Some(&information(msg)), fmt, h)
+        }
+    }
+}
+
+pub async fn create(State(state): State<AppState>, Path(rtype): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Result<Response> {
+    let fmt = negotiate(&headers, &query_pairs(&q))?;
+    state.fhir.mapping(&rtype)?;
+    let value = read_body(&state, &headers, body).await?;
+    let w = state.fhir.create(&state.caller(&headers), &rtype, value).await?;
+    Ok(written(&state, &headers, fmt, w))
+}
+
+pub async fn update(State(state): State<AppState>, Path((rtype, id)): Path<(String, String)>, RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Result<Response> {
+    let fmt = negotiate(&headers, &query_pairs(&q))?;
+    state.fhir.mapping(&rtype)?;
+    let id = parse_id(&id)?;
+    let if_match = format::if_match(&headers)?;
+    let value = read_body(&state, &headers, body).await?;
+    let w = state.fhir.update(&state.caller(&headers), &rtype, &id, value, if_match).await?;
+    Ok(written(&state, &headers, fmt, w))
+}
+
+pub async fn read(State(state): State<AppState>, Path((rtype, id)): Path<(String, String)>, RawQuery(q): RawQuery, headers: HeaderMap) -> Result<Response> {
+    let fmt = negotiate(&headers, &query_pairs(&q))?;
+    state.fhir.mapping(&rtype)?;
+    let id = parse_id(&id)?;
+    let caller = state.caller(&headers);
+    let v = state.fhir.read(&caller, &rtype, &id).await?;
+    let h = version_headers(&caller.base_url, &v);
+    Ok(respond(StatusCode::OK, v.resource.as_ref(), fmt, h))
+}
+
+pub async fn vread(State(state): State<AppState>, Path((rtype, id, vid)): Path<(String, String, String)>, RawQuery(q): RawQuery, headers: HeaderMap) -> Result<Response> {
+    let fmt = negotiate(&headers, &query_pairs(&q))?;
+    state.fhir.mapping(&rtype)?;
+    let id = parse_id(&id)?;
+    let vid: i64 = vid
+        .parse()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| Error::bad_request(IssueType::Invalid, "a version id is a positive integer"))?;
+    let caller = state.caller(&headers);
+    let v = state.fhir.vread(&caller, &rtype, &id, vid).await?;
+    let h = version_headers(&caller.base_url, &v);
+    Ok(respond(StatusCode::OK, v.resource.as_ref(), fmt, h))
+}
+
+pub async fn delete(State(state): State<AppState>, Path((rtype, id)): Path<(String, String)>, RawQuery(q): RawQuery, headers: HeaderMap) -> Result<Response> {
+    let fmt = negotiate(&headers, &query_pairs(&q))?;
+    state.fhir.mapping(&rtype)?;
+    let id = parse_id(&id)?;
+    let if_match = format::if_match(&headers)?;
+    state.fhir.delete(&state.caller(&headers), &rtype, &id, if_match).await?;
+    Ok(match prefer(&headers).ret {
+        Return::OperationOutcome => respond(StatusCode::OK, Some(&information(format!("deleted {rtype}/{id}"))), fmt, vec![]),
+        _ => respond(StatusCode::NO_CONTENT, None, fmt, vec![]),
+    })
+}

@@ -1,0 +1,43 @@
+//! Command line and environment configuration.
+
+use clap::{Args, Parser, Subcommand};
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://expediente.db";
+
+#[derive(Debug, Parser)]
+#[command(name = "expediente", version, about = "A FHIR R4 server over the ExpedienteDLM clinic schema")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the FHIR server (migrating the database first).
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// sqlite://path (created if missing) or postgres://user@host/db.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Address to listen on.
+    #[arg(long, env = "EXPEDIENTE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "EXPEDIENTE_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Public FHIR base URL for links (e.g. https://fhir.clinic.example/fhir); by default it is
+    /// derived from the Host header.
+    #[arg(long, env = "EXPEDIENTE_BASE_URL")]
+    pub base_url: Option<String>,
+}

@@ -1,0 +1,124 @@
+//! The one error type of the FHIR API. Each variant documents its HTTP status; every error
+//! leaves the server as an OperationOutcome.
+
+use crate::fhir::outcome::operation_outcome;
+use crate::fhir::{Issue, IssueType};
+use crate::mapping::MapError;
+use crate::store::StoreError;
+use axum::http::StatusCode;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 400: the request is malformed (bad JSON, invalid resource, bad search value).
+    #[error("bad request")]
+    BadRequest(Vec<Issue>),
+    /// 404: no such resource, type or route.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// 405: the route exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 406: the client accepts no format this server produces.
+    #[error("not acceptable: {0}")]
+    NotAcceptable(String),
+    /// 409: the write conflicts with another (a concurrent create of the same id).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// 410: the resource was deleted.
+    #[error("gone: {0}")]
+    Gone(String),
+    /// 412: If-Match names a version that is not the current one.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
+    /// 413: the body is larger than the configured limit.
+    #[error("payload too large")]
+    PayloadTooLarge(usize),
+    /// 415: the body is not FHIR JSON.
+    #[error("unsupported media type")]
+    UnsupportedMediaType(String),
+    /// 422: a valid resource whose content the server cannot accept (a rule or constraint).
+    #[error("unprocessable entity")]
+    Unprocessable(Vec<Issue>),
+    /// 500: a failure of the server; details are logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn bad_request(code: IssueType, message: impl Into<String>) -> Error {
+        Error::BadRequest(vec![Issue::error(code, message)])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Gone(_) => StatusCode::GONE,
+            Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The OperationOutcome sent for this error. `request_id` ties a 500 to its log line.
+    pub fn outcome(&self, request_id: &str) -> serde_json::Value {
+        let one = |code, msg: String| vec![Issue::error(code, msg)];
+        let issues = match self {
+            Error::BadRequest(i) | Error::Unprocessable(i) => i.clone(),
+            Error::NotFound(m) => one(IssueType::NotFound, m.clone()),
+            Error::MethodNotAllowed => one(
+                IssueType::NotSupported,
+                "this interaction is not supported on this URL".into(),
+            ),
+            Error::NotAcceptable(m) => one(IssueType::NotSupported, m.clone()),
+            Error::Conflict(m) => one(IssueType::Conflict, m.clone()),
+            Error::Gone(m) => one(IssueType::Deleted, m.clone()),
+            Error::PreconditionFailed(m) => one(IssueType::Conflict, m.clone()),
+            Error::PayloadTooLarge(limit) => one(
+                IssueType::TooLong,
+                format!("the request body is larger than the limit of {limit} bytes"),
+            ),
+            Error::UnsupportedMediaType(m) => one(IssueType::NotSupported, m.clone()),
+            Error::Internal(_) => one(
+                IssueType::Exception,
+                format!("internal server error (request id {request_id})"),
+            ),
+        };
+        operation_outcome(&issues)
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => Error::Conflict(
+                "the resource was written concurrently by another request; retry".into(),
+            ),
+            StoreError::ForeignKey => Error::Unprocessable(vec![Issue::error(
+                IssueType::Processing,
+                "a reference points at a record that does not exist",
+            )]),
+            StoreError::Check(_) => Error::Unprocessable(vec![Issue::error(
+                IssueType::Value,
+                "a value is outside what the clinic schema allows for its column",
+            )]),
+            other => Error::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<MapError> for Error {
+    fn from(e: MapError) -> Self {
+        match e {
+            MapError::Unprocessable(issues) => Error::Unprocessable(issues),
+            MapError::Store(s) => s.into(),
+        }
+    }
+}

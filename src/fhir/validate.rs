@@ -1,0 +1,147 @@
+//! Validation of resources against the official FHIR R4 JSON Schema, compiled once per resource
+//! type at start-up and shared by every request.
+
+use super::{Issue, IssueType};
+use jsonschema::paths::LocationSegment;
+use jsonschema::Validator;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+const SCHEMA: &str = include_str!("../../fhir-profiles/fhir.schema.json");
+
+/// Schema validators, one per resource type the server hosts.
+pub struct Validators {
+    by_type: HashMap<&'static str, Validator>,
+}
+
+impl Validators {
+    /// Compiles a validator for each of `types`.
+    pub fn compile(types: &[&'static str]) -> anyhow::Result<Validators> {
+        let full: Value = serde_json::from_str(SCHEMA)?;
+        let definitions = full
+            .get("definitions")
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the FHIR schema has no definitions"))?;
+        let mut by_type = HashMap::new();
+        for &t in types {
+            if definitions.get(t).is_none() {
+                anyhow::bail!("the FHIR schema does not define {t}");
+            }
+            let schema = json!({
+                "$schema": "http://json-schema.org/draft-06/schema#",
+                "id": "http://hl7.org/fhir/json-schema/4.0",
+                "definitions": definitions,
+                "$ref": format!("#/definitions/{t}"),
+            });
+            let validator = jsonschema::options()
+                .should_validate_formats(false)
+                .build(&schema)
+                .map_err(|e| anyhow::anyhow!("cannot compile the schema of {t}: {e}"))?;
+            by_type.insert(t, validator);
+        }
+        Ok(Validators { by_type })
+    }
+
+    /// Every schema problem of `resource` as a `resource_type`, each with its FHIRPath location.
+    /// An empty list means valid.
+    pub fn validate(&self, resource_type: &str, resource: &Value) -> Vec<Issue> {
+        let Some(validator) = self.by_type.get(resource_type) else {
+            return vec![Issue::error(
+                IssueType::NotSupported,
+                format!("resource type {resource_type} is not supported"),
+            )];
+        };
+        let mut issues: Vec<Issue> = validator
+            .iter_errors(resource)
+            .map(|e| {
+                let mut expr = resource_type.to_owned();
+                for seg in e.instance_path().iter() {
+                    match seg {
+                        LocationSegment::Property(p) => {
+                            expr.push('.');
+                            expr.push_str(&p);
+                        }
+                        LocationSegment::Index(i) => expr.push_str(&format!("[{i}]")),
+                    }
+                }
+                Issue::error(IssueType::Structure, e.masked().to_string()).at(expr)
+            })
+            .collect();
+        issues.dedup();
+        issues
+    }
+}
+
+/// The FHIR JSON rules the schema does not state: no empty objects or arrays, and `null` only
+/// inside the arrays of primitive extensions (`_given: [null, {...}]`).
+pub fn json_rules(resource_type: &str, resource: &Value) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    walk(resource, resource_type.to_owned(), false, &mut issues);
+    issues
+}
+
+fn walk(v: &Value, path: String, in_primitive_array: bool, issues: &mut Vec<Issue>) {
+    match v {
+        Value::Null if !in_primitive_array => issues.push(
+            Issue::error(IssueType::Structure, "null is not allowed here").at(path),
+        ),
+        Value::Array(a) if a.is_empty() => issues.push(
+            Issue::error(IssueType::Structure, "arrays must not be empty").at(path),
+        ),
+        Value::Object(o) if o.is_empty() => issues.push(
+            Issue::error(IssueType::Structure, "objects must not be empty").at(path),
+        ),
+        Value::Array(a) => {
+            for (i, item) in a.iter().enumerate() {
+                walk(item, format!("{path}[{i}]"), in_primitive_array, issues);
+            }
+        }
+        Value::Object(o) => {
+            for (k, item) in o {
+                let primitive_ext = k.starts_with('_') && item.is_array();
+                walk(item, format!("{path}.{k}"), primitive_ext, issues);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_rules_reject_empty_and_null_but_allow_primitive_extension_gaps() {
+        let ok = json!({"resourceType": "Patient", "name": [{"given": ["a", "b"], "_given": [null, {"id": "x"}]}]});
+        assert!(json_rules("Patient", &ok).is_empty());
+        let bad = json!({"resourceType": "Patient", "name": [], "telecom": [{}], "gender": null});
+        let places: Vec<_> = json_rules("Patient", &bad).into_iter().filter_map(|i| i.expression).collect();
+        assert_eq!(places, ["Patient.name", "Patient.telecom[0]", "Patient.gender"]);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_location() {
+        let v = Validators::compile(&["Patient"]).unwrap();
+        let ok = json!({"resourceType": "Patient", "name": [{"family": "Chalmers"}]});
+        assert!(v.validate("Patient", &ok).is_empty());
+        let bad = json!({
+            "resourceType": "Patient",
+            "gender": "robot",
+            "name": [{"given": [42]}],
+            "birthDate": "1974-13-45",
+            "unknownElement": true
+        });
+        let issues = v.validate("Patient", &bad);
+        let places: Vec<_> = issues.iter().filter_map(|i| i.expression.clone()).collect();
+        for want in ["Patient.gender", "Patient.name[0].given[0]", "Patient.birthDate", "Patient"] {
+            assert!(places.iter().any(|p| p == want), "{want} missing from {places:?}");
+        }
+    }
+
+    #[test]
+    fn wrong_resource_type_is_reported() {
+        let v = Validators::compile(&["Patient"]).unwrap();
+        let issues = v.validate("Patient", &json!({"resourceType": "Observation"}));
+        assert!(!issues.is_empty());
+    }
+}

@@ -1,0 +1,288 @@
+//! The FHIR interactions: the one place where a read or write happens. Each write validates,
+//! maps, stores the row and its history version in one database transaction, and commits once.
+//! (The caller's rights and the audit record belong inside the same transaction; they join here.)
+
+mod history;
+mod search;
+
+pub use history::HistoryQuery;
+pub use search::{SearchQuery, SearchRequest};
+
+use crate::error::{Error, Result};
+use crate::fhir::validate::Validators;
+use crate::fhir::{Id, Issue, IssueType};
+use crate::mapping::{Registry, ResourceMapping};
+use crate::store::{Arg, Conn, Db, Tx};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The FHIR service: database, mappings and validators, shared by every request.
+#[derive(Clone)]
+pub struct Fhir {
+    pub db: Db,
+    pub registry: Registry,
+    pub validators: Arc<Validators>,
+}
+
+/// Who is asking and where the server is, as the HTTP layer saw it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The FHIR base URL as the client reached it (`http://host/fhir`), for fullUrl and links.
+    pub base_url: String,
+}
+
+/// A resource version as served: the resource (absent when deleted) and its meta.
+#[derive(Debug)]
+pub struct Version {
+    pub resource_type: &'static str,
+    pub id: String,
+    pub version_id: i64,
+    pub last_updated: DateTime<Utc>,
+    pub resource: Option<Value>,
+}
+
+/// The result of a create or update.
+#[derive(Debug)]
+pub struct Written {
+    pub version: Version,
+    /// True when the write created the resource (201), false when it updated it (200).
+    pub created: bool,
+}
+
+/// The row behind a logical id.
+struct Head {
+    row_id: Uuid,
+    version_id: i64,
+    deleted: bool,
+}
+
+impl Fhir {
+    /// The mapping of a resource type, or 404 when this server does not host it.
+    pub fn mapping(&self, resource_type: &str) -> Result<Arc<dyn ResourceMapping>> {
+        self.registry
+            .get(resource_type)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("resource type '{}' is not supported", resource_type.escape_default())))
+    }
+
+    /// Checks a resource body before any write: its type, the JSON rules and the schema.
+    fn check(&self, m: &dyn ResourceMapping, body: &Value) -> Result<()> {
+        let rt = m.resource_type();
+        match body.get("resourceType").and_then(Value::as_str) {
+            Some(t) if t == rt => {}
+            Some(t) => {
+                return Err(Error::BadRequest(vec![Issue::error(
+                    IssueType::Invalid,
+                    format!("resourceType '{}' does not match the URL, which expects {rt}", t.escape_default()),
+                )
+                .at("resourceType")]))
+            }
+            None => {
+                return Err(Error::BadRequest(vec![Issue::error(
+                    IssueType::Required,
+                    "the body is not a FHIR resource: resourceType is missing",
+                )
+                .at("resourceType")]))
+            }
+        }
+        let mut issues = crate::fhir::validate::json_rules(rt, body);
+        issues.extend(self.validators.validate(rt, body));
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::BadRequest(issues))
+        }
+    }
+
+    async fn head(&self, conn: &mut Conn<'_>, m: &dyn ResourceMapping, id: &Id) -> Result<Option<Head>> {
+        let sql = format!(
+            "SELECT id, version_id, deleted_at FROM {} WHERE fhir_id = ?",
+            m.table()
+        );
+        let Some(r) = conn.fetch_optional(&sql, &[id.as_str().into()]).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Head {
+            row_id: r.uuid("id")?,
+            version_id: r.int("version_id")?,
+            deleted: r.opt_timestamp("deleted_at")?.is_some(),
+        }))
+    }
+
+    /// Reads back the row just written and records it as a version in resource_versions.
+    async fn record_version(&self, tx: &mut Tx, m: &dyn ResourceMapping, row_id: Uuid, method: &str) -> Result<Version> {
+        let mut loaded = m.load(&mut Conn::Tx(tx), &[row_id]).await?;
+        let (_, resource) = loaded
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("row vanished inside its own transaction"))?;
+        let version = version_of(m.resource_type(), Some(resource))?;
+        tx.execute(
+            "INSERT INTO resource_versions (id, resource_type, row_id, fhir_id, version_id, method, last_updated, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            &[
+                Uuid::new_v4().into(),
+                m.resource_type().into(),
+                row_id.into(),
+                version.id.clone().into(),
+                version.version_id.into(),
+                method.into(),
+                version.last_updated.into(),
+                Arg::Json(version.resource.clone().unwrap_or(Value::Null)),
+            ],
+        )
+        .await?;
+        Ok(version)
+    }
+
+    /// create: a new resource with a server-assigned id.
+    pub async fn create(&self, _caller: &Caller, resource_type: &str, body: Value) -> Result<Written> {
+        let m = self.mapping(resource_type)?;
+        self.check(m.as_ref(), &body)?;
+        let row_id = Uuid::new_v4();
+        let id = Id::parse(&row_id.to_string()).ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
+        let mut tx = self.db.begin().await?;
+        m.insert(&mut tx, row_id, &id, &body).await?;
+        let version = self.record_version(&mut tx, m.as_ref(), row_id, "POST").await?;
+        tx.commit().await?;
+        Ok(Written { version, created: true })
+    }
+
+    /// update: replaces the resource, or creates it under the client's id when it does not exist.
+    pub async fn update(&self, _caller: &Caller, resource_type: &str, id: &Id, body: Value, if_match: Option<i64>) -> Result<Written> {
+        let m = self.mapping(resource_type)?;
+        self.check(m.as_ref(), &body)?;
+        match body.get("id").and_then(Value::as_str) {
+            Some(body_id) if body_id == id.as_str() => {}
+            Some(_) => return Err(Error::BadRequest(vec![Issue::error(IssueType::Invalid, "the id in the body does not match the id in the URL").at(format!("{resource_type}.id"))])),
+            None => return Err(Error::BadRequest(vec![Issue::error(IssueType::Required, "an update must carry the resource id in the body").at(format!("{resource_type}.id"))])),
+        }
+        let mut tx = self.db.begin().await?;
+        let head = self.head(&mut Conn::Tx(&mut tx), m.as_ref(), id).await?;
+        let (row_id, created) = match head {
+            None => {
+                if if_match.is_some() {
+                    return Err(Error::PreconditionFailed(format!("{resource_type}/{id} does not exist, so If-Match cannot match")));
+                }
+                let row_id = Uuid::new_v4();
+                m.insert(&mut tx, row_id, id, &body).await?;
+                (row_id, true)
+            }
+            Some(h) => {
+                if let Some(v) = if_match {
+                    if v != h.version_id {
+                        return Err(stale(resource_type, id, v, h.version_id));
+                    }
+                }
+                if !m.update(&mut tx, h.row_id, if_match, &body).await? {
+                    return Err(Error::PreconditionFailed(format!("{resource_type}/{id} was changed by another request; read it again")));
+                }
+                (h.row_id, h.deleted)
+            }
+        };
+        let version = self.record_version(&mut tx, m.as_ref(), row_id, "PUT").await?;
+        tx.commit().await?;
+        Ok(Written { version, created })
+    }
+
+    /// read: the current version; 410 when deleted.
+    pub async fn read(&self, _caller: &Caller, resource_type: &str, id: &Id) -> Result<Version> {
+        let m = self.mapping(resource_type)?;
+        let mut conn = Conn::Pool(&self.db);
+        let head = self.head(&mut conn, m.as_ref(), id).await?;
+        let h = head.ok_or_else(|| not_found(resource_type, id))?;
+        if h.deleted {
+            return Err(Error::Gone(format!("{resource_type}/{id} was deleted")));
+        }
+        let mut loaded = m.load(&mut conn, &[h.row_id]).await?;
+        let (_, resource) = loaded.pop().ok_or_else(|| not_found(resource_type, id))?;
+        version_of(m.resource_type(), Some(resource))
+    }
+
+    /// vread: a version as it was served.
+    pub async fn vread(&self, caller: &Caller, resource_type: &str, id: &Id, version_id: i64) -> Result<Version> {
+        let m = self.mapping(resource_type)?;
+        let row = self
+            .db
+            .fetch_optional(
+                "SELECT method, last_updated, resource FROM resource_versions WHERE resource_type = ? AND fhir_id = ? AND version_id = ?",
+                &[m.resource_type().into(), id.as_str().into(), version_id.into()],
+            )
+            .await?;
+        match row {
+            Some(r) if r.string("method")? == "DELETE" => Err(Error::Gone(format!("version {version_id} of {resource_type}/{id} is a deletion"))),
+            Some(r) => version_of(m.resource_type(), r.json("resource")?),
+            None => {
+                // A version made by a direct SQL write has no history row: it is the current one.
+                match self.read(caller, resource_type, id).await {
+                    Ok(v) if v.version_id == version_id => Ok(v),
+                    Ok(_) | Err(Error::Gone(_)) => Err(Error::NotFound(format!("{resource_type}/{id} has no version {version_id}"))),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// delete: a soft delete (a new version that is a deletion). Deleting twice is harmless.
+    pub async fn delete(&self, _caller: &Caller, resource_type: &str, id: &Id, if_match: Option<i64>) -> Result<()> {
+        let m = self.mapping(resource_type)?;
+        let mut tx = self.db.begin().await?;
+        let h = self.head(&mut Conn::Tx(&mut tx), m.as_ref(), id).await?.ok_or_else(|| not_found(resource_type, id))?;
+        if h.deleted {
+            return Ok(());
+        }
+        if let Some(v) = if_match {
+            if v != h.version_id {
+                return Err(stale(resource_type, id, v, h.version_id));
+            }
+        }
+        let sql = format!(
+            "UPDATE {} SET deleted_at = {} WHERE id = ? AND version_id = ? AND deleted_at IS NULL",
+            m.table(),
+            tx.dialect().now()
+        );
+        if tx.execute(&sql, &[h.row_id.into(), h.version_id.into()]).await? == 0 {
+            return Err(Error::Conflict(format!("{resource_type}/{id} was changed by another request during the delete; retry")));
+        }
+        let r = tx
+            .fetch_optional(&format!("SELECT version_id, updated_at FROM {} WHERE id = ?", m.table()), &[h.row_id.into()])
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("deleted row vanished"))?;
+        tx.execute(
+            "INSERT INTO resource_versions (id, resource_type, row_id, fhir_id, version_id, method, last_updated, resource) VALUES (?, ?, ?, ?, ?, 'DELETE', ?, NULL)",
+            &[Uuid::new_v4().into(), m.resource_type().into(), h.row_id.into(), id.as_str().into(), r.int("version_id")?.into(), r.timestamp("updated_at")?.into()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn not_found(resource_type: &str, id: &Id) -> Error {
+    Error::NotFound(format!("{resource_type}/{id} is not known"))
+}
+
+fn stale(resource_type: &str, id: &Id, wanted: i64, current: i64) -> Error {
+    Error::PreconditionFailed(format!(
+        "If-Match names version {wanted} of {resource_type}/{id}, but the current version is {current}"
+    ))
+}
+
+/// The version facts of a served resource, read from its meta.
+fn version_of(resource_type: &'static str, resource: Option<Value>) -> Result<Version> {
+    let r = resource.ok_or_else(|| anyhow::anyhow!("stored version has no resource"))?;
+    let meta = r.get("meta");
+    let id = r.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let version_id = meta
+        .and_then(|m| m.get("versionId"))
+        .and_then(Value::as_str)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("stored resource has no versionId"))?;
+    let last_updated = meta
+        .and_then(|m| m.get("lastUpdated"))
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| anyhow::anyhow!("stored resource has no lastUpdated"))?;
+    Ok(Version { resource_type, id, version_id, last_updated, resource: Some(r) })
+}

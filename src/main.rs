@@ -1,0 +1,52 @@
+use anyhow::Context;
+use clap::Parser;
+use expediente::config::{Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .init();
+    match Cli::parse().command {
+        Command::Migrate(args) => {
+            let db = expediente::store::Db::connect(&args.database_url).await.context("connecting to the database")?;
+            db.migrate().await.context("applying migrations")?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let state = expediente::build_state(&args.db.database_url, args.max_body_bytes, args.base_url.clone()).await?;
+            let db = state.fhir.db.clone();
+            let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+            tracing::info!(address = %listener.local_addr()?, "expediente is serving FHIR R4 at /fhir");
+            expediente::api::serve(listener, expediente::api::router(state), shutdown_signal()).await?;
+            db.close().await;
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

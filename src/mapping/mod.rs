@@ -1,0 +1,101 @@
+//! The mapping layer: one module per resource type, translating FHIR JSON to and from the rows of
+//! the clinic schema, and declaring the search parameters it supports. The [`Registry`] of these
+//! drives routing and the CapabilityStatement.
+
+pub mod fields;
+pub mod patient;
+pub mod search;
+
+use crate::fhir::{Id, Issue};
+use crate::store::{Conn, StoreError, Tx};
+use async_trait::async_trait;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub use search::{ParamKind, SearchParam, Target};
+
+/// Why a mapping could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    /// The resource is well-formed but its content cannot be stored as given (422).
+    #[error("unprocessable resource")]
+    Unprocessable(Vec<Issue>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One resource type behind the FHIR API. Writes run inside the caller's transaction; the
+/// caller (the interactions layer) owns versions, history and the audit record.
+#[async_trait]
+pub trait ResourceMapping: Send + Sync {
+    /// The FHIR resource type, e.g. `Patient`.
+    fn resource_type(&self) -> &'static str;
+
+    /// The table holding one row per resource, with the columns every clinical table has
+    /// (id, fhir_id, version_id, updated_at, deleted_at).
+    fn table(&self) -> &'static str;
+
+    /// The search parameters this mapping answers, besides `_id` and `_lastUpdated`.
+    fn search_params(&self) -> &'static [SearchParam];
+
+    /// Stores a new resource as row `row_id` with logical id `fhir_id`.
+    async fn insert(
+        &self,
+        tx: &mut Tx,
+        row_id: Uuid,
+        fhir_id: &Id,
+        resource: &Value,
+    ) -> Result<(), MapError>;
+
+    /// Rewrites row `row_id` from `resource`, undeleting it if needed. With `expected_version`,
+    /// the write happens only if the row is still at that version; returns false otherwise.
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        row_id: Uuid,
+        expected_version: Option<i64>,
+        resource: &Value,
+    ) -> Result<bool, MapError>;
+
+    /// Builds the current resources of these rows (with id and meta), in no particular order.
+    async fn load(
+        &self,
+        conn: &mut Conn<'_>,
+        row_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, Value)>, StoreError>;
+}
+
+/// The mapped resource types, by name.
+#[derive(Clone)]
+pub struct Registry {
+    by_type: BTreeMap<&'static str, Arc<dyn ResourceMapping>>,
+}
+
+impl Registry {
+    /// Every resource type this build of the server hosts.
+    pub fn standard() -> Registry {
+        let mut r = Registry {
+            by_type: BTreeMap::new(),
+        };
+        r.add(Arc::new(patient::PatientMapping::new()));
+        r
+    }
+
+    fn add(&mut self, m: Arc<dyn ResourceMapping>) {
+        self.by_type.insert(m.resource_type(), m);
+    }
+
+    pub fn get(&self, resource_type: &str) -> Option<&Arc<dyn ResourceMapping>> {
+        self.by_type.get(resource_type)
+    }
+
+    pub fn types(&self) -> Vec<&'static str> {
+        self.by_type.keys().copied().collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn ResourceMapping>> {
+        self.by_type.values()
+    }
+}

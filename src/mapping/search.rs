@@ -1,0 +1,339 @@
+//! Search parameters as SQL: each parameter a mapping declares names a [`Target`], and this
+//! module turns a parsed parameter into a condition on indexed columns, with bound values only.
+
+use crate::fhir::date::{parse_range, Prefix};
+use crate::fhir::text::normalize;
+use crate::store::{Arg, Dialect};
+use chrono::Utc;
+
+/// The FHIR search parameter type, as the CapabilityStatement states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    String,
+    Token,
+    Date,
+}
+
+impl ParamKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            ParamKind::String => "string",
+            ParamKind::Token => "token",
+            ParamKind::Date => "date",
+        }
+    }
+}
+
+/// Where a parameter's values live. Table and column names are static: never user input.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// The logical id (`_id`).
+    FhirId,
+    /// `meta.lastUpdated`, the row's updated_at.
+    LastUpdated,
+    /// A code column, optionally bound to one code system.
+    TokenColumn {
+        column: &'static str,
+        system: Option<&'static str>,
+    },
+    /// A boolean column.
+    BoolColumn { column: &'static str },
+    /// A date column whose value stands for a year, month or day as `precision_column` says.
+    DateColumn {
+        column: &'static str,
+        precision_column: &'static str,
+    },
+    /// The `search_strings` index, rows kept under the parameter's own name.
+    StringIndex,
+    /// A child table of identifiers with `system` and `value` columns.
+    IdentifierTable {
+        table: &'static str,
+        foreign_key: &'static str,
+    },
+}
+
+/// A search parameter a mapping supports.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchParam {
+    pub name: &'static str,
+    pub kind: ParamKind,
+    pub target: Target,
+    /// Canonical URL of the SearchParameter definition.
+    pub definition: &'static str,
+    pub documentation: &'static str,
+}
+
+/// The parameters every resource type supports.
+pub const COMMON: &[SearchParam] = &[
+    SearchParam {
+        name: "_id",
+        kind: ParamKind::Token,
+        target: Target::FhirId,
+        definition: "http://hl7.org/fhir/SearchParameter/Resource-id",
+        documentation: "Logical id of the resource",
+    },
+    SearchParam {
+        name: "_lastUpdated",
+        kind: ParamKind::Date,
+        target: Target::LastUpdated,
+        definition: "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+        documentation: "When the resource version last changed",
+    },
+];
+
+/// A malformed or unsupported search; the message names the parameter (400).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SearchError(pub String);
+
+/// A SQL condition with its bound values.
+#[derive(Debug, Default)]
+pub struct Sql {
+    pub text: String,
+    pub args: Vec<Arg>,
+}
+
+/// The resource table is always aliased `t`.
+pub struct Ctx {
+    pub dialect: Dialect,
+    pub resource_type: &'static str,
+}
+
+/// The condition for one occurrence of a parameter: its comma-separated values are ORed.
+pub fn condition(
+    p: &SearchParam,
+    modifier: Option<&str>,
+    values: &[String],
+    ctx: &Ctx,
+) -> Result<Sql, SearchError> {
+    let allowed: &[&str] = match p.kind {
+        ParamKind::String => &["exact", "contains"],
+        ParamKind::Token | ParamKind::Date => &[],
+    };
+    if let Some(m) = modifier {
+        if !allowed.contains(&m) {
+            return Err(SearchError(format!(
+                "modifier :{m} is not supported on parameter {}",
+                p.name
+            )));
+        }
+    }
+    let mut parts = Vec::with_capacity(values.len());
+    let mut args = Vec::new();
+    for v in values {
+        let (text, mut a) = one_value(p, modifier, v, ctx)?;
+        parts.push(text);
+        args.append(&mut a);
+    }
+    Ok(Sql {
+        text: if parts.len() == 1 {
+            parts.pop().unwrap_or_default()
+        } else {
+            format!("({})", parts.join(" OR "))
+        },
+        args,
+    })
+}
+
+/// Splits a token into (system, code): `code`, `system|code`, `|code`, `system|`.
+fn token(value: &str) -> (Option<Option<&str>>, Option<&str>) {
+    match value.split_once('|') {
+        None => (None, Some(value)),
+        Some((s, c)) => (
+            Some((!s.is_empty()).then_some(s)),
+            (!c.is_empty()).then_some(c),
+        ),
+    }
+}
+
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn one_value(
+    p: &SearchParam,
+    modifier: Option<&str>,
+    value: &str,
+    ctx: &Ctx,
+) -> Result<(String, Vec<Arg>), SearchError> {
+    let bad = |what: &str| SearchError(format!("invalid value for parameter {}: {what}", p.name));
+    if value.is_empty() {
+        return Err(bad("empty value"));
+    }
+    Ok(match p.target {
+        Target::FhirId => ("t.fhir_id = ?".into(), vec![value.into()]),
+        Target::TokenColumn { column, system } => {
+            let (sys, code) = token(value);
+            let sys_ok = match (sys, system) {
+                (None, _) => true,
+                (Some(Some(s)), Some(expected)) => s == expected,
+                (Some(None), _) | (Some(Some(_)), None) => false,
+            };
+            match (sys_ok, code) {
+                (false, _) => ("1 = 0".into(), vec![]),
+                (true, Some(c)) => (format!("t.{column} = ?"), vec![c.into()]),
+                (true, None) => (format!("t.{column} IS NOT NULL"), vec![]),
+            }
+        }
+        Target::BoolColumn { column } => {
+            let (sys, code) = token(value);
+            if sys.is_some_and(|s| s.is_some()) {
+                return Err(bad("a boolean has no system"));
+            }
+            let b = match code {
+                Some("true") => true,
+                Some("false") => false,
+                _ => return Err(bad("expected true or false")),
+            };
+            (format!("t.{column} = ?"), vec![Arg::Bool(Some(b))])
+        }
+        Target::IdentifierTable { table, foreign_key } => {
+            let (sys, code) = token(value);
+            let mut cond = format!(
+                "EXISTS (SELECT 1 FROM {table} i WHERE i.{foreign_key} = t.id AND i.deleted_at IS NULL"
+            );
+            let mut args = Vec::new();
+            if let Some(c) = code {
+                cond.push_str(" AND i.value = ?");
+                args.push(c.into());
+            }
+            match sys {
+                Some(Some(s)) => {
+                    cond.push_str(" AND i.system = ?");
+                    args.push(s.into());
+                }
+                Some(None) => cond.push_str(" AND i.system IS NULL"),
+                None => {}
+            }
+            if code.is_none() && !matches!(sys, Some(Some(_))) {
+                return Err(bad("a token needs a code or a system"));
+            }
+            cond.push(')');
+            (cond, args)
+        }
+        Target::StringIndex => {
+            let base = "EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND ";
+            let mut args: Vec<Arg> = vec![ctx.resource_type.into(), p.name.into()];
+            let cond = match modifier {
+                Some("exact") => {
+                    args.push(value.into());
+                    "s.exact = ?".to_owned()
+                }
+                Some("contains") => {
+                    args.push(format!("%{}%", like_escape(&normalize(value))).into());
+                    "s.value LIKE ? ESCAPE '\\'".to_owned()
+                }
+                _ => {
+                    let n = normalize(value);
+                    match ctx.dialect {
+                        // A range on the binary-ordered index; LIKE would not use it in SQLite.
+                        Dialect::Sqlite => {
+                            args.push(n.clone().into());
+                            args.push(format!("{n}\u{10FFFF}").into());
+                            "s.value >= ? AND s.value < ?".to_owned()
+                        }
+                        Dialect::Postgres => {
+                            args.push(format!("{}%", like_escape(&n)).into());
+                            "s.value LIKE ? ESCAPE '\\'".to_owned()
+                        }
+                    }
+                }
+            };
+            (format!("{base}{cond})"), args)
+        }
+        Target::LastUpdated => {
+            let (prefix, rest) = Prefix::split(value);
+            let mut r = parse_range(rest).ok_or_else(|| bad("not a date, dateTime or instant"))?;
+            if prefix == Prefix::Ap {
+                r = r.approximate(Utc::now());
+            }
+            let (lo, hi) = (Arg::from(r.start), Arg::from(r.end));
+            let c = "t.updated_at";
+            match prefix {
+                Prefix::Eq | Prefix::Ap => (format!("({c} >= ? AND {c} < ?)"), vec![lo, hi]),
+                Prefix::Ne => (format!("NOT ({c} >= ? AND {c} < ?)"), vec![lo, hi]),
+                Prefix::Gt | Prefix::Sa => (format!("{c} >= ?"), vec![hi]),
+                Prefix::Lt | Prefix::Eb => (format!("{c} < ?"), vec![lo]),
+                Prefix::Ge => (format!("{c} >= ?"), vec![lo]),
+                Prefix::Le => (format!("{c} < ?"), vec![hi]),
+            }
+        }
+        Target::DateColumn {
+            column,
+            precision_column,
+        } => {
+            let (prefix, rest) = Prefix::split(value);
+            let mut r = parse_range(rest).ok_or_else(|| bad("not a date or dateTime"))?;
+            if prefix == Prefix::Ap {
+                r = r.approximate(Utc::now());
+            }
+            let (lo, hi) = r.days();
+            let (lo, hi) = (Arg::Date(Some(lo)), Arg::Date(Some(hi)));
+            // The target's own range [a, b): its value to the end of its precision.
+            let a = format!("t.{column}");
+            let b = match ctx.dialect {
+                Dialect::Sqlite => format!(
+                    "date(t.{column}, CASE t.{precision_column} WHEN 'year' THEN '+1 year' WHEN 'month' THEN '+1 month' ELSE '+1 day' END)"
+                ),
+                Dialect::Postgres => format!(
+                    "CAST(t.{column} + CASE t.{precision_column} WHEN 'year' THEN interval '1 year' WHEN 'month' THEN interval '1 month' ELSE interval '1 day' END AS date)"
+                ),
+            };
+            match prefix {
+                Prefix::Eq => (format!("({a} >= ? AND {b} <= ?)"), vec![lo, hi]),
+                Prefix::Ne => (format!("NOT ({a} >= ? AND {b} <= ?)"), vec![lo, hi]),
+                Prefix::Gt => (format!("{b} > ?"), vec![hi]),
+                Prefix::Lt => (format!("{a} < ?"), vec![lo]),
+                Prefix::Ge => (format!("({a} >= ? OR {b} > ?)"), vec![lo, hi]),
+                Prefix::Le => (format!("({b} <= ? OR {a} < ?)"), vec![hi, lo]),
+                Prefix::Sa => (format!("{a} >= ?"), vec![hi]),
+                Prefix::Eb => (format!("{b} <= ?"), vec![lo]),
+                Prefix::Ap => (format!("({a} < ? AND {b} > ?)"), vec![hi, lo]),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_split_into_system_and_code() {
+        assert_eq!(token("abc"), (None, Some("abc")));
+        assert_eq!(token("http://x|abc"), (Some(Some("http://x")), Some("abc")));
+        assert_eq!(token("|abc"), (Some(None), Some("abc")));
+        assert_eq!(token("http://x|"), (Some(Some("http://x")), None));
+    }
+
+    #[test]
+    fn like_metacharacters_are_escaped() {
+        assert_eq!(like_escape("50%_a\\"), "50\\%\\_a\\\\");
+    }
+
+    #[test]
+    fn user_input_only_ever_becomes_a_bound_value() {
+        let p = SearchParam {
+            name: "family",
+            kind: ParamKind::String,
+            target: Target::StringIndex,
+            definition: "",
+            documentation: "",
+        };
+        let ctx = Ctx {
+            dialect: Dialect::Postgres,
+            resource_type: "Patient",
+        };
+        let evil = "x'); DROP TABLE patients; --".to_owned();
+        let sql = condition(&p, None, &[evil], &ctx).unwrap();
+        assert!(!sql.text.contains("DROP"));
+        assert_eq!(sql.args.len(), 3);
+    }
+}

@@ -1,0 +1,37 @@
+//! The migrations of each engine, embedded in the binary so `serve` needs no files beside it.
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use std::borrow::Cow;
+
+macro_rules! migration {
+    ($version:expr, $name:expr, $path:expr) => {
+        Migration::new(
+            $version,
+            Cow::Borrowed($name),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!($path)),
+            false,
+        )
+    };
+}
+
+fn migrator(migrations: Vec<Migration>) -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}
+
+pub fn sqlite() -> Migrator {
+    migrator(vec![
+        migration!(1, "foundation", "../../migrations/sqlite/0001_foundation.sql"),
+        migration!(2, "clinical", "../../migrations/sqlite/0002_clinical.sql"),
+    ])
+}
+
+pub fn postgres() -> Migrator {
+    migrator(vec![
+        migration!(1, "foundation", "../../migrations/postgres/0001_foundation.sql"),
+        migration!(2, "clinical", "../../migrations/postgres/0002_clinical.sql"),
+    ])
+}
