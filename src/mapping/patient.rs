@@ -510,10 +510,7 @@ impl PatientMapping {
             c.address[4].clone().into(),
             c.marital.clone().into(),
             c.language.clone().into(),
-            match c.practitioner {
-                Some(u) => Arg::Uuid(u),
-                None => Arg::Text(None),
-            },
+            Arg::OptUuid(c.practitioner),
             Arg::Json(Value::Object(c.extra.clone())),
         ]
     }

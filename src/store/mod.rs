@@ -43,6 +43,7 @@ impl Dialect {
 #[derive(Debug, Clone)]
 pub enum Arg {
     Uuid(Uuid),
+    OptUuid(Option<Uuid>),
     Text(Option<String>),
     Int(Option<i64>),
     Bool(Option<bool>),
@@ -121,6 +122,7 @@ fn sqlite_query<'q>(sql: &'q str, args: &[Arg]) -> SqliteQuery<'q> {
     for a in args {
         q = match a {
             Arg::Uuid(v) => q.bind(v.hyphenated().to_string()),
+            Arg::OptUuid(v) => q.bind(v.map(|u| u.hyphenated().to_string())),
             Arg::Text(v) => q.bind(v.clone()),
             Arg::Int(v) => q.bind(*v),
             Arg::Bool(v) => q.bind(*v),
@@ -137,6 +139,7 @@ fn pg_query<'q>(sql: &'q str, args: &[Arg]) -> PgQuery<'q> {
     for a in args {
         q = match a {
             Arg::Uuid(v) => q.bind(*v),
+            Arg::OptUuid(v) => q.bind(*v),
             Arg::Text(v) => q.bind(v.clone()),
             Arg::Int(v) => q.bind(*v),
             Arg::Bool(v) => q.bind(*v),

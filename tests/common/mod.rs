@@ -1,0 +1,249 @@
+//! Test harness: starts the real server on a random port over a fresh database (a SQLite file,
+//! or a new PostgreSQL database) and speaks HTTP to it.
+#![allow(dead_code)]
+
+use expediente::store::Db;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// PostgreSQL server used by the tests; each test gets its own database on it.
+pub fn postgres_admin_url() -> String {
+    std::env::var("EXPEDIENTE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(Engine)` as two tests, one per database engine.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Engine::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Engine::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A running server and a direct handle on its database.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: Db,
+    pub engine: Engine,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    File(PathBuf),
+    Database(String),
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::File(p) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+                }
+            }
+            Cleanup::Database(name) => {
+                let name = name.clone();
+                // Drop runs inside the test's runtime: do the async cleanup on a thread of its own.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                    if let Ok(rt) = rt {
+                        rt.block_on(async {
+                            if let Ok(admin) = Db::connect(&postgres_admin_url()).await {
+                                let _ = admin.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await;
+                                admin.close().await;
+                            }
+                        });
+                    }
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// A response: status, headers and the parsed JSON body (Null when empty).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    }
+
+    /// Asserts the body is an OperationOutcome and returns its issues' diagnostics and expressions.
+    pub fn outcome(&self) -> Vec<(String, String, Option<String>)> {
+        assert_eq!(self.body["resourceType"], "OperationOutcome", "not an OperationOutcome: {}", self.text);
+        assert!(
+            self.header("content-type").unwrap_or_default().starts_with("application/fhir+json"),
+            "an OperationOutcome is served as application/fhir+json"
+        );
+        self.body["issue"]
+            .as_array()
+            .expect("issues")
+            .iter()
+            .map(|i| {
+                (
+                    i["code"].as_str().unwrap_or_default().to_owned(),
+                    i["diagnostics"].as_str().unwrap_or_default().to_owned(),
+                    i["expression"][0].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(engine: Engine) -> TestApp {
+        Self::spawn_with(engine, 1024 * 1024).await
+    }
+
+    pub async fn spawn_with(engine: Engine, max_body: usize) -> TestApp {
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let (url, cleanup) = match engine {
+            Engine::Sqlite => {
+                let path = std::env::temp_dir().join(format!("expediente-test-{tag}.db"));
+                (format!("sqlite://{}", path.display()), Cleanup::File(path))
+            }
+            Engine::Postgres => {
+                let admin_url = postgres_admin_url();
+                let admin = Db::connect(&admin_url).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL is unreachable at {admin_url} ({e}); PostgreSQL tests are never skipped")
+                });
+                let name = format!("expediente_test_{tag}");
+                admin.execute(&format!("CREATE DATABASE {name}"), &[]).await.expect("create test database");
+                admin.close().await;
+                let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+                (format!("{base}/{name}"), Cleanup::Database(name))
+            }
+        };
+        let state = expediente::build_state(&url, max_body, None).await.expect("server state");
+        let db = state.fhir.db.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = expediente::api::router(state);
+        tokio::spawn(expediente::api::serve(listener, app, std::future::pending()));
+        TestApp { base: format!("http://{addr}"), client: reqwest::Client::new(), db, engine, cleanup }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends a request with optional FHIR JSON body and extra headers.
+    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Reply {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.header("content-type", "application/fhir+json").body(b.to_string());
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Self::reply(req.send().await.expect("request")).await
+    }
+
+    pub async fn reply(res: reqwest::Response) -> Reply {
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body");
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("the body is JSON") };
+        Reply { status, headers, body, text }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(Method::POST, path, Some(body), &[]).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.send(Method::PUT, path, Some(body), &[]).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, None, &[]).await
+    }
+
+    /// Creates a resource and returns it as the server stored it.
+    pub async fn create(&self, resource: &Value) -> Value {
+        let rt = resource["resourceType"].as_str().expect("resourceType");
+        let r = self.post(&format!("/fhir/{rt}"), resource).await;
+        assert_eq!(r.status, StatusCode::CREATED, "create failed: {}", r.text);
+        r.body
+    }
+
+    /// The number of rows in a table, straight from the database.
+    pub async fn count(&self, table: &str) -> i64 {
+        self.db
+            .fetch_optional(&format!("SELECT count(*) AS n FROM {table}"), &[])
+            .await
+            .expect("count")
+            .expect("row")
+            .bigint("n")
+            .expect("n")
+    }
+
+    /// The ids of a searchset Bundle's entries, in order.
+    pub fn ids(bundle: &Value) -> Vec<String> {
+        bundle["entry"]
+            .as_array()
+            .map(|e| e.iter().map(|e| e["resource"]["id"].as_str().unwrap_or_default().to_owned()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Loads a JSON file of the test data.
+pub fn data(path: &str) -> Value {
+    let p = format!("{}/tests/data/{path}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))).expect("test data is JSON")
+}
+
+/// A resource without its id and the server-kept parts of meta (versionId, lastUpdated), for
+/// comparing what was sent with what came back. The rest of meta (profile, tag...) is kept.
+pub fn strip_id_meta(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("id");
+        let empty = match o.get_mut("meta").and_then(Value::as_object_mut) {
+            Some(m) => {
+                m.remove("versionId");
+                m.remove("lastUpdated");
+                m.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            o.remove("meta");
+        }
+    }
+    v
+}
