@@ -99,16 +99,90 @@ fn walk(v: &Value, path: String, in_primitive_array: bool, issues: &mut Vec<Issu
         Value::Object(o) => {
             for (k, item) in o {
                 let primitive_ext = k.starts_with('_') && item.is_array();
-                walk(item, format!("{path}.{k}"), primitive_ext, issues);
+                let here = format!("{path}.{k}");
+                if k == "div" && path.ends_with(".text") {
+                    if let Some(html) = item.as_str() {
+                        if let Some(why) = unsafe_narrative(html) {
+                            issues.push(Issue::error(IssueType::Value, format!("the narrative is not safe XHTML: {why}")).at(here.clone()));
+                        }
+                    }
+                }
+                walk(item, here, primitive_ext, issues);
             }
         }
         _ => {}
     }
 }
 
+/// Why a narrative is unsafe to show, if it is: FHIR narrative is limited XHTML with no active
+/// content (no scripts, event handlers, frames, forms or script URLs).
+pub fn unsafe_narrative(html: &str) -> Option<&'static str> {
+    let lower: String = html
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r' | '\0'))
+        .collect();
+    for tag in ["<script", "<iframe", "<object", "<embed", "<form", "<base", "<link", "<meta", "<style", "<frame", "<applet"] {
+        if lower.contains(tag) {
+            return Some("it contains an element that is not allowed");
+        }
+    }
+    for scheme in ["javascript:", "vbscript:", "data:text/html"] {
+        if lower.contains(scheme) {
+            return Some("it contains a script URL");
+        }
+    }
+    // Only the inside of tags can hold attributes; text such as "once = daily" is harmless.
+    let mut tags = String::new();
+    let mut in_tag = false;
+    for c in lower.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                tags.push(' ');
+            }
+            c if in_tag => tags.push(c),
+            _ => {}
+        }
+    }
+    let b = tags.as_bytes();
+    for (i, w) in b.windows(3).enumerate() {
+        // An attribute named on...= after whitespace or a quote: an event handler.
+        if (w[0] == b' ' || w[0] == b'"' || w[0] == b'\'' || w[0] == b'/') && w[1] == b'o' && w[2] == b'n' {
+            let rest = &b[i + 3..];
+            let name_len = rest.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+            let after = rest[name_len..].iter().skip_while(|c| **c == b' ').next();
+            if name_len > 0 && after == Some(&b'=') {
+                return Some("it contains an event handler attribute");
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsafe_narratives_are_recognised() {
+        let div = |inner: &str| format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{inner}</div>");
+        for bad in [
+            "<script>alert(1)</script>",
+            "<img src=\"x\" onerror=\"alert(1)\"/>",
+            "<a href=\" javascript:alert(1)\">x</a>",
+            "<a href=\"\tjava\nscript:alert(1)\">x</a>",
+            "<a href=\"data:text/html;base64,PHNjcmlwdD4=\">x</a>",
+            "<p ONCLICK = 'x'>a</p>",
+            "<iframe src=\"https://evil\"></iframe>",
+        ] {
+            assert!(unsafe_narrative(&div(bad)).is_some(), "{bad}");
+        }
+        for good in ["<p>Peter <b>Chalmers</b> (one, two)</p>", "<table><tr><td>Contacts</td></tr></table>", "<p>Take it on an empty stomach</p>", "<p>dose once = daily</p>"] {
+            assert!(unsafe_narrative(&div(good)).is_none(), "{good}");
+        }
+    }
 
     #[test]
     fn json_rules_reject_empty_and_null_but_allow_primitive_extension_gaps() {

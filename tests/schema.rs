@@ -1,0 +1,846 @@
+//! The clinic schema itself, straight through the store: common columns, the touch triggers,
+//! CHECK / foreign key / unique constraints, the append-only audit trail, soft delete and
+//! idempotent migrations, on both engines.
+
+mod common;
+
+use chrono::{DateTime, TimeZone, Utc};
+use common::{Engine, TestApp};
+use expediente::store::{Arg, StoreError};
+use reqwest::StatusCode;
+use serde_json::json;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Every table that carries id, version_id, created_at, updated_at, deleted_at and fhir_extra
+/// (and a <table>_touch trigger), in both migrations.
+const CLINICAL_TABLES: [&str; 18] = [
+    "roles",
+    "specialties",
+    "users",
+    "patients",
+    "patient_identifiers",
+    "patient_contacts",
+    "medical_histories",
+    "allergies",
+    "patient_allergies",
+    "consultations",
+    "vital_signs",
+    "medications",
+    "prescriptions",
+    "medical_tests",
+    "medical_test_results",
+    "file_attachments",
+    "custom_fields",
+    "custom_field_values",
+];
+
+/// Runs a statement that must succeed, naming it when it does not.
+async fn exec(app: &TestApp, sql: &str, args: &[Arg]) -> u64 {
+    app.db
+        .execute(sql, args)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The number of rows of `table` matching `filter` (a WHERE clause with `?` placeholders).
+async fn count_where(app: &TestApp, table: &str, filter: &str, args: &[Arg]) -> i64 {
+    let sql = format!("SELECT count(*) AS n FROM {table} WHERE {filter}");
+    app.db
+        .fetch_optional(&sql, args)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .expect("a count row")
+        .bigint("n")
+        .expect("n")
+}
+
+/// The id of one of the seeded roles.
+async fn role_id(app: &TestApp, name: &str) -> Uuid {
+    app.db
+        .fetch_optional("SELECT id FROM roles WHERE name = ?", &[name.into()])
+        .await
+        .expect("select role")
+        .unwrap_or_else(|| panic!("the {name} role is seeded"))
+        .uuid("id")
+        .expect("id")
+}
+
+/// Inserts a bare patient and returns its row id.
+async fn insert_patient(app: &TestApp, fhir_id: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO patients (id, fhir_id) VALUES (?, ?)",
+        &[id.into(), fhir_id.into()],
+    )
+    .await;
+    id
+}
+
+/// (version_id, created_at, updated_at) of one row.
+async fn stamps(app: &TestApp, table: &str, id: Uuid) -> (i64, DateTime<Utc>, DateTime<Utc>) {
+    let sql = format!("SELECT version_id, created_at, updated_at FROM {table} WHERE id = ?");
+    let row = app
+        .db
+        .fetch_optional(&sql, &[id.into()])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|| panic!("{table} row {id} exists"));
+    (
+        row.int("version_id").expect("version_id"),
+        row.timestamp("created_at").expect("created_at"),
+        row.timestamp("updated_at").expect("updated_at"),
+    )
+}
+
+async fn every_clinical_table_has_the_common_columns(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+
+    for table in CLINICAL_TABLES {
+        let sql = format!(
+            "SELECT id, version_id, created_at, updated_at, deleted_at, fhir_extra FROM {table} WHERE 1 = 0"
+        );
+        let rows = app
+            .db
+            .fetch_all(&sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{table} lacks a common column: {e}"));
+        assert!(rows.is_empty(), "{table}: WHERE 1 = 0 returns no row");
+    }
+    for table in ["resource_versions", "audit_logs"] {
+        let rows = app
+            .db
+            .fetch_all(&format!("SELECT * FROM {table} WHERE 1 = 0"), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{table} does not exist: {e}"));
+        assert!(rows.is_empty(), "{table}: WHERE 1 = 0 returns no row");
+    }
+    // The probe does fail on a missing column or table, so the loops above prove something.
+    assert!(app
+        .db
+        .fetch_all("SELECT no_such_column FROM patients WHERE 1 = 0", &[])
+        .await
+        .is_err());
+    assert!(app
+        .db
+        .fetch_all("SELECT id FROM no_such_table WHERE 1 = 0", &[])
+        .await
+        .is_err());
+}
+
+/// Inserts one minimal valid row into every clinical table (foreign keys satisfied: a doctor
+/// user, a patient, a consultation, a medical test, catalog entries, a custom field...) and
+/// returns (table, id) in the order of [`CLINICAL_TABLES`].
+async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uuid)> {
+    let doctor_role = role_id(app, "doctor").await;
+    let mut rows: Vec<(&'static str, Uuid)> = Vec::new();
+
+    let role = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO roles (id, name, description) VALUES (?, ?, ?)",
+        &[role.into(), "lab-technician".into(), "Laboratory".into()],
+    )
+    .await;
+    rows.push(("roles", role));
+
+    let specialty = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO specialties (id, code, name) VALUES (?, ?, ?)",
+        &[specialty.into(), "394579002".into(), "Cardiology".into()],
+    )
+    .await;
+    rows.push(("specialties", specialty));
+
+    let user = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO users (id, fhir_id, email, role_id, specialty_id, first_name, last_name) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        &[
+            user.into(),
+            "dr-ana".into(),
+            "ana@example.org".into(),
+            doctor_role.into(),
+            specialty.into(),
+            "Ana".into(),
+            "López".into(),
+        ],
+    )
+    .await;
+    rows.push(("users", user));
+
+    let patient = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO patients (id, fhir_id, last_name, gender, general_practitioner_id) \
+         VALUES (?, ?, ?, ?, ?)",
+        &[
+            patient.into(),
+            "pat-1".into(),
+            "Pérez".into(),
+            "female".into(),
+            user.into(),
+        ],
+    )
+    .await;
+    rows.push(("patients", patient));
+
+    let identifier = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO patient_identifiers (id, patient_id, position, system, value) VALUES (?, ?, ?, ?, ?)",
+        &[
+            identifier.into(),
+            patient.into(),
+            0i64.into(),
+            "urn:oid:2.16.840.1.113883.4.629".into(),
+            "PEPA800101MDFRRN09".into(),
+        ],
+    )
+    .await;
+    rows.push(("patient_identifiers", identifier));
+
+    let contact = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO patient_contacts (id, patient_id, position, first_name) VALUES (?, ?, ?, ?)",
+        &[contact.into(), patient.into(), 0i64.into(), "Luis".into()],
+    )
+    .await;
+    rows.push(("patient_contacts", contact));
+
+    let history = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO medical_histories (id, fhir_id, patient_id, condition_code, recorded_by) \
+         VALUES (?, ?, ?, ?, ?)",
+        &[
+            history.into(),
+            "cond-1".into(),
+            patient.into(),
+            "44054006".into(),
+            user.into(),
+        ],
+    )
+    .await;
+    rows.push(("medical_histories", history));
+
+    let allergy = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO allergies (id, code, display, category) VALUES (?, ?, ?, ?)",
+        &[
+            allergy.into(),
+            "penicillin".into(),
+            "Penicillin".into(),
+            "medication".into(),
+        ],
+    )
+    .await;
+    rows.push(("allergies", allergy));
+
+    let patient_allergy = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO patient_allergies (id, fhir_id, patient_id, allergy_id, recorder_id, criticality) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+        &[
+            patient_allergy.into(),
+            "alg-1".into(),
+            patient.into(),
+            allergy.into(),
+            user.into(),
+            "high".into(),
+        ],
+    )
+    .await;
+    rows.push(("patient_allergies", patient_allergy));
+
+    let consultation = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO consultations (id, fhir_id, patient_id, doctor_id, specialty_id) VALUES (?, ?, ?, ?, ?)",
+        &[
+            consultation.into(),
+            "enc-1".into(),
+            patient.into(),
+            user.into(),
+            specialty.into(),
+        ],
+    )
+    .await;
+    rows.push(("consultations", consultation));
+
+    let vitals = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO vital_signs (id, patient_id, consultation_id, performer_id) VALUES (?, ?, ?, ?)",
+        &[
+            vitals.into(),
+            patient.into(),
+            consultation.into(),
+            user.into(),
+        ],
+    )
+    .await;
+    rows.push(("vital_signs", vitals));
+
+    let medication = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO medications (id, code, system, display) VALUES (?, ?, ?, ?)",
+        &[
+            medication.into(),
+            "723".into(),
+            "http://www.nlm.nih.gov/research/umls/rxnorm".into(),
+            "amoxicillin".into(),
+        ],
+    )
+    .await;
+    rows.push(("medications", medication));
+
+    let prescription = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO prescriptions (id, fhir_id, patient_id, consultation_id, prescriber_id, medication_id) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+        &[
+            prescription.into(),
+            "rx-1".into(),
+            patient.into(),
+            consultation.into(),
+            user.into(),
+            medication.into(),
+        ],
+    )
+    .await;
+    rows.push(("prescriptions", prescription));
+
+    let test = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO medical_tests (id, fhir_id, patient_id, consultation_id, ordered_by, code) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+        &[
+            test.into(),
+            "dr-1".into(),
+            patient.into(),
+            consultation.into(),
+            user.into(),
+            "58410-2".into(),
+        ],
+    )
+    .await;
+    rows.push(("medical_tests", test));
+
+    let result = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO medical_test_results (id, fhir_id, medical_test_id, patient_id, code_display) \
+         VALUES (?, ?, ?, ?, ?)",
+        &[
+            result.into(),
+            "obs-1".into(),
+            test.into(),
+            patient.into(),
+            "Hemoglobin".into(),
+        ],
+    )
+    .await;
+    rows.push(("medical_test_results", result));
+
+    let attachment = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO file_attachments (id, patient_id, medical_test_id, file_name, storage_path, uploaded_by) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+        &[
+            attachment.into(),
+            patient.into(),
+            test.into(),
+            "cbc.pdf".into(),
+            "files/cbc.pdf".into(),
+            user.into(),
+        ],
+    )
+    .await;
+    rows.push(("file_attachments", attachment));
+
+    let field = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO custom_fields (id, entity_type, field_key, field_type) VALUES (?, ?, ?, ?)",
+        &[
+            field.into(),
+            "Patient".into(),
+            "blood_type".into(),
+            "text".into(),
+        ],
+    )
+    .await;
+    rows.push(("custom_fields", field));
+
+    let value = Uuid::new_v4();
+    exec(
+        app,
+        "INSERT INTO custom_field_values (id, custom_field_id, entity_type, entity_id, value_text) \
+         VALUES (?, ?, ?, ?, ?)",
+        &[
+            value.into(),
+            field.into(),
+            "Patient".into(),
+            patient.into(),
+            "O+".into(),
+        ],
+    )
+    .await;
+    rows.push(("custom_field_values", value));
+
+    let covered: Vec<&str> = rows.iter().map(|(t, _)| *t).collect();
+    assert_eq!(covered, CLINICAL_TABLES, "one row in every clinical table");
+    rows
+}
+
+async fn a_direct_update_bumps_version_and_updated_at_on_every_clinical_table(engine: Engine) {
+    // Arrange: one minimal valid row in every clinical table.
+    let app = TestApp::spawn(engine).await;
+    let rows = one_row_in_every_clinical_table(&app).await;
+
+    let forged = Utc.with_ymd_and_hms(2001, 2, 3, 4, 5, 6).unwrap();
+    for (table, id) in rows {
+        let (v1, created1, updated1) = stamps(&app, table, id).await;
+        assert_eq!(v1, 1, "{table}: a new row is version 1");
+
+        // Act: a harmless direct write, as the clinic application would do it.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let n = exec(
+            &app,
+            &format!("UPDATE {table} SET fhir_extra = ? WHERE id = ?"),
+            &[Arg::Json(json!({"touched": table})), id.into()],
+        )
+        .await;
+
+        // Assert
+        assert_eq!(n, 1, "{table}: one row updated");
+        let (v2, created2, updated2) = stamps(&app, table, id).await;
+        assert_eq!(v2, v1 + 1, "{table}: version_id goes up by exactly one");
+        assert!(
+            updated2 > updated1,
+            "{table}: updated_at moves forward ({updated1} -> {updated2})"
+        );
+        assert_eq!(created2, created1, "{table}: created_at is kept");
+
+        // Act: a write that tries to back-date created_at.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        exec(
+            &app,
+            &format!("UPDATE {table} SET created_at = ? WHERE id = ?"),
+            &[forged.into(), id.into()],
+        )
+        .await;
+
+        // Assert
+        let (v3, created3, updated3) = stamps(&app, table, id).await;
+        assert_eq!(created3, created1, "{table}: created_at cannot be rewritten");
+        assert_eq!(v3, v2 + 1, "{table}: that write is a version too");
+        assert!(updated3 > updated2, "{table}: and moves updated_at");
+
+        // Act: a write that tries to back-date updated_at.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        exec(
+            &app,
+            &format!("UPDATE {table} SET updated_at = ? WHERE id = ?"),
+            &[forged.into(), id.into()],
+        )
+        .await;
+
+        // Assert
+        let (v4, created4, updated4) = stamps(&app, table, id).await;
+        assert!(updated4 > updated3, "{table}: updated_at cannot be set back");
+        assert_eq!(v4, v3 + 1, "{table}: that write is a version too");
+        assert_eq!(created4, created1, "{table}: created_at is kept");
+    }
+}
+
+async fn an_update_that_sets_version_id_itself_still_bumps_once_and_keeps_created_at(
+    engine: Engine,
+) {
+    // Arrange: one minimal valid row in every clinical table.
+    let app = TestApp::spawn(engine).await;
+    let rows = one_row_in_every_clinical_table(&app).await;
+
+    let forged = Utc.with_ymd_and_hms(2001, 2, 3, 4, 5, 6).unwrap();
+    for (table, id) in rows {
+        let (v1, created1, updated1) = stamps(&app, table, id).await;
+
+        // Act: an optimistic-locking write, as a clinic application may do it.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let n = exec(
+            &app,
+            &format!(
+                "UPDATE {table} SET fhir_extra = ?, version_id = version_id + 1 \
+                 WHERE id = ? AND version_id = ?"
+            ),
+            &[Arg::Json(json!({"locked": table})), id.into(), v1.into()],
+        )
+        .await;
+
+        // Assert: still exactly one version, and the trigger still moved updated_at.
+        assert_eq!(n, 1, "{table}: one row updated");
+        let (v2, created2, updated2) = stamps(&app, table, id).await;
+        assert_eq!(v2, v1 + 1, "{table}: version_id goes up by exactly one");
+        assert!(
+            updated2 > updated1,
+            "{table}: updated_at moves forward when the write sets version_id ({updated1} -> {updated2})"
+        );
+        assert_eq!(created2, created1, "{table}: created_at is kept");
+
+        // Act: a write that rewinds version_id and back-dates created_at.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        exec(
+            &app,
+            &format!("UPDATE {table} SET created_at = ?, version_id = 1 WHERE id = ?"),
+            &[forged.into(), id.into()],
+        )
+        .await;
+
+        // Assert: the version never goes back and created_at is never rewritten.
+        let (v3, created3, updated3) = stamps(&app, table, id).await;
+        assert_eq!(v3, v2 + 1, "{table}: version_id cannot be rewound");
+        assert_eq!(created3, created1, "{table}: created_at cannot be rewritten");
+        assert!(updated3 > updated2, "{table}: updated_at moves forward");
+    }
+}
+
+/// Inserts one row into `table` with `column` set to `value` (plus the columns the table
+/// requires: id, a fresh fhir_id unless `column` is fhir_id, and patient_id).
+async fn insert_with(
+    app: &TestApp,
+    table: &str,
+    patient: Uuid,
+    column: &str,
+    value: &str,
+) -> Result<u64, StoreError> {
+    let mut cols = vec!["id"];
+    let mut args: Vec<Arg> = vec![Uuid::new_v4().into()];
+    if column != "fhir_id" {
+        cols.push("fhir_id");
+        args.push(Uuid::new_v4().simple().to_string().into());
+    }
+    if table != "patients" {
+        cols.push("patient_id");
+        args.push(patient.into());
+    }
+    cols.push(column);
+    args.push(value.into());
+    let sql = format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        cols.join(", "),
+        vec!["?"; cols.len()].join(", ")
+    );
+    app.db.execute(&sql, &args).await
+}
+
+async fn check_constraints_reject_bad_codes(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let patient = insert_patient(&app, "owner").await;
+    let long_id = "a".repeat(65);
+    let longest_id = "b".repeat(64);
+    // (table, column, a value the CHECK refuses, a value it accepts)
+    let cases: Vec<(&str, &str, &str, &str)> = vec![
+        ("patients", "gender", "robot", "unknown"),
+        ("patients", "marital_status", "Z", "M"),
+        ("patients", "birth_date_precision", "week", "year"),
+        ("patients", "fhir_id", "../x", "x.y-1"),
+        ("patients", "fhir_id", long_id.as_str(), longest_id.as_str()),
+        ("patients", "fhir_id", "", "Z9"),
+        ("patients", "fhir_id", "a b", "a-b"),
+        ("patients", "fhir_id", "ñandú", "nandu"),
+        ("consultations", "status", "bogus", "finished"),
+        ("consultations", "class_code", "amb", "EMER"),
+        ("consultations", "fhir_id", "enc/1", "enc-1"),
+        ("prescriptions", "intent", "wish", "plan"),
+        ("prescriptions", "status", "paused", "on-hold"),
+        ("patient_allergies", "criticality", "extreme", "unable-to-assess"),
+        ("patient_allergies", "type", "dislike", "intolerance"),
+    ];
+
+    for (table, column, bad, good) in cases {
+        // Arrange
+        let before = app.count(table).await;
+
+        // Act
+        let refused = insert_with(&app, table, patient, column, bad).await;
+
+        // Assert
+        assert!(
+            matches!(refused, Err(StoreError::Check(_))),
+            "{table}.{column} = {bad:?} is refused by a CHECK, got {refused:?}"
+        );
+        assert_eq!(app.count(table).await, before, "{table}: nothing inserted");
+
+        // The same insert with a valid value goes through: the CHECK on the value refused it.
+        let accepted = insert_with(&app, table, patient, column, good).await;
+        assert!(
+            matches!(accepted, Ok(1)),
+            "{table}.{column} = {good:?} is accepted, got {accepted:?}"
+        );
+        assert_eq!(app.count(table).await, before + 1, "{table}: one row inserted");
+    }
+}
+
+async fn foreign_keys_and_unique_fhir_ids_are_enforced(engine: Engine) {
+    // Arrange
+    let app = TestApp::spawn(engine).await;
+    let patient = insert_patient(&app, "pat-1").await;
+    let consultation_sql = "INSERT INTO consultations (id, fhir_id, patient_id) VALUES (?, ?, ?)";
+
+    // Act: a consultation of a patient that does not exist.
+    let orphan = app
+        .db
+        .execute(
+            consultation_sql,
+            &[Uuid::new_v4().into(), "enc-orphan".into(), Uuid::new_v4().into()],
+        )
+        .await;
+
+    // Assert
+    assert!(
+        matches!(orphan, Err(StoreError::ForeignKey)),
+        "a consultation of an unknown patient is refused, got {orphan:?}"
+    );
+    assert_eq!(app.count("consultations").await, 0);
+
+    // A user with an unknown role is refused too.
+    let roleless = app
+        .db
+        .execute(
+            "INSERT INTO users (id, fhir_id, role_id) VALUES (?, ?, ?)",
+            &[Uuid::new_v4().into(), "dr-x".into(), Uuid::new_v4().into()],
+        )
+        .await;
+    assert!(
+        matches!(roleless, Err(StoreError::ForeignKey)),
+        "a user with an unknown role is refused, got {roleless:?}"
+    );
+    assert_eq!(app.count("users").await, 0);
+
+    // The same consultation of the real patient is accepted...
+    let consultation = Uuid::new_v4();
+    exec(
+        &app,
+        consultation_sql,
+        &[consultation.into(), "enc-1".into(), patient.into()],
+    )
+    .await;
+    assert_eq!(app.count("consultations").await, 1);
+
+    // ...and then the patient cannot be hard-deleted under it (NO ACTION).
+    let hard_delete = app
+        .db
+        .execute("DELETE FROM patients WHERE id = ?", &[patient.into()])
+        .await;
+    assert!(
+        matches!(hard_delete, Err(StoreError::ForeignKey)),
+        "a patient with consultations cannot be hard-deleted, got {hard_delete:?}"
+    );
+    assert_eq!(app.count("patients").await, 1);
+
+    // Act: a second patient with the same FHIR id.
+    let duplicate = app
+        .db
+        .execute(
+            "INSERT INTO patients (id, fhir_id) VALUES (?, ?)",
+            &[Uuid::new_v4().into(), "pat-1".into()],
+        )
+        .await;
+
+    // Assert
+    assert!(
+        matches!(duplicate, Err(StoreError::Conflict)),
+        "a duplicate patient fhir_id is refused, got {duplicate:?}"
+    );
+    assert_eq!(app.count("patients").await, 1);
+
+    // And the same for consultations.
+    let duplicate = app
+        .db
+        .execute(
+            consultation_sql,
+            &[Uuid::new_v4().into(), "enc-1".into(), patient.into()],
+        )
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Conflict)),
+        "a duplicate consultation fhir_id is refused, got {duplicate:?}"
+    );
+    assert_eq!(app.count("consultations").await, 1);
+}
+
+async fn audit_logs_are_append_only(engine: Engine) {
+    // Arrange
+    let app = TestApp::spawn(engine).await;
+    let entry = Uuid::new_v4();
+    let patient = Uuid::new_v4();
+    exec(
+        &app,
+        "INSERT INTO audit_logs (id, action, resource_type, resource_id, patient_id, details) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+        &[
+            entry.into(),
+            "read".into(),
+            "Patient".into(),
+            "pat-1".into(),
+            patient.into(),
+            Arg::Json(json!({"query": "_id=pat-1"})),
+        ],
+    )
+    .await;
+
+    // Act
+    let update = app
+        .db
+        .execute(
+            "UPDATE audit_logs SET action = ?, outcome = ? WHERE id = ?",
+            &["delete".into(), "major-failure".into(), entry.into()],
+        )
+        .await;
+    let delete = app
+        .db
+        .execute("DELETE FROM audit_logs WHERE id = ?", &[entry.into()])
+        .await;
+
+    // Assert
+    for (what, outcome) in [("UPDATE", update), ("DELETE", delete)] {
+        match outcome {
+            Err(e) => assert!(
+                e.to_string().contains("append-only"),
+                "{what} is refused by the append-only trigger, got: {e}"
+            ),
+            Ok(n) => panic!("{what} on audit_logs succeeded ({n} rows)"),
+        }
+    }
+    assert_eq!(app.count("audit_logs").await, 1);
+    let row = app
+        .db
+        .fetch_optional(
+            "SELECT action, outcome, resource_id, patient_id, details FROM audit_logs WHERE id = ?",
+            &[entry.into()],
+        )
+        .await
+        .expect("select")
+        .expect("the entry is still there");
+    assert_eq!(row.string("action").unwrap(), "read");
+    assert_eq!(row.string("outcome").unwrap(), "success");
+    assert_eq!(row.string("resource_id").unwrap(), "pat-1");
+    assert_eq!(row.uuid("patient_id").unwrap(), patient);
+    assert_eq!(row.json("details").unwrap(), Some(json!({"query": "_id=pat-1"})));
+
+    // Appending still works.
+    exec(
+        &app,
+        "INSERT INTO audit_logs (id, action) VALUES (?, ?)",
+        &[Uuid::new_v4().into(), "search".into()],
+    )
+    .await;
+    assert_eq!(app.count("audit_logs").await, 2);
+}
+
+async fn soft_deleted_rows_stay_in_the_table(engine: Engine) {
+    // Arrange
+    let app = TestApp::spawn(engine).await;
+    let created = app
+        .create(&json!({
+            "resourceType": "Patient",
+            "identifier": [
+                {"system": "urn:oid:2.16.840.1.113883.4.629", "value": "PEPA800101MDFRRN09"},
+                {"system": "urn:example:mrn", "value": "MRN-0042"}
+            ],
+            "name": [{"family": "Pérez", "given": ["Ana"]}],
+            "gender": "female",
+            "birthDate": "1980-01-01",
+            "contact": [{
+                "name": {"family": "Pérez", "given": ["Luis"]},
+                "telecom": [{"system": "phone", "value": "+52 55 1234 5678"}]
+            }]
+        }))
+        .await;
+    let fhir_id = created["id"].as_str().expect("id").to_owned();
+    let row = app
+        .db
+        .fetch_optional(
+            "SELECT id, deleted_at FROM patients WHERE fhir_id = ?",
+            &[fhir_id.as_str().into()],
+        )
+        .await
+        .expect("select")
+        .expect("the patient row");
+    let patient = row.uuid("id").unwrap();
+    assert!(row.opt_timestamp("deleted_at").unwrap().is_none());
+    let by_patient = [Arg::from(patient)];
+    assert_eq!(count_where(&app, "patient_identifiers", "patient_id = ?", &by_patient).await, 2);
+    assert_eq!(count_where(&app, "patient_contacts", "patient_id = ?", &by_patient).await, 1);
+
+    // Act
+    let deleted = app.delete(&format!("/fhir/Patient/{fhir_id}")).await;
+
+    // Assert
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let row = app
+        .db
+        .fetch_optional(
+            "SELECT fhir_id, version_id, deleted_at FROM patients WHERE id = ?",
+            &[patient.into()],
+        )
+        .await
+        .expect("select")
+        .expect("the deleted patient's row is still in the table");
+    assert_eq!(row.string("fhir_id").unwrap(), fhir_id);
+    assert_eq!(row.int("version_id").unwrap(), 2);
+    let deleted_at = row.opt_timestamp("deleted_at").unwrap().expect("deleted_at is set");
+    assert!((Utc::now() - deleted_at).num_seconds().abs() < 60, "{deleted_at}");
+    assert_eq!(app.count("patients").await, 1);
+    assert_eq!(count_where(&app, "patient_identifiers", "patient_id = ?", &by_patient).await, 2);
+    assert_eq!(count_where(&app, "patient_contacts", "patient_id = ?", &by_patient).await, 1);
+    assert_eq!(app.get(&format!("/fhir/Patient/{fhir_id}")).await.status, StatusCode::GONE);
+}
+
+async fn migrate_is_idempotent(engine: Engine) {
+    // Arrange: the harness has migrated the fresh database once.
+    let app = TestApp::spawn(engine).await;
+    let roles = app.count("roles").await;
+
+    // Act
+    let again = app.db.migrate().await;
+    let and_again = app.db.migrate().await;
+
+    // Assert
+    assert!(again.is_ok(), "a second migrate succeeds: {again:?}");
+    assert!(and_again.is_ok(), "a third migrate succeeds: {and_again:?}");
+    assert_eq!(app.count("_sqlx_migrations").await, 2);
+    let applied: Vec<(i64, bool)> = app
+        .db
+        .fetch_all("SELECT version, success FROM _sqlx_migrations ORDER BY version", &[])
+        .await
+        .expect("select migrations")
+        .iter()
+        .map(|r| (r.bigint("version").unwrap(), r.bool("success").unwrap().unwrap()))
+        .collect();
+    assert_eq!(applied, vec![(1, true), (2, true)]);
+    assert_eq!(roles, 4, "the four roles are seeded");
+    assert_eq!(app.count("roles").await, roles, "the seed rows are not inserted again");
+}
+
+on_both_engines!(
+    every_clinical_table_has_the_common_columns,
+    a_direct_update_bumps_version_and_updated_at_on_every_clinical_table,
+    an_update_that_sets_version_id_itself_still_bumps_once_and_keeps_created_at,
+    check_constraints_reject_bad_codes,
+    foreign_keys_and_unique_fhir_ids_are_enforced,
+    audit_logs_are_append_only,
+    soft_deleted_rows_stay_in_the_table,
+    migrate_is_idempotent,
+);
