@@ -444,7 +444,10 @@ async fn a_direct_update_bumps_version_and_updated_at_on_every_clinical_table(en
 
         // Assert
         let (v3, created3, updated3) = stamps(&app, table, id).await;
-        assert_eq!(created3, created1, "{table}: created_at cannot be rewritten");
+        assert_eq!(
+            created3, created1,
+            "{table}: created_at cannot be rewritten"
+        );
         assert_eq!(v3, v2 + 1, "{table}: that write is a version too");
         assert!(updated3 > updated2, "{table}: and moves updated_at");
 
@@ -459,7 +462,10 @@ async fn a_direct_update_bumps_version_and_updated_at_on_every_clinical_table(en
 
         // Assert
         let (v4, created4, updated4) = stamps(&app, table, id).await;
-        assert!(updated4 > updated3, "{table}: updated_at cannot be set back");
+        assert!(
+            updated4 > updated3,
+            "{table}: updated_at cannot be set back"
+        );
         assert_eq!(v4, v3 + 1, "{table}: that write is a version too");
         assert_eq!(created4, created1, "{table}: created_at is kept");
     }
@@ -510,7 +516,10 @@ async fn an_update_that_sets_version_id_itself_still_bumps_once_and_keeps_create
         // Assert: the version never goes back and created_at is never rewritten.
         let (v3, created3, updated3) = stamps(&app, table, id).await;
         assert_eq!(v3, v2 + 1, "{table}: version_id cannot be rewound");
-        assert_eq!(created3, created1, "{table}: created_at cannot be rewritten");
+        assert_eq!(
+            created3, created1,
+            "{table}: created_at cannot be rewritten"
+        );
         assert!(updated3 > updated2, "{table}: updated_at moves forward");
     }
 }
@@ -564,7 +573,12 @@ async fn check_constraints_reject_bad_codes(engine: Engine) {
         ("consultations", "fhir_id", "enc/1", "enc-1"),
         ("prescriptions", "intent", "wish", "plan"),
         ("prescriptions", "status", "paused", "on-hold"),
-        ("patient_allergies", "criticality", "extreme", "unable-to-assess"),
+        (
+            "patient_allergies",
+            "criticality",
+            "extreme",
+            "unable-to-assess",
+        ),
         ("patient_allergies", "type", "dislike", "intolerance"),
     ];
 
@@ -588,7 +602,11 @@ async fn check_constraints_reject_bad_codes(engine: Engine) {
             matches!(accepted, Ok(1)),
             "{table}.{column} = {good:?} is accepted, got {accepted:?}"
         );
-        assert_eq!(app.count(table).await, before + 1, "{table}: one row inserted");
+        assert_eq!(
+            app.count(table).await,
+            before + 1,
+            "{table}: one row inserted"
+        );
     }
 }
 
@@ -603,7 +621,11 @@ async fn foreign_keys_and_unique_fhir_ids_are_enforced(engine: Engine) {
         .db
         .execute(
             consultation_sql,
-            &[Uuid::new_v4().into(), "enc-orphan".into(), Uuid::new_v4().into()],
+            &[
+                Uuid::new_v4().into(),
+                "enc-orphan".into(),
+                Uuid::new_v4().into(),
+            ],
         )
         .await;
 
@@ -737,7 +759,10 @@ async fn audit_logs_are_append_only(engine: Engine) {
     assert_eq!(row.string("outcome").unwrap(), "success");
     assert_eq!(row.string("resource_id").unwrap(), "pat-1");
     assert_eq!(row.uuid("patient_id").unwrap(), patient);
-    assert_eq!(row.json("details").unwrap(), Some(json!({"query": "_id=pat-1"})));
+    assert_eq!(
+        row.json("details").unwrap(),
+        Some(json!({"query": "_id=pat-1"}))
+    );
 
     // Appending still works.
     exec(
@@ -781,8 +806,14 @@ async fn soft_deleted_rows_stay_in_the_table(engine: Engine) {
     let patient = row.uuid("id").unwrap();
     assert!(row.opt_timestamp("deleted_at").unwrap().is_none());
     let by_patient = [Arg::from(patient)];
-    assert_eq!(count_where(&app, "patient_identifiers", "patient_id = ?", &by_patient).await, 2);
-    assert_eq!(count_where(&app, "patient_contacts", "patient_id = ?", &by_patient).await, 1);
+    assert_eq!(
+        count_where(&app, "patient_identifiers", "patient_id = ?", &by_patient).await,
+        2
+    );
+    assert_eq!(
+        count_where(&app, "patient_contacts", "patient_id = ?", &by_patient).await,
+        1
+    );
 
     // Act
     let deleted = app.delete(&format!("/fhir/Patient/{fhir_id}")).await;
@@ -800,12 +831,27 @@ async fn soft_deleted_rows_stay_in_the_table(engine: Engine) {
         .expect("the deleted patient's row is still in the table");
     assert_eq!(row.string("fhir_id").unwrap(), fhir_id);
     assert_eq!(row.int("version_id").unwrap(), 2);
-    let deleted_at = row.opt_timestamp("deleted_at").unwrap().expect("deleted_at is set");
-    assert!((Utc::now() - deleted_at).num_seconds().abs() < 60, "{deleted_at}");
+    let deleted_at = row
+        .opt_timestamp("deleted_at")
+        .unwrap()
+        .expect("deleted_at is set");
+    assert!(
+        (Utc::now() - deleted_at).num_seconds().abs() < 60,
+        "{deleted_at}"
+    );
     assert_eq!(app.count("patients").await, 1);
-    assert_eq!(count_where(&app, "patient_identifiers", "patient_id = ?", &by_patient).await, 2);
-    assert_eq!(count_where(&app, "patient_contacts", "patient_id = ?", &by_patient).await, 1);
-    assert_eq!(app.get(&format!("/fhir/Patient/{fhir_id}")).await.status, StatusCode::GONE);
+    assert_eq!(
+        count_where(&app, "patient_identifiers", "patient_id = ?", &by_patient).await,
+        2
+    );
+    assert_eq!(
+        count_where(&app, "patient_contacts", "patient_id = ?", &by_patient).await,
+        1
+    );
+    assert_eq!(
+        app.get(&format!("/fhir/Patient/{fhir_id}")).await.status,
+        StatusCode::GONE
+    );
 }
 
 async fn migrate_is_idempotent(engine: Engine) {
@@ -823,15 +869,27 @@ async fn migrate_is_idempotent(engine: Engine) {
     assert_eq!(app.count("_sqlx_migrations").await, 2);
     let applied: Vec<(i64, bool)> = app
         .db
-        .fetch_all("SELECT version, success FROM _sqlx_migrations ORDER BY version", &[])
+        .fetch_all(
+            "SELECT version, success FROM _sqlx_migrations ORDER BY version",
+            &[],
+        )
         .await
         .expect("select migrations")
         .iter()
-        .map(|r| (r.bigint("version").unwrap(), r.bool("success").unwrap().unwrap()))
+        .map(|r| {
+            (
+                r.bigint("version").unwrap(),
+                r.bool("success").unwrap().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(applied, vec![(1, true), (2, true)]);
     assert_eq!(roles, 4, "the four roles are seeded");
-    assert_eq!(app.count("roles").await, roles, "the seed rows are not inserted again");
+    assert_eq!(
+        app.count("roles").await,
+        roles,
+        "the seed rows are not inserted again"
+    );
 }
 
 on_both_engines!(

@@ -3,7 +3,9 @@
 --   id uuid primary key; fhir_id (the FHIR logical id) unique where the row is a FHIR resource;
 --   created_at / updated_at maintained by the touch_row() trigger; version_id bumped by the same
 --   trigger on every UPDATE (so direct SQL writes by the clinic application move them too);
---   deleted_at for soft delete; fhir_extra (JSON text) for what a FHIR client sent that has no column.
+--   deleted_at for soft delete;
+--   (SQLite: the touch triggers' own UPDATE does not fire them again because recursive_triggers is
+--   off, SQLite's default, which the server keeps.) fhir_extra (JSON text) for what a FHIR client sent that has no column.
 
 CREATE TABLE roles (
     id          TEXT PRIMARY KEY NOT NULL DEFAULT (lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))) CHECK (length(id) = 36),
@@ -16,7 +18,7 @@ CREATE TABLE roles (
     deleted_at  TEXT,
     fhir_extra  TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fhir_extra))
 );
-CREATE TRIGGER roles_touch AFTER UPDATE ON roles FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER roles_touch AFTER UPDATE ON roles FOR EACH ROW
 BEGIN
     UPDATE roles SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -39,7 +41,7 @@ CREATE TABLE specialties (
     deleted_at  TEXT,
     fhir_extra  TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fhir_extra))
 );
-CREATE TRIGGER specialties_touch AFTER UPDATE ON specialties FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER specialties_touch AFTER UPDATE ON specialties FOR EACH ROW
 BEGIN
     UPDATE specialties SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -64,7 +66,7 @@ CREATE TABLE users (
     deleted_at     TEXT,
     fhir_extra     TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fhir_extra))
 );
-CREATE TRIGGER users_touch AFTER UPDATE ON users FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER users_touch AFTER UPDATE ON users FOR EACH ROW
 BEGIN
     UPDATE users SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -97,7 +99,7 @@ CREATE TABLE patients (
     deleted_at              TEXT,
     fhir_extra              TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fhir_extra))
 );
-CREATE TRIGGER patients_touch AFTER UPDATE ON patients FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER patients_touch AFTER UPDATE ON patients FOR EACH ROW
 BEGIN
     UPDATE patients SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -121,7 +123,7 @@ CREATE TABLE patient_identifiers (
     deleted_at  TEXT,
     fhir_extra  TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fhir_extra))
 );
-CREATE TRIGGER patient_identifiers_touch AFTER UPDATE ON patient_identifiers FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER patient_identifiers_touch AFTER UPDATE ON patient_identifiers FOR EACH ROW
 BEGIN
     UPDATE patient_identifiers SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -144,7 +146,7 @@ CREATE TABLE patient_contacts (
     deleted_at   TEXT,
     fhir_extra   TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fhir_extra))
 );
-CREATE TRIGGER patient_contacts_touch AFTER UPDATE ON patient_contacts FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER patient_contacts_touch AFTER UPDATE ON patient_contacts FOR EACH ROW
 BEGIN
     UPDATE patient_contacts SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;

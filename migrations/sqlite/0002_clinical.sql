@@ -37,7 +37,7 @@ CREATE TABLE medical_histories (
     deleted_at          TEXT,
     fhir_extra          TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fhir_extra))
 );
-CREATE TRIGGER medical_histories_touch AFTER UPDATE ON medical_histories FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER medical_histories_touch AFTER UPDATE ON medical_histories FOR EACH ROW
 BEGIN
     UPDATE medical_histories SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -66,7 +66,7 @@ CREATE TABLE allergies (
     fhir_extra  TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fhir_extra)),
     UNIQUE (system, code)
 );
-CREATE TRIGGER allergies_touch AFTER UPDATE ON allergies FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER allergies_touch AFTER UPDATE ON allergies FOR EACH ROW
 BEGIN
     UPDATE allergies SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -95,7 +95,7 @@ CREATE TABLE patient_allergies (
     deleted_at          TEXT,
     fhir_extra          TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fhir_extra))
 );
-CREATE TRIGGER patient_allergies_touch AFTER UPDATE ON patient_allergies FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER patient_allergies_touch AFTER UPDATE ON patient_allergies FOR EACH ROW
 BEGIN
     UPDATE patient_allergies SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -139,7 +139,7 @@ CREATE TABLE consultations (
     fhir_extra       TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fhir_extra)),
     CHECK (period_end IS NULL OR period_start IS NULL OR julianday(period_end) >= julianday(period_start))
 );
-CREATE TRIGGER consultations_touch AFTER UPDATE ON consultations FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER consultations_touch AFTER UPDATE ON consultations FOR EACH ROW
 BEGIN
     UPDATE consultations SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -185,7 +185,7 @@ CREATE TABLE vital_signs (
     deleted_at         TEXT,
     fhir_extra         TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fhir_extra))
 );
-CREATE TRIGGER vital_signs_touch AFTER UPDATE ON vital_signs FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER vital_signs_touch AFTER UPDATE ON vital_signs FOR EACH ROW
 BEGIN
     UPDATE vital_signs SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -212,7 +212,7 @@ CREATE TABLE medications (
     fhir_extra  TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fhir_extra)),
     UNIQUE (system, code)
 );
-CREATE TRIGGER medications_touch AFTER UPDATE ON medications FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER medications_touch AFTER UPDATE ON medications FOR EACH ROW
 BEGIN
     UPDATE medications SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -251,7 +251,7 @@ CREATE TABLE prescriptions (
     fhir_extra      TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fhir_extra)),
     CHECK (valid_until IS NULL OR valid_from IS NULL OR julianday(valid_until) >= julianday(valid_from))
 );
-CREATE TRIGGER prescriptions_touch AFTER UPDATE ON prescriptions FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER prescriptions_touch AFTER UPDATE ON prescriptions FOR EACH ROW
 BEGIN
     UPDATE prescriptions SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -289,7 +289,7 @@ CREATE TABLE medical_tests (
     fhir_extra      TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(fhir_extra)),
     CHECK (code IS NOT NULL OR code_display IS NOT NULL)
 );
-CREATE TRIGGER medical_tests_touch AFTER UPDATE ON medical_tests FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER medical_tests_touch AFTER UPDATE ON medical_tests FOR EACH ROW
 BEGIN
     UPDATE medical_tests SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -343,7 +343,7 @@ CREATE TABLE medical_test_results (
     CHECK (reference_low IS NULL OR reference_high IS NULL OR CAST(reference_low AS REAL) <= CAST(reference_high AS REAL)),
     CHECK (effective_end IS NULL OR effective_at IS NULL OR julianday(effective_end) >= julianday(effective_at))
 );
-CREATE TRIGGER medical_test_results_touch AFTER UPDATE ON medical_test_results FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER medical_test_results_touch AFTER UPDATE ON medical_test_results FOR EACH ROW
 BEGIN
     UPDATE medical_test_results SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -381,7 +381,7 @@ CREATE TABLE file_attachments (
     CHECK (patient_id IS NOT NULL OR consultation_id IS NOT NULL OR medical_test_id IS NOT NULL),
     CHECK (content IS NOT NULL OR storage_path IS NOT NULL)
 );
-CREATE TRIGGER file_attachments_touch AFTER UPDATE ON file_attachments FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER file_attachments_touch AFTER UPDATE ON file_attachments FOR EACH ROW
 BEGIN
     UPDATE file_attachments SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -413,7 +413,7 @@ CREATE TABLE custom_fields (
     UNIQUE (id, entity_type),
     CHECK (field_type <> 'choice' OR choices IS NOT NULL)
 );
-CREATE TRIGGER custom_fields_touch AFTER UPDATE ON custom_fields FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER custom_fields_touch AFTER UPDATE ON custom_fields FOR EACH ROW
 BEGIN
     UPDATE custom_fields SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
@@ -441,7 +441,7 @@ CREATE TABLE custom_field_values (
     FOREIGN KEY (custom_field_id, entity_type) REFERENCES custom_fields (id, entity_type),
     CHECK ((value_text IS NOT NULL) + (value_number IS NOT NULL) + (value_date IS NOT NULL) + (value_boolean IS NOT NULL) <= 1)
 );
-CREATE TRIGGER custom_field_values_touch AFTER UPDATE ON custom_field_values FOR EACH ROW WHEN NEW.version_id = OLD.version_id
+CREATE TRIGGER custom_field_values_touch AFTER UPDATE ON custom_field_values FOR EACH ROW
 BEGIN
     UPDATE custom_field_values SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
