@@ -3,9 +3,9 @@
 --   id uuid primary key; fhir_id (the FHIR logical id) unique where the row is a FHIR resource;
 --   created_at / updated_at maintained by the touch_row() trigger; version_id bumped by the same
 --   trigger on every UPDATE (so direct SQL writes by the clinic application move them too);
---   deleted_at for soft delete;
---   (SQLite: the touch triggers' own UPDATE does not fire them again because recursive_triggers is
---   off, SQLite's default, which the server keeps.) fhir_extra (JSON text) for what a FHIR client sent that has no column.
+--   deleted_at for soft delete; fhir_extra (JSON text) for what a FHIR client sent that has no column.
+--   The touch triggers' own UPDATE does not fire them again because recursive_triggers is off
+--   (SQLite's default, which the server keeps).
 
 CREATE TABLE roles (
     id          TEXT PRIMARY KEY NOT NULL DEFAULT (lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))) CHECK (length(id) = 36),
