@@ -5,7 +5,11 @@ use clap::{Args, Parser, Subcommand};
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://expediente.db";
 
 #[derive(Debug, Parser)]
-#[command(name = "expediente", version, about = "A FHIR R4 server over the ExpedienteDLM clinic schema")]
+#[command(
+    name = "expediente",
+    version,
+    about = "A FHIR R4 server over the ExpedienteDLM clinic schema"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

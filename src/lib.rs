@@ -17,13 +17,24 @@ use anyhow::Context;
 use std::sync::Arc;
 
 /// Connects, migrates and builds the application state: what `serve` and the tests share.
-pub async fn build_state(database_url: &str, max_body: usize, base_url: Option<String>) -> anyhow::Result<api::AppState> {
-    let db = store::Db::connect(database_url).await.context("connecting to the database")?;
+pub async fn build_state(
+    database_url: &str,
+    max_body: usize,
+    base_url: Option<String>,
+) -> anyhow::Result<api::AppState> {
+    let db = store::Db::connect(database_url)
+        .await
+        .context("connecting to the database")?;
     db.migrate().await.context("applying migrations")?;
     let registry = mapping::Registry::standard();
-    let validators = fhir::validate::Validators::compile(&registry.types()).context("compiling the FHIR schema")?;
+    let validators = fhir::validate::Validators::compile(&registry.types())
+        .context("compiling the FHIR schema")?;
     Ok(api::AppState {
-        fhir: interactions::Fhir { db, registry, validators: Arc::new(validators) },
+        fhir: interactions::Fhir {
+            db,
+            registry,
+            validators: Arc::new(validators),
+        },
         max_body,
         base_url,
     })

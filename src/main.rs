@@ -6,21 +6,33 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
         .init();
     match Cli::parse().command {
         Command::Migrate(args) => {
-            let db = expediente::store::Db::connect(&args.database_url).await.context("connecting to the database")?;
+            let db = expediente::store::Db::connect(&args.database_url)
+                .await
+                .context("connecting to the database")?;
             db.migrate().await.context("applying migrations")?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::Serve(args) => {
-            let state = expediente::build_state(&args.db.database_url, args.max_body_bytes, args.base_url.clone()).await?;
+            let state = expediente::build_state(
+                &args.db.database_url,
+                args.max_body_bytes,
+                args.base_url.clone(),
+            )
+            .await?;
             let db = state.fhir.db.clone();
-            let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+            let listener = tokio::net::TcpListener::bind(&args.listen)
+                .await
+                .with_context(|| format!("listening on {}", args.listen))?;
             tracing::info!(address = %listener.local_addr()?, "expediente is serving FHIR R4 at /fhir");
-            expediente::api::serve(listener, expediente::api::router(state), shutdown_signal()).await?;
+            expediente::api::serve(listener, expediente::api::router(state), shutdown_signal())
+                .await?;
             db.close().await;
             tracing::info!("stopped");
             Ok(())

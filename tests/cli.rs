@@ -9,7 +9,10 @@ fn bin() -> &'static str {
 }
 
 fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("expediente-cli-{tag}-{}", uuid::Uuid::new_v4().simple()));
+    let d = std::env::temp_dir().join(format!(
+        "expediente-cli-{tag}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -19,11 +22,19 @@ fn migrate_applies_the_migrations_and_exits() {
     let dir = temp_dir("migrate");
     let db = dir.join("clinic.db");
     let out = Command::new(bin())
-        .args(["migrate", "--database-url", &format!("sqlite://{}", db.display())])
+        .args([
+            "migrate",
+            "--database-url",
+            &format!("sqlite://{}", db.display()),
+        ])
         .env_remove("DATABASE_URL")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let conn = expediente::store::Db::connect(&format!("sqlite://{}", db.display())).await.unwrap();
@@ -36,25 +47,45 @@ fn migrate_applies_the_migrations_and_exits() {
         conn.close().await;
     });
     assert!(std::fs::metadata(&db).unwrap().len() > 0);
-    let again = Command::new(bin()).args(["migrate", "--database-url", &format!("sqlite://{}", db.display())]).output().unwrap();
+    let again = Command::new(bin())
+        .args([
+            "migrate",
+            "--database-url",
+            &format!("sqlite://{}", db.display()),
+        ])
+        .output()
+        .unwrap();
     assert!(again.status.success(), "migrating twice is harmless");
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn migrate_on_postgres_applies_the_migrations() {
-    let admin = std::env::var("EXPEDIENTE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let admin = std::env::var("EXPEDIENTE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let name = format!("expediente_cli_{}", uuid::Uuid::new_v4().simple());
     rt.block_on(async {
-        let db = expediente::store::Db::connect(&admin).await.expect("PostgreSQL is reachable; its tests are never skipped");
-        db.execute(&format!("CREATE DATABASE {name}"), &[]).await.unwrap();
+        let db = expediente::store::Db::connect(&admin)
+            .await
+            .expect("PostgreSQL is reachable; its tests are never skipped");
+        db.execute(&format!("CREATE DATABASE {name}"), &[])
+            .await
+            .unwrap();
         db.close().await;
     });
     let base = admin.rsplit_once('/').unwrap().0;
     let url = format!("{base}/{name}");
-    let out = Command::new(bin()).args(["migrate"]).env("DATABASE_URL", &url).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .args(["migrate"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     rt.block_on(async {
         let db = expediente::store::Db::connect(&url).await.unwrap();
         let n = db.fetch_optional("SELECT count(*) AS n FROM _sqlx_migrations", &[]).await.unwrap().unwrap().bigint("n").unwrap();
@@ -88,7 +119,11 @@ fn serve_with_no_configuration_uses_expediente_db_and_stops_on_sigterm() {
         let client = reqwest::Client::new();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {
-            if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/health")).send().await {
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{port}/health"))
+                .send()
+                .await
+            {
                 return r.status().is_success();
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -96,17 +131,29 @@ fn serve_with_no_configuration_uses_expediente_db_and_stops_on_sigterm() {
         false
     });
     assert!(ok, "the server answered /health");
-    assert!(dir.join("expediente.db").exists(), "the default database file was created");
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(
+        dir.join("expediente.db").exists(),
+        "the default database file was created"
+    );
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "the server stops after SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the server stops after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(status.success(), "a graceful shutdown exits with 0, got {status:?}");
+    assert!(
+        status.success(),
+        "a graceful shutdown exits with 0, got {status:?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

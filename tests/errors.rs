@@ -6,7 +6,13 @@ use common::{Engine, Reply, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-async fn raw(app: &TestApp, method: Method, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+async fn raw(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Reply {
     let mut req = app.client.request(method, app.url(path)).body(body);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
@@ -15,7 +21,11 @@ async fn raw(app: &TestApp, method: Method, path: &str, content_type: Option<&st
 }
 
 async fn assert_nothing_written(app: &TestApp) {
-    assert_eq!(app.count("patients").await, 0, "a failed write changed nothing");
+    assert_eq!(
+        app.count("patients").await,
+        0,
+        "a failed write changed nothing"
+    );
     assert_eq!(app.count("resource_versions").await, 0);
     assert_eq!(app.count("search_strings").await, 0);
     assert_eq!(app.count("patient_identifiers").await, 0);
@@ -24,22 +34,44 @@ async fn assert_nothing_written(app: &TestApp) {
 async fn malformed_bodies_are_400_and_write_nothing(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let deep = "[".repeat(20_000) + &"]".repeat(20_000);
-    let deep_ext = format!(r#"{{"resourceType":"Patient","extension":{}}}"#, "[{\"extension\":".repeat(5_000) + "[]" + &"}]".repeat(5_000));
+    let deep_ext = format!(
+        r#"{{"resourceType":"Patient","extension":{}}}"#,
+        "[{\"extension\":".repeat(5_000) + "[]" + &"}]".repeat(5_000)
+    );
     let nul = r#"{"resourceType":"Patient","name":[{"family":"a\u0000b"}]}"#.to_owned();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("not JSON", b"{\"resourceType\": \"Patient\",".to_vec()),
-        ("duplicate keys", br#"{"resourceType":"Patient","id":"a","id":"b"}"#.to_vec()),
+        (
+            "duplicate keys",
+            br#"{"resourceType":"Patient","id":"a","id":"b"}"#.to_vec(),
+        ),
         ("deep arrays", deep.into_bytes()),
         ("deep extensions", deep_ext.into_bytes()),
         ("NUL in a string", nul.into_bytes()),
-        ("lone surrogate", br#"{"resourceType":"Patient","name":[{"family":"\ud800"}]}"#.to_vec()),
-        ("invalid UTF-8", b"{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"\xff\xfe\"}]}".to_vec()),
-        ("huge number", br#"{"resourceType":"Patient","multipleBirthInteger":1e999999}"#.to_vec()),
+        (
+            "lone surrogate",
+            br#"{"resourceType":"Patient","name":[{"family":"\ud800"}]}"#.to_vec(),
+        ),
+        (
+            "invalid UTF-8",
+            b"{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"\xff\xfe\"}]}".to_vec(),
+        ),
+        (
+            "huge number",
+            br#"{"resourceType":"Patient","multipleBirthInteger":1e999999}"#.to_vec(),
+        ),
         ("empty body", Vec::new()),
         ("array instead of a resource", b"[]".to_vec()),
     ];
     for (what, body) in cases {
-        let r = raw(&app, Method::POST, "/fhir/Patient", Some("application/fhir+json"), body).await;
+        let r = raw(
+            &app,
+            Method::POST,
+            "/fhir/Patient",
+            Some("application/fhir+json"),
+            body,
+        )
+        .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{what}: {}", r.text);
         assert!(!r.outcome()[0].1.is_empty(), "{what}: the outcome says why");
     }
@@ -60,10 +92,23 @@ async fn schema_violations_list_every_problem_with_its_location(engine: Engine) 
     let r = app.post("/fhir/Patient", &bad).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let places: Vec<String> = r.outcome().into_iter().filter_map(|(_, _, e)| e).collect();
-    for want in ["Patient.gender", "Patient.birthDate", "Patient.name[0].given[0]", "Patient.telecom", "Patient.active"] {
-        assert!(places.iter().any(|p| p == want), "{want} missing in {places:?}");
+    for want in [
+        "Patient.gender",
+        "Patient.birthDate",
+        "Patient.name[0].given[0]",
+        "Patient.telecom",
+        "Patient.active",
+    ] {
+        assert!(
+            places.iter().any(|p| p == want),
+            "{want} missing in {places:?}"
+        );
     }
-    assert!(r.text.contains("favouriteColour"), "the unknown element is named: {}", r.text);
+    assert!(
+        r.text.contains("favouriteColour"),
+        "the unknown element is named: {}",
+        r.text
+    );
     assert_nothing_written(&app).await;
 }
 
@@ -73,16 +118,30 @@ async fn wrong_type_and_id_mismatch_are_400(engine: Engine) {
     let r = app.post("/fhir/Patient", &obs).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.outcome()[0].1.contains("does not match the URL"));
-    let r = app.post("/fhir/Patient", &json!({"name": [{"family": "x"}]})).await;
+    let r = app
+        .post("/fhir/Patient", &json!({"name": [{"family": "x"}]}))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.outcome()[0].1.contains("resourceType"));
-    let r = app.put("/fhir/Patient/abc", &json!({"resourceType": "Patient", "id": "xyz"})).await;
+    let r = app
+        .put(
+            "/fhir/Patient/abc",
+            &json!({"resourceType": "Patient", "id": "xyz"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.outcome()[0].2.as_deref(), Some("Patient.id"));
-    let r = app.put("/fhir/Patient/abc", &json!({"resourceType": "Patient"})).await;
+    let r = app
+        .put("/fhir/Patient/abc", &json!({"resourceType": "Patient"}))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.outcome()[0].1.contains("id"));
-    let r = app.put("/fhir/Patient/a%20b", &json!({"resourceType": "Patient", "id": "a b"})).await;
+    let r = app
+        .put(
+            "/fhir/Patient/a%20b",
+            &json!({"resourceType": "Patient", "id": "a b"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_nothing_written(&app).await;
 }
@@ -90,19 +149,47 @@ async fn wrong_type_and_id_mismatch_are_400(engine: Engine) {
 async fn content_type_and_size_limits_are_enforced(engine: Engine) {
     let app = TestApp::spawn_with(engine, 4096).await;
     let body = json!({"resourceType": "Patient"}).to_string().into_bytes();
-    let r = raw(&app, Method::POST, "/fhir/Patient", Some("application/xml"), body.clone()).await;
+    let r = raw(
+        &app,
+        Method::POST,
+        "/fhir/Patient",
+        Some("application/xml"),
+        body.clone(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(r.outcome()[0].1.contains("application/fhir+json"));
     let r = raw(&app, Method::POST, "/fhir/Patient", None, body.clone()).await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let ok = raw(&app, Method::POST, "/fhir/Patient", Some("application/json; charset=utf-8"), body).await;
-    assert_eq!(ok.status, StatusCode::CREATED, "application/json bodies are accepted too");
-    let big = json!({"resourceType": "Patient", "name": [{"text": "x".repeat(10_000)}]}).to_string().into_bytes();
-    let r = raw(&app, Method::POST, "/fhir/Patient", Some("application/fhir+json"), big).await;
+    let ok = raw(
+        &app,
+        Method::POST,
+        "/fhir/Patient",
+        Some("application/json; charset=utf-8"),
+        body,
+    )
+    .await;
+    assert_eq!(
+        ok.status,
+        StatusCode::CREATED,
+        "application/json bodies are accepted too"
+    );
+    let big = json!({"resourceType": "Patient", "name": [{"text": "x".repeat(10_000)}]})
+        .to_string()
+        .into_bytes();
+    let r = raw(
+        &app,
+        Method::POST,
+        "/fhir/Patient",
+        Some("application/fhir+json"),
+        big,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.outcome()[0].0, "too-long");
     // A streamed body with no Content-Length is cut off at the limit too.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..10).map(|_| Ok(vec![b' '; 1000])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..10).map(|_| Ok(vec![b' '; 1000])).collect();
     let stream = futures_util::stream::iter(chunks);
     let res = app
         .client
@@ -150,7 +237,14 @@ async fn unsupported_methods_and_formats_get_operation_outcomes(engine: Engine) 
     let r = app.send(Method::DELETE, "/fhir/Patient", None, &[]).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     r.outcome();
-    let r = app.send(Method::GET, "/fhir/Patient", None, &[("accept", "application/fhir+xml")]).await;
+    let r = app
+        .send(
+            Method::GET,
+            "/fhir/Patient",
+            None,
+            &[("accept", "application/fhir+xml")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE);
     r.outcome();
     let r = app.get("/fhir/Patient?_format=xml").await;
@@ -163,31 +257,70 @@ async fn unsupported_methods_and_formats_get_operation_outcomes(engine: Engine) 
 
 async fn json_formats_and_pretty_printing_are_honoured(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let p = app.create(&json!({"resourceType": "Patient", "gender": "female"})).await;
+    let p = app
+        .create(&json!({"resourceType": "Patient", "gender": "female"}))
+        .await;
     let path = format!("/fhir/Patient/{}", p["id"].as_str().unwrap());
-    let fhir = app.send(Method::GET, &path, None, &[("accept", "application/fhir+json")]).await;
-    assert!(fhir.header("content-type").unwrap().starts_with("application/fhir+json"));
-    let plain = app.send(Method::GET, &path, None, &[("accept", "application/json")]).await;
-    assert!(plain.header("content-type").unwrap().starts_with("application/json"));
+    let fhir = app
+        .send(
+            Method::GET,
+            &path,
+            None,
+            &[("accept", "application/fhir+json")],
+        )
+        .await;
+    assert!(fhir
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/fhir+json"));
+    let plain = app
+        .send(Method::GET, &path, None, &[("accept", "application/json")])
+        .await;
+    assert!(plain
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
     assert_eq!(plain.body, fhir.body);
     let fmt = app.get(&format!("{path}?_format=json")).await;
     assert_eq!(fmt.status, StatusCode::OK);
-    assert!(fmt.header("content-type").unwrap().starts_with("application/fhir+json"));
+    assert!(fmt
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/fhir+json"));
     assert!(!fmt.text.contains('\n'));
     let pretty = app.get(&format!("{path}?_pretty=true")).await;
-    assert!(pretty.text.contains("\n  \"resourceType\": \"Patient\""), "{}", pretty.text);
+    assert!(
+        pretty.text.contains("\n  \"resourceType\": \"Patient\""),
+        "{}",
+        pretty.text
+    );
     assert_eq!(pretty.body, fmt.body);
 }
 
 async fn sql_metacharacters_are_just_data(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let evil = "x'); DROP TABLE patients; --";
-    let p = app.create(&json!({"resourceType": "Patient", "name": [{"family": evil}]})).await;
-    let r = app.get(&format!("/fhir/Patient?family:exact={}", urlencode(evil))).await;
+    let p = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": evil}]}))
+        .await;
+    let r = app
+        .get(&format!("/fhir/Patient?family:exact={}", urlencode(evil)))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(TestApp::ids(&r.body), vec![p["id"].as_str().unwrap().to_owned()]);
-    let r = app.get(&format!("/fhir/Patient?family:contains={}", urlencode("%_\\"))).await;
-    assert_eq!(r.body["total"], 0, "LIKE wildcards in a value match only themselves");
+    assert_eq!(
+        TestApp::ids(&r.body),
+        vec![p["id"].as_str().unwrap().to_owned()]
+    );
+    let r = app
+        .get(&format!(
+            "/fhir/Patient?family:contains={}",
+            urlencode("%_\\")
+        ))
+        .await;
+    assert_eq!(
+        r.body["total"], 0,
+        "LIKE wildcards in a value match only themselves"
+    );
     assert_eq!(app.count("patients").await, 1);
 }
 

@@ -10,7 +10,15 @@ use std::sync::OnceLock;
 
 fn validators() -> &'static Validators {
     static V: OnceLock<Validators> = OnceLock::new();
-    V.get_or_init(|| Validators::compile(&["Bundle", "OperationOutcome", "CapabilityStatement", "Patient"]).expect("schema"))
+    V.get_or_init(|| {
+        Validators::compile(&[
+            "Bundle",
+            "OperationOutcome",
+            "CapabilityStatement",
+            "Patient",
+        ])
+        .expect("schema")
+    })
 }
 
 /// Asserts a body is valid FHIR R4 JSON (the official schema plus the JSON rules).
@@ -18,33 +26,80 @@ fn assert_valid(body: &Value) {
     let rt = body["resourceType"].as_str().expect("a resource");
     let mut issues = validators().validate(rt, body);
     issues.extend(expediente::fhir::validate::json_rules(rt, body));
-    assert!(issues.is_empty(), "{rt} is not valid FHIR: {issues:?}\n{body}");
+    assert!(
+        issues.is_empty(),
+        "{rt} is not valid FHIR: {issues:?}\n{body}"
+    );
 }
 
 async fn capability_statement_describes_exactly_what_works(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let r = app.get("/fhir/metadata").await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.header("content-type").unwrap().starts_with("application/fhir+json"));
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/fhir+json"));
     let cs = &r.body;
     assert_valid(cs);
     assert_eq!(cs["fhirVersion"], "4.0.1");
     assert_eq!(cs["kind"], "instance");
-    assert!(cs["format"].as_array().unwrap().contains(&json!("application/fhir+json")));
+    assert!(cs["format"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("application/fhir+json")));
     let resources = cs["rest"][0]["resource"].as_array().unwrap();
-    let types: Vec<&str> = resources.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = resources
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
     assert_eq!(types, ["Patient"], "only the mapped types are claimed");
     let patient = &resources[0];
     assert_eq!(patient["updateCreate"], true);
     assert_eq!(patient["versioning"], "versioned-update");
-    let interactions: Vec<&str> = patient["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
-    for i in ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"] {
+    let interactions: Vec<&str> = patient["interaction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    for i in [
+        "read",
+        "vread",
+        "update",
+        "delete",
+        "history-instance",
+        "history-type",
+        "create",
+        "search-type",
+    ] {
         assert!(interactions.contains(&i), "{i}");
     }
-    assert!(!interactions.contains(&"patch"), "patch is not implemented, so not claimed");
-    let mut params: Vec<&str> = patient["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(
+        !interactions.contains(&"patch"),
+        "patch is not implemented, so not claimed"
+    );
+    let mut params: Vec<&str> = patient["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     params.sort();
-    assert_eq!(params, ["_id", "_lastUpdated", "active", "birthdate", "family", "gender", "given", "identifier", "name"]);
+    assert_eq!(
+        params,
+        [
+            "_id",
+            "_lastUpdated",
+            "active",
+            "birthdate",
+            "family",
+            "gender",
+            "given",
+            "identifier",
+            "name"
+        ]
+    );
     // Every claimed parameter is accepted by the server (strict handling rejects unknown ones).
     for p in &params {
         let value = match *p {
@@ -52,21 +107,31 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
             "active" => "true",
             _ => "x",
         };
-        let s = app.send(Method::GET, &format!("/fhir/Patient?{p}={value}"), None, &[("prefer", "handling=strict")]).await;
+        let s = app
+            .send(
+                Method::GET,
+                &format!("/fhir/Patient?{p}={value}"),
+                None,
+                &[("prefer", "handling=strict")],
+            )
+            .await;
         assert_eq!(s.status, StatusCode::OK, "{p}: {}", s.text);
     }
 }
 
 async fn every_kind_of_response_body_is_valid_fhir(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let p = app.create(&common::data("examples/Patient-example.json")).await;
+    let p = app
+        .create(&common::data("examples/Patient-example.json"))
+        .await;
     assert_valid(&p);
     let id = p["id"].as_str().unwrap();
     let mut upd = p.clone();
     upd["active"] = json!(false);
     app.put(&format!("/fhir/Patient/{id}"), &upd).await;
     app.delete(&format!("/fhir/Patient/{id}")).await;
-    app.create(&common::data("examples/Patient-f001.json")).await;
+    app.create(&common::data("examples/Patient-f001.json"))
+        .await;
     for path in [
         "/fhir/Patient?_count=1".to_owned(),
         "/fhir/Patient?name=nobody".to_owned(),
@@ -80,9 +145,21 @@ async fn every_kind_of_response_body_is_valid_fhir(engine: Engine) {
         let r = app.get(&path).await;
         assert_valid(&r.body);
     }
-    let oo = app.send(Method::POST, "/fhir/Patient", Some(&json!({"resourceType": "Patient"})), &[("prefer", "return=OperationOutcome")]).await;
+    let oo = app
+        .send(
+            Method::POST,
+            "/fhir/Patient",
+            Some(&json!({"resourceType": "Patient"})),
+            &[("prefer", "return=OperationOutcome")],
+        )
+        .await;
     assert_valid(&oo.body);
-    let err = app.post("/fhir/Patient", &json!({"resourceType": "Patient", "gender": 1})).await;
+    let err = app
+        .post(
+            "/fhir/Patient",
+            &json!({"resourceType": "Patient", "gender": 1}),
+        )
+        .await;
     assert_valid(&err.body);
 }
 
@@ -95,9 +172,19 @@ async fn health_answers_when_the_database_does(engine: Engine) {
     let r = app.get("/health").await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
     let issues = r.outcome();
-    let request_id = r.header("x-request-id").expect("every response has a request id");
-    assert_eq!(issues[0].1, format!("internal server error (request id {request_id})"), "a 500 names its request id, not its cause");
-    assert!(!r.text.to_lowercase().contains("pool"), "no internal detail leaks: {}", r.text);
+    let request_id = r
+        .header("x-request-id")
+        .expect("every response has a request id");
+    assert_eq!(
+        issues[0].1,
+        format!("internal server error (request id {request_id})"),
+        "a 500 names its request id, not its cause"
+    );
+    assert!(
+        !r.text.to_lowercase().contains("pool"),
+        "no internal detail leaks: {}",
+        r.text
+    );
 }
 
 on_both_engines!(

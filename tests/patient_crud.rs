@@ -24,7 +24,10 @@ async fn create_answers_201_with_location_etag_and_last_modified(engine: Engine)
     let r = app.post("/fhir/Patient", &sent).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let id = r.body["id"].as_str().unwrap().to_owned();
-    assert_ne!(id, "ignored-on-create", "the server assigns the id of a create");
+    assert_ne!(
+        id, "ignored-on-create",
+        "the server assigns the id of a create"
+    );
     assert!(uuid::Uuid::parse_str(&id).is_ok());
     assert_eq!(r.body["meta"]["versionId"], "1");
     let location = r.header("location").unwrap();
@@ -32,14 +35,23 @@ async fn create_answers_201_with_location_etag_and_last_modified(engine: Engine)
     assert_eq!(r.header("etag").unwrap(), "W/\"1\"");
     let last_modified = r.header("last-modified").unwrap();
     assert!(last_modified.ends_with(" GMT"), "{last_modified}");
-    let lu = chrono::DateTime::parse_from_rfc3339(r.body["meta"]["lastUpdated"].as_str().unwrap()).unwrap();
-    assert!((chrono::Utc::now() - lu.with_timezone(&chrono::Utc)).num_seconds().abs() < 60);
+    let lu = chrono::DateTime::parse_from_rfc3339(r.body["meta"]["lastUpdated"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        (chrono::Utc::now() - lu.with_timezone(&chrono::Utc))
+            .num_seconds()
+            .abs()
+            < 60
+    );
 
     let read = app.get(&format!("/fhir/Patient/{id}")).await;
     assert_eq!(read.status, StatusCode::OK);
     assert_eq!(read.body, r.body, "read returns what create returned");
     assert_eq!(read.header("etag").unwrap(), "W/\"1\"");
-    assert_eq!(common::strip_id_meta(&read.body), common::strip_id_meta(&chalmers()));
+    assert_eq!(
+        common::strip_id_meta(&read.body),
+        common::strip_id_meta(&chalmers())
+    );
 }
 
 async fn read_of_an_unknown_id_is_404_and_of_a_bad_id_is_400(engine: Engine) {
@@ -73,15 +85,28 @@ async fn update_creates_a_new_version_and_vread_serves_each(engine: Engine) {
     assert_eq!(r.header("etag").unwrap(), "W/\"2\"");
     assert!(r.header("location").is_none(), "Location is for creates");
     assert_eq!(r.body["name"][0]["family"], "Chalmers-Windsor");
-    assert!(r.body["meta"]["lastUpdated"].as_str().unwrap() >= v1["meta"]["lastUpdated"].as_str().unwrap());
+    assert!(
+        r.body["meta"]["lastUpdated"].as_str().unwrap()
+            >= v1["meta"]["lastUpdated"].as_str().unwrap()
+    );
 
     let old = app.get(&format!("/fhir/Patient/{id}/_history/1")).await;
     assert_eq!(old.status, StatusCode::OK);
     assert_eq!(old.body, v1, "version 1 is served as it was");
     let new = app.get(&format!("/fhir/Patient/{id}/_history/2")).await;
     assert_eq!(new.body, r.body);
-    assert_eq!(app.get(&format!("/fhir/Patient/{id}/_history/3")).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get(&format!("/fhir/Patient/{id}/_history/x")).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.get(&format!("/fhir/Patient/{id}/_history/3"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/fhir/Patient/{id}/_history/x"))
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 async fn update_as_create_keeps_the_client_id(engine: Engine) {
@@ -92,13 +117,24 @@ async fn update_as_create_keeps_the_client_id(engine: Engine) {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.body["id"], "pat2");
     assert_eq!(r.body["meta"]["versionId"], "1");
-    assert_eq!(r.header("location").unwrap(), app.url("/fhir/Patient/pat2/_history/1"));
+    assert_eq!(
+        r.header("location").unwrap(),
+        app.url("/fhir/Patient/pat2/_history/1")
+    );
     let again = app.put("/fhir/Patient/pat2", &p).await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.body["meta"]["versionId"], "2");
     assert_eq!(app.get("/fhir/Patient/pat2").await.body["id"], "pat2");
     // The FHIR id and the UUID primary key are different columns.
-    let row = app.db.fetch_optional("SELECT CAST(id AS TEXT) AS pk FROM patients WHERE fhir_id = 'pat2'", &[]).await.unwrap().unwrap();
+    let row = app
+        .db
+        .fetch_optional(
+            "SELECT CAST(id AS TEXT) AS pk FROM patients WHERE fhir_id = 'pat2'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert!(uuid::Uuid::parse_str(&row.string("pk").unwrap()).is_ok());
 }
 
@@ -109,16 +145,37 @@ async fn stale_if_match_is_rejected_with_412_and_changes_nothing(engine: Engine)
     let mut body = chalmers();
     body["id"] = json!(id);
     body["gender"] = json!("other");
-    let ok = app.send(Method::PUT, &format!("/fhir/Patient/{id}"), Some(&body), &[("if-match", "W/\"1\"")]).await;
+    let ok = app
+        .send(
+            Method::PUT,
+            &format!("/fhir/Patient/{id}"),
+            Some(&body),
+            &[("if-match", "W/\"1\"")],
+        )
+        .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     body["gender"] = json!("female");
-    let stale = app.send(Method::PUT, &format!("/fhir/Patient/{id}"), Some(&body), &[("if-match", "W/\"1\"")]).await;
+    let stale = app
+        .send(
+            Method::PUT,
+            &format!("/fhir/Patient/{id}"),
+            Some(&body),
+            &[("if-match", "W/\"1\"")],
+        )
+        .await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
     assert!(stale.outcome()[0].1.contains("current version is 2"));
     let now = app.get(&format!("/fhir/Patient/{id}")).await;
     assert_eq!(now.body["gender"], "other");
     assert_eq!(now.body["meta"]["versionId"], "2");
-    let bad = app.send(Method::PUT, &format!("/fhir/Patient/{id}"), Some(&body), &[("if-match", "yesterday")]).await;
+    let bad = app
+        .send(
+            Method::PUT,
+            &format!("/fhir/Patient/{id}"),
+            Some(&body),
+            &[("if-match", "yesterday")],
+        )
+        .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
 
@@ -150,7 +207,10 @@ async fn concurrent_updates_with_the_same_if_match_let_exactly_one_win(engine: E
         statuses.push(t.await.unwrap());
     }
     let wins = statuses.iter().filter(|s| **s == StatusCode::OK).count();
-    let stale = statuses.iter().filter(|s| **s == StatusCode::PRECONDITION_FAILED).count();
+    let stale = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::PRECONDITION_FAILED)
+        .count();
     assert_eq!((wins, stale), (1, 7), "{statuses:?}");
     let now = app.get(&format!("/fhir/Patient/{id}")).await;
     assert_eq!(now.body["meta"]["versionId"], "2");
@@ -168,7 +228,14 @@ async fn concurrent_updates_without_if_match_make_gapless_versions(engine: Engin
         body["id"] = json!(id);
         body["name"][0]["family"] = json!(format!("Writer{i}"));
         tasks.push(tokio::spawn(async move {
-            client.put(url).header("content-type", "application/fhir+json").body(body.to_string()).send().await.unwrap().status()
+            client
+                .put(url)
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
         }));
     }
     for t in tasks {
@@ -179,7 +246,13 @@ async fn concurrent_updates_without_if_match_make_gapless_versions(engine: Engin
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap().parse().unwrap())
+        .map(|e| {
+            e["resource"]["meta"]["versionId"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
         .collect();
     versions.sort();
     assert_eq!(versions, (1..=7).collect::<Vec<_>>());
@@ -196,18 +269,42 @@ async fn delete_is_soft_then_read_is_410_and_history_shows_it(engine: Engine) {
     assert_eq!(r.status, StatusCode::GONE);
     assert_eq!(r.outcome()[0].0, "deleted");
     // The row is still there, marked deleted.
-    let row = app.db.fetch_optional("SELECT deleted_at, version_id FROM patients WHERE fhir_id = ?", &[id.into()]).await.unwrap().unwrap();
+    let row = app
+        .db
+        .fetch_optional(
+            "SELECT deleted_at, version_id FROM patients WHERE fhir_id = ?",
+            &[id.into()],
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert!(row.opt_timestamp("deleted_at").unwrap().is_some());
     assert_eq!(row.int("version_id").unwrap(), 2);
     // Deleting again is harmless, an unknown id is 404.
-    assert_eq!(app.delete(&format!("/fhir/Patient/{id}")).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.delete("/fhir/Patient/nobody").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.delete(&format!("/fhir/Patient/{id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete("/fhir/Patient/nobody").await.status,
+        StatusCode::NOT_FOUND
+    );
     // Search leaves it out.
     let s = app.get(&format!("/fhir/Patient?_id={id}")).await;
     assert_eq!(s.body["total"], 0);
     // vread of the deletion is 410, of version 1 still works.
-    assert_eq!(app.get(&format!("/fhir/Patient/{id}/_history/2")).await.status, StatusCode::GONE);
-    assert_eq!(app.get(&format!("/fhir/Patient/{id}/_history/1")).await.body, v1);
+    assert_eq!(
+        app.get(&format!("/fhir/Patient/{id}/_history/2"))
+            .await
+            .status,
+        StatusCode::GONE
+    );
+    assert_eq!(
+        app.get(&format!("/fhir/Patient/{id}/_history/1"))
+            .await
+            .body,
+        v1
+    );
     // History: newest first, the delete shown.
     let h = app.get(&format!("/fhir/Patient/{id}/_history")).await;
     assert_eq!(h.status, StatusCode::OK);
@@ -225,7 +322,10 @@ async fn delete_is_soft_then_read_is_410_and_history_shows_it(engine: Engine) {
     let back = app.put(&format!("/fhir/Patient/{id}"), &again).await;
     assert_eq!(back.status, StatusCode::CREATED);
     assert_eq!(back.body["meta"]["versionId"], "3");
-    assert_eq!(app.get(&format!("/fhir/Patient/{id}")).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get(&format!("/fhir/Patient/{id}")).await.status,
+        StatusCode::OK
+    );
 }
 
 async fn type_history_lists_every_version_newest_first_and_pages(engine: Engine) {
@@ -236,33 +336,70 @@ async fn type_history_lists_every_version_newest_first_and_pages(engine: Engine)
     let mut upd = chalmers();
     upd["id"] = json!(a_id);
     app.put(&format!("/fhir/Patient/{a_id}"), &upd).await;
-    app.delete(&format!("/fhir/Patient/{}", b["id"].as_str().unwrap())).await;
+    app.delete(&format!("/fhir/Patient/{}", b["id"].as_str().unwrap()))
+        .await;
     let h = app.get("/fhir/Patient/_history?_count=3").await;
     assert_eq!(h.body["total"], 4);
     let entries = h.body["entry"].as_array().unwrap();
     assert_eq!(entries.len(), 3);
-    let methods: Vec<&str> = entries.iter().map(|e| e["request"]["method"].as_str().unwrap()).collect();
+    let methods: Vec<&str> = entries
+        .iter()
+        .map(|e| e["request"]["method"].as_str().unwrap())
+        .collect();
     assert_eq!(methods, ["DELETE", "PUT", "POST"]);
-    let next = h.body["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"].as_str().unwrap().to_owned();
+    let next = h.body["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let rest = TestApp::reply(app.client.get(next).send().await.unwrap()).await;
     let rest_entries = rest.body["entry"].as_array().unwrap();
     assert_eq!(rest_entries.len(), 1);
     assert_eq!(rest_entries[0]["request"]["method"], "POST");
     assert_eq!(rest_entries[0]["resource"]["id"], a["id"]);
-    assert!(rest.body["link"].as_array().unwrap().iter().all(|l| l["relation"] != "next"));
+    assert!(rest.body["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["relation"] != "next"));
 }
 
 async fn prefer_return_is_honoured(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let minimal = app.send(Method::POST, "/fhir/Patient", Some(&chalmers()), &[("prefer", "return=minimal")]).await;
+    let minimal = app
+        .send(
+            Method::POST,
+            "/fhir/Patient",
+            Some(&chalmers()),
+            &[("prefer", "return=minimal")],
+        )
+        .await;
     assert_eq!(minimal.status, StatusCode::CREATED);
     assert!(minimal.text.is_empty());
     assert!(minimal.header("location").is_some());
-    let oo = app.send(Method::POST, "/fhir/Patient", Some(&chalmers()), &[("prefer", "return=OperationOutcome")]).await;
+    let oo = app
+        .send(
+            Method::POST,
+            "/fhir/Patient",
+            Some(&chalmers()),
+            &[("prefer", "return=OperationOutcome")],
+        )
+        .await;
     assert_eq!(oo.status, StatusCode::CREATED);
     assert_eq!(oo.body["resourceType"], "OperationOutcome");
     assert_eq!(oo.body["issue"][0]["severity"], "information");
-    let rep = app.send(Method::POST, "/fhir/Patient", Some(&chalmers()), &[("prefer", "return=representation")]).await;
+    let rep = app
+        .send(
+            Method::POST,
+            "/fhir/Patient",
+            Some(&chalmers()),
+            &[("prefer", "return=representation")],
+        )
+        .await;
     assert_eq!(rep.body["resourceType"], "Patient");
     assert_eq!(app.count("patients").await, 3);
 }
@@ -273,22 +410,52 @@ async fn a_direct_sql_update_moves_version_and_last_updated_and_shows_in_fhir(en
     let id = v1["id"].as_str().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     // The clinic application edits the row directly.
-    let n = app.db.execute("UPDATE patients SET last_name = 'Chávez', phone = '555-0100' WHERE fhir_id = ?", &[id.into()]).await.unwrap();
+    let n = app
+        .db
+        .execute(
+            "UPDATE patients SET last_name = 'Chávez', phone = '555-0100' WHERE fhir_id = ?",
+            &[id.into()],
+        )
+        .await
+        .unwrap();
     assert_eq!(n, 1);
     let r = app.get(&format!("/fhir/Patient/{id}")).await;
     assert_eq!(r.body["meta"]["versionId"], "2");
-    assert!(r.body["meta"]["lastUpdated"].as_str().unwrap() > v1["meta"]["lastUpdated"].as_str().unwrap());
+    assert!(
+        r.body["meta"]["lastUpdated"].as_str().unwrap()
+            > v1["meta"]["lastUpdated"].as_str().unwrap()
+    );
     assert_eq!(r.body["name"][0]["family"], "Chávez");
     assert_eq!(r.body["name"][0]["given"], json!(["Peter", "James"]));
-    assert_eq!(r.body["telecom"], json!([{"system": "phone", "value": "555-0100"}]));
+    assert_eq!(
+        r.body["telecom"],
+        json!([{"system": "phone", "value": "555-0100"}])
+    );
     assert_eq!(r.header("etag").unwrap(), "W/\"2\"");
     // vread of the current version works even without a history row; the old one is kept.
-    assert_eq!(app.get(&format!("/fhir/Patient/{id}/_history/2")).await.body, r.body);
-    assert_eq!(app.get(&format!("/fhir/Patient/{id}/_history/1")).await.body, v1);
+    assert_eq!(
+        app.get(&format!("/fhir/Patient/{id}/_history/2"))
+            .await
+            .body,
+        r.body
+    );
+    assert_eq!(
+        app.get(&format!("/fhir/Patient/{id}/_history/1"))
+            .await
+            .body,
+        v1
+    );
     // An update with the version the clinic edit produced succeeds.
     let mut body = r.body.clone();
     body["gender"] = json!("other");
-    let u = app.send(Method::PUT, &format!("/fhir/Patient/{id}"), Some(&body), &[("if-match", "W/\"2\"")]).await;
+    let u = app
+        .send(
+            Method::PUT,
+            &format!("/fhir/Patient/{id}"),
+            Some(&body),
+            &[("if-match", "W/\"2\"")],
+        )
+        .await;
     assert_eq!(u.status, StatusCode::OK, "{}", u.text);
     assert_eq!(u.body["meta"]["versionId"], "3");
 }

@@ -60,7 +60,11 @@ fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
 
 async fn check_round_trip(app: &TestApp, name: &str, sent: &Value, via_put: bool) {
     let r = if via_put {
-        app.put(&format!("/fhir/Patient/{}", sent["id"].as_str().unwrap()), sent).await
+        app.put(
+            &format!("/fhir/Patient/{}", sent["id"].as_str().unwrap()),
+            sent,
+        )
+        .await
     } else {
         app.post("/fhir/Patient", sent).await
     };
@@ -69,7 +73,11 @@ async fn check_round_trip(app: &TestApp, name: &str, sent: &Value, via_put: bool
     let back = app.get(&format!("/fhir/Patient/{id}")).await;
     assert_eq!(back.status, StatusCode::OK);
     let (a, b) = (strip_id_meta(sent), strip_id_meta(&back.body));
-    assert!(a == b, "{name} changed: {}", first_difference(&a, &b, "Patient").unwrap_or_default());
+    assert!(
+        a == b,
+        "{name} changed: {}",
+        first_difference(&a, &b, "Patient").unwrap_or_default()
+    );
     if via_put {
         assert_eq!(back.body["id"], sent["id"]);
     }
@@ -109,17 +117,32 @@ async fn mapped_values_land_in_their_columns(engine: Engine) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.text("last_name").unwrap().as_deref(), Some("van de Heuvel"));
+    assert_eq!(
+        row.text("last_name").unwrap().as_deref(),
+        Some("van de Heuvel")
+    );
     assert_eq!(row.text("first_name").unwrap().as_deref(), Some("Pieter"));
     assert_eq!(row.text("gender").unwrap().as_deref(), Some("male"));
-    assert_eq!(row.date("birth_date").unwrap().map(|d| d.to_string()).as_deref(), Some("1944-11-17"));
+    assert_eq!(
+        row.date("birth_date")
+            .unwrap()
+            .map(|d| d.to_string())
+            .as_deref(),
+        Some("1944-11-17")
+    );
     assert_eq!(row.text("phone").unwrap().as_deref(), Some("0648352638"));
-    assert_eq!(row.text("email").unwrap().as_deref(), Some("p.heuvel@gmail.com"));
+    assert_eq!(
+        row.text("email").unwrap().as_deref(),
+        Some("p.heuvel@gmail.com")
+    );
     assert_eq!(row.text("city").unwrap().as_deref(), Some("Amsterdam"));
     assert_eq!(row.text("postal_code").unwrap().as_deref(), Some("1024 RJ"));
     assert_eq!(row.text("country").unwrap().as_deref(), Some("NLD"));
     assert_eq!(row.text("marital_status").unwrap().as_deref(), Some("M"));
-    assert_eq!(row.text("preferred_language").unwrap().as_deref(), Some("nl"));
+    assert_eq!(
+        row.text("preferred_language").unwrap().as_deref(),
+        Some("nl")
+    );
     assert_eq!(row.bool("active").unwrap(), Some(true));
     let idents = app
         .db
@@ -127,17 +150,32 @@ async fn mapped_values_land_in_their_columns(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(idents.len(), 2);
-    assert_eq!(idents[0].text("system").unwrap().as_deref(), Some("urn:oid:2.16.840.1.113883.2.4.6.3"));
-    assert_eq!(idents[0].text("value").unwrap().as_deref(), Some("738472983"));
+    assert_eq!(
+        idents[0].text("system").unwrap().as_deref(),
+        Some("urn:oid:2.16.840.1.113883.2.4.6.3")
+    );
+    assert_eq!(
+        idents[0].text("value").unwrap().as_deref(),
+        Some("738472983")
+    );
     let contacts = app
         .db
         .fetch_all("SELECT c.relationship, c.first_name, c.last_name, c.phone FROM patient_contacts c JOIN patients p ON p.id = c.patient_id WHERE p.fhir_id = ?", &[id.into()])
         .await
         .unwrap();
     assert_eq!(contacts.len(), 1);
-    assert_eq!(contacts[0].text("relationship").unwrap().as_deref(), Some("C"));
-    assert_eq!(contacts[0].text("last_name").unwrap().as_deref(), Some("Abels"));
-    assert_eq!(contacts[0].text("phone").unwrap().as_deref(), Some("0690383372"));
+    assert_eq!(
+        contacts[0].text("relationship").unwrap().as_deref(),
+        Some("C")
+    );
+    assert_eq!(
+        contacts[0].text("last_name").unwrap().as_deref(),
+        Some("Abels")
+    );
+    assert_eq!(
+        contacts[0].text("phone").unwrap().as_deref(),
+        Some("0690383372")
+    );
 }
 
 /// A clinic user linked as general practitioner maps to the foreign key and back.

@@ -21,7 +21,10 @@ pub fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
 
 pub fn parse_id(id: &str) -> Result<Id> {
     Id::parse(id).ok_or_else(|| {
-        Error::bad_request(IssueType::Invalid, "the id in the URL is not a valid FHIR id ([A-Za-z0-9-.]{1,64})")
+        Error::bad_request(
+            IssueType::Invalid,
+            "the id in the URL is not a valid FHIR id ([A-Za-z0-9-.]{1,64})",
+        )
     })
 }
 
@@ -45,9 +48,15 @@ pub async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Res
 fn version_headers(base: &str, v: &Version) -> Vec<(header::HeaderName, HeaderValue)> {
     let mut h = vec![
         (header::ETAG, format::etag(v.version_id)),
-        (header::LAST_MODIFIED, format::last_modified(&v.last_updated)),
+        (
+            header::LAST_MODIFIED,
+            format::last_modified(&v.last_updated),
+        ),
     ];
-    let loc = format!("{base}/{}/{}/_history/{}", v.resource_type, v.id, v.version_id);
+    let loc = format!(
+        "{base}/{}/{}/_history/{}",
+        v.resource_type, v.id, v.version_id
+    );
     if let Ok(l) = HeaderValue::from_str(&loc) {
         h.push((header::CONTENT_LOCATION, l));
     }
@@ -58,7 +67,11 @@ fn written(state: &AppState, headers: &HeaderMap, fmt: Format, w: Written) -> Re
     let base = state.caller(headers).base_url;
     let mut h = version_headers(&base, &w.version);
     let status = if w.created {
-        if let Some((_, loc)) = h.iter().find(|(k, _)| k == header::CONTENT_LOCATION).cloned() {
+        if let Some((_, loc)) = h
+            .iter()
+            .find(|(k, _)| k == header::CONTENT_LOCATION)
+            .cloned()
+        {
             h.push((header::LOCATION, loc));
         }
         StatusCode::CREATED
@@ -81,25 +94,48 @@ fn written(state: &AppState, headers: &HeaderMap, fmt: Format, w: Written) -> Re
     }
 }
 
-pub async fn create(State(state): State<AppState>, Path(rtype): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Result<Response> {
+pub async fn create(
+    State(state): State<AppState>,
+    Path(rtype): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
     state.fhir.mapping(&rtype)?;
     let value = read_body(&state, &headers, body).await?;
-    let w = state.fhir.create(&state.caller(&headers), &rtype, value).await?;
+    let w = state
+        .fhir
+        .create(&state.caller(&headers), &rtype, value)
+        .await?;
     Ok(written(&state, &headers, fmt, w))
 }
 
-pub async fn update(State(state): State<AppState>, Path((rtype, id)): Path<(String, String)>, RawQuery(q): RawQuery, headers: HeaderMap, body: Body) -> Result<Response> {
+pub async fn update(
+    State(state): State<AppState>,
+    Path((rtype, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
     state.fhir.mapping(&rtype)?;
     let id = parse_id(&id)?;
     let if_match = format::if_match(&headers)?;
     let value = read_body(&state, &headers, body).await?;
-    let w = state.fhir.update(&state.caller(&headers), &rtype, &id, value, if_match).await?;
+    let w = state
+        .fhir
+        .update(&state.caller(&headers), &rtype, &id, value, if_match)
+        .await?;
     Ok(written(&state, &headers, fmt, w))
 }
 
-pub async fn read(State(state): State<AppState>, Path((rtype, id)): Path<(String, String)>, RawQuery(q): RawQuery, headers: HeaderMap) -> Result<Response> {
+pub async fn read(
+    State(state): State<AppState>,
+    Path((rtype, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
     state.fhir.mapping(&rtype)?;
     let id = parse_id(&id)?;
@@ -109,29 +145,45 @@ pub async fn read(State(state): State<AppState>, Path((rtype, id)): Path<(String
     Ok(respond(StatusCode::OK, v.resource.as_ref(), fmt, h))
 }
 
-pub async fn vread(State(state): State<AppState>, Path((rtype, id, vid)): Path<(String, String, String)>, RawQuery(q): RawQuery, headers: HeaderMap) -> Result<Response> {
+pub async fn vread(
+    State(state): State<AppState>,
+    Path((rtype, id, vid)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
     state.fhir.mapping(&rtype)?;
     let id = parse_id(&id)?;
-    let vid: i64 = vid
-        .parse()
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| Error::bad_request(IssueType::Invalid, "a version id is a positive integer"))?;
+    let vid: i64 = vid.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
+        Error::bad_request(IssueType::Invalid, "a version id is a positive integer")
+    })?;
     let caller = state.caller(&headers);
     let v = state.fhir.vread(&caller, &rtype, &id, vid).await?;
     let h = version_headers(&caller.base_url, &v);
     Ok(respond(StatusCode::OK, v.resource.as_ref(), fmt, h))
 }
 
-pub async fn delete(State(state): State<AppState>, Path((rtype, id)): Path<(String, String)>, RawQuery(q): RawQuery, headers: HeaderMap) -> Result<Response> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((rtype, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
     state.fhir.mapping(&rtype)?;
     let id = parse_id(&id)?;
     let if_match = format::if_match(&headers)?;
-    state.fhir.delete(&state.caller(&headers), &rtype, &id, if_match).await?;
+    state
+        .fhir
+        .delete(&state.caller(&headers), &rtype, &id, if_match)
+        .await?;
     Ok(match prefer(&headers).ret {
-        Return::OperationOutcome => respond(StatusCode::OK, Some(&information(format!("deleted {rtype}/{id}"))), fmt, vec![]),
+        Return::OperationOutcome => respond(
+            StatusCode::OK,
+            Some(&information(format!("deleted {rtype}/{id}"))),
+            fmt,
+            vec![],
+        ),
         _ => respond(StatusCode::NO_CONTENT, None, fmt, vec![]),
     })
 }

@@ -20,10 +20,18 @@ pub struct Format {
 }
 
 fn media_type(v: &str) -> String {
-    v.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    v.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
-const JSON_TYPES: &[&str] = &["application/fhir+json", "application/json+fhir", "application/json"];
+const JSON_TYPES: &[&str] = &[
+    "application/fhir+json",
+    "application/json+fhir",
+    "application/json",
+];
 
 /// Decides the response format from `_format`, `_pretty` and Accept.
 pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Format, Error> {
@@ -37,14 +45,22 @@ pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Form
                 forced = Some(match t.as_str() {
                     "json" | "application/fhir+json" | "application/json+fhir" => FHIR_JSON,
                     "application/json" => PLAIN_JSON,
-                    _ => return Err(Error::NotAcceptable(format!("_format '{}' is not supported: this server speaks JSON only", v.escape_default()))),
+                    _ => {
+                        return Err(Error::NotAcceptable(format!(
+                            "_format '{}' is not supported: this server speaks JSON only",
+                            v.escape_default()
+                        )))
+                    }
                 });
             }
             _ => {}
         }
     }
     if let Some(content_type) = forced {
-        return Ok(Format { pretty, content_type });
+        return Ok(Format {
+            pretty,
+            content_type,
+        });
     }
     let accept: Vec<String> = headers
         .get_all(header::ACCEPT)
@@ -54,24 +70,41 @@ pub fn negotiate(headers: &HeaderMap, query: &[(String, String)]) -> Result<Form
         .filter(|t| !t.is_empty())
         .collect();
     let content_type = if accept.is_empty()
-        || accept.iter().any(|t| t == "application/fhir+json" || t == "application/json+fhir" || t == "*/*" || t == "application/*")
-    {
+        || accept.iter().any(|t| {
+            t == "application/fhir+json"
+                || t == "application/json+fhir"
+                || t == "*/*"
+                || t == "application/*"
+        }) {
         FHIR_JSON
     } else if accept.iter().any(|t| t == "application/json") {
         PLAIN_JSON
     } else {
-        return Err(Error::NotAcceptable("this server answers in application/fhir+json only".into()));
+        return Err(Error::NotAcceptable(
+            "this server answers in application/fhir+json only".into(),
+        ));
     };
-    Ok(Format { pretty, content_type })
+    Ok(Format {
+        pretty,
+        content_type,
+    })
 }
 
 /// Checks that a request body is declared as FHIR JSON.
 pub fn check_content_type(headers: &HeaderMap) -> Result<(), Error> {
-    let t = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(media_type);
+    let t = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(media_type);
     match t {
         Some(t) if JSON_TYPES.contains(&t.as_str()) => Ok(()),
-        Some(t) => Err(Error::UnsupportedMediaType(format!("Content-Type '{}' is not supported; send application/fhir+json", t.escape_default()))),
-        None => Err(Error::UnsupportedMediaType("a body needs a Content-Type; send application/fhir+json".into())),
+        Some(t) => Err(Error::UnsupportedMediaType(format!(
+            "Content-Type '{}' is not supported; send application/fhir+json",
+            t.escape_default()
+        ))),
+        None => Err(Error::UnsupportedMediaType(
+            "a body needs a Content-Type; send application/fhir+json".into(),
+        )),
     }
 }
 
@@ -91,8 +124,15 @@ pub struct Prefer {
 }
 
 pub fn prefer(headers: &HeaderMap) -> Prefer {
-    let mut p = Prefer { ret: Return::Representation, strict: false };
-    for h in headers.get_all("prefer").iter().filter_map(|h| h.to_str().ok()) {
+    let mut p = Prefer {
+        ret: Return::Representation,
+        strict: false,
+    };
+    for h in headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+    {
         for part in h.split([',', ';']) {
             match part.trim().replace(' ', "").as_str() {
                 "return=minimal" => p.ret = Return::Minimal,
@@ -118,11 +158,17 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Error> {
         .and_then(|s| s.strip_suffix('"'))
         .and_then(|s| s.parse::<i64>().ok())
         .map(Some)
-        .ok_or_else(|| Error::bad_request(IssueType::Invalid, "If-Match must be an ETag such as W/\"3\""))
+        .ok_or_else(|| {
+            Error::bad_request(
+                IssueType::Invalid,
+                "If-Match must be an ETag such as W/\"3\"",
+            )
+        })
 }
 
 pub fn etag(version: i64) -> HeaderValue {
-    HeaderValue::from_str(&format!("W/\"{version}\"")).unwrap_or(HeaderValue::from_static("W/\"0\""))
+    HeaderValue::from_str(&format!("W/\"{version}\""))
+        .unwrap_or(HeaderValue::from_static("W/\"0\""))
 }
 
 pub fn last_modified(ts: &DateTime<Utc>) -> HeaderValue {
@@ -131,12 +177,24 @@ pub fn last_modified(ts: &DateTime<Utc>) -> HeaderValue {
 }
 
 /// A FHIR JSON response.
-pub fn respond(status: StatusCode, body: Option<&Value>, format: Format, extra: Vec<(HeaderName, HeaderValue)>) -> Response {
+pub fn respond(
+    status: StatusCode,
+    body: Option<&Value>,
+    format: Format,
+    extra: Vec<(HeaderName, HeaderValue)>,
+) -> Response {
     let mut res = match body {
         Some(b) => {
-            let text = if format.pretty { serde_json::to_string_pretty(b) } else { serde_json::to_string(b) };
+            let text = if format.pretty {
+                serde_json::to_string_pretty(b)
+            } else {
+                serde_json::to_string(b)
+            };
             let mut r = text.unwrap_or_default().into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type),
+            );
             r
         }
         None => ().into_response(),
@@ -163,7 +221,12 @@ mod tests {
     #[test]
     fn json_formats_are_accepted_and_xml_is_not() {
         let q = |v: &str| vec![("_format".to_owned(), v.to_owned())];
-        assert_eq!(negotiate(&HeaderMap::new(), &q("json")).unwrap().content_type, FHIR_JSON);
+        assert_eq!(
+            negotiate(&HeaderMap::new(), &q("json"))
+                .unwrap()
+                .content_type,
+            FHIR_JSON
+        );
         assert!(negotiate(&HeaderMap::new(), &q("xml")).is_err());
         let h = headers(&[("accept", "application/json")]);
         assert_eq!(negotiate(&h, &[]).unwrap().content_type, PLAIN_JSON);
@@ -176,8 +239,14 @@ mod tests {
     fn prefer_and_if_match_are_parsed() {
         let p = prefer(&headers(&[("prefer", "return=minimal, handling=strict")]));
         assert_eq!((p.ret, p.strict), (Return::Minimal, true));
-        assert_eq!(if_match(&headers(&[("if-match", "W/\"3\"")])).unwrap(), Some(3));
-        assert_eq!(if_match(&headers(&[("if-match", "\"12\"")])).unwrap(), Some(12));
+        assert_eq!(
+            if_match(&headers(&[("if-match", "W/\"3\"")])).unwrap(),
+            Some(3)
+        );
+        assert_eq!(
+            if_match(&headers(&[("if-match", "\"12\"")])).unwrap(),
+            Some(12)
+        );
         assert!(if_match(&headers(&[("if-match", "three")])).is_err());
     }
 }

@@ -13,7 +13,16 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 /// The interactions every mapped type supports.
-const TYPE_INTERACTIONS: &[&str] = &["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"];
+const TYPE_INTERACTIONS: &[&str] = &[
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+];
 
 pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
     let resources: Vec<Value> = registry
@@ -56,7 +65,11 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
     })
 }
 
-pub async fn capabilities(State(state): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap) -> Result<Response> {
+pub async fn capabilities(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
     let cs = capability_statement(&state.fhir.registry, &state.caller(&headers).base_url);
     Ok(respond(StatusCode::OK, Some(&cs), fmt, vec![]))

@@ -17,7 +17,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 /// What every handler shares.
@@ -37,7 +39,11 @@ impl AppState {
             let host = headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
+                .filter(|h| {
+                    !h.is_empty()
+                        && h.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+                })
                 .unwrap_or("localhost");
             format!("http://{host}/fhir")
         });
@@ -52,7 +58,10 @@ pub fn router(state: AppState) -> Router {
         .route("/{rtype}", get(search::search_get).post(crud::create))
         .route("/{rtype}/_search", post(search::search_post))
         .route("/{rtype}/_history", get(search::history_type))
-        .route("/{rtype}/{id}", get(crud::read).put(crud::update).delete(crud::delete))
+        .route(
+            "/{rtype}/{id}",
+            get(crud::read).put(crud::update).delete(crud::delete),
+        )
         .route("/{rtype}/{id}/_history", get(search::history_instance))
         .route("/{rtype}/{id}/_history/{vid}", get(crud::vread))
         .fallback(not_found)
@@ -64,21 +73,32 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(middleware::from_fn(finish_errors))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                // Only the route template: paths and queries can carry patient data.
-                let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
-                let id = req.extensions().get::<RequestId>().and_then(|r| r.header_value().to_str().ok()).unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), route, request_id = id)
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // Only the route template: paths and queries can carry patient data.
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str)
+                .unwrap_or("unmatched");
+            let id = req
+                .extensions()
+                .get::<RequestId>()
+                .and_then(|r| r.header_value().to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), route, request_id = id)
+        }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 async fn health(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(5), state.fhir.db.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response(),
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"ok"}"#,
+        )
+            .into_response(),
         _ => Error::Internal(anyhow::anyhow!("database does not answer")).into_response(),
     }
 }
@@ -99,7 +119,15 @@ struct ErrorMark(Arc<Error>);
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut res = format::respond(status, Some(&self.outcome("")), format::Format { pretty: false, content_type: format::FHIR_JSON }, vec![]);
+        let mut res = format::respond(
+            status,
+            Some(&self.outcome("")),
+            format::Format {
+                pretty: false,
+                content_type: format::FHIR_JSON,
+            },
+            vec![],
+        );
         res.extensions_mut().insert(ErrorMark(Arc::new(self)));
         res
     }
@@ -120,8 +148,21 @@ async fn finish_errors(req: Request, next: Next) -> Response {
     if let Some(ErrorMark(err)) = res.extensions().get::<ErrorMark>().cloned() {
         if status.is_server_error() {
             tracing::error!(error = ?err, "request failed");
-            let mut fixed = format::respond(status, Some(&err.outcome(&request_id)), format::Format { pretty: false, content_type: format::FHIR_JSON }, vec![]);
-            fixed.headers_mut().extend(res.headers().clone().into_iter().filter(|(k, _)| k.as_ref() != Some(&header::CONTENT_LENGTH)));
+            let mut fixed = format::respond(
+                status,
+                Some(&err.outcome(&request_id)),
+                format::Format {
+                    pretty: false,
+                    content_type: format::FHIR_JSON,
+                },
+                vec![],
+            );
+            fixed.headers_mut().extend(
+                res.headers()
+                    .clone()
+                    .into_iter()
+                    .filter(|(k, _)| k.as_ref() != Some(&header::CONTENT_LENGTH)),
+            );
             return fixed;
         }
         tracing::info!(status = status.as_u16(), "request refused");
@@ -135,12 +176,26 @@ async fn finish_errors(req: Request, next: Next) -> Response {
     if status.is_client_error() && !is_fhir {
         let (parts, body) = res.into_parts();
         let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
-        let text = String::from_utf8_lossy(&text).chars().take(300).collect::<String>();
-        let msg = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { text };
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { IssueType::TooLong } else { IssueType::Invalid };
+        let text = String::from_utf8_lossy(&text)
+            .chars()
+            .take(300)
+            .collect::<String>();
+        let msg = if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            text
+        };
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            IssueType::TooLong
+        } else {
+            IssueType::Invalid
+        };
         let oo = crate::fhir::outcome::operation_outcome(&[crate::fhir::Issue::error(code, msg)]);
         let mut out = Response::from_parts(parts, Body::from(oo.to_string()));
-        out.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format::FHIR_JSON));
+        out.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format::FHIR_JSON),
+        );
         out.headers_mut().remove(header::CONTENT_LENGTH);
         return out;
     }
@@ -153,5 +208,7 @@ pub async fn serve(
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -77,7 +77,10 @@ fn midnight(d: NaiveDate) -> DateTime<Utc> {
 /// an optional zone (UTC when absent) into the range it denotes.
 pub fn parse_range(s: &str) -> Option<DateRange> {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
+    let digits = |r: std::ops::Range<usize>| {
+        b.get(r.clone())
+            .is_some_and(|x| x.iter().all(u8::is_ascii_digit))
+    };
     match s.len() {
         4 if digits(0..4) => {
             let y: i32 = s.parse().ok()?;
@@ -140,7 +143,10 @@ fn parse_date_time(s: &str) -> Option<DateRange> {
         _ => return None,
     };
     let local = NaiveDateTime::new(date, time);
-    let start = offset.from_local_datetime(&local).single()?.with_timezone(&Utc);
+    let start = offset
+        .from_local_datetime(&local)
+        .single()?
+        .with_timezone(&Utc);
     Some(DateRange {
         start,
         end: start + step,
@@ -165,7 +171,10 @@ mod tests {
     #[test]
     fn each_precision_has_its_range() {
         let y = parse_range("2020").unwrap();
-        assert_eq!((y.start, y.end), (ts("2020-01-01T00:00:00Z"), ts("2021-01-01T00:00:00Z")));
+        assert_eq!(
+            (y.start, y.end),
+            (ts("2020-01-01T00:00:00Z"), ts("2021-01-01T00:00:00Z"))
+        );
         let m = parse_range("2020-02").unwrap();
         assert_eq!(m.end, ts("2020-03-01T00:00:00Z"));
         let dec = parse_range("2020-12").unwrap();
@@ -173,7 +182,10 @@ mod tests {
         let d = parse_range("2020-02-29").unwrap();
         assert_eq!(d.end, ts("2020-03-01T00:00:00Z"));
         let min = parse_range("2020-02-29T10:30+02:00").unwrap();
-        assert_eq!((min.start, min.end), (ts("2020-02-29T08:30:00Z"), ts("2020-02-29T08:31:00Z")));
+        assert_eq!(
+            (min.start, min.end),
+            (ts("2020-02-29T08:30:00Z"), ts("2020-02-29T08:31:00Z"))
+        );
         let sec = parse_range("2020-02-29T10:30:05Z").unwrap();
         assert_eq!(sec.end, ts("2020-02-29T10:30:06Z"));
         let ms = parse_range("2020-02-29T10:30:05.120Z").unwrap();
@@ -182,7 +194,16 @@ mod tests {
 
     #[test]
     fn malformed_values_are_rejected() {
-        for bad in ["", "20", "2020-13", "2020-02-30", "2020-1-1", "yesterday", "2020-01-01T25:00Z", "2020-01-01T10:00+2"] {
+        for bad in [
+            "",
+            "20",
+            "2020-13",
+            "2020-02-30",
+            "2020-1-1",
+            "yesterday",
+            "2020-01-01T25:00Z",
+            "2020-01-01T10:00+2",
+        ] {
             assert!(parse_range(bad).is_none(), "{bad}");
         }
     }

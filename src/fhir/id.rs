@@ -35,7 +35,13 @@ mod tests {
 
     #[test]
     fn accepts_the_fhir_id_alphabet_up_to_64_characters() {
-        for ok in ["pat2", "a", "A-b.9", &"x".repeat(64), "123e4567-e89b-12d3-a456-426614174000"] {
+        for ok in [
+            "pat2",
+            "a",
+            "A-b.9",
+            &"x".repeat(64),
+            "123e4567-e89b-12d3-a456-426614174000",
+        ] {
             assert!(Id::parse(ok).is_some(), "{ok}");
         }
     }
@@ -43,8 +49,20 @@ mod tests {
     #[test]
     fn rejects_everything_else() {
         for bad in [
-            "", &"x".repeat(65), "../x", "a/b", "123/_history/1", "%2e%2e", "_", ":", "é", "a b",
-            "a\u{0}", "..", ".", "-",
+            "",
+            &"x".repeat(65),
+            "../x",
+            "a/b",
+            "123/_history/1",
+            "%2e%2e",
+            "_",
+            ":",
+            "é",
+            "a b",
+            "a\u{0}",
+            "..",
+            ".",
+            "-",
         ] {
             assert!(Id::parse(bad).is_none(), "{bad:?}");
         }

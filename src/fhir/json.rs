@@ -39,7 +39,9 @@ impl<'de> DeserializeSeed<'de> for Strict {
 struct StrictVisitor;
 
 fn check_text<E: de::Error>(s: &str) -> Result<(), E> {
-    if s.chars().any(|c| (c as u32) < 0x20 && !matches!(c, '\t' | '\r' | '\n')) {
+    if s.chars()
+        .any(|c| (c as u32) < 0x20 && !matches!(c, '\t' | '\r' | '\n'))
+    {
         return Err(E::custom(
             "strings must not contain control characters other than tab, CR and LF",
         ));
@@ -50,7 +52,9 @@ fn check_text<E: de::Error>(s: &str) -> Result<(), E> {
 fn number<E: de::Error>(text: &str) -> Result<Value, E> {
     let finite = text.parse::<f64>().map(f64::is_finite).unwrap_or(false);
     if !finite || text.len() > 64 {
-        return Err(E::custom("a number is out of the range this server can store"));
+        return Err(E::custom(
+            "a number is out of the range this server can store",
+        ));
     }
     text.parse::<Number>()
         .map(Value::Number)
@@ -134,7 +138,10 @@ mod tests {
     #[test]
     fn decimals_keep_their_precision() {
         let v = parse_strict(br#"{"v":1.50,"w":-0,"x":0.000000000000000000001}"#).unwrap();
-        assert_eq!(v.to_string(), r#"{"v":1.50,"w":-0,"x":0.000000000000000000001}"#);
+        assert_eq!(
+            v.to_string(),
+            r#"{"v":1.50,"w":-0,"x":0.000000000000000000001}"#
+        );
     }
 
     #[test]

@@ -82,15 +82,15 @@ pub fn json_rules(resource_type: &str, resource: &Value) -> Vec<Issue> {
 
 fn walk(v: &Value, path: String, in_primitive_array: bool, issues: &mut Vec<Issue>) {
     match v {
-        Value::Null if !in_primitive_array => issues.push(
-            Issue::error(IssueType::Structure, "null is not allowed here").at(path),
-        ),
-        Value::Array(a) if a.is_empty() => issues.push(
-            Issue::error(IssueType::Structure, "arrays must not be empty").at(path),
-        ),
-        Value::Object(o) if o.is_empty() => issues.push(
-            Issue::error(IssueType::Structure, "objects must not be empty").at(path),
-        ),
+        Value::Null if !in_primitive_array => {
+            issues.push(Issue::error(IssueType::Structure, "null is not allowed here").at(path))
+        }
+        Value::Array(a) if a.is_empty() => {
+            issues.push(Issue::error(IssueType::Structure, "arrays must not be empty").at(path))
+        }
+        Value::Object(o) if o.is_empty() => {
+            issues.push(Issue::error(IssueType::Structure, "objects must not be empty").at(path))
+        }
         Value::Array(a) => {
             for (i, item) in a.iter().enumerate() {
                 walk(item, format!("{path}[{i}]"), in_primitive_array, issues);
@@ -103,7 +103,13 @@ fn walk(v: &Value, path: String, in_primitive_array: bool, issues: &mut Vec<Issu
                 if k == "div" && path.ends_with(".text") {
                     if let Some(html) = item.as_str() {
                         if let Some(why) = unsafe_narrative(html) {
-                            issues.push(Issue::error(IssueType::Value, format!("the narrative is not safe XHTML: {why}")).at(here.clone()));
+                            issues.push(
+                                Issue::error(
+                                    IssueType::Value,
+                                    format!("the narrative is not safe XHTML: {why}"),
+                                )
+                                .at(here.clone()),
+                            );
                         }
                     }
                 }
@@ -122,7 +128,10 @@ pub fn unsafe_narrative(html: &str) -> Option<&'static str> {
         .chars()
         .filter(|c| !matches!(c, '\t' | '\n' | '\r' | '\0'))
         .collect();
-    for tag in ["<script", "<iframe", "<object", "<embed", "<form", "<base", "<link", "<meta", "<style", "<frame", "<applet"] {
+    for tag in [
+        "<script", "<iframe", "<object", "<embed", "<form", "<base", "<link", "<meta", "<style",
+        "<frame", "<applet",
+    ] {
         if lower.contains(tag) {
             return Some("it contains an element that is not allowed");
         }
@@ -149,10 +158,13 @@ pub fn unsafe_narrative(html: &str) -> Option<&'static str> {
     let b = tags.as_bytes();
     for (i, w) in b.windows(3).enumerate() {
         // An attribute named on...= after whitespace or a quote: an event handler.
-        if (w[0] == b' ' || w[0] == b'"' || w[0] == b'\'' || w[0] == b'/') && w[1] == b'o' && w[2] == b'n' {
+        if (w[0] == b' ' || w[0] == b'"' || w[0] == b'\'' || w[0] == b'/')
+            && w[1] == b'o'
+            && w[2] == b'n'
+        {
             let rest = &b[i + 3..];
             let name_len = rest.iter().take_while(|c| c.is_ascii_alphabetic()).count();
-            let after = rest[name_len..].iter().skip_while(|c| **c == b' ').next();
+            let after = rest[name_len..].iter().find(|c| **c != b' ');
             if name_len > 0 && after == Some(&b'=') {
                 return Some("it contains an event handler attribute");
             }
@@ -167,7 +179,8 @@ mod tests {
 
     #[test]
     fn unsafe_narratives_are_recognised() {
-        let div = |inner: &str| format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{inner}</div>");
+        let div =
+            |inner: &str| format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{inner}</div>");
         for bad in [
             "<script>alert(1)</script>",
             "<img src=\"x\" onerror=\"alert(1)\"/>",
@@ -179,7 +192,12 @@ mod tests {
         ] {
             assert!(unsafe_narrative(&div(bad)).is_some(), "{bad}");
         }
-        for good in ["<p>Peter <b>Chalmers</b> (one, two)</p>", "<table><tr><td>Contacts</td></tr></table>", "<p>Take it on an empty stomach</p>", "<p>dose once = daily</p>"] {
+        for good in [
+            "<p>Peter <b>Chalmers</b> (one, two)</p>",
+            "<table><tr><td>Contacts</td></tr></table>",
+            "<p>Take it on an empty stomach</p>",
+            "<p>dose once = daily</p>",
+        ] {
             assert!(unsafe_narrative(&div(good)).is_none(), "{good}");
         }
     }
@@ -189,8 +207,14 @@ mod tests {
         let ok = json!({"resourceType": "Patient", "name": [{"given": ["a", "b"], "_given": [null, {"id": "x"}]}]});
         assert!(json_rules("Patient", &ok).is_empty());
         let bad = json!({"resourceType": "Patient", "name": [], "telecom": [{}], "gender": null});
-        let places: Vec<_> = json_rules("Patient", &bad).into_iter().filter_map(|i| i.expression).collect();
-        assert_eq!(places, ["Patient.name", "Patient.telecom[0]", "Patient.gender"]);
+        let places: Vec<_> = json_rules("Patient", &bad)
+            .into_iter()
+            .filter_map(|i| i.expression)
+            .collect();
+        assert_eq!(
+            places,
+            ["Patient.name", "Patient.telecom[0]", "Patient.gender"]
+        );
     }
 
     #[test]
@@ -207,8 +231,16 @@ mod tests {
         });
         let issues = v.validate("Patient", &bad);
         let places: Vec<_> = issues.iter().filter_map(|i| i.expression.clone()).collect();
-        for want in ["Patient.gender", "Patient.name[0].given[0]", "Patient.birthDate", "Patient"] {
-            assert!(places.iter().any(|p| p == want), "{want} missing from {places:?}");
+        for want in [
+            "Patient.gender",
+            "Patient.name[0].given[0]",
+            "Patient.birthDate",
+            "Patient",
+        ] {
+            assert!(
+                places.iter().any(|p| p == want),
+                "{want} missing from {places:?}"
+            );
         }
     }
 

@@ -28,7 +28,9 @@ impl HistoryQuery {
         for (k, v) in params {
             match k.as_str() {
                 "_count" => {
-                    let n: i64 = v.parse().map_err(|_| bad("_count must be a non-negative integer"))?;
+                    let n: i64 = v
+                        .parse()
+                        .map_err(|_| bad("_count must be a non-negative integer"))?;
                     if n < 0 {
                         return Err(bad("_count must not be negative"));
                     }
@@ -41,7 +43,9 @@ impl HistoryQuery {
                 "_cursor" => {
                     let not_ours = || bad("_cursor is not a cursor this server made");
                     let mut parts = v.split('~');
-                    let (Some(t), Some(vid), Some(id), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+                    let (Some(t), Some(vid), Some(id), None) =
+                        (parts.next(), parts.next(), parts.next(), parts.next())
+                    else {
                         return Err(not_ours());
                     };
                     let t = DateTime::parse_from_rfc3339(t).map_err(|_| not_ours())?;
@@ -58,7 +62,13 @@ impl HistoryQuery {
 
 impl Fhir {
     /// Instance history (`id` given) or type history.
-    pub async fn history(&self, caller: &Caller, resource_type: &str, id: Option<&Id>, q: &HistoryQuery) -> Result<Value> {
+    pub async fn history(
+        &self,
+        caller: &Caller,
+        resource_type: &str,
+        id: Option<&Id>,
+        q: &HistoryQuery,
+    ) -> Result<Value> {
         let m = self.mapping(resource_type)?;
         let rt = m.resource_type();
         let mut where_sql = String::from("resource_type = ?");
@@ -73,7 +83,10 @@ impl Fhir {
         }
         let total = self
             .db
-            .fetch_optional(&format!("SELECT count(*) AS n FROM resource_versions WHERE {where_sql}"), &args)
+            .fetch_optional(
+                &format!("SELECT count(*) AS n FROM resource_versions WHERE {where_sql}"),
+                &args,
+            )
             .await?
             .map(|r| r.bigint("n"))
             .transpose()?
@@ -135,9 +148,15 @@ impl Fhir {
             }
             format!("{path}?{}", ser.finish())
         };
-        let mut links = vec![Link { relation: "self", url: link(q.cursor.map(|(t, v, i)| format!("{}~{v}~{i}", instant(&t)))) }];
+        let mut links = vec![Link {
+            relation: "self",
+            url: link(q.cursor.map(|(t, v, i)| format!("{}~{v}~{i}", instant(&t)))),
+        }];
         if let (true, Some((t, v, i))) = (more, last) {
-            links.push(Link { relation: "next", url: link(Some(format!("{}~{v}~{i}", instant(&t)))) });
+            links.push(Link {
+                relation: "next",
+                url: link(Some(format!("{}~{v}~{i}", instant(&t)))),
+            });
         }
         Ok(bundle::history(Some(total), &links, entries))
     }

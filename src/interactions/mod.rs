@@ -61,10 +61,12 @@ struct Head {
 impl Fhir {
     /// The mapping of a resource type, or 404 when this server does not host it.
     pub fn mapping(&self, resource_type: &str) -> Result<Arc<dyn ResourceMapping>> {
-        self.registry
-            .get(resource_type)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(format!("resource type '{}' is not supported", resource_type.escape_default())))
+        self.registry.get(resource_type).cloned().ok_or_else(|| {
+            Error::NotFound(format!(
+                "resource type '{}' is not supported",
+                resource_type.escape_default()
+            ))
+        })
     }
 
     /// Checks a resource body before any write: its type, the JSON rules and the schema.
@@ -75,7 +77,10 @@ impl Fhir {
             Some(t) => {
                 return Err(Error::BadRequest(vec![Issue::error(
                     IssueType::Invalid,
-                    format!("resourceType '{}' does not match the URL, which expects {rt}", t.escape_default()),
+                    format!(
+                        "resourceType '{}' does not match the URL, which expects {rt}",
+                        t.escape_default()
+                    ),
                 )
                 .at("resourceType")]))
             }
@@ -96,7 +101,12 @@ impl Fhir {
         }
     }
 
-    async fn head(&self, conn: &mut Conn<'_>, m: &dyn ResourceMapping, id: &Id) -> Result<Option<Head>> {
+    async fn head(
+        &self,
+        conn: &mut Conn<'_>,
+        m: &dyn ResourceMapping,
+        id: &Id,
+    ) -> Result<Option<Head>> {
         let sql = format!(
             "SELECT id, version_id, deleted_at FROM {} WHERE fhir_id = ?",
             m.table()
@@ -112,7 +122,13 @@ impl Fhir {
     }
 
     /// Reads back the row just written and records it as a version in resource_versions.
-    async fn record_version(&self, tx: &mut Tx, m: &dyn ResourceMapping, row_id: Uuid, method: &str) -> Result<Version> {
+    async fn record_version(
+        &self,
+        tx: &mut Tx,
+        m: &dyn ResourceMapping,
+        row_id: Uuid,
+        method: &str,
+    ) -> Result<Version> {
         let mut loaded = m.load(&mut Conn::Tx(tx), &[row_id]).await?;
         let (_, resource) = loaded
             .pop()
@@ -136,33 +152,65 @@ impl Fhir {
     }
 
     /// create: a new resource with a server-assigned id.
-    pub async fn create(&self, _caller: &Caller, resource_type: &str, body: Value) -> Result<Written> {
+    pub async fn create(
+        &self,
+        _caller: &Caller,
+        resource_type: &str,
+        body: Value,
+    ) -> Result<Written> {
         let m = self.mapping(resource_type)?;
         self.check(m.as_ref(), &body)?;
         let row_id = Uuid::new_v4();
-        let id = Id::parse(&row_id.to_string()).ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
+        let id =
+            Id::parse(&row_id.to_string()).ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
         let mut tx = self.db.begin().await?;
         m.insert(&mut tx, row_id, &id, &body).await?;
-        let version = self.record_version(&mut tx, m.as_ref(), row_id, "POST").await?;
+        let version = self
+            .record_version(&mut tx, m.as_ref(), row_id, "POST")
+            .await?;
         tx.commit().await?;
-        Ok(Written { version, created: true })
+        Ok(Written {
+            version,
+            created: true,
+        })
     }
 
     /// update: replaces the resource, or creates it under the client's id when it does not exist.
-    pub async fn update(&self, _caller: &Caller, resource_type: &str, id: &Id, body: Value, if_match: Option<i64>) -> Result<Written> {
+    pub async fn update(
+        &self,
+        _caller: &Caller,
+        resource_type: &str,
+        id: &Id,
+        body: Value,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
         let m = self.mapping(resource_type)?;
         self.check(m.as_ref(), &body)?;
         match body.get("id").and_then(Value::as_str) {
             Some(body_id) if body_id == id.as_str() => {}
-            Some(_) => return Err(Error::BadRequest(vec![Issue::error(IssueType::Invalid, "the id in the body does not match the id in the URL").at(format!("{resource_type}.id"))])),
-            None => return Err(Error::BadRequest(vec![Issue::error(IssueType::Required, "an update must carry the resource id in the body").at(format!("{resource_type}.id"))])),
+            Some(_) => {
+                return Err(Error::BadRequest(vec![Issue::error(
+                    IssueType::Invalid,
+                    "the id in the body does not match the id in the URL",
+                )
+                .at(format!("{resource_type}.id"))]))
+            }
+            None => {
+                return Err(Error::BadRequest(vec![Issue::error(
+                    IssueType::Required,
+                    "an update must carry the resource id in the body",
+                )
+                .at(format!("{resource_type}.id"))]))
+            }
         }
         let mut tx = self.db.begin().await?;
         let head = self.head(&mut Conn::Tx(&mut tx), m.as_ref(), id).await?;
         let (row_id, created) = match head {
             None => {
                 if if_match.is_some() {
-                    return Err(Error::PreconditionFailed(format!("{resource_type}/{id} does not exist, so If-Match cannot match")));
+                    return Err(Error::PreconditionFailed(format!(
+                        "{resource_type}/{id} does not exist, so If-Match cannot match"
+                    )));
                 }
                 let row_id = Uuid::new_v4();
                 m.insert(&mut tx, row_id, id, &body).await?;
@@ -175,12 +223,16 @@ impl Fhir {
                     }
                 }
                 if !m.update(&mut tx, h.row_id, if_match, &body).await? {
-                    return Err(Error::PreconditionFailed(format!("{resource_type}/{id} was changed by another request; read it again")));
+                    return Err(Error::PreconditionFailed(format!(
+                        "{resource_type}/{id} was changed by another request; read it again"
+                    )));
                 }
                 (h.row_id, h.deleted)
             }
         };
-        let version = self.record_version(&mut tx, m.as_ref(), row_id, "PUT").await?;
+        let version = self
+            .record_version(&mut tx, m.as_ref(), row_id, "PUT")
+            .await?;
         tx.commit().await?;
         Ok(Written { version, created })
     }
@@ -200,7 +252,13 @@ impl Fhir {
     }
 
     /// vread: a version as it was served.
-    pub async fn vread(&self, caller: &Caller, resource_type: &str, id: &Id, version_id: i64) -> Result<Version> {
+    pub async fn vread(
+        &self,
+        caller: &Caller,
+        resource_type: &str,
+        id: &Id,
+        version_id: i64,
+    ) -> Result<Version> {
         let m = self.mapping(resource_type)?;
         let row = self
             .db
@@ -210,13 +268,17 @@ impl Fhir {
             )
             .await?;
         match row {
-            Some(r) if r.string("method")? == "DELETE" => Err(Error::Gone(format!("version {version_id} of {resource_type}/{id} is a deletion"))),
+            Some(r) if r.string("method")? == "DELETE" => Err(Error::Gone(format!(
+                "version {version_id} of {resource_type}/{id} is a deletion"
+            ))),
             Some(r) => version_of(m.resource_type(), r.json("resource")?),
             None => {
                 // A version made by a direct SQL write has no history row: it is the current one.
                 match self.read(caller, resource_type, id).await {
                     Ok(v) if v.version_id == version_id => Ok(v),
-                    Ok(_) | Err(Error::Gone(_)) => Err(Error::NotFound(format!("{resource_type}/{id} has no version {version_id}"))),
+                    Ok(_) | Err(Error::Gone(_)) => Err(Error::NotFound(format!(
+                        "{resource_type}/{id} has no version {version_id}"
+                    ))),
                     Err(e) => Err(e),
                 }
             }
@@ -224,10 +286,19 @@ impl Fhir {
     }
 
     /// delete: a soft delete (a new version that is a deletion). Deleting twice is harmless.
-    pub async fn delete(&self, _caller: &Caller, resource_type: &str, id: &Id, if_match: Option<i64>) -> Result<()> {
+    pub async fn delete(
+        &self,
+        _caller: &Caller,
+        resource_type: &str,
+        id: &Id,
+        if_match: Option<i64>,
+    ) -> Result<()> {
         let m = self.mapping(resource_type)?;
         let mut tx = self.db.begin().await?;
-        let h = self.head(&mut Conn::Tx(&mut tx), m.as_ref(), id).await?.ok_or_else(|| not_found(resource_type, id))?;
+        let h = self
+            .head(&mut Conn::Tx(&mut tx), m.as_ref(), id)
+            .await?
+            .ok_or_else(|| not_found(resource_type, id))?;
         if h.deleted {
             return Ok(());
         }
@@ -241,11 +312,23 @@ impl Fhir {
             m.table(),
             tx.dialect().now()
         );
-        if tx.execute(&sql, &[h.row_id.into(), h.version_id.into()]).await? == 0 {
-            return Err(Error::Conflict(format!("{resource_type}/{id} was changed by another request during the delete; retry")));
+        if tx
+            .execute(&sql, &[h.row_id.into(), h.version_id.into()])
+            .await?
+            == 0
+        {
+            return Err(Error::Conflict(format!(
+                "{resource_type}/{id} was changed by another request during the delete; retry"
+            )));
         }
         let r = tx
-            .fetch_optional(&format!("SELECT version_id, updated_at FROM {} WHERE id = ?", m.table()), &[h.row_id.into()])
+            .fetch_optional(
+                &format!(
+                    "SELECT version_id, updated_at FROM {} WHERE id = ?",
+                    m.table()
+                ),
+                &[h.row_id.into()],
+            )
             .await?
             .ok_or_else(|| anyhow::anyhow!("deleted row vanished"))?;
         tx.execute(
@@ -272,7 +355,11 @@ fn stale(resource_type: &str, id: &Id, wanted: i64, current: i64) -> Error {
 fn version_of(resource_type: &'static str, resource: Option<Value>) -> Result<Version> {
     let r = resource.ok_or_else(|| anyhow::anyhow!("stored version has no resource"))?;
     let meta = r.get("meta");
-    let id = r.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let id = r
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let version_id = meta
         .and_then(|m| m.get("versionId"))
         .and_then(Value::as_str)
@@ -284,5 +371,11 @@ fn version_of(resource_type: &'static str, resource: Option<Value>) -> Result<Ve
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc))
         .ok_or_else(|| anyhow::anyhow!("stored resource has no lastUpdated"))?;
-    Ok(Version { resource_type, id, version_id, last_updated, resource: Some(r) })
+    Ok(Version {
+        resource_type,
+        id,
+        version_id,
+        last_updated,
+        resource: Some(r),
+    })
 }

@@ -81,7 +81,12 @@ impl SearchQuery {
         for (name, value) in &req.params {
             match name.as_str() {
                 "_count" => {
-                    let n: i64 = value.parse().map_err(|_| bad(format!("_count must be a non-negative integer, not '{}'", value.escape_default())))?;
+                    let n: i64 = value.parse().map_err(|_| {
+                        bad(format!(
+                            "_count must be a non-negative integer, not '{}'",
+                            value.escape_default()
+                        ))
+                    })?;
                     if n < 0 {
                         return Err(bad("_count must not be negative".into()));
                     }
@@ -97,7 +102,10 @@ impl SearchQuery {
                     continue;
                 }
                 "_cursor" => {
-                    let parse = |s: &str| Uuid::parse_str(s).map_err(|_| bad("_cursor is not a cursor this server made".into()));
+                    let parse = |s: &str| {
+                        Uuid::parse_str(s)
+                            .map_err(|_| bad("_cursor is not a cursor this server made".into()))
+                    };
                     q.cursor = Some(match value.split_once('.') {
                         Some(("a", id)) => Cursor::After(parse(id)?),
                         Some(("b", id)) => Cursor::Before(parse(id)?),
@@ -112,17 +120,27 @@ impl SearchQuery {
                 Some((b, m)) => (b, Some(m)),
                 None => (name.as_str(), None),
             };
-            let Some(p) = COMMON.iter().chain(declared.iter()).find(|p| p.name == base) else {
+            let Some(p) = COMMON
+                .iter()
+                .chain(declared.iter())
+                .find(|p| p.name == base)
+            else {
                 ignored.push(name.clone());
                 continue;
             };
-            q.filters.push((p, modifier.map(str::to_owned), split_values(value)));
+            q.filters
+                .push((p, modifier.map(str::to_owned), split_values(value)));
             q.applied.push((name.clone(), value.clone()));
         }
         if req.strict && !ignored.is_empty() {
             let issues = ignored
                 .iter()
-                .map(|n| Issue::error(IssueType::NotSupported, format!("search parameter '{}' is not supported", n.escape_default())))
+                .map(|n| {
+                    Issue::error(
+                        IssueType::NotSupported,
+                        format!("search parameter '{}' is not supported", n.escape_default()),
+                    )
+                })
                 .collect();
             return Err(Error::BadRequest(issues));
         }
@@ -132,10 +150,18 @@ impl SearchQuery {
 
 impl Fhir {
     /// search: a searchset Bundle of the matching resources, one page at a time.
-    pub async fn search(&self, caller: &Caller, resource_type: &str, req: &SearchRequest) -> Result<Value> {
+    pub async fn search(
+        &self,
+        caller: &Caller,
+        resource_type: &str,
+        req: &SearchRequest,
+    ) -> Result<Value> {
         let m = self.mapping(resource_type)?;
         let q = SearchQuery::parse(req, m.search_params())?;
-        let ctx = Ctx { dialect: self.db.dialect(), resource_type: m.resource_type() };
+        let ctx = Ctx {
+            dialect: self.db.dialect(),
+            resource_type: m.resource_type(),
+        };
         let mut where_sql = String::from("t.deleted_at IS NULL");
         let mut args: Vec<Arg> = Vec::new();
         for (p, modifier, values) in &q.filters {
@@ -148,7 +174,10 @@ impl Fhir {
         let total = if q.total {
             let r = self
                 .db
-                .fetch_optional(&format!("SELECT count(*) AS n FROM {table} t WHERE {where_sql}"), &args)
+                .fetch_optional(
+                    &format!("SELECT count(*) AS n FROM {table} t WHERE {where_sql}"),
+                    &args,
+                )
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("count returned no row"))?;
             Some(r.bigint("n")?)
@@ -169,7 +198,11 @@ impl Fhir {
             }
             None => {}
         }
-        page_sql.push_str(if descending { " ORDER BY t.id DESC LIMIT ?" } else { " ORDER BY t.id LIMIT ?" });
+        page_sql.push_str(if descending {
+            " ORDER BY t.id DESC LIMIT ?"
+        } else {
+            " ORDER BY t.id LIMIT ?"
+        });
         page_args.push((q.count + 1).into());
         let mut ids = Vec::new();
         if q.count > 0 {
@@ -192,8 +225,16 @@ impl Fhir {
         for id in &ids {
             if let Some(i) = loaded.iter().position(|(r, _)| r == id) {
                 let (_, resource) = loaded.swap_remove(i);
-                let fhir_id = resource.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-                entries.push(SearchEntry { full_url: format!("{}/{resource_type}/{fhir_id}", caller.base_url), resource, mode: "match" });
+                let fhir_id = resource
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                entries.push(SearchEntry {
+                    full_url: format!("{}/{resource_type}/{fhir_id}", caller.base_url),
+                    resource,
+                    mode: "match",
+                });
             }
         }
         let link = |cursor: Option<String>| {
@@ -211,12 +252,21 @@ impl Fhir {
             Cursor::After(id) => format!("a.{id}"),
             Cursor::Before(id) => format!("b.{id}"),
         });
-        let mut links = vec![Link { relation: "self", url: link(self_cursor) }];
+        let mut links = vec![Link {
+            relation: "self",
+            url: link(self_cursor),
+        }];
         if let (true, Some(last)) = (has_next, ids.last()) {
-            links.push(Link { relation: "next", url: link(Some(format!("a.{last}"))) });
+            links.push(Link {
+                relation: "next",
+                url: link(Some(format!("a.{last}"))),
+            });
         }
         if let (true, Some(first)) = (has_prev, ids.first()) {
-            links.push(Link { relation: "previous", url: link(Some(format!("b.{first}"))) });
+            links.push(Link {
+                relation: "previous",
+                url: link(Some(format!("b.{first}"))),
+            });
         }
         Ok(bundle::searchset(total, &links, entries))
     }

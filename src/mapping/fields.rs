@@ -132,7 +132,11 @@ pub fn telecom_project(telecom: Option<&Value>) -> (Option<String>, Option<Strin
     (find("phone"), find("email"))
 }
 
-pub fn telecom_patch(telecom: Option<Value>, phone: &Option<String>, email: &Option<String>) -> Option<Value> {
+pub fn telecom_patch(
+    telecom: Option<Value>,
+    phone: &Option<String>,
+    email: &Option<String>,
+) -> Option<Value> {
     let mut arr = match telecom {
         Some(Value::Array(a)) => a,
         _ => Vec::new(),
@@ -169,7 +173,10 @@ mod tests {
 
     #[test]
     fn joined_strings_keep_their_original_array_when_they_still_agree() {
-        let mut o = json!({"given": ["Mary Ann", "Lou"]}).as_object().unwrap().clone();
+        let mut o = json!({"given": ["Mary Ann", "Lou"]})
+            .as_object()
+            .unwrap()
+            .clone();
         let j = joined(Some(&Value::Object(o.clone())), "given", " ");
         assert_eq!(j.as_deref(), Some("Mary Ann Lou"));
         set_joined(&mut o, "given", " ", &j);
@@ -193,9 +200,15 @@ mod tests {
 
     #[test]
     fn ordered_puts_known_keys_first_with_their_primitive_extensions() {
-        let order: Vec<String> = ["resourceType", "id", "birthDate"].iter().map(|s| s.to_string()).collect();
+        let order: Vec<String> = ["resourceType", "id", "birthDate"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let o = json!({"zzz": 1, "_birthDate": {}, "birthDate": "2000", "resourceType": "Patient"});
-        let keys: Vec<String> = ordered(o.as_object().unwrap().clone(), &order).keys().cloned().collect();
+        let keys: Vec<String> = ordered(o.as_object().unwrap().clone(), &order)
+            .keys()
+            .cloned()
+            .collect();
         assert_eq!(keys, ["resourceType", "birthDate", "_birthDate", "zzz"]);
     }
 }

@@ -133,9 +133,17 @@ impl Field for BirthDate {
     fn project(e: Option<&Value>) -> Self::Cols {
         let s = e.and_then(Value::as_str).unwrap_or("");
         let parsed = match s.len() {
-            4 => s.parse().ok().and_then(|y| NaiveDate::from_ymd_opt(y, 1, 1)).map(|d| (d, "year")),
-            7 => NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d").ok().map(|d| (d, "month")),
-            10 => NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| (d, "day")),
+            4 => s
+                .parse()
+                .ok()
+                .and_then(|y| NaiveDate::from_ymd_opt(y, 1, 1))
+                .map(|d| (d, "year")),
+            7 => NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d")
+                .ok()
+                .map(|d| (d, "month")),
+            10 => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .map(|d| (d, "day")),
             _ => None,
         };
         match parsed {
@@ -165,7 +173,10 @@ impl Field for Name {
     type Cols = (Option<String>, Option<String>);
     const KEY: &'static str = "name";
     fn project(e: Option<&Value>) -> Self::Cols {
-        let names = e.and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        let names = e
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         primary_name(names).map_or((None, None), |i| fields::name_project(names.get(i)))
     }
     fn patch(e: Option<Value>, c: &Self::Cols) -> Option<Value> {
@@ -269,7 +280,11 @@ impl Field for Marital {
     fn patch(_: Option<Value>, c: &Option<String>) -> Option<Value> {
         let d = &DATA.marital_status;
         let code = c.as_deref()?;
-        let system = if code == "UNK" { &d.null_flavor_system } else { &d.system };
+        let system = if code == "UNK" {
+            &d.null_flavor_system
+        } else {
+            &d.system
+        };
         let mut coding = json!({"system": system, "code": code});
         if let Some(display) = d.codes.get(code) {
             coding["display"] = json!(display);
@@ -287,7 +302,10 @@ fn preferred_entry(list: &[Value]) -> Option<usize> {
 }
 fn language_code(entry: &Value) -> Option<String> {
     let coding = entry.get("language")?.get("coding")?.as_array()?;
-    coding.iter().find_map(|c| str_of(Some(c), "code")).map(str::to_owned)
+    coding
+        .iter()
+        .find_map(|c| str_of(Some(c), "code"))
+        .map(str::to_owned)
 }
 impl Field for Communication {
     type Cols = Option<String>;
@@ -301,9 +319,8 @@ impl Field for Communication {
             Some(Value::Array(a)) => a,
             _ => Vec::new(),
         };
-        let fresh = |code: &str| {
-            json!({"coding": [{"system": DATA.language_system, "code": code}]})
-        };
+        let fresh =
+            |code: &str| json!({"coding": [{"system": DATA.language_system, "code": code}]});
         match (preferred_entry(&list), c) {
             (Some(i), Some(code)) => list[i]["language"] = fresh(code),
             (Some(i), None) => {
@@ -516,7 +533,12 @@ impl PatientMapping {
     }
 
     /// Replaces the child rows and the name index of a patient.
-    async fn write_children(&self, tx: &mut Tx, row_id: Uuid, resource: &Value) -> Result<(), MapError> {
+    async fn write_children(
+        &self,
+        tx: &mut Tx,
+        row_id: Uuid,
+        resource: &Value,
+    ) -> Result<(), MapError> {
         for sql in [
             "DELETE FROM patient_identifiers WHERE patient_id = ?",
             "DELETE FROM patient_contacts WHERE patient_id = ?",
@@ -524,7 +546,13 @@ impl PatientMapping {
         ] {
             tx.execute(sql, &[row_id.into()]).await?;
         }
-        let items = |k: &str| resource.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
+        let items = |k: &str| {
+            resource
+                .get(k)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
         for (pos, item) in items("identifier").iter().enumerate() {
             let (c, extra) = row_extra::<IdentifierRow>(item);
             tx.execute(
@@ -535,7 +563,8 @@ impl PatientMapping {
         }
         for (pos, item) in items("contact").iter().enumerate() {
             let (c, extra) = row_extra::<ContactRow>(item);
-            let mut args: Vec<Arg> = vec![Uuid::new_v4().into(), row_id.into(), (pos as i64).into()];
+            let mut args: Vec<Arg> =
+                vec![Uuid::new_v4().into(), row_id.into(), (pos as i64).into()];
             args.extend(c.iter().map(|v| Arg::from(v.clone())));
             args.push(Arg::Json(extra));
             tx.execute(
@@ -554,7 +583,11 @@ impl PatientMapping {
         Ok(())
     }
 
-    fn assemble(row: &Row, identifiers: Vec<Value>, contacts: Vec<Value>) -> Result<Value, StoreError> {
+    fn assemble(
+        row: &Row,
+        identifiers: Vec<Value>,
+        contacts: Vec<Value>,
+    ) -> Result<Value, StoreError> {
         let mut extra = match row.json("fhir_extra")? {
             Some(Value::Object(o)) => o,
             _ => Map::new(),
@@ -566,7 +599,10 @@ impl PatientMapping {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         };
-        meta.insert("versionId".into(), json!(row.int("version_id")?.to_string()));
+        meta.insert(
+            "versionId".into(),
+            json!(row.int("version_id")?.to_string()),
+        );
         meta.insert(
             "lastUpdated".into(),
             json!(crate::fhir::instant(&row.timestamp("updated_at")?)),
@@ -588,11 +624,29 @@ impl PatientMapping {
                 out.insert(k.to_owned(), v);
             }
         };
-        put("active", rebuild::<Active>(&mut extra, &row.bool("active")?));
-        put("name", rebuild::<Name>(&mut extra, &(row.text("first_name")?, row.text("last_name")?)));
-        put("gender", rebuild::<Gender>(&mut extra, &row.text("gender")?));
-        put("birthDate", rebuild::<BirthDate>(&mut extra, &(row.date("birth_date")?, precision)));
-        put("telecom", rebuild::<Telecom>(&mut extra, &(row.text("phone")?, row.text("email")?)));
+        put(
+            "active",
+            rebuild::<Active>(&mut extra, &row.bool("active")?),
+        );
+        put(
+            "name",
+            rebuild::<Name>(
+                &mut extra,
+                &(row.text("first_name")?, row.text("last_name")?),
+            ),
+        );
+        put(
+            "gender",
+            rebuild::<Gender>(&mut extra, &row.text("gender")?),
+        );
+        put(
+            "birthDate",
+            rebuild::<BirthDate>(&mut extra, &(row.date("birth_date")?, precision)),
+        );
+        put(
+            "telecom",
+            rebuild::<Telecom>(&mut extra, &(row.text("phone")?, row.text("email")?)),
+        );
         let address = [
             row.text("address_line")?,
             row.text("city")?,
@@ -601,8 +655,14 @@ impl PatientMapping {
             row.text("country")?,
         ];
         put("address", rebuild::<Address>(&mut extra, &address));
-        put("maritalStatus", rebuild::<Marital>(&mut extra, &row.text("marital_status")?));
-        put("communication", rebuild::<Communication>(&mut extra, &row.text("preferred_language")?));
+        put(
+            "maritalStatus",
+            rebuild::<Marital>(&mut extra, &row.text("marital_status")?),
+        );
+        put(
+            "communication",
+            rebuild::<Communication>(&mut extra, &row.text("preferred_language")?),
+        );
         // generalPractitioner: a column value the kept element does not name is patched in.
         let gp = row.text("gp_fhir_id")?;
         let kept = extra.remove("generalPractitioner");
@@ -630,12 +690,19 @@ impl Default for PatientMapping {
 /// The (parameter, value) pairs of the name index: every part of every name.
 fn name_index(resource: &Value) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    let names = resource.get("name").and_then(Value::as_array).cloned().unwrap_or_default();
+    let names = resource
+        .get("name")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for n in &names {
         let strings = |k: &str| -> Vec<String> {
             match n.get(k) {
                 Some(Value::String(s)) => vec![s.clone()],
-                Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
                 _ => vec![],
             }
         };
@@ -674,7 +741,13 @@ impl ResourceMapping for PatientMapping {
         PARAMS
     }
 
-    async fn insert(&self, tx: &mut Tx, row_id: Uuid, fhir_id: &Id, resource: &Value) -> Result<(), MapError> {
+    async fn insert(
+        &self,
+        tx: &mut Tx,
+        row_id: Uuid,
+        fhir_id: &Id,
+        resource: &Value,
+    ) -> Result<(), MapError> {
         let cols = self.split(tx, resource).await?;
         let mut args: Vec<Arg> = vec![row_id.into(), fhir_id.as_str().into()];
         args.extend(Self::column_args(&cols));
@@ -712,7 +785,11 @@ impl ResourceMapping for PatientMapping {
         Ok(true)
     }
 
-    async fn load(&self, conn: &mut Conn<'_>, row_ids: &[Uuid]) -> Result<Vec<(Uuid, Value)>, StoreError> {
+    async fn load(
+        &self,
+        conn: &mut Conn<'_>,
+        row_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, Value)>, StoreError> {
         if row_ids.is_empty() {
             return Ok(vec![]);
         }
@@ -810,10 +887,18 @@ mod tests {
 
     #[test]
     fn rich_elements_round_trip() {
-        roundtrip::<Name>(json!([{"use": "usual", "given": ["Jim"]}, {"use": "official", "family": "Chalmers", "given": ["Peter", "James"], "_given": [null, {"extension": []}]}]));
-        roundtrip::<Address>(json!([{"use": "home", "line": ["534 Erewhon St", "Apt 2"], "city": "PleasantVille", "period": {"start": "1974-12-25"}}]));
-        roundtrip::<Marital>(json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": "M", "display": "M"}], "text": "M"}));
-        roundtrip::<Communication>(json!([{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "es-MX", "display": "Spanish (Mexico)"}], "text": "Español"}, "preferred": true}]));
+        roundtrip::<Name>(
+            json!([{"use": "usual", "given": ["Jim"]}, {"use": "official", "family": "Chalmers", "given": ["Peter", "James"], "_given": [null, {"extension": []}]}]),
+        );
+        roundtrip::<Address>(
+            json!([{"use": "home", "line": ["534 Erewhon St", "Apt 2"], "city": "PleasantVille", "period": {"start": "1974-12-25"}}]),
+        );
+        roundtrip::<Marital>(
+            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": "M", "display": "M"}], "text": "M"}),
+        );
+        roundtrip::<Communication>(
+            json!([{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "es-MX", "display": "Spanish (Mexico)"}], "text": "Español"}, "preferred": true}]),
+        );
         roundtrip::<BirthDate>(json!("1974"));
     }
 
@@ -827,13 +912,17 @@ mod tests {
         let rebuilt = rebuild::<Name>(&mut rest, &(Some("Pedro".into()), Some("Chávez".into())));
         assert_eq!(
             rebuilt,
-            Some(json!([{"use": "official", "family": "Chávez", "given": ["Pedro"], "prefix": ["Mr."]}]))
+            Some(
+                json!([{"use": "official", "family": "Chávez", "given": ["Pedro"], "prefix": ["Mr."]}])
+            )
         );
     }
 
     #[test]
     fn name_index_covers_every_part_of_every_name() {
-        let idx = name_index(&json!({"name": [{"family": "Chalmers", "given": ["Peter"]}, {"text": "Jim", "prefix": ["Mr."]}]}));
+        let idx = name_index(
+            &json!({"name": [{"family": "Chalmers", "given": ["Peter"]}, {"text": "Jim", "prefix": ["Mr."]}]}),
+        );
         assert!(idx.contains(&("family", "Chalmers".into())));
         assert!(idx.contains(&("name", "Peter".into())));
         assert!(idx.contains(&("name", "Mr.".into())));

@@ -24,14 +24,22 @@ fn migrator(migrations: Vec<Migration>) -> Migrator {
 
 pub fn sqlite() -> Migrator {
     migrator(vec![
-        migration!(1, "foundation", "../../migrations/sqlite/0001_foundation.sql"),
+        migration!(
+            1,
+            "foundation",
+            "../../migrations/sqlite/0001_foundation.sql"
+        ),
         migration!(2, "clinical", "../../migrations/sqlite/0002_clinical.sql"),
     ])
 }
 
 pub fn postgres() -> Migrator {
     migrator(vec![
-        migration!(1, "foundation", "../../migrations/postgres/0001_foundation.sql"),
+        migration!(
+            1,
+            "foundation",
+            "../../migrations/postgres/0001_foundation.sql"
+        ),
         migration!(2, "clinical", "../../migrations/postgres/0002_clinical.sql"),
     ])
 }

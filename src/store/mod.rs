@@ -273,9 +273,10 @@ impl Db {
     /// Runs a statement outside any transaction.
     pub async fn execute(&self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
         Ok(match &self.pools {
-            Pools::Sqlite { write, .. } => {
-                sqlite_query(sql, args).execute(write).await?.rows_affected()
-            }
+            Pools::Sqlite { write, .. } => sqlite_query(sql, args)
+                .execute(write)
+                .await?
+                .rows_affected(),
             Pools::Postgres(p) => pg_query(&pg_sql(sql), args)
                 .execute(p)
                 .await?
@@ -374,31 +375,6 @@ pub fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pg_sql_numbers_placeholders_in_order() {
-        assert_eq!(
-            pg_sql("SELECT a FROM t WHERE b = ? AND c IN (?, ?)"),
-            "SELECT a FROM t WHERE b = $1 AND c IN ($2, $3)"
-        );
-    }
-
-    #[test]
-    fn sqlite_timestamps_sort_as_text() {
-        let a = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.1Z").unwrap();
-        let b = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.01Z").unwrap();
-        let (a, b) = (
-            sqlite_timestamp(&a.with_timezone(&Utc)),
-            sqlite_timestamp(&b.with_timezone(&Utc)),
-        );
-        assert_eq!(a, "2026-01-02T03:04:05.100Z");
-        assert!(b < a);
-    }
-}
-
 /// Somewhere to run a read: the pool, or an open transaction (to see its own writes).
 pub enum Conn<'a> {
     Pool(&'a Db),
@@ -429,5 +405,30 @@ impl Conn<'_> {
             Conn::Pool(db) => db.fetch_optional(sql, args).await,
             Conn::Tx(tx) => tx.fetch_optional(sql, args).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_sql_numbers_placeholders_in_order() {
+        assert_eq!(
+            pg_sql("SELECT a FROM t WHERE b = ? AND c IN (?, ?)"),
+            "SELECT a FROM t WHERE b = $1 AND c IN ($2, $3)"
+        );
+    }
+
+    #[test]
+    fn sqlite_timestamps_sort_as_text() {
+        let a = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.1Z").unwrap();
+        let b = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.01Z").unwrap();
+        let (a, b) = (
+            sqlite_timestamp(&a.with_timezone(&Utc)),
+            sqlite_timestamp(&b.with_timezone(&Utc)),
+        );
+        assert_eq!(a, "2026-01-02T03:04:05.100Z");
+        assert!(b < a);
     }
 }

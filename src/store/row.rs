@@ -19,7 +19,8 @@ fn bad(col: &str, what: &str) -> StoreError {
 
 impl Row {
     pub fn uuid(&self, col: &str) -> Result<Uuid, StoreError> {
-        self.opt_uuid(col)?.ok_or_else(|| bad(col, "unexpected NULL"))
+        self.opt_uuid(col)?
+            .ok_or_else(|| bad(col, "unexpected NULL"))
     }
 
     pub fn opt_uuid(&self, col: &str) -> Result<Option<Uuid>, StoreError> {

@@ -68,11 +68,18 @@ impl Drop for TestApp {
                 let name = name.clone();
                 // Drop runs inside the test's runtime: do the async cleanup on a thread of its own.
                 let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
                     if let Ok(rt) = rt {
                         rt.block_on(async {
                             if let Ok(admin) = Db::connect(&postgres_admin_url()).await {
-                                let _ = admin.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await;
+                                let _ = admin
+                                    .execute(
+                                        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                                        &[],
+                                    )
+                                    .await;
                                 admin.close().await;
                             }
                         });
@@ -94,14 +101,23 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 
     /// Asserts the body is an OperationOutcome and returns its issues' diagnostics and expressions.
     pub fn outcome(&self) -> Vec<(String, String, Option<String>)> {
-        assert_eq!(self.body["resourceType"], "OperationOutcome", "not an OperationOutcome: {}", self.text);
+        assert_eq!(
+            self.body["resourceType"], "OperationOutcome",
+            "not an OperationOutcome: {}",
+            self.text
+        );
         assert!(
-            self.header("content-type").unwrap_or_default().starts_with("application/fhir+json"),
+            self.header("content-type")
+                .unwrap_or_default()
+                .starts_with("application/fhir+json"),
             "an OperationOutcome is served as application/fhir+json"
         );
         self.body["issue"]
@@ -125,7 +141,10 @@ impl TestApp {
     }
 
     pub async fn spawn_with(engine: Engine, max_body: usize) -> TestApp {
-        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn")
+            .try_init();
         let tag = uuid::Uuid::new_v4().simple().to_string();
         let (url, cleanup) = match engine {
             Engine::Sqlite => {
@@ -138,19 +157,39 @@ impl TestApp {
                     panic!("PostgreSQL is unreachable at {admin_url} ({e}); PostgreSQL tests are never skipped")
                 });
                 let name = format!("expediente_test_{tag}");
-                admin.execute(&format!("CREATE DATABASE {name}"), &[]).await.expect("create test database");
+                admin
+                    .execute(&format!("CREATE DATABASE {name}"), &[])
+                    .await
+                    .expect("create test database");
                 admin.close().await;
-                let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map(|(b, _)| b)
+                    .unwrap_or(&admin_url);
                 (format!("{base}/{name}"), Cleanup::Database(name))
             }
         };
-        let state = expediente::build_state(&url, max_body, None).await.expect("server state");
+        let state = expediente::build_state(&url, max_body, None)
+            .await
+            .expect("server state");
         let db = state.fhir.db.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = expediente::api::router(state);
-        tokio::spawn(expediente::api::serve(listener, app, std::future::pending()));
-        TestApp { base: format!("http://{addr}"), client: reqwest::Client::new(), db, engine, cleanup }
+        tokio::spawn(expediente::api::serve(
+            listener,
+            app,
+            std::future::pending(),
+        ));
+        TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            db,
+            engine,
+            cleanup,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -158,10 +197,18 @@ impl TestApp {
     }
 
     /// Sends a request with optional FHIR JSON body and extra headers.
-    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Reply {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut req = self.client.request(method, self.url(path));
         if let Some(b) = body {
-            req = req.header("content-type", "application/fhir+json").body(b.to_string());
+            req = req
+                .header("content-type", "application/fhir+json")
+                .body(b.to_string());
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -173,8 +220,17 @@ impl TestApp {
         let status = res.status();
         let headers = res.headers().clone();
         let text = res.text().await.expect("body");
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("the body is JSON") };
-        Reply { status, headers, body, text }
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).expect("the body is JSON")
+        };
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -216,7 +272,11 @@ impl TestApp {
     pub fn ids(bundle: &Value) -> Vec<String> {
         bundle["entry"]
             .as_array()
-            .map(|e| e.iter().map(|e| e["resource"]["id"].as_str().unwrap_or_default().to_owned()).collect())
+            .map(|e| {
+                e.iter()
+                    .map(|e| e["resource"]["id"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -224,7 +284,8 @@ impl TestApp {
 /// Loads a JSON file of the test data.
 pub fn data(path: &str) -> Value {
     let p = format!("{}/tests/data/{path}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))).expect("test data is JSON")
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}")))
+        .expect("test data is JSON")
 }
 
 /// A resource without its id and the server-kept parts of meta (versionId, lastUpdated), for
