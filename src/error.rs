@@ -122,3 +122,30 @@ impl From<MapError> for Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraint_violations_become_client_errors_with_outcomes() {
+        let check: Error = StoreError::Check("CHECK constraint failed: gender".into()).into();
+        assert_eq!(check.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let oo = check.outcome("r1");
+        assert_eq!(oo["resourceType"], "OperationOutcome");
+        assert!(
+            !oo.to_string().contains("CHECK constraint"),
+            "database text stays inside"
+        );
+        let fk: Error = StoreError::ForeignKey.into();
+        assert_eq!(fk.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let unique: Error = StoreError::Conflict.into();
+        assert_eq!(unique.status(), StatusCode::CONFLICT);
+        let other: Error = StoreError::Decode("column x".into()).into();
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            other.outcome("abc")["issue"][0]["diagnostics"],
+            "internal server error (request id abc)"
+        );
+    }
+}

@@ -258,6 +258,43 @@ async fn concurrent_updates_without_if_match_make_gapless_versions(engine: Engin
     assert_eq!(versions, (1..=7).collect::<Vec<_>>());
 }
 
+async fn concurrent_update_as_create_of_one_new_id_creates_it_once(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let url = app.url("/fhir/Patient/ehr-42");
+        let client = app.client.clone();
+        let mut body = chalmers();
+        body["id"] = json!("ehr-42");
+        body["name"][0]["family"] = json!(format!("Writer{i}"));
+        tasks.push(tokio::spawn(async move {
+            client
+                .put(url)
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let updated = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!((created, updated), (1, 5), "{statuses:?}");
+    assert_eq!(app.count("patients").await, 1);
+    assert_eq!(
+        app.get("/fhir/Patient/ehr-42").await.body["meta"]["versionId"],
+        "6"
+    );
+}
+
 async fn delete_is_soft_then_read_is_410_and_history_shows_it(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let v1 = app.create(&chalmers()).await;
@@ -468,6 +505,7 @@ on_both_engines!(
     stale_if_match_is_rejected_with_412_and_changes_nothing,
     concurrent_updates_with_the_same_if_match_let_exactly_one_win,
     concurrent_updates_without_if_match_make_gapless_versions,
+    concurrent_update_as_create_of_one_new_id_creates_it_once,
     delete_is_soft_then_read_is_410_and_history_shows_it,
     type_history_lists_every_version_newest_first_and_pages,
     prefer_return_is_honoured,

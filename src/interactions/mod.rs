@@ -203,8 +203,24 @@ impl Fhir {
                 .at(format!("{resource_type}.id"))]))
             }
         }
+        // Two clients creating the same new id at once: the loser of the unique index retries
+        // once, and then finds the row and updates it.
+        match self.write_update(m.as_ref(), id, &body, if_match).await {
+            Err(Error::Conflict(_)) => self.write_update(m.as_ref(), id, &body, if_match).await,
+            other => other,
+        }
+    }
+
+    async fn write_update(
+        &self,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        body: &Value,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        let resource_type = m.resource_type();
         let mut tx = self.db.begin().await?;
-        let head = self.head(&mut Conn::Tx(&mut tx), m.as_ref(), id).await?;
+        let head = self.head(&mut Conn::Tx(&mut tx), m, id).await?;
         let (row_id, created) = match head {
             None => {
                 if if_match.is_some() {
@@ -213,7 +229,7 @@ impl Fhir {
                     )));
                 }
                 let row_id = Uuid::new_v4();
-                m.insert(&mut tx, row_id, id, &body).await?;
+                m.insert(&mut tx, row_id, id, body).await?;
                 (row_id, true)
             }
             Some(h) => {
@@ -222,7 +238,7 @@ impl Fhir {
                         return Err(stale(resource_type, id, v, h.version_id));
                     }
                 }
-                if !m.update(&mut tx, h.row_id, if_match, &body).await? {
+                if !m.update(&mut tx, h.row_id, if_match, body).await? {
                     return Err(Error::PreconditionFailed(format!(
                         "{resource_type}/{id} was changed by another request; read it again"
                     )));
@@ -230,9 +246,7 @@ impl Fhir {
                 (h.row_id, h.deleted)
             }
         };
-        let version = self
-            .record_version(&mut tx, m.as_ref(), row_id, "PUT")
-            .await?;
+        let version = self.record_version(&mut tx, m, row_id, "PUT").await?;
         tx.commit().await?;
         Ok(Written { version, created })
     }
