@@ -324,6 +324,46 @@ async fn sql_metacharacters_are_just_data(engine: Engine) {
     assert_eq!(app.count("patients").await, 1);
 }
 
+async fn decimals_keep_their_precision_and_huge_counts_are_clamped(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let body = r#"{"resourceType":"Patient","extension":[{"url":"http://example.org/weight-at-birth","valueDecimal":3.50},{"url":"http://example.org/tiny","valueDecimal":0.000120}]}"#;
+    let r = raw(
+        &app,
+        Method::POST,
+        "/fhir/Patient",
+        Some("application/fhir+json"),
+        body.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let back = app
+        .get(&format!("/fhir/Patient/{}", r.body["id"].as_str().unwrap()))
+        .await;
+    assert!(
+        back.text.contains(r#""valueDecimal":3.50"#),
+        "{}",
+        back.text
+    );
+    assert!(
+        back.text.contains(r#""valueDecimal":0.000120"#),
+        "{}",
+        back.text
+    );
+    let s = app.get("/fhir/Patient?_count=1000000").await;
+    assert_eq!(s.status, StatusCode::OK);
+    assert!(
+        s.body["link"][0]["url"]
+            .as_str()
+            .unwrap()
+            .contains("_count=1000"),
+        "clamped to the largest page"
+    );
+    assert!(!s.body["link"][0]["url"]
+        .as_str()
+        .unwrap()
+        .contains("_count=1000000"));
+}
+
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -338,4 +378,5 @@ on_both_engines!(
     unsupported_methods_and_formats_get_operation_outcomes,
     json_formats_and_pretty_printing_are_honoured,
     sql_metacharacters_are_just_data,
+    decimals_keep_their_precision_and_huge_counts_are_clamped,
 );
