@@ -497,7 +497,53 @@ async fn a_direct_sql_update_moves_version_and_last_updated_and_shows_in_fhir(en
     assert_eq!(u.body["meta"]["versionId"], "3");
 }
 
+async fn a_direct_sql_change_of_a_child_row_is_a_new_patient_version(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let mut p = chalmers();
+    p["contact"] = json!([{"name": {"family": "du Marché", "given": ["Bénédicte"]}, "telecom": [{"system": "phone", "value": "+33 1"}]}]);
+    let v1 = app.create(&p).await;
+    assert_eq!(
+        v1["meta"]["versionId"], "1",
+        "a FHIR write with child rows is one version"
+    );
+    let id = v1["id"].as_str().unwrap();
+    let n = app
+        .db
+        .execute(
+            "UPDATE patient_contacts SET phone = '+33 2' WHERE patient_id = (SELECT id FROM patients WHERE fhir_id = ?)",
+            &[id.into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let r = app.get(&format!("/fhir/Patient/{id}")).await;
+    assert_eq!(
+        r.body["meta"]["versionId"], "2",
+        "the Patient moved to a new version"
+    );
+    assert_eq!(r.body["contact"][0]["telecom"][0]["value"], "+33 2");
+    assert_eq!(r.body["contact"][0]["name"]["family"], "du Marché");
+    // Removing an identifier directly is a new version too.
+    app.db
+        .execute(
+            "DELETE FROM patient_identifiers WHERE patient_id = (SELECT id FROM patients WHERE fhir_id = ?)",
+            &[id.into()],
+        )
+        .await
+        .unwrap();
+    let r = app.get(&format!("/fhir/Patient/{id}")).await;
+    assert_eq!(r.body["meta"]["versionId"], "3");
+    assert!(r.body.get("identifier").is_none());
+    // A FHIR update afterwards is exactly one more version.
+    let mut body = r.body.clone();
+    body["identifier"] = json!([{"system": "urn:x", "value": "1"}]);
+    let u = app.put(&format!("/fhir/Patient/{id}"), &body).await;
+    assert_eq!(u.body["meta"]["versionId"], "4");
+    assert_eq!(app.get(&format!("/fhir/Patient/{id}")).await.body, u.body);
+}
+
 on_both_engines!(
+    a_direct_sql_change_of_a_child_row_is_a_new_patient_version,
     create_answers_201_with_location_etag_and_last_modified,
     read_of_an_unknown_id_is_404_and_of_a_bad_id_is_400,
     update_creates_a_new_version_and_vread_serves_each,

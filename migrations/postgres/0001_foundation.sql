@@ -194,3 +194,33 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER audit_logs_no_update BEFORE UPDATE OR DELETE ON audit_logs FOR EACH ROW EXECUTE FUNCTION audit_logs_append_only();
+
+-- A change to a patient's identifiers or contacts is a change of the Patient: it touches the
+-- patients row, so its version_id and updated_at move (once per transaction and patient). FHIR
+-- writes, which rewrite the child rows themselves, mark the row in fhir_write_guard for the
+-- length of their transaction so the parent is not touched again.
+CREATE TABLE fhir_write_guard (
+    row_id uuid NOT NULL
+);
+CREATE INDEX fhir_write_guard_idx ON fhir_write_guard (row_id);
+
+CREATE OR REPLACE FUNCTION touch_parent_patient() RETURNS trigger AS $$
+DECLARE
+    ids uuid[];
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        ids := ARRAY[NEW.patient_id];
+    ELSIF TG_OP = 'DELETE' THEN
+        ids := ARRAY[OLD.patient_id];
+    ELSE
+        ids := ARRAY[NEW.patient_id, OLD.patient_id];
+    END IF;
+    UPDATE patients SET updated_at = clock_timestamp()
+     WHERE id = ANY (ids)
+       AND NOT EXISTS (SELECT 1 FROM fhir_write_guard g WHERE g.row_id = patients.id)
+       AND xmin::text <> pg_current_xact_id()::xid::text;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER patient_identifiers_parent AFTER INSERT OR UPDATE OR DELETE ON patient_identifiers FOR EACH ROW EXECUTE FUNCTION touch_parent_patient();
+CREATE TRIGGER patient_contacts_parent AFTER INSERT OR UPDATE OR DELETE ON patient_contacts FOR EACH ROW EXECUTE FUNCTION touch_parent_patient();

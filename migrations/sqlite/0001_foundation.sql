@@ -126,6 +126,15 @@ CREATE TABLE patient_identifiers (
 CREATE TRIGGER patient_identifiers_touch AFTER UPDATE ON patient_identifiers FOR EACH ROW
 BEGIN
     UPDATE patient_identifiers SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
+    UPDATE patients SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) WHERE id IN (NEW.patient_id, OLD.patient_id) AND NOT EXISTS (SELECT 1 FROM fhir_write_guard g WHERE g.row_id = patients.id);
+END;
+CREATE TRIGGER patient_identifiers_insert_parent AFTER INSERT ON patient_identifiers FOR EACH ROW
+BEGIN
+    UPDATE patients SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) WHERE id = NEW.patient_id AND NOT EXISTS (SELECT 1 FROM fhir_write_guard g WHERE g.row_id = patients.id);
+END;
+CREATE TRIGGER patient_identifiers_delete_parent AFTER DELETE ON patient_identifiers FOR EACH ROW
+BEGIN
+    UPDATE patients SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) WHERE id = OLD.patient_id AND NOT EXISTS (SELECT 1 FROM fhir_write_guard g WHERE g.row_id = patients.id);
 END;
 CREATE INDEX patient_identifiers_patient_idx ON patient_identifiers (patient_id, position);
 CREATE INDEX patient_identifiers_value_idx ON patient_identifiers (value, system);
@@ -149,8 +158,26 @@ CREATE TABLE patient_contacts (
 CREATE TRIGGER patient_contacts_touch AFTER UPDATE ON patient_contacts FOR EACH ROW
 BEGIN
     UPDATE patient_contacts SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
+    UPDATE patients SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) WHERE id IN (NEW.patient_id, OLD.patient_id) AND NOT EXISTS (SELECT 1 FROM fhir_write_guard g WHERE g.row_id = patients.id);
+END;
+CREATE TRIGGER patient_contacts_insert_parent AFTER INSERT ON patient_contacts FOR EACH ROW
+BEGIN
+    UPDATE patients SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) WHERE id = NEW.patient_id AND NOT EXISTS (SELECT 1 FROM fhir_write_guard g WHERE g.row_id = patients.id);
+END;
+CREATE TRIGGER patient_contacts_delete_parent AFTER DELETE ON patient_contacts FOR EACH ROW
+BEGIN
+    UPDATE patients SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) WHERE id = OLD.patient_id AND NOT EXISTS (SELECT 1 FROM fhir_write_guard g WHERE g.row_id = patients.id);
 END;
 CREATE INDEX patient_contacts_patient_idx ON patient_contacts (patient_id, position);
+
+-- A change to a patient's identifiers or contacts is a change of the Patient: the child triggers
+-- touch the patients row, so its version_id and updated_at move. FHIR writes, which rewrite the
+-- child rows themselves, mark the row here for the length of their transaction so the parent is
+-- not touched again.
+CREATE TABLE fhir_write_guard (
+    row_id TEXT NOT NULL
+);
+CREATE INDEX fhir_write_guard_idx ON fhir_write_guard (row_id);
 
 -- Every version of every resource served through FHIR, for vread and _history.
 CREATE TABLE resource_versions (

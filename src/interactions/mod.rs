@@ -164,10 +164,12 @@ impl Fhir {
         let id =
             Id::parse(&row_id.to_string()).ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
         let mut tx = self.db.begin().await?;
+        guard(&mut tx, row_id).await?;
         m.insert(&mut tx, row_id, &id, &body).await?;
         let version = self
             .record_version(&mut tx, m.as_ref(), row_id, "POST")
             .await?;
+        unguard(&mut tx, row_id).await?;
         tx.commit().await?;
         Ok(Written {
             version,
@@ -229,6 +231,7 @@ impl Fhir {
                     )));
                 }
                 let row_id = Uuid::new_v4();
+                guard(&mut tx, row_id).await?;
                 m.insert(&mut tx, row_id, id, body).await?;
                 (row_id, true)
             }
@@ -238,6 +241,7 @@ impl Fhir {
                         return Err(stale(resource_type, id, v, h.version_id));
                     }
                 }
+                guard(&mut tx, h.row_id).await?;
                 if !m.update(&mut tx, h.row_id, if_match, body).await? {
                     return Err(Error::PreconditionFailed(format!(
                         "{resource_type}/{id} was changed by another request; read it again"
@@ -247,20 +251,38 @@ impl Fhir {
             }
         };
         let version = self.record_version(&mut tx, m, row_id, "PUT").await?;
+        unguard(&mut tx, row_id).await?;
         tx.commit().await?;
         Ok(Written { version, created })
     }
 
     /// read: the current version; 410 when deleted.
+    ///
+    /// Every change of a row moves its version_id (the triggers see to it), so when
+    /// resource_versions holds the row's current version, that stored rendering is the current
+    /// resource and one query answers. Otherwise (a direct SQL write) the mapping builds it.
     pub async fn read(&self, _caller: &Caller, resource_type: &str, id: &Id) -> Result<Version> {
         let m = self.mapping(resource_type)?;
-        let mut conn = Conn::Pool(&self.db);
-        let head = self.head(&mut conn, m.as_ref(), id).await?;
-        let h = head.ok_or_else(|| not_found(resource_type, id))?;
-        if h.deleted {
+        let sql = format!(
+            "SELECT t.id, t.deleted_at, rv.resource FROM {} t LEFT JOIN resource_versions rv \
+             ON rv.resource_type = ? AND rv.fhir_id = t.fhir_id AND rv.version_id = t.version_id \
+             WHERE t.fhir_id = ?",
+            m.table()
+        );
+        let row = self
+            .db
+            .fetch_optional(&sql, &[m.resource_type().into(), id.as_str().into()])
+            .await?
+            .ok_or_else(|| not_found(resource_type, id))?;
+        if row.opt_timestamp("deleted_at")?.is_some() {
             return Err(Error::Gone(format!("{resource_type}/{id} was deleted")));
         }
-        let mut loaded = m.load(&mut conn, &[h.row_id]).await?;
+        if let Some(stored) = row.json("resource")?.filter(|v| !v.is_null()) {
+            return version_of(m.resource_type(), Some(stored));
+        }
+        let mut loaded = m
+            .load(&mut Conn::Pool(&self.db), &[row.uuid("id")?])
+            .await?;
         let (_, resource) = loaded.pop().ok_or_else(|| not_found(resource_type, id))?;
         version_of(m.resource_type(), Some(resource))
     }
@@ -353,6 +375,26 @@ impl Fhir {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Marks a row as being written through FHIR for the rest of the transaction, so the triggers of
+/// its child tables do not touch it again (see the fhir_write_guard table).
+async fn guard(tx: &mut Tx, row_id: Uuid) -> Result<()> {
+    tx.execute(
+        "INSERT INTO fhir_write_guard (row_id) VALUES (?)",
+        &[row_id.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn unguard(tx: &mut Tx, row_id: Uuid) -> Result<()> {
+    tx.execute(
+        "DELETE FROM fhir_write_guard WHERE row_id = ?",
+        &[row_id.into()],
+    )
+    .await?;
+    Ok(())
 }
 
 fn not_found(resource_type: &str, id: &Id) -> Error {
