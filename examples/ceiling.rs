@@ -12,7 +12,10 @@ async fn main() -> std::io::Result<()> {
     let file = args.next().expect("usage: ceiling ADDR FILE");
     let bytes: &'static [u8] = Box::leak(std::fs::read(file)?.into_boxed_slice());
     let app = Router::new().fallback(get(move || async move {
-        ([(header::CONTENT_TYPE, "application/fhir+json; charset=utf-8")], bytes)
+        (
+            [(header::CONTENT_TYPE, "application/fhir+json; charset=utf-8")],
+            bytes,
+        )
     }));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await

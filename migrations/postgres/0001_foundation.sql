@@ -141,7 +141,9 @@ CREATE TABLE patient_contacts (
 CREATE TRIGGER patient_contacts_touch BEFORE UPDATE ON patient_contacts FOR EACH ROW EXECUTE FUNCTION touch_row();
 CREATE INDEX patient_contacts_patient_idx ON patient_contacts (patient_id, position);
 
--- Every version of every resource served through FHIR, for vread and _history.
+-- Every version of every resource served through FHIR, for vread and _history. `resource` is
+-- text, not jsonb: it keeps the exact JSON served (element order, decimal text), which jsonb would
+-- re-order and re-space, and the read path serves it as it is.
 CREATE TABLE resource_versions (
     id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     resource_type text NOT NULL,
@@ -150,7 +152,7 @@ CREATE TABLE resource_versions (
     version_id    integer NOT NULL,
     method        text NOT NULL CHECK (method IN ('POST', 'PUT', 'DELETE')),
     last_updated  timestamptz NOT NULL,
-    resource      jsonb,
+    resource      text,
     UNIQUE (resource_type, fhir_id, version_id)
 );
 CREATE INDEX resource_versions_type_time_idx ON resource_versions (resource_type, last_updated, id);

@@ -179,7 +179,8 @@ CREATE TABLE fhir_write_guard (
 );
 CREATE INDEX fhir_write_guard_idx ON fhir_write_guard (row_id);
 
--- Every version of every resource served through FHIR, for vread and _history.
+-- Every version of every resource served through FHIR, for vread and _history, as the exact JSON
+-- text served.
 CREATE TABLE resource_versions (
     id            TEXT PRIMARY KEY NOT NULL DEFAULT (lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))) CHECK (length(id) = 36),
     resource_type TEXT NOT NULL,

@@ -63,6 +63,14 @@ fn version_headers(base: &str, v: &Version) -> Vec<(header::HeaderName, HeaderVa
     h
 }
 
+/// A read or vread answer: the stored JSON text as it is, or the resource serialised.
+fn serve_version(v: Version, fmt: Format, h: Vec<(header::HeaderName, HeaderValue)>) -> Response {
+    match v.raw {
+        Some(text) => format::respond_text(StatusCode::OK, text, fmt, h),
+        None => respond(StatusCode::OK, v.resource.as_ref(), fmt, h),
+    }
+}
+
 fn written(state: &AppState, headers: &HeaderMap, fmt: Format, w: Written) -> Response {
     let base = state.caller(headers).base_url;
     let mut h = version_headers(&base, &w.version);
@@ -142,7 +150,7 @@ pub async fn read(
     let caller = state.caller(&headers);
     let v = state.fhir.read(&caller, &rtype, &id).await?;
     let h = version_headers(&caller.base_url, &v);
-    Ok(respond(StatusCode::OK, v.resource.as_ref(), fmt, h))
+    Ok(serve_version(v, fmt, h))
 }
 
 pub async fn vread(
@@ -160,7 +168,7 @@ pub async fn vread(
     let caller = state.caller(&headers);
     let v = state.fhir.vread(&caller, &rtype, &id, vid).await?;
     let h = version_headers(&caller.base_url, &v);
-    Ok(respond(StatusCode::OK, v.resource.as_ref(), fmt, h))
+    Ok(serve_version(v, fmt, h))
 }
 
 pub async fn delete(

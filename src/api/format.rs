@@ -176,6 +176,30 @@ pub fn last_modified(ts: &DateTime<Utc>) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
 }
 
+/// A FHIR JSON response from JSON text already serialised (re-indented if `_pretty`).
+pub fn respond_text(
+    status: StatusCode,
+    text: String,
+    format: Format,
+    extra: Vec<(HeaderName, HeaderValue)>,
+) -> Response {
+    if format.pretty {
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            return respond(status, Some(&v), format, extra);
+        }
+    }
+    let mut res = text.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type),
+    );
+    *res.status_mut() = status;
+    for (k, v) in extra {
+        res.headers_mut().insert(k, v);
+    }
+    res
+}
+
 /// A FHIR JSON response.
 pub fn respond(
     status: StatusCode,

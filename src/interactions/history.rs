@@ -125,7 +125,7 @@ impl Fhir {
             };
             entries.push(HistoryEntry {
                 full_url: format!("{}/{rt}/{fhir_id}", caller.base_url),
-                resource: r.json("resource")?.filter(|v| !v.is_null()),
+                resource: r.json_text("resource")?,
                 method: method.to_owned(),
                 request_url,
                 status,

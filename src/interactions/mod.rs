@@ -41,6 +41,9 @@ pub struct Version {
     pub version_id: i64,
     pub last_updated: DateTime<Utc>,
     pub resource: Option<Value>,
+    /// The resource as the exact JSON text stored, when it was read that way (the fast read
+    /// path serves it without parsing and re-serialising).
+    pub raw: Option<String>,
 }
 
 /// The result of a create or update.
@@ -144,7 +147,7 @@ impl Fhir {
                 version.version_id.into(),
                 method.into(),
                 version.last_updated.into(),
-                Arg::Json(version.resource.clone().unwrap_or(Value::Null)),
+                Arg::Text(version.resource.as_ref().map(Value::to_string)),
             ],
         )
         .await?;
@@ -264,7 +267,8 @@ impl Fhir {
     pub async fn read(&self, _caller: &Caller, resource_type: &str, id: &Id) -> Result<Version> {
         let m = self.mapping(resource_type)?;
         let sql = format!(
-            "SELECT t.id, t.deleted_at, rv.resource FROM {} t LEFT JOIN resource_versions rv \
+            "SELECT t.id, t.version_id, t.deleted_at, rv.last_updated, CAST(rv.resource AS TEXT) AS resource_text \
+             FROM {} t LEFT JOIN resource_versions rv \
              ON rv.resource_type = ? AND rv.fhir_id = t.fhir_id AND rv.version_id = t.version_id \
              WHERE t.fhir_id = ?",
             m.table()
@@ -277,8 +281,18 @@ impl Fhir {
         if row.opt_timestamp("deleted_at")?.is_some() {
             return Err(Error::Gone(format!("{resource_type}/{id} was deleted")));
         }
-        if let Some(stored) = row.json("resource")?.filter(|v| !v.is_null()) {
-            return version_of(m.resource_type(), Some(stored));
+        if let (Some(text), Some(at)) = (
+            row.text("resource_text")?,
+            row.opt_timestamp("last_updated")?,
+        ) {
+            return Ok(Version {
+                resource_type: m.resource_type(),
+                id: id.to_string(),
+                version_id: row.int("version_id")?,
+                last_updated: at,
+                resource: None,
+                raw: Some(text),
+            });
         }
         let mut loaded = m
             .load(&mut Conn::Pool(&self.db), &[row.uuid("id")?])
@@ -307,7 +321,7 @@ impl Fhir {
             Some(r) if r.string("method")? == "DELETE" => Err(Error::Gone(format!(
                 "version {version_id} of {resource_type}/{id} is a deletion"
             ))),
-            Some(r) => version_of(m.resource_type(), r.json("resource")?),
+            Some(r) => version_of(m.resource_type(), r.json_text("resource")?),
             None => {
                 // A version made by a direct SQL write has no history row: it is the current one.
                 match self.read(caller, resource_type, id).await {
@@ -433,5 +447,6 @@ fn version_of(resource_type: &'static str, resource: Option<Value>) -> Result<Ve
         version_id,
         last_updated,
         resource: Some(r),
+        raw: None,
     })
 }

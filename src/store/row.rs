@@ -83,6 +83,16 @@ impl Row {
         }
     }
 
+    /// A text column holding JSON (on both engines).
+    pub fn json_text(&self, col: &str) -> Result<Option<Value>, StoreError> {
+        match self.text(col)? {
+            Some(s) => serde_json::from_str(&s)
+                .map(Some)
+                .map_err(|_| bad(col, "not JSON")),
+            None => Ok(None),
+        }
+    }
+
     pub fn timestamp(&self, col: &str) -> Result<DateTime<Utc>, StoreError> {
         self.opt_timestamp(col)?
             .ok_or_else(|| bad(col, "unexpected NULL"))
