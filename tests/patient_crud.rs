@@ -179,33 +179,43 @@ async fn stale_if_match_is_rejected_with_412_and_changes_nothing(engine: Engine)
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
 
-async fn concurrent_updates_with_the_same_if_match_let_exactly_one_win(engine: Engine) {
-    let app = TestApp::spawn(engine).await;
-    let v1 = app.create(&chalmers()).await;
-    let id = v1["id"].as_str().unwrap().to_owned();
+/// Sends `n` PUTs of Patient `id` at once (each with its own family name) and returns their
+/// statuses.
+async fn concurrent_puts(
+    app: &TestApp,
+    id: &str,
+    n: usize,
+    if_match: Option<&str>,
+) -> Vec<StatusCode> {
     let mut tasks = Vec::new();
-    for i in 0..8 {
-        let url = app.url(&format!("/fhir/Patient/{id}"));
-        let client = app.client.clone();
+    for i in 0..n {
+        let mut req = app
+            .client
+            .put(app.url(&format!("/fhir/Patient/{id}")))
+            .header("content-type", "application/fhir+json");
+        if let Some(m) = if_match {
+            req = req.header("if-match", m);
+        }
         let mut body = chalmers();
         body["id"] = json!(id);
         body["name"][0]["family"] = json!(format!("Writer{i}"));
-        tasks.push(tokio::spawn(async move {
-            client
-                .put(url)
-                .header("content-type", "application/fhir+json")
-                .header("if-match", "W/\"1\"")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }));
+        let req = req.body(body.to_string());
+        tasks.push(tokio::spawn(
+            async move { req.send().await.unwrap().status() },
+        ));
     }
     let mut statuses = Vec::new();
     for t in tasks {
         statuses.push(t.await.unwrap());
     }
+    statuses
+}
+
+async fn concurrent_updates_with_the_same_if_match_let_exactly_one_win(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let v1 = app.create(&chalmers()).await;
+    let id = v1["id"].as_str().unwrap().to_owned();
+    let statuses = concurrent_puts(&app, &id, 8, Some("W/\"1\"")).await;
     let wins = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     let stale = statuses
         .iter()
@@ -220,27 +230,11 @@ async fn concurrent_updates_without_if_match_make_gapless_versions(engine: Engin
     let app = TestApp::spawn(engine).await;
     let v1 = app.create(&chalmers()).await;
     let id = v1["id"].as_str().unwrap().to_owned();
-    let mut tasks = Vec::new();
-    for i in 0..6 {
-        let url = app.url(&format!("/fhir/Patient/{id}"));
-        let client = app.client.clone();
-        let mut body = chalmers();
-        body["id"] = json!(id);
-        body["name"][0]["family"] = json!(format!("Writer{i}"));
-        tasks.push(tokio::spawn(async move {
-            client
-                .put(url)
-                .header("content-type", "application/fhir+json")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), StatusCode::OK);
-    }
+    let statuses = concurrent_puts(&app, &id, 6, None).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
     let h = app.get(&format!("/fhir/Patient/{id}/_history")).await;
     let mut versions: Vec<i64> = h.body["entry"]
         .as_array()
@@ -260,28 +254,7 @@ async fn concurrent_updates_without_if_match_make_gapless_versions(engine: Engin
 
 async fn concurrent_update_as_create_of_one_new_id_creates_it_once(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let mut tasks = Vec::new();
-    for i in 0..6 {
-        let url = app.url("/fhir/Patient/ehr-42");
-        let client = app.client.clone();
-        let mut body = chalmers();
-        body["id"] = json!("ehr-42");
-        body["name"][0]["family"] = json!(format!("Writer{i}"));
-        tasks.push(tokio::spawn(async move {
-            client
-                .put(url)
-                .header("content-type", "application/fhir+json")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }));
-    }
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
+    let statuses = concurrent_puts(&app, "ehr-42", 6, None).await;
     let created = statuses
         .iter()
         .filter(|s| **s == StatusCode::CREATED)
