@@ -4,7 +4,6 @@ use super::crud::{parse_id, query_pairs};
 use super::format::{negotiate, prefer, respond};
 use super::AppState;
 use crate::error::{Error, Result};
-use crate::fhir::{Issue, IssueType};
 use crate::interactions::{HistoryQuery, SearchRequest};
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -88,12 +87,7 @@ pub async fn history_instance(
     let params = query_pairs(&q);
     let fmt = negotiate(&headers, &params)?;
     state.fhir.mapping(&rtype)?;
-    let id = parse_id(&id).map_err(|_| {
-        Error::BadRequest(vec![Issue::error(
-            IssueType::Invalid,
-            "the id in the URL is not a valid FHIR id",
-        )])
-    })?;
+    let id = parse_id(&id)?;
     let hq = HistoryQuery::parse(&params)?;
     let bundle = state
         .fhir
