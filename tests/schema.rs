@@ -43,6 +43,17 @@ async fn exec(app: &TestApp, sql: &str, args: &[Arg]) -> u64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// Inserts a row with a new id and the given columns; returns the id.
+async fn insert(app: &TestApp, table: &str, columns: &str, values: &[Arg]) -> Uuid {
+    let id = Uuid::new_v4();
+    let placeholders = vec!["?"; values.len() + 1].join(", ");
+    let sql = format!("INSERT INTO {table} (id, {columns}) VALUES ({placeholders})");
+    let mut args = vec![Arg::Uuid(id)];
+    args.extend_from_slice(values);
+    exec(app, &sql, &args).await;
+    id
+}
+
 /// The number of rows of `table` matching `filter` (a WHERE clause with `?` placeholders).
 async fn count_where(app: &TestApp, table: &str, filter: &str, args: &[Arg]) -> i64 {
     let sql = format!("SELECT count(*) AS n FROM {table} WHERE {filter}");
@@ -136,31 +147,29 @@ async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uu
     let doctor_role = role_id(app, "doctor").await;
     let mut rows: Vec<(&'static str, Uuid)> = Vec::new();
 
-    let role = Uuid::new_v4();
-    exec(
+    let role = insert(
         app,
-        "INSERT INTO roles (id, name, description) VALUES (?, ?, ?)",
-        &[role.into(), "lab-technician".into(), "Laboratory".into()],
+        "roles",
+        "name, description",
+        &["lab-technician".into(), "Laboratory".into()],
     )
     .await;
     rows.push(("roles", role));
 
-    let specialty = Uuid::new_v4();
-    exec(
+    let specialty = insert(
         app,
-        "INSERT INTO specialties (id, code, name) VALUES (?, ?, ?)",
-        &[specialty.into(), "394579002".into(), "Cardiology".into()],
+        "specialties",
+        "code, name",
+        &["394579002".into(), "Cardiology".into()],
     )
     .await;
     rows.push(("specialties", specialty));
 
-    let user = Uuid::new_v4();
-    exec(
+    let user = insert(
         app,
-        "INSERT INTO users (id, fhir_id, email, role_id, specialty_id, first_name, last_name) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "users",
+        "fhir_id, email, role_id, specialty_id, first_name, last_name",
         &[
-            user.into(),
             "dr-ana".into(),
             "ana@example.org".into(),
             doctor_role.into(),
@@ -172,28 +181,20 @@ async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uu
     .await;
     rows.push(("users", user));
 
-    let patient = Uuid::new_v4();
-    exec(
+    let patient = insert(
         app,
-        "INSERT INTO patients (id, fhir_id, last_name, gender, general_practitioner_id) \
-         VALUES (?, ?, ?, ?, ?)",
-        &[
-            patient.into(),
-            "pat-1".into(),
-            "Pérez".into(),
-            "female".into(),
-            user.into(),
-        ],
+        "patients",
+        "fhir_id, last_name, gender, general_practitioner_id",
+        &["pat-1".into(), "Pérez".into(), "female".into(), user.into()],
     )
     .await;
     rows.push(("patients", patient));
 
-    let identifier = Uuid::new_v4();
-    exec(
+    let identifier = insert(
         app,
-        "INSERT INTO patient_identifiers (id, patient_id, position, system, value) VALUES (?, ?, ?, ?, ?)",
+        "patient_identifiers",
+        "patient_id, position, system, value",
         &[
-            identifier.into(),
             patient.into(),
             0i64.into(),
             "urn:oid:2.16.840.1.113883.4.629".into(),
@@ -203,22 +204,20 @@ async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uu
     .await;
     rows.push(("patient_identifiers", identifier));
 
-    let contact = Uuid::new_v4();
-    exec(
+    let contact = insert(
         app,
-        "INSERT INTO patient_contacts (id, patient_id, position, first_name) VALUES (?, ?, ?, ?)",
-        &[contact.into(), patient.into(), 0i64.into(), "Luis".into()],
+        "patient_contacts",
+        "patient_id, position, first_name",
+        &[patient.into(), 0i64.into(), "Luis".into()],
     )
     .await;
     rows.push(("patient_contacts", contact));
 
-    let history = Uuid::new_v4();
-    exec(
+    let history = insert(
         app,
-        "INSERT INTO medical_histories (id, fhir_id, patient_id, condition_code, recorded_by) \
-         VALUES (?, ?, ?, ?, ?)",
+        "medical_histories",
+        "fhir_id, patient_id, condition_code, recorded_by",
         &[
-            history.into(),
             "cond-1".into(),
             patient.into(),
             "44054006".into(),
@@ -228,12 +227,11 @@ async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uu
     .await;
     rows.push(("medical_histories", history));
 
-    let allergy = Uuid::new_v4();
-    exec(
+    let allergy = insert(
         app,
-        "INSERT INTO allergies (id, code, display, category) VALUES (?, ?, ?, ?)",
+        "allergies",
+        "code, display, category",
         &[
-            allergy.into(),
             "penicillin".into(),
             "Penicillin".into(),
             "medication".into(),
@@ -242,13 +240,11 @@ async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uu
     .await;
     rows.push(("allergies", allergy));
 
-    let patient_allergy = Uuid::new_v4();
-    exec(
+    let patient_allergy = insert(
         app,
-        "INSERT INTO patient_allergies (id, fhir_id, patient_id, allergy_id, recorder_id, criticality) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "patient_allergies",
+        "fhir_id, patient_id, allergy_id, recorder_id, criticality",
         &[
-            patient_allergy.into(),
             "alg-1".into(),
             patient.into(),
             allergy.into(),
@@ -259,12 +255,11 @@ async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uu
     .await;
     rows.push(("patient_allergies", patient_allergy));
 
-    let consultation = Uuid::new_v4();
-    exec(
+    let consultation = insert(
         app,
-        "INSERT INTO consultations (id, fhir_id, patient_id, doctor_id, specialty_id) VALUES (?, ?, ?, ?, ?)",
+        "consultations",
+        "fhir_id, patient_id, doctor_id, specialty_id",
         &[
-            consultation.into(),
             "enc-1".into(),
             patient.into(),
             user.into(),
@@ -274,26 +269,20 @@ async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uu
     .await;
     rows.push(("consultations", consultation));
 
-    let vitals = Uuid::new_v4();
-    exec(
+    let vitals = insert(
         app,
-        "INSERT INTO vital_signs (id, patient_id, consultation_id, performer_id) VALUES (?, ?, ?, ?)",
-        &[
-            vitals.into(),
-            patient.into(),
-            consultation.into(),
-            user.into(),
-        ],
+        "vital_signs",
+        "patient_id, consultation_id, performer_id",
+        &[patient.into(), consultation.into(), user.into()],
     )
     .await;
     rows.push(("vital_signs", vitals));
 
-    let medication = Uuid::new_v4();
-    exec(
+    let medication = insert(
         app,
-        "INSERT INTO medications (id, code, system, display) VALUES (?, ?, ?, ?)",
+        "medications",
+        "code, system, display",
         &[
-            medication.into(),
             "723".into(),
             "http://www.nlm.nih.gov/research/umls/rxnorm".into(),
             "amoxicillin".into(),
@@ -302,13 +291,11 @@ async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uu
     .await;
     rows.push(("medications", medication));
 
-    let prescription = Uuid::new_v4();
-    exec(
+    let prescription = insert(
         app,
-        "INSERT INTO prescriptions (id, fhir_id, patient_id, consultation_id, prescriber_id, medication_id) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "prescriptions",
+        "fhir_id, patient_id, consultation_id, prescriber_id, medication_id",
         &[
-            prescription.into(),
             "rx-1".into(),
             patient.into(),
             consultation.into(),
@@ -319,13 +306,11 @@ async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uu
     .await;
     rows.push(("prescriptions", prescription));
 
-    let test = Uuid::new_v4();
-    exec(
+    let test = insert(
         app,
-        "INSERT INTO medical_tests (id, fhir_id, patient_id, consultation_id, ordered_by, code) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "medical_tests",
+        "fhir_id, patient_id, consultation_id, ordered_by, code",
         &[
-            test.into(),
             "dr-1".into(),
             patient.into(),
             consultation.into(),
@@ -336,13 +321,11 @@ async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uu
     .await;
     rows.push(("medical_tests", test));
 
-    let result = Uuid::new_v4();
-    exec(
+    let result = insert(
         app,
-        "INSERT INTO medical_test_results (id, fhir_id, medical_test_id, patient_id, code_display) \
-         VALUES (?, ?, ?, ?, ?)",
+        "medical_test_results",
+        "fhir_id, medical_test_id, patient_id, code_display",
         &[
-            result.into(),
             "obs-1".into(),
             test.into(),
             patient.into(),
@@ -352,13 +335,11 @@ async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uu
     .await;
     rows.push(("medical_test_results", result));
 
-    let attachment = Uuid::new_v4();
-    exec(
+    let attachment = insert(
         app,
-        "INSERT INTO file_attachments (id, patient_id, medical_test_id, file_name, storage_path, uploaded_by) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "file_attachments",
+        "patient_id, medical_test_id, file_name, storage_path, uploaded_by",
         &[
-            attachment.into(),
             patient.into(),
             test.into(),
             "cbc.pdf".into(),
@@ -369,32 +350,20 @@ async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uu
     .await;
     rows.push(("file_attachments", attachment));
 
-    let field = Uuid::new_v4();
-    exec(
+    let field = insert(
         app,
-        "INSERT INTO custom_fields (id, entity_type, field_key, field_type) VALUES (?, ?, ?, ?)",
-        &[
-            field.into(),
-            "Patient".into(),
-            "blood_type".into(),
-            "text".into(),
-        ],
+        "custom_fields",
+        "entity_type, field_key, field_type",
+        &["Patient".into(), "blood_type".into(), "text".into()],
     )
     .await;
     rows.push(("custom_fields", field));
 
-    let value = Uuid::new_v4();
-    exec(
+    let value = insert(
         app,
-        "INSERT INTO custom_field_values (id, custom_field_id, entity_type, entity_id, value_text) \
-         VALUES (?, ?, ?, ?, ?)",
-        &[
-            value.into(),
-            field.into(),
-            "Patient".into(),
-            patient.into(),
-            "O+".into(),
-        ],
+        "custom_field_values",
+        "custom_field_id, entity_type, entity_id, value_text",
+        &[field.into(), "Patient".into(), patient.into(), "O+".into()],
     )
     .await;
     rows.push(("custom_field_values", value));
@@ -411,67 +380,47 @@ async fn a_direct_update_bumps_version_and_updated_at_on_every_clinical_table(en
 
     let forged = Utc.with_ymd_and_hms(2001, 2, 3, 4, 5, 6).unwrap();
     for (table, id) in rows {
-        let (v1, created1, updated1) = stamps(&app, table, id).await;
+        let (v1, _, _) = stamps(&app, table, id).await;
         // The patient's identifier and contact rows, inserted after it by the clinic, each made
         // a new version of the Patient.
         let expected = if table == "patients" { 3 } else { 1 };
         assert_eq!(v1, expected, "{table}: a new row is version 1");
 
-        // Act: a harmless direct write, as the clinic application would do it.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let n = exec(
+        // A harmless direct write, as the clinic application would do it.
+        let set_extra = format!("UPDATE {table} SET fhir_extra = ? WHERE id = ?");
+        write_is_one_version(
             &app,
-            &format!("UPDATE {table} SET fhir_extra = ? WHERE id = ?"),
+            table,
+            id,
+            &set_extra,
             &[Arg::Json(json!({"touched": table})), id.into()],
         )
         .await;
-
-        // Assert
-        assert_eq!(n, 1, "{table}: one row updated");
-        let (v2, created2, updated2) = stamps(&app, table, id).await;
-        assert_eq!(v2, v1 + 1, "{table}: version_id goes up by exactly one");
-        assert!(
-            updated2 > updated1,
-            "{table}: updated_at moves forward ({updated1} -> {updated2})"
-        );
-        assert_eq!(created2, created1, "{table}: created_at is kept");
-
-        // Act: a write that tries to back-date created_at.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        exec(
-            &app,
-            &format!("UPDATE {table} SET created_at = ? WHERE id = ?"),
-            &[forged.into(), id.into()],
-        )
-        .await;
-
-        // Assert
-        let (v3, created3, updated3) = stamps(&app, table, id).await;
-        assert_eq!(
-            created3, created1,
-            "{table}: created_at cannot be rewritten"
-        );
-        assert_eq!(v3, v2 + 1, "{table}: that write is a version too");
-        assert!(updated3 > updated2, "{table}: and moves updated_at");
-
-        // Act: a write that tries to back-date updated_at.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        exec(
-            &app,
-            &format!("UPDATE {table} SET updated_at = ? WHERE id = ?"),
-            &[forged.into(), id.into()],
-        )
-        .await;
-
-        // Assert
-        let (v4, created4, updated4) = stamps(&app, table, id).await;
-        assert!(
-            updated4 > updated3,
-            "{table}: updated_at cannot be set back"
-        );
-        assert_eq!(v4, v3 + 1, "{table}: that write is a version too");
-        assert_eq!(created4, created1, "{table}: created_at is kept");
+        // Writes that try to back-date created_at or updated_at.
+        let back_created = format!("UPDATE {table} SET created_at = ? WHERE id = ?");
+        write_is_one_version(&app, table, id, &back_created, &[forged.into(), id.into()]).await;
+        let back_updated = format!("UPDATE {table} SET updated_at = ? WHERE id = ?");
+        write_is_one_version(&app, table, id, &back_updated, &[forged.into(), id.into()]).await;
     }
+}
+
+/// Runs a direct UPDATE of one row and asserts the triggers made it exactly one new version:
+/// version_id up by one, updated_at later, created_at unchanged.
+async fn write_is_one_version(app: &TestApp, table: &str, id: Uuid, sql: &str, args: &[Arg]) {
+    let (v1, created1, updated1) = stamps(app, table, id).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        exec(app, sql, args).await,
+        1,
+        "{table}: one row updated by {sql}"
+    );
+    let (v2, created2, updated2) = stamps(app, table, id).await;
+    assert_eq!(v2, v1 + 1, "{table}: {sql} makes exactly one new version");
+    assert!(
+        updated2 > updated1,
+        "{table}: {sql} moves updated_at forward ({updated1} -> {updated2})"
+    );
+    assert_eq!(created2, created1, "{table}: {sql} keeps created_at");
 }
 
 async fn an_update_that_sets_version_id_itself_still_bumps_once_and_keeps_created_at(
@@ -483,47 +432,22 @@ async fn an_update_that_sets_version_id_itself_still_bumps_once_and_keeps_create
 
     let forged = Utc.with_ymd_and_hms(2001, 2, 3, 4, 5, 6).unwrap();
     for (table, id) in rows {
-        let (v1, created1, updated1) = stamps(&app, table, id).await;
-
-        // Act: an optimistic-locking write, as a clinic application may do it.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let n = exec(
+        let (v1, _, _) = stamps(&app, table, id).await;
+        // An optimistic-locking write, as a clinic application may do it.
+        let locked = format!(
+            "UPDATE {table} SET fhir_extra = ?, version_id = version_id + 1 WHERE id = ? AND version_id = ?"
+        );
+        write_is_one_version(
             &app,
-            &format!(
-                "UPDATE {table} SET fhir_extra = ?, version_id = version_id + 1 \
-                 WHERE id = ? AND version_id = ?"
-            ),
+            table,
+            id,
+            &locked,
             &[Arg::Json(json!({"locked": table})), id.into(), v1.into()],
         )
         .await;
-
-        // Assert: still exactly one version, and the trigger still moved updated_at.
-        assert_eq!(n, 1, "{table}: one row updated");
-        let (v2, created2, updated2) = stamps(&app, table, id).await;
-        assert_eq!(v2, v1 + 1, "{table}: version_id goes up by exactly one");
-        assert!(
-            updated2 > updated1,
-            "{table}: updated_at moves forward when the write sets version_id ({updated1} -> {updated2})"
-        );
-        assert_eq!(created2, created1, "{table}: created_at is kept");
-
-        // Act: a write that rewinds version_id and back-dates created_at.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        exec(
-            &app,
-            &format!("UPDATE {table} SET created_at = ?, version_id = 1 WHERE id = ?"),
-            &[forged.into(), id.into()],
-        )
-        .await;
-
-        // Assert: the version never goes back and created_at is never rewritten.
-        let (v3, created3, updated3) = stamps(&app, table, id).await;
-        assert_eq!(v3, v2 + 1, "{table}: version_id cannot be rewound");
-        assert_eq!(
-            created3, created1,
-            "{table}: created_at cannot be rewritten"
-        );
-        assert!(updated3 > updated2, "{table}: updated_at moves forward");
+        // A write that rewinds version_id and back-dates created_at.
+        let rewind = format!("UPDATE {table} SET created_at = ?, version_id = 1 WHERE id = ?");
+        write_is_one_version(&app, table, id, &rewind, &[forged.into(), id.into()]).await;
     }
 }
 
