@@ -364,6 +364,44 @@ async fn decimals_keep_their_precision_and_huge_counts_are_clamped(engine: Engin
         .contains("_count=1000000"));
 }
 
+async fn references_to_hosted_types_must_exist(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let p = json!({
+        "resourceType": "Patient",
+        "link": [{"other": {"reference": "Patient/nobody"}, "type": "seealso"}],
+        "managingOrganization": {"reference": "Organization/elsewhere"},
+        "generalPractitioner": [{"reference": "#contained"}, {"reference": "https://other.example/fhir/Patient/1"}]
+    });
+    let r = app.post("/fhir/Patient", &p).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let issues = r.outcome();
+    assert_eq!(
+        issues.len(),
+        1,
+        "only the hosted type is checked: {issues:?}"
+    );
+    assert_eq!(issues[0].2.as_deref(), Some("Patient.link[0].other"));
+    assert!(issues[0].1.contains("Patient/nobody"));
+    assert_nothing_written(&app).await;
+    // Once the target exists, the same resource is accepted and the reference kept as sent.
+    let target = app
+        .put(
+            "/fhir/Patient/nobody",
+            &json!({"resourceType": "Patient", "id": "nobody"}),
+        )
+        .await;
+    assert_eq!(target.status, StatusCode::CREATED);
+    let ok = app.post("/fhir/Patient", &p).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    assert_eq!(ok.body["link"], p["link"]);
+    // A deleted target is no target.
+    app.delete("/fhir/Patient/nobody").await;
+    assert_eq!(
+        app.post("/fhir/Patient", &p).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -379,4 +417,5 @@ on_both_engines!(
     json_formats_and_pretty_printing_are_honoured,
     sql_metacharacters_are_just_data,
     decimals_keep_their_precision_and_huge_counts_are_clamped,
+    references_to_hosted_types_must_exist,
 );

@@ -53,8 +53,12 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
         .iter()
         .map(|r| r["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["Patient"], "only the mapped types are claimed");
-    let patient = &resources[0];
+    assert_eq!(
+        types,
+        ["Encounter", "Patient"],
+        "only the mapped types are claimed"
+    );
+    let patient = &resources[1];
     assert_eq!(patient["updateCreate"], true);
     assert_eq!(patient["versioning"], "versioned-update");
     let interactions: Vec<&str> = patient["interaction"]
@@ -100,22 +104,28 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
             "name"
         ]
     );
-    // Every claimed parameter is accepted by the server (strict handling rejects unknown ones).
-    for p in &params {
-        let value = match *p {
-            "birthdate" | "_lastUpdated" => "ge2000",
-            "active" => "true",
-            _ => "x",
-        };
-        let s = app
-            .send(
-                Method::GET,
-                &format!("/fhir/Patient?{p}={value}"),
-                None,
-                &[("prefer", "handling=strict")],
-            )
-            .await;
-        assert_eq!(s.status, StatusCode::OK, "{p}: {}", s.text);
+    // Every claimed parameter of every type is accepted by the server (strict handling rejects
+    // unknown ones) with a value of its declared type.
+    for resource in resources {
+        let rt = resource["type"].as_str().unwrap();
+        for p in resource["searchParam"].as_array().unwrap() {
+            let name = p["name"].as_str().unwrap();
+            let value = match (p["type"].as_str().unwrap(), name) {
+                ("date", _) => "ge2000",
+                (_, "active") => "true",
+                _ => "x",
+            };
+            let s = app
+                .send(
+                    Method::GET,
+                    &format!("/fhir/{rt}?{name}={value}"),
+                    None,
+                    &[("prefer", "handling=strict")],
+                )
+                .await;
+            assert_eq!(s.status, StatusCode::OK, "{rt}?{name}: {}", s.text);
+            assert_eq!(s.body["type"], "searchset");
+        }
     }
 }
 

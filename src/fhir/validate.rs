@@ -7,7 +7,8 @@ use jsonschema::Validator;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-const SCHEMA: &str = include_str!("../../fhir-profiles/fhir.schema.json");
+/// The official FHIR R4 JSON Schema, embedded.
+pub const SCHEMA: &str = include_str!("../../fhir-profiles/fhir.schema.json");
 
 /// Schema validators, one per resource type the server hosts.
 pub struct Validators {

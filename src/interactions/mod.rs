@@ -104,6 +104,59 @@ impl Fhir {
         }
     }
 
+    /// References are checked: every reference to a type this server hosts must name a resource
+    /// that exists (422 naming the element otherwise). References to other types, contained
+    /// resources (`#x`) and other servers are kept as sent.
+    async fn check_references(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        resource_type: &str,
+        body: &Value,
+    ) -> Result<()> {
+        let mut refs = Vec::new();
+        collect_references(body, resource_type.to_owned(), &mut refs);
+        let own = format!("{}/", caller.base_url);
+        let mut issues = Vec::new();
+        for (path, reference) in refs {
+            let local = reference.strip_prefix(&own).unwrap_or(&reference);
+            let mut parts = local.splitn(3, '/');
+            let (Some(ty), Some(id)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let versioned = parts
+                .next()
+                .is_none_or(|rest| rest.starts_with("_history/"));
+            let Some(target) = self.registry.get(ty) else {
+                continue;
+            };
+            let exists = match Id::parse(id) {
+                Some(id) if versioned => self
+                    .head(&mut Conn::Tx(tx), target.as_ref(), &id)
+                    .await?
+                    .is_some_and(|h| !h.deleted),
+                _ => false,
+            };
+            if !exists {
+                issues.push(
+                    Issue::error(
+                        IssueType::Processing,
+                        format!(
+                            "the reference '{}' names no {ty} on this server",
+                            local.escape_default()
+                        ),
+                    )
+                    .at(path),
+                );
+            }
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Unprocessable(issues))
+        }
+    }
+
     async fn head(
         &self,
         conn: &mut Conn<'_>,
@@ -157,7 +210,7 @@ impl Fhir {
     /// create: a new resource with a server-assigned id.
     pub async fn create(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         resource_type: &str,
         body: Value,
     ) -> Result<Written> {
@@ -167,6 +220,8 @@ impl Fhir {
         let id =
             Id::parse(&row_id.to_string()).ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
         let mut tx = self.db.begin().await?;
+        self.check_references(&mut tx, caller, m.resource_type(), &body)
+            .await?;
         guard(&mut tx, row_id).await?;
         m.insert(&mut tx, row_id, &id, &body).await?;
         let version = self
@@ -183,7 +238,7 @@ impl Fhir {
     /// update: replaces the resource, or creates it under the client's id when it does not exist.
     pub async fn update(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         resource_type: &str,
         id: &Id,
         body: Value,
@@ -210,14 +265,21 @@ impl Fhir {
         }
         // Two clients creating the same new id at once: the loser of the unique index retries
         // once, and then finds the row and updates it.
-        match self.write_update(m.as_ref(), id, &body, if_match).await {
-            Err(Error::Conflict(_)) => self.write_update(m.as_ref(), id, &body, if_match).await,
+        match self
+            .write_update(caller, m.as_ref(), id, &body, if_match)
+            .await
+        {
+            Err(Error::Conflict(_)) => {
+                self.write_update(caller, m.as_ref(), id, &body, if_match)
+                    .await
+            }
             other => other,
         }
     }
 
     async fn write_update(
         &self,
+        caller: &Caller,
         m: &dyn ResourceMapping,
         id: &Id,
         body: &Value,
@@ -225,6 +287,8 @@ impl Fhir {
     ) -> Result<Written> {
         let resource_type = m.resource_type();
         let mut tx = self.db.begin().await?;
+        self.check_references(&mut tx, caller, resource_type, body)
+            .await?;
         let head = self.head(&mut Conn::Tx(&mut tx), m, id).await?;
         let (row_id, created) = match head {
             None => {
@@ -388,6 +452,28 @@ impl Fhir {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// Every `reference` string in a resource, with the FHIRPath of its Reference.
+fn collect_references(v: &Value, path: String, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::String(r)) = o.get("reference") {
+                out.push((path.clone(), r.clone()));
+            }
+            for (k, item) in o {
+                if !k.starts_with('_') {
+                    collect_references(item, format!("{path}.{k}"), out);
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, item) in a.iter().enumerate() {
+                collect_references(item, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -2,9 +2,11 @@
 //! the clinic schema, and declaring the search parameters it supports. The [`Registry`] of these
 //! drives routing and the CapabilityStatement.
 
+pub mod encounter;
 pub mod fields;
 pub mod patient;
 pub mod search;
+pub mod table;
 
 use crate::fhir::{Id, Issue};
 use crate::store::{Conn, StoreError, Tx};
@@ -80,6 +82,7 @@ impl Registry {
             by_type: BTreeMap::new(),
         };
         r.add(Arc::new(patient::PatientMapping::new()));
+        r.add(Arc::new(encounter::mapping()));
         r
     }
 
@@ -98,4 +101,29 @@ impl Registry {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn ResourceMapping>> {
         self.by_type.values()
     }
+}
+
+/// The elements of a resource type in the order the specification lists them (read from the
+/// official JSON Schema, whose properties follow that order), for readable output.
+pub fn element_order(resource_type: &str) -> Vec<String> {
+    static ORDERS: std::sync::LazyLock<std::collections::HashMap<String, Vec<String>>> =
+        std::sync::LazyLock::new(|| {
+            let schema: Value =
+                serde_json::from_str(crate::fhir::validate::SCHEMA).unwrap_or_default();
+            let mut out = std::collections::HashMap::new();
+            if let Some(defs) = schema.get("definitions").and_then(Value::as_object) {
+                for (name, def) in defs {
+                    if let Some(props) = def.get("properties").and_then(Value::as_object) {
+                        let keys = props
+                            .keys()
+                            .filter(|k| !k.starts_with('_'))
+                            .cloned()
+                            .collect();
+                        out.insert(name.clone(), keys);
+                    }
+                }
+            }
+            out
+        });
+    ORDERS.get(resource_type).cloned().unwrap_or_default()
 }

@@ -12,6 +12,7 @@ pub enum ParamKind {
     String,
     Token,
     Date,
+    Reference,
 }
 
 impl ParamKind {
@@ -20,6 +21,7 @@ impl ParamKind {
             ParamKind::String => "string",
             ParamKind::Token => "token",
             ParamKind::Date => "date",
+            ParamKind::Reference => "reference",
         }
     }
 }
@@ -45,6 +47,22 @@ pub enum Target {
     },
     /// The `search_strings` index, rows kept under the parameter's own name.
     StringIndex,
+    /// A code column and the column of its system.
+    TokenColumns {
+        code: &'static str,
+        system: &'static str,
+    },
+    /// A foreign key to the table of another resource type.
+    RefColumn {
+        column: &'static str,
+        table: &'static str,
+        resource_type: &'static str,
+    },
+    /// A Period held in two timestamp columns (either may be open).
+    Period {
+        start: &'static str,
+        end: &'static str,
+    },
     /// A child table of identifiers with `system` and `value` columns.
     IdentifierTable {
         table: &'static str,
@@ -109,6 +127,7 @@ pub fn condition(
     let allowed: &[&str] = match p.kind {
         ParamKind::String => &["exact", "contains"],
         ParamKind::Token | ParamKind::Date => &[],
+        ParamKind::Reference => &[],
     };
     if let Some(m) = modifier {
         if !allowed.contains(&m) {
@@ -180,6 +199,81 @@ fn one_value(
                 (false, _) => ("1 = 0".into(), vec![]),
                 (true, Some(c)) => (format!("t.{column} = ?"), vec![c.into()]),
                 (true, None) => (format!("t.{column} IS NOT NULL"), vec![]),
+            }
+        }
+        Target::TokenColumns { code, system } => {
+            let (sys, c) = token(value);
+            let mut cond = Vec::new();
+            let mut args = Vec::new();
+            if let Some(c) = c {
+                cond.push(format!("t.{code} = ?"));
+                args.push(c.into());
+            }
+            match sys {
+                Some(Some(s)) => {
+                    cond.push(format!("t.{system} = ?"));
+                    args.push(s.into());
+                }
+                Some(None) => cond.push(format!("t.{system} IS NULL")),
+                None => {}
+            }
+            if cond.is_empty() {
+                return Err(bad("a token needs a code or a system"));
+            }
+            (format!("({})", cond.join(" AND ")), args)
+        }
+        Target::RefColumn {
+            column,
+            table,
+            resource_type,
+        } => {
+            // `id`, `Type/id` or an absolute URL ending in `Type/id`.
+            let id = match value.rsplit_once('/') {
+                None => value,
+                Some((before, id)) => {
+                    let ty = before.rsplit('/').next().unwrap_or(before);
+                    if ty != resource_type {
+                        return Ok(("1 = 0".into(), vec![]));
+                    }
+                    id
+                }
+            };
+            if crate::fhir::Id::parse(id).is_none() {
+                return Err(bad("not a reference to a resource of this server"));
+            }
+            (
+                format!("t.{column} IN (SELECT r.id FROM {table} r WHERE r.fhir_id = ? AND r.deleted_at IS NULL)"),
+                vec![id.into()],
+            )
+        }
+        Target::Period { start, end } => {
+            let (prefix, rest) = Prefix::split(value);
+            let mut r = parse_range(rest).ok_or_else(|| bad("not a date or dateTime"))?;
+            if prefix == Prefix::Ap {
+                r = r.approximate(Utc::now());
+            }
+            let (lo, hi) = (Arg::from(r.start), Arg::from(r.end));
+            // The target's range [a, b]: an open start or end reaches out for ever.
+            let a = format!("t.{start}");
+            let b = format!("t.{end}");
+            let (a_ge, b_le) = (
+                format!("({a} IS NOT NULL AND {a} >= ?)"),
+                format!("({b} IS NOT NULL AND {b} < ?)"),
+            );
+            let (b_gt, a_lt) = (
+                format!("({b} IS NULL OR {b} >= ?)"),
+                format!("({a} IS NULL OR {a} < ?)"),
+            );
+            match prefix {
+                Prefix::Eq => (format!("({a_ge} AND {b_le})"), vec![lo, hi]),
+                Prefix::Ne => (format!("NOT ({a_ge} AND {b_le})"), vec![lo, hi]),
+                Prefix::Gt => (b_gt, vec![hi]),
+                Prefix::Lt => (a_lt, vec![lo]),
+                Prefix::Ge => (format!("({a_ge} OR {b_gt})"), vec![lo, hi]),
+                Prefix::Le => (format!("({b_le} OR {a_lt})"), vec![hi, lo]),
+                Prefix::Sa => (format!("({a} IS NOT NULL AND {a} >= ?)"), vec![hi]),
+                Prefix::Eb => (format!("({b} IS NOT NULL AND {b} < ?)"), vec![lo]),
+                Prefix::Ap => (format!("({a_lt} AND {b_gt})"), vec![hi, lo]),
             }
         }
         Target::BoolColumn { column } => {

@@ -308,3 +308,29 @@ pub fn strip_id_meta(v: &Value) -> Value {
     }
     v
 }
+
+/// Where two JSON values first differ, for a readable failure.
+pub fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys()) {
+                match (x.get(k), y.get(k)) {
+                    (Some(p), Some(q)) => {
+                        if let Some(d) = first_difference(p, q, &format!("{path}.{k}")) {
+                            return Some(d);
+                        }
+                    }
+                    _ => return Some(format!("{path}.{k} present on one side only")),
+                }
+            }
+            None
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (p, q))| first_difference(p, q, &format!("{path}[{i}]"))),
+        _ if a == b => None,
+        _ => Some(format!("{path}: sent {a}, got {b}")),
+    }
+}

@@ -1,0 +1,160 @@
+//! Encounter ⇄ consultations.
+
+use super::search::{ParamKind, SearchParam, Target};
+use super::table::{Kind, Seg, Spec, TableMapping};
+
+const STATUS: &[&str] = &[
+    "planned",
+    "arrived",
+    "triaged",
+    "in-progress",
+    "onleave",
+    "finished",
+    "cancelled",
+    "entered-in-error",
+    "unknown",
+];
+const CLASS: &[&str] = &[
+    "AMB", "EMER", "FLD", "HH", "IMP", "ACUTE", "NONAC", "OBSENC", "PRENC", "SS", "VR",
+];
+const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
+static SPECS: &[Spec] = &[
+    Spec {
+        allowed: STATUS,
+        required: true,
+        ..Spec::new(&[Seg::Key("status")], Kind::Text("status"))
+    },
+    Spec {
+        allowed: CLASS,
+        required: true,
+        ..Spec::new(
+            &[Seg::Key("class")],
+            Kind::FixedCoding {
+                code: "class_code",
+                system: ACT_CODE,
+            },
+        )
+    },
+    Spec::new(
+        &[Seg::Key("type"), Seg::First],
+        Kind::Concept {
+            code: "type_code",
+            system: Some("type_system"),
+            display: Some("type_display"),
+        },
+    ),
+    Spec {
+        required: true,
+        ..Spec::new(
+            &[Seg::Key("subject")],
+            Kind::Ref {
+                column: "patient_id",
+                target: "Patient",
+                table: "patients",
+            },
+        )
+    },
+    Spec::new(
+        &[Seg::Key("period"), Seg::Key("start")],
+        Kind::Time("period_start"),
+    ),
+    Spec::new(
+        &[Seg::Key("period"), Seg::Key("end")],
+        Kind::Time("period_end"),
+    ),
+    Spec::new(
+        &[Seg::Key("reasonCode"), Seg::First],
+        Kind::Concept {
+            code: "reason_code",
+            system: Some("reason_system"),
+            display: Some("reason_display"),
+        },
+    ),
+];
+
+static PARAMS: &[SearchParam] = &[
+    SearchParam {
+        name: "patient",
+        kind: ParamKind::Reference,
+        target: Target::RefColumn {
+            column: "patient_id",
+            table: "patients",
+            resource_type: "Patient",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/clinical-patient",
+        documentation: "The patient present at the encounter",
+    },
+    SearchParam {
+        name: "subject",
+        kind: ParamKind::Reference,
+        target: Target::RefColumn {
+            column: "patient_id",
+            table: "patients",
+            resource_type: "Patient",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/Encounter-subject",
+        documentation: "The patient present at the encounter",
+    },
+    SearchParam {
+        name: "status",
+        kind: ParamKind::Token,
+        target: Target::TokenColumn {
+            column: "status",
+            system: Some("http://hl7.org/fhir/encounter-status"),
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/Encounter-status",
+        documentation:
+            "planned | arrived | triaged | in-progress | onleave | finished | cancelled +",
+    },
+    SearchParam {
+        name: "class",
+        kind: ParamKind::Token,
+        target: Target::TokenColumn {
+            column: "class_code",
+            system: Some(ACT_CODE),
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/Encounter-class",
+        documentation: "Classification of the encounter (v3 ActCode)",
+    },
+    SearchParam {
+        name: "type",
+        kind: ParamKind::Token,
+        target: Target::TokenColumns {
+            code: "type_code",
+            system: "type_system",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/clinical-type",
+        documentation: "Specific type of encounter",
+    },
+    SearchParam {
+        name: "reason-code",
+        kind: ParamKind::Token,
+        target: Target::TokenColumns {
+            code: "reason_code",
+            system: "reason_system",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/Encounter-reason-code",
+        documentation: "Coded reason the encounter takes place",
+    },
+    SearchParam {
+        name: "date",
+        kind: ParamKind::Date,
+        target: Target::Period {
+            start: "period_start",
+            end: "period_end",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/clinical-date",
+        documentation: "A date within the period the Encounter lasted",
+    },
+];
+
+/// The Encounter mapping.
+pub fn mapping() -> TableMapping {
+    TableMapping {
+        resource_type: "Encounter",
+        table: "consultations",
+        specs: SPECS,
+        params: PARAMS,
+    }
+}

@@ -1,0 +1,721 @@
+//! A mapping declared as data: a resource type over one table, each mapped element a [`Spec`]
+//! (a path in the resource and the column or columns it lands in). Elements sharing a top-level
+//! key are stored and rebuilt together under the lossless rule of [`super::fields`]: the element
+//! goes to `fhir_extra` only when the columns cannot rebuild it exactly, and a kept element that
+//! no longer agrees with its columns (the clinic changed them) gets the column values patched in.
+
+use super::search::SearchParam;
+use super::{MapError, ResourceMapping};
+use crate::fhir::{instant, Id, Issue, IssueType};
+use crate::store::{placeholders, Arg, Conn, Row, StoreError, Tx};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+/// A step of a path inside a resource.
+#[derive(Debug, Clone, Copy)]
+pub enum Seg {
+    Key(&'static str),
+    /// The first item of an array.
+    First,
+}
+
+/// How a value at the end of a path maps onto columns.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// A string or code ⇄ a text column.
+    Text(&'static str),
+    /// A boolean ⇄ a boolean column.
+    Bool(&'static str),
+    /// A dateTime or instant ⇄ a timestamp column (its lower bound; the exact text as sent is
+    /// kept by the lossless rule).
+    Time(&'static str),
+    /// A CodeableConcept ⇄ its first coding's code, system and display columns.
+    Concept {
+        code: &'static str,
+        system: Option<&'static str>,
+        display: Option<&'static str>,
+    },
+    /// A Coding ⇄ code and system columns.
+    Coding {
+        code: &'static str,
+        system: Option<&'static str>,
+    },
+    /// A Coding from one code system ⇄ a code column (the system is implied).
+    FixedCoding {
+        code: &'static str,
+        system: &'static str,
+    },
+    /// A Reference to a hosted resource type ⇄ a foreign key to its table.
+    Ref {
+        column: &'static str,
+        target: &'static str,
+        table: &'static str,
+    },
+}
+
+/// One mapped element.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// Starts with the element's top-level key.
+    pub path: &'static [Seg],
+    pub kind: Kind,
+    /// The codes the column's CHECK constraint allows (empty: any value).
+    pub allowed: &'static [&'static str],
+    /// The column is NOT NULL: the resource must carry a value here.
+    pub required: bool,
+}
+
+impl Spec {
+    /// A spec with no code list that may be empty.
+    pub const fn new(path: &'static [Seg], kind: Kind) -> Spec {
+        Spec {
+            path,
+            kind,
+            allowed: &[],
+            required: false,
+        }
+    }
+}
+
+/// A column value, compared to decide whether a kept element still agrees with its row.
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    Text(Option<String>),
+    Bool(Option<bool>),
+    Time(Option<DateTime<Utc>>),
+}
+
+impl Spec {
+    fn top(&self) -> &'static str {
+        match self.path.first() {
+            Some(Seg::Key(k)) => k,
+            _ => "",
+        }
+    }
+
+    fn columns(&self) -> Vec<&'static str> {
+        match self.kind {
+            Kind::Text(c) | Kind::Bool(c) | Kind::Time(c) => vec![c],
+            Kind::Concept {
+                code,
+                system,
+                display,
+            } => [Some(code), system, display]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Kind::Coding { code, system } => [Some(code), system].into_iter().flatten().collect(),
+            Kind::FixedCoding { code, .. } => vec![code],
+            Kind::Ref { column, .. } => vec![column],
+        }
+    }
+
+    /// The leaf value the path leads to inside the top-level element.
+    fn leaf<'a>(&self, top: Option<&'a Value>) -> Option<&'a Value> {
+        let mut v = top?;
+        for seg in &self.path[1..] {
+            v = match seg {
+                Seg::Key(k) => v.get(*k)?,
+                Seg::First => v.get(0)?,
+            };
+        }
+        Some(v)
+    }
+
+    fn project(&self, top: Option<&Value>) -> Vec<Cell> {
+        let leaf = self.leaf(top);
+        let s = |v: Option<&Value>, k: &str| {
+            Cell::Text(
+                v.and_then(|v| v.get(k))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            )
+        };
+        match self.kind {
+            Kind::Text(_) => vec![Cell::Text(leaf.and_then(Value::as_str).map(str::to_owned))],
+            Kind::Bool(_) => vec![Cell::Bool(leaf.and_then(Value::as_bool))],
+            Kind::Time(_) => vec![Cell::Time(
+                leaf.and_then(Value::as_str).and_then(parse_time),
+            )],
+            Kind::Concept {
+                system, display, ..
+            } => {
+                let coding = leaf.and_then(|c| c.get("coding")).and_then(|c| c.get(0));
+                let mut cells = vec![s(coding, "code")];
+                if system.is_some() {
+                    cells.push(s(coding, "system"));
+                }
+                if display.is_some() {
+                    cells.push(s(coding, "display"));
+                }
+                cells
+            }
+            Kind::Coding { system, .. } => {
+                let mut cells = vec![s(leaf, "code")];
+                if system.is_some() {
+                    cells.push(s(leaf, "system"));
+                }
+                cells
+            }
+            Kind::FixedCoding { system, .. } => {
+                let same_system = leaf
+                    .and_then(|c| c.get("system"))
+                    .and_then(Value::as_str)
+                    .is_none_or(|s| s == system);
+                vec![if same_system {
+                    s(leaf, "code")
+                } else {
+                    Cell::Text(None)
+                }]
+            }
+            Kind::Ref { target, .. } => vec![Cell::Text(ref_id(leaf, target).map(str::to_owned))],
+        }
+    }
+
+    /// Writes `cells` at the end of the path inside `top` (building what is missing).
+    fn patch(&self, top: Option<Value>, cells: &[Cell]) -> Option<Value> {
+        let empty = cells
+            .iter()
+            .all(|c| matches!(c, Cell::Text(None) | Cell::Bool(None) | Cell::Time(None)));
+        let mut root = json!({ "v": top.unwrap_or(Value::Null) });
+        let mut slot = &mut root["v"];
+        for seg in &self.path[1..] {
+            if empty && slot.is_null() {
+                return prune(root);
+            }
+            slot = match seg {
+                Seg::Key(k) => {
+                    if !slot.is_object() {
+                        *slot = json!({});
+                    }
+                    // Indexing an object by a missing key inserts null there.
+                    &mut slot[*k]
+                }
+                Seg::First => {
+                    if slot.as_array().is_none_or(|a| a.is_empty()) {
+                        *slot = json!([null]);
+                    }
+                    &mut slot[0]
+                }
+            };
+        }
+        set_leaf(slot, self.kind, cells);
+        prune(root)
+    }
+}
+
+fn text(c: &Cell) -> Option<String> {
+    match c {
+        Cell::Text(t) => t.clone(),
+        _ => None,
+    }
+}
+
+fn set_key(o: &mut Map<String, Value>, k: &str, v: Option<String>) {
+    match v {
+        Some(s) => {
+            o.insert(k.to_owned(), Value::String(s));
+        }
+        None => {
+            o.remove(k);
+        }
+    }
+}
+
+fn set_leaf(slot: &mut Value, kind: Kind, cells: &[Cell]) {
+    match kind {
+        Kind::Text(_) => *slot = text(&cells[0]).map(Value::String).unwrap_or(Value::Null),
+        Kind::Bool(_) => {
+            *slot = match cells[0] {
+                Cell::Bool(Some(b)) => Value::Bool(b),
+                _ => Value::Null,
+            }
+        }
+        Kind::Time(_) => {
+            *slot = match &cells[0] {
+                Cell::Time(Some(t)) => Value::String(instant(t)),
+                _ => Value::Null,
+            }
+        }
+        Kind::Concept {
+            system, display, ..
+        } => {
+            if !slot.is_object() {
+                *slot = json!({});
+            }
+            let concept = slot.as_object_mut();
+            let Some(concept) = concept else { return };
+            let codings = concept.entry("coding").or_insert(json!([{}]));
+            if codings.as_array().is_none_or(|a| a.is_empty()) {
+                *codings = json!([{}]);
+            }
+            if let Some(c) = codings[0].as_object_mut() {
+                set_key(c, "code", text(&cells[0]));
+                let mut i = 1;
+                if system.is_some() {
+                    set_key(c, "system", text(&cells[i]));
+                    i += 1;
+                }
+                if display.is_some() {
+                    set_key(c, "display", text(&cells[i]));
+                }
+            }
+        }
+        Kind::Coding { system, .. } => {
+            if !slot.is_object() {
+                *slot = json!({});
+            }
+            if let Some(c) = slot.as_object_mut() {
+                set_key(c, "code", text(&cells[0]));
+                if system.is_some() {
+                    set_key(c, "system", text(&cells[1]));
+                }
+            }
+        }
+        Kind::FixedCoding { system, .. } => {
+            if !slot.is_object() {
+                *slot = json!({});
+            }
+            if let Some(c) = slot.as_object_mut() {
+                let code = text(&cells[0]);
+                set_key(c, "system", code.as_ref().map(|_| system.to_owned()));
+                set_key(c, "code", code);
+            }
+        }
+        Kind::Ref { target, .. } => {
+            if !slot.is_object() {
+                *slot = json!({});
+            }
+            if let Some(r) = slot.as_object_mut() {
+                set_key(
+                    r,
+                    "reference",
+                    text(&cells[0]).map(|id| format!("{target}/{id}")),
+                );
+            }
+        }
+    }
+}
+
+/// Removes nulls, empty objects and empty arrays left behind, and unwraps the root.
+fn prune(mut root: Value) -> Option<Value> {
+    fn clean(v: &mut Value) -> bool {
+        match v {
+            Value::Null => false,
+            Value::Object(o) => {
+                o.retain(|_, x| clean(x));
+                !o.is_empty()
+            }
+            Value::Array(a) => {
+                a.retain_mut(clean);
+                !a.is_empty()
+            }
+            _ => true,
+        }
+    }
+    let v = root.get_mut("v")?.take();
+    let mut v = v;
+    clean(&mut v).then_some(v)
+}
+
+/// The id of a relative reference `{target}/{id}` (a version suffix allowed).
+pub fn ref_id<'a>(reference: Option<&'a Value>, target: &str) -> Option<&'a str> {
+    let r = reference?.get("reference")?.as_str()?;
+    let rest = r.strip_prefix(target)?.strip_prefix('/')?;
+    let id = rest.split("/_history/").next()?;
+    Id::parse(id).map(|_| id)
+}
+
+/// Parses a FHIR dateTime or instant (any precision; UTC when no zone) to its first instant.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    crate::fhir::date::parse_range(s).map(|r| r.start)
+}
+
+/// A resource type over one table, declared by its specs.
+pub struct TableMapping {
+    pub resource_type: &'static str,
+    pub table: &'static str,
+    pub specs: &'static [Spec],
+    pub params: &'static [SearchParam],
+}
+
+impl TableMapping {
+    fn groups(&self) -> Vec<(&'static str, Vec<&'static Spec>)> {
+        let mut out: Vec<(&'static str, Vec<&'static Spec>)> = Vec::new();
+        for s in self.specs {
+            match out.iter_mut().find(|(k, _)| *k == s.top()) {
+                Some((_, v)) => v.push(s),
+                None => out.push((s.top(), vec![s])),
+            }
+        }
+        out
+    }
+
+    fn all_columns(&self) -> Vec<&'static str> {
+        self.specs.iter().flat_map(Spec::columns).collect()
+    }
+
+    /// Splits a resource into column values (as bound arguments) and what goes to fhir_extra.
+    async fn split(
+        &self,
+        tx: &mut Tx,
+        resource: &Value,
+    ) -> Result<(Vec<Arg>, Map<String, Value>), MapError> {
+        let mut rest = resource.as_object().cloned().unwrap_or_default();
+        rest.remove("resourceType");
+        rest.remove("id");
+        if let Some(Value::Object(meta)) = rest.get_mut("meta") {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+            if meta.is_empty() {
+                rest.remove("meta");
+            }
+        }
+        let mut issues = Vec::new();
+        let mut args = Vec::new();
+        for (key, specs) in self.groups() {
+            let orig = rest.remove(key);
+            let cells: Vec<Vec<Cell>> = specs.iter().map(|s| s.project(orig.as_ref())).collect();
+            let mut rebuilt = None;
+            for (s, c) in specs.iter().zip(&cells) {
+                rebuilt = s.patch(rebuilt, c);
+            }
+            if rebuilt != orig {
+                if let Some(o) = orig {
+                    rest.insert(key.to_owned(), o);
+                }
+            }
+            for (s, c) in specs.iter().zip(cells) {
+                let at = || expression(self.resource_type, s.path);
+                if s.required && text(&c[0]).is_none() && matches!(c[0], Cell::Text(_)) {
+                    let what = match s.kind {
+                        Kind::Ref { target, .. } => {
+                            format!("a reference to a {target} of this server")
+                        }
+                        _ => "a value".to_owned(),
+                    };
+                    issues.push(
+                        Issue::error(
+                            IssueType::Required,
+                            format!("the clinic schema needs {what} here"),
+                        )
+                        .at(at()),
+                    );
+                }
+                if let Some(code) = text(&c[0])
+                    .filter(|v| !s.allowed.is_empty() && !s.allowed.contains(&v.as_str()))
+                {
+                    issues.push(
+                        Issue::error(
+                            IssueType::Value,
+                            format!(
+                                "code '{}' is not one the clinic schema accepts here ({})",
+                                code.escape_default(),
+                                s.allowed.join(", ")
+                            ),
+                        )
+                        .at(at()),
+                    );
+                }
+                match s.kind {
+                    Kind::Ref { target, table, .. } => {
+                        let id = text(&c[0]);
+                        let row = match &id {
+                            Some(id) => tx
+                                .fetch_optional(&format!("SELECT id FROM {table} WHERE fhir_id = ? AND deleted_at IS NULL"), &[id.clone().into()])
+                                .await?
+                                .map(|r| r.uuid("id"))
+                                .transpose()?,
+                            None => None,
+                        };
+                        if let (Some(id), None) = (&id, row) {
+                            issues.push(
+                                Issue::error(
+                                    IssueType::Processing,
+                                    format!("{target}/{id} does not exist on this server"),
+                                )
+                                .at(at()),
+                            );
+                        }
+                        args.push(Arg::OptUuid(row));
+                    }
+                    _ => args.extend(c.into_iter().map(|c| match c {
+                        Cell::Text(t) => Arg::Text(t),
+                        Cell::Bool(b) => Arg::Bool(b),
+                        Cell::Time(t) => Arg::Timestamp(t),
+                    })),
+                }
+            }
+        }
+        if issues.is_empty() {
+            Ok((args, rest))
+        } else {
+            Err(MapError::Unprocessable(issues))
+        }
+    }
+
+    fn assemble(&self, row: &Row, order: &[String]) -> Result<Value, StoreError> {
+        let mut extra = match row.json("fhir_extra")? {
+            Some(Value::Object(o)) => o,
+            _ => Map::new(),
+        };
+        let mut out = Map::new();
+        out.insert("resourceType".into(), json!(self.resource_type));
+        out.insert("id".into(), json!(row.string("fhir_id")?));
+        let mut meta = match extra.remove("meta") {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        meta.insert(
+            "versionId".into(),
+            json!(row.int("version_id")?.to_string()),
+        );
+        meta.insert(
+            "lastUpdated".into(),
+            json!(instant(&row.timestamp("updated_at")?)),
+        );
+        out.insert("meta".into(), Value::Object(meta));
+        for (key, specs) in self.groups() {
+            let mut cells = Vec::new();
+            for s in &specs {
+                cells.push(read_cells(row, s)?);
+            }
+            let kept = extra.remove(key);
+            let agrees = kept.as_ref().is_some_and(|k| {
+                specs
+                    .iter()
+                    .zip(&cells)
+                    .all(|(s, c)| s.project(Some(k)) == *c)
+            });
+            let value = if agrees {
+                kept
+            } else {
+                let mut v = kept;
+                for (s, c) in specs.iter().zip(&cells) {
+                    v = s.patch(v, c);
+                }
+                v
+            };
+            if let Some(v) = value {
+                out.insert(key.to_owned(), v);
+            }
+        }
+        out.extend(extra);
+        Ok(Value::Object(super::fields::ordered(out, order)))
+    }
+}
+
+/// The cells of one spec, as the row holds them.
+fn read_cells(row: &Row, s: &Spec) -> Result<Vec<Cell>, StoreError> {
+    Ok(match s.kind {
+        Kind::Bool(c) => vec![Cell::Bool(row.bool(c)?)],
+        Kind::Time(c) => vec![Cell::Time(row.opt_timestamp(c)?)],
+        Kind::Ref { column, .. } => vec![Cell::Text(row.text(&format!("{column}__ref"))?)],
+        _ => s
+            .columns()
+            .iter()
+            .map(|c| row.text(c).map(Cell::Text))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// A FHIRPath for a spec's path, for error messages.
+fn expression(resource_type: &str, path: &[Seg]) -> String {
+    let mut e = resource_type.to_owned();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                e.push('.');
+                e.push_str(k);
+            }
+            Seg::First => e.push_str("[0]"),
+        }
+    }
+    e
+}
+
+#[async_trait]
+impl ResourceMapping for TableMapping {
+    fn resource_type(&self) -> &'static str {
+        self.resource_type
+    }
+
+    fn table(&self) -> &'static str {
+        self.table
+    }
+
+    fn search_params(&self) -> &'static [SearchParam] {
+        self.params
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut Tx,
+        row_id: Uuid,
+        fhir_id: &Id,
+        resource: &Value,
+    ) -> Result<(), MapError> {
+        let (mut args, extra) = self.split(tx, resource).await?;
+        let cols = self.all_columns();
+        let sql = format!(
+            "INSERT INTO {} (id, fhir_id, {}, fhir_extra) VALUES (?, ?, {}, ?)",
+            self.table,
+            cols.join(", "),
+            placeholders(cols.len())
+        );
+        let mut all: Vec<Arg> = vec![row_id.into(), fhir_id.as_str().into()];
+        all.append(&mut args);
+        all.push(Arg::Json(Value::Object(extra)));
+        tx.execute(&sql, &all).await?;
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        row_id: Uuid,
+        expected_version: Option<i64>,
+        resource: &Value,
+    ) -> Result<bool, MapError> {
+        let (mut args, extra) = self.split(tx, resource).await?;
+        let sets: Vec<String> = self
+            .all_columns()
+            .iter()
+            .map(|c| format!("{c} = ?"))
+            .collect();
+        let mut sql = format!(
+            "UPDATE {} SET {}, fhir_extra = ?, deleted_at = NULL WHERE id = ?",
+            self.table,
+            sets.join(", ")
+        );
+        args.push(Arg::Json(Value::Object(extra)));
+        args.push(row_id.into());
+        if let Some(v) = expected_version {
+            sql.push_str(" AND version_id = ?");
+            args.push(v.into());
+        }
+        Ok(tx.execute(&sql, &args).await? > 0)
+    }
+
+    async fn load(
+        &self,
+        conn: &mut Conn<'_>,
+        row_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, Value)>, StoreError> {
+        if row_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut select = vec![
+            "t.id".to_owned(),
+            "t.fhir_id".into(),
+            "t.version_id".into(),
+            "t.updated_at".into(),
+            "t.fhir_extra".into(),
+        ];
+        let mut joins = String::new();
+        for (i, s) in self.specs.iter().enumerate() {
+            match s.kind {
+                Kind::Ref { column, table, .. } => {
+                    select.push(format!("r{i}.fhir_id AS {column}__ref"));
+                    joins.push_str(&format!(" LEFT JOIN {table} r{i} ON r{i}.id = t.{column}"));
+                }
+                _ => select.extend(s.columns().iter().map(|c| format!("t.{c}"))),
+            }
+        }
+        let ids: Vec<Arg> = row_ids.iter().map(|u| Arg::Uuid(*u)).collect();
+        let sql = format!(
+            "SELECT {} FROM {} t{joins} WHERE t.id IN ({})",
+            select.join(", "),
+            self.table,
+            placeholders(ids.len())
+        );
+        let order = super::element_order(self.resource_type);
+        conn.fetch_all(&sql, &ids)
+            .await?
+            .iter()
+            .map(|row| Ok((row.uuid("id")?, self.assemble(row, &order)?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLASS: Spec = Spec::new(
+        &[Seg::Key("class")],
+        Kind::Coding {
+            code: "class_code",
+            system: Some("class_system"),
+        },
+    );
+    const TYPE: Spec = Spec::new(
+        &[Seg::Key("type"), Seg::First],
+        Kind::Concept {
+            code: "type_code",
+            system: Some("type_system"),
+            display: Some("type_display"),
+        },
+    );
+    const DOCTOR: Spec = Spec::new(
+        &[Seg::Key("participant"), Seg::First, Seg::Key("individual")],
+        Kind::Ref {
+            column: "doctor_id",
+            target: "Practitioner",
+            table: "users",
+        },
+    );
+
+    #[test]
+    fn specs_project_and_patch_paths_into_arrays_and_objects() {
+        let t = json!([{"coding": [{"system": "http://snomed.info/sct", "code": "11429006", "display": "Consultation"}]}]);
+        let cells = TYPE.project(Some(&t));
+        assert_eq!(cells[0], Cell::Text(Some("11429006".into())));
+        assert_eq!(TYPE.patch(None, &cells), Some(t.clone()));
+        let changed = TYPE.patch(
+            Some(t),
+            &[
+                Cell::Text(Some("x".into())),
+                Cell::Text(None),
+                Cell::Text(None),
+            ],
+        );
+        assert_eq!(changed, Some(json!([{"coding": [{"code": "x"}]}])));
+        let p = json!([{"individual": {"reference": "Practitioner/dr1", "display": "Dr. One"}}]);
+        assert_eq!(
+            DOCTOR.project(Some(&p)),
+            vec![Cell::Text(Some("dr1".into()))]
+        );
+        assert_eq!(
+            DOCTOR.patch(None, &DOCTOR.project(Some(&p))),
+            Some(json!([{"individual": {"reference": "Practitioner/dr1"}}]))
+        );
+        assert_eq!(
+            CLASS.patch(None, &[Cell::Text(None), Cell::Text(None)]),
+            None
+        );
+    }
+
+    #[test]
+    fn removing_a_value_prunes_what_it_leaves_empty() {
+        let p = json!([{"individual": {"reference": "Practitioner/dr1"}}]);
+        assert_eq!(DOCTOR.patch(Some(p), &[Cell::Text(None)]), None);
+        let p = json!([{"individual": {"reference": "Practitioner/dr1"}, "type": [{"text": "x"}]}]);
+        assert_eq!(
+            DOCTOR.patch(Some(p), &[Cell::Text(None)]),
+            Some(json!([{"type": [{"text": "x"}]}]))
+        );
+    }
+
+    #[test]
+    fn references_of_other_types_or_forms_are_not_mapped() {
+        let r = json!({"reference": "RelatedPerson/x"});
+        assert_eq!(ref_id(Some(&r), "Practitioner"), None);
+        let r = json!({"reference": "Practitioner/dr1/_history/2"});
+        assert_eq!(ref_id(Some(&r), "Practitioner"), Some("dr1"));
+        let r = json!({"reference": "Practitioner/../x"});
+        assert_eq!(ref_id(Some(&r), "Practitioner"), None);
+    }
+}
