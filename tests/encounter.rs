@@ -31,6 +31,15 @@ async fn every_example_encounter_round_trips(engine: Engine) {
     for id in ["example", "f001", "f201"] {
         patient(&app, id).await;
     }
+    for id in ["example", "f002", "f201"] {
+        let dr = json!({"resourceType": "Practitioner", "id": id});
+        assert_eq!(
+            app.put(&format!("/fhir/Practitioner/{id}"), &dr)
+                .await
+                .status,
+            StatusCode::CREATED
+        );
+    }
     let names = [
         "Encounter-emerg",
         "Encounter-example",

@@ -55,7 +55,7 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
         .collect();
     assert_eq!(
         types,
-        ["Encounter", "Patient"],
+        ["Encounter", "Patient", "Practitioner"],
         "only the mapped types are claimed"
     );
     let patient = &resources[1];

@@ -67,7 +67,13 @@ async fn every_example_patient_round_trips(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let all = example_patients();
     assert_eq!(all.len(), 8, "the eight official example Patients");
-    // Patients that the examples point at (pat1 ⇄ pat2 links) exist first: references are checked.
+    // What the examples point at (pat1 ⇄ pat2 links, Practitioner/example) exists first:
+    // references to hosted types are checked.
+    let dr = serde_json::json!({"resourceType": "Practitioner", "id": "example"});
+    assert_eq!(
+        app.put("/fhir/Practitioner/example", &dr).await.status,
+        StatusCode::CREATED
+    );
     for (_, p) in &all {
         let id = p["id"].as_str().unwrap();
         let stub = serde_json::json!({"resourceType": "Patient", "id": id});
@@ -172,7 +178,7 @@ async fn general_practitioner_pointing_at_a_user_maps_to_the_foreign_key(engine:
     let app = TestApp::spawn(engine).await;
     app.db
         .execute(
-            "INSERT INTO users (id, fhir_id, role_id, first_name, last_name) SELECT ?, 'dr-house', id, 'Gregory', 'House' FROM roles WHERE name = 'doctor'",
+            "INSERT INTO users (id, fhir_id_given, role_id, first_name, last_name) SELECT ?, 'dr-house', id, 'Gregory', 'House' FROM roles WHERE name = 'doctor'",
             &[uuid::Uuid::new_v4().into()],
         )
         .await
@@ -194,10 +200,29 @@ async fn general_practitioner_pointing_at_a_user_maps_to_the_foreign_key(engine:
         .unwrap()
         .expect("the foreign key is set");
     assert_eq!(row.text("last_name").unwrap().as_deref(), Some("House"));
-    // A practitioner the clinic does not know is kept as sent, with no foreign key.
-    let other = serde_json::json!({"resourceType": "Patient", "generalPractitioner": [{"reference": "Practitioner/elsewhere", "display": "Dr. Elsewhere"}]});
+    // A practitioner of another server or an organisation is kept as sent, with no foreign key.
+    let other = serde_json::json!({"resourceType": "Patient", "generalPractitioner": [
+        {"reference": "https://other.example/fhir/Practitioner/1", "display": "Dr. Elsewhere"},
+        {"reference": "Organization/clinic-2"}
+    ]});
     let c2 = app.create(&other).await;
     assert_eq!(c2["generalPractitioner"], other["generalPractitioner"]);
+    let fk = app
+        .db
+        .fetch_optional(
+            "SELECT general_practitioner_id FROM patients WHERE fhir_id = ?",
+            &[c2["id"].as_str().unwrap().into()],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fk.opt_uuid("general_practitioner_id").unwrap(), None);
+    // A Practitioner of this server that does not exist is refused.
+    let missing = serde_json::json!({"resourceType": "Patient", "generalPractitioner": [{"reference": "Practitioner/nobody"}]});
+    assert_eq!(
+        app.post("/fhir/Patient", &missing).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
 }
 
 on_both_engines!(

@@ -168,7 +168,7 @@ async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uu
     let user = insert(
         app,
         "users",
-        "fhir_id, email, role_id, specialty_id, first_name, last_name",
+        "fhir_id_given, email, role_id, specialty_id, first_name, last_name",
         &[
             "dr-ana".into(),
             "ana@example.org".into(),
@@ -567,7 +567,7 @@ async fn foreign_keys_and_unique_fhir_ids_are_enforced(engine: Engine) {
     let roleless = app
         .db
         .execute(
-            "INSERT INTO users (id, fhir_id, role_id) VALUES (?, ?, ?)",
+            "INSERT INTO users (id, fhir_id_given, role_id) VALUES (?, ?, ?)",
             &[Uuid::new_v4().into(), "dr-x".into(), Uuid::new_v4().into()],
         )
         .await;

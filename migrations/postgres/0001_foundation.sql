@@ -47,9 +47,12 @@ CREATE TABLE specialties (
 );
 CREATE TRIGGER specialties_touch BEFORE UPDATE ON specialties FOR EACH ROW EXECUTE FUNCTION touch_row();
 
+-- A user with a clinical role is a Practitioner. Its FHIR id is fhir_id_given when a FHIR client
+-- chose one, else the UUID: fhir_id is derived, so users the clinic creates need no FHIR id.
 CREATE TABLE users (
     id             uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    fhir_id        text UNIQUE CHECK (fhir_id ~ '^[A-Za-z0-9.-]{1,64}$'),
+    fhir_id_given  text CHECK (fhir_id_given ~ '^[A-Za-z0-9.-]{1,64}$'),
+    fhir_id        text GENERATED ALWAYS AS (COALESCE(fhir_id_given, id::text)) STORED UNIQUE,
     email          text UNIQUE,
     password_hash  text,
     role_id        uuid NOT NULL REFERENCES roles (id),

@@ -46,9 +46,12 @@ BEGIN
     UPDATE specialties SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
 
+-- A user with a clinical role is a Practitioner. Its FHIR id is fhir_id_given when a FHIR client
+-- chose one, else the UUID: fhir_id is derived, so users the clinic creates need no FHIR id.
 CREATE TABLE users (
     id             TEXT PRIMARY KEY NOT NULL DEFAULT (lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))) CHECK (length(id) = 36),
-    fhir_id        TEXT UNIQUE CHECK (length(fhir_id) BETWEEN 1 AND 64 AND fhir_id NOT GLOB '*[^A-Za-z0-9.-]*'),
+    fhir_id_given  TEXT CHECK (length(fhir_id_given) BETWEEN 1 AND 64 AND fhir_id_given NOT GLOB '*[^A-Za-z0-9.-]*'),
+    fhir_id        TEXT GENERATED ALWAYS AS (COALESCE(fhir_id_given, id)) STORED,
     email          TEXT UNIQUE,
     password_hash  TEXT,
     role_id        TEXT NOT NULL REFERENCES roles (id),
@@ -70,6 +73,7 @@ CREATE TRIGGER users_touch AFTER UPDATE ON users FOR EACH ROW
 BEGIN
     UPDATE users SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
 END;
+CREATE UNIQUE INDEX users_fhir_id_idx ON users (fhir_id);
 CREATE INDEX users_role_idx ON users (role_id);
 CREATE INDEX users_specialty_idx ON users (specialty_id);
 

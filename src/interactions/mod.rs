@@ -164,8 +164,9 @@ impl Fhir {
         id: &Id,
     ) -> Result<Option<Head>> {
         let sql = format!(
-            "SELECT id, version_id, deleted_at FROM {} WHERE fhir_id = ?",
-            m.table()
+            "SELECT t.id, t.version_id, t.deleted_at FROM {} t WHERE t.fhir_id = ?{}",
+            m.table(),
+            filter_sql(m)
         );
         let Some(r) = conn.fetch_optional(&sql, &[id.as_str().into()]).await? else {
             return Ok(None);
@@ -334,8 +335,9 @@ impl Fhir {
             "SELECT t.id, t.version_id, t.deleted_at, rv.last_updated, CAST(rv.resource AS TEXT) AS resource_text \
              FROM {} t LEFT JOIN resource_versions rv \
              ON rv.resource_type = ? AND rv.fhir_id = t.fhir_id AND rv.version_id = t.version_id \
-             WHERE t.fhir_id = ?",
-            m.table()
+             WHERE t.fhir_id = ?{}",
+            m.table(),
+            filter_sql(m.as_ref())
         );
         let row = self
             .db
@@ -453,6 +455,13 @@ impl Fhir {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// ` AND <the mapping's row filter>`, or nothing.
+pub(crate) fn filter_sql(m: &dyn ResourceMapping) -> String {
+    m.row_filter()
+        .map(|f| format!(" AND {f}"))
+        .unwrap_or_default()
 }
 
 /// Every `reference` string in a resource, with the FHIRPath of its Reference.

@@ -162,7 +162,7 @@ impl Fhir {
             dialect: self.db.dialect(),
             resource_type: m.resource_type(),
         };
-        let mut where_sql = String::from("t.deleted_at IS NULL");
+        let mut where_sql = format!("t.deleted_at IS NULL{}", super::filter_sql(m.as_ref()));
         let mut args: Vec<Arg> = Vec::new();
         for (p, modifier, values) in &q.filters {
             let c = condition(p, modifier.as_deref(), values, &ctx).map_err(|e| bad(e.0))?;

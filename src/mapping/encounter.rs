@@ -56,6 +56,14 @@ static SPECS: &[Spec] = &[
         )
     },
     Spec::new(
+        &[Seg::Key("participant"), Seg::First, Seg::Key("individual")],
+        Kind::Ref {
+            column: "doctor_id",
+            target: "Practitioner",
+            table: "users",
+        },
+    ),
+    Spec::new(
         &[Seg::Key("period"), Seg::Key("start")],
         Kind::Time("period_start"),
     ),
@@ -95,6 +103,17 @@ static PARAMS: &[SearchParam] = &[
         },
         definition: "http://hl7.org/fhir/SearchParameter/Encounter-subject",
         documentation: "The patient present at the encounter",
+    },
+    SearchParam {
+        name: "practitioner",
+        kind: ParamKind::Reference,
+        target: Target::RefColumn {
+            column: "doctor_id",
+            table: "users",
+            resource_type: "Practitioner",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/Encounter-practitioner",
+        documentation: "The doctor of the consultation (the first participant)",
     },
     SearchParam {
         name: "status",
@@ -156,5 +175,6 @@ pub fn mapping() -> TableMapping {
         table: "consultations",
         specs: SPECS,
         params: PARAMS,
+        ..TableMapping::BASE
     }
 }

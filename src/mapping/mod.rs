@@ -5,6 +5,7 @@
 pub mod encounter;
 pub mod fields;
 pub mod patient;
+pub mod practitioner;
 pub mod search;
 pub mod table;
 
@@ -38,6 +39,12 @@ pub trait ResourceMapping: Send + Sync {
     /// The table holding one row per resource, with the columns every clinical table has
     /// (id, fhir_id, version_id, updated_at, deleted_at).
     fn table(&self) -> &'static str;
+
+    /// A condition on the table (aliased `t`) that its rows must meet to be resources of this
+    /// type (users are Practitioners only with a clinical role).
+    fn row_filter(&self) -> Option<&'static str> {
+        None
+    }
 
     /// The search parameters this mapping answers, besides `_id` and `_lastUpdated`.
     fn search_params(&self) -> &'static [SearchParam];
@@ -83,6 +90,7 @@ impl Registry {
         };
         r.add(Arc::new(patient::PatientMapping::new()));
         r.add(Arc::new(encounter::mapping()));
+        r.add(Arc::new(practitioner::mapping()));
         r
     }
 

@@ -3,7 +3,6 @@
 use super::fields::{self, rebuild, set_str, store, str_of, Field};
 use super::search::{ParamKind, SearchParam, Target};
 use super::{MapError, ResourceMapping};
-use crate::fhir::text::normalize;
 use crate::fhir::{Id, Issue, IssueType};
 use crate::store::{placeholders, Arg, Conn, Row, StoreError, Tx};
 use async_trait::async_trait;
@@ -487,8 +486,8 @@ impl PatientMapping {
         let practitioner = match practitioner_ref(resource.get("generalPractitioner")) {
             Some(id) => tx
                 .fetch_optional(
-                    "SELECT id FROM users WHERE deleted_at IS NULL AND (fhir_id = ? OR CAST(id AS TEXT) = ?)",
-                    &[id.clone().into(), id.into()],
+                    "SELECT id FROM users WHERE deleted_at IS NULL AND fhir_id = ?",
+                    &[id.into()],
                 )
                 .await?
                 .map(|r| r.uuid("id"))
@@ -542,7 +541,6 @@ impl PatientMapping {
         for sql in [
             "DELETE FROM patient_identifiers WHERE patient_id = ?",
             "DELETE FROM patient_contacts WHERE patient_id = ?",
-            "DELETE FROM search_strings WHERE row_id = ? AND resource_type = 'Patient'",
         ] {
             tx.execute(sql, &[row_id.into()]).await?;
         }
@@ -573,13 +571,7 @@ impl PatientMapping {
             )
             .await?;
         }
-        for (param, value) in name_index(resource) {
-            tx.execute(
-                "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES ('Patient', ?, ?, ?, ?)",
-                &[row_id.into(), param.into(), normalize(&value).into(), value.into()],
-            )
-            .await?;
-        }
+        super::search::index_names(tx, "Patient", row_id, resource).await?;
         Ok(())
     }
 
@@ -687,44 +679,6 @@ impl Default for PatientMapping {
     }
 }
 
-/// The (parameter, value) pairs of the name index: every part of every name.
-fn name_index(resource: &Value) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    let names = resource
-        .get("name")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for n in &names {
-        let strings = |k: &str| -> Vec<String> {
-            match n.get(k) {
-                Some(Value::String(s)) => vec![s.clone()],
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect(),
-                _ => vec![],
-            }
-        };
-        for f in strings("family") {
-            out.push(("family", f.clone()));
-            out.push(("name", f));
-        }
-        for g in strings("given") {
-            out.push(("given", g.clone()));
-            out.push(("name", g));
-        }
-        for k in ["prefix", "suffix", "text"] {
-            for s in strings(k) {
-                out.push(("name", s));
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
 const COLUMNS: &str = "active, first_name, last_name, gender, birth_date, birth_date_precision, phone, email, address_line, city, state, postal_code, country, marital_status, preferred_language, general_practitioner_id, fhir_extra";
 
 #[async_trait]
@@ -798,7 +752,7 @@ impl ResourceMapping for PatientMapping {
         let rows = conn
             .fetch_all(
                 &format!(
-                    "SELECT p.id, p.fhir_id, p.version_id, p.updated_at, {}, COALESCE(g.fhir_id, CAST(g.id AS TEXT)) AS gp_fhir_id \
+                    "SELECT p.id, p.fhir_id, p.version_id, p.updated_at, {}, g.fhir_id AS gp_fhir_id \
                      FROM patients p LEFT JOIN users g ON g.id = p.general_practitioner_id WHERE p.id IN ({ph})",
                     COLUMNS.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ")
                 ),
@@ -916,16 +870,5 @@ mod tests {
                 json!([{"use": "official", "family": "Chávez", "given": ["Pedro"], "prefix": ["Mr."]}])
             )
         );
-    }
-
-    #[test]
-    fn name_index_covers_every_part_of_every_name() {
-        let idx = name_index(
-            &json!({"name": [{"family": "Chalmers", "given": ["Peter"]}, {"text": "Jim", "prefix": ["Mr."]}]}),
-        );
-        assert!(idx.contains(&("family", "Chalmers".into())));
-        assert!(idx.contains(&("name", "Peter".into())));
-        assert!(idx.contains(&("name", "Mr.".into())));
-        assert!(idx.contains(&("name", "Jim".into())));
     }
 }

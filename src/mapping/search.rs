@@ -395,9 +395,81 @@ fn one_value(
     })
 }
 
+/// Rewrites the `search_strings` rows of a resource's names (`name`, `family`, `given`).
+pub async fn index_names(
+    tx: &mut crate::store::Tx,
+    resource_type: &'static str,
+    row_id: uuid::Uuid,
+    resource: &serde_json::Value,
+) -> Result<(), crate::store::StoreError> {
+    tx.execute(
+        "DELETE FROM search_strings WHERE row_id = ? AND resource_type = ?",
+        &[row_id.into(), resource_type.into()],
+    )
+    .await?;
+    for (param, value) in name_index(resource) {
+        tx.execute(
+            "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES (?, ?, ?, ?, ?)",
+            &[resource_type.into(), row_id.into(), param.into(), normalize(&value).into(), value.into()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The (parameter, value) pairs of the name index: every part of every name.
+fn name_index(resource: &serde_json::Value) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let names = resource
+        .get("name")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for n in &names {
+        let strings = |k: &str| -> Vec<String> {
+            match n.get(k) {
+                Some(serde_json::Value::String(s)) => vec![s.clone()],
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+                _ => vec![],
+            }
+        };
+        for f in strings("family") {
+            out.push(("family", f.clone()));
+            out.push(("name", f));
+        }
+        for g in strings("given") {
+            out.push(("given", g.clone()));
+            out.push(("name", g));
+        }
+        for k in ["prefix", "suffix", "text"] {
+            for s in strings(k) {
+                out.push(("name", s));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn name_index_covers_every_part_of_every_name() {
+        let idx = name_index(
+            &json!({"name": [{"family": "Chalmers", "given": ["Peter"]}, {"text": "Jim", "prefix": ["Mr."]}]}),
+        );
+        assert!(idx.contains(&("family", "Chalmers".into())));
+        assert!(idx.contains(&("name", "Peter".into())));
+        assert!(idx.contains(&("name", "Mr.".into())));
+        assert!(idx.contains(&("name", "Jim".into())));
+    }
 
     #[test]
     fn tokens_split_into_system_and_code() {

@@ -28,6 +28,26 @@ pub enum Kind {
     Text(&'static str),
     /// A boolean ⇄ a boolean column.
     Bool(&'static str),
+    /// A boolean ⇄ a NOT NULL boolean column with a default: an absent element is the default,
+    /// and the default is written back as an absent element.
+    BoolDefault { column: &'static str, default: bool },
+    /// An array of strings ⇄ one text column, the strings joined by `sep` (given names).
+    Joined {
+        column: &'static str,
+        sep: &'static str,
+    },
+    /// ContactPoint[] ⇄ its first phone and first email. With `unique_email`, an email another
+    /// row already holds stays out of the column (and is kept in fhir_extra).
+    Telecom {
+        phone: &'static str,
+        email: &'static str,
+        unique_email: bool,
+    },
+    /// Identifier[] ⇄ the value of its identifier of one system.
+    IdentifierOf {
+        column: &'static str,
+        system: &'static str,
+    },
     /// A dateTime or instant ⇄ a timestamp column (its lower bound; the exact text as sent is
     /// kept by the lossless rule).
     Time(&'static str),
@@ -98,6 +118,10 @@ impl Spec {
     fn columns(&self) -> Vec<&'static str> {
         match self.kind {
             Kind::Text(c) | Kind::Bool(c) | Kind::Time(c) => vec![c],
+            Kind::BoolDefault { column, .. }
+            | Kind::Joined { column, .. }
+            | Kind::IdentifierOf { column, .. } => vec![column],
+            Kind::Telecom { phone, email, .. } => vec![phone, email],
             Kind::Concept {
                 code,
                 system,
@@ -136,6 +160,20 @@ impl Spec {
         match self.kind {
             Kind::Text(_) => vec![Cell::Text(leaf.and_then(Value::as_str).map(str::to_owned))],
             Kind::Bool(_) => vec![Cell::Bool(leaf.and_then(Value::as_bool))],
+            Kind::BoolDefault { default, .. } => vec![Cell::Bool(Some(
+                leaf.and_then(Value::as_bool).unwrap_or(default),
+            ))],
+            Kind::Joined { sep, .. } => vec![Cell::Text(joined(leaf, sep))],
+            Kind::Telecom { .. } => {
+                let (phone, email) = super::fields::telecom_project(leaf);
+                vec![Cell::Text(phone), Cell::Text(email)]
+            }
+            Kind::IdentifierOf { system, .. } => vec![Cell::Text(
+                identifier_of(leaf, system)
+                    .and_then(|i| i.get("value"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            )],
             Kind::Time(_) => vec![Cell::Time(
                 leaf.and_then(Value::as_str).and_then(parse_time),
             )],
@@ -172,6 +210,22 @@ impl Spec {
             }
             Kind::Ref { target, .. } => vec![Cell::Text(ref_id(leaf, target).map(str::to_owned))],
         }
+    }
+
+    /// Whether a kept element still says what the columns say. An empty unique-email column
+    /// agrees with any email: the column may have refused it.
+    fn agrees(&self, kept: &Value, cells: &[Cell]) -> bool {
+        let mut projected = self.project(Some(kept));
+        if let (
+            Kind::Telecom {
+                unique_email: true, ..
+            },
+            Some(Cell::Text(None)),
+        ) = (self.kind, cells.get(1))
+        {
+            projected[1] = Cell::Text(None);
+        }
+        projected == cells
     }
 
     /// Writes `cells` at the end of the path inside `top` (building what is missing).
@@ -232,6 +286,54 @@ fn set_leaf(slot: &mut Value, kind: Kind, cells: &[Cell]) {
                 Cell::Bool(Some(b)) => Value::Bool(b),
                 _ => Value::Null,
             }
+        }
+        Kind::BoolDefault { default, .. } => {
+            *slot = match cells[0] {
+                Cell::Bool(Some(b)) if b != default => Value::Bool(b),
+                _ => Value::Null,
+            }
+        }
+        Kind::Joined { sep, .. } => {
+            let want = text(&cells[0]);
+            if joined(Some(slot), sep) != want {
+                *slot = match want {
+                    Some(w) => Value::Array(
+                        w.split(sep)
+                            .filter(|p| !p.is_empty())
+                            .map(|p| Value::String(p.to_owned()))
+                            .collect(),
+                    ),
+                    None => Value::Null,
+                };
+            }
+        }
+        Kind::Telecom { unique_email, .. } => {
+            let current = Some(slot.take()).filter(|v| !v.is_null());
+            let mut email = text(&cells[1]);
+            if unique_email && email.is_none() {
+                // An email the column refused (another row holds it) stays in the element.
+                email = super::fields::telecom_project(current.as_ref()).1;
+            }
+            *slot = super::fields::telecom_patch(current, &text(&cells[0]), &email)
+                .unwrap_or(Value::Null);
+        }
+        Kind::IdentifierOf { system, .. } => {
+            let mut list = match slot.take() {
+                Value::Array(a) => a,
+                _ => Vec::new(),
+            };
+            let at = list
+                .iter()
+                .position(|i| i.get("system").and_then(Value::as_str) == Some(system));
+            match (at, text(&cells[0])) {
+                (Some(i), Some(v)) => list[i]["value"] = Value::String(v),
+                (Some(i), None) => {
+                    list.remove(i);
+                }
+                (None, Some(v)) => list.push(json!({"system": system, "value": v})),
+                (None, None) => {}
+            }
+            *slot = Value::Array(list);
         }
         Kind::Time(_) => {
             *slot = match &cells[0] {
@@ -299,6 +401,19 @@ fn set_leaf(slot: &mut Value, kind: Kind, cells: &[Cell]) {
     }
 }
 
+/// The strings of an array joined by `sep` (`None` when there are none).
+fn joined(v: Option<&Value>, sep: &str) -> Option<String> {
+    let parts: Vec<&str> = v?.as_array()?.iter().filter_map(Value::as_str).collect();
+    (!parts.is_empty()).then(|| parts.join(sep))
+}
+
+/// The first identifier of `system` in an Identifier array.
+fn identifier_of<'a>(v: Option<&'a Value>, system: &str) -> Option<&'a Value> {
+    v?.as_array()?
+        .iter()
+        .find(|i| i.get("system").and_then(Value::as_str) == Some(system))
+}
+
 /// Removes nulls, empty objects and empty arrays left behind, and unwraps the root.
 fn prune(mut root: Value) -> Option<Value> {
     fn clean(v: &mut Value) -> bool {
@@ -339,6 +454,28 @@ pub struct TableMapping {
     pub table: &'static str,
     pub specs: &'static [Spec],
     pub params: &'static [SearchParam],
+    /// The column a client-chosen id is written to (`fhir_id`, or a column it derives from).
+    pub id_column: &'static str,
+    /// A condition (on alias `t`) a row must meet to be a resource of this type.
+    pub filter: Option<&'static str>,
+    /// Columns set on insert only, each to an SQL expression of constants.
+    pub insert_defaults: &'static [(&'static str, &'static str)],
+    /// Whether `name[]` is indexed for the name, family and given search parameters.
+    pub index_names: bool,
+}
+
+impl TableMapping {
+    /// The defaults of the optional parts.
+    pub const BASE: TableMapping = TableMapping {
+        resource_type: "",
+        table: "",
+        specs: &[],
+        params: &[],
+        id_column: "fhir_id",
+        filter: None,
+        insert_defaults: &[],
+        index_names: false,
+    };
 }
 
 impl TableMapping {
@@ -361,6 +498,7 @@ impl TableMapping {
     async fn split(
         &self,
         tx: &mut Tx,
+        row_id: Uuid,
         resource: &Value,
     ) -> Result<(Vec<Arg>, Map<String, Value>), MapError> {
         let mut rest = resource.as_object().cloned().unwrap_or_default();
@@ -377,7 +515,32 @@ impl TableMapping {
         let mut args = Vec::new();
         for (key, specs) in self.groups() {
             let orig = rest.remove(key);
-            let cells: Vec<Vec<Cell>> = specs.iter().map(|s| s.project(orig.as_ref())).collect();
+            let mut cells: Vec<Vec<Cell>> =
+                specs.iter().map(|s| s.project(orig.as_ref())).collect();
+            for (s, c) in specs.iter().zip(cells.iter_mut()) {
+                if let Kind::Telecom {
+                    email,
+                    unique_email: true,
+                    ..
+                } = s.kind
+                {
+                    if let Some(e) = text(&c[1]) {
+                        let taken = tx
+                            .fetch_optional(
+                                &format!(
+                                    "SELECT 1 AS x FROM {} WHERE {email} = ? AND id <> ?",
+                                    self.table
+                                ),
+                                &[e.into(), row_id.into()],
+                            )
+                            .await?
+                            .is_some();
+                        if taken {
+                            c[1] = Cell::Text(None);
+                        }
+                    }
+                }
+            }
             let mut rebuilt = None;
             for (s, c) in specs.iter().zip(&cells) {
                 rebuilt = s.patch(rebuilt, c);
@@ -483,12 +646,9 @@ impl TableMapping {
                 cells.push(read_cells(row, s)?);
             }
             let kept = extra.remove(key);
-            let agrees = kept.as_ref().is_some_and(|k| {
-                specs
-                    .iter()
-                    .zip(&cells)
-                    .all(|(s, c)| s.project(Some(k)) == *c)
-            });
+            let agrees = kept
+                .as_ref()
+                .is_some_and(|k| specs.iter().zip(&cells).all(|(s, c)| s.agrees(k, c)));
             let value = if agrees {
                 kept
             } else {
@@ -510,7 +670,7 @@ impl TableMapping {
 /// The cells of one spec, as the row holds them.
 fn read_cells(row: &Row, s: &Spec) -> Result<Vec<Cell>, StoreError> {
     Ok(match s.kind {
-        Kind::Bool(c) => vec![Cell::Bool(row.bool(c)?)],
+        Kind::Bool(c) | Kind::BoolDefault { column: c, .. } => vec![Cell::Bool(row.bool(c)?)],
         Kind::Time(c) => vec![Cell::Time(row.opt_timestamp(c)?)],
         Kind::Ref { column, .. } => vec![Cell::Text(row.text(&format!("{column}__ref"))?)],
         _ => s
@@ -550,6 +710,10 @@ impl ResourceMapping for TableMapping {
         self.params
     }
 
+    fn row_filter(&self) -> Option<&'static str> {
+        self.filter
+    }
+
     async fn insert(
         &self,
         tx: &mut Tx,
@@ -557,18 +721,27 @@ impl ResourceMapping for TableMapping {
         fhir_id: &Id,
         resource: &Value,
     ) -> Result<(), MapError> {
-        let (mut args, extra) = self.split(tx, resource).await?;
-        let cols = self.all_columns();
+        let (mut args, extra) = self.split(tx, row_id, resource).await?;
+        let mut cols = self.all_columns();
+        let mut values = vec!["?"; cols.len()];
+        for (c, expr) in self.insert_defaults {
+            cols.push(c);
+            values.push(expr);
+        }
         let sql = format!(
-            "INSERT INTO {} (id, fhir_id, {}, fhir_extra) VALUES (?, ?, {}, ?)",
+            "INSERT INTO {} (id, {}, {}, fhir_extra) VALUES (?, ?, {}, ?)",
             self.table,
+            self.id_column,
             cols.join(", "),
-            placeholders(cols.len())
+            values.join(", ")
         );
         let mut all: Vec<Arg> = vec![row_id.into(), fhir_id.as_str().into()];
         all.append(&mut args);
         all.push(Arg::Json(Value::Object(extra)));
         tx.execute(&sql, &all).await?;
+        if self.index_names {
+            super::search::index_names(tx, self.resource_type, row_id, resource).await?;
+        }
         Ok(())
     }
 
@@ -579,7 +752,7 @@ impl ResourceMapping for TableMapping {
         expected_version: Option<i64>,
         resource: &Value,
     ) -> Result<bool, MapError> {
-        let (mut args, extra) = self.split(tx, resource).await?;
+        let (mut args, extra) = self.split(tx, row_id, resource).await?;
         let sets: Vec<String> = self
             .all_columns()
             .iter()
@@ -596,7 +769,13 @@ impl ResourceMapping for TableMapping {
             sql.push_str(" AND version_id = ?");
             args.push(v.into());
         }
-        Ok(tx.execute(&sql, &args).await? > 0)
+        if tx.execute(&sql, &args).await? == 0 {
+            return Ok(false);
+        }
+        if self.index_names {
+            super::search::index_names(tx, self.resource_type, row_id, resource).await?;
+        }
+        Ok(true)
     }
 
     async fn load(
