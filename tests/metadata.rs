@@ -55,10 +55,10 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
         .collect();
     assert_eq!(
         types,
-        ["Encounter", "Patient", "Practitioner"],
+        ["AllergyIntolerance", "Encounter", "Patient", "Practitioner"],
         "only the mapped types are claimed"
     );
-    let patient = &resources[1];
+    let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
     assert_eq!(patient["updateCreate"], true);
     assert_eq!(patient["versioning"], "versioned-update");
     let interactions: Vec<&str> = patient["interaction"]

@@ -2,6 +2,7 @@
 //! the clinic schema, and declaring the search parameters it supports. The [`Registry`] of these
 //! drives routing and the CapabilityStatement.
 
+pub mod allergy;
 pub mod encounter;
 pub mod fields;
 pub mod patient;
@@ -91,6 +92,7 @@ impl Registry {
         r.add(Arc::new(patient::PatientMapping::new()));
         r.add(Arc::new(encounter::mapping()));
         r.add(Arc::new(practitioner::mapping()));
+        r.add(Arc::new(allergy::mapping()));
         r
     }
 

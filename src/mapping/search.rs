@@ -52,6 +52,11 @@ pub enum Target {
         code: &'static str,
         system: &'static str,
     },
+    /// A foreign key to a catalog table with `code` and `system` columns.
+    CatalogToken {
+        column: &'static str,
+        table: &'static str,
+    },
     /// A foreign key to the table of another resource type.
     RefColumn {
         column: &'static str,
@@ -221,6 +226,33 @@ fn one_value(
                 return Err(bad("a token needs a code or a system"));
             }
             (format!("({})", cond.join(" AND ")), args)
+        }
+        Target::CatalogToken { column, table } => {
+            let (sys, c) = token(value);
+            let mut cond = vec![];
+            let mut args = Vec::new();
+            if let Some(c) = c {
+                cond.push("c.code = ?");
+                args.push(c.into());
+            }
+            match sys {
+                Some(Some(s)) => {
+                    cond.push("c.system = ?");
+                    args.push(s.into());
+                }
+                Some(None) => cond.push("c.system IS NULL"),
+                None => {}
+            }
+            if cond.is_empty() {
+                return Err(bad("a token needs a code or a system"));
+            }
+            (
+                format!(
+                    "t.{column} IN (SELECT c.id FROM {table} c WHERE {})",
+                    cond.join(" AND ")
+                ),
+                args,
+            )
         }
         Target::RefColumn {
             column,

@@ -67,6 +67,17 @@ pub enum Kind {
         code: &'static str,
         system: &'static str,
     },
+    /// A CodeableConcept bound to one code system ⇄ the code of its coding of that system.
+    FixedConcept {
+        code: &'static str,
+        system: &'static str,
+    },
+    /// A CodeableConcept ⇄ a foreign key to a catalog table (code, system, display), the entry
+    /// found by code and system or added to the catalog.
+    Catalog {
+        column: &'static str,
+        table: &'static str,
+    },
     /// A Reference to a hosted resource type ⇄ a foreign key to its table.
     Ref {
         column: &'static str,
@@ -132,7 +143,8 @@ impl Spec {
                 .collect(),
             Kind::Coding { code, system } => [Some(code), system].into_iter().flatten().collect(),
             Kind::FixedCoding { code, .. } => vec![code],
-            Kind::Ref { column, .. } => vec![column],
+            Kind::Ref { column, .. } | Kind::Catalog { column, .. } => vec![column],
+            Kind::FixedConcept { code, .. } => vec![code],
         }
     }
 
@@ -209,6 +221,16 @@ impl Spec {
                 }]
             }
             Kind::Ref { target, .. } => vec![Cell::Text(ref_id(leaf, target).map(str::to_owned))],
+            Kind::FixedConcept { system, .. } => vec![Cell::Text(
+                coding_of(leaf, system)
+                    .and_then(|c| c.get("code"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            )],
+            Kind::Catalog { .. } => {
+                let coding = leaf.and_then(|c| c.get("coding")).and_then(|c| c.get(0));
+                vec![s(coding, "code"), s(coding, "system"), s(coding, "display")]
+            }
         }
     }
 
@@ -216,6 +238,9 @@ impl Spec {
     /// agrees with any email: the column may have refused it.
     fn agrees(&self, kept: &Value, cells: &[Cell]) -> bool {
         let mut projected = self.project(Some(kept));
+        if let Kind::Catalog { .. } = self.kind {
+            return projected.get(..2) == cells.get(..2);
+        }
         if let (
             Kind::Telecom {
                 unique_email: true, ..
@@ -376,6 +401,39 @@ fn set_leaf(slot: &mut Value, kind: Kind, cells: &[Cell]) {
                 }
             }
         }
+        Kind::FixedConcept { system, .. } => {
+            if !slot.is_object() {
+                *slot = json!({});
+            }
+            let Some(concept) = slot.as_object_mut() else {
+                return;
+            };
+            let mut codings = match concept.remove("coding") {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            };
+            let at = codings
+                .iter()
+                .position(|c| c.get("system").and_then(Value::as_str) == Some(system));
+            match (at, text(&cells[0])) {
+                (Some(i), Some(code)) => codings[i]["code"] = Value::String(code),
+                (Some(i), None) => {
+                    codings.remove(i);
+                }
+                (None, Some(code)) => codings.insert(0, json!({"system": system, "code": code})),
+                (None, None) => {}
+            }
+            concept.insert("coding".into(), Value::Array(codings));
+        }
+        Kind::Catalog { .. } => set_leaf(
+            slot,
+            Kind::Concept {
+                code: "",
+                system: Some(""),
+                display: Some(""),
+            },
+            cells,
+        ),
         Kind::FixedCoding { system, .. } => {
             if !slot.is_object() {
                 *slot = json!({});
@@ -405,6 +463,15 @@ fn set_leaf(slot: &mut Value, kind: Kind, cells: &[Cell]) {
 fn joined(v: Option<&Value>, sep: &str) -> Option<String> {
     let parts: Vec<&str> = v?.as_array()?.iter().filter_map(Value::as_str).collect();
     (!parts.is_empty()).then(|| parts.join(sep))
+}
+
+/// The coding of `system` in a CodeableConcept.
+fn coding_of<'a>(concept: Option<&'a Value>, system: &str) -> Option<&'a Value> {
+    concept?
+        .get("coding")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("system").and_then(Value::as_str) == Some(system))
 }
 
 /// The first identifier of `system` in an Identifier array.
@@ -517,7 +584,16 @@ impl TableMapping {
             let orig = rest.remove(key);
             let mut cells: Vec<Vec<Cell>> =
                 specs.iter().map(|s| s.project(orig.as_ref())).collect();
-            for (s, c) in specs.iter().zip(cells.iter_mut()) {
+            let mut catalog_ids: Vec<Option<Uuid>> = vec![None; specs.len()];
+            for (i, (s, c)) in specs.iter().zip(cells.iter_mut()).enumerate() {
+                if let Kind::Catalog { table, .. } = s.kind {
+                    if let Some(code) = text(&c[0]) {
+                        let (id, display) =
+                            catalog_entry(tx, table, &code, text(&c[1]), text(&c[2])).await?;
+                        catalog_ids[i] = Some(id);
+                        c[2] = Cell::Text(display);
+                    }
+                }
                 if let Kind::Telecom {
                     email,
                     unique_email: true,
@@ -550,7 +626,7 @@ impl TableMapping {
                     rest.insert(key.to_owned(), o);
                 }
             }
-            for (s, c) in specs.iter().zip(cells) {
+            for (i, (s, c)) in specs.iter().zip(cells).enumerate() {
                 let at = || expression(self.resource_type, s.path);
                 if s.required && text(&c[0]).is_none() && matches!(c[0], Cell::Text(_)) {
                     let what = match s.kind {
@@ -583,6 +659,7 @@ impl TableMapping {
                     );
                 }
                 match s.kind {
+                    Kind::Catalog { .. } => args.push(Arg::OptUuid(catalog_ids[i])),
                     Kind::Ref { target, table, .. } => {
                         let id = text(&c[0]);
                         let row = match &id {
@@ -673,12 +750,58 @@ fn read_cells(row: &Row, s: &Spec) -> Result<Vec<Cell>, StoreError> {
         Kind::Bool(c) | Kind::BoolDefault { column: c, .. } => vec![Cell::Bool(row.bool(c)?)],
         Kind::Time(c) => vec![Cell::Time(row.opt_timestamp(c)?)],
         Kind::Ref { column, .. } => vec![Cell::Text(row.text(&format!("{column}__ref"))?)],
+        Kind::Catalog { column, .. } => ["code", "system", "display"]
+            .iter()
+            .map(|k| row.text(&format!("{column}__{k}")).map(Cell::Text))
+            .collect::<Result<_, _>>()?,
         _ => s
             .columns()
             .iter()
             .map(|c| row.text(c).map(Cell::Text))
             .collect::<Result<_, _>>()?,
     })
+}
+
+/// The catalog entry of a code (added when the catalog does not have it yet): its id and the
+/// display the catalog gives it.
+async fn catalog_entry(
+    tx: &mut Tx,
+    table: &str,
+    code: &str,
+    system: Option<String>,
+    display: Option<String>,
+) -> Result<(Uuid, Option<String>), StoreError> {
+    let found = match &system {
+        Some(sys) => {
+            tx.fetch_optional(
+                &format!("SELECT id, display FROM {table} WHERE code = ? AND system = ?"),
+                &[code.into(), sys.clone().into()],
+            )
+            .await?
+        }
+        None => {
+            tx.fetch_optional(
+                &format!("SELECT id, display FROM {table} WHERE code = ? AND system IS NULL"),
+                &[code.into()],
+            )
+            .await?
+        }
+    };
+    if let Some(r) = found {
+        return Ok((r.uuid("id")?, r.text("display")?));
+    }
+    let id = Uuid::new_v4();
+    tx.execute(
+        &format!("INSERT INTO {table} (id, code, system, display) VALUES (?, ?, ?, ?)"),
+        &[
+            id.into(),
+            code.into(),
+            system.into(),
+            display.clone().into(),
+        ],
+    )
+    .await?;
+    Ok((id, display))
 }
 
 /// A FHIRPath for a spec's path, for error messages.
@@ -798,6 +921,12 @@ impl ResourceMapping for TableMapping {
             match s.kind {
                 Kind::Ref { column, table, .. } => {
                     select.push(format!("r{i}.fhir_id AS {column}__ref"));
+                    joins.push_str(&format!(" LEFT JOIN {table} r{i} ON r{i}.id = t.{column}"));
+                }
+                Kind::Catalog { column, table } => {
+                    for k in ["code", "system", "display"] {
+                        select.push(format!("r{i}.{k} AS {column}__{k}"));
+                    }
                     joins.push_str(&format!(" LEFT JOIN {table} r{i} ON r{i}.id = t.{column}"));
                 }
                 _ => select.extend(s.columns().iter().map(|c| format!("t.{c}"))),

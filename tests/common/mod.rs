@@ -334,3 +334,53 @@ pub fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
         _ => Some(format!("{path}: sent {a}, got {b}")),
     }
 }
+
+/// Creates a minimal resource of `resource_type` under `id`, for references to point at.
+pub async fn stub(app: &TestApp, resource_type: &str, id: &str) {
+    let body = serde_json::json!({"resourceType": resource_type, "id": id});
+    let r = app.put(&format!("/fhir/{resource_type}/{id}"), &body).await;
+    assert!(
+        r.status.is_success(),
+        "stub {resource_type}/{id}: {}",
+        r.text
+    );
+}
+
+/// Writes a resource (PUT under its id, or POST), reads it back and asserts it is what was sent
+/// apart from id and server meta. Returns what was read.
+pub async fn round_trip(app: &TestApp, sent: &Value, put: bool) -> Value {
+    let rt = sent["resourceType"].as_str().expect("resourceType");
+    let r = if put {
+        app.put(
+            &format!("/fhir/{rt}/{}", sent["id"].as_str().expect("id")),
+            sent,
+        )
+        .await
+    } else {
+        app.post(&format!("/fhir/{rt}"), sent).await
+    };
+    assert!(r.status.is_success(), "{rt}/{}: {}", sent["id"], r.text);
+    let back = app
+        .get(&format!(
+            "/fhir/{rt}/{}",
+            r.body["id"].as_str().expect("id")
+        ))
+        .await;
+    let (a, b) = (strip_id_meta(sent), strip_id_meta(&back.body));
+    assert!(
+        a == b,
+        "{rt}/{} changed: {}",
+        sent["id"],
+        first_difference(&a, &b, rt).unwrap_or_default()
+    );
+    back.body
+}
+
+/// Synthea resources refer to their Patient by the bundle's `urn:uuid:` (the Patient's id):
+/// rewrites such a reference at `key` to `Patient/{id}`.
+pub fn local_patient_reference(resource: &mut Value, key: &str) {
+    if let Some(r) = resource[key]["reference"].as_str() {
+        let local = r.replace("urn:uuid:", "Patient/");
+        resource[key]["reference"] = Value::String(local);
+    }
+}

@@ -1,0 +1,193 @@
+//! AllergyIntolerance ⇄ patient_allergies, with the allergies catalog.
+
+use super::search::{ParamKind, SearchParam, Target};
+use super::table::{Kind, Seg, Spec, TableMapping};
+
+const CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
+const VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
+
+static SPECS: &[Spec] = &[
+    Spec {
+        allowed: &["active", "inactive", "resolved"],
+        ..Spec::new(
+            &[Seg::Key("clinicalStatus")],
+            Kind::FixedConcept {
+                code: "clinical_status",
+                system: CLINICAL,
+            },
+        )
+    },
+    Spec {
+        allowed: &[
+            "unconfirmed",
+            "presumed",
+            "confirmed",
+            "refuted",
+            "entered-in-error",
+        ],
+        ..Spec::new(
+            &[Seg::Key("verificationStatus")],
+            Kind::FixedConcept {
+                code: "verification_status",
+                system: VERIFICATION,
+            },
+        )
+    },
+    Spec {
+        allowed: &["allergy", "intolerance"],
+        ..Spec::new(&[Seg::Key("type")], Kind::Text("type"))
+    },
+    Spec {
+        allowed: &["low", "high", "unable-to-assess"],
+        ..Spec::new(&[Seg::Key("criticality")], Kind::Text("criticality"))
+    },
+    Spec::new(
+        &[Seg::Key("code")],
+        Kind::Catalog {
+            column: "allergy_id",
+            table: "allergies",
+        },
+    ),
+    Spec {
+        required: true,
+        ..Spec::new(
+            &[Seg::Key("patient")],
+            Kind::Ref {
+                column: "patient_id",
+                target: "Patient",
+                table: "patients",
+            },
+        )
+    },
+    Spec::new(&[Seg::Key("onsetDateTime")], Kind::Time("onset")),
+    Spec::new(&[Seg::Key("recordedDate")], Kind::Time("recorded_date")),
+    Spec::new(
+        &[Seg::Key("recorder")],
+        Kind::Ref {
+            column: "recorder_id",
+            target: "Practitioner",
+            table: "users",
+        },
+    ),
+    Spec {
+        allowed: &["mild", "moderate", "severe"],
+        ..Spec::new(
+            &[Seg::Key("reaction"), Seg::First, Seg::Key("severity")],
+            Kind::Text("severity"),
+        )
+    },
+    Spec::new(
+        &[Seg::Key("reaction"), Seg::First, Seg::Key("description")],
+        Kind::Text("reaction"),
+    ),
+    Spec::new(
+        &[Seg::Key("note"), Seg::First, Seg::Key("text")],
+        Kind::Text("notes"),
+    ),
+];
+
+static PARAMS: &[SearchParam] = &[
+    SearchParam {
+        name: "patient",
+        kind: ParamKind::Reference,
+        target: Target::RefColumn {
+            column: "patient_id",
+            table: "patients",
+            resource_type: "Patient",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/clinical-patient",
+        documentation: "Who the sensitivity is for",
+    },
+    SearchParam {
+        name: "clinical-status",
+        kind: ParamKind::Token,
+        target: Target::TokenColumn {
+            column: "clinical_status",
+            system: Some(CLINICAL),
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-clinical-status",
+        documentation: "active | inactive | resolved",
+    },
+    SearchParam {
+        name: "verification-status",
+        kind: ParamKind::Token,
+        target: Target::TokenColumn {
+            column: "verification_status",
+            system: Some(VERIFICATION),
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-verification-status",
+        documentation: "unconfirmed | confirmed | refuted | entered-in-error",
+    },
+    SearchParam {
+        name: "criticality",
+        kind: ParamKind::Token,
+        target: Target::TokenColumn {
+            column: "criticality",
+            system: Some("http://hl7.org/fhir/allergy-intolerance-criticality"),
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-criticality",
+        documentation: "low | high | unable-to-assess",
+    },
+    SearchParam {
+        name: "type",
+        kind: ParamKind::Token,
+        target: Target::TokenColumn {
+            column: "type",
+            system: Some("http://hl7.org/fhir/allergy-intolerance-type"),
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-type",
+        documentation: "allergy | intolerance",
+    },
+    SearchParam {
+        name: "code",
+        kind: ParamKind::Token,
+        target: Target::CatalogToken {
+            column: "allergy_id",
+            table: "allergies",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/clinical-code",
+        documentation: "Code that identifies the allergy or intolerance",
+    },
+    SearchParam {
+        name: "date",
+        kind: ParamKind::Date,
+        target: Target::Period {
+            start: "recorded_date",
+            end: "recorded_date",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/clinical-date",
+        documentation: "Date first version of the resource instance was recorded",
+    },
+    SearchParam {
+        name: "onset",
+        kind: ParamKind::Date,
+        target: Target::Period {
+            start: "onset",
+            end: "onset",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-onset",
+        documentation: "Date(/time) when manifestations showed",
+    },
+    SearchParam {
+        name: "recorder",
+        kind: ParamKind::Reference,
+        target: Target::RefColumn {
+            column: "recorder_id",
+            table: "users",
+            resource_type: "Practitioner",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-recorder",
+        documentation: "Who recorded the sensitivity",
+    },
+];
+
+/// The AllergyIntolerance mapping.
+pub fn mapping() -> TableMapping {
+    TableMapping {
+        resource_type: "AllergyIntolerance",
+        table: "patient_allergies",
+        specs: SPECS,
+        params: PARAMS,
+        ..TableMapping::BASE
+    }
+}
