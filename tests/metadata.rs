@@ -55,7 +55,13 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
         .collect();
     assert_eq!(
         types,
-        ["AllergyIntolerance", "Encounter", "Patient", "Practitioner"],
+        [
+            "AllergyIntolerance",
+            "Encounter",
+            "MedicationRequest",
+            "Patient",
+            "Practitioner"
+        ],
         "only the mapped types are claimed"
     );
     let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();

@@ -5,6 +5,7 @@
 pub mod allergy;
 pub mod encounter;
 pub mod fields;
+pub mod medication_request;
 pub mod patient;
 pub mod practitioner;
 pub mod search;
@@ -93,6 +94,7 @@ impl Registry {
         r.add(Arc::new(encounter::mapping()));
         r.add(Arc::new(practitioner::mapping()));
         r.add(Arc::new(allergy::mapping()));
+        r.add(Arc::new(medication_request::mapping()));
         r
     }
 

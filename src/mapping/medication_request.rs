@@ -1,0 +1,200 @@
+//! MedicationRequest ⇄ prescriptions, with the medications catalog.
+
+use super::search::{ParamKind, SearchParam, Target};
+use super::table::{Kind, Seg, Spec, TableMapping};
+
+static SPECS: &[Spec] = &[
+    Spec {
+        allowed: &[
+            "active",
+            "on-hold",
+            "cancelled",
+            "completed",
+            "entered-in-error",
+            "stopped",
+            "draft",
+            "unknown",
+        ],
+        required: true,
+        ..Spec::new(&[Seg::Key("status")], Kind::Text("status"))
+    },
+    Spec {
+        allowed: &[
+            "proposal",
+            "plan",
+            "order",
+            "original-order",
+            "reflex-order",
+            "filler-order",
+            "instance-order",
+            "option",
+        ],
+        required: true,
+        ..Spec::new(&[Seg::Key("intent")], Kind::Text("intent"))
+    },
+    Spec::new(
+        &[Seg::Key("medicationCodeableConcept")],
+        Kind::Catalog {
+            column: "medication_id",
+            table: "medications",
+        },
+    ),
+    Spec {
+        required: true,
+        ..Spec::new(
+            &[Seg::Key("subject")],
+            Kind::Ref {
+                column: "patient_id",
+                target: "Patient",
+                table: "patients",
+            },
+        )
+    },
+    Spec::new(
+        &[Seg::Key("encounter")],
+        Kind::Ref {
+            column: "consultation_id",
+            target: "Encounter",
+            table: "consultations",
+        },
+    ),
+    Spec::new(&[Seg::Key("authoredOn")], Kind::Time("authored_on")),
+    Spec::new(
+        &[Seg::Key("requester")],
+        Kind::Ref {
+            column: "prescriber_id",
+            target: "Practitioner",
+            table: "users",
+        },
+    ),
+    Spec::new(
+        &[Seg::Key("dosageInstruction"), Seg::First, Seg::Key("text")],
+        Kind::Text("dosage_text"),
+    ),
+    Spec::new(
+        &[Seg::Key("dosageInstruction"), Seg::First, Seg::Key("route")],
+        Kind::Concept {
+            code: "route_code",
+            system: None,
+            display: Some("route_display"),
+        },
+    ),
+    Spec::new(
+        &[
+            Seg::Key("dispenseRequest"),
+            Seg::Key("validityPeriod"),
+            Seg::Key("start"),
+        ],
+        Kind::Time("valid_from"),
+    ),
+    Spec::new(
+        &[
+            Seg::Key("dispenseRequest"),
+            Seg::Key("validityPeriod"),
+            Seg::Key("end"),
+        ],
+        Kind::Time("valid_until"),
+    ),
+    Spec::new(
+        &[Seg::Key("note"), Seg::First, Seg::Key("text")],
+        Kind::Text("notes"),
+    ),
+];
+
+static PARAMS: &[SearchParam] = &[
+    SearchParam {
+        name: "patient",
+        kind: ParamKind::Reference,
+        target: Target::RefColumn {
+            column: "patient_id",
+            table: "patients",
+            resource_type: "Patient",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/clinical-patient",
+        documentation: "Returns prescriptions for a specific patient",
+    },
+    SearchParam {
+        name: "subject",
+        kind: ParamKind::Reference,
+        target: Target::RefColumn {
+            column: "patient_id",
+            table: "patients",
+            resource_type: "Patient",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/MedicationRequest-subject",
+        documentation: "The identity of a patient to list orders for",
+    },
+    SearchParam {
+        name: "encounter",
+        kind: ParamKind::Reference,
+        target: Target::RefColumn {
+            column: "consultation_id",
+            table: "consultations",
+            resource_type: "Encounter",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/medications-encounter",
+        documentation: "Return prescriptions with this encounter identifier",
+    },
+    SearchParam {
+        name: "status",
+        kind: ParamKind::Token,
+        target: Target::TokenColumn {
+            column: "status",
+            system: Some("http://hl7.org/fhir/CodeSystem/medicationrequest-status"),
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/medications-status",
+        documentation: "Status of the prescription",
+    },
+    SearchParam {
+        name: "intent",
+        kind: ParamKind::Token,
+        target: Target::TokenColumn {
+            column: "intent",
+            system: Some("http://hl7.org/fhir/CodeSystem/medicationrequest-intent"),
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/MedicationRequest-intent",
+        documentation: "Returns prescriptions with different intents",
+    },
+    SearchParam {
+        name: "code",
+        kind: ParamKind::Token,
+        target: Target::CatalogToken {
+            column: "medication_id",
+            table: "medications",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/medications-code",
+        documentation: "Return prescriptions of this medication code",
+    },
+    SearchParam {
+        name: "authoredon",
+        kind: ParamKind::Date,
+        target: Target::Period {
+            start: "authored_on",
+            end: "authored_on",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/MedicationRequest-authoredon",
+        documentation: "Return prescriptions written on this date",
+    },
+    SearchParam {
+        name: "requester",
+        kind: ParamKind::Reference,
+        target: Target::RefColumn {
+            column: "prescriber_id",
+            table: "users",
+            resource_type: "Practitioner",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/MedicationRequest-requester",
+        documentation: "Returns prescriptions prescribed by this prescriber",
+    },
+];
+
+/// The MedicationRequest mapping.
+pub fn mapping() -> TableMapping {
+    TableMapping {
+        resource_type: "MedicationRequest",
+        table: "prescriptions",
+        specs: SPECS,
+        params: PARAMS,
+        ..TableMapping::BASE
+    }
+}

@@ -1,0 +1,207 @@
+//! MedicationRequest over prescriptions and the medications catalog.
+
+mod common;
+
+use common::{round_trip, stub, Engine, TestApp};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+const EXAMPLES: &[&str] = &[
+    "medrx002",
+    "medrx0301",
+    "medrx0302",
+    "medrx0310",
+    "medrx0311",
+];
+
+/// Rewrites a Synthea `urn:uuid:` reference to `{resource_type}/{id}`.
+fn local(resource: &mut Value, key: &str, resource_type: &str) {
+    if let Some(r) = resource[key]["reference"].as_str() {
+        let local = r.replace("urn:uuid:", &format!("{resource_type}/"));
+        resource[key]["reference"] = Value::String(local);
+    }
+}
+
+async fn every_example_and_synthea_prescription_round_trips(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    for p in ["pat1", "f001", "f201"] {
+        stub(&app, "Patient", p).await;
+    }
+    for dr in ["example", "f001", "f007", "f204", "f002", "f201"] {
+        stub(&app, "Practitioner", dr).await;
+    }
+    for e in ["f001", "f201"] {
+        round_trip(
+            &app,
+            &common::data(&format!("examples/Encounter-{e}.json")),
+            true,
+        )
+        .await;
+    }
+    for name in EXAMPLES {
+        let sent = common::data(&format!("examples/MedicationRequest-{name}.json"));
+        round_trip(&app, &sent, false).await;
+        round_trip(&app, &sent, true).await;
+    }
+    // Synthea: the patients, their encounters, then the prescriptions that point at both.
+    for p in common::data("synthea/patients.json").as_array().unwrap() {
+        stub(&app, "Patient", p["id"].as_str().unwrap()).await;
+    }
+    for e in common::data("synthea/encounters.json").as_array().unwrap() {
+        let mut e = e.clone();
+        local(&mut e, "subject", "Patient");
+        let r = app
+            .put(
+                &format!("/fhir/Encounter/{}", e["id"].as_str().unwrap()),
+                &e,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    let all = common::data("synthea/medication_requests.json");
+    assert_eq!(all.as_array().unwrap().len(), 94);
+    for m in all.as_array().unwrap() {
+        let mut sent = m.clone();
+        local(&mut sent, "subject", "Patient");
+        local(&mut sent, "encounter", "Encounter");
+        round_trip(&app, &sent, true).await;
+    }
+    let linked = app
+        .db
+        .fetch_optional("SELECT count(*) AS n FROM prescriptions WHERE consultation_id IS NOT NULL AND medication_id IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        linked.bigint("n").unwrap(),
+        94,
+        "every Synthea prescription has its consultation and catalog medication"
+    );
+}
+
+async fn search_parameters_return_exactly_the_matching_ids(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    stub(&app, "Patient", "ana").await;
+    stub(&app, "Patient", "bruno").await;
+    stub(&app, "Practitioner", "dr1").await;
+    let rx = |id: &str,
+              who: &str,
+              status: &str,
+              intent: &str,
+              code: &str,
+              on: &str,
+              by: Option<&str>| {
+        let mut r = json!({
+            "resourceType": "MedicationRequest", "id": id, "status": status, "intent": intent,
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code}]},
+            "subject": {"reference": format!("Patient/{who}")},
+            "authoredOn": on
+        });
+        if let Some(by) = by {
+            r["requester"] = json!({"reference": format!("Practitioner/{by}")});
+        }
+        r
+    };
+    for r in [
+        rx(
+            "m1",
+            "ana",
+            "active",
+            "order",
+            "197361",
+            "2026-01-05T10:00:00Z",
+            Some("dr1"),
+        ),
+        rx(
+            "m2",
+            "ana",
+            "stopped",
+            "order",
+            "308136",
+            "2025-07-01T10:00:00Z",
+            None,
+        ),
+        rx(
+            "m3",
+            "bruno",
+            "active",
+            "plan",
+            "197361",
+            "2026-02-01T10:00:00Z",
+            Some("dr1"),
+        ),
+    ] {
+        round_trip(&app, &r, true).await;
+    }
+    let cases: &[(&str, &[&str])] = &[
+        ("patient=ana", &["m1", "m2"]),
+        ("subject=Patient/bruno", &["m3"]),
+        ("status=active", &["m1", "m3"]),
+        ("patient=ana&status=active", &["m1"]),
+        ("intent=plan", &["m3"]),
+        ("code=197361", &["m1", "m3"]),
+        (
+            "code=http://www.nlm.nih.gov/research/umls/rxnorm|308136",
+            &["m2"],
+        ),
+        ("authoredon=2026", &["m1", "m3"]),
+        ("authoredon=lt2026-01-01", &["m2"]),
+        ("requester=Practitioner/dr1", &["m1", "m3"]),
+    ];
+    for (q, want) in cases {
+        let r = app.get(&format!("/fhir/MedicationRequest?{q}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.text);
+        let got: BTreeSet<String> = TestApp::ids(&r.body).into_iter().collect();
+        let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+        assert_eq!(got, want, "MedicationRequest?{q}");
+    }
+}
+
+async fn a_prescription_written_by_the_clinic_is_a_medication_request(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    stub(&app, "Patient", "ana").await;
+    app.db
+        .execute(
+            "INSERT INTO medications (id, code, system, display) VALUES (?, '197361', 'http://www.nlm.nih.gov/research/umls/rxnorm', 'Amlodipine 5 MG Oral Tablet')",
+            &[uuid::Uuid::new_v4().into()],
+        )
+        .await
+        .unwrap();
+    app.db
+        .execute(
+            "INSERT INTO prescriptions (id, fhir_id, patient_id, medication_id, status, intent, dosage_text) \
+             SELECT ?, 'rx-1', p.id, m.id, 'active', 'order', 'One tablet daily' FROM patients p, medications m WHERE p.fhir_id = 'ana'",
+            &[uuid::Uuid::new_v4().into()],
+        )
+        .await
+        .unwrap();
+    let r = app.get("/fhir/MedicationRequest/rx-1").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["status"], "active");
+    assert_eq!(r.body["intent"], "order");
+    assert_eq!(r.body["subject"], json!({"reference": "Patient/ana"}));
+    assert_eq!(
+        r.body["medicationCodeableConcept"]["coding"][0]["display"],
+        "Amlodipine 5 MG Oral Tablet"
+    );
+    assert_eq!(
+        r.body["dosageInstruction"],
+        json!([{"text": "One tablet daily"}])
+    );
+    let bad = json!({"resourceType": "MedicationRequest", "status": "active", "intent": "wish", "subject": {"reference": "Patient/ana"}, "medicationCodeableConcept": {"text": "x"}});
+    let e = app.post("/fhir/MedicationRequest", &bad).await;
+    assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", e.text);
+    assert_eq!(
+        e.outcome()[0].2.as_deref(),
+        Some("MedicationRequest.intent")
+    );
+    assert!(e.outcome()[0].1.contains("'wish'"));
+    assert_eq!(app.count("prescriptions").await, 1);
+}
+
+on_both_engines!(
+    every_example_and_synthea_prescription_round_trips,
+    search_parameters_return_exactly_the_matching_ids,
+    a_prescription_written_by_the_clinic_is_a_medication_request,
+);
