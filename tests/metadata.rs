@@ -57,6 +57,7 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
         types,
         [
             "AllergyIntolerance",
+            "DiagnosticReport",
             "Encounter",
             "MedicationRequest",
             "Patient",

@@ -3,6 +3,7 @@
 //! drives routing and the CapabilityStatement.
 
 pub mod allergy;
+pub mod diagnostic_report;
 pub mod encounter;
 pub mod fields;
 pub mod medication_request;
@@ -95,6 +96,7 @@ impl Registry {
         r.add(Arc::new(practitioner::mapping()));
         r.add(Arc::new(allergy::mapping()));
         r.add(Arc::new(medication_request::mapping()));
+        r.add(Arc::new(diagnostic_report::mapping()));
         r
     }
 

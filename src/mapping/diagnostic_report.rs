@@ -1,0 +1,165 @@
+//! DiagnosticReport ⇄ medical_tests.
+
+use super::search::{ParamKind, SearchParam, Target};
+use super::table::{Kind, Seg, Spec, TableMapping};
+
+static SPECS: &[Spec] = &[
+    Spec {
+        allowed: &[
+            "registered",
+            "partial",
+            "preliminary",
+            "final",
+            "amended",
+            "corrected",
+            "appended",
+            "cancelled",
+            "entered-in-error",
+            "unknown",
+        ],
+        required: true,
+        ..Spec::new(&[Seg::Key("status")], Kind::Text("status"))
+    },
+    Spec::new(
+        &[Seg::Key("category"), Seg::First],
+        Kind::Concept {
+            code: "category_code",
+            system: Some("category_system"),
+            display: None,
+        },
+    ),
+    Spec {
+        required: true,
+        ..Spec::new(
+            &[Seg::Key("code")],
+            Kind::Concept {
+                code: "code",
+                system: Some("code_system"),
+                display: Some("code_display"),
+            },
+        )
+    },
+    Spec {
+        required: true,
+        ..Spec::new(
+            &[Seg::Key("subject")],
+            Kind::Ref {
+                column: "patient_id",
+                target: "Patient",
+                table: "patients",
+            },
+        )
+    },
+    Spec::new(
+        &[Seg::Key("encounter")],
+        Kind::Ref {
+            column: "consultation_id",
+            target: "Encounter",
+            table: "consultations",
+        },
+    ),
+    Spec::new(&[Seg::Key("effectiveDateTime")], Kind::Time("effective_at")),
+    Spec::new(&[Seg::Key("issued")], Kind::Time("issued_at")),
+    Spec::new(
+        &[Seg::Key("performer"), Seg::First, Seg::Key("display")],
+        Kind::Text("performer"),
+    ),
+    Spec::new(&[Seg::Key("conclusion")], Kind::Text("conclusion")),
+];
+
+static PARAMS: &[SearchParam] = &[
+    SearchParam {
+        name: "patient",
+        kind: ParamKind::Reference,
+        target: Target::RefColumn {
+            column: "patient_id",
+            table: "patients",
+            resource_type: "Patient",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/clinical-patient",
+        documentation: "The subject of the report if a patient",
+    },
+    SearchParam {
+        name: "subject",
+        kind: ParamKind::Reference,
+        target: Target::RefColumn {
+            column: "patient_id",
+            table: "patients",
+            resource_type: "Patient",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/DiagnosticReport-subject",
+        documentation: "The subject of the report",
+    },
+    SearchParam {
+        name: "encounter",
+        kind: ParamKind::Reference,
+        target: Target::RefColumn {
+            column: "consultation_id",
+            table: "consultations",
+            resource_type: "Encounter",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/clinical-encounter",
+        documentation: "The Encounter when the order was made",
+    },
+    SearchParam {
+        name: "status",
+        kind: ParamKind::Token,
+        target: Target::TokenColumn {
+            column: "status",
+            system: Some("http://hl7.org/fhir/diagnostic-report-status"),
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/DiagnosticReport-status",
+        documentation: "The status of the report",
+    },
+    SearchParam {
+        name: "category",
+        kind: ParamKind::Token,
+        target: Target::TokenColumns {
+            code: "category_code",
+            system: "category_system",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/DiagnosticReport-category",
+        documentation: "Which diagnostic discipline/department created the report",
+    },
+    SearchParam {
+        name: "code",
+        kind: ParamKind::Token,
+        target: Target::TokenColumns {
+            code: "code",
+            system: "code_system",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/clinical-code",
+        documentation: "The code for the report",
+    },
+    SearchParam {
+        name: "date",
+        kind: ParamKind::Date,
+        target: Target::Period {
+            start: "effective_at",
+            end: "effective_at",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/clinical-date",
+        documentation: "The clinically relevant time of the report",
+    },
+    SearchParam {
+        name: "issued",
+        kind: ParamKind::Date,
+        target: Target::Period {
+            start: "issued_at",
+            end: "issued_at",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/DiagnosticReport-issued",
+        documentation: "When the report was issued",
+    },
+];
+
+/// The DiagnosticReport mapping.
+pub fn mapping() -> TableMapping {
+    TableMapping {
+        resource_type: "DiagnosticReport",
+        table: "medical_tests",
+        specs: SPECS,
+        params: PARAMS,
+        ..TableMapping::BASE
+    }
+}
