@@ -86,6 +86,7 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
     ] {
         assert!(interactions.contains(&i), "{i}");
     }
+    assert_eq!(patient["operation"][0]["name"], "validate");
     assert!(
         !interactions.contains(&"patch"),
         "patch is not implemented, so not claimed"

@@ -195,3 +195,44 @@ pub async fn delete(
         _ => respond(StatusCode::NO_CONTENT, None, fmt, vec![]),
     })
 }
+
+/// POST /{type}/$validate: the issues a create of the body would meet, nothing written. The body
+/// is the resource itself, or a Parameters resource with a `resource` parameter.
+pub async fn validate(
+    State(state): State<AppState>,
+    Path(rtype): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let fmt = negotiate(&headers, &query_pairs(&q))?;
+    state.fhir.mapping(&rtype)?;
+    let mut value = read_body(&state, &headers, body).await?;
+    if value.get("resourceType").and_then(Value::as_str) == Some("Parameters") {
+        let resource = value
+            .get("parameter")
+            .and_then(Value::as_array)
+            .and_then(|ps| {
+                ps.iter()
+                    .find(|p| p.get("name").and_then(Value::as_str) == Some("resource"))
+            })
+            .and_then(|p| p.get("resource"))
+            .cloned();
+        value = resource.ok_or_else(|| {
+            Error::bad_request(
+                IssueType::Required,
+                "the Parameters resource has no 'resource' parameter",
+            )
+        })?;
+    }
+    let issues = state
+        .fhir
+        .validate(&state.caller(&headers), &rtype, value)
+        .await?;
+    let outcome = if issues.is_empty() {
+        information(format!("the {rtype} is valid for this server"))
+    } else {
+        crate::fhir::outcome::operation_outcome(&issues)
+    };
+    Ok(respond(StatusCode::OK, Some(&outcome), fmt, vec![]))
+}

@@ -45,6 +45,7 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
                 "conditionalUpdate": false,
                 "conditionalDelete": "not-supported",
                 "searchParam": params,
+                "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
             })
         })
         .collect();

@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metadata", get(metadata::capabilities))
         .route("/{rtype}", get(search::search_get).post(crud::create))
         .route("/{rtype}/_search", post(search::search_post))
+        .route("/{rtype}/$validate", post(crud::validate))
         .route("/{rtype}/_history", get(search::history_type))
         .route(
             "/{rtype}/{id}",

@@ -324,6 +324,41 @@ impl Fhir {
         Ok(Written { version, created })
     }
 
+    /// $validate: every problem a create of `body` would meet (schema, JSON rules, references,
+    /// what the clinic schema accepts), found by doing the write in a transaction that is then
+    /// rolled back. An empty list means the resource would be accepted.
+    pub async fn validate(
+        &self,
+        caller: &Caller,
+        resource_type: &str,
+        body: Value,
+    ) -> Result<Vec<Issue>> {
+        let m = self.mapping(resource_type)?;
+        match self.check(m.as_ref(), &body) {
+            Ok(()) => {}
+            Err(Error::BadRequest(issues)) => return Ok(issues),
+            Err(e) => return Err(e),
+        }
+        let mut tx = self.db.begin().await?;
+        let trial = async {
+            self.check_references(&mut tx, caller, m.resource_type(), &body)
+                .await?;
+            let row_id = Uuid::new_v4();
+            let id = Id::parse(&row_id.to_string())
+                .ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
+            m.insert(&mut tx, row_id, &id, &body).await?;
+            Ok::<(), Error>(())
+        }
+        .await;
+        // Dropping the transaction rolls the trial write back.
+        drop(tx);
+        match trial {
+            Ok(()) => Ok(vec![]),
+            Err(Error::Unprocessable(issues)) | Err(Error::BadRequest(issues)) => Ok(issues),
+            Err(e) => Err(e),
+        }
+    }
+
     /// read: the current version; 410 when deleted.
     ///
     /// Every change of a row moves its version_id (the triggers see to it), so when
