@@ -200,7 +200,61 @@ async fn a_prescription_written_by_the_clinic_is_a_medication_request(engine: En
     assert_eq!(app.count("prescriptions").await, 1);
 }
 
+async fn doses_and_quantities_keep_their_decimal_precision(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    stub(&app, "Patient", "ana").await;
+    let body = r#"{"resourceType":"MedicationRequest","id":"dose-1","status":"active","intent":"order",
+        "subject":{"reference":"Patient/ana"},
+        "dosageInstruction":[{"text":"2.50 mL twice a day","doseAndRate":[{"doseQuantity":{"value":2.50,"unit":"mL"}}]}],
+        "dispenseRequest":{"numberOfRepeatsAllowed":3,"quantity":{"value":30.0,"unit":"mL"}}}"#;
+    let r = app
+        .client
+        .put(app.url("/fhir/MedicationRequest/dose-1"))
+        .header("content-type", "application/fhir+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let back = app.get("/fhir/MedicationRequest/dose-1").await;
+    assert!(back.text.contains(r#""value":2.50"#), "{}", back.text);
+    assert!(back.text.contains(r#""value":30.0"#), "{}", back.text);
+    let row = app
+        .db
+        .fetch_optional("SELECT dose_value, dose_unit, quantity_value, refills FROM prescriptions WHERE fhir_id = 'dose-1'", &[])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.decimal("dose_value").unwrap().as_deref(), Some("2.50"));
+    assert_eq!(row.text("dose_unit").unwrap().as_deref(), Some("mL"));
+    assert_eq!(
+        row.decimal("quantity_value").unwrap().as_deref(),
+        Some("30.0")
+    );
+    assert_eq!(row.opt_int("refills").unwrap(), Some(3));
+    // The clinic changes the dose: FHIR shows it, the rest as it was.
+    let sql = match app.engine {
+        common::Engine::Sqlite => {
+            "UPDATE prescriptions SET dose_value = '5.0' WHERE fhir_id = 'dose-1'"
+        }
+        common::Engine::Postgres => {
+            "UPDATE prescriptions SET dose_value = 5.0 WHERE fhir_id = 'dose-1'"
+        }
+    };
+    app.db.execute(sql, &[]).await.unwrap();
+    let after = app.get("/fhir/MedicationRequest/dose-1").await;
+    assert!(
+        after
+            .text
+            .contains(r#""doseQuantity":{"value":5.0,"unit":"mL"}"#),
+        "{}",
+        after.text
+    );
+    assert_eq!(after.body["meta"]["versionId"], "2");
+}
+
 on_both_engines!(
+    doses_and_quantities_keep_their_decimal_precision,
     every_example_and_synthea_prescription_round_trips,
     search_parameters_return_exactly_the_matching_ids,
     a_prescription_written_by_the_clinic_is_a_medication_request,

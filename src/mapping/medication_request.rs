@@ -81,6 +81,51 @@ static SPECS: &[Spec] = &[
     ),
     Spec::new(
         &[
+            Seg::Key("dosageInstruction"),
+            Seg::First,
+            Seg::Key("doseAndRate"),
+            Seg::First,
+            Seg::Key("doseQuantity"),
+            Seg::Key("value"),
+        ],
+        Kind::Decimal("dose_value"),
+    ),
+    Spec::new(
+        &[
+            Seg::Key("dosageInstruction"),
+            Seg::First,
+            Seg::Key("doseAndRate"),
+            Seg::First,
+            Seg::Key("doseQuantity"),
+            Seg::Key("unit"),
+        ],
+        Kind::Text("dose_unit"),
+    ),
+    Spec::new(
+        &[
+            Seg::Key("dispenseRequest"),
+            Seg::Key("quantity"),
+            Seg::Key("value"),
+        ],
+        Kind::Decimal("quantity_value"),
+    ),
+    Spec::new(
+        &[
+            Seg::Key("dispenseRequest"),
+            Seg::Key("quantity"),
+            Seg::Key("unit"),
+        ],
+        Kind::Text("quantity_unit"),
+    ),
+    Spec::new(
+        &[
+            Seg::Key("dispenseRequest"),
+            Seg::Key("numberOfRepeatsAllowed"),
+        ],
+        Kind::Int("refills"),
+    ),
+    Spec::new(
+        &[
             Seg::Key("dispenseRequest"),
             Seg::Key("validityPeriod"),
             Seg::Key("start"),

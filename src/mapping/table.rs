@@ -48,6 +48,10 @@ pub enum Kind {
         column: &'static str,
         system: &'static str,
     },
+    /// A decimal ⇄ a numeric column, its text kept exactly (`37.50`).
+    Decimal(&'static str),
+    /// An integer ⇄ an integer column.
+    Int(&'static str),
     /// A dateTime or instant ⇄ a timestamp column (its lower bound; the exact text as sent is
     /// kept by the lossless rule).
     Time(&'static str),
@@ -116,6 +120,19 @@ enum Cell {
     Text(Option<String>),
     Bool(Option<bool>),
     Time(Option<DateTime<Utc>>),
+    Dec(Option<String>),
+    Int(Option<i64>),
+}
+
+impl Cell {
+    fn is_none(&self) -> bool {
+        match self {
+            Cell::Text(v) | Cell::Dec(v) => v.is_none(),
+            Cell::Bool(v) => v.is_none(),
+            Cell::Time(v) => v.is_none(),
+            Cell::Int(v) => v.is_none(),
+        }
+    }
 }
 
 impl Spec {
@@ -128,7 +145,9 @@ impl Spec {
 
     fn columns(&self) -> Vec<&'static str> {
         match self.kind {
-            Kind::Text(c) | Kind::Bool(c) | Kind::Time(c) => vec![c],
+            Kind::Text(c) | Kind::Bool(c) | Kind::Time(c) | Kind::Decimal(c) | Kind::Int(c) => {
+                vec![c]
+            }
             Kind::BoolDefault { column, .. }
             | Kind::Joined { column, .. }
             | Kind::IdentifierOf { column, .. } => vec![column],
@@ -172,6 +191,10 @@ impl Spec {
         match self.kind {
             Kind::Text(_) => vec![Cell::Text(leaf.and_then(Value::as_str).map(str::to_owned))],
             Kind::Bool(_) => vec![Cell::Bool(leaf.and_then(Value::as_bool))],
+            Kind::Decimal(_) => vec![Cell::Dec(
+                leaf.and_then(Value::as_number).map(|n| n.to_string()),
+            )],
+            Kind::Int(_) => vec![Cell::Int(leaf.and_then(Value::as_i64))],
             Kind::BoolDefault { default, .. } => vec![Cell::Bool(Some(
                 leaf.and_then(Value::as_bool).unwrap_or(default),
             ))],
@@ -255,9 +278,7 @@ impl Spec {
 
     /// Writes `cells` at the end of the path inside `top` (building what is missing).
     fn patch(&self, top: Option<Value>, cells: &[Cell]) -> Option<Value> {
-        let empty = cells
-            .iter()
-            .all(|c| matches!(c, Cell::Text(None) | Cell::Bool(None) | Cell::Time(None)));
+        let empty = cells.iter().all(Cell::is_none);
         let mut root = json!({ "v": top.unwrap_or(Value::Null) });
         let mut slot = &mut root["v"];
         for seg in &self.path[1..] {
@@ -309,6 +330,21 @@ fn set_leaf(slot: &mut Value, kind: Kind, cells: &[Cell]) {
         Kind::Bool(_) => {
             *slot = match cells[0] {
                 Cell::Bool(Some(b)) => Value::Bool(b),
+                _ => Value::Null,
+            }
+        }
+        Kind::Decimal(_) => {
+            *slot = match &cells[0] {
+                Cell::Dec(Some(t)) => t
+                    .parse::<serde_json::Number>()
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null),
+                _ => Value::Null,
+            }
+        }
+        Kind::Int(_) => {
+            *slot = match cells[0] {
+                Cell::Int(Some(i)) => Value::from(i),
                 _ => Value::Null,
             }
         }
@@ -628,6 +664,17 @@ impl TableMapping {
             }
             for (i, (s, c)) in specs.iter().zip(cells).enumerate() {
                 let at = || expression(self.resource_type, s.path);
+                if let Some(Cell::Dec(Some(t))) = c.first() {
+                    if crate::store::parse_decimal(t).is_none() {
+                        issues.push(
+                            Issue::error(
+                                IssueType::Value,
+                                "this decimal is beyond what the clinic schema can hold",
+                            )
+                            .at(at()),
+                        );
+                    }
+                }
                 if s.required && text(&c[0]).is_none() && matches!(c[0], Cell::Text(_)) {
                     let what = match s.kind {
                         Kind::Ref { target, .. } => {
@@ -685,6 +732,8 @@ impl TableMapping {
                         Cell::Text(t) => Arg::Text(t),
                         Cell::Bool(b) => Arg::Bool(b),
                         Cell::Time(t) => Arg::Timestamp(t),
+                        Cell::Dec(t) => Arg::Decimal(t),
+                        Cell::Int(i) => Arg::Int(i),
                     })),
                 }
             }
@@ -749,6 +798,8 @@ fn read_cells(row: &Row, s: &Spec) -> Result<Vec<Cell>, StoreError> {
     Ok(match s.kind {
         Kind::Bool(c) | Kind::BoolDefault { column: c, .. } => vec![Cell::Bool(row.bool(c)?)],
         Kind::Time(c) => vec![Cell::Time(row.opt_timestamp(c)?)],
+        Kind::Decimal(c) => vec![Cell::Dec(row.decimal(c)?)],
+        Kind::Int(c) => vec![Cell::Int(row.opt_int(c)?)],
         Kind::Ref { column, .. } => vec![Cell::Text(row.text(&format!("{column}__ref"))?)],
         Kind::Catalog { column, .. } => ["code", "system", "display"]
             .iter()

@@ -50,6 +50,8 @@ pub enum Arg {
     Json(Value),
     Timestamp(Option<DateTime<Utc>>),
     Date(Option<NaiveDate>),
+    /// A decimal as its exact text (`37.50`): numeric on PostgreSQL, text on SQLite.
+    Decimal(Option<String>),
 }
 
 impl From<Uuid> for Arg {
@@ -93,6 +95,14 @@ impl From<Option<NaiveDate>> for Arg {
     }
 }
 
+/// A decimal's text as PostgreSQL numeric, keeping its scale (`37.50` stays `37.50`).
+pub fn parse_decimal(text: &str) -> Option<rust_decimal::Decimal> {
+    use std::str::FromStr;
+    rust_decimal::Decimal::from_str(text)
+        .or_else(|_| rust_decimal::Decimal::from_scientific(text))
+        .ok()
+}
+
 /// Formats a timestamp the way the SQLite schema stores it (sortable text, milliseconds).
 pub fn sqlite_timestamp(ts: &DateTime<Utc>) -> String {
     ts.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
@@ -129,6 +139,7 @@ fn sqlite_query<'q>(sql: &'q str, args: &[Arg]) -> SqliteQuery<'q> {
             Arg::Json(v) => q.bind(v.to_string()),
             Arg::Timestamp(v) => q.bind(v.as_ref().map(sqlite_timestamp)),
             Arg::Date(v) => q.bind(v.map(|d| d.format("%Y-%m-%d").to_string())),
+            Arg::Decimal(v) => q.bind(v.clone()),
         };
     }
     q
@@ -146,6 +157,7 @@ fn pg_query<'q>(sql: &'q str, args: &[Arg]) -> PgQuery<'q> {
             Arg::Json(v) => q.bind(sqlx::types::Json(v.clone())),
             Arg::Timestamp(v) => q.bind(*v),
             Arg::Date(v) => q.bind(*v),
+            Arg::Decimal(v) => q.bind(v.as_deref().and_then(parse_decimal)),
         };
     }
     q

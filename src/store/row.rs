@@ -62,6 +62,27 @@ impl Row {
         })
     }
 
+    /// An integer column of either width, NULL allowed.
+    pub fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+        Ok(match self {
+            Row::Sqlite(r) => r.try_get::<Option<i64>, _>(col)?,
+            Row::Postgres(r) => match r.try_get::<Option<i32>, _>(col) {
+                Ok(v) => v.map(i64::from),
+                Err(_) => r.try_get::<Option<i64>, _>(col)?,
+            },
+        })
+    }
+
+    /// A numeric column as its exact text.
+    pub fn decimal(&self, col: &str) -> Result<Option<String>, StoreError> {
+        Ok(match self {
+            Row::Sqlite(r) => r.try_get::<Option<String>, _>(col)?,
+            Row::Postgres(r) => r
+                .try_get::<Option<rust_decimal::Decimal>, _>(col)?
+                .map(|d| d.to_string()),
+        })
+    }
+
     pub fn bool(&self, col: &str) -> Result<Option<bool>, StoreError> {
         Ok(match self {
             Row::Sqlite(r) => r.try_get(col)?,
