@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{strip_id_meta, Engine, TestApp};
+use common::{strip_id_meta, stub, Engine, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -235,7 +235,51 @@ async fn search_parameters_return_exactly_the_matching_ids(engine: Engine) {
     );
 }
 
+async fn qualification_and_service_type_share_the_specialties_catalog(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let cardiology = json!({"coding": [{"system": "http://snomed.info/sct", "code": "394579002", "display": "Cardiology"}]});
+    let dr = json!({"resourceType": "Practitioner", "id": "cardio-1", "qualification": [{"code": cardiology}]});
+    common::round_trip(&app, &dr, true).await;
+    stub(&app, "Patient", "ana").await;
+    let enc = json!({
+        "resourceType": "Encounter", "id": "visit-1", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "serviceType": cardiology, "subject": {"reference": "Patient/ana"},
+        "participant": [{"individual": {"reference": "Practitioner/cardio-1"}}]
+    });
+    common::round_trip(&app, &enc, true).await;
+    assert_eq!(
+        app.count("specialties").await,
+        1,
+        "one catalog entry for one specialty"
+    );
+    let row = app
+        .db
+        .fetch_optional(
+            "SELECT s.name FROM consultations c JOIN users u ON u.id = c.doctor_id JOIN specialties s ON s.id = c.specialty_id AND s.id = u.specialty_id WHERE c.fhir_id = 'visit-1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .expect("the consultation and its doctor point at the same specialty");
+    assert_eq!(row.text("name").unwrap().as_deref(), Some("Cardiology"));
+    // The clinic's own specialty shows on a user it creates.
+    app.db
+        .execute(
+            "INSERT INTO users (id, fhir_id_given, role_id, specialty_id, last_name) SELECT ?, 'dr-2', r.id, s.id, 'Ruiz' FROM roles r, specialties s WHERE r.name = 'doctor'",
+            &[uuid::Uuid::new_v4().into()],
+        )
+        .await
+        .unwrap();
+    let r = app.get("/fhir/Practitioner/dr-2").await;
+    assert_eq!(
+        r.body["qualification"],
+        json!([{"code": {"coding": [{"code": "394579002", "system": "http://snomed.info/sct", "display": "Cardiology"}]}}])
+    );
+}
+
 on_both_engines!(
+    qualification_and_service_type_share_the_specialties_catalog,
     every_synthea_practitioner_round_trips,
     a_practitioner_created_through_fhir_is_a_doctor_without_credentials,
     the_clinics_users_are_practitioners_only_with_a_clinical_role,

@@ -46,6 +46,7 @@ static SPECS: &[Spec] = &[
         Kind::Catalog {
             column: "allergy_id",
             table: "allergies",
+            display: "display",
         },
     ),
     Spec {

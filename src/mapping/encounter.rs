@@ -20,6 +20,14 @@ const CLASS: &[&str] = &[
 const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 
 static SPECS: &[Spec] = &[
+    Spec::new(
+        &[Seg::Key("serviceType")],
+        Kind::Catalog {
+            column: "specialty_id",
+            table: "specialties",
+            display: "name",
+        },
+    ),
     Spec {
         allowed: STATUS,
         required: true,

@@ -37,6 +37,7 @@ static SPECS: &[Spec] = &[
         Kind::Catalog {
             column: "medication_id",
             table: "medications",
+            display: "display",
         },
     ),
     Spec {

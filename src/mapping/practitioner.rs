@@ -15,6 +15,14 @@ const GENDER: &[&str] = &["male", "female", "other", "unknown"];
 
 static SPECS: &[Spec] = &[
     Spec::new(
+        &[Seg::Key("qualification"), Seg::First, Seg::Key("code")],
+        Kind::Catalog {
+            column: "specialty_id",
+            table: "specialties",
+            display: "name",
+        },
+    ),
+    Spec::new(
         &[Seg::Key("identifier")],
         Kind::IdentifierOf {
             column: "license_number",

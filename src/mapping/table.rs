@@ -81,6 +81,8 @@ pub enum Kind {
     Catalog {
         column: &'static str,
         table: &'static str,
+        /// The catalog's display column (`display`, or `name` for specialties).
+        display: &'static str,
     },
     /// A Reference to a hosted resource type ⇄ a foreign key to its table.
     Ref {
@@ -622,10 +624,11 @@ impl TableMapping {
                 specs.iter().map(|s| s.project(orig.as_ref())).collect();
             let mut catalog_ids: Vec<Option<Uuid>> = vec![None; specs.len()];
             for (i, (s, c)) in specs.iter().zip(cells.iter_mut()).enumerate() {
-                if let Kind::Catalog { table, .. } = s.kind {
+                if let Kind::Catalog { table, display, .. } = s.kind {
                     if let Some(code) = text(&c[0]) {
                         let (id, display) =
-                            catalog_entry(tx, table, &code, text(&c[1]), text(&c[2])).await?;
+                            catalog_entry(tx, table, display, &code, text(&c[1]), text(&c[2]))
+                                .await?;
                         catalog_ids[i] = Some(id);
                         c[2] = Cell::Text(display);
                     }
@@ -818,6 +821,7 @@ fn read_cells(row: &Row, s: &Spec) -> Result<Vec<Cell>, StoreError> {
 async fn catalog_entry(
     tx: &mut Tx,
     table: &str,
+    display_column: &str,
     code: &str,
     system: Option<String>,
     display: Option<String>,
@@ -825,14 +829,14 @@ async fn catalog_entry(
     let found = match &system {
         Some(sys) => {
             tx.fetch_optional(
-                &format!("SELECT id, display FROM {table} WHERE code = ? AND system = ?"),
+                &format!("SELECT id, {display_column} AS display FROM {table} WHERE code = ? AND system = ?"),
                 &[code.into(), sys.clone().into()],
             )
             .await?
         }
         None => {
             tx.fetch_optional(
-                &format!("SELECT id, display FROM {table} WHERE code = ? AND system IS NULL"),
+                &format!("SELECT id, {display_column} AS display FROM {table} WHERE code = ? AND system IS NULL"),
                 &[code.into()],
             )
             .await?
@@ -843,16 +847,21 @@ async fn catalog_entry(
     }
     let id = Uuid::new_v4();
     tx.execute(
-        &format!("INSERT INTO {table} (id, code, system, display) VALUES (?, ?, ?, ?)"),
+        // A catalog whose display is NOT NULL (specialties.name) gets the code when none is sent.
+        &format!("INSERT INTO {table} (id, code, system, {display_column}) VALUES (?, ?, ?, COALESCE(?, ?))"),
         &[
             id.into(),
             code.into(),
             system.into(),
             display.clone().into(),
+            Arg::Text((display_column == "name").then(|| code.to_owned())),
         ],
     )
     .await?;
-    Ok((id, display))
+    Ok((
+        id,
+        display.or_else(|| (display_column == "name").then(|| code.to_owned())),
+    ))
 }
 
 /// A FHIRPath for a spec's path, for error messages.
@@ -974,10 +983,14 @@ impl ResourceMapping for TableMapping {
                     select.push(format!("r{i}.fhir_id AS {column}__ref"));
                     joins.push_str(&format!(" LEFT JOIN {table} r{i} ON r{i}.id = t.{column}"));
                 }
-                Kind::Catalog { column, table } => {
-                    for k in ["code", "system", "display"] {
-                        select.push(format!("r{i}.{k} AS {column}__{k}"));
-                    }
+                Kind::Catalog {
+                    column,
+                    table,
+                    display,
+                } => {
+                    select.push(format!("r{i}.code AS {column}__code"));
+                    select.push(format!("r{i}.system AS {column}__system"));
+                    select.push(format!("r{i}.{display} AS {column}__display"));
                     joins.push_str(&format!(" LEFT JOIN {table} r{i} ON r{i}.id = t.{column}"));
                 }
                 _ => select.extend(s.columns().iter().map(|c| format!("t.{c}"))),
