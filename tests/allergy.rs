@@ -29,7 +29,7 @@ async fn every_example_and_synthea_allergy_round_trips(engine: Engine) {
     assert_eq!(all.as_array().unwrap().len(), 55);
     for a in all.as_array().unwrap() {
         let mut sent = a.clone();
-        common::local_patient_reference(&mut sent, "patient");
+        common::local_reference(&mut sent, "patient", "Patient");
         round_trip(&app, &sent, true).await;
     }
     assert_eq!(

@@ -4,17 +4,10 @@ mod common;
 
 use common::{round_trip, stub, Engine, TestApp};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeSet;
 
 const EXAMPLES: &[&str] = &["102", "example-pgx", "f201", "pap", "ultrasound"];
-
-fn local(resource: &mut Value, key: &str, resource_type: &str) {
-    if let Some(r) = resource[key]["reference"].as_str() {
-        let local = r.replace("urn:uuid:", &format!("{resource_type}/"));
-        resource[key]["reference"] = Value::String(local);
-    }
-}
 
 async fn every_example_and_synthea_report_round_trips(engine: Engine) {
     let app = TestApp::spawn(engine).await;
@@ -35,28 +28,13 @@ async fn every_example_and_synthea_report_round_trips(engine: Engine) {
         round_trip(&app, &sent, false).await;
         round_trip(&app, &sent, true).await;
     }
-    for p in common::data("synthea/patients.json").as_array().unwrap() {
-        stub(&app, "Patient", p["id"].as_str().unwrap()).await;
-    }
-    for e in common::data("synthea/encounters.json").as_array().unwrap() {
-        let mut e = e.clone();
-        local(&mut e, "subject", "Patient");
-        assert_eq!(
-            app.put(
-                &format!("/fhir/Encounter/{}", e["id"].as_str().unwrap()),
-                &e
-            )
-            .await
-            .status,
-            StatusCode::CREATED
-        );
-    }
+    common::load_synthea_patients_and_encounters(&app).await;
     let all = common::data("synthea/diagnostic_reports.json");
     assert_eq!(all.as_array().unwrap().len(), 333);
     for d in all.as_array().unwrap() {
         let mut sent = d.clone();
-        local(&mut sent, "subject", "Patient");
-        local(&mut sent, "encounter", "Encounter");
+        common::local_reference(&mut sent, "subject", "Patient");
+        common::local_reference(&mut sent, "encounter", "Encounter");
         round_trip(&app, &sent, true).await;
     }
     let lab = app

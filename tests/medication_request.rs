@@ -4,7 +4,7 @@ mod common;
 
 use common::{round_trip, stub, Engine, TestApp};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeSet;
 
 const EXAMPLES: &[&str] = &[
@@ -14,14 +14,6 @@ const EXAMPLES: &[&str] = &[
     "medrx0310",
     "medrx0311",
 ];
-
-/// Rewrites a Synthea `urn:uuid:` reference to `{resource_type}/{id}`.
-fn local(resource: &mut Value, key: &str, resource_type: &str) {
-    if let Some(r) = resource[key]["reference"].as_str() {
-        let local = r.replace("urn:uuid:", &format!("{resource_type}/"));
-        resource[key]["reference"] = Value::String(local);
-    }
-}
 
 async fn every_example_and_synthea_prescription_round_trips(engine: Engine) {
     let app = TestApp::spawn(engine).await;
@@ -45,26 +37,13 @@ async fn every_example_and_synthea_prescription_round_trips(engine: Engine) {
         round_trip(&app, &sent, true).await;
     }
     // Synthea: the patients, their encounters, then the prescriptions that point at both.
-    for p in common::data("synthea/patients.json").as_array().unwrap() {
-        stub(&app, "Patient", p["id"].as_str().unwrap()).await;
-    }
-    for e in common::data("synthea/encounters.json").as_array().unwrap() {
-        let mut e = e.clone();
-        local(&mut e, "subject", "Patient");
-        let r = app
-            .put(
-                &format!("/fhir/Encounter/{}", e["id"].as_str().unwrap()),
-                &e,
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED);
-    }
+    common::load_synthea_patients_and_encounters(&app).await;
     let all = common::data("synthea/medication_requests.json");
     assert_eq!(all.as_array().unwrap().len(), 94);
     for m in all.as_array().unwrap() {
         let mut sent = m.clone();
-        local(&mut sent, "subject", "Patient");
-        local(&mut sent, "encounter", "Encounter");
+        common::local_reference(&mut sent, "subject", "Patient");
+        common::local_reference(&mut sent, "encounter", "Encounter");
         round_trip(&app, &sent, true).await;
     }
     let linked = app

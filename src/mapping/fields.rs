@@ -40,6 +40,57 @@ pub fn rebuild<F: Field>(extra: &mut Map<String, Value>, cols: &F::Cols) -> Opti
     }
 }
 
+/// A JSON object.
+pub type Object = Map<String, Value>;
+
+/// The start of a resource read from its row: `resourceType`, `id` and `meta` (the row's version
+/// and update time with what fhir_extra kept of meta), and the rest of fhir_extra to rebuild from.
+pub fn resource_head(
+    resource_type: &str,
+    row: &crate::store::Row,
+) -> Result<(Object, Object), crate::store::StoreError> {
+    let mut extra = match row.json("fhir_extra")? {
+        Some(Value::Object(o)) => o,
+        _ => Map::new(),
+    };
+    let mut out = Map::new();
+    out.insert(
+        "resourceType".into(),
+        Value::String(resource_type.to_owned()),
+    );
+    out.insert("id".into(), Value::String(row.string("fhir_id")?));
+    let mut meta = match extra.remove("meta") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    meta.insert(
+        "versionId".into(),
+        Value::String(row.int("version_id")?.to_string()),
+    );
+    meta.insert(
+        "lastUpdated".into(),
+        Value::String(crate::fhir::instant(&row.timestamp("updated_at")?)),
+    );
+    out.insert("meta".into(), Value::Object(meta));
+    Ok((out, extra))
+}
+
+/// What of a resource is left to map once the server's own parts are set aside: the resource
+/// without `resourceType`, `id`, `meta.versionId` and `meta.lastUpdated`.
+pub fn resource_rest(resource: &Value) -> Map<String, Value> {
+    let mut rest = resource.as_object().cloned().unwrap_or_default();
+    rest.remove("resourceType");
+    rest.remove("id");
+    if let Some(Value::Object(meta)) = rest.get_mut("meta") {
+        meta.remove("versionId");
+        meta.remove("lastUpdated");
+        if meta.is_empty() {
+            rest.remove("meta");
+        }
+    }
+    rest
+}
+
 /// A string property of an object.
 pub fn str_of<'a>(v: Option<&'a Value>, key: &str) -> Option<&'a str> {
     v.and_then(|v| v.get(key)).and_then(Value::as_str)

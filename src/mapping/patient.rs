@@ -460,17 +460,10 @@ impl PatientMapping {
 
     /// Splits a resource into columns and the rest, after the checks the columns impose.
     async fn split(&self, tx: &mut Tx, resource: &Value) -> Result<PatientCols, MapError> {
-        let mut rest = resource.as_object().cloned().unwrap_or_default();
-        for k in ["resourceType", "id", "identifier", "contact"] {
-            rest.remove(k);
-        }
-        if let Some(Value::Object(meta)) = rest.get_mut("meta") {
-            meta.remove("versionId");
-            meta.remove("lastUpdated");
-            if meta.is_empty() {
-                rest.remove("meta");
-            }
-        }
+        let mut rest = fields::resource_rest(resource);
+        // Identifiers and contacts live in their own tables.
+        rest.remove("identifier");
+        rest.remove("contact");
         if let Some((code, false)) = marital_code(resource.get("maritalStatus")) {
             return Err(MapError::Unprocessable(vec![Issue::error(
                 IssueType::Value,
@@ -580,26 +573,7 @@ impl PatientMapping {
         identifiers: Vec<Value>,
         contacts: Vec<Value>,
     ) -> Result<Value, StoreError> {
-        let mut extra = match row.json("fhir_extra")? {
-            Some(Value::Object(o)) => o,
-            _ => Map::new(),
-        };
-        let mut out = Map::new();
-        out.insert("resourceType".into(), json!("Patient"));
-        out.insert("id".into(), json!(row.string("fhir_id")?));
-        let mut meta = match extra.remove("meta") {
-            Some(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        meta.insert(
-            "versionId".into(),
-            json!(row.int("version_id")?.to_string()),
-        );
-        meta.insert(
-            "lastUpdated".into(),
-            json!(crate::fhir::instant(&row.timestamp("updated_at")?)),
-        );
-        out.insert("meta".into(), Value::Object(meta));
+        let (mut out, mut extra) = fields::resource_head("Patient", row)?;
         if !identifiers.is_empty() {
             out.insert("identifier".into(), Value::Array(identifiers));
         }

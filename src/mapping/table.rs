@@ -606,16 +606,7 @@ impl TableMapping {
         row_id: Uuid,
         resource: &Value,
     ) -> Result<(Vec<Arg>, Map<String, Value>), MapError> {
-        let mut rest = resource.as_object().cloned().unwrap_or_default();
-        rest.remove("resourceType");
-        rest.remove("id");
-        if let Some(Value::Object(meta)) = rest.get_mut("meta") {
-            meta.remove("versionId");
-            meta.remove("lastUpdated");
-            if meta.is_empty() {
-                rest.remove("meta");
-            }
-        }
+        let mut rest = super::fields::resource_rest(resource);
         let mut issues = Vec::new();
         let mut args = Vec::new();
         for (key, specs) in self.groups() {
@@ -749,26 +740,7 @@ impl TableMapping {
     }
 
     fn assemble(&self, row: &Row, order: &[String]) -> Result<Value, StoreError> {
-        let mut extra = match row.json("fhir_extra")? {
-            Some(Value::Object(o)) => o,
-            _ => Map::new(),
-        };
-        let mut out = Map::new();
-        out.insert("resourceType".into(), json!(self.resource_type));
-        out.insert("id".into(), json!(row.string("fhir_id")?));
-        let mut meta = match extra.remove("meta") {
-            Some(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        meta.insert(
-            "versionId".into(),
-            json!(row.int("version_id")?.to_string()),
-        );
-        meta.insert(
-            "lastUpdated".into(),
-            json!(instant(&row.timestamp("updated_at")?)),
-        );
-        out.insert("meta".into(), Value::Object(meta));
+        let (mut out, mut extra) = super::fields::resource_head(self.resource_type, row)?;
         for (key, specs) in self.groups() {
             let mut cells = Vec::new();
             for s in &specs {

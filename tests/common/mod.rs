@@ -376,11 +376,33 @@ pub async fn round_trip(app: &TestApp, sent: &Value, put: bool) -> Value {
     back.body
 }
 
-/// Synthea resources refer to their Patient by the bundle's `urn:uuid:` (the Patient's id):
-/// rewrites such a reference at `key` to `Patient/{id}`.
-pub fn local_patient_reference(resource: &mut Value, key: &str) {
+/// Synthea resources refer to resources of their bundle by `urn:uuid:{id}`: rewrites such a
+/// reference at `key` to `{resource_type}/{id}`.
+pub fn local_reference(resource: &mut Value, key: &str, resource_type: &str) {
     if let Some(r) = resource[key]["reference"].as_str() {
-        let local = r.replace("urn:uuid:", "Patient/");
+        let local = r.replace("urn:uuid:", &format!("{resource_type}/"));
         resource[key]["reference"] = Value::String(local);
+    }
+}
+
+/// Stores a stub of every Synthea Patient and then every Synthea Encounter, for the resources
+/// that point at them.
+pub async fn load_synthea_patients_and_encounters(app: &TestApp) {
+    for p in data("synthea/patients.json").as_array().expect("patients") {
+        stub(app, "Patient", p["id"].as_str().expect("id")).await;
+    }
+    for e in data("synthea/encounters.json")
+        .as_array()
+        .expect("encounters")
+    {
+        let mut e = e.clone();
+        local_reference(&mut e, "subject", "Patient");
+        let r = app
+            .put(
+                &format!("/fhir/Encounter/{}", e["id"].as_str().expect("id")),
+                &e,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     }
 }
