@@ -89,7 +89,7 @@ fn migrate_on_postgres_applies_the_migrations() {
     rt.block_on(async {
         let db = expediente::store::Db::connect(&url).await.unwrap();
         let n = db.fetch_optional("SELECT count(*) AS n FROM _sqlx_migrations", &[]).await.unwrap().unwrap().bigint("n").unwrap();
-        assert_eq!(n, 2);
+        assert_eq!(n, 3);
         let t = db.fetch_optional("SELECT data_type FROM information_schema.columns WHERE table_name = 'patients' AND column_name = 'id'", &[]).await.unwrap().unwrap();
         assert_eq!(t.string("data_type").unwrap(), "uuid", "PostgreSQL uses native uuid");
         db.close().await;

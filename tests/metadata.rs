@@ -61,7 +61,8 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
             "Encounter",
             "MedicationRequest",
             "Patient",
-            "Practitioner"
+            "Practitioner",
+            "StructureDefinition"
         ],
         "only the mapped types are claimed"
     );

@@ -381,9 +381,9 @@ async fn a_direct_update_bumps_version_and_updated_at_on_every_clinical_table(en
     let forged = Utc.with_ymd_and_hms(2001, 2, 3, 4, 5, 6).unwrap();
     for (table, id) in rows {
         let (v1, _, _) = stamps(&app, table, id).await;
-        // The patient's identifier and contact rows, inserted after it by the clinic, each made
-        // a new version of the Patient.
-        let expected = if table == "patients" { 3 } else { 1 };
+        // The patient's identifier, contact and custom field value rows, inserted after it by
+        // the clinic, each made a new version of the Patient.
+        let expected = if table == "patients" { 4 } else { 1 };
         assert_eq!(v1, expected, "{table}: a new row is version 1");
 
         // A harmless direct write, as the clinic application would do it.
@@ -793,7 +793,7 @@ async fn migrate_is_idempotent(engine: Engine) {
     // Assert
     assert!(again.is_ok(), "a second migrate succeeds: {again:?}");
     assert!(and_again.is_ok(), "a third migrate succeeds: {and_again:?}");
-    assert_eq!(app.count("_sqlx_migrations").await, 2);
+    assert_eq!(app.count("_sqlx_migrations").await, 3);
     let applied: Vec<(i64, bool)> = app
         .db
         .fetch_all(
@@ -810,7 +810,7 @@ async fn migrate_is_idempotent(engine: Engine) {
             )
         })
         .collect();
-    assert_eq!(applied, vec![(1, true), (2, true)]);
+    assert_eq!(applied, vec![(1, true), (2, true), (3, true)]);
     assert_eq!(roles, 4, "the four roles are seeded");
     assert_eq!(
         app.count("roles").await,

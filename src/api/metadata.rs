@@ -49,6 +49,13 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
             })
         })
         .collect();
+    let mut resources = resources;
+    // The custom fields' extensions, generated from their definitions.
+    resources.push(json!({
+        "type": "StructureDefinition",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [{"name": "url", "definition": "http://hl7.org/fhir/SearchParameter/StructureDefinition-url", "type": "uri", "documentation": "The extension URL of a custom field"}],
+    }));
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",

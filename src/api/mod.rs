@@ -3,6 +3,7 @@
 mod crud;
 mod format;
 mod metadata;
+mod profiles;
 mod search;
 
 use crate::error::Error;
@@ -55,6 +56,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let fhir = Router::new()
         .route("/metadata", get(metadata::capabilities))
+        .route("/StructureDefinition", get(profiles::search))
+        .route("/StructureDefinition/{id}", get(profiles::read))
         .route("/{rtype}", get(search::search_get).post(crud::create))
         .route("/{rtype}/_search", post(search::search_post))
         .route("/{rtype}/$validate", post(crud::validate))

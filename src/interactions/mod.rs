@@ -11,7 +11,7 @@ pub use search::{SearchQuery, SearchRequest};
 use crate::error::{Error, Result};
 use crate::fhir::validate::Validators;
 use crate::fhir::{Id, Issue, IssueType};
-use crate::mapping::{Registry, ResourceMapping};
+use crate::mapping::{custom, Registry, ResourceMapping};
 use crate::store::{Arg, Conn, Db, Tx};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -187,6 +187,7 @@ impl Fhir {
         method: &str,
     ) -> Result<Version> {
         let mut loaded = m.load(&mut Conn::Tx(tx), &[row_id]).await?;
+        custom::apply(&mut Conn::Tx(tx), m.resource_type(), &mut loaded).await?;
         let (_, resource) = loaded
             .pop()
             .ok_or_else(|| anyhow::anyhow!("row vanished inside its own transaction"))?;
@@ -225,6 +226,7 @@ impl Fhir {
             .await?;
         guard(&mut tx, row_id).await?;
         m.insert(&mut tx, row_id, &id, &body).await?;
+        custom::store(&mut tx, m.resource_type(), row_id, &body).await?;
         let version = self
             .record_version(&mut tx, m.as_ref(), row_id, "POST")
             .await?;
@@ -301,6 +303,7 @@ impl Fhir {
                 let row_id = Uuid::new_v4();
                 guard(&mut tx, row_id).await?;
                 m.insert(&mut tx, row_id, id, body).await?;
+                custom::store(&mut tx, resource_type, row_id, body).await?;
                 (row_id, true)
             }
             Some(h) => {
@@ -315,6 +318,7 @@ impl Fhir {
                         "{resource_type}/{id} was changed by another request; read it again"
                     )));
                 }
+                custom::store(&mut tx, resource_type, h.row_id, body).await?;
                 (h.row_id, h.deleted)
             }
         };
@@ -322,6 +326,12 @@ impl Fhir {
         unguard(&mut tx, row_id).await?;
         tx.commit().await?;
         Ok(Written { version, created })
+    }
+
+    /// The StructureDefinitions of the custom fields' extensions.
+    pub async fn custom_field_profiles(&self) -> Result<Vec<Value>> {
+        let defs = custom::all_definitions(&mut Conn::Pool(&self.db)).await?;
+        Ok(defs.iter().map(custom::structure_definition).collect())
     }
 
     /// $validate: every problem a create of `body` would meet (schema, JSON rules, references,
@@ -347,6 +357,7 @@ impl Fhir {
             let id = Id::parse(&row_id.to_string())
                 .ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
             m.insert(&mut tx, row_id, &id, &body).await?;
+            custom::store(&mut tx, m.resource_type(), row_id, &body).await?;
             Ok::<(), Error>(())
         }
         .await;
@@ -398,6 +409,7 @@ impl Fhir {
         let mut loaded = m
             .load(&mut Conn::Pool(&self.db), &[row.uuid("id")?])
             .await?;
+        custom::apply(&mut Conn::Pool(&self.db), m.resource_type(), &mut loaded).await?;
         let (_, resource) = loaded.pop().ok_or_else(|| not_found(resource_type, id))?;
         version_of(m.resource_type(), Some(resource))
     }

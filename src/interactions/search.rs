@@ -221,6 +221,8 @@ impl Fhir {
             Some(Cursor::Before(_)) => (true, more),
         };
         let mut loaded = m.load(&mut Conn::Pool(&self.db), &ids).await?;
+        crate::mapping::custom::apply(&mut Conn::Pool(&self.db), m.resource_type(), &mut loaded)
+            .await?;
         let mut entries = Vec::with_capacity(ids.len());
         for id in &ids {
             if let Some(i) = loaded.iter().position(|(r, _)| r == id) {

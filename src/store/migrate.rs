@@ -30,6 +30,11 @@ pub fn sqlite() -> Migrator {
             "../../migrations/sqlite/0001_foundation.sql"
         ),
         migration!(2, "clinical", "../../migrations/sqlite/0002_clinical.sql"),
+        migration!(
+            3,
+            "custom field entities",
+            "../../migrations/sqlite/0003_custom_field_entities.sql"
+        ),
     ])
 }
 
@@ -41,5 +46,10 @@ pub fn postgres() -> Migrator {
             "../../migrations/postgres/0001_foundation.sql"
         ),
         migration!(2, "clinical", "../../migrations/postgres/0002_clinical.sql"),
+        migration!(
+            3,
+            "custom field entities",
+            "../../migrations/postgres/0003_custom_field_entities.sql"
+        ),
     ])
 }

@@ -48,6 +48,8 @@ pub enum Arg {
     Int(Option<i64>),
     Bool(Option<bool>),
     Json(Value),
+    /// JSON or SQL NULL.
+    OptJson(Option<Value>),
     Timestamp(Option<DateTime<Utc>>),
     Date(Option<NaiveDate>),
     /// A decimal as its exact text (`37.50`): numeric on PostgreSQL, text on SQLite.
@@ -137,6 +139,7 @@ fn sqlite_query<'q>(sql: &'q str, args: &[Arg]) -> SqliteQuery<'q> {
             Arg::Int(v) => q.bind(*v),
             Arg::Bool(v) => q.bind(*v),
             Arg::Json(v) => q.bind(v.to_string()),
+            Arg::OptJson(v) => q.bind(v.as_ref().map(Value::to_string)),
             Arg::Timestamp(v) => q.bind(v.as_ref().map(sqlite_timestamp)),
             Arg::Date(v) => q.bind(v.map(|d| d.format("%Y-%m-%d").to_string())),
             Arg::Decimal(v) => q.bind(v.clone()),
@@ -155,6 +158,7 @@ fn pg_query<'q>(sql: &'q str, args: &[Arg]) -> PgQuery<'q> {
             Arg::Int(v) => q.bind(*v),
             Arg::Bool(v) => q.bind(*v),
             Arg::Json(v) => q.bind(sqlx::types::Json(v.clone())),
+            Arg::OptJson(v) => q.bind(v.clone().map(sqlx::types::Json)),
             Arg::Timestamp(v) => q.bind(*v),
             Arg::Date(v) => q.bind(*v),
             Arg::Decimal(v) => q.bind(v.as_deref().and_then(parse_decimal)),
