@@ -34,6 +34,7 @@ pub async fn build_state(
             db,
             registry,
             validators: Arc::new(validators),
+            profiles: Arc::new(fhir::profiles::Profiles::load().context("loading the profiles")?),
         },
         max_body,
         base_url,

@@ -88,7 +88,35 @@ async fn every_kind_of_problem_is_reported_without_writing(engine: Engine) {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
+async fn claimed_profiles_are_checked_on_writes_and_by_validate(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let claim = json!({"profile": ["http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient|3.1.1"]});
+    let thin = json!({"resourceType": "Patient", "meta": claim, "identifier": [{"system": "urn:x", "value": "1"}], "name": [{"family": "X"}]});
+    let r = app.post("/fhir/Patient", &thin).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.outcome()[0].2.as_deref(), Some("Patient.gender"));
+    assert!(r.outcome()[0].1.contains("us-core-patient"));
+    let v = app.post("/fhir/Patient/$validate", &thin).await;
+    assert_eq!(v.status, StatusCode::OK);
+    assert_eq!(v.outcome()[0].2.as_deref(), Some("Patient.gender"));
+    assert_eq!(app.count("patients").await, 0);
+    let mut full = thin.clone();
+    full["gender"] = json!("female");
+    assert_eq!(
+        app.post("/fhir/Patient", &full).await.status,
+        StatusCode::CREATED
+    );
+    // The same resource without the claim is not held to the profile.
+    let mut unclaimed = thin.clone();
+    unclaimed.as_object_mut().unwrap().remove("meta");
+    assert_eq!(
+        app.post("/fhir/Patient", &unclaimed).await.status,
+        StatusCode::CREATED
+    );
+}
+
 on_both_engines!(
+    claimed_profiles_are_checked_on_writes_and_by_validate,
     a_valid_resource_gets_an_informational_outcome,
     every_kind_of_problem_is_reported_without_writing
 );

@@ -6,6 +6,7 @@ pub mod date;
 pub mod id;
 pub mod json;
 pub mod outcome;
+pub mod profiles;
 pub mod text;
 pub mod validate;
 

@@ -24,6 +24,7 @@ pub struct Fhir {
     pub db: Db,
     pub registry: Registry,
     pub validators: Arc<Validators>,
+    pub profiles: Arc<crate::fhir::profiles::Profiles>,
 }
 
 /// Who is asking and where the server is, as the HTTP layer saw it.
@@ -97,10 +98,15 @@ impl Fhir {
         }
         let mut issues = crate::fhir::validate::json_rules(rt, body);
         issues.extend(self.validators.validate(rt, body));
+        if !issues.is_empty() {
+            return Err(Error::BadRequest(issues));
+        }
+        // A well-formed resource that breaks a profile it claims cannot be processed as sent.
+        let issues = self.profiles.check(rt, body);
         if issues.is_empty() {
             Ok(())
         } else {
-            Err(Error::BadRequest(issues))
+            Err(Error::Unprocessable(issues))
         }
     }
 
@@ -346,7 +352,9 @@ impl Fhir {
         let m = self.mapping(resource_type)?;
         match self.check(m.as_ref(), &body) {
             Ok(()) => {}
-            Err(Error::BadRequest(issues)) => return Ok(issues),
+            Err(Error::BadRequest(issues)) | Err(Error::Unprocessable(issues)) => {
+                return Ok(issues)
+            }
             Err(e) => return Err(e),
         }
         let mut tx = self.db.begin().await?;
