@@ -102,6 +102,7 @@ async fn search_parameters_return_exactly_the_matching_ids(engine: Engine) {
             "resourceType": "AllergyIntolerance", "id": id,
             "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": status}]},
             "criticality": crit, "type": "allergy",
+            "category": [if code == "300913006" { "food" } else { "medication" }],
             "code": {"coding": [{"system": "http://snomed.info/sct", "code": code}]},
             "patient": {"reference": format!("Patient/{who}")},
             "recordedDate": recorded
@@ -146,6 +147,13 @@ async fn search_parameters_return_exactly_the_matching_ids(engine: Engine) {
         ("date=ge2021-01-01", &["a2", "a3"]),
         ("patient=bruno&code=91936005", &["a3"]),
         ("type=allergy", &["a1", "a2", "a3"]),
+        ("category=food", &["a2"]),
+        ("category=medication,environment", &["a1", "a3"]),
+        ("category=http://other|food", &[]),
+        (
+            "category=http://hl7.org/fhir/allergy-intolerance-category|food",
+            &["a2"],
+        ),
     ];
     for (q, want) in cases {
         let r = app.get(&format!("/fhir/AllergyIntolerance?{q}")).await;

@@ -163,6 +163,15 @@ async fn the_clinics_users_are_practitioners_only_with_a_clinical_role(engine: E
         .unwrap()
         .unwrap();
     assert_eq!(row.text("d").unwrap(), Some(doctor.to_string()));
+    let by_participant = app
+        .get(&format!(
+            "/fhir/Encounter?participant=Practitioner/{doctor}"
+        ))
+        .await;
+    assert_eq!(
+        TestApp::ids(&by_participant.body),
+        vec![e["id"].as_str().unwrap().to_owned()]
+    );
     let by_doctor = app
         .get(&format!("/fhir/Encounter?practitioner={doctor}"))
         .await;

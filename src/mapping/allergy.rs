@@ -89,6 +89,15 @@ static SPECS: &[Spec] = &[
 
 static PARAMS: &[SearchParam] = &[
     SearchParam {
+        name: "category",
+        kind: ParamKind::Token,
+        target: Target::CodeIndex {
+            system: "http://hl7.org/fhir/allergy-intolerance-category",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-category",
+        documentation: "food | medication | environment | biologic",
+    },
+    SearchParam {
         name: "patient",
         kind: ParamKind::Reference,
         target: Target::RefColumn {
@@ -189,6 +198,7 @@ pub fn mapping() -> TableMapping {
         table: "patient_allergies",
         specs: SPECS,
         params: PARAMS,
+        code_index: &[("category", "category")],
         ..TableMapping::BASE
     }
 }

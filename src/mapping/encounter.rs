@@ -113,6 +113,17 @@ static PARAMS: &[SearchParam] = &[
         documentation: "The patient present at the encounter",
     },
     SearchParam {
+        name: "participant",
+        kind: ParamKind::Reference,
+        target: Target::RefColumn {
+            column: "doctor_id",
+            table: "users",
+            resource_type: "Practitioner",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/Encounter-participant",
+        documentation: "The doctor of the consultation (the first participant)",
+    },
+    SearchParam {
         name: "practitioner",
         kind: ParamKind::Reference,
         target: Target::RefColumn {

@@ -47,6 +47,9 @@ pub enum Target {
     },
     /// The `search_strings` index, rows kept under the parameter's own name.
     StringIndex,
+    /// Codes (of one code system) kept in the `search_strings` index under the parameter's
+    /// name, matched exactly.
+    CodeIndex { system: &'static str },
     /// A code column and the column of its system.
     TokenColumns {
         code: &'static str,
@@ -344,6 +347,17 @@ fn one_value(
             cond.push(')');
             (cond, args)
         }
+        Target::CodeIndex { system } => {
+            let (sys, code) = token(value);
+            if sys.is_some_and(|s| s != Some(system)) {
+                return Ok(("1 = 0".into(), vec![]));
+            }
+            let code = code.ok_or_else(|| bad("a code is needed"))?;
+            (
+                "EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND s.exact = ?)".into(),
+                vec![ctx.resource_type.into(), p.name.into(), code.into()],
+            )
+        }
         Target::StringIndex => {
             let base = "EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND ";
             let mut args: Vec<Arg> = vec![ctx.resource_type.into(), p.name.into()];
@@ -434,12 +448,42 @@ pub async fn index_names(
     row_id: uuid::Uuid,
     resource: &serde_json::Value,
 ) -> Result<(), crate::store::StoreError> {
+    index(tx, resource_type, row_id, resource, true, &[]).await
+}
+
+/// Rewrites the index rows of a resource: its names (when `names`), and for each
+/// `(parameter, element)` of `codes` the codes of that top-level element (a code or an array of
+/// codes), which the parameter then finds exactly.
+pub async fn index(
+    tx: &mut crate::store::Tx,
+    resource_type: &'static str,
+    row_id: uuid::Uuid,
+    resource: &serde_json::Value,
+    names: bool,
+    codes: &[(&'static str, &'static str)],
+) -> Result<(), crate::store::StoreError> {
     tx.execute(
         "DELETE FROM search_strings WHERE row_id = ? AND resource_type = ?",
         &[row_id.into(), resource_type.into()],
     )
     .await?;
-    for (param, value) in name_index(resource) {
+    let mut rows = if names {
+        name_index(resource)
+    } else {
+        Vec::new()
+    };
+    for (param, key) in codes {
+        let values = match resource.get(*key) {
+            Some(serde_json::Value::String(s)) => vec![s.clone()],
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => vec![],
+        };
+        rows.extend(values.into_iter().map(|v| (*param, v)));
+    }
+    for (param, value) in rows {
         tx.execute(
             "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES (?, ?, ?, ?, ?)",
             &[resource_type.into(), row_id.into(), param.into(), normalize(&value).into(), value.into()],

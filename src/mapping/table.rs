@@ -567,6 +567,8 @@ pub struct TableMapping {
     pub insert_defaults: &'static [(&'static str, &'static str)],
     /// Whether `name[]` is indexed for the name, family and given search parameters.
     pub index_names: bool,
+    /// Code elements indexed for token search: (parameter, top-level element).
+    pub code_index: &'static [(&'static str, &'static str)],
 }
 
 impl TableMapping {
@@ -580,6 +582,7 @@ impl TableMapping {
         filter: None,
         insert_defaults: &[],
         index_names: false,
+        code_index: &[],
     };
 }
 
@@ -894,8 +897,16 @@ impl ResourceMapping for TableMapping {
         all.append(&mut args);
         all.push(Arg::Json(Value::Object(extra)));
         tx.execute(&sql, &all).await?;
-        if self.index_names {
-            super::search::index_names(tx, self.resource_type, row_id, resource).await?;
+        if self.index_names || !self.code_index.is_empty() {
+            super::search::index(
+                tx,
+                self.resource_type,
+                row_id,
+                resource,
+                self.index_names,
+                self.code_index,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -927,8 +938,16 @@ impl ResourceMapping for TableMapping {
         if tx.execute(&sql, &args).await? == 0 {
             return Ok(false);
         }
-        if self.index_names {
-            super::search::index_names(tx, self.resource_type, row_id, resource).await?;
+        if self.index_names || !self.code_index.is_empty() {
+            super::search::index(
+                tx,
+                self.resource_type,
+                row_id,
+                resource,
+                self.index_names,
+                self.code_index,
+            )
+            .await?;
         }
         Ok(true)
     }
