@@ -1,7 +1,8 @@
 //! AllergyIntolerance ⇄ patient_allergies, with the allergies catalog.
 
 use super::search::{ParamKind, SearchParam, Target};
-use super::table::{Kind, Seg, Spec, TableMapping};
+use super::spec::{Kind, Seg, Spec};
+use super::table::TableMapping;
 
 const CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
 const VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";

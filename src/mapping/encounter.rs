@@ -1,7 +1,8 @@
 //! Encounter ⇄ consultations.
 
 use super::search::{ParamKind, SearchParam, Target};
-use super::table::{Kind, Seg, Spec, TableMapping};
+use super::spec::{Kind, Seg, Spec};
+use super::table::TableMapping;
 
 const STATUS: &[&str] = &[
     "planned",

@@ -1,7 +1,8 @@
 //! MedicationRequest ⇄ prescriptions, with the medications catalog.
 
 use super::search::{ParamKind, SearchParam, Target};
-use super::table::{Kind, Seg, Spec, TableMapping};
+use super::spec::{Kind, Seg, Spec};
+use super::table::TableMapping;
 
 static SPECS: &[Spec] = &[
     Spec {

@@ -11,6 +11,7 @@ pub mod medication_request;
 pub mod patient;
 pub mod practitioner;
 pub mod search;
+pub mod spec;
 pub mod table;
 
 use crate::fhir::{Id, Issue};

@@ -5,7 +5,8 @@
 //! (administrators, front desk) are not Practitioners.
 
 use super::search::{ParamKind, SearchParam, Target};
-use super::table::{Kind, Seg, Spec, TableMapping};
+use super::spec::{Kind, Seg, Spec};
+use super::table::TableMapping;
 
 /// The identifier system of the licence number column. US data (Synthea) carries the NPI; a
 /// clinic elsewhere sets its national licence registry here.

@@ -1,0 +1,628 @@
+//! The elements of a declared mapping: a [`Spec`] is a path in a resource and the column or
+//! columns its value lands in; `project` reads the column values out of a resource and `patch`
+//! writes column values back into it, so that the lossless rule of [`super::fields`] can be
+//! applied element by element by [`super::table`].
+
+use crate::fhir::{instant, Id};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+/// A step of a path inside a resource.
+#[derive(Debug, Clone, Copy)]
+pub enum Seg {
+    Key(&'static str),
+    /// The first item of an array.
+    First,
+}
+
+/// How a value at the end of a path maps onto columns.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// A string or code ⇄ a text column.
+    Text(&'static str),
+    /// A boolean ⇄ a boolean column.
+    Bool(&'static str),
+    /// A boolean ⇄ a NOT NULL boolean column with a default: an absent element is the default,
+    /// and the default is written back as an absent element.
+    BoolDefault { column: &'static str, default: bool },
+    /// An array of strings ⇄ one text column, the strings joined by `sep` (given names).
+    Joined {
+        column: &'static str,
+        sep: &'static str,
+    },
+    /// ContactPoint[] ⇄ its first phone and first email. With `unique_email`, an email another
+    /// row already holds stays out of the column (and is kept in fhir_extra).
+    Telecom {
+        phone: &'static str,
+        email: &'static str,
+        unique_email: bool,
+    },
+    /// Identifier[] ⇄ the value of its identifier of one system.
+    IdentifierOf {
+        column: &'static str,
+        system: &'static str,
+    },
+    /// A decimal ⇄ a numeric column, its text kept exactly (`37.50`).
+    Decimal(&'static str),
+    /// An integer ⇄ an integer column.
+    Int(&'static str),
+    /// A dateTime or instant ⇄ a timestamp column (its lower bound; the exact text as sent is
+    /// kept by the lossless rule).
+    Time(&'static str),
+    /// A CodeableConcept ⇄ its first coding's code, system and display columns.
+    Concept {
+        code: &'static str,
+        system: Option<&'static str>,
+        display: Option<&'static str>,
+    },
+    /// A Coding ⇄ code and system columns.
+    Coding {
+        code: &'static str,
+        system: Option<&'static str>,
+    },
+    /// A Coding from one code system ⇄ a code column (the system is implied).
+    FixedCoding {
+        code: &'static str,
+        system: &'static str,
+    },
+    /// A CodeableConcept bound to one code system ⇄ the code of its coding of that system.
+    FixedConcept {
+        code: &'static str,
+        system: &'static str,
+    },
+    /// A CodeableConcept ⇄ a foreign key to a catalog table (code, system, display), the entry
+    /// found by code and system or added to the catalog.
+    Catalog {
+        column: &'static str,
+        table: &'static str,
+        /// The catalog's display column (`display`, or `name` for specialties).
+        display: &'static str,
+    },
+    /// A Reference to a hosted resource type ⇄ a foreign key to its table.
+    Ref {
+        column: &'static str,
+        target: &'static str,
+        table: &'static str,
+    },
+}
+
+/// One mapped element.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// Starts with the element's top-level key.
+    pub path: &'static [Seg],
+    pub kind: Kind,
+    /// The codes the column's CHECK constraint allows (empty: any value).
+    pub allowed: &'static [&'static str],
+    /// The column is NOT NULL: the resource must carry a value here.
+    pub required: bool,
+}
+
+impl Spec {
+    /// A spec with no code list that may be empty.
+    pub const fn new(path: &'static [Seg], kind: Kind) -> Spec {
+        Spec {
+            path,
+            kind,
+            allowed: &[],
+            required: false,
+        }
+    }
+}
+
+/// A column value, compared to decide whether a kept element still agrees with its row.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Cell {
+    Text(Option<String>),
+    Bool(Option<bool>),
+    Time(Option<DateTime<Utc>>),
+    Dec(Option<String>),
+    Int(Option<i64>),
+}
+
+impl Cell {
+    pub(super) fn is_none(&self) -> bool {
+        match self {
+            Cell::Text(v) | Cell::Dec(v) => v.is_none(),
+            Cell::Bool(v) => v.is_none(),
+            Cell::Time(v) => v.is_none(),
+            Cell::Int(v) => v.is_none(),
+        }
+    }
+}
+
+impl Spec {
+    pub(super) fn top(&self) -> &'static str {
+        match self.path.first() {
+            Some(Seg::Key(k)) => k,
+            _ => "",
+        }
+    }
+
+    pub(super) fn columns(&self) -> Vec<&'static str> {
+        match self.kind {
+            Kind::Text(c) | Kind::Bool(c) | Kind::Time(c) | Kind::Decimal(c) | Kind::Int(c) => {
+                vec![c]
+            }
+            Kind::BoolDefault { column, .. }
+            | Kind::Joined { column, .. }
+            | Kind::IdentifierOf { column, .. } => vec![column],
+            Kind::Telecom { phone, email, .. } => vec![phone, email],
+            Kind::Concept {
+                code,
+                system,
+                display,
+            } => [Some(code), system, display]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Kind::Coding { code, system } => [Some(code), system].into_iter().flatten().collect(),
+            Kind::FixedCoding { code, .. } => vec![code],
+            Kind::Ref { column, .. } | Kind::Catalog { column, .. } => vec![column],
+            Kind::FixedConcept { code, .. } => vec![code],
+        }
+    }
+
+    /// The leaf value the path leads to inside the top-level element.
+    fn leaf<'a>(&self, top: Option<&'a Value>) -> Option<&'a Value> {
+        let mut v = top?;
+        for seg in &self.path[1..] {
+            v = match seg {
+                Seg::Key(k) => v.get(*k)?,
+                Seg::First => v.get(0)?,
+            };
+        }
+        Some(v)
+    }
+
+    pub(super) fn project(&self, top: Option<&Value>) -> Vec<Cell> {
+        let leaf = self.leaf(top);
+        let s = |v: Option<&Value>, k: &str| {
+            Cell::Text(
+                v.and_then(|v| v.get(k))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            )
+        };
+        match self.kind {
+            Kind::Text(_) => vec![Cell::Text(leaf.and_then(Value::as_str).map(str::to_owned))],
+            Kind::Bool(_) => vec![Cell::Bool(leaf.and_then(Value::as_bool))],
+            Kind::Decimal(_) => vec![Cell::Dec(
+                leaf.and_then(Value::as_number).map(|n| n.to_string()),
+            )],
+            Kind::Int(_) => vec![Cell::Int(leaf.and_then(Value::as_i64))],
+            Kind::BoolDefault { default, .. } => vec![Cell::Bool(Some(
+                leaf.and_then(Value::as_bool).unwrap_or(default),
+            ))],
+            Kind::Joined { sep, .. } => vec![Cell::Text(joined(leaf, sep))],
+            Kind::Telecom { .. } => {
+                let (phone, email) = super::fields::telecom_project(leaf);
+                vec![Cell::Text(phone), Cell::Text(email)]
+            }
+            Kind::IdentifierOf { system, .. } => vec![Cell::Text(
+                identifier_of(leaf, system)
+                    .and_then(|i| i.get("value"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            )],
+            Kind::Time(_) => vec![Cell::Time(
+                leaf.and_then(Value::as_str).and_then(parse_time),
+            )],
+            Kind::Concept {
+                system, display, ..
+            } => {
+                let coding = leaf.and_then(|c| c.get("coding")).and_then(|c| c.get(0));
+                let mut cells = vec![s(coding, "code")];
+                if system.is_some() {
+                    cells.push(s(coding, "system"));
+                }
+                if display.is_some() {
+                    cells.push(s(coding, "display"));
+                }
+                cells
+            }
+            Kind::Coding { system, .. } => {
+                let mut cells = vec![s(leaf, "code")];
+                if system.is_some() {
+                    cells.push(s(leaf, "system"));
+                }
+                cells
+            }
+            Kind::FixedCoding { system, .. } => {
+                let same_system = leaf
+                    .and_then(|c| c.get("system"))
+                    .and_then(Value::as_str)
+                    .is_none_or(|s| s == system);
+                vec![if same_system {
+                    s(leaf, "code")
+                } else {
+                    Cell::Text(None)
+                }]
+            }
+            Kind::Ref { target, .. } => vec![Cell::Text(ref_id(leaf, target).map(str::to_owned))],
+            Kind::FixedConcept { system, .. } => vec![Cell::Text(
+                coding_of(leaf, system)
+                    .and_then(|c| c.get("code"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            )],
+            Kind::Catalog { .. } => {
+                let coding = leaf.and_then(|c| c.get("coding")).and_then(|c| c.get(0));
+                vec![s(coding, "code"), s(coding, "system"), s(coding, "display")]
+            }
+        }
+    }
+
+    /// Whether a kept element still says what the columns say. An empty unique-email column
+    /// agrees with any email: the column may have refused it.
+    pub(super) fn agrees(&self, kept: &Value, cells: &[Cell]) -> bool {
+        let mut projected = self.project(Some(kept));
+        if let Kind::Catalog { .. } = self.kind {
+            return projected.get(..2) == cells.get(..2);
+        }
+        if let (
+            Kind::Telecom {
+                unique_email: true, ..
+            },
+            Some(Cell::Text(None)),
+        ) = (self.kind, cells.get(1))
+        {
+            projected[1] = Cell::Text(None);
+        }
+        projected == cells
+    }
+
+    /// Writes `cells` at the end of the path inside `top` (building what is missing).
+    pub(super) fn patch(&self, top: Option<Value>, cells: &[Cell]) -> Option<Value> {
+        let empty = cells.iter().all(Cell::is_none);
+        let mut root = json!({ "v": top.unwrap_or(Value::Null) });
+        let mut slot = &mut root["v"];
+        for seg in &self.path[1..] {
+            if empty && slot.is_null() {
+                return prune(root);
+            }
+            slot = match seg {
+                Seg::Key(k) => {
+                    if !slot.is_object() {
+                        *slot = json!({});
+                    }
+                    // Indexing an object by a missing key inserts null there.
+                    &mut slot[*k]
+                }
+                Seg::First => {
+                    if slot.as_array().is_none_or(|a| a.is_empty()) {
+                        *slot = json!([null]);
+                    }
+                    &mut slot[0]
+                }
+            };
+        }
+        set_leaf(slot, self.kind, cells);
+        prune(root)
+    }
+}
+
+pub(super) fn text(c: &Cell) -> Option<String> {
+    match c {
+        Cell::Text(t) => t.clone(),
+        _ => None,
+    }
+}
+
+fn set_key(o: &mut Map<String, Value>, k: &str, v: Option<String>) {
+    match v {
+        Some(s) => {
+            o.insert(k.to_owned(), Value::String(s));
+        }
+        None => {
+            o.remove(k);
+        }
+    }
+}
+
+fn set_leaf(slot: &mut Value, kind: Kind, cells: &[Cell]) {
+    match kind {
+        Kind::Text(_) => *slot = text(&cells[0]).map(Value::String).unwrap_or(Value::Null),
+        Kind::Bool(_) => {
+            *slot = match cells[0] {
+                Cell::Bool(Some(b)) => Value::Bool(b),
+                _ => Value::Null,
+            }
+        }
+        Kind::Decimal(_) => {
+            *slot = match &cells[0] {
+                Cell::Dec(Some(t)) => t
+                    .parse::<serde_json::Number>()
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null),
+                _ => Value::Null,
+            }
+        }
+        Kind::Int(_) => {
+            *slot = match cells[0] {
+                Cell::Int(Some(i)) => Value::from(i),
+                _ => Value::Null,
+            }
+        }
+        Kind::BoolDefault { default, .. } => {
+            *slot = match cells[0] {
+                Cell::Bool(Some(b)) if b != default => Value::Bool(b),
+                _ => Value::Null,
+            }
+        }
+        Kind::Joined { sep, .. } => {
+            let want = text(&cells[0]);
+            if joined(Some(slot), sep) != want {
+                *slot = match want {
+                    Some(w) => Value::Array(
+                        w.split(sep)
+                            .filter(|p| !p.is_empty())
+                            .map(|p| Value::String(p.to_owned()))
+                            .collect(),
+                    ),
+                    None => Value::Null,
+                };
+            }
+        }
+        Kind::Telecom { unique_email, .. } => {
+            let current = Some(slot.take()).filter(|v| !v.is_null());
+            let mut email = text(&cells[1]);
+            if unique_email && email.is_none() {
+                // An email the column refused (another row holds it) stays in the element.
+                email = super::fields::telecom_project(current.as_ref()).1;
+            }
+            *slot = super::fields::telecom_patch(current, &text(&cells[0]), &email)
+                .unwrap_or(Value::Null);
+        }
+        Kind::IdentifierOf { system, .. } => {
+            let mut list = match slot.take() {
+                Value::Array(a) => a,
+                _ => Vec::new(),
+            };
+            let at = list
+                .iter()
+                .position(|i| i.get("system").and_then(Value::as_str) == Some(system));
+            match (at, text(&cells[0])) {
+                (Some(i), Some(v)) => list[i]["value"] = Value::String(v),
+                (Some(i), None) => {
+                    list.remove(i);
+                }
+                (None, Some(v)) => list.push(json!({"system": system, "value": v})),
+                (None, None) => {}
+            }
+            *slot = Value::Array(list);
+        }
+        Kind::Time(_) => {
+            *slot = match &cells[0] {
+                Cell::Time(Some(t)) => Value::String(instant(t)),
+                _ => Value::Null,
+            }
+        }
+        Kind::Concept {
+            system, display, ..
+        } => {
+            if !slot.is_object() {
+                *slot = json!({});
+            }
+            let concept = slot.as_object_mut();
+            let Some(concept) = concept else { return };
+            let codings = concept.entry("coding").or_insert(json!([{}]));
+            if codings.as_array().is_none_or(|a| a.is_empty()) {
+                *codings = json!([{}]);
+            }
+            if let Some(c) = codings[0].as_object_mut() {
+                set_key(c, "code", text(&cells[0]));
+                let mut i = 1;
+                if system.is_some() {
+                    set_key(c, "system", text(&cells[i]));
+                    i += 1;
+                }
+                if display.is_some() {
+                    set_key(c, "display", text(&cells[i]));
+                }
+            }
+        }
+        Kind::Coding { system, .. } => {
+            if !slot.is_object() {
+                *slot = json!({});
+            }
+            if let Some(c) = slot.as_object_mut() {
+                set_key(c, "code", text(&cells[0]));
+                if system.is_some() {
+                    set_key(c, "system", text(&cells[1]));
+                }
+            }
+        }
+        Kind::FixedConcept { system, .. } => {
+            if !slot.is_object() {
+                *slot = json!({});
+            }
+            let Some(concept) = slot.as_object_mut() else {
+                return;
+            };
+            let mut codings = match concept.remove("coding") {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            };
+            let at = codings
+                .iter()
+                .position(|c| c.get("system").and_then(Value::as_str) == Some(system));
+            match (at, text(&cells[0])) {
+                (Some(i), Some(code)) => codings[i]["code"] = Value::String(code),
+                (Some(i), None) => {
+                    codings.remove(i);
+                }
+                (None, Some(code)) => codings.insert(0, json!({"system": system, "code": code})),
+                (None, None) => {}
+            }
+            concept.insert("coding".into(), Value::Array(codings));
+        }
+        Kind::Catalog { .. } => set_leaf(
+            slot,
+            Kind::Concept {
+                code: "",
+                system: Some(""),
+                display: Some(""),
+            },
+            cells,
+        ),
+        Kind::FixedCoding { system, .. } => {
+            if !slot.is_object() {
+                *slot = json!({});
+            }
+            if let Some(c) = slot.as_object_mut() {
+                let code = text(&cells[0]);
+                set_key(c, "system", code.as_ref().map(|_| system.to_owned()));
+                set_key(c, "code", code);
+            }
+        }
+        Kind::Ref { target, .. } => {
+            if !slot.is_object() {
+                *slot = json!({});
+            }
+            if let Some(r) = slot.as_object_mut() {
+                set_key(
+                    r,
+                    "reference",
+                    text(&cells[0]).map(|id| format!("{target}/{id}")),
+                );
+            }
+        }
+    }
+}
+
+/// The strings of an array joined by `sep` (`None` when there are none).
+fn joined(v: Option<&Value>, sep: &str) -> Option<String> {
+    let parts: Vec<&str> = v?.as_array()?.iter().filter_map(Value::as_str).collect();
+    (!parts.is_empty()).then(|| parts.join(sep))
+}
+
+/// The coding of `system` in a CodeableConcept.
+fn coding_of<'a>(concept: Option<&'a Value>, system: &str) -> Option<&'a Value> {
+    concept?
+        .get("coding")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("system").and_then(Value::as_str) == Some(system))
+}
+
+/// The first identifier of `system` in an Identifier array.
+fn identifier_of<'a>(v: Option<&'a Value>, system: &str) -> Option<&'a Value> {
+    v?.as_array()?
+        .iter()
+        .find(|i| i.get("system").and_then(Value::as_str) == Some(system))
+}
+
+/// Removes nulls, empty objects and empty arrays left behind, and unwraps the root.
+fn prune(mut root: Value) -> Option<Value> {
+    fn clean(v: &mut Value) -> bool {
+        match v {
+            Value::Null => false,
+            Value::Object(o) => {
+                o.retain(|_, x| clean(x));
+                !o.is_empty()
+            }
+            Value::Array(a) => {
+                a.retain_mut(clean);
+                !a.is_empty()
+            }
+            _ => true,
+        }
+    }
+    let v = root.get_mut("v")?.take();
+    let mut v = v;
+    clean(&mut v).then_some(v)
+}
+
+/// The id of a relative reference `{target}/{id}` (a version suffix allowed).
+pub fn ref_id<'a>(reference: Option<&'a Value>, target: &str) -> Option<&'a str> {
+    let r = reference?.get("reference")?.as_str()?;
+    let rest = r.strip_prefix(target)?.strip_prefix('/')?;
+    let id = rest.split("/_history/").next()?;
+    Id::parse(id).map(|_| id)
+}
+
+/// Parses a FHIR dateTime or instant (any precision; UTC when no zone) to its first instant.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    crate::fhir::date::parse_range(s).map(|r| r.start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLASS: Spec = Spec::new(
+        &[Seg::Key("class")],
+        Kind::Coding {
+            code: "class_code",
+            system: Some("class_system"),
+        },
+    );
+    const TYPE: Spec = Spec::new(
+        &[Seg::Key("type"), Seg::First],
+        Kind::Concept {
+            code: "type_code",
+            system: Some("type_system"),
+            display: Some("type_display"),
+        },
+    );
+    const DOCTOR: Spec = Spec::new(
+        &[Seg::Key("participant"), Seg::First, Seg::Key("individual")],
+        Kind::Ref {
+            column: "doctor_id",
+            target: "Practitioner",
+            table: "users",
+        },
+    );
+
+    #[test]
+    fn specs_project_and_patch_paths_into_arrays_and_objects() {
+        let t = json!([{"coding": [{"system": "http://snomed.info/sct", "code": "11429006", "display": "Consultation"}]}]);
+        let cells = TYPE.project(Some(&t));
+        assert_eq!(cells[0], Cell::Text(Some("11429006".into())));
+        assert_eq!(TYPE.patch(None, &cells), Some(t.clone()));
+        let changed = TYPE.patch(
+            Some(t),
+            &[
+                Cell::Text(Some("x".into())),
+                Cell::Text(None),
+                Cell::Text(None),
+            ],
+        );
+        assert_eq!(changed, Some(json!([{"coding": [{"code": "x"}]}])));
+        let p = json!([{"individual": {"reference": "Practitioner/dr1", "display": "Dr. One"}}]);
+        assert_eq!(
+            DOCTOR.project(Some(&p)),
+            vec![Cell::Text(Some("dr1".into()))]
+        );
+        assert_eq!(
+            DOCTOR.patch(None, &DOCTOR.project(Some(&p))),
+            Some(json!([{"individual": {"reference": "Practitioner/dr1"}}]))
+        );
+        assert_eq!(
+            CLASS.patch(None, &[Cell::Text(None), Cell::Text(None)]),
+            None
+        );
+    }
+
+    #[test]
+    fn removing_a_value_prunes_what_it_leaves_empty() {
+        let p = json!([{"individual": {"reference": "Practitioner/dr1"}}]);
+        assert_eq!(DOCTOR.patch(Some(p), &[Cell::Text(None)]), None);
+        let p = json!([{"individual": {"reference": "Practitioner/dr1"}, "type": [{"text": "x"}]}]);
+        assert_eq!(
+            DOCTOR.patch(Some(p), &[Cell::Text(None)]),
+            Some(json!([{"type": [{"text": "x"}]}]))
+        );
+    }
+
+    #[test]
+    fn references_of_other_types_or_forms_are_not_mapped() {
+        let r = json!({"reference": "RelatedPerson/x"});
+        assert_eq!(ref_id(Some(&r), "Practitioner"), None);
+        let r = json!({"reference": "Practitioner/dr1/_history/2"});
+        assert_eq!(ref_id(Some(&r), "Practitioner"), Some("dr1"));
+        let r = json!({"reference": "Practitioner/../x"});
+        assert_eq!(ref_id(Some(&r), "Practitioner"), None);
+    }
+}
