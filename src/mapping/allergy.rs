@@ -1,6 +1,6 @@
 //! AllergyIntolerance ⇄ patient_allergies, with the allergies catalog.
 
-use super::search::{ParamKind, SearchParam, Target};
+use super::search::{patient_param, reference_param, ParamKind, SearchParam, Target};
 use super::spec::{Kind, Seg, Spec};
 use super::table::TableMapping;
 
@@ -98,17 +98,11 @@ static PARAMS: &[SearchParam] = &[
         definition: "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-category",
         documentation: "food | medication | environment | biologic",
     },
-    SearchParam {
-        name: "patient",
-        kind: ParamKind::Reference,
-        target: Target::RefColumn {
-            column: "patient_id",
-            table: "patients",
-            resource_type: "Patient",
-        },
-        definition: "http://hl7.org/fhir/SearchParameter/clinical-patient",
-        documentation: "Who the sensitivity is for",
-    },
+    patient_param(
+        "patient",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient",
+        "Who the sensitivity is for",
+    ),
     SearchParam {
         name: "clinical-status",
         kind: ParamKind::Token,
@@ -179,17 +173,14 @@ static PARAMS: &[SearchParam] = &[
         definition: "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-onset",
         documentation: "Date(/time) when manifestations showed",
     },
-    SearchParam {
-        name: "recorder",
-        kind: ParamKind::Reference,
-        target: Target::RefColumn {
-            column: "recorder_id",
-            table: "users",
-            resource_type: "Practitioner",
-        },
-        definition: "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-recorder",
-        documentation: "Who recorded the sensitivity",
-    },
+    reference_param(
+        "recorder",
+        "recorder_id",
+        "users",
+        "Practitioner",
+        "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-recorder",
+        "Who recorded the sensitivity",
+    ),
 ];
 
 /// The AllergyIntolerance mapping.

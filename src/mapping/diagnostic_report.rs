@@ -1,6 +1,6 @@
 //! DiagnosticReport ⇄ medical_tests.
 
-use super::search::{ParamKind, SearchParam, Target};
+use super::search::{patient_param, reference_param, ParamKind, SearchParam, Target};
 use super::spec::{Kind, Seg, Spec};
 use super::table::TableMapping;
 
@@ -69,39 +69,24 @@ static SPECS: &[Spec] = &[
 ];
 
 static PARAMS: &[SearchParam] = &[
-    SearchParam {
-        name: "patient",
-        kind: ParamKind::Reference,
-        target: Target::RefColumn {
-            column: "patient_id",
-            table: "patients",
-            resource_type: "Patient",
-        },
-        definition: "http://hl7.org/fhir/SearchParameter/clinical-patient",
-        documentation: "The subject of the report if a patient",
-    },
-    SearchParam {
-        name: "subject",
-        kind: ParamKind::Reference,
-        target: Target::RefColumn {
-            column: "patient_id",
-            table: "patients",
-            resource_type: "Patient",
-        },
-        definition: "http://hl7.org/fhir/SearchParameter/DiagnosticReport-subject",
-        documentation: "The subject of the report",
-    },
-    SearchParam {
-        name: "encounter",
-        kind: ParamKind::Reference,
-        target: Target::RefColumn {
-            column: "consultation_id",
-            table: "consultations",
-            resource_type: "Encounter",
-        },
-        definition: "http://hl7.org/fhir/SearchParameter/clinical-encounter",
-        documentation: "The Encounter when the order was made",
-    },
+    patient_param(
+        "patient",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient",
+        "The subject of the report if a patient",
+    ),
+    patient_param(
+        "subject",
+        "http://hl7.org/fhir/SearchParameter/DiagnosticReport-subject",
+        "The subject of the report",
+    ),
+    reference_param(
+        "encounter",
+        "consultation_id",
+        "consultations",
+        "Encounter",
+        "http://hl7.org/fhir/SearchParameter/clinical-encounter",
+        "The Encounter when the order was made",
+    ),
     SearchParam {
         name: "status",
         kind: ParamKind::Token,

@@ -1,6 +1,6 @@
 //! Encounter ⇄ consultations.
 
-use super::search::{ParamKind, SearchParam, Target};
+use super::search::{patient_param, reference_param, ParamKind, SearchParam, Target};
 use super::spec::{Kind, Seg, Spec};
 use super::table::TableMapping;
 
@@ -91,50 +91,32 @@ static SPECS: &[Spec] = &[
 ];
 
 static PARAMS: &[SearchParam] = &[
-    SearchParam {
-        name: "patient",
-        kind: ParamKind::Reference,
-        target: Target::RefColumn {
-            column: "patient_id",
-            table: "patients",
-            resource_type: "Patient",
-        },
-        definition: "http://hl7.org/fhir/SearchParameter/clinical-patient",
-        documentation: "The patient present at the encounter",
-    },
-    SearchParam {
-        name: "subject",
-        kind: ParamKind::Reference,
-        target: Target::RefColumn {
-            column: "patient_id",
-            table: "patients",
-            resource_type: "Patient",
-        },
-        definition: "http://hl7.org/fhir/SearchParameter/Encounter-subject",
-        documentation: "The patient present at the encounter",
-    },
-    SearchParam {
-        name: "participant",
-        kind: ParamKind::Reference,
-        target: Target::RefColumn {
-            column: "doctor_id",
-            table: "users",
-            resource_type: "Practitioner",
-        },
-        definition: "http://hl7.org/fhir/SearchParameter/Encounter-participant",
-        documentation: "The doctor of the consultation (the first participant)",
-    },
-    SearchParam {
-        name: "practitioner",
-        kind: ParamKind::Reference,
-        target: Target::RefColumn {
-            column: "doctor_id",
-            table: "users",
-            resource_type: "Practitioner",
-        },
-        definition: "http://hl7.org/fhir/SearchParameter/Encounter-practitioner",
-        documentation: "The doctor of the consultation (the first participant)",
-    },
+    patient_param(
+        "patient",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient",
+        "The patient present at the encounter",
+    ),
+    patient_param(
+        "subject",
+        "http://hl7.org/fhir/SearchParameter/Encounter-subject",
+        "The patient present at the encounter",
+    ),
+    reference_param(
+        "participant",
+        "doctor_id",
+        "users",
+        "Practitioner",
+        "http://hl7.org/fhir/SearchParameter/Encounter-participant",
+        "The doctor of the consultation (the first participant)",
+    ),
+    reference_param(
+        "practitioner",
+        "doctor_id",
+        "users",
+        "Practitioner",
+        "http://hl7.org/fhir/SearchParameter/Encounter-practitioner",
+        "The doctor of the consultation (the first participant)",
+    ),
     SearchParam {
         name: "status",
         kind: ParamKind::Token,

@@ -1,6 +1,6 @@
 //! MedicationRequest ⇄ prescriptions, with the medications catalog.
 
-use super::search::{ParamKind, SearchParam, Target};
+use super::search::{patient_param, reference_param, ParamKind, SearchParam, Target};
 use super::spec::{Kind, Seg, Spec};
 use super::table::TableMapping;
 
@@ -149,39 +149,24 @@ static SPECS: &[Spec] = &[
 ];
 
 static PARAMS: &[SearchParam] = &[
-    SearchParam {
-        name: "patient",
-        kind: ParamKind::Reference,
-        target: Target::RefColumn {
-            column: "patient_id",
-            table: "patients",
-            resource_type: "Patient",
-        },
-        definition: "http://hl7.org/fhir/SearchParameter/clinical-patient",
-        documentation: "Returns prescriptions for a specific patient",
-    },
-    SearchParam {
-        name: "subject",
-        kind: ParamKind::Reference,
-        target: Target::RefColumn {
-            column: "patient_id",
-            table: "patients",
-            resource_type: "Patient",
-        },
-        definition: "http://hl7.org/fhir/SearchParameter/MedicationRequest-subject",
-        documentation: "The identity of a patient to list orders for",
-    },
-    SearchParam {
-        name: "encounter",
-        kind: ParamKind::Reference,
-        target: Target::RefColumn {
-            column: "consultation_id",
-            table: "consultations",
-            resource_type: "Encounter",
-        },
-        definition: "http://hl7.org/fhir/SearchParameter/medications-encounter",
-        documentation: "Return prescriptions with this encounter identifier",
-    },
+    patient_param(
+        "patient",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient",
+        "Returns prescriptions for a specific patient",
+    ),
+    patient_param(
+        "subject",
+        "http://hl7.org/fhir/SearchParameter/MedicationRequest-subject",
+        "The identity of a patient to list orders for",
+    ),
+    reference_param(
+        "encounter",
+        "consultation_id",
+        "consultations",
+        "Encounter",
+        "http://hl7.org/fhir/SearchParameter/medications-encounter",
+        "Return prescriptions with this encounter identifier",
+    ),
     SearchParam {
         name: "status",
         kind: ParamKind::Token,
@@ -222,17 +207,14 @@ static PARAMS: &[SearchParam] = &[
         definition: "http://hl7.org/fhir/SearchParameter/MedicationRequest-authoredon",
         documentation: "Return prescriptions written on this date",
     },
-    SearchParam {
-        name: "requester",
-        kind: ParamKind::Reference,
-        target: Target::RefColumn {
-            column: "prescriber_id",
-            table: "users",
-            resource_type: "Practitioner",
-        },
-        definition: "http://hl7.org/fhir/SearchParameter/MedicationRequest-requester",
-        documentation: "Returns prescriptions prescribed by this prescriber",
-    },
+    reference_param(
+        "requester",
+        "prescriber_id",
+        "users",
+        "Practitioner",
+        "http://hl7.org/fhir/SearchParameter/MedicationRequest-requester",
+        "Returns prescriptions prescribed by this prescriber",
+    ),
 ];
 
 /// The MedicationRequest mapping.

@@ -89,6 +89,50 @@ pub struct SearchParam {
     pub documentation: &'static str,
 }
 
+/// The foreign keys a reference parameter can follow, by target type.
+const PATIENT: Target = Target::RefColumn {
+    column: "patient_id",
+    table: "patients",
+    resource_type: "Patient",
+};
+
+/// A reference parameter to the resource's Patient (`patient`, `subject`) over `patient_id`.
+pub const fn patient_param(
+    name: &'static str,
+    definition: &'static str,
+    documentation: &'static str,
+) -> SearchParam {
+    SearchParam {
+        name,
+        kind: ParamKind::Reference,
+        target: PATIENT,
+        definition,
+        documentation,
+    }
+}
+
+/// A reference parameter over a foreign key `column` to the table of `resource_type`.
+pub const fn reference_param(
+    name: &'static str,
+    column: &'static str,
+    table: &'static str,
+    resource_type: &'static str,
+    definition: &'static str,
+    documentation: &'static str,
+) -> SearchParam {
+    SearchParam {
+        name,
+        kind: ParamKind::Reference,
+        target: Target::RefColumn {
+            column,
+            table,
+            resource_type,
+        },
+        definition,
+        documentation,
+    }
+}
+
 /// The parameters every resource type supports.
 pub const COMMON: &[SearchParam] = &[
     SearchParam {
