@@ -217,6 +217,27 @@ fn token(value: &str) -> (Option<Option<&str>>, Option<&str>) {
     }
 }
 
+/// The conditions a token (`code`, `system|code`, `|code`, `system|`) puts on a code column and
+/// its system column, ANDed; `None` when it names neither.
+fn token_match(value: &str, code_column: &str, system_column: &str) -> Option<(String, Vec<Arg>)> {
+    let (sys, code) = token(value);
+    let mut cond = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
+    if let Some(c) = code {
+        cond.push(format!("{code_column} = ?"));
+        args.push(c.into());
+    }
+    match sys {
+        Some(Some(s)) => {
+            cond.push(format!("{system_column} = ?"));
+            args.push(s.into());
+        }
+        Some(None) => cond.push(format!("{system_column} IS NULL")),
+        None => {}
+    }
+    (!cond.is_empty()).then(|| (cond.join(" AND "), args))
+}
+
 fn like_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -254,50 +275,15 @@ fn one_value(
             }
         }
         Target::TokenColumns { code, system } => {
-            let (sys, c) = token(value);
-            let mut cond = Vec::new();
-            let mut args = Vec::new();
-            if let Some(c) = c {
-                cond.push(format!("t.{code} = ?"));
-                args.push(c.into());
-            }
-            match sys {
-                Some(Some(s)) => {
-                    cond.push(format!("t.{system} = ?"));
-                    args.push(s.into());
-                }
-                Some(None) => cond.push(format!("t.{system} IS NULL")),
-                None => {}
-            }
-            if cond.is_empty() {
-                return Err(bad("a token needs a code or a system"));
-            }
-            (format!("({})", cond.join(" AND ")), args)
+            let (cond, args) = token_match(value, &format!("t.{code}"), &format!("t.{system}"))
+                .ok_or_else(|| bad("a token needs a code or a system"))?;
+            (format!("({cond})"), args)
         }
         Target::CatalogToken { column, table } => {
-            let (sys, c) = token(value);
-            let mut cond = vec![];
-            let mut args = Vec::new();
-            if let Some(c) = c {
-                cond.push("c.code = ?");
-                args.push(c.into());
-            }
-            match sys {
-                Some(Some(s)) => {
-                    cond.push("c.system = ?");
-                    args.push(s.into());
-                }
-                Some(None) => cond.push("c.system IS NULL"),
-                None => {}
-            }
-            if cond.is_empty() {
-                return Err(bad("a token needs a code or a system"));
-            }
+            let (cond, args) = token_match(value, "c.code", "c.system")
+                .ok_or_else(|| bad("a token needs a code or a system"))?;
             (
-                format!(
-                    "t.{column} IN (SELECT c.id FROM {table} c WHERE {})",
-                    cond.join(" AND ")
-                ),
+                format!("t.{column} IN (SELECT c.id FROM {table} c WHERE {cond})"),
                 args,
             )
         }
@@ -368,28 +354,16 @@ fn one_value(
             (format!("t.{column} = ?"), vec![Arg::Bool(Some(b))])
         }
         Target::IdentifierTable { table, foreign_key } => {
-            let (sys, code) = token(value);
-            let mut cond = format!(
-                "EXISTS (SELECT 1 FROM {table} i WHERE i.{foreign_key} = t.id AND i.deleted_at IS NULL"
-            );
-            let mut args = Vec::new();
-            if let Some(c) = code {
-                cond.push_str(" AND i.value = ?");
-                args.push(c.into());
-            }
-            match sys {
-                Some(Some(s)) => {
-                    cond.push_str(" AND i.system = ?");
-                    args.push(s.into());
-                }
-                Some(None) => cond.push_str(" AND i.system IS NULL"),
-                None => {}
-            }
-            if code.is_none() && !matches!(sys, Some(Some(_))) {
+            // An identifier needs a value or a system: `|` alone names nothing.
+            if matches!(token(value), (Some(None) | None, None)) {
                 return Err(bad("a token needs a code or a system"));
             }
-            cond.push(')');
-            (cond, args)
+            let (cond, args) = token_match(value, "i.value", "i.system")
+                .ok_or_else(|| bad("a token needs a code or a system"))?;
+            (
+                format!("EXISTS (SELECT 1 FROM {table} i WHERE i.{foreign_key} = t.id AND i.deleted_at IS NULL AND {cond})"),
+                args,
+            )
         }
         Target::CodeIndex { system } => {
             let (sys, code) = token(value);
