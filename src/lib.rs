@@ -16,6 +16,15 @@ pub mod store;
 use anyhow::Context;
 use std::sync::Arc;
 
+/// Applies the migrations and writes the mapping tables the database mirrors.
+pub async fn prepare(db: &store::Db) -> anyhow::Result<()> {
+    db.migrate().await.context("applying migrations")?;
+    mapping::vital_data::sync_codes(db)
+        .await
+        .context("writing the vital-sign codes")?;
+    Ok(())
+}
+
 /// Connects, migrates and builds the application state: what `serve` and the tests share.
 pub async fn build_state(
     database_url: &str,
@@ -25,7 +34,7 @@ pub async fn build_state(
     let db = store::Db::connect(database_url)
         .await
         .context("connecting to the database")?;
-    db.migrate().await.context("applying migrations")?;
+    prepare(&db).await?;
     let registry = mapping::Registry::standard();
     let validators = fhir::validate::Validators::compile(&registry.types())
         .context("compiling the FHIR schema")?;

@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
             let db = expediente::store::Db::connect(&args.database_url)
                 .await
                 .context("connecting to the database")?;
-            db.migrate().await.context("applying migrations")?;
+            expediente::prepare(&db).await?;
             tracing::info!("migrations applied");
             Ok(())
         }

@@ -478,33 +478,14 @@ impl Fhir {
                 return Err(stale(resource_type, id, v, h.version_id));
             }
         }
-        let sql = format!(
-            "UPDATE {} SET deleted_at = {} WHERE id = ? AND version_id = ? AND deleted_at IS NULL",
-            m.table(),
-            tx.dialect().now()
-        );
-        if tx
-            .execute(&sql, &[h.row_id.into(), h.version_id.into()])
-            .await?
-            == 0
-        {
+        let Some((version_id, at)) = m.soft_delete(&mut tx, h.row_id, h.version_id).await? else {
             return Err(Error::Conflict(format!(
                 "{resource_type}/{id} was changed by another request during the delete; retry"
             )));
-        }
-        let r = tx
-            .fetch_optional(
-                &format!(
-                    "SELECT version_id, updated_at FROM {} WHERE id = ?",
-                    m.table()
-                ),
-                &[h.row_id.into()],
-            )
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("deleted row vanished"))?;
+        };
         tx.execute(
             "INSERT INTO resource_versions (id, resource_type, row_id, fhir_id, version_id, method, last_updated, resource) VALUES (?, ?, ?, ?, ?, 'DELETE', ?, NULL)",
-            &[Uuid::new_v4().into(), m.resource_type().into(), h.row_id.into(), id.as_str().into(), r.int("version_id")?.into(), r.timestamp("updated_at")?.into()],
+            &[Uuid::new_v4().into(), m.resource_type().into(), h.row_id.into(), id.as_str().into(), version_id.into(), at.into()],
         )
         .await?;
         tx.commit().await?;

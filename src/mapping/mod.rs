@@ -8,15 +8,19 @@ pub mod diagnostic_report;
 pub mod encounter;
 pub mod fields;
 pub mod medication_request;
+pub mod observation;
 pub mod patient;
 pub mod practitioner;
 pub mod search;
 pub mod spec;
 pub mod table;
+pub mod vital_data;
+pub mod vitals;
 
 use crate::fhir::{Id, Issue};
 use crate::store::{Conn, StoreError, Tx};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,12 +77,51 @@ pub trait ResourceMapping: Send + Sync {
         resource: &Value,
     ) -> Result<bool, MapError>;
 
+    /// Soft-deletes row `row_id` if it is still at `version_id`; returns the version and time of
+    /// the deletion, or `None` when another request changed the row first.
+    async fn soft_delete(
+        &self,
+        tx: &mut Tx,
+        row_id: Uuid,
+        version_id: i64,
+    ) -> Result<Option<(i64, DateTime<Utc>)>, StoreError> {
+        soft_delete_row(tx, self.table(), row_id, version_id).await
+    }
+
     /// Builds the current resources of these rows (with id and meta), in no particular order.
     async fn load(
         &self,
         conn: &mut Conn<'_>,
         row_ids: &[Uuid],
     ) -> Result<Vec<(Uuid, Value)>, StoreError>;
+}
+
+/// Soft-deletes one row of a table with the common columns (see [`ResourceMapping::soft_delete`]).
+pub async fn soft_delete_row(
+    tx: &mut Tx,
+    table: &str,
+    row_id: Uuid,
+    version_id: i64,
+) -> Result<Option<(i64, DateTime<Utc>)>, StoreError> {
+    let sql = format!(
+        "UPDATE {table} SET deleted_at = {} WHERE id = ? AND version_id = ? AND deleted_at IS NULL",
+        tx.dialect().now()
+    );
+    if tx
+        .execute(&sql, &[row_id.into(), version_id.into()])
+        .await?
+        == 0
+    {
+        return Ok(None);
+    }
+    let r = tx
+        .fetch_optional(
+            &format!("SELECT version_id, updated_at FROM {table} WHERE id = ?"),
+            &[row_id.into()],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Decode("deleted row vanished".into()))?;
+    Ok(Some((r.int("version_id")?, r.timestamp("updated_at")?)))
 }
 
 /// The mapped resource types, by name.
@@ -99,6 +142,7 @@ impl Registry {
         r.add(Arc::new(allergy::mapping()));
         r.add(Arc::new(medication_request::mapping()));
         r.add(Arc::new(diagnostic_report::mapping()));
+        r.add(Arc::new(observation::ObservationMapping::new()));
         r
     }
 

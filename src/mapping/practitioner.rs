@@ -126,6 +126,6 @@ pub fn mapping() -> TableMapping {
         filter: Some("t.role_id IN (SELECT r.id FROM roles r WHERE r.is_clinical)"),
         insert_defaults: &[("role_id", "(SELECT id FROM roles WHERE name = 'doctor')")],
         index_names: true,
-        code_index: &[],
+        ..TableMapping::BASE
     }
 }

@@ -13,6 +13,7 @@ pub enum ParamKind {
     Token,
     Date,
     Reference,
+    Quantity,
 }
 
 impl ParamKind {
@@ -22,6 +23,7 @@ impl ParamKind {
             ParamKind::Token => "token",
             ParamKind::Date => "date",
             ParamKind::Reference => "reference",
+            ParamKind::Quantity => "quantity",
         }
     }
 }
@@ -70,6 +72,16 @@ pub enum Target {
     Period {
         start: &'static str,
         end: &'static str,
+    },
+    /// Observation codes: the code columns of the `observations` view, every coding the client
+    /// sent (kept in `search_strings` under `code` and `component-code`, system in `value`), and
+    /// with `components` the component codes too (vital-sign components from vital_sign_codes).
+    ObservationCode { components: bool },
+    /// A Quantity held as a numeric column with the system and code of its unit.
+    Quantity {
+        value: &'static str,
+        system: &'static str,
+        code: &'static str,
     },
     /// A child table of identifiers with `system` and `value` columns.
     IdentifierTable {
@@ -178,7 +190,7 @@ pub fn condition(
 ) -> Result<Sql, SearchError> {
     let allowed: &[&str] = match p.kind {
         ParamKind::String => &["exact", "contains"],
-        ParamKind::Token | ParamKind::Date => &[],
+        ParamKind::Token | ParamKind::Date | ParamKind::Quantity => &[],
         ParamKind::Reference => &[],
     };
     if let Some(m) = modifier {
@@ -236,6 +248,15 @@ fn token_match(value: &str, code_column: &str, system_column: &str) -> Option<(S
         None => {}
     }
     (!cond.is_empty()).then(|| (cond.join(" AND "), args))
+}
+
+/// The digits after the decimal point of a number as written (`5.40` has 2; `1e2` has 0).
+fn number_scale(number: &str) -> u32 {
+    let mantissa = number.split(['e', 'E']).next().unwrap_or(number);
+    mantissa
+        .split_once('.')
+        .map(|(_, f)| f.len() as u32)
+        .unwrap_or(0)
 }
 
 fn like_escape(s: &str) -> String {
@@ -340,6 +361,101 @@ fn one_value(
                 Prefix::Eb => (format!("({b} IS NOT NULL AND {b} < ?)"), vec![lo]),
                 Prefix::Ap => (format!("({a_lt} AND {b_gt})"), vec![hi, lo]),
             }
+        }
+        Target::ObservationCode { components } => {
+            let (sys, code) = token(value);
+            if code.is_none() && !matches!(sys, Some(Some(_))) {
+                return Err(bad("a token needs a code or a system"));
+            }
+            let (cols, mut args) = token_match(value, "t.code", "t.code_system")
+                .ok_or_else(|| bad("a token needs a code or a system"))?;
+            let params = if components {
+                "('code', 'component-code')"
+            } else {
+                "('code')"
+            };
+            let mut index = format!("EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param IN {params}");
+            args.push(ctx.resource_type.into());
+            let mut vital = "EXISTS (SELECT 1 FROM vital_sign_codes c WHERE c.measurement = t.measurement AND c.part = 'component'".to_owned();
+            let mut vital_args: Vec<Arg> = Vec::new();
+            if let Some(c) = code {
+                index.push_str(" AND s.exact = ?");
+                args.push(c.into());
+                vital.push_str(" AND c.code = ?");
+                vital_args.push(c.into());
+            }
+            match sys {
+                Some(Some(system)) => {
+                    index.push_str(" AND s.value = ?");
+                    args.push(system.into());
+                    vital.push_str(" AND c.system = ?");
+                    vital_args.push(system.into());
+                }
+                Some(None) => {
+                    index.push_str(" AND s.value = ''");
+                    vital.push_str(" AND 1 = 0");
+                }
+                None => {}
+            }
+            index.push(')');
+            vital.push(')');
+            let mut text = format!("(({cols}) OR {index})");
+            if components {
+                text = format!("({text} OR {vital})");
+                args.extend(vital_args);
+            }
+            (text, args)
+        }
+        Target::Quantity {
+            value: column,
+            system,
+            code,
+        } => {
+            let (prefix, rest) = Prefix::split(value);
+            let mut parts = rest.splitn(3, '|');
+            let number = parts.next().unwrap_or_default();
+            let unit_system = parts.next().filter(|s| !s.is_empty());
+            let unit_code = parts.next().filter(|s| !s.is_empty());
+            let v = crate::store::parse_decimal(number)
+                .ok_or_else(|| bad("a quantity starts with a number"))?;
+            let (col, param) = match ctx.dialect {
+                Dialect::Sqlite => (format!("CAST(t.{column} AS REAL)"), "CAST(? AS REAL)"),
+                Dialect::Postgres => (format!("t.{column}"), "CAST(? AS numeric)"),
+            };
+            // The implicit range of the number's precision: 5.4 stands for [5.35, 5.45).
+            let half = rust_decimal::Decimal::new(5, number_scale(number) + 1);
+            let t = |d: rust_decimal::Decimal| Arg::Text(Some(d.normalize().to_string()));
+            let (lo, hi) = (v - half, v + half);
+            let tenth = (v / rust_decimal::Decimal::TEN).abs();
+            let (mut text, mut args) = match prefix {
+                Prefix::Eq => (
+                    format!("({col} >= {param} AND {col} < {param})"),
+                    vec![t(lo), t(hi)],
+                ),
+                Prefix::Ne => (
+                    format!("NOT ({col} >= {param} AND {col} < {param})"),
+                    vec![t(lo), t(hi)],
+                ),
+                Prefix::Gt | Prefix::Sa => (format!("{col} > {param}"), vec![t(v)]),
+                Prefix::Lt | Prefix::Eb => (format!("{col} < {param}"), vec![t(v)]),
+                Prefix::Ge => (format!("{col} >= {param}"), vec![t(v)]),
+                Prefix::Le => (format!("{col} <= {param}"), vec![t(v)]),
+                Prefix::Ap => (
+                    format!("({col} >= {param} AND {col} <= {param})"),
+                    vec![t(v - tenth), t(v + tenth)],
+                ),
+            };
+            text = format!("(t.{column} IS NOT NULL AND {text}");
+            if let Some(s) = unit_system {
+                text.push_str(&format!(" AND t.{system} = ?"));
+                args.push(s.into());
+            }
+            if let Some(c) = unit_code {
+                text.push_str(&format!(" AND t.{code} = ?"));
+                args.push(c.into());
+            }
+            text.push(')');
+            (text, args)
         }
         Target::BoolColumn { column } => {
             let (sys, code) = token(value);

@@ -25,6 +25,9 @@ pub struct TableMapping {
     pub filter: Option<&'static str>,
     /// Columns set on insert only, each to an SQL expression of constants.
     pub insert_defaults: &'static [(&'static str, &'static str)],
+    /// Columns computed from the whole resource on every write (a choice type's discriminator,
+    /// say). The elements they are computed from are kept as sent in fhir_extra.
+    pub derived: &'static [(&'static str, fn(&Value) -> Arg)],
     /// Whether `name[]` is indexed for the name, family and given search parameters.
     pub index_names: bool,
     /// Code elements indexed for token search: (parameter, top-level element).
@@ -41,6 +44,7 @@ impl TableMapping {
         id_column: "fhir_id",
         filter: None,
         insert_defaults: &[],
+        derived: &[],
         index_names: false,
         code_index: &[],
     };
@@ -341,6 +345,10 @@ impl ResourceMapping for TableMapping {
     ) -> Result<(), MapError> {
         let (mut args, extra) = self.split(tx, row_id, resource).await?;
         let mut cols = self.all_columns();
+        for (c, f) in self.derived {
+            cols.push(c);
+            args.push(f(resource));
+        }
         let mut values = vec!["?"; cols.len()];
         for (c, expr) in self.insert_defaults {
             cols.push(c);
@@ -379,11 +387,15 @@ impl ResourceMapping for TableMapping {
         resource: &Value,
     ) -> Result<bool, MapError> {
         let (mut args, extra) = self.split(tx, row_id, resource).await?;
-        let sets: Vec<String> = self
+        let mut sets: Vec<String> = self
             .all_columns()
             .iter()
             .map(|c| format!("{c} = ?"))
             .collect();
+        for (c, f) in self.derived {
+            sets.push(format!("{c} = ?"));
+            args.push(f(resource));
+        }
         let mut sql = format!(
             "UPDATE {} SET {}, fhir_extra = ?, deleted_at = NULL WHERE id = ?",
             self.table,

@@ -35,6 +35,11 @@ pub fn sqlite() -> Migrator {
             "custom field entities",
             "../../migrations/sqlite/0003_custom_field_entities.sql"
         ),
+        migration!(
+            4,
+            "observations",
+            "../../migrations/sqlite/0004_observations.sql"
+        ),
     ])
 }
 
@@ -50,6 +55,11 @@ pub fn postgres() -> Migrator {
             3,
             "custom field entities",
             "../../migrations/postgres/0003_custom_field_entities.sql"
+        ),
+        migration!(
+            4,
+            "observations",
+            "../../migrations/postgres/0004_observations.sql"
         ),
     ])
 }

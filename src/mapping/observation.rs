@@ -1,0 +1,432 @@
+//! Observation ⇄ two tables: vital signs in vital_signs (see [`super::vitals`]) and every other
+//! Observation (laboratory, social history, surveys, exams...) in medical_test_results. The view
+//! `observations` unites both for reads, history and search; writes go to the table the
+//! resource belongs in.
+
+use super::search::{patient_param, reference_param, ParamKind, SearchParam, Target};
+use super::spec::{parse_time, Kind, Seg, Spec};
+use super::table::TableMapping;
+use super::{vitals, MapError, ResourceMapping};
+use crate::fhir::{Id, Issue, IssueType};
+use crate::store::{placeholders, Arg, Conn, StoreError, Tx};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+
+static SPECS: &[Spec] = &[
+    Spec {
+        allowed: &[
+            "registered",
+            "preliminary",
+            "final",
+            "amended",
+            "corrected",
+            "cancelled",
+            "entered-in-error",
+            "unknown",
+        ],
+        required: true,
+        ..Spec::new(&[Seg::Key("status")], Kind::Text("status"))
+    },
+    Spec::new(
+        &[Seg::Key("category"), Seg::First],
+        Kind::FixedConcept {
+            code: "category_code",
+            system: CATEGORY,
+        },
+    ),
+    Spec::new(
+        &[Seg::Key("code")],
+        Kind::Concept {
+            code: "code",
+            system: Some("code_system"),
+            display: Some("code_display"),
+        },
+    ),
+    Spec::new(
+        &[Seg::Key("code"), Seg::Key("text")],
+        Kind::Text("code_text"),
+    ),
+    Spec::new(
+        &[Seg::Key("subject")],
+        Kind::Ref {
+            column: "patient_id",
+            target: "Patient",
+            table: "patients",
+        },
+    ),
+    Spec::new(
+        &[Seg::Key("encounter")],
+        Kind::Ref {
+            column: "consultation_id",
+            target: "Encounter",
+            table: "consultations",
+        },
+    ),
+    Spec::new(&[Seg::Key("issued")], Kind::Time("issued_at")),
+    Spec::new(
+        &[Seg::Key("performer"), Seg::First],
+        Kind::Ref {
+            column: "performer_id",
+            target: "Practitioner",
+            table: "users",
+        },
+    ),
+    Spec::new(
+        &[Seg::Key("valueQuantity"), Seg::Key("value")],
+        Kind::Decimal("value_quantity"),
+    ),
+    Spec::new(
+        &[Seg::Key("valueQuantity"), Seg::Key("unit")],
+        Kind::Text("value_unit"),
+    ),
+    Spec::new(
+        &[Seg::Key("valueQuantity"), Seg::Key("system")],
+        Kind::Text("value_unit_system"),
+    ),
+    Spec::new(
+        &[Seg::Key("valueQuantity"), Seg::Key("code")],
+        Kind::Text("value_code"),
+    ),
+    Spec::new(&[Seg::Key("valueString")], Kind::Text("value_string")),
+    Spec::new(&[Seg::Key("valueBoolean")], Kind::Bool("value_boolean")),
+    Spec::new(&[Seg::Key("valueInteger")], Kind::Int("value_integer")),
+    Spec::new(
+        &[
+            Seg::Key("referenceRange"),
+            Seg::First,
+            Seg::Key("low"),
+            Seg::Key("value"),
+        ],
+        Kind::Decimal("reference_low"),
+    ),
+    Spec::new(
+        &[
+            Seg::Key("referenceRange"),
+            Seg::First,
+            Seg::Key("high"),
+            Seg::Key("value"),
+        ],
+        Kind::Decimal("reference_high"),
+    ),
+    Spec::new(
+        &[Seg::Key("interpretation"), Seg::First],
+        Kind::Concept {
+            code: "interpretation_code",
+            system: None,
+            display: None,
+        },
+    ),
+];
+
+/// value[x] ⇄ value_type.
+const VALUE_TYPES: &[(&str, &str)] = &[
+    ("valueQuantity", "quantity"),
+    ("valueString", "string"),
+    ("valueCodeableConcept", "codeable-concept"),
+    ("valueBoolean", "boolean"),
+    ("valueInteger", "integer"),
+    ("valueRange", "range"),
+    ("valueRatio", "ratio"),
+    ("valueSampledData", "sampled-data"),
+    ("valueTime", "time"),
+    ("valueDateTime", "date-time"),
+    ("valuePeriod", "period"),
+];
+
+fn value_type(r: &Value) -> Arg {
+    Arg::Text(
+        VALUE_TYPES
+            .iter()
+            .find(|(k, _)| r.get(*k).is_some())
+            .map(|(_, t)| (*t).to_owned()),
+    )
+}
+
+fn time_at(r: &Value, path: &[&str]) -> Option<DateTime<Utc>> {
+    let mut v = r;
+    for k in path {
+        v = v.get(*k)?;
+    }
+    parse_time(v.as_str()?)
+}
+
+/// effective[x]: the start of a dateTime, an instant or a Period.
+fn effective_at(r: &Value) -> Arg {
+    Arg::Timestamp(
+        time_at(r, &["effectiveDateTime"])
+            .or_else(|| time_at(r, &["effectiveInstant"]))
+            .or_else(|| time_at(r, &["effectivePeriod", "start"])),
+    )
+}
+
+/// The end of an effectivePeriod.
+fn effective_end(r: &Value) -> Arg {
+    Arg::Timestamp(time_at(r, &["effectivePeriod", "end"]))
+}
+
+static PARAMS: &[SearchParam] = &[
+    patient_param(
+        "patient",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient",
+        "The subject that the observation is about (if patient)",
+    ),
+    patient_param(
+        "subject",
+        "http://hl7.org/fhir/SearchParameter/Observation-subject",
+        "The subject that the observation is about",
+    ),
+    reference_param(
+        "encounter",
+        "consultation_id",
+        "consultations",
+        "Encounter",
+        "http://hl7.org/fhir/SearchParameter/clinical-encounter",
+        "Encounter related to the observation",
+    ),
+    reference_param(
+        "performer",
+        "performer_id",
+        "users",
+        "Practitioner",
+        "http://hl7.org/fhir/SearchParameter/Observation-performer",
+        "Who performed the observation",
+    ),
+    SearchParam {
+        name: "code",
+        kind: ParamKind::Token,
+        target: Target::ObservationCode { components: false },
+        definition: "http://hl7.org/fhir/SearchParameter/clinical-code",
+        documentation: "The code of the observation type (any of its codings)",
+    },
+    SearchParam {
+        name: "combo-code",
+        kind: ParamKind::Token,
+        target: Target::ObservationCode { components: true },
+        definition: "http://hl7.org/fhir/SearchParameter/Observation-combo-code",
+        documentation: "The code of the observation type or component type",
+    },
+    SearchParam {
+        name: "category",
+        kind: ParamKind::Token,
+        target: Target::TokenColumn {
+            column: "category_code",
+            system: Some(CATEGORY),
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/Observation-category",
+        documentation: "The classification of the type of observation",
+    },
+    SearchParam {
+        name: "date",
+        kind: ParamKind::Date,
+        target: Target::Period {
+            start: "effective_at",
+            end: "effective_end",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/clinical-date",
+        documentation: "Obtained date/time (effective[x])",
+    },
+    SearchParam {
+        name: "status",
+        kind: ParamKind::Token,
+        target: Target::TokenColumn {
+            column: "status",
+            system: Some("http://hl7.org/fhir/observation-status"),
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/Observation-status",
+        documentation: "The status of the observation",
+    },
+    SearchParam {
+        name: "value-quantity",
+        kind: ParamKind::Quantity,
+        target: Target::Quantity {
+            value: "value_quantity",
+            system: "value_unit_system",
+            code: "value_code",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/Observation-value-quantity",
+        documentation: "The value of the observation, if it is a Quantity",
+    },
+];
+
+/// The Observation mapping over both tables.
+pub struct ObservationMapping {
+    results: TableMapping,
+}
+
+impl ObservationMapping {
+    pub fn new() -> ObservationMapping {
+        ObservationMapping {
+            results: TableMapping {
+                resource_type: "Observation",
+                table: "medical_test_results",
+                specs: SPECS,
+                params: PARAMS,
+                derived: &[
+                    ("value_type", value_type),
+                    ("effective_at", effective_at),
+                    ("effective_end", effective_end),
+                ],
+                ..TableMapping::BASE
+            },
+        }
+    }
+}
+
+impl Default for ObservationMapping {
+    fn default() -> Self {
+        ObservationMapping::new()
+    }
+}
+
+/// Every coding of `code` (param `code`) and of the components' codes (`component-code`), with
+/// its system, for the code and combo-code parameters.
+async fn index_codes(tx: &mut Tx, row_id: Uuid, resource: &Value) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM search_strings WHERE row_id = ? AND resource_type = 'Observation'",
+        &[row_id.into()],
+    )
+    .await?;
+    let codings = |concept: Option<&Value>| -> Vec<(String, String)> {
+        concept
+            .and_then(|c| c.get("coding"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| {
+                        let code = c.get("code")?.as_str()?;
+                        let system = c.get("system").and_then(Value::as_str).unwrap_or("");
+                        Some((system.to_owned(), code.to_owned()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut rows: Vec<(&str, (String, String))> = codings(resource.get("code"))
+        .into_iter()
+        .map(|c| ("code", c))
+        .collect();
+    if let Some(comps) = resource.get("component").and_then(Value::as_array) {
+        for c in comps {
+            rows.extend(
+                codings(c.get("code"))
+                    .into_iter()
+                    .map(|c| ("component-code", c)),
+            );
+        }
+    }
+    rows.sort();
+    rows.dedup();
+    for (param, (system, code)) in rows {
+        tx.execute(
+            "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES ('Observation', ?, ?, ?, ?)",
+            &[row_id.into(), param.into(), system.into(), code.into()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ResourceMapping for ObservationMapping {
+    fn resource_type(&self) -> &'static str {
+        "Observation"
+    }
+
+    fn table(&self) -> &'static str {
+        "observations"
+    }
+
+    fn search_params(&self) -> &'static [SearchParam] {
+        PARAMS
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut Tx,
+        row_id: Uuid,
+        fhir_id: &Id,
+        resource: &Value,
+    ) -> Result<(), MapError> {
+        match vitals::classify(resource) {
+            Some(c) => vitals::insert(tx, row_id, fhir_id, resource, &c).await?,
+            None => self.results.insert(tx, row_id, fhir_id, resource).await?,
+        }
+        index_codes(tx, row_id, resource).await?;
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        row_id: Uuid,
+        expected_version: Option<i64>,
+        resource: &Value,
+    ) -> Result<bool, MapError> {
+        let done = if vitals::is_vital(&mut Conn::Tx(tx), row_id).await? {
+            let Some(c) = vitals::classify(resource) else {
+                return Err(MapError::Unprocessable(vec![Issue::error(
+                    IssueType::Processing,
+                    "this Observation is held in the vital-signs record, which needs a Patient subject, a dateTime and a value in a unit it converts; create a new Observation for anything else",
+                )
+                .at("Observation")]));
+            };
+            vitals::update(tx, row_id, expected_version, resource, &c).await?
+        } else {
+            self.results
+                .update(tx, row_id, expected_version, resource)
+                .await?
+        };
+        if done {
+            index_codes(tx, row_id, resource).await?;
+        }
+        Ok(done)
+    }
+
+    async fn soft_delete(
+        &self,
+        tx: &mut Tx,
+        row_id: Uuid,
+        version_id: i64,
+    ) -> Result<Option<(i64, DateTime<Utc>)>, StoreError> {
+        if vitals::is_vital(&mut Conn::Tx(tx), row_id).await? {
+            vitals::soft_delete(tx, row_id, version_id).await
+        } else {
+            super::soft_delete_row(tx, "medical_test_results", row_id, version_id).await
+        }
+    }
+
+    async fn load(
+        &self,
+        conn: &mut Conn<'_>,
+        row_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, Value)>, StoreError> {
+        if row_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let ids: Vec<Arg> = row_ids.iter().map(|u| Arg::Uuid(*u)).collect();
+        let vital: Vec<Uuid> = conn
+            .fetch_all(
+                &format!(
+                    "SELECT id FROM vital_sign_observations WHERE id IN ({})",
+                    placeholders(ids.len())
+                ),
+                &ids,
+            )
+            .await?
+            .iter()
+            .map(|r| r.uuid("id"))
+            .collect::<Result<_, _>>()?;
+        let rest: Vec<Uuid> = row_ids
+            .iter()
+            .filter(|id| !vital.contains(id))
+            .copied()
+            .collect();
+        let mut out = vitals::load(conn, &vital).await?;
+        out.extend(self.results.load(conn, &rest).await?);
+        Ok(out)
+    }
+}
