@@ -23,6 +23,12 @@ async fn every_example_and_synthea_report_round_trips(engine: Engine) {
     for dr in ["3ad0687e-f477-468c-afd5-fcc2bf897809", "example"] {
         stub(&app, "Practitioner", dr).await;
     }
+    // The Observations the examples' results name (a subject is optional for a result).
+    for o in ["bmd", "example-phenotype"] {
+        let body =
+            json!({"resourceType": "Observation", "id": o, "status": "final", "code": {"text": o}});
+        round_trip(&app, &body, true).await;
+    }
     for name in EXAMPLES {
         let sent = common::data(&format!("examples/DiagnosticReport-{name}.json"));
         round_trip(&app, &sent, false).await;
@@ -109,6 +115,34 @@ async fn search_parameters_return_exactly_the_matching_ids(engine: Engine) {
     }
 }
 
+async fn a_result_reference_must_name_an_observation_of_this_server(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    stub(&app, "Patient", "ana").await;
+    let r = json!({"resourceType": "DiagnosticReport", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]},
+        "subject": {"reference": "Patient/ana"},
+        "result": [{"reference": "Observation/nope"}]});
+    let res = app.post("/fhir/DiagnosticReport", &r).await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        res.outcome()[0].2.as_deref(),
+        Some("DiagnosticReport.result[0]")
+    );
+    assert_eq!(app.count("medical_tests").await, 0);
+    let obs = json!({"resourceType": "Observation", "id": "nope", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+        "subject": {"reference": "Patient/ana"},
+        "valueQuantity": {"value": 13.2, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}});
+    round_trip(&app, &obs, true).await;
+    let created = app.post("/fhir/DiagnosticReport", &r).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let found = app.get("/fhir/DiagnosticReport?patient=ana").await;
+    assert_eq!(
+        found.body["entry"][0]["resource"]["result"][0]["reference"],
+        "Observation/nope"
+    );
+}
+
 async fn a_report_without_a_code_the_clinic_can_keep_is_refused(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     stub(&app, "Patient", "ana").await;
@@ -123,4 +157,5 @@ on_both_engines!(
     every_example_and_synthea_report_round_trips,
     search_parameters_return_exactly_the_matching_ids,
     a_report_without_a_code_the_clinic_can_keep_is_refused,
+    a_result_reference_must_name_an_observation_of_this_server,
 );

@@ -60,12 +60,24 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
             "DiagnosticReport",
             "Encounter",
             "MedicationRequest",
+            "Observation",
             "Patient",
             "Practitioner",
             "StructureDefinition"
         ],
         "only the mapped types are claimed"
     );
+    let observation = resources
+        .iter()
+        .find(|r| r["type"] == "Observation")
+        .unwrap();
+    let value_quantity = observation["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "value-quantity")
+        .expect("Observation declares value-quantity");
+    assert_eq!(value_quantity["type"], "quantity");
     let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
     assert_eq!(patient["updateCreate"], true);
     assert_eq!(patient["versioning"], "versioned-update");
@@ -121,6 +133,7 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
             let name = p["name"].as_str().unwrap();
             let value = match (p["type"].as_str().unwrap(), name) {
                 ("date", _) => "ge2000",
+                ("quantity", _) => "gt5.4",
                 (_, "active") => "true",
                 _ => "x",
             };

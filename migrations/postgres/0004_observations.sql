@@ -10,6 +10,9 @@
 --
 -- The view observations is every Observation, from both tables, with the columns search needs.
 --
+-- fhir_extra becomes json instead of jsonb on every table: json keeps the text a client sent
+-- (a decimal written 1e-22 stays so), which jsonb would normalise.
+--
 -- medical_test_results: a result need not have a patient (an Observation's subject is optional),
 -- and a code may be text only (code_text).
 
@@ -106,3 +109,17 @@ SELECT o.id, o.fhir_id, o.version_id, o.updated_at, COALESCE(o.deleted_at, v.del
   JOIN vital_signs v ON v.id = o.vital_sign_id
   LEFT JOIN vital_sign_codes c ON c.measurement = o.measurement AND c.part = 'code';
 
+
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOR t IN SELECT table_name FROM information_schema.columns
+              WHERE table_schema = current_schema() AND column_name = 'fhir_extra' AND data_type = 'jsonb'
+    LOOP
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN fhir_extra DROP DEFAULT', t);
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN fhir_extra TYPE json USING fhir_extra::json', t);
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN fhir_extra SET DEFAULT ''{}''::json', t);
+    END LOOP;
+END;
+$$;

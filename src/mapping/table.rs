@@ -13,6 +13,9 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+/// Computes a column's value from a whole resource.
+pub type Derive = fn(&Value) -> Arg;
+
 /// A resource type over one table, declared by its specs.
 pub struct TableMapping {
     pub resource_type: &'static str,
@@ -27,7 +30,7 @@ pub struct TableMapping {
     pub insert_defaults: &'static [(&'static str, &'static str)],
     /// Columns computed from the whole resource on every write (a choice type's discriminator,
     /// say). The elements they are computed from are kept as sent in fhir_extra.
-    pub derived: &'static [(&'static str, fn(&Value) -> Arg)],
+    pub derived: &'static [(&'static str, Derive)],
     /// Whether `name[]` is indexed for the name, family and given search parameters.
     pub index_names: bool,
     /// Code elements indexed for token search: (parameter, top-level element).

@@ -226,7 +226,7 @@ mod tests {
         cols.dedup();
         assert_eq!(cols.len(), 10);
         for m in &t.measurements {
-            assert!(m.value.is_some() != !m.components.is_empty(), "{}", m.key);
+            assert!(m.value.is_some() == m.components.is_empty(), "{}", m.key);
             assert!(crate::fhir::Id::parse(&format!(
                 "00000000-0000-4000-8000-000000000000.{}",
                 m.key

@@ -148,6 +148,27 @@ fn sqlite_query<'q>(sql: &'q str, args: &[Arg]) -> SqliteQuery<'q> {
     q
 }
 
+/// JSON sent to PostgreSQL as `json`, its text as is: a `jsonb` parameter would be normalised
+/// before it reaches a `json` column (`1e-22` becoming `0.0000000000000000000001`). PostgreSQL
+/// casts it to `jsonb` where a column is `jsonb`.
+struct JsonText(String);
+
+impl sqlx::Type<sqlx::Postgres> for JsonText {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_name("json")
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for JsonText {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        buf.extend_from_slice(self.0.as_bytes());
+        Ok(sqlx::encode::IsNull::No)
+    }
+}
+
 fn pg_query<'q>(sql: &'q str, args: &[Arg]) -> PgQuery<'q> {
     let mut q = sqlx::query(sql);
     for a in args {
@@ -157,8 +178,8 @@ fn pg_query<'q>(sql: &'q str, args: &[Arg]) -> PgQuery<'q> {
             Arg::Text(v) => q.bind(v.clone()),
             Arg::Int(v) => q.bind(*v),
             Arg::Bool(v) => q.bind(*v),
-            Arg::Json(v) => q.bind(sqlx::types::Json(v.clone())),
-            Arg::OptJson(v) => q.bind(v.clone().map(sqlx::types::Json)),
+            Arg::Json(v) => q.bind(JsonText(v.to_string())),
+            Arg::OptJson(v) => q.bind(v.as_ref().map(|v| JsonText(v.to_string()))),
             Arg::Timestamp(v) => q.bind(*v),
             Arg::Date(v) => q.bind(*v),
             Arg::Decimal(v) => q.bind(v.as_deref().and_then(parse_decimal)),
