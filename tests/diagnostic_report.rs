@@ -3,6 +3,7 @@
 mod common;
 
 use common::{round_trip, stub, Engine, TestApp};
+use expediente::store::Arg;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -143,6 +144,119 @@ async fn a_result_reference_must_name_an_observation_of_this_server(engine: Engi
     );
 }
 
+async fn presented_forms_are_the_files_of_the_medical_test(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    stub(&app, "Patient", "ana").await;
+    // "hello report" and "second file", base64.
+    let report = json!({"resourceType": "DiagnosticReport", "id": "rep", "status": "final",
+    "code": {"coding": [{"system": "http://loinc.org", "code": "11502-2"}]},
+    "subject": {"reference": "Patient/ana"},
+    "presentedForm": [
+        {"contentType": "text/plain", "data": "aGVsbG8gcmVwb3J0", "title": "Report"},
+        {"contentType": "application/pdf", "url": "http://lab.example.org/reports/rep.pdf"},
+        {"title": "Printed copy at the front desk"}
+    ]});
+    round_trip(&app, &report, true).await;
+    let files = app
+        .db
+        .fetch_all(
+            "SELECT f.file_name, f.content_type, f.size_bytes, f.sha256, f.storage_path, f.content, p.fhir_id AS patient \
+             FROM file_attachments f JOIN medical_tests m ON m.id = f.medical_test_id JOIN patients p ON p.id = f.patient_id \
+             WHERE m.fhir_id = 'rep' AND f.deleted_at IS NULL ORDER BY f.storage_path",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(files.len(), 2);
+    let text = files
+        .iter()
+        .find(|f| f.text("storage_path").unwrap().is_none())
+        .unwrap();
+    assert_eq!(
+        text.bytes("content").unwrap().as_deref(),
+        Some(&b"hello report"[..])
+    );
+    assert_eq!(text.opt_int("size_bytes").unwrap(), Some(12));
+    assert_eq!(text.text("file_name").unwrap().as_deref(), Some("Report"));
+    assert_eq!(text.text("patient").unwrap().as_deref(), Some("ana"));
+    // sha256sum of "hello report".
+    assert_eq!(
+        text.text("sha256").unwrap().as_deref(),
+        Some("6dce0a4409fabc637beaa80f9a1d36e0528575f6201c4834d02f6ec7e421fd66")
+    );
+    let pdf = files
+        .iter()
+        .find(|f| f.text("storage_path").unwrap().is_some())
+        .unwrap();
+    assert_eq!(pdf.bytes("content").unwrap(), None);
+    assert_eq!(
+        pdf.text("content_type").unwrap().as_deref(),
+        Some("application/pdf")
+    );
+
+    // The clinic attaches a file to the test directly: the report shows it, as a new version.
+    let test_id = app
+        .db
+        .fetch_optional("SELECT id FROM medical_tests WHERE fhir_id = 'rep'", &[])
+        .await
+        .unwrap()
+        .unwrap()
+        .uuid("id")
+        .unwrap();
+    app.db
+        .execute(
+            "INSERT INTO file_attachments (id, medical_test_id, file_name, content_type, size_bytes, content) VALUES (?, ?, 'scan.txt', 'text/plain', 11, ?)",
+            &[uuid::Uuid::new_v4().into(), test_id.into(), Arg::Bytes(Some(b"second file".to_vec()))],
+        )
+        .await
+        .unwrap();
+    let back = app.get("/fhir/DiagnosticReport/rep").await;
+    assert_eq!(back.body["meta"]["versionId"], "2");
+    let form = back.body["presentedForm"].as_array().unwrap();
+    assert_eq!(form.len(), 4, "{}", back.text);
+    assert_eq!(form[0]["title"], "Printed copy at the front desk");
+    assert_eq!(form[1]["data"], "aGVsbG8gcmVwb3J0");
+    assert_eq!(form[2]["url"], "http://lab.example.org/reports/rep.pdf");
+    assert_eq!(
+        form[3],
+        json!({"contentType": "text/plain", "data": "c2Vjb25kIGZpbGU=", "size": 11, "title": "scan.txt"})
+    );
+
+    // A report written without the PDF no longer has it: its file is soft-deleted.
+    let mut fewer = back.body.clone();
+    fewer["presentedForm"] = json!([form[0], form[1], form[3]]);
+    let r = app.put("/fhir/DiagnosticReport/rep", &fewer).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["presentedForm"], fewer["presentedForm"]);
+    let live = app
+        .db
+        .fetch_optional(
+            "SELECT count(*) AS n FROM file_attachments WHERE medical_test_id = ? AND deleted_at IS NULL",
+            &[test_id.into()],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(live.bigint("n").unwrap(), 2);
+    assert_eq!(app.count("file_attachments").await, 3);
+
+    // Content that is not base64 is refused and nothing is written.
+    let mut bad = fewer.clone();
+    bad["presentedForm"] = json!([{"contentType": "text/plain", "data": "===="}]);
+    let r = app.put("/fhir/DiagnosticReport/rep", &bad).await;
+    assert!(r.status.is_client_error(), "{}", r.text);
+    assert!(
+        r.outcome()[0]
+            .2
+            .as_deref()
+            .unwrap_or_default()
+            .contains("presentedForm"),
+        "{}",
+        r.text
+    );
+    assert_eq!(app.count("file_attachments").await, 3);
+}
+
 async fn a_report_without_a_code_the_clinic_can_keep_is_refused(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     stub(&app, "Patient", "ana").await;
@@ -158,4 +272,5 @@ on_both_engines!(
     search_parameters_return_exactly_the_matching_ids,
     a_report_without_a_code_the_clinic_can_keep_is_refused,
     a_result_reference_must_name_an_observation_of_this_server,
+    presented_forms_are_the_files_of_the_medical_test,
 );

@@ -1,8 +1,14 @@
-//! DiagnosticReport ⇄ medical_tests.
+//! DiagnosticReport ⇄ medical_tests, presentedForm ⇄ its file_attachments.
 
 use super::search::{patient_param, reference_param, ParamKind, SearchParam, Target};
 use super::spec::{Kind, Seg, Spec};
 use super::table::TableMapping;
+use super::{attachments, MapError, ResourceMapping};
+use crate::fhir::Id;
+use crate::store::{Conn, StoreError, Tx};
+use async_trait::async_trait;
+use serde_json::Value;
+use uuid::Uuid;
 
 static SPECS: &[Spec] = &[
     Spec {
@@ -139,13 +145,73 @@ static PARAMS: &[SearchParam] = &[
     },
 ];
 
-/// The DiagnosticReport mapping.
-pub fn mapping() -> TableMapping {
-    TableMapping {
-        resource_type: "DiagnosticReport",
-        table: "medical_tests",
-        specs: SPECS,
-        params: PARAMS,
-        ..TableMapping::BASE
+/// The DiagnosticReport mapping: the declared table, and the report's files.
+pub struct DiagnosticReportMapping {
+    table: TableMapping,
+}
+
+pub fn mapping() -> DiagnosticReportMapping {
+    DiagnosticReportMapping {
+        table: TableMapping {
+            resource_type: "DiagnosticReport",
+            table: "medical_tests",
+            specs: SPECS,
+            params: PARAMS,
+            ..TableMapping::BASE
+        },
+    }
+}
+
+#[async_trait]
+impl ResourceMapping for DiagnosticReportMapping {
+    fn resource_type(&self) -> &'static str {
+        self.table.resource_type
+    }
+
+    fn table(&self) -> &'static str {
+        self.table.table
+    }
+
+    fn search_params(&self) -> &'static [SearchParam] {
+        PARAMS
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut Tx,
+        row_id: Uuid,
+        fhir_id: &Id,
+        resource: &Value,
+    ) -> Result<(), MapError> {
+        self.table.insert(tx, row_id, fhir_id, resource).await?;
+        attachments::store(tx, row_id, resource).await
+    }
+
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        row_id: Uuid,
+        expected_version: Option<i64>,
+        resource: &Value,
+    ) -> Result<bool, MapError> {
+        if !self
+            .table
+            .update(tx, row_id, expected_version, resource)
+            .await?
+        {
+            return Ok(false);
+        }
+        attachments::store(tx, row_id, resource).await?;
+        Ok(true)
+    }
+
+    async fn load(
+        &self,
+        conn: &mut Conn<'_>,
+        row_ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, Value)>, StoreError> {
+        let mut loaded = self.table.load(conn, row_ids).await?;
+        attachments::apply(conn, &mut loaded).await?;
+        Ok(loaded)
     }
 }

@@ -3,6 +3,7 @@
 //! drives routing and the CapabilityStatement.
 
 pub mod allergy;
+pub mod attachments;
 pub mod custom;
 pub mod diagnostic_report;
 pub mod encounter;

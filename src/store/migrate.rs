@@ -40,6 +40,11 @@ pub fn sqlite() -> Migrator {
             "observations",
             "../../migrations/sqlite/0004_observations.sql"
         ),
+        migration!(
+            5,
+            "report files",
+            "../../migrations/sqlite/0005_report_files.sql"
+        ),
     ])
 }
 
@@ -60,6 +65,11 @@ pub fn postgres() -> Migrator {
             4,
             "observations",
             "../../migrations/postgres/0004_observations.sql"
+        ),
+        migration!(
+            5,
+            "report files",
+            "../../migrations/postgres/0005_report_files.sql"
         ),
     ])
 }

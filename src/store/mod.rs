@@ -54,6 +54,8 @@ pub enum Arg {
     Date(Option<NaiveDate>),
     /// A decimal as its exact text (`37.50`): numeric on PostgreSQL, text on SQLite.
     Decimal(Option<String>),
+    /// Binary content: bytea on PostgreSQL, a BLOB on SQLite.
+    Bytes(Option<Vec<u8>>),
 }
 
 impl From<Uuid> for Arg {
@@ -143,6 +145,7 @@ fn sqlite_query<'q>(sql: &'q str, args: &[Arg]) -> SqliteQuery<'q> {
             Arg::Timestamp(v) => q.bind(v.as_ref().map(sqlite_timestamp)),
             Arg::Date(v) => q.bind(v.map(|d| d.format("%Y-%m-%d").to_string())),
             Arg::Decimal(v) => q.bind(v.clone()),
+            Arg::Bytes(v) => q.bind(v.clone()),
         };
     }
     q
@@ -183,6 +186,7 @@ fn pg_query<'q>(sql: &'q str, args: &[Arg]) -> PgQuery<'q> {
             Arg::Timestamp(v) => q.bind(*v),
             Arg::Date(v) => q.bind(*v),
             Arg::Decimal(v) => q.bind(v.as_deref().and_then(parse_decimal)),
+            Arg::Bytes(v) => q.bind(v.clone()),
         };
     }
     q

@@ -83,6 +83,14 @@ impl Row {
         })
     }
 
+    /// A binary column.
+    pub fn bytes(&self, col: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(match self {
+            Row::Sqlite(r) => r.try_get(col)?,
+            Row::Postgres(r) => r.try_get(col)?,
+        })
+    }
+
     pub fn bool(&self, col: &str) -> Result<Option<bool>, StoreError> {
         Ok(match self {
             Row::Sqlite(r) => r.try_get(col)?,

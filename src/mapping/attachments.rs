@@ -1,0 +1,260 @@
+//! DiagnosticReport.presentedForm ⇄ file_attachments: each attachment with content (`data`) or a
+//! location (`url`) is a file of the report's medical test. The element as sent stays in
+//! fhir_extra and is served while the report's files are still the ones it names (same content,
+//! by SHA-256, or same location, in the same order); once the clinic attaches, replaces or removes
+//! a file, presentedForm is rebuilt from the files.
+
+use super::MapError;
+use crate::fhir::{Issue, IssueType};
+use crate::store::{placeholders, Arg, Conn, StoreError, Tx};
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// What identifies a file: the SHA-256 of its content, or its location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Key {
+    Content(String),
+    Location(String),
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The decoded content of an Attachment (FHIR base64Binary may hold whitespace).
+fn content(a: &Value) -> Option<Result<Vec<u8>, ()>> {
+    let data = a.get("data")?.as_str()?;
+    let clean: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+    Some(B64.decode(clean).map_err(|_| ()))
+}
+
+fn key_of(a: &Value) -> Option<Key> {
+    match content(a) {
+        Some(Ok(bytes)) => Some(Key::Content(sha256_hex(&bytes))),
+        Some(Err(())) => None,
+        None => a
+            .get("url")
+            .and_then(Value::as_str)
+            .map(|u| Key::Location(u.to_owned())),
+    }
+}
+
+/// One live file of a report, as stored.
+struct File {
+    id: Uuid,
+    key: Key,
+    position: i64,
+    attachment: Value,
+}
+
+async fn files(
+    conn: &mut Conn<'_>,
+    reports: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<File>>, StoreError> {
+    let mut out: HashMap<Uuid, Vec<File>> = HashMap::new();
+    if reports.is_empty() {
+        return Ok(out);
+    }
+    let ids: Vec<Arg> = reports.iter().map(|u| Arg::Uuid(*u)).collect();
+    let rows = conn
+        .fetch_all(
+            &format!(
+                "SELECT id, medical_test_id, file_name, content_type, size_bytes, sha256, storage_path, content, fhir_extra, created_at \
+                 FROM file_attachments WHERE medical_test_id IN ({}) AND deleted_at IS NULL ORDER BY created_at, id",
+                placeholders(ids.len())
+            ),
+            &ids,
+        )
+        .await?;
+    for r in rows {
+        let bytes = r.bytes("content")?;
+        let path = r.text("storage_path")?;
+        let key = match (&bytes, &path) {
+            (Some(b), _) => Key::Content(r.text("sha256")?.unwrap_or_else(|| sha256_hex(b))),
+            (None, Some(p)) => Key::Location(p.clone()),
+            (None, None) => continue,
+        };
+        let mut a = Map::new();
+        if let Some(ct) = r.text("content_type")? {
+            a.insert("contentType".into(), Value::String(ct));
+        }
+        if let Some(b) = &bytes {
+            a.insert("data".into(), Value::String(B64.encode(b)));
+        }
+        if let Some(p) = path {
+            a.insert("url".into(), Value::String(p));
+        }
+        if let Some(n) = r.opt_int("size_bytes")? {
+            a.insert("size".into(), json!(n));
+        }
+        if let Some(t) = r.text("file_name")? {
+            a.insert("title".into(), Value::String(t));
+        }
+        let position = r
+            .json("fhir_extra")?
+            .and_then(|e| e.get("position").and_then(Value::as_i64))
+            .unwrap_or(i64::MAX);
+        out.entry(r.uuid("medical_test_id")?)
+            .or_default()
+            .push(File {
+                id: r.uuid("id")?,
+                key,
+                position,
+                attachment: Value::Object(a),
+            });
+    }
+    for list in out.values_mut() {
+        // Stable: files the clinic attached (no position) follow, oldest first.
+        list.sort_by_key(|f| f.position);
+    }
+    Ok(out)
+}
+
+/// Stores the report's presentedForm as its files: files still named are kept, new ones added,
+/// the others soft-deleted.
+pub async fn store(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(), MapError> {
+    let sent: Vec<Value> = resource
+        .get("presentedForm")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut issues = Vec::new();
+    for (i, a) in sent.iter().enumerate() {
+        if let Some(Err(())) = content(a) {
+            issues.push(
+                Issue::error(IssueType::Value, "the attachment's data is not base64")
+                    .at(format!("DiagnosticReport.presentedForm[{i}].data")),
+            );
+        }
+    }
+    if !issues.is_empty() {
+        return Err(MapError::Unprocessable(issues));
+    }
+    let mut existing = files(&mut Conn::Tx(tx), &[report])
+        .await?
+        .remove(&report)
+        .unwrap_or_default();
+    let owner = tx
+        .fetch_optional(
+            "SELECT patient_id, consultation_id FROM medical_tests WHERE id = ?",
+            &[report.into()],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Decode("report row vanished".into()))?;
+    let (patient, consultation) = (
+        owner.opt_uuid("patient_id")?,
+        owner.opt_uuid("consultation_id")?,
+    );
+    for (i, a) in sent.iter().enumerate() {
+        let Some(key) = key_of(a) else { continue };
+        let position = json!({"position": i});
+        if let Some(at) = existing.iter().position(|f| f.key == key) {
+            let f = existing.remove(at);
+            if f.position != i as i64 {
+                tx.execute(
+                    "UPDATE file_attachments SET fhir_extra = ? WHERE id = ?",
+                    &[Arg::Json(position), f.id.into()],
+                )
+                .await?;
+            }
+            continue;
+        }
+        let bytes = content(a).and_then(Result::ok);
+        let size = bytes
+            .as_ref()
+            .map(|b| b.len() as i64)
+            .or_else(|| a.get("size").and_then(Value::as_i64));
+        let sha = bytes.as_deref().map(sha256_hex);
+        let s = |k: &str| Arg::Text(a.get(k).and_then(Value::as_str).map(str::to_owned));
+        tx.execute(
+            "INSERT INTO file_attachments (id, patient_id, consultation_id, medical_test_id, file_name, content_type, size_bytes, sha256, storage_path, content, fhir_extra) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            &[
+                Uuid::new_v4().into(),
+                Arg::OptUuid(patient),
+                Arg::OptUuid(consultation),
+                report.into(),
+                s("title"),
+                s("contentType"),
+                Arg::Int(size),
+                Arg::Text(sha),
+                s("url"),
+                Arg::Bytes(bytes),
+                Arg::Json(position),
+            ],
+        )
+        .await?;
+    }
+    for f in existing {
+        tx.execute(
+            &format!(
+                "UPDATE file_attachments SET deleted_at = {} WHERE id = ?",
+                tx.dialect().now()
+            ),
+            &[f.id.into()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Serves presentedForm: as sent while the files agree with it, else rebuilt from the files.
+pub async fn apply(conn: &mut Conn<'_>, loaded: &mut [(Uuid, Value)]) -> Result<(), StoreError> {
+    let ids: Vec<Uuid> = loaded.iter().map(|(id, _)| *id).collect();
+    let mut by_report = files(conn, &ids).await?;
+    for (id, resource) in loaded.iter_mut() {
+        let stored = by_report.remove(id).unwrap_or_default();
+        let kept = resource
+            .get("presentedForm")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let kept_keys: Vec<Key> = kept.iter().filter_map(key_of).collect();
+        let stored_keys: Vec<Key> = stored.iter().map(|f| f.key.clone()).collect();
+        if kept_keys == stored_keys {
+            continue;
+        }
+        let Some(obj) = resource.as_object_mut() else {
+            continue;
+        };
+        // Attachments without content or location (a title only) stay as sent.
+        let mut form: Vec<Value> = kept
+            .into_iter()
+            .filter(|a| a.get("data").is_none() && a.get("url").is_none())
+            .collect();
+        form.extend(stored.into_iter().map(|f| f.attachment));
+        if form.is_empty() {
+            obj.remove("presentedForm");
+        } else {
+            obj.insert("presentedForm".into(), Value::Array(form));
+        }
+        let order = super::element_order("DiagnosticReport");
+        *resource = Value::Object(super::fields::ordered(std::mem::take(obj), &order));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachments_are_known_by_content_or_location() {
+        let a = json!({"contentType": "text/plain", "data": "aGVs\nbG8="});
+        assert_eq!(key_of(&a), Some(Key::Content(sha256_hex(b"hello"))));
+        assert_eq!(
+            key_of(&json!({"url": "http://x/y.pdf"})),
+            Some(Key::Location("http://x/y.pdf".into()))
+        );
+        assert_eq!(key_of(&json!({"data": "!!"})), None);
+        assert_eq!(key_of(&json!({"title": "t"})), None);
+    }
+}
