@@ -793,7 +793,7 @@ async fn migrate_is_idempotent(engine: Engine) {
     // Assert
     assert!(again.is_ok(), "a second migrate succeeds: {again:?}");
     assert!(and_again.is_ok(), "a third migrate succeeds: {and_again:?}");
-    assert_eq!(app.count("_sqlx_migrations").await, 4);
+    assert_eq!(app.count("_sqlx_migrations").await, 5);
     let applied: Vec<(i64, bool)> = app
         .db
         .fetch_all(
@@ -810,7 +810,10 @@ async fn migrate_is_idempotent(engine: Engine) {
             )
         })
         .collect();
-    assert_eq!(applied, vec![(1, true), (2, true), (3, true), (4, true)]);
+    assert_eq!(
+        applied,
+        vec![(1, true), (2, true), (3, true), (4, true), (5, true)]
+    );
     assert_eq!(roles, 4, "the four roles are seeded");
     assert_eq!(
         app.count("roles").await,
