@@ -630,7 +630,32 @@ async fn search_parameters_return_exactly_the_matching_ids(engine: Engine) {
     assert_eq!(unique.len(), 8);
 }
 
+async fn a_vital_sign_that_breaks_its_profile_is_refused(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    stub(&app, "Patient", "ana").await;
+    let mut hr = vital("9279-1", json!(16), "/min", "2026-03-02T10:00:00Z");
+    hr["meta"] = json!({"profile": ["http://hl7.org/fhir/StructureDefinition/heartrate"]});
+    let r = app.post("/fhir/Observation", &hr).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    let issues = r.outcome();
+    assert!(
+        issues.iter().any(|(code, msg, at)| code == "required"
+            && msg.contains("HeartRateCode")
+            && at.as_deref() == Some("Observation.code.coding")),
+        "{issues:?}"
+    );
+    assert_eq!(app.count("vital_signs").await, 0);
+    assert_eq!(app.count("medical_test_results").await, 0);
+    // $validate reports the same without writing; the right code passes.
+    let v = app.post("/fhir/Observation/$validate", &hr).await;
+    assert!(v.text.contains("HeartRateCode"), "{}", v.text);
+    hr["code"]["coding"][0]["code"] = json!("8867-4");
+    let ok = app.post("/fhir/Observation", &hr).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+}
+
 on_both_engines!(
+    a_vital_sign_that_breaks_its_profile_is_refused,
     every_example_and_synthea_observation_round_trips,
     vitals_written_with_sql_read_as_vital_sign_observations,
     a_posted_blood_pressure_fills_two_columns_and_writes_touch_one_measurement,
