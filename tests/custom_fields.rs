@@ -236,7 +236,95 @@ async fn each_field_has_a_structure_definition(engine: Engine) {
     );
 }
 
+async fn fields_of_a_specialty_are_required_only_there(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    common::stub(&app, "Patient", "ana").await;
+    let cardio = uuid::Uuid::new_v4();
+    app.db
+        .execute(
+            "INSERT INTO specialties (id, code, system, name) VALUES (?, 'cardio', 'https://clinic.example/specialties', 'Cardiology'), (?, 'derma', 'https://clinic.example/specialties', 'Dermatology')",
+            &[cardio.into(), uuid::Uuid::new_v4().into()],
+        )
+        .await
+        .unwrap();
+    const NYHA: &str = "https://clinic.example/fhir/StructureDefinition/encounter-nyha-class";
+    const ECG: &str = "https://clinic.example/fhir/StructureDefinition/observation-ecg-device";
+    for (entity, key, kind, url) in [
+        ("Encounter", "nyha-class", "text", NYHA),
+        ("Observation", "ecg-device", "text", ECG),
+    ] {
+        app.db
+            .execute(
+                "INSERT INTO custom_fields (id, entity_type, specialty_id, field_key, label, field_type, is_required, extension_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                &[uuid::Uuid::new_v4().into(), entity.into(), cardio.into(), key.into(), key.into(), kind.into(), Arg::Bool(Some(true)), url.into()],
+            )
+            .await
+            .unwrap();
+    }
+    let encounter = |id: &str, specialty: &str, exts: Value| {
+        let mut e = json!({"resourceType": "Encounter", "id": id, "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "serviceType": {"coding": [{"system": "https://clinic.example/specialties", "code": specialty}]},
+            "subject": {"reference": "Patient/ana"}});
+        if exts != json!([]) {
+            e["extension"] = exts;
+        }
+        e
+    };
+    // A cardiology consultation needs the NYHA class; a dermatology one does not.
+    let r = app
+        .put("/fhir/Encounter/c1", &encounter("c1", "cardio", json!([])))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.outcome()[0].1.contains("nyha-class"), "{}", r.text);
+    assert_eq!(app.count("consultations").await, 0);
+    round_trip(&app, &encounter("d1", "derma", json!([])), true).await;
+    round_trip(
+        &app,
+        &encounter("c1", "cardio", json!([{"url": NYHA, "valueString": "II"}])),
+        true,
+    )
+    .await;
+    // An Observation made in a cardiology consultation needs the ECG device; others do not.
+    let obs = |id: &str, encounter: Option<&str>, exts: Value| {
+        let mut o = json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8601-7"}]},
+            "subject": {"reference": "Patient/ana"}, "valueString": "normal sinus rhythm"});
+        if let Some(e) = encounter {
+            o["encounter"] = json!({"reference": format!("Encounter/{e}")});
+        }
+        if exts != json!([]) {
+            o["extension"] = exts;
+        }
+        o
+    };
+    let r = app
+        .put("/fhir/Observation/o1", &obs("o1", Some("c1"), json!([])))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.outcome()[0].2.as_deref(), Some("Observation.extension"));
+    round_trip(&app, &obs("o2", Some("d1"), json!([])), true).await;
+    round_trip(&app, &obs("o3", None, json!([])), true).await;
+    round_trip(
+        &app,
+        &obs(
+            "o1",
+            Some("c1"),
+            json!([{"url": ECG, "valueString": "GE MAC 2000"}]),
+        ),
+        true,
+    )
+    .await;
+    // Its StructureDefinition does not claim it everywhere.
+    let sd = app
+        .get(&format!("/fhir/StructureDefinition?url={NYHA}"))
+        .await;
+    let root = &sd.body["entry"][0]["resource"]["differential"]["element"][0];
+    assert_eq!(root["min"], 0, "{}", sd.text);
+}
+
 on_both_engines!(
+    fields_of_a_specialty_are_required_only_there,
     values_are_type_checked_and_required_ones_enforced,
     values_are_stored_and_round_trip,
     the_clinics_own_changes_show_as_extensions,

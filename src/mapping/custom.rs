@@ -162,6 +162,29 @@ fn set_value(def: &FieldDef, ext: &mut Map<String, Value>, stored: &Stored) {
 }
 
 /// Checks and stores the custom field extensions of a resource written as row `row_id`.
+/// The specialty a stored resource belongs to, if any.
+async fn specialty_of(
+    tx: &mut Tx,
+    resource_type: &str,
+    row_id: Uuid,
+) -> Result<Option<Uuid>, StoreError> {
+    let through_encounter = |table: &str| {
+        format!("SELECT c.specialty_id AS s FROM {table} t JOIN consultations c ON c.id = t.consultation_id WHERE t.id = ?")
+    };
+    let sql = match resource_type {
+        "Encounter" => "SELECT specialty_id AS s FROM consultations WHERE id = ?".to_owned(),
+        "Practitioner" => "SELECT specialty_id AS s FROM users WHERE id = ?".to_owned(),
+        "Observation" => through_encounter("observations"),
+        "MedicationRequest" => through_encounter("prescriptions"),
+        "DiagnosticReport" => through_encounter("medical_tests"),
+        _ => return Ok(None),
+    };
+    match tx.fetch_optional(&sql, &[row_id.into()]).await? {
+        Some(r) => r.opt_uuid("s"),
+        None => Ok(None),
+    }
+}
+
 pub async fn store(
     tx: &mut Tx,
     resource_type: &str,
@@ -197,7 +220,17 @@ pub async fn store(
             ),
         }
     }
-    for def in defs.iter().filter(|d| d.required && d.specialty.is_none()) {
+    // A field of one specialty is required of the resources of that specialty: an Encounter or
+    // Practitioner of it, or a resource written in an Encounter of it.
+    let specialty = if defs.iter().any(|d| d.required && d.specialty.is_some()) {
+        specialty_of(tx, resource_type, row_id).await?
+    } else {
+        None
+    };
+    for def in defs
+        .iter()
+        .filter(|d| d.required && (d.specialty.is_none() || d.specialty == specialty))
+    {
         if !values.iter().any(|(d, _)| d.id == def.id) {
             issues.push(
                 Issue::error(
@@ -367,7 +400,7 @@ pub fn structure_definition(def: &FieldDef) -> Value {
         "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Extension",
         "derivation": "constraint",
         "differential": {"element": [
-            {"id": "Extension", "path": "Extension", "short": def.label.clone().unwrap_or_else(|| def.key.clone()), "min": if def.required { 1 } else { 0 }, "max": "1"},
+            {"id": "Extension", "path": "Extension", "short": def.label.clone().unwrap_or_else(|| def.key.clone()), "min": if def.required && def.specialty.is_none() { 1 } else { 0 }, "max": "1"},
             {"id": "Extension.extension", "path": "Extension.extension", "max": "0"},
             {"id": "Extension.url", "path": "Extension.url", "fixedUri": def.url},
             value
