@@ -397,7 +397,7 @@ async fn results_keep_every_kind_of_value_in_its_column(engine: Engine) {
                 "c",
                 "ana",
                 "5778-6",
-                json!({"valueCodeableConcept": {"text": "clear"}}),
+                json!({"valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "A"}], "text": "clear"}}),
                 at,
             ),
             "codeable-concept",
@@ -418,7 +418,7 @@ async fn results_keep_every_kind_of_value_in_its_column(engine: Engine) {
         let row = app
             .db
             .fetch_optional(
-                "SELECT value_type, value_quantity, value_string, value_boolean, value_integer, reference_low, reference_high, interpretation_code, effective_at, category_code FROM medical_test_results WHERE fhir_id = ?",
+                "SELECT value_type, value_quantity, value_unit, value_unit_system, value_code, value_string, value_boolean, value_integer, value_json, reference_low, reference_high, interpretation_code, effective_at, category_code FROM medical_test_results WHERE fhir_id = ?",
                 &[o["id"].as_str().unwrap().into()],
             )
             .await
@@ -452,6 +452,13 @@ async fn results_keep_every_kind_of_value_in_its_column(engine: Engine) {
             "string" => assert_eq!(row.text("value_string").unwrap().as_deref(), Some("amber")),
             "boolean" => assert_eq!(row.bool("value_boolean").unwrap(), Some(false)),
             "integer" => assert_eq!(row.opt_int("value_integer").unwrap(), Some(7)),
+            "codeable-concept" => {
+                assert_eq!(row.text("value_code").unwrap().as_deref(), Some("A"))
+            }
+            "range" => assert_eq!(
+                row.json("value_json").unwrap(),
+                Some(json!({"low": {"value": 1}, "high": {"value": 2}}))
+            ),
             _ => {}
         }
     }

@@ -98,7 +98,7 @@ CREATE VIEW observations AS
 SELECT r.id, r.fhir_id, r.version_id, r.updated_at, r.deleted_at, 'result' AS source, NULL::text AS measurement,
        r.patient_id, r.consultation_id, r.performer_id, r.status, r.category_code, r.code, r.code_system,
        r.effective_at, COALESCE(r.effective_end, r.effective_at) AS effective_end, r.issued_at,
-       r.value_quantity, r.value_code, r.value_unit_system
+       r.value_quantity, r.value_unit, r.value_unit_system
   FROM medical_test_results r
 UNION ALL
 SELECT o.id, o.fhir_id, o.version_id, o.updated_at, COALESCE(o.deleted_at, v.deleted_at), 'vital', o.measurement,

@@ -80,7 +80,7 @@ static SPECS: &[Spec] = &[
         Kind::Decimal("value_quantity"),
     ),
     Spec::new(
-        &[Seg::Key("valueQuantity"), Seg::Key("unit")],
+        &[Seg::Key("valueQuantity"), Seg::Key("code")],
         Kind::Text("value_unit"),
     ),
     Spec::new(
@@ -88,8 +88,12 @@ static SPECS: &[Spec] = &[
         Kind::Text("value_unit_system"),
     ),
     Spec::new(
-        &[Seg::Key("valueQuantity"), Seg::Key("code")],
-        Kind::Text("value_code"),
+        &[Seg::Key("valueCodeableConcept")],
+        Kind::Concept {
+            code: "value_code",
+            system: None,
+            display: None,
+        },
     ),
     Spec::new(&[Seg::Key("valueString")], Kind::Text("value_string")),
     Spec::new(&[Seg::Key("valueBoolean")], Kind::Bool("value_boolean")),
@@ -152,6 +156,20 @@ fn time_at(r: &Value, path: &[&str]) -> Option<DateTime<Utc>> {
         v = v.get(*k)?;
     }
     parse_time(v.as_str()?)
+}
+
+/// The value[x] types without columns of their own (Range, Ratio, SampledData, Period, time,
+/// dateTime), as their JSON.
+fn value_json(r: &Value) -> Arg {
+    const KEYS: &[&str] = &[
+        "valueRange",
+        "valueRatio",
+        "valueSampledData",
+        "valuePeriod",
+        "valueTime",
+        "valueDateTime",
+    ];
+    Arg::OptJson(KEYS.iter().find_map(|k| r.get(*k)).cloned())
 }
 
 /// effective[x]: the start of a dateTime, an instant or a Period.
@@ -245,7 +263,7 @@ static PARAMS: &[SearchParam] = &[
         target: Target::Quantity {
             value: "value_quantity",
             system: "value_unit_system",
-            code: "value_code",
+            code: "value_unit",
         },
         definition: "http://hl7.org/fhir/SearchParameter/Observation-value-quantity",
         documentation: "The value of the observation, if it is a Quantity",
@@ -267,6 +285,7 @@ impl ObservationMapping {
                 params: PARAMS,
                 derived: &[
                     ("value_type", value_type),
+                    ("value_json", value_json),
                     ("effective_at", effective_at),
                     ("effective_end", effective_end),
                 ],
