@@ -257,6 +257,101 @@ async fn presented_forms_are_the_files_of_the_medical_test(engine: Engine) {
     assert_eq!(app.count("file_attachments").await, 3);
 }
 
+async fn results_are_linked_to_the_medical_test(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    stub(&app, "Patient", "ana").await;
+    let lab = |id: &str, code: &str, v: f64| {
+        json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "subject": {"reference": "Patient/ana"}, "effectiveDateTime": "2026-01-05T08:00:00Z",
+            "valueQuantity": {"value": v, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}})
+    };
+    round_trip(&app, &lab("o1", "718-7", 13.1), true).await;
+    round_trip(&app, &lab("o2", "1751-7", 4.2), true).await;
+    let hr = json!({"resourceType": "Observation", "id": "hr", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": "Patient/ana"}, "effectiveDateTime": "2026-01-05T08:00:00Z",
+        "valueQuantity": {"value": 70, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}});
+    round_trip(&app, &hr, true).await;
+    let report = json!({"resourceType": "DiagnosticReport", "id": "rep", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "58410-2"}]},
+        "subject": {"reference": "Patient/ana"},
+        "result": [{"reference": "Observation/o1", "display": "Hemoglobin"}, {"reference": "Observation/hr"}]});
+    round_trip(&app, &report, true).await;
+    let link = |id: &'static str| {
+        let app = &app;
+        async move {
+            app.db
+                .fetch_optional(
+                    "SELECT m.fhir_id AS report FROM medical_test_results r LEFT JOIN medical_tests m ON m.id = r.medical_test_id WHERE r.fhir_id = ?",
+                    &[id.into()],
+                )
+                .await
+                .unwrap()
+                .unwrap()
+                .text("report")
+                .unwrap()
+        }
+    };
+    assert_eq!(link("o1").await.as_deref(), Some("rep"));
+    assert_eq!(link("o2").await, None);
+    // Linking is not a change of the Observation.
+    let o1 = app.get("/fhir/Observation/o1").await;
+    assert_eq!(o1.body["meta"]["versionId"], "1");
+
+    // The clinic links another result to the test: the report lists it, as a new version.
+    let rep_row = app
+        .db
+        .fetch_optional("SELECT id FROM medical_tests WHERE fhir_id = 'rep'", &[])
+        .await
+        .unwrap()
+        .unwrap()
+        .uuid("id")
+        .unwrap();
+    app.db
+        .execute(
+            "UPDATE medical_test_results SET medical_test_id = ? WHERE fhir_id = 'o2'",
+            &[rep_row.into()],
+        )
+        .await
+        .unwrap();
+    let back = app.get("/fhir/DiagnosticReport/rep").await;
+    assert_eq!(back.body["meta"]["versionId"], "2");
+    assert_eq!(
+        back.body["result"],
+        json!([{"reference": "Observation/o1", "display": "Hemoglobin"}, {"reference": "Observation/hr"}, {"reference": "Observation/o2"}])
+    );
+    // And unlinks the first: it leaves the list; the vital sign stays as sent.
+    app.db
+        .execute(
+            "UPDATE medical_test_results SET medical_test_id = NULL WHERE fhir_id = 'o1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let back = app.get("/fhir/DiagnosticReport/rep").await;
+    assert_eq!(back.body["meta"]["versionId"], "3");
+    assert_eq!(
+        back.body["result"],
+        json!([{"reference": "Observation/hr"}, {"reference": "Observation/o2"}])
+    );
+    // A FHIR update names o1 again: o1 is linked, o2 no longer.
+    round_trip(&app, &report, true).await;
+    assert_eq!(link("o1").await.as_deref(), Some("rep"));
+    assert_eq!(link("o2").await, None);
+    // The result parameter finds the report by any Observation it names.
+    for (q, want) in [
+        ("result=o1", vec!["rep"]),
+        ("result=Observation/hr", vec!["rep"]),
+        ("result=o2", vec![]),
+        ("result=Patient/o1", vec![]),
+    ] {
+        let r = app.get(&format!("/fhir/DiagnosticReport?{q}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.text);
+        assert_eq!(TestApp::ids(&r.body), want, "{q}");
+    }
+}
+
 async fn a_report_without_a_code_the_clinic_can_keep_is_refused(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     stub(&app, "Patient", "ana").await;
@@ -273,4 +368,5 @@ on_both_engines!(
     a_report_without_a_code_the_clinic_can_keep_is_refused,
     a_result_reference_must_name_an_observation_of_this_server,
     presented_forms_are_the_files_of_the_medical_test,
+    results_are_linked_to_the_medical_test,
 );

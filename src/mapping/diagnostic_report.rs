@@ -1,13 +1,15 @@
 //! DiagnosticReport ⇄ medical_tests, presentedForm ⇄ its file_attachments.
 
 use super::search::{patient_param, reference_param, ParamKind, SearchParam, Target};
+use super::spec::ref_id;
 use super::spec::{Kind, Seg, Spec};
 use super::table::TableMapping;
 use super::{attachments, MapError, ResourceMapping};
 use crate::fhir::Id;
-use crate::store::{Conn, StoreError, Tx};
+use crate::store::{placeholders, Arg, Conn, StoreError, Tx};
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 static SPECS: &[Spec] = &[
@@ -134,6 +136,15 @@ static PARAMS: &[SearchParam] = &[
         documentation: "The clinically relevant time of the report",
     },
     SearchParam {
+        name: "result",
+        kind: ParamKind::Reference,
+        target: Target::RefIndex {
+            resource_type: "Observation",
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/DiagnosticReport-result",
+        documentation: "Link to an atomic result (an Observation of this server)",
+    },
+    SearchParam {
         name: "issued",
         kind: ParamKind::Date,
         target: Target::Period {
@@ -145,7 +156,149 @@ static PARAMS: &[SearchParam] = &[
     },
 ];
 
-/// The DiagnosticReport mapping: the declared table, and the report's files.
+/// The ids of the local Observations a report's `result` names.
+fn result_ids(resource: &Value) -> Vec<String> {
+    resource
+        .get("result")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| ref_id(Some(r), "Observation").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Links the results the report names (those kept in medical_test_results) to its medical test,
+/// and unlinks those it no longer names.
+async fn link_results(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(), StoreError> {
+    let ids = result_ids(resource);
+    let mut unlink =
+        "UPDATE medical_test_results SET medical_test_id = NULL WHERE medical_test_id = ?"
+            .to_owned();
+    let mut args: Vec<Arg> = vec![report.into()];
+    if !ids.is_empty() {
+        unlink.push_str(&format!(
+            " AND fhir_id NOT IN ({})",
+            placeholders(ids.len())
+        ));
+        args.extend(ids.iter().map(|i| Arg::from(i.as_str())));
+    }
+    tx.execute(&unlink, &args).await?;
+    // The result parameter finds the report by every Observation it names.
+    tx.execute(
+        "DELETE FROM search_strings WHERE row_id = ? AND resource_type = 'DiagnosticReport' AND param = 'result'",
+        &[report.into()],
+    )
+    .await?;
+    for id in &ids {
+        tx.execute(
+            "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES ('DiagnosticReport', ?, 'result', ?, ?)",
+            &[report.into(), id.as_str().into(), id.as_str().into()],
+        )
+        .await?;
+    }
+    if !ids.is_empty() {
+        let mut args: Vec<Arg> = vec![report.into()];
+        args.extend(ids.iter().map(|i| Arg::from(i.as_str())));
+        args.push(report.into());
+        tx.execute(
+            &format!(
+                "UPDATE medical_test_results SET medical_test_id = ? WHERE fhir_id IN ({}) AND deleted_at IS NULL \
+                 AND (medical_test_id IS NULL OR medical_test_id <> ?)",
+                placeholders(ids.len())
+            ),
+            &args,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Serves `result` as sent while the results linked to the medical test are the ones it names;
+/// otherwise (the clinic linked or unlinked a result) references to unlinked results go and the
+/// newly linked ones are added, in the order of their time.
+async fn apply_results(
+    conn: &mut Conn<'_>,
+    loaded: &mut [(Uuid, Value)],
+) -> Result<(), StoreError> {
+    if loaded.is_empty() {
+        return Ok(());
+    }
+    let reports: Vec<Arg> = loaded.iter().map(|(id, _)| Arg::Uuid(*id)).collect();
+    let mut linked: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for r in conn
+        .fetch_all(
+            &format!(
+                "SELECT medical_test_id, fhir_id FROM medical_test_results WHERE medical_test_id IN ({}) \
+                 AND deleted_at IS NULL ORDER BY effective_at, fhir_id",
+                placeholders(reports.len())
+            ),
+            &reports,
+        )
+        .await?
+    {
+        linked
+            .entry(r.uuid("medical_test_id")?)
+            .or_default()
+            .push(r.string("fhir_id")?);
+    }
+    let named: Vec<String> = loaded.iter().flat_map(|(_, r)| result_ids(r)).collect();
+    let mut results: HashSet<String> = HashSet::new();
+    if !named.is_empty() {
+        let args: Vec<Arg> = named.iter().map(|i| Arg::from(i.as_str())).collect();
+        for r in conn
+            .fetch_all(
+                &format!(
+                    "SELECT fhir_id FROM medical_test_results WHERE fhir_id IN ({}) AND deleted_at IS NULL",
+                    placeholders(args.len())
+                ),
+                &args,
+            )
+            .await?
+        {
+            results.insert(r.string("fhir_id")?);
+        }
+    }
+    for (id, resource) in loaded.iter_mut() {
+        let links = linked.remove(id).unwrap_or_default();
+        let kept = result_ids(resource);
+        let kept_linked: HashSet<&String> = kept.iter().filter(|k| results.contains(*k)).collect();
+        let link_set: HashSet<&String> = links.iter().collect();
+        if kept_linked == link_set {
+            continue;
+        }
+        let Some(obj) = resource.as_object_mut() else {
+            continue;
+        };
+        let mut list: Vec<Value> = obj
+            .get("result")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| {
+                ref_id(Some(r), "Observation")
+                    .is_none_or(|i| !results.contains(i) || link_set.contains(&i.to_owned()))
+            })
+            .collect();
+        for l in &links {
+            if !kept.contains(l) {
+                list.push(json!({"reference": format!("Observation/{l}")}));
+            }
+        }
+        if list.is_empty() {
+            obj.remove("result");
+        } else {
+            obj.insert("result".into(), Value::Array(list));
+        }
+        let order = super::element_order("DiagnosticReport");
+        *resource = Value::Object(super::fields::ordered(std::mem::take(obj), &order));
+    }
+    Ok(())
+}
+
+/// The DiagnosticReport mapping: the declared table, its results and its files.
 pub struct DiagnosticReportMapping {
     table: TableMapping,
 }
@@ -184,6 +337,7 @@ impl ResourceMapping for DiagnosticReportMapping {
         resource: &Value,
     ) -> Result<(), MapError> {
         self.table.insert(tx, row_id, fhir_id, resource).await?;
+        link_results(tx, row_id, resource).await?;
         attachments::store(tx, row_id, resource).await
     }
 
@@ -201,6 +355,7 @@ impl ResourceMapping for DiagnosticReportMapping {
         {
             return Ok(false);
         }
+        link_results(tx, row_id, resource).await?;
         attachments::store(tx, row_id, resource).await?;
         Ok(true)
     }
@@ -211,6 +366,7 @@ impl ResourceMapping for DiagnosticReportMapping {
         row_ids: &[Uuid],
     ) -> Result<Vec<(Uuid, Value)>, StoreError> {
         let mut loaded = self.table.load(conn, row_ids).await?;
+        apply_results(conn, &mut loaded).await?;
         attachments::apply(conn, &mut loaded).await?;
         Ok(loaded)
     }

@@ -77,6 +77,9 @@ pub enum Target {
     /// sent (kept in `search_strings` under `code` and `component-code`, system in `value`), and
     /// with `components` the component codes too (vital-sign components from vital_sign_codes).
     ObservationCode { components: bool },
+    /// References kept in `search_strings` under the parameter's name (the target's id in
+    /// `exact`), for references that have no column.
+    RefIndex { resource_type: &'static str },
     /// A Quantity held as a numeric column with the system and code of its unit.
     Quantity {
         value: &'static str,
@@ -361,6 +364,25 @@ fn one_value(
                 Prefix::Eb => (format!("({b} IS NOT NULL AND {b} < ?)"), vec![lo]),
                 Prefix::Ap => (format!("({a_lt} AND {b_gt})"), vec![hi, lo]),
             }
+        }
+        Target::RefIndex { resource_type } => {
+            let id = match value.rsplit_once('/') {
+                None => value,
+                Some((before, id)) => {
+                    let ty = before.rsplit('/').next().unwrap_or(before);
+                    if ty != resource_type {
+                        return Ok(("1 = 0".into(), vec![]));
+                    }
+                    id
+                }
+            };
+            if crate::fhir::Id::parse(id).is_none() {
+                return Err(bad("not a reference to a resource of this server"));
+            }
+            (
+                "EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND s.exact = ?)".into(),
+                vec![ctx.resource_type.into(), p.name.into(), id.into()],
+            )
         }
         Target::ObservationCode { components } => {
             let (sys, code) = token(value);
