@@ -61,6 +61,8 @@ struct Rule {
 #[derive(Debug, Default)]
 struct Matcher {
     conditions: Vec<(Vec<String>, Value)>,
+    /// Some discriminator's value could not be found: the slice is not checked.
+    unknown: bool,
 }
 
 /// A loaded profile.
@@ -229,9 +231,18 @@ impl Profiles {
                             format!("{id}{}", plain.join(".")) == want
                         })
                     });
-                    if let Some(x) = found {
-                        let (f, p) = fixed_or_pattern(x);
-                        if let Some(v) = f.or(p) {
+                    let value = found
+                        .map(|x| fixed_or_pattern(x))
+                        .and_then(|(f, p)| f.or(p))
+                        .or_else(|| {
+                            // An extension slice names its extension by profile, not by a
+                            // fixed url.
+                            (path == "url")
+                                .then(|| e["type"][0]["profile"][0].clone())
+                                .filter(Value::is_string)
+                        });
+                    match value {
+                        Some(v) => {
                             let segs = if path == "$this" {
                                 vec![]
                             } else {
@@ -239,6 +250,8 @@ impl Profiles {
                             };
                             m.conditions.push((segs, v));
                         }
+                        // A slice that cannot be told apart is not checked.
+                        None => m.unknown = true,
                     }
                 }
                 slices.insert(
@@ -404,7 +417,7 @@ impl Walk<'_> {
         node: &'v Value,
         depth: usize,
         slice_id: &str,
-    ) -> (Vec<(String, &'v Value)>, String) {
+    ) -> Option<(Vec<(String, &'v Value)>, String)> {
         let step = &self.rule.path[depth];
         let id = if slice_id.is_empty() {
             step.name.clone()
@@ -412,7 +425,7 @@ impl Walk<'_> {
             format!("{slice_id}.{}", step.name)
         };
         let Some(obj) = node.as_object() else {
-            return (vec![], id);
+            return Some((vec![], id));
         };
         let keys: Vec<&String> = match step.name.strip_suffix("[x]") {
             Some(prefix) => obj.keys().filter(|k| is_choice(k, prefix)).collect(),
@@ -428,16 +441,21 @@ impl Walk<'_> {
             }
         }
         match &step.slice {
-            None => (out, id),
+            None => Some((out, id)),
             Some(slice) => {
                 let sliced = format!("{id}:{slice}");
                 if step.name.ends_with("[x]") {
                     // A type slice of a choice: `value[x]:valueQuantity`.
                     out.retain(|(k, _)| k == slice);
-                } else if let Some(m) = self.profile.slices.get(&sliced) {
-                    out.retain(|(_, v)| m.matches(v));
+                } else {
+                    match self.profile.slices.get(&sliced) {
+                        Some(m) if !m.unknown && !m.conditions.is_empty() => {
+                            out.retain(|(_, v)| m.matches(v))
+                        }
+                        _ => return None,
+                    }
                 }
-                (out, sliced)
+                Some((out, sliced))
             }
         }
     }
@@ -447,7 +465,9 @@ impl Walk<'_> {
             self.leaf(&[(String::new(), node)], &at);
             return;
         }
-        let (found, id) = self.children(node, depth, &slice_id);
+        let Some((found, id)) = self.children(node, depth, &slice_id) else {
+            return;
+        };
         if depth + 1 < self.rule.path.len() {
             for (key, child) in found {
                 self.check(child, format!("{at}.{key}"), depth + 1, id.clone());
@@ -729,6 +749,21 @@ mod tests {
         );
         r["category"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}]);
         assert_eq!(places(&p, &r), vec![]);
+    }
+
+    #[test]
+    fn us_core_extensions_are_sliced_by_their_profile() {
+        let p = Profiles::load().unwrap();
+        let ext = |name: &str| json!({"url": format!("http://hl7.org/fhir/us/core/StructureDefinition/us-core-{name}"), "extension": [{"url": "text", "valueString": "x"}]});
+        let mut r = json!({"resourceType": "Patient",
+            "meta": {"profile": ["http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"]},
+            "identifier": [{"system": "s", "value": "1"}], "name": [{"family": "X"}], "gender": "male",
+            "extension": [ext("race"), ext("ethnicity"), {"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex", "valueCode": "M"}]});
+        assert_eq!(p.check("Patient", &r), vec![]);
+        r["extension"] = json!([ext("race"), ext("race")]);
+        let issues = p.check("Patient", &r);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(issues[0].diagnostics.contains("slice race"), "{issues:?}");
     }
 
     #[test]
