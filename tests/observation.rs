@@ -661,7 +661,86 @@ async fn a_vital_sign_that_breaks_its_profile_is_refused(engine: Engine) {
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
 }
 
+/// Parses JSON text, keeping numbers as written.
+fn raw(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+async fn numbers_come_back_as_written_or_are_refused(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    stub(&app, "Patient", "ana").await;
+    let at = "2026-01-05T08:00:00Z";
+    // Kept exactly, in the results table and in the vital-signs columns alike.
+    for (i, n) in [
+        "1e2",
+        "1.50E+1",
+        "-0",
+        "0.000000000000000000000000001",
+        "-12.500",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let o = lab(
+            &format!("n{i}"),
+            "ana",
+            "2339-0",
+            raw(&format!(
+                r#"{{"valueQuantity": {{"value": {n}, "unit": "mmol/L"}}}}"#
+            )),
+            at,
+        );
+        let back = round_trip(&app, &o, true).await;
+        let sent = o["valueQuantity"]["value"].to_string();
+        assert_eq!(back["valueQuantity"]["value"].to_string(), sent);
+        assert_eq!(sent.contains(['e', 'E']), n.contains(['e', 'E']));
+    }
+    let row = app
+        .db
+        .fetch_optional(
+            "SELECT value_quantity FROM medical_test_results WHERE fhir_id = 'n0'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(expediente::mapping::vital_data::same_number(
+        &row.decimal("value_quantity").unwrap().unwrap(),
+        "100"
+    ));
+    let mut w = vital("29463-7", raw("7.25e1"), "kg", at);
+    w["id"] = json!("w");
+    let back = round_trip(&app, &w, true).await;
+    assert_eq!(
+        back["valueQuantity"]["value"].to_string(),
+        w["valueQuantity"]["value"].to_string()
+    );
+    assert!(back["valueQuantity"]["value"].to_string().contains('e'));
+    let row = vital_row(&app, "w").await;
+    assert!(expediente::mapping::vital_data::same_number(
+        &row.decimal("body_weight").unwrap().unwrap(),
+        "72.5"
+    ));
+    // Beyond what a decimal column holds, or not a number: refused, nothing written.
+    let before = app.count("medical_test_results").await;
+    let long = "1".repeat(1000);
+    for n in ["1e999999", long.as_str()] {
+        let o = lab(
+            "big",
+            "ana",
+            "2339-0",
+            raw(&format!(r#"{{"valueQuantity": {{"value": {n}}}}}"#)),
+            at,
+        );
+        let r = app.put("/fhir/Observation/big", &o).await;
+        assert!(r.status.is_client_error(), "{n}: {}", r.text);
+        assert!(!r.outcome().is_empty());
+    }
+    assert_eq!(app.count("medical_test_results").await, before);
+}
+
 on_both_engines!(
+    numbers_come_back_as_written_or_are_refused,
     a_vital_sign_that_breaks_its_profile_is_refused,
     every_example_and_synthea_observation_round_trips,
     vitals_written_with_sql_read_as_vital_sign_observations,

@@ -112,7 +112,7 @@ impl Spec {
 
 /// A column value, compared to decide whether a kept element still agrees with its row.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Cell {
+pub(crate) enum Cell {
     Text(Option<String>),
     Bool(Option<bool>),
     Time(Option<DateTime<Utc>>),
@@ -121,6 +121,19 @@ pub(super) enum Cell {
 }
 
 impl Cell {
+    /// A decimal whose text a numeric column would not give back as written (an exponent, a
+    /// negative zero): the element that holds it must be kept as sent.
+    pub(crate) fn reshaped_by_numeric(&self) -> bool {
+        match self {
+            Cell::Dec(Some(t)) => {
+                t.contains(['e', 'E'])
+                    || (t.starts_with('-')
+                        && crate::store::parse_decimal(t).is_some_and(|d| d.is_zero()))
+            }
+            _ => false,
+        }
+    }
+
     pub(super) fn is_none(&self) -> bool {
         match self {
             Cell::Text(v) | Cell::Dec(v) => v.is_none(),
@@ -269,7 +282,12 @@ impl Spec {
         {
             projected[1] = Cell::Text(None);
         }
-        projected == cells
+        projected.len() == cells.len()
+            && projected.iter().zip(cells).all(|(a, b)| match (a, b) {
+                // A numeric column gives the number back in its own form (1e2 as 100).
+                (Cell::Dec(Some(x)), Cell::Dec(Some(y))) => super::vital_data::same_number(x, y),
+                (a, b) => a == b,
+            })
     }
 
     /// Writes `cells` at the end of the path inside `top` (building what is missing).

@@ -121,7 +121,7 @@ impl TableMapping {
             for (s, c) in specs.iter().zip(&cells) {
                 rebuilt = s.patch(rebuilt, c);
             }
-            if rebuilt != orig {
+            if rebuilt != orig || cells.iter().flatten().any(Cell::reshaped_by_numeric) {
                 if let Some(o) = orig {
                     rest.insert(key.to_owned(), o);
                 }

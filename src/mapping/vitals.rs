@@ -243,13 +243,21 @@ fn agrees(key: &str, kept: &Value, c: &Cols) -> bool {
 /// element the columns would add that the client did not send.
 fn leftovers(resource: &Value, c: &Cols) -> Map<String, Value> {
     let mut rest = resource_rest(resource);
+    // A value a numeric column would give back in another form (1e2 as 100) is kept as sent.
+    let reshaped = c
+        .values
+        .iter()
+        .flatten()
+        .any(|v| super::spec::Cell::Dec(Some(v.clone())).reshaped_by_numeric());
     if c.effective.is_none() {
         // The row has a time all the same (measured_at defaults to now).
         rest.insert("effectiveDateTime".into(), Value::Null);
     }
     for (k, v) in rebuild(c) {
         match rest.get(&k) {
-            Some(orig) if *orig == v => {
+            Some(orig)
+                if *orig == v && !(reshaped && (k == "valueQuantity" || k == "component")) =>
+            {
                 rest.remove(&k);
             }
             Some(_) => {}
