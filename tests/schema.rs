@@ -799,6 +799,10 @@ async fn migrate_is_idempotent(engine: Engine) {
     // Assert
     assert!(again.is_ok(), "a second migrate succeeds: {again:?}");
     assert!(and_again.is_ok(), "a third migrate succeeds: {and_again:?}");
+    // Two servers starting together write the vital-sign codes without colliding.
+    let (a, b) = tokio::join!(expediente::prepare(&app.db), expediente::prepare(&app.db));
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    assert_eq!(app.count("vital_sign_codes").await, 11);
     assert_eq!(app.count("_sqlx_migrations").await, 5);
     let applied: Vec<(i64, bool)> = app
         .db

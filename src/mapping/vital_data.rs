@@ -2,7 +2,7 @@
 //! holds which LOINC-coded measurement, in which UCUM unit, and which other units are converted on
 //! the way in. The table is mirrored into `vital_sign_codes` so that SQL can search by code.
 
-use crate::store::{Db, StoreError};
+use crate::store::{Arg, Db, StoreError};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value;
@@ -166,45 +166,68 @@ pub fn same_number(a: &str, b: &str) -> bool {
     }
 }
 
-/// Writes the table into `vital_sign_codes`, replacing what was there.
+/// Writes the table into `vital_sign_codes`: every row upserted, rows no longer in it removed
+/// (so that servers starting together on one database do not collide).
 pub async fn sync_codes(db: &Db) -> Result<(), StoreError> {
     let t = table();
-    let mut tx = db.begin().await?;
-    tx.execute("DELETE FROM vital_sign_codes", &[]).await?;
+    let mut rows: Vec<[Option<String>; 7]> = Vec::new();
     for m in &t.measurements {
-        let (column, unit, ucum) = match &m.value {
-            Some(s) => (
-                Some(s.column.clone()),
-                Some(s.unit.clone()),
-                Some(s.ucum.clone()),
-            ),
-            None => (None, None, None),
-        };
+        let own = m.value.as_ref();
+        rows.push([
+            Some(m.key.clone()),
+            Some("code".into()),
+            own.map(|s| s.column.clone()),
+            Some(m.code.clone()),
+            Some(m.display.clone()),
+            own.map(|s| s.unit.clone()),
+            own.map(|s| s.ucum.clone()),
+        ]);
+        for c in &m.components {
+            rows.push([
+                Some(m.key.clone()),
+                Some("component".into()),
+                Some(c.column.clone()),
+                c.code.clone(),
+                c.display.clone(),
+                Some(c.unit.clone()),
+                Some(c.ucum.clone()),
+            ]);
+        }
+    }
+    let mut tx = db.begin().await?;
+    let mut keep = Vec::new();
+    for [key, part, column, code, display, unit, ucum] in rows {
+        keep.push(format!(
+            "{}|{}",
+            key.clone().unwrap_or_default(),
+            code.clone().unwrap_or_default()
+        ));
         tx.execute(
-            "INSERT INTO vital_sign_codes (measurement, part, column_name, system, code, display, unit, ucum) VALUES (?, 'code', ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO vital_sign_codes (measurement, part, column_name, system, code, display, unit, ucum) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (measurement, system, code) DO UPDATE SET part = excluded.part, column_name = excluded.column_name, \
+             display = excluded.display, unit = excluded.unit, ucum = excluded.ucum",
             &[
-                m.key.clone().into(),
-                column.into(),
+                Arg::Text(key),
+                Arg::Text(part),
+                Arg::Text(column),
                 LOINC.into(),
-                m.code.clone().into(),
-                m.display.clone().into(),
-                unit.into(),
-                ucum.into(),
+                Arg::Text(code),
+                Arg::Text(display),
+                Arg::Text(unit),
+                Arg::Text(ucum),
             ],
         )
         .await?;
-        for c in &m.components {
+    }
+    let stale = tx
+        .fetch_all("SELECT measurement, code FROM vital_sign_codes", &[])
+        .await?;
+    for r in stale {
+        let (m, c) = (r.string("measurement")?, r.string("code")?);
+        if !keep.contains(&format!("{m}|{c}")) {
             tx.execute(
-                "INSERT INTO vital_sign_codes (measurement, part, column_name, system, code, display, unit, ucum) VALUES (?, 'component', ?, ?, ?, ?, ?, ?)",
-                &[
-                    m.key.clone().into(),
-                    c.column.clone().into(),
-                    LOINC.into(),
-                    c.code.clone().into(),
-                    c.display.clone().into(),
-                    c.unit.clone().into(),
-                    c.ucum.clone().into(),
-                ],
+                "DELETE FROM vital_sign_codes WHERE measurement = ? AND code = ?",
+                &[m.into(), c.into()],
             )
             .await?;
         }
