@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Read benchmark: GET /fhir/Patient/{id} over 300 stored Patients, 16 connections for 10 s
 # (wrk, 2 threads), on SQLite and PostgreSQL, next to a bare axum handler returning the same bytes.
+# BENCH_RESOURCE=Observation reads 300 Synthea Observations instead (vital signs and results
+# mixed, with their patients and encounters stored first).
 # Needs wrk (Debian package `wrk`) and PostgreSQL at $BENCH_POSTGRES_URL (default 127.0.0.1:5432).
 # Prints requests/s, p50 and p99 for each. Not a test: figures go to docs/BENCHMARKS.md.
 set -euo pipefail
@@ -8,6 +10,7 @@ cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 ADMIN_URL="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 PATIENTS="${BENCH_PATIENTS:-300}"
+RESOURCE="${BENCH_RESOURCE:-Patient}"
 DURATION="${BENCH_DURATION:-10s}"
 WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -15,28 +18,50 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cargo build --release --quiet --bin expediente --example ceiling
 BIN=target/release/expediente
 
-python3 - "$PATIENTS" "$WORK" <<'PY'
+python3 - "$PATIENTS" "$WORK" "$RESOURCE" <<'PY'
 import json, sys
-n, work = int(sys.argv[1]), sys.argv[2]
-src = json.load(open("tests/data/synthea/patients.json"))
-paths = []
-for i in range(n):
-    p = dict(src[i % len(src)])
-    p["id"] = f"bench-{i}"
-    json.dump(p, open(f"{work}/p{i}.json", "w"))
-    paths.append(f"/fhir/Patient/bench-{i}")
+n, work, resource = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+load, paths = [], []
+def put(r, path):
+    f = f"{work}/r{len(load)}.json"
+    json.dump(r, open(f, "w"))
+    load.append(f"{path} {f}")
+def local(r, key, rt):
+    ref = r.get(key, {}).get("reference")
+    if ref:
+        r[key] = dict(r[key], reference=ref.replace("urn:uuid:", rt + "/"))
+if resource == "Patient":
+    src = json.load(open("tests/data/synthea/patients.json"))
+    for i in range(n):
+        p = dict(src[i % len(src)])
+        p["id"] = f"bench-{i}"
+        put(p, f"/fhir/Patient/bench-{i}")
+        paths.append(f"/fhir/Patient/bench-{i}")
+else:
+    for p in json.load(open("tests/data/synthea/patients.json")):
+        put({"resourceType": "Patient", "id": p["id"]}, f"/fhir/Patient/{p['id']}")
+    for e in json.load(open("tests/data/synthea/encounters.json")):
+        local(e, "subject", "Patient")
+        put(e, f"/fhir/Encounter/{e['id']}")
+    for o in json.load(open("tests/data/synthea/observations.json"))[:n]:
+        local(o, "subject", "Patient")
+        local(o, "encounter", "Encounter")
+        put(o, f"/fhir/Observation/{o['id']}")
+        paths.append(f"/fhir/Observation/{o['id']}")
+open(f"{work}/load.txt", "w").write("\n".join(load) + "\n")
 with open(f"{work}/paths.lua", "w") as f:
     f.write("paths = {" + ",".join(json.dumps(p) for p in paths) + "}\n")
     f.write("request = function() return wrk.format('GET', paths[math.random(#paths)]) end\n")
+open(f"{work}/first.txt", "w").write(paths[0])
 PY
 
 wait_up() { for _ in $(seq 100); do curl -sf "http://$1/health" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 
 load() {
-    for i in $(seq 0 $((PATIENTS - 1))); do
+    while read -r path file; do
         curl -sf -o /dev/null -X PUT -H 'content-type: application/fhir+json' \
-            --data-binary "@$WORK/p$i.json" "http://$1/fhir/Patient/bench-$i"
-    done
+            --data-binary "@$file" "http://$1$path"
+    done < "$WORK/load.txt"
 }
 
 run_wrk() {
@@ -51,14 +76,14 @@ run_wrk() {
     printf '%-28s %12s req/s   p50 %8s   p99 %8s %s\n' "$name" "$rps" "$p50" "$p99" "$errors"
 }
 
-echo "GET /fhir/Patient/{id}, $PATIENTS patients, wrk -t2 -c16 -d$DURATION on $(nproc) cores"
+echo "GET /fhir/$RESOURCE/{id}, $PATIENTS resources, wrk -t2 -c16 -d$DURATION on $(nproc) cores"
 
 # SQLite
 "$BIN" serve --listen 127.0.0.1:18191 --database-url "sqlite://$WORK/bench.db" >/dev/null 2>&1 &
 SQLITE_PID=$!
 wait_up 127.0.0.1:18191
 load 127.0.0.1:18191
-curl -sf http://127.0.0.1:18191/fhir/Patient/bench-0 > "$WORK/one.json"
+curl -sf "http://127.0.0.1:18191$(cat "$WORK/first.txt")" > "$WORK/one.json"
 run_wrk "expediente (SQLite)" 127.0.0.1:18191
 kill "$SQLITE_PID"; wait "$SQLITE_PID" 2>/dev/null || true
 
