@@ -230,13 +230,13 @@ impl Fhir {
         let mut tx = self.db.begin().await?;
         self.check_references(&mut tx, caller, m.resource_type(), &body)
             .await?;
-        guard(&mut tx, row_id).await?;
+        tx.guard(row_id).await?;
         m.insert(&mut tx, row_id, &id, &body).await?;
         custom::store(&mut tx, m.resource_type(), row_id, &body).await?;
         let version = self
             .record_version(&mut tx, m.as_ref(), row_id, "POST")
             .await?;
-        unguard(&mut tx, row_id).await?;
+        tx.unguard(row_id).await?;
         tx.commit().await?;
         Ok(Written {
             version,
@@ -307,7 +307,7 @@ impl Fhir {
                     )));
                 }
                 let row_id = Uuid::new_v4();
-                guard(&mut tx, row_id).await?;
+                tx.guard(row_id).await?;
                 m.insert(&mut tx, row_id, id, body).await?;
                 custom::store(&mut tx, resource_type, row_id, body).await?;
                 (row_id, true)
@@ -318,7 +318,7 @@ impl Fhir {
                         return Err(stale(resource_type, id, v, h.version_id));
                     }
                 }
-                guard(&mut tx, h.row_id).await?;
+                tx.guard(h.row_id).await?;
                 if !m.update(&mut tx, h.row_id, if_match, body).await? {
                     return Err(Error::PreconditionFailed(format!(
                         "{resource_type}/{id} was changed by another request; read it again"
@@ -329,7 +329,7 @@ impl Fhir {
             }
         };
         let version = self.record_version(&mut tx, m, row_id, "PUT").await?;
-        unguard(&mut tx, row_id).await?;
+        tx.unguard(row_id).await?;
         tx.commit().await?;
         Ok(Written { version, created })
     }
@@ -520,26 +520,6 @@ fn collect_references(v: &Value, path: String, out: &mut Vec<(String, String)>) 
         }
         _ => {}
     }
-}
-
-/// Marks a row as being written through FHIR for the rest of the transaction, so the triggers of
-/// its child tables do not touch it again (see the fhir_write_guard table).
-async fn guard(tx: &mut Tx, row_id: Uuid) -> Result<()> {
-    tx.execute(
-        "INSERT INTO fhir_write_guard (row_id) VALUES (?)",
-        &[row_id.into()],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn unguard(tx: &mut Tx, row_id: Uuid) -> Result<()> {
-    tx.execute(
-        "DELETE FROM fhir_write_guard WHERE row_id = ?",
-        &[row_id.into()],
-    )
-    .await?;
-    Ok(())
 }
 
 fn not_found(resource_type: &str, id: &Id) -> Error {

@@ -253,6 +253,22 @@ fn token_match(value: &str, code_column: &str, system_column: &str) -> Option<(S
     (!cond.is_empty()).then(|| (cond.join(" AND "), args))
 }
 
+/// The id a reference parameter names: `id`, `Type/id` or an absolute URL ending in `Type/id`.
+/// `Ok(None)` when it names another type; `Err` when the id is not a FHIR id.
+fn reference_id<'a>(value: &'a str, resource_type: &str) -> Result<Option<&'a str>, ()> {
+    let id = match value.rsplit_once('/') {
+        None => value,
+        Some((before, id)) => {
+            let ty = before.rsplit('/').next().unwrap_or(before);
+            if ty != resource_type {
+                return Ok(None);
+            }
+            id
+        }
+    };
+    crate::fhir::Id::parse(id).map(|_| Some(id)).ok_or(())
+}
+
 /// The digits after the decimal point of a number as written (`5.40` has 2; `1e2` has 0).
 fn number_scale(number: &str) -> u32 {
     let mantissa = number.split(['e', 'E']).next().unwrap_or(number);
@@ -316,20 +332,11 @@ fn one_value(
             table,
             resource_type,
         } => {
-            // `id`, `Type/id` or an absolute URL ending in `Type/id`.
-            let id = match value.rsplit_once('/') {
-                None => value,
-                Some((before, id)) => {
-                    let ty = before.rsplit('/').next().unwrap_or(before);
-                    if ty != resource_type {
-                        return Ok(("1 = 0".into(), vec![]));
-                    }
-                    id
-                }
+            let Some(id) = reference_id(value, resource_type)
+                .map_err(|_| bad("not a reference to a resource of this server"))?
+            else {
+                return Ok(("1 = 0".into(), vec![]));
             };
-            if crate::fhir::Id::parse(id).is_none() {
-                return Err(bad("not a reference to a resource of this server"));
-            }
             (
                 format!("t.{column} IN (SELECT r.id FROM {table} r WHERE r.fhir_id = ? AND r.deleted_at IS NULL)"),
                 vec![id.into()],
@@ -366,19 +373,11 @@ fn one_value(
             }
         }
         Target::RefIndex { resource_type } => {
-            let id = match value.rsplit_once('/') {
-                None => value,
-                Some((before, id)) => {
-                    let ty = before.rsplit('/').next().unwrap_or(before);
-                    if ty != resource_type {
-                        return Ok(("1 = 0".into(), vec![]));
-                    }
-                    id
-                }
+            let Some(id) = reference_id(value, resource_type)
+                .map_err(|_| bad("not a reference to a resource of this server"))?
+            else {
+                return Ok(("1 = 0".into(), vec![]));
             };
-            if crate::fhir::Id::parse(id).is_none() {
-                return Err(bad("not a reference to a resource of this server"));
-            }
             (
                 "EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND s.exact = ?)".into(),
                 vec![ctx.resource_type.into(), p.name.into(), id.into()],

@@ -322,24 +322,6 @@ async fn keys(tx: &mut Tx, c: &Cols) -> Result<Keys, MapError> {
     })
 }
 
-async fn guard(tx: &mut Tx, id: Uuid) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO fhir_write_guard (row_id) VALUES (?)",
-        &[id.into()],
-    )
-    .await
-    .map(|_| ())
-}
-
-async fn unguard(tx: &mut Tx, id: Uuid) -> Result<(), StoreError> {
-    tx.execute(
-        "DELETE FROM fhir_write_guard WHERE row_id = ?",
-        &[id.into()],
-    )
-    .await
-    .map(|_| ())
-}
-
 fn value_args(c: &Cols) -> Vec<Arg> {
     c.values.iter().map(|v| Arg::Decimal(v.clone())).collect()
 }
@@ -388,7 +370,7 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
             .await?;
         if let Some(r) = found {
             let id = r.uuid("id")?;
-            guard(tx, id).await?;
+            tx.guard(id).await?;
             let mut args = value_args(c);
             args.push(id.into());
             tx.execute(
@@ -400,7 +382,7 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
         }
     }
     let id = Uuid::new_v4();
-    guard(tx, id).await?;
+    tx.guard(id).await?;
     let cols: Vec<&str> = m.slots().iter().map(|s| s.column.as_str()).collect();
     let mut args: Vec<Arg> = vec![
         id.into(),
@@ -444,7 +426,7 @@ pub async fn insert(
         ],
     )
     .await?;
-    unguard(tx, vs).await?;
+    tx.unguard(vs).await?;
     Ok(())
 }
 
@@ -544,7 +526,7 @@ pub async fn update(
         && c.effective.is_none_or(|e| e == cur.measured_at)
         && c.status == cur.status;
     let m = c.measurement;
-    guard(tx, cur.vital_sign_id).await?;
+    tx.guard(cur.vital_sign_id).await?;
     let vs = if cur.row_deleted || (!shared_same && cur.others) {
         // Its own columns leave the shared row; the measurement moves to a row of its own.
         let nulls: Vec<Arg> = m.slots().iter().map(|_| Arg::Decimal(None)).collect();
@@ -587,9 +569,9 @@ pub async fn update(
             ],
         )
         .await?;
-    unguard(tx, cur.vital_sign_id).await?;
+    tx.unguard(cur.vital_sign_id).await?;
     if vs != cur.vital_sign_id {
-        unguard(tx, vs).await?;
+        tx.unguard(vs).await?;
     }
     Ok(changed == 1)
 }
@@ -606,7 +588,7 @@ pub async fn soft_delete(
         return Ok(None);
     }
     if let Some(m) = table().by_key(&cur.measurement) {
-        guard(tx, cur.vital_sign_id).await?;
+        tx.guard(cur.vital_sign_id).await?;
         let mut args: Vec<Arg> = m.slots().iter().map(|_| Arg::Decimal(None)).collect();
         args.push(cur.vital_sign_id.into());
         tx.execute(
@@ -614,7 +596,7 @@ pub async fn soft_delete(
             &args,
         )
         .await?;
-        unguard(tx, cur.vital_sign_id).await?;
+        tx.unguard(cur.vital_sign_id).await?;
     }
     super::soft_delete_row(tx, "vital_sign_observations", row_id, version_id).await
 }

@@ -406,6 +406,27 @@ impl Tx {
         })
     }
 
+    /// Marks a row as being written through FHIR for the rest of the transaction, so that the
+    /// triggers of its child tables do not touch it again (see the fhir_write_guard table).
+    pub async fn guard(&mut self, row_id: Uuid) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO fhir_write_guard (row_id) VALUES (?)",
+            &[row_id.into()],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Ends what [`Tx::guard`] started.
+    pub async fn unguard(&mut self, row_id: Uuid) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM fhir_write_guard WHERE row_id = ?",
+            &[row_id.into()],
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
             Tx::Sqlite(t) => t.commit().await?,
