@@ -47,12 +47,13 @@ fn key_of(a: &Value) -> Option<Key> {
     }
 }
 
-/// One live file of a report, as stored.
+/// One live file of a report, as stored (its content is read only when it is served).
 struct File {
     id: Uuid,
     key: Key,
     position: i64,
-    attachment: Value,
+    has_content: bool,
+    attachment: Map<String, Value>,
 }
 
 async fn files(
@@ -67,7 +68,8 @@ async fn files(
     let rows = conn
         .fetch_all(
             &format!(
-                "SELECT id, medical_test_id, file_name, content_type, size_bytes, sha256, storage_path, content, fhir_extra, created_at \
+                "SELECT id, medical_test_id, file_name, content_type, size_bytes, sha256, storage_path, fhir_extra, created_at, \
+                 (content IS NOT NULL) AS has_content, CASE WHEN sha256 IS NULL THEN content END AS unhashed \
                  FROM file_attachments WHERE medical_test_id IN ({}) AND deleted_at IS NULL ORDER BY created_at, id",
                 placeholders(ids.len())
             ),
@@ -75,19 +77,20 @@ async fn files(
         )
         .await?;
     for r in rows {
-        let bytes = r.bytes("content")?;
+        let has_content = r.bool("has_content")?.unwrap_or(false);
         let path = r.text("storage_path")?;
-        let key = match (&bytes, &path) {
-            (Some(b), _) => Key::Content(r.text("sha256")?.unwrap_or_else(|| sha256_hex(b))),
-            (None, Some(p)) => Key::Location(p.clone()),
-            (None, None) => continue,
+        let key = match (has_content, &path) {
+            // The clinic may leave sha256 empty: the content is hashed here then.
+            (true, _) => Key::Content(match r.text("sha256")? {
+                Some(h) => h,
+                None => sha256_hex(&r.bytes("unhashed")?.unwrap_or_default()),
+            }),
+            (false, Some(p)) => Key::Location(p.clone()),
+            (false, None) => continue,
         };
         let mut a = Map::new();
         if let Some(ct) = r.text("content_type")? {
             a.insert("contentType".into(), Value::String(ct));
-        }
-        if let Some(b) = &bytes {
-            a.insert("data".into(), Value::String(B64.encode(b)));
         }
         if let Some(p) = path {
             a.insert("url".into(), Value::String(p));
@@ -108,12 +111,35 @@ async fn files(
                 id: r.uuid("id")?,
                 key,
                 position,
-                attachment: Value::Object(a),
+                has_content,
+                attachment: a,
             });
     }
     for list in out.values_mut() {
         // Stable: files the clinic attached (no position) follow, oldest first.
         list.sort_by_key(|f| f.position);
+    }
+    Ok(out)
+}
+
+/// The contents of the live files of these reports, by file id.
+async fn file_contents(
+    conn: &mut Conn<'_>,
+    reports: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<u8>>, StoreError> {
+    let ids: Vec<Arg> = reports.iter().map(|u| Arg::Uuid(*u)).collect();
+    let mut out = HashMap::new();
+    for r in conn
+        .fetch_all(
+            &format!(
+                "SELECT id, content FROM file_attachments WHERE medical_test_id IN ({}) AND deleted_at IS NULL AND content IS NOT NULL",
+                placeholders(ids.len())
+            ),
+            &ids,
+        )
+        .await?
+    {
+        out.insert(r.uuid("id")?, r.bytes("content")?.unwrap_or_default());
     }
     Ok(out)
 }
@@ -210,6 +236,7 @@ pub async fn store(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(), Ma
 pub async fn apply(conn: &mut Conn<'_>, loaded: &mut [(Uuid, Value)]) -> Result<(), StoreError> {
     let ids: Vec<Uuid> = loaded.iter().map(|(id, _)| *id).collect();
     let mut by_report = files(conn, &ids).await?;
+    let mut contents: Option<HashMap<Uuid, Vec<u8>>> = None;
     for (id, resource) in loaded.iter_mut() {
         let stored = by_report.remove(id).unwrap_or_default();
         let kept = resource
@@ -230,7 +257,30 @@ pub async fn apply(conn: &mut Conn<'_>, loaded: &mut [(Uuid, Value)]) -> Result<
             .into_iter()
             .filter(|a| a.get("data").is_none() && a.get("url").is_none())
             .collect();
-        form.extend(stored.into_iter().map(|f| f.attachment));
+        for f in stored {
+            let mut a = f.attachment;
+            if f.has_content {
+                if contents.is_none() {
+                    contents = Some(file_contents(conn, &ids).await?);
+                }
+                if let Some(b) = contents.as_ref().and_then(|c| c.get(&f.id)) {
+                    a.insert("data".into(), Value::String(B64.encode(b)));
+                }
+            }
+            // Elements in the order of the Attachment definition.
+            let order = [
+                "contentType",
+                "language",
+                "data",
+                "url",
+                "size",
+                "hash",
+                "title",
+                "creation",
+            ];
+            let a = super::fields::ordered(a, &order.map(String::from));
+            form.push(Value::Object(a));
+        }
         if form.is_empty() {
             obj.remove("presentedForm");
         } else {
