@@ -4,7 +4,7 @@
 -- touched (its version_id and updated_at move, once per transaction), except inside a FHIR
 -- write, which marks the row in fhir_write_guard. Custom field values of a vital-sign Observation touch its
 -- vital_sign_observations row the same way.
-CREATE OR REPLACE FUNCTION touch_report_of_file() RETURNS trigger AS $$
+CREATE OR REPLACE FUNCTION touch_report() RETURNS trigger AS $$
 DECLARE
     ids uuid[];
 BEGIN
@@ -12,6 +12,9 @@ BEGIN
         ids := ARRAY[NEW.medical_test_id];
     ELSIF TG_OP = 'DELETE' THEN
         ids := ARRAY[OLD.medical_test_id];
+    ELSIF TG_TABLE_NAME = 'medical_test_results' AND NEW.medical_test_id IS NOT DISTINCT FROM OLD.medical_test_id THEN
+        -- Only linking or unlinking a result changes its report.
+        RETURN NULL;
     ELSE
         ids := ARRAY[NEW.medical_test_id, OLD.medical_test_id];
     END IF;
@@ -22,7 +25,7 @@ BEGIN
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
-CREATE TRIGGER file_attachments_report AFTER INSERT OR UPDATE OR DELETE ON file_attachments FOR EACH ROW EXECUTE FUNCTION touch_report_of_file();
+CREATE TRIGGER file_attachments_report AFTER INSERT OR UPDATE OR DELETE ON file_attachments FOR EACH ROW EXECUTE FUNCTION touch_report();
 
 CREATE OR REPLACE FUNCTION touch_vital_of_custom_field() RETURNS trigger AS $$
 DECLARE
@@ -60,22 +63,4 @@ END;
 $$ LANGUAGE plpgsql;
 DROP TRIGGER medical_test_results_touch ON medical_test_results;
 CREATE TRIGGER medical_test_results_touch BEFORE UPDATE ON medical_test_results FOR EACH ROW EXECUTE FUNCTION touch_result();
-CREATE OR REPLACE FUNCTION touch_report_of_result() RETURNS trigger AS $$
-DECLARE
-    ids uuid[];
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        ids := ARRAY[NEW.medical_test_id];
-    ELSIF NEW.medical_test_id IS DISTINCT FROM OLD.medical_test_id THEN
-        ids := ARRAY[NEW.medical_test_id, OLD.medical_test_id];
-    ELSE
-        RETURN NULL;
-    END IF;
-    UPDATE medical_tests SET updated_at = clock_timestamp()
-     WHERE id = ANY (ids)
-       AND NOT EXISTS (SELECT 1 FROM fhir_write_guard g WHERE g.row_id = medical_tests.id)
-       AND xmin::text <> pg_current_xact_id()::xid::text;
-    RETURN NULL;
-END;
-$$ LANGUAGE plpgsql;
-CREATE TRIGGER medical_test_results_report AFTER INSERT OR UPDATE ON medical_test_results FOR EACH ROW EXECUTE FUNCTION touch_report_of_result();
+CREATE TRIGGER medical_test_results_report AFTER INSERT OR UPDATE ON medical_test_results FOR EACH ROW EXECUTE FUNCTION touch_report();
