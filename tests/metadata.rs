@@ -134,6 +134,7 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
             let value = match (p["type"].as_str().unwrap(), name) {
                 ("date", _) => "ge2000",
                 ("quantity", _) => "gt5.4",
+                ("composite", _) => "x$gt5.4",
                 (_, "active") => "true",
                 _ => "x",
             };
@@ -148,7 +149,32 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
             assert_eq!(s.status, StatusCode::OK, "{rt}?{name}: {}", s.text);
             assert_eq!(s.body["type"], "searchset");
         }
+        // And every claimed _include and _revinclude.
+        for (kind, key) in [
+            ("_include", "searchInclude"),
+            ("_revinclude", "searchRevInclude"),
+        ] {
+            for inc in resource[key].as_array().cloned().unwrap_or_default() {
+                let inc = inc.as_str().unwrap();
+                let s = app
+                    .send(
+                        Method::GET,
+                        &format!("/fhir/{rt}?{kind}={inc}"),
+                        None,
+                        &[("prefer", "handling=strict")],
+                    )
+                    .await;
+                assert_eq!(s.status, StatusCode::OK, "{rt}?{kind}={inc}: {}", s.text);
+                assert!(s.body["link"][0]["url"].as_str().unwrap().contains(kind));
+            }
+        }
     }
+    // Search across types is claimed, with the common parameters.
+    let system = &cs["rest"][0];
+    assert_eq!(system["interaction"][0]["code"], "search-system");
+    let s = app.get("/fhir?_type=Patient&_lastUpdated=ge2000").await;
+    assert_eq!(s.status, StatusCode::OK, "{}", s.text);
+    assert_eq!(s.body["type"], "searchset");
 }
 
 async fn every_kind_of_response_body_is_valid_fhir(engine: Engine) {

@@ -803,7 +803,7 @@ async fn migrate_is_idempotent(engine: Engine) {
     let (a, b) = tokio::join!(expediente::prepare(&app.db), expediente::prepare(&app.db));
     assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
     assert_eq!(app.count("vital_sign_codes").await, 11);
-    assert_eq!(app.count("_sqlx_migrations").await, 5);
+    assert_eq!(app.count("_sqlx_migrations").await, 6);
     let applied: Vec<(i64, bool)> = app
         .db
         .fetch_all(
@@ -822,7 +822,14 @@ async fn migrate_is_idempotent(engine: Engine) {
         .collect();
     assert_eq!(
         applied,
-        vec![(1, true), (2, true), (3, true), (4, true), (5, true)]
+        vec![
+            (1, true),
+            (2, true),
+            (3, true),
+            (4, true),
+            (5, true),
+            (6, true)
+        ]
     );
     assert_eq!(roles, 4, "the four roles are seeded");
     assert_eq!(

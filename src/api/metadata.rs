@@ -33,8 +33,31 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
                 .chain(m.search_params())
                 .map(|p| json!({"name": p.name, "definition": p.definition, "type": p.kind.code(), "documentation": p.documentation}))
                 .collect();
-            json!({
+            let rt = m.resource_type();
+            let refs = |ps: &'static [crate::mapping::SearchParam]| {
+                ps.iter()
+                    .filter(|p| crate::mapping::filter::reference_target(p).is_some())
+                    .collect::<Vec<_>>()
+            };
+            let mut includes: Vec<String> = refs(m.search_params())
+                .iter()
+                .map(|p| format!("{rt}:{}", p.name))
+                .collect();
+            includes.push(format!("{rt}:*"));
+            let mut revincludes: Vec<String> = registry
+                .iter()
+                .flat_map(|src| {
+                    refs(src.search_params())
+                        .into_iter()
+                        .filter(|p| crate::mapping::filter::reference_target(p) == Some(rt))
+                        .map(|p| format!("{}:{}", src.resource_type(), p.name))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            revincludes.sort();
+            let mut r = json!({
                 "type": m.resource_type(),
+                "searchInclude": includes,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{}", m.resource_type()),
                 "interaction": TYPE_INTERACTIONS.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),
                 "versioning": "versioned-update",
@@ -46,7 +69,11 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
                 "conditionalDelete": "not-supported",
                 "searchParam": params,
                 "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
-            })
+            });
+            if !revincludes.is_empty() {
+                r["searchRevInclude"] = json!(revincludes);
+            }
+            r
         })
         .collect();
     let mut resources = resources;
@@ -69,6 +96,8 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
         "rest": [{
             "mode": "server",
             "resource": resources,
+            "interaction": [{"code": "search-system"}],
+            "searchParam": COMMON.iter().map(|p| json!({"name": p.name, "definition": p.definition, "type": p.kind.code(), "documentation": p.documentation})).collect::<Vec<_>>(),
         }]
     })
 }

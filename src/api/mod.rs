@@ -58,6 +58,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metadata", get(metadata::capabilities))
         .route("/StructureDefinition", get(profiles::search))
         .route("/StructureDefinition/{id}", get(profiles::read))
+        .route("/", get(search::search_system))
+        .route("/_search", post(search::search_system_post))
         .route("/{rtype}", get(search::search_get).post(crud::create))
         .route("/{rtype}/_search", post(search::search_post))
         .route("/{rtype}/$validate", post(crud::validate))
@@ -67,6 +69,7 @@ pub fn router(state: AppState) -> Router {
             get(crud::read).put(crud::update).delete(crud::delete),
         )
         .route("/{rtype}/{id}/_history", get(search::history_instance))
+        .route("/{rtype}/{id}/{ctype}", get(search::search_compartment))
         .route("/{rtype}/{id}/_history/{vid}", get(crud::vread))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

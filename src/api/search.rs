@@ -10,9 +10,16 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 
+/// Which search a request is.
+enum Scope<'a> {
+    Type(&'a str),
+    Compartment { patient: &'a str, rtype: &'a str },
+    System,
+}
+
 async fn run(
     state: &AppState,
-    rtype: &str,
+    scope: Scope<'_>,
     headers: &HeaderMap,
     params: Vec<(String, String)>,
 ) -> Result<Response> {
@@ -21,10 +28,17 @@ async fn run(
         params,
         strict: prefer(headers).strict,
     };
-    let bundle = state
-        .fhir
-        .search(&state.caller(headers), rtype, &req)
-        .await?;
+    let caller = state.caller(headers);
+    let bundle = match scope {
+        Scope::Type(rtype) => state.fhir.search(&caller, rtype, &req).await?,
+        Scope::Compartment { patient, rtype } => {
+            state
+                .fhir
+                .search_compartment(&caller, patient, rtype, &req)
+                .await?
+        }
+        Scope::System => state.fhir.search_all(&caller, &req).await?,
+    };
     Ok(respond(StatusCode::OK, Some(&bundle), fmt, vec![]))
 }
 
@@ -34,17 +48,45 @@ pub async fn search_get(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    run(&state, &rtype, &headers, query_pairs(&q)).await
+    run(&state, Scope::Type(&rtype), &headers, query_pairs(&q)).await
 }
 
-/// POST _search: parameters in an application/x-www-form-urlencoded body, and in the URL.
-pub async fn search_post(
+/// `GET /fhir/Patient/{id}/{type}`: search in a Patient's compartment.
+pub async fn search_compartment(
     State(state): State<AppState>,
-    Path(rtype): Path<String>,
+    Path((ctype, id, rtype)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
-    body: Body,
 ) -> Result<Response> {
+    if ctype != "Patient" {
+        return Err(Error::NotFound(format!(
+            "no compartment '{}' on this server (the Patient compartment is)",
+            ctype.escape_default()
+        )));
+    }
+    let scope = Scope::Compartment {
+        patient: &id,
+        rtype: &rtype,
+    };
+    run(&state, scope, &headers, query_pairs(&q)).await
+}
+
+/// `GET /fhir?_type=...`: search across types.
+pub async fn search_system(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    run(&state, Scope::System, &headers, query_pairs(&q)).await
+}
+
+/// Parameters of a POST _search: an application/x-www-form-urlencoded body, and the URL's.
+async fn form_params(
+    state: &AppState,
+    q: &Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<(String, String)>> {
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -57,9 +99,32 @@ pub async fn search_post(
     let bytes = axum::body::to_bytes(body, state.max_body)
         .await
         .map_err(|_| Error::PayloadTooLarge(state.max_body))?;
-    let mut params = query_pairs(&q);
+    let mut params = query_pairs(q);
     params.extend(form_urlencoded::parse(&bytes).into_owned());
-    run(&state, &rtype, &headers, params).await
+    Ok(params)
+}
+
+/// POST _search: parameters in an application/x-www-form-urlencoded body, and in the URL.
+pub async fn search_post(
+    State(state): State<AppState>,
+    Path(rtype): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let params = form_params(&state, &q, &headers, body).await?;
+    run(&state, Scope::Type(&rtype), &headers, params).await
+}
+
+/// `POST /fhir/_search`: search across types with a form body.
+pub async fn search_system_post(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let params = form_params(&state, &q, &headers, body).await?;
+    run(&state, Scope::System, &headers, params).await
 }
 
 pub async fn history_type(

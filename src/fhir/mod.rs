@@ -7,6 +7,7 @@ pub mod id;
 pub mod json;
 pub mod outcome;
 pub mod profiles;
+pub mod subset;
 pub mod text;
 pub mod validate;
 

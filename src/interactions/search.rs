@@ -1,18 +1,30 @@
-//! search: parameters parsed against the mapping's declarations, SQL conditions on indexed
-//! columns, keyset paging (stable while rows are inserted) and an honest total.
+//! search: parameters parsed against the mappings' declarations into a filter tree (chains,
+//! `_has`, modifiers), SQL conditions on indexed columns, `_sort` with keyset paging (stable
+//! while rows are inserted), `_include`/`_revinclude`, `_summary`/`_elements`, an honest total;
+//! on one type, in the Patient compartment and across types.
 
 use super::{Caller, Fhir};
 use crate::error::{Error, Result};
 use crate::fhir::bundle::{self, Link, SearchEntry};
+use crate::fhir::subset::{self, Summary};
 use crate::fhir::{Issue, IssueType};
-use crate::mapping::search::{condition, Ctx, SearchParam, COMMON};
-use crate::store::{Arg, Conn};
+use crate::mapping::filter::{self, find_param, reference_target, Filter};
+use crate::mapping::search::{sort_key, Ctx, SearchParam, SortKey, COMMON};
+use crate::mapping::{ParamKind, ResourceMapping, Target};
+use crate::store::{placeholders, Arg, Conn, Dialect};
+use base64::Engine as _;
 use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Default and largest page sizes.
 pub const DEFAULT_COUNT: i64 = 20;
 pub const MAX_COUNT: i64 = 1000;
+/// The most resources `_include`/`_revinclude` add to one page.
+pub const MAX_INCLUDED: usize = 1000;
+/// How many rounds `:iterate` follows.
+const MAX_ITERATIONS: usize = 4;
 
 /// A search as the HTTP layer received it: decoded name/value pairs, in order.
 pub struct SearchRequest {
@@ -21,26 +33,88 @@ pub struct SearchRequest {
     pub strict: bool,
 }
 
-/// Result parameters that shape the Bundle rather than filter it.
-const RESULT_PARAMS: &[&str] = &["_count", "_total", "_cursor", "_format", "_pretty"];
+/// Parameters that only concern the representation.
+const FORMAT_PARAMS: &[&str] = &["_format", "_pretty"];
+
+/// One `_sort` key.
+struct Sort {
+    param: &'static SearchParam,
+    descending: bool,
+}
+
+/// One `_include` or `_revinclude`.
+#[derive(Clone)]
+struct Include {
+    /// The type holding the reference.
+    source: &'static str,
+    /// The reference parameter; `None` for `*` (every reference parameter of `source`).
+    param: Option<&'static SearchParam>,
+    /// The target type named after the parameter, if any.
+    target: Option<String>,
+    reverse: bool,
+    iterate: bool,
+}
 
 /// A parsed search, ready to run.
 pub struct SearchQuery {
-    filters: Vec<(&'static SearchParam, Option<String>, Vec<String>)>,
-    /// The filter parameters applied, for the self link.
+    filters: Vec<Filter>,
+    /// The parameters applied, for the self link.
     applied: Vec<(String, String)>,
     count: i64,
     total: bool,
+    sort: Vec<Sort>,
+    includes: Vec<Include>,
+    summary: Summary,
+    elements: Option<Vec<String>>,
     cursor: Option<Cursor>,
 }
 
-#[derive(Clone, Copy)]
-enum Cursor {
-    After(Uuid),
-    Before(Uuid),
+/// Where a page starts: after or before the row whose sort values and id it carries.
+#[derive(Clone)]
+struct Cursor {
+    after: bool,
+    values: Vec<Option<String>>,
+    id: Uuid,
 }
 
-/// Splits a value on commas not escaped with a backslash, and unescapes `\,` `\|` `\$` `\\`.
+impl Cursor {
+    fn encode(&self) -> String {
+        let json = serde_json::json!([self.values, self.id.to_string()]);
+        let dir = if self.after { "a" } else { "b" };
+        format!(
+            "{dir}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+        )
+    }
+
+    fn decode(s: &str, keys: usize) -> Option<Cursor> {
+        let after = match s.get(..1)? {
+            "a" => true,
+            "b" => false,
+            _ => return None,
+        };
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s.get(1..)?)
+            .ok()?;
+        let v: Value = serde_json::from_slice(&raw).ok()?;
+        let values = v.get(0)?.as_array()?;
+        if values.len() != keys {
+            return None;
+        }
+        let values = values
+            .iter()
+            .map(|x| match x {
+                Value::Null => Some(None),
+                Value::String(s) => Some(Some(s.clone())),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let id = Uuid::parse_str(v.get(1)?.as_str()?).ok()?;
+        Some(Cursor { after, values, id })
+    }
+}
+
+/// Splits a value on commas not escaped with a backslash, and unescapes `\,` `\$` `\\`.
 fn split_values(v: &str) -> Vec<String> {
     let mut out = vec![String::new()];
     let mut chars = v.chars();
@@ -68,16 +142,26 @@ fn bad(msg: String) -> Error {
 }
 
 impl SearchQuery {
-    /// Parses `req` against the parameters `declared` by a mapping (plus `_id`, `_lastUpdated`).
-    pub fn parse(req: &SearchRequest, declared: &'static [SearchParam]) -> Result<SearchQuery> {
+    /// Parses `req` as a search of `resource_type`; `None` for a search across types, which
+    /// takes only the parameters every type has.
+    pub fn parse(
+        req: &SearchRequest,
+        registry: &crate::mapping::Registry,
+        resource_type: Option<&'static str>,
+    ) -> Result<SearchQuery> {
         let mut q = SearchQuery {
             filters: vec![],
             applied: vec![],
             count: DEFAULT_COUNT,
             total: true,
+            sort: vec![],
+            includes: vec![],
+            summary: Summary::False,
+            elements: None,
             cursor: None,
         };
         let mut ignored = Vec::new();
+        let mut cursor = None;
         for (name, value) in &req.params {
             match name.as_str() {
                 "_count" => {
@@ -99,38 +183,104 @@ impl SearchQuery {
                         "estimate" | "accurate" => true,
                         _ => return Err(bad("_total must be none, estimate or accurate".into())),
                     };
+                    q.applied.push((name.clone(), value.clone()));
                     continue;
                 }
                 "_cursor" => {
-                    let parse = |s: &str| {
-                        Uuid::parse_str(s)
-                            .map_err(|_| bad("_cursor is not a cursor this server made".into()))
-                    };
-                    q.cursor = Some(match value.split_once('.') {
-                        Some(("a", id)) => Cursor::After(parse(id)?),
-                        Some(("b", id)) => Cursor::Before(parse(id)?),
-                        _ => return Err(bad("_cursor is not a cursor this server made".into())),
-                    });
+                    cursor = Some(value.clone());
                     continue;
                 }
-                n if RESULT_PARAMS.contains(&n) => continue,
+                "_summary" => {
+                    q.summary = Summary::parse(value).ok_or_else(|| {
+                        bad("_summary must be true, text, data, count or false".into())
+                    })?;
+                    q.applied.push((name.clone(), value.clone()));
+                    continue;
+                }
+                "_elements" => {
+                    let names: Vec<String> = value
+                        .split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                    if names.iter().any(|n| {
+                        !n.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                    }) {
+                        return Err(bad("_elements takes element names".into()));
+                    }
+                    q.elements = Some(names);
+                    q.applied.push((name.clone(), value.clone()));
+                    continue;
+                }
+                "_sort" => {
+                    let Some(rt) = resource_type else {
+                        return Err(bad("_sort is not supported in a search across types".into()));
+                    };
+                    for key in value.split(',') {
+                        let (descending, pname) = match key.strip_prefix('-') {
+                            Some(p) => (true, p),
+                            None => (false, key),
+                        };
+                        let param = find_param(registry, rt, pname)
+                            .filter(|p| p.kind != ParamKind::Composite)
+                            .ok_or_else(|| {
+                                bad(format!(
+                                    "_sort: '{}' is not a sortable parameter of {rt}",
+                                    pname.escape_default()
+                                ))
+                            })?;
+                        q.sort.push(Sort { param, descending });
+                    }
+                    q.applied.push((name.clone(), value.clone()));
+                    continue;
+                }
+                n if FORMAT_PARAMS.contains(&n) => continue,
                 _ => {}
             }
-            let (base, modifier) = match name.split_once(':') {
-                Some((b, m)) => (b, Some(m)),
-                None => (name.as_str(), None),
-            };
-            let Some(p) = COMMON
-                .iter()
-                .chain(declared.iter())
-                .find(|p| p.name == base)
-            else {
-                ignored.push(name.clone());
+            if let Some(spec) = name
+                .strip_prefix("_include")
+                .map(|m| (false, m))
+                .or_else(|| name.strip_prefix("_revinclude").map(|m| (true, m)))
+            {
+                let (reverse, modifier) = spec;
+                let iterate = match modifier {
+                    "" => false,
+                    ":iterate" | ":recurse" => true,
+                    _ => {
+                        return Err(bad(format!(
+                            "{} takes no modifier other than :iterate",
+                            name.escape_default()
+                        )))
+                    }
+                };
+                match parse_include(registry, value, reverse, iterate)? {
+                    Some(inc) => {
+                        q.includes.push(inc);
+                        q.applied.push((name.clone(), value.clone()));
+                    }
+                    None => ignored.push(format!("{name}={value}")),
+                }
                 continue;
+            }
+            let parsed = match resource_type {
+                Some(rt) => filter::parse(registry, rt, name, split_values(value)),
+                None => {
+                    // Across types only the parameters of every resource apply.
+                    let base = name.split(':').next().unwrap_or_default();
+                    match COMMON.iter().find(|p| p.name == base) {
+                        Some(_) => filter::parse(registry, "Patient", name, split_values(value)),
+                        None => Ok(None),
+                    }
+                }
             };
-            q.filters
-                .push((p, modifier.map(str::to_owned), split_values(value)));
-            q.applied.push((name.clone(), value.clone()));
+            match parsed.map_err(|e| bad(e.0))? {
+                Some(f) => {
+                    q.filters.push(f);
+                    q.applied.push((name.clone(), value.clone()));
+                }
+                None => ignored.push(name.clone()),
+            }
         }
         if req.strict && !ignored.is_empty() {
             let issues = ignored
@@ -144,8 +294,108 @@ impl SearchQuery {
                 .collect();
             return Err(Error::BadRequest(issues));
         }
+        if let Some(c) = cursor {
+            q.cursor = Some(
+                Cursor::decode(&c, q.sort.len())
+                    .ok_or_else(|| bad("_cursor is not a cursor of this search".into()))?,
+            );
+        }
         Ok(q)
     }
+}
+
+/// `Type:param[:Target]`, `Type:*` or `*`; `None` when the type or parameter is unknown.
+fn parse_include(
+    registry: &crate::mapping::Registry,
+    value: &str,
+    reverse: bool,
+    iterate: bool,
+) -> Result<Option<Include>> {
+    if value == "*" {
+        return Ok(Some(Include {
+            source: "*",
+            param: None,
+            target: None,
+            reverse,
+            iterate,
+        }));
+    }
+    let mut parts = value.splitn(3, ':');
+    let (Some(source), Some(pname)) = (parts.next(), parts.next()) else {
+        return Err(bad(format!(
+            "'{}' is not Type:parameter[:targetType]",
+            value.escape_default()
+        )));
+    };
+    let Some(source) = registry.get(source).map(|m| m.resource_type()) else {
+        return Ok(None);
+    };
+    let param = if pname == "*" {
+        None
+    } else {
+        match find_param(registry, source, pname) {
+            Some(p) if reference_target(p).is_some() => Some(p),
+            Some(_) => {
+                return Err(bad(format!(
+                    "{source}:{pname} is not a reference parameter"
+                )))
+            }
+            None => return Ok(None),
+        }
+    };
+    Ok(Some(Include {
+        source,
+        param,
+        target: parts.next().map(str::to_owned),
+        reverse,
+        iterate,
+    }))
+}
+
+/// The reference parameters of `source` an include follows.
+fn include_params(
+    registry: &crate::mapping::Registry,
+    inc: &Include,
+    source: &'static str,
+) -> Vec<&'static SearchParam> {
+    let all = || -> Vec<&'static SearchParam> {
+        registry
+            .get(source)
+            .map(|m| {
+                m.search_params()
+                    .iter()
+                    .filter(|p| reference_target(p).is_some())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let ps = match inc.param {
+        Some(p) if inc.source == source => vec![p],
+        Some(_) => vec![],
+        None if inc.source == "*" || inc.source == source => all(),
+        None => vec![],
+    };
+    // `subject` and `patient` are often one column: follow each column once.
+    let mut seen = HashSet::new();
+    ps.into_iter()
+        .filter(|p| {
+            inc.target
+                .as_deref()
+                .is_none_or(|t| reference_target(p) == Some(t))
+        })
+        .filter(|p| match p.target {
+            Target::RefColumn { column, .. } => seen.insert(column.to_owned()),
+            _ => seen.insert(p.name.to_owned()),
+        })
+        .collect()
+}
+
+/// What a search over one type returned for one page.
+struct Page {
+    ids: Vec<Uuid>,
+    total: Option<i64>,
+    next: Option<Cursor>,
+    previous: Option<Cursor>,
 }
 
 impl Fhir {
@@ -156,22 +406,115 @@ impl Fhir {
         resource_type: &str,
         req: &SearchRequest,
     ) -> Result<Value> {
+        self.search_in(caller, resource_type, None, req).await
+    }
+
+    /// search in the Patient compartment: the resources of `resource_type` that belong to
+    /// Patient `patient_id` (through their patient/subject references), filtered by `req`.
+    pub async fn search_compartment(
+        &self,
+        caller: &Caller,
+        patient_id: &str,
+        resource_type: &str,
+        req: &SearchRequest,
+    ) -> Result<Value> {
+        if crate::fhir::Id::parse(patient_id).is_none() {
+            return Err(bad(format!(
+                "'{}' is not a valid resource id",
+                patient_id.escape_default()
+            )));
+        }
+        self.search_in(caller, resource_type, Some(patient_id), req)
+            .await
+    }
+
+    async fn search_in(
+        &self,
+        caller: &Caller,
+        resource_type: &str,
+        compartment: Option<&str>,
+        req: &SearchRequest,
+    ) -> Result<Value> {
         let m = self.mapping(resource_type)?;
-        let q = SearchQuery::parse(req, m.search_params())?;
+        let rt = m.resource_type();
+        let mut q = SearchQuery::parse(req, &self.registry, Some(rt))?;
+        let base = match compartment {
+            Some(pid) => {
+                let link = m
+                    .search_params()
+                    .iter()
+                    .find(|p| reference_target(p) == Some("Patient"))
+                    .ok_or_else(|| {
+                        Error::NotFound(format!(
+                            "{rt} is not in the Patient compartment of this server"
+                        ))
+                    })?;
+                q.filters.push(Filter::Param {
+                    param: link,
+                    modifier: crate::mapping::search::Modifier::None,
+                    values: vec![format!("Patient/{pid}")],
+                });
+                format!("{}/Patient/{pid}/{rt}", caller.base_url)
+            }
+            None => format!("{}/{rt}", caller.base_url),
+        };
         let ctx = Ctx {
             dialect: self.db.dialect(),
-            resource_type: m.resource_type(),
+            resource_type: rt,
+            registry: &self.registry,
+            base_url: &caller.base_url,
         };
+        let page = self.page(&m, &q, &ctx).await?;
+        let mut entries = self.entries(caller, &m, &page.ids, "match").await?;
+        let included = self.includes(caller, rt, &page.ids, &q.includes).await?;
+        for e in &mut entries {
+            if let Some(names) = &q.elements {
+                subset::elements(&mut e.resource, rt, names);
+            }
+        }
+        entries.extend(included);
+        for e in &mut entries {
+            let t = e
+                .resource
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            subset::summary(&mut e.resource, &t, q.summary);
+        }
+        let links = links(&base, &q, &page);
+        Ok(bundle::searchset(page.total, &links, entries))
+    }
+
+    /// The WHERE clause of a search of `m` (alias `t`), with its bound values.
+    fn where_clause(
+        &self,
+        m: &Arc<dyn ResourceMapping>,
+        filters: &[Filter],
+        ctx: &Ctx<'_>,
+    ) -> Result<(String, Vec<Arg>)> {
         let mut where_sql = format!("t.deleted_at IS NULL{}", super::filter_sql(m.as_ref()));
         let mut args: Vec<Arg> = Vec::new();
-        for (p, modifier, values) in &q.filters {
-            let c = condition(p, modifier.as_deref(), values, &ctx).map_err(|e| bad(e.0))?;
+        for f in filters {
+            let c = filter::filter_sql(f, ctx).map_err(|e| bad(e.0))?;
             where_sql.push_str(" AND ");
             where_sql.push_str(&c.text);
             args.extend(c.args);
         }
+        Ok((where_sql, args))
+    }
+
+    /// One page of matching row ids in `_sort` order (then by row id), after or before the
+    /// cursor: a keyset page, so rows inserted meanwhile never shift it.
+    async fn page(
+        &self,
+        m: &Arc<dyn ResourceMapping>,
+        q: &SearchQuery,
+        ctx: &Ctx<'_>,
+    ) -> Result<Page> {
+        let (where_sql, args) = self.where_clause(m, &q.filters, ctx)?;
         let table = m.table();
-        let total = if q.total {
+        let total = if q.total || q.summary == Summary::Count {
             let r = self
                 .db
                 .fetch_optional(
@@ -184,47 +527,119 @@ impl Fhir {
         } else {
             None
         };
-        let mut page_sql = format!("SELECT t.id FROM {table} t WHERE {where_sql}");
-        let mut page_args = args.clone();
-        let descending = matches!(q.cursor, Some(Cursor::Before(_)));
-        match q.cursor {
-            Some(Cursor::After(id)) => {
-                page_sql.push_str(" AND t.id > ?");
-                page_args.push(id.into());
-            }
-            Some(Cursor::Before(id)) => {
-                page_sql.push_str(" AND t.id < ?");
-                page_args.push(id.into());
-            }
-            None => {}
+        if q.summary == Summary::Count || q.count == 0 {
+            return Ok(Page {
+                ids: vec![],
+                total,
+                next: None,
+                previous: None,
+            });
         }
-        page_sql.push_str(if descending {
-            " ORDER BY t.id DESC LIMIT ?"
-        } else {
-            " ORDER BY t.id LIMIT ?"
-        });
-        page_args.push((q.count + 1).into());
-        let mut ids = Vec::new();
-        if q.count > 0 {
-            for r in self.db.fetch_all(&page_sql, &page_args).await? {
-                ids.push(r.uuid("id")?);
-            }
-        }
-        let more = ids.len() as i64 > q.count;
-        ids.truncate(q.count as usize);
-        if descending {
-            ids.reverse();
-        }
-        let (has_next, has_prev) = match q.cursor {
-            None => (more, false),
-            Some(Cursor::After(_)) => (more, true),
-            Some(Cursor::Before(_)) => (true, more),
+        let keys: Vec<(SortKey, bool)> = q
+            .sort
+            .iter()
+            .map(|s| {
+                sort_key(s.param, ctx)
+                    .map(|k| (k, s.descending))
+                    .ok_or_else(|| bad(format!("_sort: {} has no order", s.param.name)))
+            })
+            .collect::<Result<_>>()?;
+        // Walking backwards (a `previous` link) reverses every order.
+        let backwards = q.cursor.as_ref().is_some_and(|c| !c.after);
+        let text = |e: &str| match ctx.dialect {
+            Dialect::Sqlite => format!("CAST({e} AS TEXT)"),
+            Dialect::Postgres => format!("CAST({e} AS text)"),
         };
-        let mut loaded = m.load(&mut Conn::Pool(&self.db), &ids).await?;
+        let mut select = "SELECT t.id".to_owned();
+        let mut select_args = Vec::new();
+        for (i, (k, _)) in keys.iter().enumerate() {
+            select.push_str(&format!(", {} AS k{i}", text(&k.expr)));
+            select_args.extend(k.args.iter().cloned());
+        }
+        let mut sql = format!("{select} FROM {table} t WHERE {where_sql}");
+        let mut page_args = select_args;
+        page_args.extend(args.iter().cloned());
+        if let Some(c) = &q.cursor {
+            let (cond, cargs) = after_condition(&keys, c, ctx.dialect);
+            sql.push_str(&format!(" AND {cond}"));
+            page_args.extend(cargs);
+        }
+        let mut order = Vec::new();
+        for (k, desc) in &keys {
+            // Resources without a value come last, whichever the direction.
+            order.push(format!(
+                "CASE WHEN {} IS NULL THEN 1 ELSE 0 END{}",
+                k.expr,
+                if backwards { " DESC" } else { "" }
+            ));
+            page_args.extend(k.args.iter().cloned());
+            order.push(format!(
+                "{}{}",
+                k.expr,
+                if *desc != backwards { " DESC" } else { "" }
+            ));
+            page_args.extend(k.args.iter().cloned());
+        }
+        order.push(format!("t.id{}", if backwards { " DESC" } else { "" }));
+        sql.push_str(&format!(" ORDER BY {} LIMIT ?", order.join(", ")));
+        page_args.push((q.count + 1).into());
+        let mut rows = Vec::new();
+        for r in self.db.fetch_all(&sql, &page_args).await? {
+            let mut values = Vec::with_capacity(keys.len());
+            for i in 0..keys.len() {
+                values.push(r.text(&format!("k{i}"))?);
+            }
+            rows.push((r.uuid("id")?, values));
+        }
+        let more = rows.len() as i64 > q.count;
+        rows.truncate(q.count as usize);
+        if backwards {
+            rows.reverse();
+        }
+        let cursor = |row: Option<&(Uuid, Vec<Option<String>>)>, after: bool| {
+            row.map(|(id, values)| Cursor {
+                after,
+                values: values.clone(),
+                id: *id,
+            })
+        };
+        let (has_next, has_prev) = match &q.cursor {
+            None => (more, false),
+            Some(c) if c.after => (more, true),
+            Some(_) => (true, more),
+        };
+        Ok(Page {
+            next: if has_next {
+                cursor(rows.last(), true)
+            } else {
+                None
+            },
+            previous: if has_prev {
+                cursor(rows.first(), false)
+            } else {
+                None
+            },
+            ids: rows.into_iter().map(|(id, _)| id).collect(),
+            total,
+        })
+    }
+
+    /// The entries of rows `ids` of `m`, in that order.
+    async fn entries(
+        &self,
+        caller: &Caller,
+        m: &Arc<dyn ResourceMapping>,
+        ids: &[Uuid],
+        mode: &'static str,
+    ) -> Result<Vec<SearchEntry>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut loaded = m.load(&mut Conn::Pool(&self.db), ids).await?;
         crate::mapping::custom::apply(&mut Conn::Pool(&self.db), m.resource_type(), &mut loaded)
             .await?;
         let mut entries = Vec::with_capacity(ids.len());
-        for id in &ids {
+        for id in ids {
             if let Some(i) = loaded.iter().position(|(r, _)| r == id) {
                 let (_, resource) = loaded.swap_remove(i);
                 let fhir_id = resource
@@ -233,55 +648,407 @@ impl Fhir {
                     .unwrap_or_default()
                     .to_owned();
                 entries.push(SearchEntry {
-                    full_url: format!("{}/{resource_type}/{fhir_id}", caller.base_url),
+                    full_url: format!("{}/{}/{fhir_id}", caller.base_url, m.resource_type()),
                     resource,
-                    mode: "match",
+                    mode,
                 });
             }
         }
-        let link = |cursor: Option<String>| {
-            let mut ser = form_urlencoded::Serializer::new(String::new());
-            for (k, v) in &q.applied {
-                ser.append_pair(k, v);
-            }
-            ser.append_pair("_count", &q.count.to_string());
-            if let Some(c) = cursor {
-                ser.append_pair("_cursor", &c);
-            }
-            format!("{}/{resource_type}?{}", caller.base_url, ser.finish())
-        };
-        let self_cursor = q.cursor.map(|c| match c {
-            Cursor::After(id) => format!("a.{id}"),
-            Cursor::Before(id) => format!("b.{id}"),
-        });
-        let mut links = vec![Link {
-            relation: "self",
-            url: link(self_cursor),
-        }];
-        if let (true, Some(last)) = (has_next, ids.last()) {
-            links.push(Link {
-                relation: "next",
-                url: link(Some(format!("a.{last}"))),
-            });
-        }
-        if let (true, Some(first)) = (has_prev, ids.first()) {
-            links.push(Link {
-                relation: "previous",
-                url: link(Some(format!("b.{first}"))),
-            });
-        }
-        Ok(bundle::searchset(total, &links, entries))
+        Ok(entries)
     }
+
+    /// The resources `_include` and `_revinclude` add to a page of `rt` rows `ids`, each once
+    /// and none that is already a match; `:iterate` follows them from what was included too.
+    async fn includes(
+        &self,
+        caller: &Caller,
+        rt: &'static str,
+        ids: &[Uuid],
+        includes: &[Include],
+    ) -> Result<Vec<SearchEntry>> {
+        if includes.is_empty() || ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut seen: HashSet<Uuid> = ids.iter().copied().collect();
+        let mut frontier: BTreeMap<&'static str, Vec<Uuid>> = BTreeMap::new();
+        frontier.insert(rt, ids.to_vec());
+        let mut found: BTreeMap<&'static str, Vec<Uuid>> = BTreeMap::new();
+        let mut total = 0usize;
+        for round in 0..MAX_ITERATIONS {
+            let mut next: BTreeMap<&'static str, Vec<Uuid>> = BTreeMap::new();
+            for inc in includes.iter().filter(|i| round == 0 || i.iterate) {
+                for (ty, rows) in &frontier {
+                    for (target_type, row) in self.follow(inc, ty, rows).await? {
+                        if total < MAX_INCLUDED && seen.insert(row) {
+                            total += 1;
+                            next.entry(target_type).or_default().push(row);
+                            found.entry(target_type).or_default().push(row);
+                        }
+                    }
+                }
+            }
+            if next.is_empty() || !includes.iter().any(|i| i.iterate) {
+                break;
+            }
+            frontier = next;
+        }
+        let mut out = Vec::new();
+        for (ty, rows) in found {
+            let m = self.mapping(ty)?;
+            out.extend(self.entries(caller, &m, &rows, "include").await?);
+        }
+        Ok(out)
+    }
+
+    /// The live rows one include reaches from rows `ids` of type `ty`, with their types.
+    async fn follow(
+        &self,
+        inc: &Include,
+        ty: &'static str,
+        ids: &[Uuid],
+    ) -> Result<Vec<(&'static str, Uuid)>> {
+        let mut out = Vec::new();
+        let ph = placeholders(ids.len());
+        let id_args: Vec<Arg> = ids.iter().map(|i| Arg::from(*i)).collect();
+        if !inc.reverse {
+            for p in include_params(&self.registry, inc, ty) {
+                let Some(target) = reference_target(p).and_then(|t| self.registry.get(t)) else {
+                    continue;
+                };
+                let live = format!("t.deleted_at IS NULL{}", super::filter_sql(target.as_ref()));
+                let (sql, mut args) = match p.target {
+                    Target::RefColumn { column, .. } => {
+                        let src = self.mapping(ty)?;
+                        (
+                            format!("SELECT t.id FROM {} t WHERE {live} AND t.id IN (SELECT r.{column} FROM {} r WHERE r.id IN ({ph}))", target.table(), src.table()),
+                            vec![],
+                        )
+                    }
+                    _ => (
+                        format!("SELECT t.id FROM {} t WHERE {live} AND t.fhir_id IN (SELECT s.exact FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.row_id IN ({ph}))", target.table()),
+                        vec![Arg::from(ty), Arg::from(p.name)],
+                    ),
+                };
+                args.extend(id_args.iter().cloned());
+                for r in self.db.fetch_all(&sql, &args).await? {
+                    out.push((target.resource_type(), r.uuid("id")?));
+                }
+            }
+            return Ok(out);
+        }
+        // _revinclude: resources of the source type(s) that refer to these.
+        let sources: Vec<&'static str> = if inc.source == "*" {
+            self.registry.types()
+        } else {
+            vec![inc.source]
+        };
+        for source in sources {
+            let src = self.mapping(source)?;
+            let live = format!("t.deleted_at IS NULL{}", super::filter_sql(src.as_ref()));
+            for p in include_params(&self.registry, inc, source) {
+                if reference_target(p) != Some(ty) {
+                    continue;
+                }
+                let (sql, mut args) = match p.target {
+                    Target::RefColumn { column, .. } => (
+                        format!(
+                            "SELECT t.id FROM {} t WHERE {live} AND t.{column} IN ({ph})",
+                            src.table()
+                        ),
+                        vec![],
+                    ),
+                    _ => {
+                        let target = self.mapping(ty)?;
+                        (
+                            format!("SELECT t.id FROM {} t WHERE {live} AND t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.exact IN (SELECT r.fhir_id FROM {} r WHERE r.id IN ({ph})))", src.table(), target.table()),
+                            vec![Arg::from(source), Arg::from(p.name)],
+                        )
+                    }
+                };
+                args.extend(id_args.iter().cloned());
+                let limited = format!("{sql} LIMIT {}", MAX_INCLUDED + 1);
+                for r in self.db.fetch_all(&limited, &args).await? {
+                    out.push((source, r.uuid("id")?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// search across types (`GET /fhir?_type=Patient,Observation&_lastUpdated=gt...`): the
+    /// parameters every resource has, over every hosted type or those `_type` names, in row id
+    /// order with keyset paging.
+    pub async fn search_all(&self, caller: &Caller, req: &SearchRequest) -> Result<Value> {
+        let mut types: Vec<&'static str> = self.registry.types();
+        let mut rest = Vec::new();
+        let mut type_param = None;
+        for (k, v) in &req.params {
+            if k == "_type" {
+                let mut named = Vec::new();
+                for t in v.split(',') {
+                    match self.registry.get(t.trim()) {
+                        Some(m) => named.push(m.resource_type()),
+                        None => {
+                            return Err(bad(format!(
+                                "_type: '{}' is not a resource type this server hosts",
+                                t.escape_default()
+                            )))
+                        }
+                    }
+                }
+                types.retain(|t| named.contains(t));
+                type_param = Some(v.clone());
+            } else {
+                rest.push((k.clone(), v.clone()));
+            }
+        }
+        let sub = SearchRequest {
+            params: rest,
+            strict: req.strict,
+        };
+        let q = SearchQuery::parse(&sub, &self.registry, None)?;
+        if !q.includes.is_empty() {
+            return Err(bad(
+                "_include and _revinclude need a resource type to search".into(),
+            ));
+        }
+        let mut total = q.total.then_some(0i64);
+        let mut rows: Vec<(Uuid, &'static str)> = Vec::new();
+        for ty in &types {
+            let m = self.mapping(ty)?;
+            let ctx = Ctx {
+                dialect: self.db.dialect(),
+                resource_type: m.resource_type(),
+                registry: &self.registry,
+                base_url: &caller.base_url,
+            };
+            let (where_sql, args) = self.where_clause(&m, &q.filters, &ctx)?;
+            if let Some(t) = total.as_mut() {
+                let r = self
+                    .db
+                    .fetch_optional(
+                        &format!(
+                            "SELECT count(*) AS n FROM {} t WHERE {where_sql}",
+                            m.table()
+                        ),
+                        &args,
+                    )
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("count returned no row"))?;
+                *t += r.bigint("n")?;
+            }
+            if q.summary == Summary::Count || q.count == 0 {
+                continue;
+            }
+            let mut sql = format!("SELECT t.id FROM {} t WHERE {where_sql}", m.table());
+            let mut a = args.clone();
+            let backwards = q.cursor.as_ref().is_some_and(|c| !c.after);
+            if let Some(c) = &q.cursor {
+                sql.push_str(if backwards {
+                    " AND t.id < ?"
+                } else {
+                    " AND t.id > ?"
+                });
+                a.push(c.id.into());
+            }
+            sql.push_str(if backwards {
+                " ORDER BY t.id DESC LIMIT ?"
+            } else {
+                " ORDER BY t.id LIMIT ?"
+            });
+            a.push((q.count + 1).into());
+            for r in self.db.fetch_all(&sql, &a).await? {
+                rows.push((r.uuid("id")?, m.resource_type()));
+            }
+        }
+        let backwards = q.cursor.as_ref().is_some_and(|c| !c.after);
+        rows.sort();
+        if backwards {
+            rows.reverse();
+        }
+        let more = rows.len() as i64 > q.count;
+        rows.truncate(q.count.max(0) as usize);
+        if backwards {
+            rows.reverse();
+        }
+        let (has_next, has_prev) = match &q.cursor {
+            None => (more, false),
+            Some(c) if c.after => (more, true),
+            Some(_) => (true, more),
+        };
+        let mk = |row: Option<&(Uuid, &'static str)>, after: bool| {
+            row.map(|(id, _)| Cursor {
+                after,
+                values: vec![],
+                id: *id,
+            })
+        };
+        let page = Page {
+            next: if has_next {
+                mk(rows.last(), true)
+            } else {
+                None
+            },
+            previous: if has_prev {
+                mk(rows.first(), false)
+            } else {
+                None
+            },
+            ids: vec![],
+            total,
+        };
+        let mut by_type: BTreeMap<&'static str, Vec<Uuid>> = BTreeMap::new();
+        for (id, ty) in &rows {
+            by_type.entry(ty).or_default().push(*id);
+        }
+        let mut loaded = std::collections::HashMap::new();
+        for (ty, ids) in by_type {
+            let m = self.mapping(ty)?;
+            let entries = self.entries(caller, &m, &ids, "match").await?;
+            loaded.extend(ids.into_iter().zip(entries));
+        }
+        // In row id order, across types.
+        let mut entries: Vec<SearchEntry> = rows
+            .iter()
+            .filter_map(|(id, _)| loaded.remove(id))
+            .collect();
+        for e in &mut entries {
+            let t = e
+                .resource
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if let Some(names) = &q.elements {
+                subset::elements(&mut e.resource, &t, names);
+            }
+            subset::summary(&mut e.resource, &t, q.summary);
+        }
+        let mut q = q;
+        if let Some(t) = type_param {
+            q.applied.insert(0, ("_type".into(), t));
+        }
+        let links = links(&caller.base_url, &q, &page);
+        Ok(bundle::searchset(page.total, &links, entries))
+    }
+}
+
+/// The condition that a row comes after (or, for a backwards cursor, before) the cursor's row
+/// in the order of `keys` then row id, resources without a value last.
+fn after_condition(keys: &[(SortKey, bool)], c: &Cursor, dialect: Dialect) -> (String, Vec<Arg>) {
+    let cast = |ty: &str| match dialect {
+        Dialect::Sqlite if ty == "text" => "?".to_owned(),
+        _ => format!("CAST(? AS {ty})"),
+    };
+    let mut ors = Vec::new();
+    let mut args = Vec::new();
+    // For each i: keys before i equal, key i strictly beyond.
+    for i in 0..=keys.len() {
+        let mut ands = Vec::new();
+        let mut a = Vec::new();
+        for (j, (k, _)) in keys.iter().enumerate().take(i) {
+            match &c.values[j] {
+                None => ands.push(format!("{} IS NULL", k.expr)),
+                Some(v) => {
+                    ands.push(format!("{} = {}", k.expr, cast(k.cast)));
+                    a.extend(k.args.iter().cloned());
+                    a.push(v.clone().into());
+                    continue;
+                }
+            }
+            a.extend(k.args.iter().cloned());
+        }
+        if i == keys.len() {
+            ands.push(if c.after { "t.id > ?" } else { "t.id < ?" }.to_owned());
+            a.push(c.id.into());
+        } else {
+            let (k, desc) = &keys[i];
+            match (&c.values[i], c.after) {
+                // Nothing comes after a missing value but other missing values.
+                (None, true) => continue,
+                (None, false) => {
+                    ands.push(format!("{} IS NOT NULL", k.expr));
+                    a.extend(k.args.iter().cloned());
+                }
+                (Some(v), after) => {
+                    let op = if *desc == after { "<" } else { ">" };
+                    if after {
+                        ands.push(format!(
+                            "({e} {op} {p} OR {e} IS NULL)",
+                            e = k.expr,
+                            p = cast(k.cast)
+                        ));
+                        a.extend(k.args.iter().cloned());
+                        a.push(v.clone().into());
+                        a.extend(k.args.iter().cloned());
+                    } else {
+                        ands.push(format!("{} {op} {}", k.expr, cast(k.cast)));
+                        a.extend(k.args.iter().cloned());
+                        a.push(v.clone().into());
+                    }
+                }
+            }
+        }
+        ors.push(format!("({})", ands.join(" AND ")));
+        args.extend(a);
+    }
+    (format!("({})", ors.join(" OR ")), args)
+}
+
+/// The self, next and previous links of a page: the applied parameters only.
+fn links(base: &str, q: &SearchQuery, page: &Page) -> Vec<Link> {
+    let link = |cursor: Option<&Cursor>| {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &q.applied {
+            ser.append_pair(k, v);
+        }
+        ser.append_pair("_count", &q.count.to_string());
+        if let Some(c) = cursor {
+            ser.append_pair("_cursor", &c.encode());
+        }
+        format!("{base}?{}", ser.finish())
+    };
+    let mut links = vec![Link {
+        relation: "self",
+        url: link(q.cursor.as_ref()),
+    }];
+    if let Some(c) = &page.next {
+        links.push(Link {
+            relation: "next",
+            url: link(Some(c)),
+        });
+    }
+    if let Some(c) = &page.previous {
+        links.push(Link {
+            relation: "previous",
+            url: link(Some(c)),
+        });
+    }
+    links
 }
 
 #[cfg(test)]
 mod tests {
-    use super::split_values;
+    use super::{split_values, Cursor};
+    use uuid::Uuid;
 
     #[test]
     fn commas_separate_values_unless_escaped() {
         assert_eq!(split_values("a,b"), ["a", "b"]);
         assert_eq!(split_values(r"a\,b,c"), ["a,b", "c"]);
         assert_eq!(split_values(r"sys\|x"), [r"sys\|x"]);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_other_shapes() {
+        let c = Cursor {
+            after: false,
+            values: vec![Some("Smith".into()), None],
+            id: Uuid::new_v4(),
+        };
+        let d = Cursor::decode(&c.encode(), 2).unwrap();
+        assert_eq!((d.after, d.values, d.id), (false, c.values.clone(), c.id));
+        assert!(Cursor::decode(&c.encode(), 1).is_none());
+        assert!(Cursor::decode("a.not-base64", 0).is_none());
     }
 }

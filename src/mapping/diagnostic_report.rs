@@ -111,6 +111,7 @@ static PARAMS: &[SearchParam] = &[
         target: Target::TokenColumns {
             code: "category_code",
             system: "category_system",
+            text: None,
         },
         definition: "http://hl7.org/fhir/SearchParameter/DiagnosticReport-category",
         documentation: "Which diagnostic discipline/department created the report",
@@ -121,6 +122,7 @@ static PARAMS: &[SearchParam] = &[
         target: Target::TokenColumns {
             code: "code",
             system: "code_system",
+            text: Some("code_display"),
         },
         definition: "http://hl7.org/fhir/SearchParameter/clinical-code",
         documentation: "The code for the report",

@@ -144,6 +144,7 @@ static PARAMS: &[SearchParam] = &[
         target: Target::TokenColumns {
             code: "type_code",
             system: "type_system",
+            text: Some("type_display"),
         },
         definition: "http://hl7.org/fhir/SearchParameter/clinical-type",
         documentation: "Specific type of encounter",
@@ -154,6 +155,7 @@ static PARAMS: &[SearchParam] = &[
         target: Target::TokenColumns {
             code: "reason_code",
             system: "reason_system",
+            text: Some("reason_display"),
         },
         definition: "http://hl7.org/fhir/SearchParameter/Encounter-reason-code",
         documentation: "Coded reason the encounter takes place",

@@ -8,6 +8,7 @@ pub mod custom;
 pub mod diagnostic_report;
 pub mod encounter;
 pub mod fields;
+pub mod filter;
 pub mod medication_request;
 pub mod observation;
 pub mod patient;

@@ -268,6 +268,37 @@ static PARAMS: &[SearchParam] = &[
         definition: "http://hl7.org/fhir/SearchParameter/Observation-value-quantity",
         documentation: "The value of the observation, if it is a Quantity",
     },
+    SearchParam {
+        name: "code-value-quantity",
+        kind: ParamKind::Composite,
+        target: Target::CodeValueQuantity {
+            top: true,
+            components: false,
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/Observation-code-value-quantity",
+        documentation:
+            "Code and quantity value of the observation (code$[prefix]number|system|unit)",
+    },
+    SearchParam {
+        name: "component-code-value-quantity",
+        kind: ParamKind::Composite,
+        target: Target::CodeValueQuantity {
+            top: false,
+            components: true,
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/Observation-component-code-value-quantity",
+        documentation: "Code and quantity value of one component",
+    },
+    SearchParam {
+        name: "combo-code-value-quantity",
+        kind: ParamKind::Composite,
+        target: Target::CodeValueQuantity {
+            top: true,
+            components: true,
+        },
+        definition: "http://hl7.org/fhir/SearchParameter/Observation-combo-code-value-quantity",
+        documentation: "Code and quantity value of the observation or of one component",
+    },
 ];
 
 /// The Observation mapping over both tables.
@@ -345,6 +376,38 @@ async fn index_codes(tx: &mut Tx, row_id: Uuid, resource: &Value) -> Result<(), 
             &[row_id.into(), param.into(), system.into(), code.into()],
         )
         .await?;
+    }
+    // Each component's Quantity under each of its codings, for the composite parameters.
+    tx.execute(
+        "DELETE FROM search_quantities WHERE row_id = ? AND resource_type = 'Observation'",
+        &[row_id.into()],
+    )
+    .await?;
+    for c in resource
+        .get("component")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let Some(q) = c.get("valueQuantity") else {
+            continue;
+        };
+        let Some(value) = q
+            .get("value")
+            .filter(|v| v.is_number())
+            .map(|v| v.to_string())
+            .filter(|v| crate::store::parse_decimal(v).is_some())
+        else {
+            continue;
+        };
+        let unit = |k: &str| q.get(k).and_then(Value::as_str).map(str::to_owned);
+        for (system, code) in codings(c.get("code")) {
+            tx.execute(
+                "INSERT INTO search_quantities (resource_type, row_id, param, code_system, code, value, unit_system, unit_code) VALUES ('Observation', ?, 'component', ?, ?, ?, ?, ?)",
+                &[row_id.into(), system.into(), code.into(), Arg::Decimal(Some(value.clone())), unit("system").into(), unit("code").into()],
+            )
+            .await?;
+        }
     }
     Ok(())
 }

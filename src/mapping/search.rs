@@ -14,6 +14,7 @@ pub enum ParamKind {
     Date,
     Reference,
     Quantity,
+    Composite,
 }
 
 impl ParamKind {
@@ -24,6 +25,7 @@ impl ParamKind {
             ParamKind::Date => "date",
             ParamKind::Reference => "reference",
             ParamKind::Quantity => "quantity",
+            ParamKind::Composite => "composite",
         }
     }
 }
@@ -56,6 +58,8 @@ pub enum Target {
     TokenColumns {
         code: &'static str,
         system: &'static str,
+        /// The display or text column `:text` searches.
+        text: Option<&'static str>,
     },
     /// A foreign key to a catalog table with `code` and `system` columns.
     CatalogToken {
@@ -86,6 +90,10 @@ pub enum Target {
         system: &'static str,
         code: &'static str,
     },
+    /// Observation code and Quantity value as a pair (`token$quantity`): of the Observation itself
+    /// (`top`), of one of its components (`components`: the `search_quantities` index and the
+    /// blood-pressure columns of vital signs), or either.
+    CodeValueQuantity { top: bool, components: bool },
     /// A child table of identifiers with `system` and `value` columns.
     IdentifierTable {
         table: &'static str,
@@ -178,31 +186,105 @@ pub struct Sql {
     pub args: Vec<Arg>,
 }
 
-/// The resource table is always aliased `t`.
-pub struct Ctx {
+/// Where a condition is built: the resource table is always aliased `t` (a subquery for a chain
+/// aliases its own table `t` too, which shadows the outer one).
+pub struct Ctx<'a> {
     pub dialect: Dialect,
     pub resource_type: &'static str,
+    pub registry: &'a super::Registry,
+    /// This server's FHIR base URL: absolute references are local only under it.
+    pub base_url: &'a str,
+}
+
+impl Ctx<'_> {
+    /// The same context for another resource type (the target of a chain, the source of `_has`).
+    pub fn on(&self, resource_type: &'static str) -> Ctx<'_> {
+        Ctx {
+            dialect: self.dialect,
+            resource_type,
+            registry: self.registry,
+            base_url: self.base_url,
+        }
+    }
+}
+
+/// A search modifier (https://hl7.org/fhir/R4/search.html#modifiers) this server understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modifier {
+    None,
+    Missing,
+    Exact,
+    Contains,
+    Not,
+    Text,
+    OfType,
+    /// `:Patient` on a reference: the target must be of that type.
+    Type(String),
+}
+
+impl Modifier {
+    /// The modifier named `m` if parameter `p` allows it; a 400 naming both otherwise.
+    pub fn parse(p: &SearchParam, m: Option<&str>) -> Result<Modifier, SearchError> {
+        let Some(m) = m else {
+            return Ok(Modifier::None);
+        };
+        let out = match (m, p.kind) {
+            ("missing", _) => Some(Modifier::Missing),
+            ("exact", ParamKind::String) => Some(Modifier::Exact),
+            ("contains", ParamKind::String) => Some(Modifier::Contains),
+            ("not", ParamKind::Token) => Some(Modifier::Not),
+            ("text", ParamKind::Token) if text_columns(&p.target).is_some() => Some(Modifier::Text),
+            ("of-type", ParamKind::Token) if matches!(p.target, Target::IdentifierTable { .. }) => {
+                Some(Modifier::OfType)
+            }
+            (t, ParamKind::Reference)
+                if t.len() > 1
+                    && t.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                    && t.chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                Some(Modifier::Type(t.to_owned()))
+            }
+            _ => None,
+        };
+        out.ok_or_else(|| {
+            SearchError(format!(
+                "modifier :{} is not supported on parameter {}",
+                m.escape_default(),
+                p.name
+            ))
+        })
+    }
 }
 
 /// The condition for one occurrence of a parameter: its comma-separated values are ORed.
 pub fn condition(
     p: &SearchParam,
-    modifier: Option<&str>,
+    modifier: &Modifier,
     values: &[String],
     ctx: &Ctx,
 ) -> Result<Sql, SearchError> {
-    let allowed: &[&str] = match p.kind {
-        ParamKind::String => &["exact", "contains"],
-        ParamKind::Token | ParamKind::Date | ParamKind::Quantity => &[],
-        ParamKind::Reference => &[],
-    };
-    if let Some(m) = modifier {
-        if !allowed.contains(&m) {
+    if *modifier == Modifier::Missing {
+        let [v] = values else {
             return Err(SearchError(format!(
-                "modifier :{m} is not supported on parameter {}",
+                "{}:missing takes one value, true or false",
                 p.name
             )));
-        }
+        };
+        let missing = match v.as_str() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(SearchError(format!(
+                    "{}:missing takes true or false",
+                    p.name
+                )))
+            }
+        };
+        let (text, args) = missing_sql(p, ctx);
+        return Ok(Sql {
+            text: if missing { text } else { format!("NOT {text}") },
+            args,
+        });
     }
     let mut parts = Vec::with_capacity(values.len());
     let mut args = Vec::new();
@@ -211,14 +293,70 @@ pub fn condition(
         parts.push(text);
         args.append(&mut a);
     }
+    let text = if parts.len() == 1 {
+        parts.pop().unwrap_or_default()
+    } else {
+        format!("({})", parts.join(" OR "))
+    };
     Ok(Sql {
-        text: if parts.len() == 1 {
-            parts.pop().unwrap_or_default()
+        // :not matches what has none of the codes, and what has no code at all.
+        text: if *modifier == Modifier::Not {
+            format!("({text}) IS NOT TRUE")
         } else {
-            format!("({})", parts.join(" OR "))
+            text
         },
         args,
     })
+}
+
+/// The condition (in parentheses) that a resource has no value for `p`.
+fn missing_sql(p: &SearchParam, ctx: &Ctx) -> (String, Vec<Arg>) {
+    let index = |params: &str| {
+        (
+            format!("(NOT EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param IN {params}))"),
+            vec![Arg::from(ctx.resource_type)],
+        )
+    };
+    match p.target {
+        Target::FhirId | Target::LastUpdated | Target::CodeValueQuantity { .. } => {
+            ("(1 = 0)".into(), vec![])
+        }
+        Target::TokenColumn { column, .. }
+        | Target::BoolColumn { column }
+        | Target::DateColumn { column, .. }
+        | Target::CatalogToken { column, .. }
+        | Target::RefColumn { column, .. }
+        | Target::TokenColumns { code: column, .. }
+        | Target::Quantity { value: column, .. } => (format!("(t.{column} IS NULL)"), vec![]),
+        Target::Period { start, end } => (format!("(t.{start} IS NULL AND t.{end} IS NULL)"), vec![]),
+        Target::StringIndex | Target::CodeIndex { .. } | Target::RefIndex { .. } => {
+            let (text, mut args) = index("(?)");
+            args.push(p.name.into());
+            (text, args)
+        }
+        Target::ObservationCode { components } => {
+            let (text, args) = index(if components {
+                "('code', 'component-code')"
+            } else {
+                "('code')"
+            });
+            (format!("(t.code IS NULL AND {text})"), args)
+        }
+        Target::IdentifierTable { table, foreign_key } => (
+            format!("(NOT EXISTS (SELECT 1 FROM {table} i WHERE i.{foreign_key} = t.id AND i.deleted_at IS NULL))"),
+            vec![],
+        ),
+    }
+}
+
+/// The display columns `:text` searches, when the target has any.
+fn text_columns(target: &Target) -> Option<()> {
+    match target {
+        Target::TokenColumns { text: Some(_), .. }
+        | Target::CatalogToken { .. }
+        | Target::ObservationCode { .. } => Some(()),
+        _ => None,
+    }
 }
 
 /// Splits a token into (system, code): `code`, `system|code`, `|code`, `system|`.
@@ -253,13 +391,31 @@ fn token_match(value: &str, code_column: &str, system_column: &str) -> Option<(S
     (!cond.is_empty()).then(|| (cond.join(" AND "), args))
 }
 
-/// The id a reference parameter names: `id`, `Type/id` or an absolute URL ending in `Type/id`.
-/// `Ok(None)` when it names another type; `Err` when the id is not a FHIR id.
-fn reference_id<'a>(value: &'a str, resource_type: &str) -> Result<Option<&'a str>, ()> {
-    let id = match value.rsplit_once('/') {
-        None => value,
-        Some((before, id)) => {
-            let ty = before.rsplit('/').next().unwrap_or(before);
+/// The id a reference parameter names: `id`, `Type/id`, `Type/id/_history/n` or an absolute URL
+/// of this server (`{base}/Type/id`). `Ok(None)` when it names another type or another server;
+/// `Err` when the id is not a FHIR id.
+fn reference_id<'a>(
+    value: &'a str,
+    resource_type: &str,
+    base_url: &str,
+) -> Result<Option<&'a str>, ()> {
+    let mut local = value;
+    if value.contains("://") {
+        match value
+            .strip_prefix(base_url.trim_end_matches('/'))
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            Some(rest) => local = rest,
+            None => return Ok(None),
+        }
+    }
+    let local = match local.split_once("/_history/") {
+        Some((r, _)) => r,
+        None => local,
+    };
+    let id = match local.split_once('/') {
+        None => local,
+        Some((ty, id)) => {
             if ty != resource_type {
                 return Ok(None);
             }
@@ -291,7 +447,7 @@ fn like_escape(s: &str) -> String {
 
 fn one_value(
     p: &SearchParam,
-    modifier: Option<&str>,
+    modifier: &Modifier,
     value: &str,
     ctx: &Ctx,
 ) -> Result<(String, Vec<Arg>), SearchError> {
@@ -299,6 +455,27 @@ fn one_value(
     if value.is_empty() {
         return Err(bad("empty value"));
     }
+    if *modifier == Modifier::Text {
+        return Ok(text_match(&p.target, value, ctx));
+    }
+    if *modifier == Modifier::OfType {
+        return of_type(p, value, ctx).ok_or_else(|| bad("of-type takes system|code|value"));
+    }
+    let value = match modifier {
+        Modifier::Type(t) => {
+            if !matches!(p.target, Target::RefColumn { resource_type, .. } | Target::RefIndex { resource_type } if resource_type == t)
+            {
+                return Ok(("1 = 0".into(), vec![]));
+            }
+            if value.contains('/') {
+                value.to_owned()
+            } else {
+                format!("{t}/{value}")
+            }
+        }
+        _ => value.to_owned(),
+    };
+    let value = value.as_str();
     Ok(match p.target {
         Target::FhirId => ("t.fhir_id = ?".into(), vec![value.into()]),
         Target::TokenColumn { column, system } => {
@@ -314,7 +491,7 @@ fn one_value(
                 (true, None) => (format!("t.{column} IS NOT NULL"), vec![]),
             }
         }
-        Target::TokenColumns { code, system } => {
+        Target::TokenColumns { code, system, .. } => {
             let (cond, args) = token_match(value, &format!("t.{code}"), &format!("t.{system}"))
                 .ok_or_else(|| bad("a token needs a code or a system"))?;
             (format!("({cond})"), args)
@@ -332,7 +509,7 @@ fn one_value(
             table,
             resource_type,
         } => {
-            let Some(id) = reference_id(value, resource_type)
+            let Some(id) = reference_id(value, resource_type, ctx.base_url)
                 .map_err(|_| bad("not a reference to a resource of this server"))?
             else {
                 return Ok(("1 = 0".into(), vec![]));
@@ -373,7 +550,7 @@ fn one_value(
             }
         }
         Target::RefIndex { resource_type } => {
-            let Some(id) = reference_id(value, resource_type)
+            let Some(id) = reference_id(value, resource_type, ctx.base_url)
                 .map_err(|_| bad("not a reference to a resource of this server"))?
             else {
                 return Ok(("1 = 0".into(), vec![]));
@@ -431,52 +608,69 @@ fn one_value(
             value: column,
             system,
             code,
-        } => {
-            let (prefix, rest) = Prefix::split(value);
-            let mut parts = rest.splitn(3, '|');
-            let number = parts.next().unwrap_or_default();
-            let unit_system = parts.next().filter(|s| !s.is_empty());
-            let unit_code = parts.next().filter(|s| !s.is_empty());
-            let v = crate::store::parse_decimal(number)
-                .ok_or_else(|| bad("a quantity starts with a number"))?;
-            let (col, param) = match ctx.dialect {
-                Dialect::Sqlite => (format!("CAST(t.{column} AS REAL)"), "CAST(? AS REAL)"),
-                Dialect::Postgres => (format!("t.{column}"), "CAST(? AS numeric)"),
+        } => quantity_sql(
+            &format!("t.{column}"),
+            &format!("t.{system}"),
+            &format!("t.{code}"),
+            value,
+            ctx.dialect,
+        )
+        .ok_or_else(|| bad("a quantity is [prefix]number|system|code"))?,
+        Target::CodeValueQuantity { top, components } => {
+            let (code, quantity) = value
+                .split_once('$')
+                .ok_or_else(|| bad("a composite value is code$quantity"))?;
+            let code_param = SearchParam {
+                target: Target::ObservationCode { components: false },
+                ..*p
             };
-            // The implicit range of the number's precision: 5.4 stands for [5.35, 5.45).
-            let half = rust_decimal::Decimal::new(5, number_scale(number) + 1);
-            let t = |d: rust_decimal::Decimal| Arg::Text(Some(d.normalize().to_string()));
-            let (lo, hi) = (v - half, v + half);
-            let tenth = (v / rust_decimal::Decimal::TEN).abs();
-            let (mut text, mut args) = match prefix {
-                Prefix::Eq => (
-                    format!("({col} >= {param} AND {col} < {param})"),
-                    vec![t(lo), t(hi)],
-                ),
-                Prefix::Ne => (
-                    format!("NOT ({col} >= {param} AND {col} < {param})"),
-                    vec![t(lo), t(hi)],
-                ),
-                Prefix::Gt | Prefix::Sa => (format!("{col} > {param}"), vec![t(v)]),
-                Prefix::Lt | Prefix::Eb => (format!("{col} < {param}"), vec![t(v)]),
-                Prefix::Ge => (format!("{col} >= {param}"), vec![t(v)]),
-                Prefix::Le => (format!("{col} <= {param}"), vec![t(v)]),
-                Prefix::Ap => (
-                    format!("({col} >= {param} AND {col} <= {param})"),
-                    vec![t(v - tenth), t(v + tenth)],
-                ),
-            };
-            text = format!("(t.{column} IS NOT NULL AND {text}");
-            if let Some(s) = unit_system {
-                text.push_str(&format!(" AND t.{system} = ?"));
-                args.push(s.into());
+            let mut parts = Vec::new();
+            let mut args = Vec::new();
+            if top {
+                let (c, a) = one_value(&code_param, &Modifier::None, code, ctx)?;
+                let (q, b) = quantity_sql(
+                    "t.value_quantity",
+                    "t.value_unit_system",
+                    "t.value_unit",
+                    quantity,
+                    ctx.dialect,
+                )
+                .ok_or_else(|| bad("a quantity is [prefix]number|system|code"))?;
+                parts.push(format!("({c} AND {q})"));
+                args.extend(a);
+                args.extend(b);
             }
-            if let Some(c) = unit_code {
-                text.push_str(&format!(" AND t.{code} = ?"));
-                args.push(c.into());
+            if components {
+                let (c, a) = token_match(code, "q.code", "q.code_system")
+                    .ok_or_else(|| bad("a token needs a code or a system"))?;
+                let (q, b) = quantity_sql(
+                    "q.value",
+                    "q.unit_system",
+                    "q.unit_code",
+                    quantity,
+                    ctx.dialect,
+                )
+                .ok_or_else(|| bad("a quantity is [prefix]number|system|code"))?;
+                parts.push(format!("EXISTS (SELECT 1 FROM search_quantities q WHERE q.row_id = t.id AND q.resource_type = 'Observation' AND q.param = 'component' AND {c} AND {q})"));
+                args.extend(a);
+                args.extend(b);
+                // Blood pressure written by the clinic: its components are columns.
+                let (c, a) = token_match(code, "c.code", "c.system")
+                    .ok_or_else(|| bad("a token needs a code or a system"))?;
+                let column = "CASE c.column_name WHEN 'systolic_bp' THEN v.systolic_bp WHEN 'diastolic_bp' THEN v.diastolic_bp END";
+                let (q, b) = quantity_sql(
+                    column,
+                    "'http://unitsofmeasure.org'",
+                    "c.ucum",
+                    quantity,
+                    ctx.dialect,
+                )
+                .ok_or_else(|| bad("a quantity is [prefix]number|system|code"))?;
+                parts.push(format!("EXISTS (SELECT 1 FROM vital_sign_observations o JOIN vital_signs v ON v.id = o.vital_sign_id JOIN vital_sign_codes c ON c.measurement = o.measurement AND c.part = 'component' WHERE o.id = t.id AND {c} AND {q})"));
+                args.extend(a);
+                args.extend(b);
             }
-            text.push(')');
-            (text, args)
+            (format!("({})", parts.join(" OR ")), args)
         }
         Target::BoolColumn { column } => {
             let (sys, code) = token(value);
@@ -517,11 +711,11 @@ fn one_value(
             let base = "EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND ";
             let mut args: Vec<Arg> = vec![ctx.resource_type.into(), p.name.into()];
             let cond = match modifier {
-                Some("exact") => {
+                Modifier::Exact => {
                     args.push(value.into());
                     "s.exact = ?".to_owned()
                 }
-                Some("contains") => {
+                Modifier::Contains => {
                     args.push(format!("%{}%", like_escape(&normalize(value))).into());
                     "s.value LIKE ? ESCAPE '\\'".to_owned()
                 }
@@ -594,6 +788,191 @@ fn one_value(
             }
         }
     })
+}
+
+/// A sort key: an expression over the row `t` (with its bound values), and the SQL type its
+/// cursor value is cast back to (the value travels in the cursor as text).
+#[derive(Debug, Clone)]
+pub struct SortKey {
+    pub expr: String,
+    pub args: Vec<Arg>,
+    pub cast: &'static str,
+}
+
+/// The key `_sort` orders by for parameter `p`: its column, or the least of its indexed values.
+/// `None` for a parameter that has no order (composites).
+pub fn sort_key(p: &SearchParam, ctx: &Ctx) -> Option<SortKey> {
+    let pg = ctx.dialect == Dialect::Postgres;
+    let (time, date, num, boolean) = if pg {
+        ("timestamptz", "date", "numeric", "boolean")
+    } else {
+        ("text", "text", "real", "integer")
+    };
+    let key = |expr: String, args: Vec<Arg>, cast: &'static str| Some(SortKey { expr, args, cast });
+    let index = |col: &str| {
+        format!("(SELECT min(s.{col}) FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ?)")
+    };
+    let index_args = vec![Arg::from(ctx.resource_type), Arg::from(p.name)];
+    match p.target {
+        Target::FhirId => key("t.fhir_id".into(), vec![], "text"),
+        Target::LastUpdated => key("t.updated_at".into(), vec![], time),
+        Target::TokenColumn { column, .. }
+        | Target::TokenColumns { code: column, .. } => key(format!("t.{column}"), vec![], "text"),
+        Target::ObservationCode { .. } => key("t.code".into(), vec![], "text"),
+        Target::BoolColumn { column } => key(format!("t.{column}"), vec![], boolean),
+        Target::DateColumn { column, .. } => key(format!("t.{column}"), vec![], date),
+        Target::Period { start, .. } => key(
+            if pg {
+                format!("CAST(t.{start} AS timestamptz)")
+            } else {
+                format!("t.{start}")
+            },
+            vec![],
+            time,
+        ),
+        Target::CatalogToken { column, table } => key(
+            format!("(SELECT c.code FROM {table} c WHERE c.id = t.{column})"),
+            vec![],
+            "text",
+        ),
+        Target::RefColumn { column, table, .. } => key(
+            format!("(SELECT r.fhir_id FROM {table} r WHERE r.id = t.{column})"),
+            vec![],
+            "text",
+        ),
+        Target::StringIndex => key(index("value"), index_args, "text"),
+        Target::CodeIndex { .. } | Target::RefIndex { .. } => {
+            key(index("exact"), index_args, "text")
+        }
+        Target::Quantity { value, .. } => key(
+            format!("CAST(t.{value} AS {})", if pg { "numeric" } else { "REAL" }),
+            vec![],
+            num,
+        ),
+        Target::IdentifierTable { table, foreign_key } => key(
+            format!("(SELECT min(i.value) FROM {table} i WHERE i.{foreign_key} = t.id AND i.deleted_at IS NULL)"),
+            vec![],
+            "text",
+        ),
+        Target::CodeValueQuantity { .. } => None,
+    }
+}
+
+/// A quantity search value (`[prefix]number|system|code`) on a numeric column expression and
+/// the expressions of its unit's system and code. `None` when the value is not a quantity.
+fn quantity_sql(
+    column: &str,
+    system: &str,
+    code: &str,
+    value: &str,
+    dialect: Dialect,
+) -> Option<(String, Vec<Arg>)> {
+    let (prefix, rest) = Prefix::split(value);
+    let mut parts = rest.splitn(3, '|');
+    let number = parts.next().unwrap_or_default();
+    let unit_system = parts.next().filter(|s| !s.is_empty());
+    let unit_code = parts.next().filter(|s| !s.is_empty());
+    let v = crate::store::parse_decimal(number)?;
+    let (col, param) = match dialect {
+        Dialect::Sqlite => (format!("CAST({column} AS REAL)"), "CAST(? AS REAL)"),
+        Dialect::Postgres => (format!("CAST({column} AS numeric)"), "CAST(? AS numeric)"),
+    };
+    // The implicit range of the number's precision: 5.4 stands for [5.35, 5.45).
+    let half = rust_decimal::Decimal::new(5, number_scale(number) + 1);
+    let t = |d: rust_decimal::Decimal| Arg::Text(Some(d.normalize().to_string()));
+    let (lo, hi) = (v - half, v + half);
+    let tenth = (v / rust_decimal::Decimal::TEN).abs();
+    let (mut text, mut args) = match prefix {
+        Prefix::Eq => (
+            format!("({col} >= {param} AND {col} < {param})"),
+            vec![t(lo), t(hi)],
+        ),
+        Prefix::Ne => (
+            format!("NOT ({col} >= {param} AND {col} < {param})"),
+            vec![t(lo), t(hi)],
+        ),
+        Prefix::Gt | Prefix::Sa => (format!("{col} > {param}"), vec![t(v)]),
+        Prefix::Lt | Prefix::Eb => (format!("{col} < {param}"), vec![t(v)]),
+        Prefix::Ge => (format!("{col} >= {param}"), vec![t(v)]),
+        Prefix::Le => (format!("{col} <= {param}"), vec![t(v)]),
+        Prefix::Ap => (
+            format!("({col} >= {param} AND {col} <= {param})"),
+            vec![t(v - tenth), t(v + tenth)],
+        ),
+    };
+    text = format!("({column} IS NOT NULL AND {text}");
+    if let Some(s) = unit_system {
+        text.push_str(&format!(" AND {system} = ?"));
+        args.push(s.into());
+    }
+    if let Some(c) = unit_code {
+        text.push_str(&format!(" AND {code} = ?"));
+        args.push(c.into());
+    }
+    text.push(')');
+    Some((text, args))
+}
+
+/// `:text`: a display or text that has a word starting with `value`, case-insensitively.
+fn text_match(target: &Target, value: &str, ctx: &Ctx) -> (String, Vec<Arg>) {
+    let v = like_escape(&value.to_lowercase());
+    let words = |col: &str, args: &mut Vec<Arg>| {
+        args.push(format!("{v}%").into());
+        args.push(format!("% {v}%").into());
+        format!("(lower({col}) LIKE ? ESCAPE '\\' OR lower({col}) LIKE ? ESCAPE '\\')")
+    };
+    let mut args = Vec::new();
+    let text = match *target {
+        Target::TokenColumns {
+            text: Some(col), ..
+        } => words(&format!("t.{col}"), &mut args),
+        Target::CatalogToken { column, table } => {
+            let w = words("c.display", &mut args);
+            format!("t.{column} IN (SELECT c.id FROM {table} c WHERE {w})")
+        }
+        Target::ObservationCode { components } => {
+            let d = words("r.code_display", &mut args);
+            let x = words("r.code_text", &mut args);
+            let c = words("c.display", &mut args);
+            let parts = if components {
+                "('code', 'component')"
+            } else {
+                "('code')"
+            };
+            let _ = ctx;
+            format!("(t.id IN (SELECT r.id FROM medical_test_results r WHERE {d} OR {x}) OR EXISTS (SELECT 1 FROM vital_sign_codes c WHERE c.measurement = t.measurement AND c.part IN {parts} AND {c}))")
+        }
+        _ => "1 = 0".into(),
+    };
+    (text, args)
+}
+
+/// `identifier:of-type=system|code|value`: an identifier with that value whose type has that
+/// coding (the type is kept with the identifier's other elements, in its `fhir_extra`).
+fn of_type(p: &SearchParam, value: &str, ctx: &Ctx) -> Option<(String, Vec<Arg>)> {
+    let Target::IdentifierTable { table, foreign_key } = p.target else {
+        return None;
+    };
+    let mut parts = value.splitn(3, '|');
+    let (system, code, id_value) = (parts.next()?, parts.next()?, parts.next()?);
+    if code.is_empty() || id_value.is_empty() {
+        return None;
+    }
+    let coding = match ctx.dialect {
+        Dialect::Sqlite => "EXISTS (SELECT 1 FROM json_each(i.fhir_extra, '$.type.coding') c WHERE json_extract(c.value, '$.code') = ?",
+        Dialect::Postgres => "EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof(i.fhir_extra->'type'->'coding') = 'array' THEN i.fhir_extra->'type'->'coding' ELSE '[]'::json END) c WHERE c->>'code' = ?",
+    };
+    let mut args: Vec<Arg> = vec![id_value.into(), code.into()];
+    let mut text = format!("EXISTS (SELECT 1 FROM {table} i WHERE i.{foreign_key} = t.id AND i.deleted_at IS NULL AND i.value = ? AND {coding}");
+    if !system.is_empty() {
+        text.push_str(match ctx.dialect {
+            Dialect::Sqlite => " AND json_extract(c.value, '$.system') = ?",
+            Dialect::Postgres => " AND c->>'system' = ?",
+        });
+        args.push(system.into());
+    }
+    text.push_str("))");
+    Some((text, args))
 }
 
 /// Rewrites the `search_strings` rows of a resource's names (`name`, `family`, `given`).
@@ -711,6 +1090,27 @@ mod tests {
     }
 
     #[test]
+    fn references_name_local_resources_only() {
+        let base = "http://ehr.example/fhir";
+        assert_eq!(reference_id("p1", "Patient", base), Ok(Some("p1")));
+        assert_eq!(reference_id("Patient/p1", "Patient", base), Ok(Some("p1")));
+        assert_eq!(
+            reference_id("Patient/p1/_history/2", "Patient", base),
+            Ok(Some("p1"))
+        );
+        assert_eq!(
+            reference_id("http://ehr.example/fhir/Patient/p1", "Patient", base),
+            Ok(Some("p1"))
+        );
+        assert_eq!(
+            reference_id("http://other.example/fhir/Patient/p1", "Patient", base),
+            Ok(None)
+        );
+        assert_eq!(reference_id("Group/g1", "Patient", base), Ok(None));
+        assert_eq!(reference_id("Patient/p 1", "Patient", base), Err(()));
+    }
+
+    #[test]
     fn like_metacharacters_are_escaped() {
         assert_eq!(like_escape("50%_a\\"), "50\\%\\_a\\\\");
     }
@@ -724,12 +1124,15 @@ mod tests {
             definition: "",
             documentation: "",
         };
+        let registry = crate::mapping::Registry::standard();
         let ctx = Ctx {
             dialect: Dialect::Postgres,
             resource_type: "Patient",
+            registry: &registry,
+            base_url: "http://localhost/fhir",
         };
         let evil = "x'); DROP TABLE patients; --".to_owned();
-        let sql = condition(&p, None, &[evil], &ctx).unwrap();
+        let sql = condition(&p, &Modifier::None, &[evil], &ctx).unwrap();
         assert!(!sql.text.contains("DROP"));
         assert_eq!(sql.args.len(), 3);
     }

@@ -45,6 +45,7 @@ pub fn sqlite() -> Migrator {
             "report files",
             "../../migrations/sqlite/0005_report_files.sql"
         ),
+        migration!(6, "search", "../../migrations/sqlite/0006_search.sql"),
     ])
 }
 
@@ -71,5 +72,6 @@ pub fn postgres() -> Migrator {
             "report files",
             "../../migrations/postgres/0005_report_files.sql"
         ),
+        migration!(6, "search", "../../migrations/postgres/0006_search.sql"),
     ])
 }
