@@ -233,6 +233,7 @@ impl Fhir {
         tx.guard(row_id).await?;
         m.insert(&mut tx, row_id, &id, &body).await?;
         custom::store(&mut tx, m.resource_type(), row_id, &body).await?;
+        crate::mapping::search::index_meta(&mut tx, m.resource_type(), row_id, &body).await?;
         let version = self
             .record_version(&mut tx, m.as_ref(), row_id, "POST")
             .await?;
@@ -310,6 +311,8 @@ impl Fhir {
                 tx.guard(row_id).await?;
                 m.insert(&mut tx, row_id, id, body).await?;
                 custom::store(&mut tx, resource_type, row_id, body).await?;
+                crate::mapping::search::index_meta(&mut tx, m.resource_type(), row_id, body)
+                    .await?;
                 (row_id, true)
             }
             Some(h) => {
@@ -325,6 +328,8 @@ impl Fhir {
                     )));
                 }
                 custom::store(&mut tx, resource_type, h.row_id, body).await?;
+                crate::mapping::search::index_meta(&mut tx, m.resource_type(), h.row_id, body)
+                    .await?;
                 (h.row_id, h.deleted)
             }
         };

@@ -15,6 +15,7 @@ pub enum ParamKind {
     Reference,
     Quantity,
     Composite,
+    Uri,
 }
 
 impl ParamKind {
@@ -26,6 +27,7 @@ impl ParamKind {
             ParamKind::Reference => "reference",
             ParamKind::Quantity => "quantity",
             ParamKind::Composite => "composite",
+            ParamKind::Uri => "uri",
         }
     }
 }
@@ -94,6 +96,11 @@ pub enum Target {
     /// (`top`), of one of its components (`components`: the `search_quantities` index and the
     /// blood-pressure columns of vital signs), or either.
     CodeValueQuantity { top: bool, components: bool },
+    /// Tokens kept in `search_strings` under the parameter's name: system in `value` (empty when
+    /// none), code in `exact` (`meta.tag`, `meta.security`).
+    IndexToken,
+    /// URIs kept in `search_strings` under the parameter's name, in `exact` (`meta.profile`).
+    IndexUri,
     /// A child table of identifiers with `system` and `value` columns.
     IdentifierTable {
         table: &'static str,
@@ -171,6 +178,27 @@ pub const COMMON: &[SearchParam] = &[
         target: Target::LastUpdated,
         definition: "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
         documentation: "When the resource version last changed",
+    },
+    SearchParam {
+        name: "_tag",
+        kind: ParamKind::Token,
+        target: Target::IndexToken,
+        definition: "http://hl7.org/fhir/SearchParameter/Resource-tag",
+        documentation: "Tags applied to this resource (meta.tag)",
+    },
+    SearchParam {
+        name: "_security",
+        kind: ParamKind::Token,
+        target: Target::IndexToken,
+        definition: "http://hl7.org/fhir/SearchParameter/Resource-security",
+        documentation: "Security labels applied to this resource (meta.security)",
+    },
+    SearchParam {
+        name: "_profile",
+        kind: ParamKind::Uri,
+        target: Target::IndexUri,
+        definition: "http://hl7.org/fhir/SearchParameter/Resource-profile",
+        documentation: "Profiles this resource claims to conform to (meta.profile)",
     },
 ];
 
@@ -329,7 +357,11 @@ fn missing_sql(p: &SearchParam, ctx: &Ctx) -> (String, Vec<Arg>) {
         | Target::TokenColumns { code: column, .. }
         | Target::Quantity { value: column, .. } => (format!("(t.{column} IS NULL)"), vec![]),
         Target::Period { start, end } => (format!("(t.{start} IS NULL AND t.{end} IS NULL)"), vec![]),
-        Target::StringIndex | Target::CodeIndex { .. } | Target::RefIndex { .. } => {
+        Target::StringIndex
+        | Target::CodeIndex { .. }
+        | Target::RefIndex { .. }
+        | Target::IndexToken
+        | Target::IndexUri => {
             let (text, mut args) = index("(?)");
             args.push(p.name.into());
             (text, args)
@@ -537,7 +569,7 @@ fn one_value(
                 format!("({b} IS NULL OR {b} >= ?)"),
                 format!("({a} IS NULL OR {a} < ?)"),
             );
-            match prefix {
+            let (cond, args) = match prefix {
                 Prefix::Eq => (format!("({a_ge} AND {b_le})"), vec![lo, hi]),
                 Prefix::Ne => (format!("NOT ({a_ge} AND {b_le})"), vec![lo, hi]),
                 Prefix::Gt => (b_gt, vec![hi]),
@@ -547,7 +579,9 @@ fn one_value(
                 Prefix::Sa => (format!("({a} IS NOT NULL AND {a} >= ?)"), vec![hi]),
                 Prefix::Eb => (format!("({b} IS NOT NULL AND {b} < ?)"), vec![lo]),
                 Prefix::Ap => (format!("({a_lt} AND {b_gt})"), vec![hi, lo]),
-            }
+            };
+            // A resource without the element has no range to compare.
+            (format!("(({a} IS NOT NULL OR {b} IS NOT NULL) AND {cond})"), args)
         }
         Target::RefIndex { resource_type } => {
             let Some(id) = reference_id(value, resource_type, ctx.base_url)
@@ -707,6 +741,22 @@ fn one_value(
                 vec![ctx.resource_type.into(), p.name.into(), code.into()],
             )
         }
+        Target::IndexToken => {
+            let (cond, mut args) = token_match(value, "s.exact", "s.value")
+                .ok_or_else(|| bad("a token needs a code or a system"))?;
+            // No system is kept as the empty string.
+            let cond = cond.replace("s.value IS NULL", "s.value = ''");
+            let mut all = vec![Arg::from(ctx.resource_type), Arg::from(p.name)];
+            all.append(&mut args);
+            (
+                format!("EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND {cond})"),
+                all,
+            )
+        }
+        Target::IndexUri => (
+            "EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND s.exact = ?)".into(),
+            vec![ctx.resource_type.into(), p.name.into(), value.into()],
+        ),
         Target::StringIndex => {
             let base = "EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND ";
             let mut args: Vec<Arg> = vec![ctx.resource_type.into(), p.name.into()];
@@ -841,9 +891,10 @@ pub fn sort_key(p: &SearchParam, ctx: &Ctx) -> Option<SortKey> {
             "text",
         ),
         Target::StringIndex => key(index("value"), index_args, "text"),
-        Target::CodeIndex { .. } | Target::RefIndex { .. } => {
-            key(index("exact"), index_args, "text")
-        }
+        Target::CodeIndex { .. }
+        | Target::RefIndex { .. }
+        | Target::IndexToken
+        | Target::IndexUri => key(index("exact"), index_args, "text"),
         Target::Quantity { value, .. } => key(
             format!("CAST(t.{value} AS {})", if pg { "numeric" } else { "REAL" }),
             vec![],
@@ -973,6 +1024,55 @@ fn of_type(p: &SearchParam, value: &str, ctx: &Ctx) -> Option<(String, Vec<Arg>)
     }
     text.push_str("))");
     Some((text, args))
+}
+
+/// Rewrites the `_tag`, `_security` and `_profile` index rows of a resource from its `meta`.
+pub async fn index_meta(
+    tx: &mut crate::store::Tx,
+    resource_type: &'static str,
+    row_id: uuid::Uuid,
+    resource: &serde_json::Value,
+) -> Result<(), crate::store::StoreError> {
+    tx.execute(
+        "DELETE FROM search_strings WHERE row_id = ? AND resource_type = ? AND param IN ('_tag', '_security', '_profile')",
+        &[row_id.into(), resource_type.into()],
+    )
+    .await?;
+    let meta = resource.get("meta");
+    let list = |k: &str| {
+        meta.and_then(|m| m.get(k))
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut rows: Vec<(&str, String, String)> = Vec::new();
+    for (param, key) in [("_tag", "tag"), ("_security", "security")] {
+        for c in list(key) {
+            if let Some(code) = c.get("code").and_then(serde_json::Value::as_str) {
+                let system = c.get("system").and_then(serde_json::Value::as_str);
+                rows.push((
+                    param,
+                    system.unwrap_or_default().to_owned(),
+                    code.to_owned(),
+                ));
+            }
+        }
+    }
+    for p in list("profile") {
+        if let Some(url) = p.as_str() {
+            rows.push(("_profile", String::new(), url.to_owned()));
+        }
+    }
+    rows.sort();
+    rows.dedup();
+    for (param, value, exact) in rows {
+        tx.execute(
+            "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES (?, ?, ?, ?, ?)",
+            &[resource_type.into(), row_id.into(), param.into(), value.into(), exact.into()],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Rewrites the `search_strings` rows of a resource's names (`name`, `family`, `given`).
