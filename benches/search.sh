@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Search benchmark: stores $BENCH_PATIENTS patients (default 10000) with their encounters,
+# observations, diagnostic reports and medication requests (Synthea extracts replicated under new
+# ids, practitioners stored once), then times seven searches one request at a time:
+#   Patient?name, Patient?identifier, Observation?patient&code,
+#   Observation?patient&category=vital-signs&date=ge, DiagnosticReport?patient&_include=result,
+#   MedicationRequest?patient&status=active, Observation?code-value-quantity=...$gt...
+# each 20 times as warm-up and $BENCH_REPEAT times measured (default 200), with values drawn from
+# the loaded data. Runs on a fresh SQLite file and on a fresh PostgreSQL database created at
+# $BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test); statistics are refreshed
+# (ANALYZE) after the load and before the searches.
+# Prints the load rate and, per search, the median and p99 latency, the mean number of entries
+# and the count of non-200 answers. Not a test: figures go to docs/BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ADMIN_URL="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+PATIENTS="${BENCH_PATIENTS:-10000}"
+REPEAT="${BENCH_REPEAT:-200}"
+WORK="$(mktemp -d)"
+DB=""
+cleanup() {
+    kill $(jobs -p) 2>/dev/null || true
+    wait 2>/dev/null || true
+    if [ -n "$DB" ]; then
+        psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+cargo build --release --quiet --bin expediente --example search_bench
+BIN=target/release/expediente
+BENCH=target/release/examples/search_bench
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_up() {
+    for _ in $(seq 300); do
+        curl -sf "http://$1/health" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "the server at $1 did not start; its log:" >&2
+    tail -n 20 "$2" >&2
+    return 1
+}
+
+# run NAME DATABASE_URL ANALYZE_COMMAND...: serve DATABASE_URL, load, analyze, search, stop.
+run() {
+    local name="$1" url="$2" port log pid
+    shift 2
+    port="$(free_port)"
+    log="$WORK/$name.log"
+    echo
+    echo "=== expediente on $name: $PATIENTS patients, $REPEAT searches each ==="
+    "$BIN" serve --listen "127.0.0.1:$port" --database-url "$url" >"$log" 2>&1 &
+    pid=$!
+    wait_up "127.0.0.1:$port" "$log"
+    "$BENCH" --base "http://127.0.0.1:$port/fhir" --patients "$PATIENTS" --load --repeat 0
+    if [ "$#" -gt 0 ]; then
+        "$@"
+    fi
+    "$BENCH" --base "http://127.0.0.1:$port/fhir" --patients "$PATIENTS" --repeat "$REPEAT"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+}
+
+echo "search benchmark on $(nproc) cores"
+
+# SQLite
+SQLITE_FILE="$WORK/bench.db"
+if command -v sqlite3 >/dev/null; then
+    run SQLite "sqlite://$SQLITE_FILE" sqlite3 "$SQLITE_FILE" 'PRAGMA optimize; ANALYZE;'
+else
+    echo "(no sqlite3 command line: the SQLite database is searched without ANALYZE)"
+    run SQLite "sqlite://$SQLITE_FILE"
+fi
+
+# PostgreSQL
+DB="expediente_bench_search_$$"
+psql "$ADMIN_URL" -qc "CREATE DATABASE $DB"
+run PostgreSQL "${ADMIN_URL%/*}/$DB" psql "${ADMIN_URL%/*}/$DB" -qc "ANALYZE"
