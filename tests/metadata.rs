@@ -116,6 +116,9 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
         [
             "_id",
             "_lastUpdated",
+            "_profile",
+            "_security",
+            "_tag",
             "active",
             "birthdate",
             "family",
@@ -135,6 +138,7 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
                 ("date", _) => "ge2000",
                 ("quantity", _) => "gt5.4",
                 ("composite", _) => "x$gt5.4",
+                ("uri", _) => "http://example.org/StructureDefinition/x",
                 (_, "active") => "true",
                 _ => "x",
             };

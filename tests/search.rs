@@ -410,6 +410,16 @@ async fn dates_compare_ranges_for_every_prefix(engine: Engine) {
             ("Encounter?date=gt2030-01-01", &["e2"]),
             ("Encounter?date=lt2024-01-10T09:30", &["e1"]),
             ("MedicationRequest?authoredon=2023-12-31", &["mr-carla"]),
+            // A date stands for its whole day.
+            (
+                "MedicationRequest?authoredon=gt2023-12-31T12:00:00Z",
+                &["mr-bruno", "mr-carla"],
+            ),
+            (
+                "MedicationRequest?authoredon=lt2023-12-31T12:00:00Z",
+                &["mr-carla"],
+            ),
+            ("MedicationRequest?authoredon=2023-12-31T12:00:00Z", &[]),
             ("DiagnosticReport?date=ge2024-02", &["dr-bruno"]),
         ],
     )

@@ -14,3 +14,34 @@ CREATE TABLE search_quantities (
 );
 CREATE INDEX search_quantities_lookup_idx ON search_quantities (resource_type, param, code, value);
 CREATE INDEX search_quantities_row_idx ON search_quantities (row_id);
+
+-- The precision of a date or dateTime a FHIR client sent ('year', 'month' or 'day'; NULL for a
+-- time to the second, and for what the clinic writes), so that a date search compares the whole
+-- range the value stands for: an effectiveDateTime of 2023 is all of 2023. 'open' marks an
+-- Observation effectivePeriod without an end, which reaches out for ever.
+ALTER TABLE medical_test_results ADD COLUMN effective_precision text;
+ALTER TABLE medical_test_results ADD COLUMN effective_end_precision text;
+ALTER TABLE medical_tests ADD COLUMN effective_precision text;
+ALTER TABLE prescriptions ADD COLUMN authored_on_precision text;
+ALTER TABLE consultations ADD COLUMN period_start_precision text;
+ALTER TABLE consultations ADD COLUMN period_end_precision text;
+ALTER TABLE patient_allergies ADD COLUMN onset_precision text;
+ALTER TABLE patient_allergies ADD COLUMN recorded_date_precision text;
+
+DROP VIEW observations;
+CREATE VIEW observations AS
+SELECT r.id, r.fhir_id, r.version_id, r.updated_at, r.deleted_at, 'result' AS source, NULL::text AS measurement,
+       r.patient_id, r.consultation_id, r.performer_id, r.status, r.category_code, r.code, r.code_system,
+       r.effective_at, CASE WHEN r.effective_end_precision = 'open' THEN NULL ELSE COALESCE(r.effective_end, r.effective_at) END AS effective_end, r.issued_at,
+       r.value_quantity, r.value_unit, r.value_unit_system,
+       r.effective_precision, CASE WHEN r.effective_end IS NULL THEN r.effective_precision ELSE r.effective_end_precision END AS effective_end_precision
+  FROM medical_test_results r
+UNION ALL
+SELECT o.id, o.fhir_id, o.version_id, o.updated_at, COALESCE(o.deleted_at, v.deleted_at), 'vital', o.measurement,
+       v.patient_id, v.consultation_id, v.performer_id, v.status, 'vital-signs', c.code, c.system,
+       v.measured_at, v.measured_at, NULL::timestamptz,
+       CASE o.measurement WHEN 'heart-rate' THEN v.heart_rate WHEN 'respiratory-rate' THEN v.respiratory_rate WHEN 'body-temperature' THEN v.body_temperature WHEN 'oxygen-saturation' THEN v.oxygen_saturation WHEN 'body-weight' THEN v.body_weight WHEN 'body-height' THEN v.body_height WHEN 'bmi' THEN v.bmi WHEN 'head-circumference' THEN v.head_circumference END, c.ucum, 'http://unitsofmeasure.org',
+       NULL::text, NULL::text
+  FROM vital_sign_observations o
+  JOIN vital_signs v ON v.id = o.vital_sign_id
+  LEFT JOIN vital_sign_codes c ON c.measurement = o.measurement AND c.part = 'code';

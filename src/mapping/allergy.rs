@@ -1,6 +1,8 @@
 //! AllergyIntolerance ⇄ patient_allergies, with the allergies catalog.
 
-use super::search::{patient_param, reference_param, ParamKind, SearchParam, Target};
+use super::search::{
+    date_precision, patient_param, reference_param, ParamKind, SearchParam, Target,
+};
 use super::spec::{Kind, Seg, Spec};
 use super::table::TableMapping;
 
@@ -159,6 +161,8 @@ static PARAMS: &[SearchParam] = &[
         target: Target::Period {
             start: "recorded_date",
             end: "recorded_date",
+            start_precision: Some("recorded_date_precision"),
+            end_precision: Some("recorded_date_precision"),
         },
         definition: "http://hl7.org/fhir/SearchParameter/clinical-date",
         documentation: "Date first version of the resource instance was recorded",
@@ -169,6 +173,8 @@ static PARAMS: &[SearchParam] = &[
         target: Target::Period {
             start: "onset",
             end: "onset",
+            start_precision: Some("onset_precision"),
+            end_precision: Some("onset_precision"),
         },
         definition: "http://hl7.org/fhir/SearchParameter/AllergyIntolerance-onset",
         documentation: "Date(/time) when manifestations showed",
@@ -191,6 +197,14 @@ pub fn mapping() -> TableMapping {
         specs: SPECS,
         params: PARAMS,
         code_index: &[("category", "category")],
+        derived: &[
+            ("onset_precision", |r| {
+                date_precision(r.get("onsetDateTime"))
+            }),
+            ("recorded_date_precision", |r| {
+                date_precision(r.get("recordedDate"))
+            }),
+        ],
         ..TableMapping::BASE
     }
 }

@@ -1,6 +1,8 @@
 //! DiagnosticReport ⇄ medical_tests, presentedForm ⇄ its file_attachments.
 
-use super::search::{patient_param, reference_param, ParamKind, SearchParam, Target};
+use super::search::{
+    date_precision, patient_param, reference_param, ParamKind, SearchParam, Target,
+};
 use super::spec::ref_id;
 use super::spec::{Kind, Seg, Spec};
 use super::table::TableMapping;
@@ -133,6 +135,8 @@ static PARAMS: &[SearchParam] = &[
         target: Target::Period {
             start: "effective_at",
             end: "effective_at",
+            start_precision: Some("effective_precision"),
+            end_precision: Some("effective_precision"),
         },
         definition: "http://hl7.org/fhir/SearchParameter/clinical-date",
         documentation: "The clinically relevant time of the report",
@@ -152,6 +156,8 @@ static PARAMS: &[SearchParam] = &[
         target: Target::Period {
             start: "issued_at",
             end: "issued_at",
+            start_precision: None,
+            end_precision: None,
         },
         definition: "http://hl7.org/fhir/SearchParameter/DiagnosticReport-issued",
         documentation: "When the report was issued",
@@ -312,6 +318,9 @@ pub fn mapping() -> DiagnosticReportMapping {
             table: "medical_tests",
             specs: SPECS,
             params: PARAMS,
+            derived: &[("effective_precision", |r| {
+                date_precision(r.get("effectiveDateTime"))
+            })],
             ..TableMapping::BASE
         },
     }

@@ -1,6 +1,8 @@
 //! Encounter ⇄ consultations.
 
-use super::search::{patient_param, reference_param, ParamKind, SearchParam, Target};
+use super::search::{
+    date_precision, patient_param, reference_param, ParamKind, SearchParam, Target,
+};
 use super::spec::{Kind, Seg, Spec};
 use super::table::TableMapping;
 
@@ -166,6 +168,8 @@ static PARAMS: &[SearchParam] = &[
         target: Target::Period {
             start: "period_start",
             end: "period_end",
+            start_precision: Some("period_start_precision"),
+            end_precision: Some("period_end_precision"),
         },
         definition: "http://hl7.org/fhir/SearchParameter/clinical-date",
         documentation: "A date within the period the Encounter lasted",
@@ -179,6 +183,14 @@ pub fn mapping() -> TableMapping {
         table: "consultations",
         specs: SPECS,
         params: PARAMS,
+        derived: &[
+            ("period_start_precision", |r| {
+                date_precision(r.get("period").and_then(|p| p.get("start")))
+            }),
+            ("period_end_precision", |r| {
+                date_precision(r.get("period").and_then(|p| p.get("end")))
+            }),
+        ],
         ..TableMapping::BASE
     }
 }

@@ -1,6 +1,8 @@
 //! MedicationRequest ⇄ prescriptions, with the medications catalog.
 
-use super::search::{patient_param, reference_param, ParamKind, SearchParam, Target};
+use super::search::{
+    date_precision, patient_param, reference_param, ParamKind, SearchParam, Target,
+};
 use super::spec::{Kind, Seg, Spec};
 use super::table::TableMapping;
 
@@ -203,6 +205,8 @@ static PARAMS: &[SearchParam] = &[
         target: Target::Period {
             start: "authored_on",
             end: "authored_on",
+            start_precision: Some("authored_on_precision"),
+            end_precision: Some("authored_on_precision"),
         },
         definition: "http://hl7.org/fhir/SearchParameter/MedicationRequest-authoredon",
         documentation: "Return prescriptions written on this date",
@@ -224,6 +228,9 @@ pub fn mapping() -> TableMapping {
         table: "prescriptions",
         specs: SPECS,
         params: PARAMS,
+        derived: &[("authored_on_precision", |r| {
+            date_precision(r.get("authoredOn"))
+        })],
         ..TableMapping::BASE
     }
 }

@@ -3,7 +3,9 @@
 //! `observations` unites both for reads, history and search; writes go to the table the
 //! resource belongs in.
 
-use super::search::{patient_param, reference_param, ParamKind, SearchParam, Target};
+use super::search::{
+    date_precision, patient_param, reference_param, ParamKind, SearchParam, Target,
+};
 use super::spec::{parse_time, Kind, Seg, Spec};
 use super::table::TableMapping;
 use super::{vitals, MapError, ResourceMapping};
@@ -243,6 +245,8 @@ static PARAMS: &[SearchParam] = &[
         target: Target::Period {
             start: "effective_at",
             end: "effective_end",
+            start_precision: Some("effective_precision"),
+            end_precision: Some("effective_end_precision"),
         },
         definition: "http://hl7.org/fhir/SearchParameter/clinical-date",
         documentation: "Obtained date/time (effective[x])",
@@ -319,6 +323,21 @@ impl ObservationMapping {
                     ("value_json", value_json),
                     ("effective_at", effective_at),
                     ("effective_end", effective_end),
+                    ("effective_precision", |r| {
+                        date_precision(
+                            r.get("effectiveDateTime")
+                                .or_else(|| r.get("effectivePeriod").and_then(|p| p.get("start"))),
+                        )
+                    }),
+                    ("effective_end_precision", |r| {
+                        match r.get("effectivePeriod") {
+                            Some(p) if p.get("start").is_some() && p.get("end").is_none() => {
+                                Arg::Text(Some("open".into()))
+                            }
+                            Some(p) => date_precision(p.get("end")),
+                            None => Arg::Text(None),
+                        }
+                    }),
                 ],
                 ..TableMapping::BASE
             },

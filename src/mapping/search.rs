@@ -74,10 +74,14 @@ pub enum Target {
         table: &'static str,
         resource_type: &'static str,
     },
-    /// A Period held in two timestamp columns (either may be open).
+    /// A Period held in two timestamp columns (either may be open), or a date/dateTime held
+    /// in one (`start` = `end`). A precision column (`year`, `month`, `day`; NULL for a time to
+    /// the second) makes the element's range reach to the end of its precision.
     Period {
         start: &'static str,
         end: &'static str,
+        start_precision: Option<&'static str>,
+        end_precision: Option<&'static str>,
     },
     /// Observation codes: the code columns of the `observations` view, every coding the client
     /// sent (kept in `search_strings` under `code` and `component-code`, system in `value`), and
@@ -356,7 +360,9 @@ fn missing_sql(p: &SearchParam, ctx: &Ctx) -> (String, Vec<Arg>) {
         | Target::RefColumn { column, .. }
         | Target::TokenColumns { code: column, .. }
         | Target::Quantity { value: column, .. } => (format!("(t.{column} IS NULL)"), vec![]),
-        Target::Period { start, end } => (format!("(t.{start} IS NULL AND t.{end} IS NULL)"), vec![]),
+        Target::Period { start, end, .. } => {
+            (format!("(t.{start} IS NULL AND t.{end} IS NULL)"), vec![])
+        }
         Target::StringIndex
         | Target::CodeIndex { .. }
         | Target::RefIndex { .. }
@@ -457,6 +463,33 @@ fn reference_id<'a>(
     crate::fhir::Id::parse(id).map(|_| Some(id)).ok_or(())
 }
 
+/// The last second of the range a timestamp column stands for at the precision in another
+/// column (the timestamp itself when the precision is NULL).
+fn last_instant(column: &str, precision: &str, dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Sqlite => format!(
+            "CASE {precision} WHEN 'year' THEN strftime('%Y-%m-%dT%H:%M:%fZ', {column}, '+1 year', '-1 second') WHEN 'month' THEN strftime('%Y-%m-%dT%H:%M:%fZ', {column}, '+1 month', '-1 second') WHEN 'day' THEN strftime('%Y-%m-%dT%H:%M:%fZ', {column}, '+1 day', '-1 second') ELSE {column} END"
+        ),
+        Dialect::Postgres => format!(
+            "CASE {precision} WHEN 'year' THEN {column} + interval '1 year' - interval '1 second' WHEN 'month' THEN {column} + interval '1 month' - interval '1 second' WHEN 'day' THEN {column} + interval '1 day' - interval '1 second' ELSE {column} END"
+        ),
+    }
+}
+
+/// The precision of a date or dateTime as sent (`year`, `month`, `day`), for the precision
+/// columns of [`Target::Period`]; NULL for a time.
+pub fn date_precision(value: Option<&serde_json::Value>) -> Arg {
+    let p = value
+        .and_then(serde_json::Value::as_str)
+        .and_then(|s| match s.len() {
+            4 => Some("year"),
+            7 => Some("month"),
+            10 => Some("day"),
+            _ => None,
+        });
+    Arg::Text(p.map(str::to_owned))
+}
+
 /// The digits after the decimal point of a number as written (`5.40` has 2; `1e2` has 0).
 fn number_scale(number: &str) -> u32 {
     let mantissa = number.split(['e', 'E']).next().unwrap_or(number);
@@ -551,7 +584,12 @@ fn one_value(
                 vec![id.into()],
             )
         }
-        Target::Period { start, end } => {
+        Target::Period {
+            start,
+            end,
+            end_precision,
+            ..
+        } => {
             let (prefix, rest) = Prefix::split(value);
             let mut r = parse_range(rest).ok_or_else(|| bad("not a date or dateTime"))?;
             if prefix == Prefix::Ap {
@@ -560,7 +598,10 @@ fn one_value(
             let (lo, hi) = (Arg::from(r.start), Arg::from(r.end));
             // The target's range [a, b]: an open start or end reaches out for ever.
             let a = format!("t.{start}");
-            let b = format!("t.{end}");
+            let b = match end_precision {
+                None => format!("t.{end}"),
+                Some(p) => last_instant(&format!("t.{end}"), &format!("t.{p}"), ctx.dialect),
+            };
             let (a_ge, b_le) = (
                 format!("({a} IS NOT NULL AND {a} >= ?)"),
                 format!("({b} IS NOT NULL AND {b} < ?)"),
