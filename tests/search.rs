@@ -746,6 +746,18 @@ async fn summary_elements_and_total(engine: Engine) {
         .await;
     assert!(r.body.get("total").is_none());
     assert_eq!(matches(&r.body).len(), 3);
+    // The first page counts the matches; later pages only when _total asks.
+    let first = app.get("/fhir/Observation?_count=2").await.body;
+    assert_eq!(first["total"], 7);
+    let second = get_url(&app, &link(&first, "next").unwrap()).await.body;
+    assert!(second.get("total").is_none());
+    assert_eq!(matches(&second).len(), 2);
+    let first = app
+        .get("/fhir/Observation?_count=2&_total=accurate")
+        .await
+        .body;
+    let second = get_url(&app, &link(&first, "next").unwrap()).await.body;
+    assert_eq!(second["total"], 7);
     let r = app
         .get("/fhir/Patient?_id=ana&_elements=gender,birthDate")
         .await;
@@ -930,6 +942,90 @@ async fn bad_searches_are_400s_naming_the_problem(engine: Engine) {
     }
 }
 
+/// Stores Patient `id` with family Pagina through a plain client (for use from other tasks).
+async fn put_pagina(client: reqwest::Client, base: String, id: String, year: u32) {
+    let p = json!({"resourceType": "Patient", "id": id, "name": [{"family": "Pagina"}],
+        "birthDate": format!("{year}-01-01")});
+    let r = client
+        .put(format!("{base}/fhir/Patient/{id}"))
+        .header("content-type", "application/fhir+json")
+        .body(p.to_string())
+        .send()
+        .await
+        .expect("put");
+    assert!(r.status().is_success(), "{id}: {}", r.status());
+}
+
+async fn paging_walks_a_thousand_matches_exactly_once_while_rows_are_inserted(engine: Engine) {
+    use futures_util::StreamExt;
+    let app = TestApp::spawn(engine).await;
+    let originals: BTreeSet<String> = (0..1000).map(|i| format!("pg-{i}")).collect();
+    futures_util::stream::iter(0..1000u32)
+        .map(|i| {
+            put_pagina(
+                app.client.clone(),
+                app.base.clone(),
+                format!("pg-{i}"),
+                1950 + i % 40,
+            )
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    for (round, query) in [
+        "Patient?family=pagina&_count=7",
+        "Patient?family=pagina&_sort=-birthdate&_count=7",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Another client keeps adding matching patients while the pages are read.
+        let (client, base) = (app.client.clone(), app.base.clone());
+        let writer = tokio::spawn(async move {
+            for i in 0..150u32 {
+                put_pagina(
+                    client.clone(),
+                    base.clone(),
+                    format!("new-{round}-{i}"),
+                    1950 + i % 40,
+                )
+                .await;
+            }
+        });
+        let mut page = app.get(&format!("/fhir/{query}")).await.body;
+        let mut seen: Vec<String> = matches(&page);
+        let mut pages = 1;
+        while let Some(next) = link(&page, "next") {
+            page = get_url(&app, &next).await.body;
+            let ids = matches(&page);
+            assert!(ids.len() <= 7);
+            seen.extend(ids);
+            pages += 1;
+            if pages % 20 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        writer.await.expect("writer");
+        let unique: BTreeSet<String> = seen.iter().cloned().collect();
+        assert_eq!(unique.len(), seen.len(), "{query}: no resource twice");
+        assert!(
+            originals.is_subset(&unique),
+            "{query}: every original match once: missing {:?}",
+            originals.difference(&unique).take(5).collect::<Vec<_>>()
+        );
+        assert!(
+            unique
+                .iter()
+                .all(|id| id.starts_with("pg-") || id.starts_with("new-")),
+            "{query}"
+        );
+        assert!(
+            pages >= 143,
+            "{query}: 1,000 matches are at least 143 pages of 7"
+        );
+    }
+}
+
 on_both_engines!(
     strings_match_start_exact_and_contains,
     tokens_with_systems_not_text_of_type_and_missing,
@@ -941,4 +1037,5 @@ on_both_engines!(
     summary_elements_and_total,
     compartment_cross_type_and_post,
     bad_searches_are_400s_naming_the_problem,
+    paging_walks_a_thousand_matches_exactly_once_while_rows_are_inserted,
 );

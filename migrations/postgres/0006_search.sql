@@ -45,3 +45,8 @@ SELECT o.id, o.fhir_id, o.version_id, o.updated_at, COALESCE(o.deleted_at, v.del
   FROM vital_sign_observations o
   JOIN vital_signs v ON v.id = o.vital_sign_id
   LEFT JOIN vital_sign_codes c ON c.measurement = o.measurement AND c.part = 'code';
+
+-- A resource's index rows by parameter, for the index conditions evaluated row by row (and for
+-- rewriting a resource's rows), in place of the index on row_id alone.
+CREATE INDEX search_strings_row_param_idx ON search_strings (row_id, resource_type, param);
+DROP INDEX search_strings_row_idx;

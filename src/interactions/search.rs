@@ -61,7 +61,9 @@ pub struct SearchQuery {
     /// The parameters applied, for the self link.
     applied: Vec<(String, String)>,
     count: i64,
-    total: bool,
+    /// `_total`: `Some(false)` for none, `Some(true)` for estimate or accurate; by default the
+    /// first page has a total and the pages after it do not (counting every page costs).
+    total: Option<bool>,
     sort: Vec<Sort>,
     includes: Vec<Include>,
     summary: Summary,
@@ -153,7 +155,7 @@ impl SearchQuery {
             filters: vec![],
             applied: vec![],
             count: DEFAULT_COUNT,
-            total: true,
+            total: None,
             sort: vec![],
             includes: vec![],
             summary: Summary::False,
@@ -179,8 +181,8 @@ impl SearchQuery {
                 }
                 "_total" => {
                     q.total = match value.as_str() {
-                        "none" => false,
-                        "estimate" | "accurate" => true,
+                        "none" => Some(false),
+                        "estimate" | "accurate" => Some(true),
                         _ => return Err(bad("_total must be none, estimate or accurate".into())),
                     };
                     q.applied.push((name.clone(), value.clone()));
@@ -301,6 +303,11 @@ impl SearchQuery {
             );
         }
         Ok(q)
+    }
+
+    /// Whether this page's Bundle carries a total.
+    fn wants_total(&self) -> bool {
+        self.summary == Summary::Count || self.total.unwrap_or(self.cursor.is_none())
     }
 }
 
@@ -514,7 +521,7 @@ impl Fhir {
     ) -> Result<Page> {
         let (where_sql, args) = self.where_clause(m, &q.filters, ctx)?;
         let table = m.table();
-        let total = if q.total || q.summary == Summary::Count {
+        let total = if q.wants_total() {
             let r = self
                 .db
                 .fetch_optional(
@@ -812,7 +819,7 @@ impl Fhir {
                 "_include and _revinclude need a resource type to search".into(),
             ));
         }
-        let mut total = q.total.then_some(0i64);
+        let mut total = q.wants_total().then_some(0i64);
         let mut rows: Vec<(Uuid, &'static str)> = Vec::new();
         for ty in &types {
             let m = self.mapping(ty)?;

@@ -169,7 +169,7 @@ pub fn filter_sql(f: &Filter, ctx: &Ctx) -> Result<Sql, SearchError> {
                 _ => {
                     args.push(ctx.resource_type.into());
                     args.push(param.name.into());
-                    format!("EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND s.exact IN (SELECT t.fhir_id FROM {scope}))")
+                    format!("t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.exact IN (SELECT t.fhir_id FROM {scope}))")
                 }
             };
             args.extend(inner_args);

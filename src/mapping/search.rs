@@ -345,7 +345,7 @@ pub fn condition(
 fn missing_sql(p: &SearchParam, ctx: &Ctx) -> (String, Vec<Arg>) {
     let index = |params: &str| {
         (
-            format!("(NOT EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param IN {params}))"),
+            format!("(t.id NOT IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param IN {params}))"),
             vec![Arg::from(ctx.resource_type)],
         )
     };
@@ -381,7 +381,9 @@ fn missing_sql(p: &SearchParam, ctx: &Ctx) -> (String, Vec<Arg>) {
             (format!("(t.code IS NULL AND {text})"), args)
         }
         Target::IdentifierTable { table, foreign_key } => (
-            format!("(NOT EXISTS (SELECT 1 FROM {table} i WHERE i.{foreign_key} = t.id AND i.deleted_at IS NULL))"),
+            format!(
+                "(t.id NOT IN (SELECT i.{foreign_key} FROM {table} i WHERE i.deleted_at IS NULL))"
+            ),
             vec![],
         ),
     }
@@ -631,7 +633,7 @@ fn one_value(
                 return Ok(("1 = 0".into(), vec![]));
             };
             (
-                "EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND s.exact = ?)".into(),
+                "t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.exact = ?)".into(),
                 vec![ctx.resource_type.into(), p.name.into(), id.into()],
             )
         }
@@ -726,7 +728,7 @@ fn one_value(
                     ctx.dialect,
                 )
                 .ok_or_else(|| bad("a quantity is [prefix]number|system|code"))?;
-                parts.push(format!("EXISTS (SELECT 1 FROM search_quantities q WHERE q.row_id = t.id AND q.resource_type = 'Observation' AND q.param = 'component' AND {c} AND {q})"));
+                parts.push(format!("t.id IN (SELECT q.row_id FROM search_quantities q WHERE q.resource_type = 'Observation' AND q.param = 'component' AND {c} AND {q})"));
                 args.extend(a);
                 args.extend(b);
                 // Blood pressure written by the clinic: its components are columns.
@@ -767,7 +769,7 @@ fn one_value(
             let (cond, args) = token_match(value, "i.value", "i.system")
                 .ok_or_else(|| bad("a token needs a code or a system"))?;
             (
-                format!("EXISTS (SELECT 1 FROM {table} i WHERE i.{foreign_key} = t.id AND i.deleted_at IS NULL AND {cond})"),
+                format!("t.id IN (SELECT i.{foreign_key} FROM {table} i WHERE i.deleted_at IS NULL AND {cond})"),
                 args,
             )
         }
@@ -778,7 +780,7 @@ fn one_value(
             }
             let code = code.ok_or_else(|| bad("a code is needed"))?;
             (
-                "EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND s.exact = ?)".into(),
+                "t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.exact = ?)".into(),
                 vec![ctx.resource_type.into(), p.name.into(), code.into()],
             )
         }
@@ -790,16 +792,16 @@ fn one_value(
             let mut all = vec![Arg::from(ctx.resource_type), Arg::from(p.name)];
             all.append(&mut args);
             (
-                format!("EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND {cond})"),
+                format!("t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND {cond})"),
                 all,
             )
         }
         Target::IndexUri => (
-            "EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND s.exact = ?)".into(),
+            "t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.exact = ?)".into(),
             vec![ctx.resource_type.into(), p.name.into(), value.into()],
         ),
         Target::StringIndex => {
-            let base = "EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param = ? AND ";
+            let base = "t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND ";
             let mut args: Vec<Arg> = vec![ctx.resource_type.into(), p.name.into()];
             let cond = match modifier {
                 Modifier::Exact => {
@@ -1055,7 +1057,7 @@ fn of_type(p: &SearchParam, value: &str, ctx: &Ctx) -> Option<(String, Vec<Arg>)
         Dialect::Postgres => "EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof(i.fhir_extra->'type'->'coding') = 'array' THEN i.fhir_extra->'type'->'coding' ELSE '[]'::json END) c WHERE c->>'code' = ?",
     };
     let mut args: Vec<Arg> = vec![id_value.into(), code.into()];
-    let mut text = format!("EXISTS (SELECT 1 FROM {table} i WHERE i.{foreign_key} = t.id AND i.deleted_at IS NULL AND i.value = ? AND {coding}");
+    let mut text = format!("t.id IN (SELECT i.{foreign_key} FROM {table} i WHERE i.deleted_at IS NULL AND i.value = ? AND {coding}");
     if !system.is_empty() {
         text.push_str(match ctx.dialect {
             Dialect::Sqlite => " AND json_extract(c.value, '$.system') = ?",
