@@ -431,6 +431,56 @@ async fn quantities_and_composites(engine: Engine) {
     load(&app).await;
     let glu_gt = format!("Observation?code-value-quantity={LOINC}|2339-0$gt100");
     let glu_unit = format!("Observation?code-value-quantity=2339-0$ge90|{UCUM}|mg/dL");
+    // The same composites next to a patient condition (rows tested one by one).
+    check(
+        &app,
+        &[
+            (
+                "Observation?patient=ana,bruno&code-value-quantity=8867-4$72,2339-0$95",
+                &["hr-ana", "glu-bruno"],
+            ),
+            (
+                "Observation?patient=carla&code-value-quantity=2339-0$gt100",
+                &["glu-carla"],
+            ),
+            (
+                "Observation?patient=ana&component-code-value-quantity=8480-6$ge120",
+                &["bp-ana"],
+            ),
+            (
+                "Observation?subject=carla&combo-code-value-quantity=8462-4$95",
+                &["bp-lab-carla"],
+            ),
+            ("Observation?patient=ana&combo-code=8480-6", &["bp-ana"]),
+            (
+                "Observation?patient=ana&code=http://loinc.org|8867-4",
+                &["hr-ana"],
+            ),
+            (
+                "Observation?_id=hr-ana,glu-bruno&code:not=8867-4",
+                &["glu-bruno"],
+            ),
+            (
+                "Observation?code=http://loinc.org|",
+                &[
+                    "hr-ana",
+                    "bp-ana",
+                    "wt-bruno",
+                    "glu-bruno",
+                    "glu-carla",
+                    "bp-lab-carla",
+                    "smoke-diego",
+                ],
+            ),
+            ("Observation?code-value-quantity=8302-2$gt1", &[]),
+            (
+                "Observation?code-value-quantity=29463-7$gt79|http://unitsofmeasure.org|kg",
+                &["wt-bruno"],
+            ),
+            ("Observation?code-value-quantity=29463-7$gt79||[lb_av]", &[]),
+        ],
+    )
+    .await;
     check(&app, &[
         ("Observation?value-quantity=72", &["hr-ana"]),
         ("Observation?value-quantity=80", &["wt-bruno"]),

@@ -50,3 +50,6 @@ SELECT o.id, o.fhir_id, o.version_id, o.updated_at, COALESCE(o.deleted_at, v.del
 -- rewriting a resource's rows), in place of the index on row_id alone.
 CREATE INDEX search_strings_row_param_idx ON search_strings (row_id, resource_type, param);
 DROP INDEX search_strings_row_idx;
+
+-- Vital-sign Observations by measurement, for code searches across patients.
+CREATE INDEX vital_sign_observations_measurement_idx ON vital_sign_observations (measurement);

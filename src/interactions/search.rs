@@ -470,6 +470,7 @@ impl Fhir {
             resource_type: rt,
             registry: &self.registry,
             base_url: &caller.base_url,
+            narrow: false,
         };
         let page = self.page(&m, &q, &ctx).await?;
         let mut entries = self.entries(caller, &m, &page.ids, "match").await?;
@@ -502,11 +503,24 @@ impl Fhir {
     ) -> Result<(String, Vec<Arg>)> {
         let mut where_sql = format!("t.deleted_at IS NULL{}", super::filter_sql(m.as_ref()));
         let mut args: Vec<Arg> = Vec::new();
+        // A reference or id condition leaves few rows: the others then test rows one by one.
+        let narrow = filters.iter().any(|f| {
+            matches!(f, Filter::Param { param, modifier, .. }
+                if *modifier != crate::mapping::search::Modifier::Missing
+                    && matches!(param.target, Target::RefColumn { .. } | Target::FhirId))
+        });
+        let ctx = &Ctx {
+            narrow,
+            ..ctx.on(ctx.resource_type)
+        };
         for f in filters {
             let c = filter::filter_sql(f, ctx).map_err(|e| bad(e.0))?;
             where_sql.push_str(" AND ");
             where_sql.push_str(&c.text);
             args.extend(c.args);
+        }
+        if ctx.dialect == Dialect::Postgres {
+            where_sql = crate::mapping::search::pg_any_arrays(&where_sql);
         }
         Ok((where_sql, args))
     }
@@ -737,6 +751,10 @@ impl Fhir {
                     ),
                 };
                 args.extend(id_args.iter().cloned());
+                let sql = match self.db.dialect() {
+                    Dialect::Postgres => crate::mapping::search::pg_any_arrays(&sql),
+                    Dialect::Sqlite => sql,
+                };
                 for r in self.db.fetch_all(&sql, &args).await? {
                     out.push((target.resource_type(), r.uuid("id")?));
                 }
@@ -773,6 +791,10 @@ impl Fhir {
                     }
                 };
                 args.extend(id_args.iter().cloned());
+                let sql = match self.db.dialect() {
+                    Dialect::Postgres => crate::mapping::search::pg_any_arrays(&sql),
+                    Dialect::Sqlite => sql,
+                };
                 let limited = format!("{sql} LIMIT {}", MAX_INCLUDED + 1);
                 for r in self.db.fetch_all(&limited, &args).await? {
                     out.push((source, r.uuid("id")?));
@@ -828,6 +850,7 @@ impl Fhir {
                 resource_type: m.resource_type(),
                 registry: &self.registry,
                 base_url: &caller.base_url,
+                narrow: false,
             };
             let (where_sql, args) = self.where_clause(&m, &q.filters, &ctx)?;
             if let Some(t) = total.as_mut() {

@@ -226,6 +226,10 @@ pub struct Ctx<'a> {
     pub registry: &'a super::Registry,
     /// This server's FHIR base URL: absolute references are local only under it.
     pub base_url: &'a str,
+    /// Whether another condition of the same query already narrows the rows to a few (a
+    /// patient, an encounter, ids): conditions then test each row (correlated subqueries)
+    /// instead of listing every row that matches them.
+    pub narrow: bool,
 }
 
 impl Ctx<'_> {
@@ -236,6 +240,7 @@ impl Ctx<'_> {
             resource_type,
             registry: self.registry,
             base_url: self.base_url,
+            narrow: false,
         }
     }
 }
@@ -345,7 +350,7 @@ pub fn condition(
 fn missing_sql(p: &SearchParam, ctx: &Ctx) -> (String, Vec<Arg>) {
     let index = |params: &str| {
         (
-            format!("(t.id NOT IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param IN {params}))"),
+            format!("(NOT (t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param IN {params})))"),
             vec![Arg::from(ctx.resource_type)],
         )
     };
@@ -382,7 +387,7 @@ fn missing_sql(p: &SearchParam, ctx: &Ctx) -> (String, Vec<Arg>) {
         }
         Target::IdentifierTable { table, foreign_key } => (
             format!(
-                "(t.id NOT IN (SELECT i.{foreign_key} FROM {table} i WHERE i.deleted_at IS NULL))"
+                "(NOT (t.id IN (SELECT i.{foreign_key} FROM {table} i WHERE i.deleted_at IS NULL)))"
             ),
             vec![],
         ),
@@ -637,6 +642,14 @@ fn one_value(
                 vec![ctx.resource_type.into(), p.name.into(), id.into()],
             )
         }
+        Target::ObservationCode { components } if !ctx.narrow => {
+            let (sys, code) = token(value);
+            if code.is_none() && !matches!(sys, Some(Some(_))) {
+                return Err(bad("a token needs a code or a system"));
+            }
+            observation_code_rows(value, components, None, ctx)
+                .ok_or_else(|| bad("a token needs a code or a system"))?
+        }
         Target::ObservationCode { components } => {
             let (sys, code) = token(value);
             if code.is_none() && !matches!(sys, Some(Some(_))) {
@@ -703,7 +716,12 @@ fn one_value(
             };
             let mut parts = Vec::new();
             let mut args = Vec::new();
-            if top {
+            if top && !ctx.narrow {
+                let (c, a) = observation_code_rows(code, false, Some(quantity), ctx)
+                    .ok_or_else(|| bad("a composite value is code$[prefix]number|system|code"))?;
+                parts.push(c);
+                args.extend(a);
+            } else if top {
                 let (c, a) = one_value(&code_param, &Modifier::None, code, ctx)?;
                 let (q, b) = quantity_sql(
                     "t.value_quantity",
@@ -950,6 +968,140 @@ pub fn sort_key(p: &SearchParam, ctx: &Ctx) -> Option<SortKey> {
         ),
         Target::CodeValueQuantity { .. } => None,
     }
+}
+
+/// The Observations with a code, listed from the indexes of each place a code lives (the code
+/// columns of results, every coding in `search_strings`, the vital-sign measurements whose LOINC
+/// code it is), as `t.id IN (... UNION ALL ...)`; with `quantity`, only those whose value also
+/// matches it (code-value-quantity).
+fn observation_code_rows(
+    token_value: &str,
+    components: bool,
+    quantity: Option<&str>,
+    ctx: &Ctx,
+) -> Option<(String, Vec<Arg>)> {
+    let (sys, code) = token(token_value);
+    let mut arms = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
+    let q = |value: &str, system: &str, unit: &str| match quantity {
+        None => Some(None),
+        Some(v) => quantity_sql(value, system, unit, v, ctx.dialect).map(Some),
+    };
+    // Results, by their code columns.
+    let (c, a) = token_match(token_value, "r.code", "r.code_system")?;
+    let mut arm = format!("SELECT r.id FROM medical_test_results r WHERE {c}");
+    args.extend(a);
+    if let Some((qt, qa)) = q("r.value_quantity", "r.value_unit_system", "r.value_unit")? {
+        arm.push_str(&format!(" AND {qt}"));
+        args.extend(qa);
+    }
+    arms.push(arm);
+    // Every coding of a FHIR-written Observation (and of its components).
+    let params = if components {
+        "('code', 'component-code')"
+    } else {
+        "('code')"
+    };
+    let mut arm = match quantity {
+        None => format!("SELECT s.row_id FROM search_strings s WHERE s.resource_type = 'Observation' AND s.param IN {params}"),
+        Some(_) => format!("SELECT s.row_id FROM search_strings s JOIN medical_test_results r ON r.id = s.row_id WHERE s.resource_type = 'Observation' AND s.param IN {params}"),
+    };
+    if let Some(c) = code {
+        arm.push_str(" AND s.exact = ?");
+        args.push(c.into());
+    }
+    match sys {
+        Some(Some(system)) => {
+            arm.push_str(" AND s.value = ?");
+            args.push(system.into());
+        }
+        Some(None) => arm.push_str(" AND s.value = ''"),
+        None => {}
+    }
+    if let Some((qt, qa)) = q("r.value_quantity", "r.value_unit_system", "r.value_unit")? {
+        arm.push_str(&format!(" AND {qt}"));
+        args.extend(qa);
+    }
+    arms.push(arm);
+    // Vital signs, by measurement: their codes are data (mappings/vital-signs.json).
+    let loinc_matches = |c: &str| {
+        code.is_none_or(|want| want == c)
+            && match sys {
+                None => true,
+                Some(Some(s)) => s == super::vital_data::LOINC,
+                Some(None) => false,
+            }
+    };
+    for m in &super::vital_data::table().measurements {
+        let own = loinc_matches(&m.code);
+        let component = components
+            && m.components
+                .iter()
+                .any(|s| s.code.as_deref().is_some_and(|c| loinc_matches(c)));
+        if !(own || component) {
+            continue;
+        }
+        match (quantity, &m.value) {
+            (None, _) => {
+                arms.push(
+                    "SELECT o.id FROM vital_sign_observations o WHERE o.measurement = ?".into(),
+                );
+                args.push(m.key.as_str().into());
+            }
+            (Some(_), Some(slot)) if own => {
+                // Column names and units are the mapping's own data, never request input.
+                let unit = format!("'{}'", slot.ucum.replace('\'', "''"));
+                let (qt, qa) = q(
+                    &format!("v.{}", slot.column),
+                    "'http://unitsofmeasure.org'",
+                    &unit,
+                )??;
+                arms.push(format!("SELECT o.id FROM vital_sign_observations o JOIN vital_signs v ON v.id = o.vital_sign_id WHERE o.measurement = ? AND {qt}"));
+                args.push(m.key.as_str().into());
+                args.extend(qa);
+            }
+            _ => {}
+        }
+    }
+    Some((format!("t.id IN ({})", arms.join(" UNION ALL ")), args))
+}
+
+/// On PostgreSQL, rewrites each `x IN (SELECT ...)` of a condition this module built into
+/// `x = ANY (ARRAY(SELECT ...))`: the list is then computed once (an InitPlan) and is an index
+/// condition in every branch of a UNION ALL view, where a semi-join would read the whole view.
+/// The subqueries here never refer to the outer row, which is what makes this exact.
+pub fn pg_any_arrays(sql: &str) -> String {
+    const PAT: &str = " IN (SELECT ";
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql;
+    while let Some(i) = rest.find(PAT) {
+        out.push_str(&rest[..i]);
+        let open = i + " IN ".len();
+        let mut depth = 0usize;
+        let mut close = None;
+        for (j, c) in rest[open..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(open + j);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(close) = close else {
+            out.push_str(&rest[i..]);
+            return out;
+        };
+        let inner = pg_any_arrays(&rest[open + 1..close]);
+        out.push_str(&format!(" = ANY (ARRAY({inner}))"));
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A quantity search value (`[prefix]number|system|code`) on a numeric column expression and
@@ -1254,6 +1406,18 @@ mod tests {
     }
 
     #[test]
+    fn postgres_lists_become_arrays_at_every_depth() {
+        assert_eq!(
+            pg_any_arrays("t.a IN (SELECT x.id FROM x WHERE x.b IN (SELECT y.id FROM y WHERE (y.c = ?))) AND t.d IN (?, ?)"),
+            "t.a = ANY (ARRAY(SELECT x.id FROM x WHERE x.b = ANY (ARRAY(SELECT y.id FROM y WHERE (y.c = ?))))) AND t.d IN (?, ?)"
+        );
+        assert_eq!(
+            pg_any_arrays("NOT (t.id IN (SELECT 1))"),
+            "NOT (t.id = ANY (ARRAY(SELECT 1)))"
+        );
+    }
+
+    #[test]
     fn like_metacharacters_are_escaped() {
         assert_eq!(like_escape("50%_a\\"), "50\\%\\_a\\\\");
     }
@@ -1273,6 +1437,7 @@ mod tests {
             resource_type: "Patient",
             registry: &registry,
             base_url: "http://localhost/fhir",
+            narrow: false,
         };
         let evil = "x'); DROP TABLE patients; --".to_owned();
         let sql = condition(&p, &Modifier::None, &[evil], &ctx).unwrap();
