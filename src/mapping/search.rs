@@ -1037,7 +1037,7 @@ fn observation_code_rows(
         let component = components
             && m.components
                 .iter()
-                .any(|s| s.code.as_deref().is_some_and(|c| loinc_matches(c)));
+                .any(|s| s.code.as_deref().is_some_and(&loinc_matches));
         if !(own || component) {
             continue;
         }
