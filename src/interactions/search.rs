@@ -535,27 +535,6 @@ impl Fhir {
     ) -> Result<Page> {
         let (where_sql, args) = self.where_clause(m, &q.filters, ctx)?;
         let table = m.table();
-        let total = if q.wants_total() {
-            let r = self
-                .db
-                .fetch_optional(
-                    &format!("SELECT count(*) AS n FROM {table} t WHERE {where_sql}"),
-                    &args,
-                )
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("count returned no row"))?;
-            Some(r.bigint("n")?)
-        } else {
-            None
-        };
-        if q.summary == Summary::Count || q.count == 0 {
-            return Ok(Page {
-                ids: vec![],
-                total,
-                next: None,
-                previous: None,
-            });
-        }
         let keys: Vec<(SortKey, bool)> = q
             .sort
             .iter()
@@ -565,6 +544,47 @@ impl Fhir {
                     .ok_or_else(|| bad(format!("_sort: {} has no order", s.param.name)))
             })
             .collect::<Result<_>>()?;
+        let mut page = if q.summary == Summary::Count || q.count == 0 {
+            Page {
+                ids: vec![],
+                total: None,
+                next: None,
+                previous: None,
+            }
+        } else {
+            self.page_rows(m, q, ctx, &where_sql, &args, &keys).await?
+        };
+        // A first page that holds every match is its own count.
+        let complete = q.cursor.is_none() && page.next.is_none() && q.count > 0;
+        page.total = if !q.wants_total() {
+            None
+        } else if complete && q.summary != Summary::Count {
+            Some(page.ids.len() as i64)
+        } else {
+            let r = self
+                .db
+                .fetch_optional(
+                    &format!("SELECT count(*) AS n FROM {table} t WHERE {where_sql}"),
+                    &args,
+                )
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("count returned no row"))?;
+            Some(r.bigint("n")?)
+        };
+        Ok(page)
+    }
+
+    /// The rows of one page, with the cursors of the pages around it.
+    async fn page_rows(
+        &self,
+        m: &Arc<dyn ResourceMapping>,
+        q: &SearchQuery,
+        ctx: &Ctx<'_>,
+        where_sql: &str,
+        args: &[Arg],
+        keys: &[(SortKey, bool)],
+    ) -> Result<Page> {
+        let table = m.table();
         // Walking backwards (a `previous` link) reverses every order.
         let backwards = q.cursor.as_ref().is_some_and(|c| !c.after);
         let text = |e: &str| match ctx.dialect {
@@ -581,12 +601,12 @@ impl Fhir {
         let mut page_args = select_args;
         page_args.extend(args.iter().cloned());
         if let Some(c) = &q.cursor {
-            let (cond, cargs) = after_condition(&keys, c, ctx.dialect);
+            let (cond, cargs) = after_condition(keys, c, ctx.dialect);
             sql.push_str(&format!(" AND {cond}"));
             page_args.extend(cargs);
         }
         let mut order = Vec::new();
-        for (k, desc) in &keys {
+        for (k, desc) in keys {
             // Resources without a value come last, whichever the direction.
             order.push(format!(
                 "CASE WHEN {} IS NULL THEN 1 ELSE 0 END{}",
@@ -641,7 +661,7 @@ impl Fhir {
                 None
             },
             ids: rows.into_iter().map(|(id, _)| id).collect(),
-            total,
+            total: None,
         })
     }
 

@@ -587,7 +587,8 @@ fn one_value(
                 return Ok(("1 = 0".into(), vec![]));
             };
             (
-                format!("t.{column} IN (SELECT r.id FROM {table} r WHERE r.fhir_id = ? AND r.deleted_at IS NULL)"),
+                // fhir_id is unique: one row at most, evaluated once (an index condition on t.column).
+                format!("t.{column} = (SELECT r.id FROM {table} r WHERE r.fhir_id = ? AND r.deleted_at IS NULL)"),
                 vec![id.into()],
             )
         }
