@@ -120,12 +120,21 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
             "_security",
             "_tag",
             "active",
+            "address",
+            "address-city",
+            "address-country",
+            "address-postalcode",
+            "address-state",
             "birthdate",
+            "email",
             "family",
             "gender",
+            "general-practitioner",
             "given",
             "identifier",
-            "name"
+            "name",
+            "phone",
+            "telecom"
         ]
     );
     // Every claimed parameter of every type is accepted by the server (strict handling rejects

@@ -54,6 +54,9 @@ fn dataset() -> Vec<Value> {
             "Ana",
             json!({"gender": "female", "birthDate": "1980-05-17", "active": true,
             "identifier": [{"type": mr_type, "system": MRN, "value": "MRN-1"}],
+            "telecom": [{"system": "phone", "value": "+52 33 1234 5678"}, {"system": "email", "value": "ana@example.org"}],
+            "address": [{"line": ["Av. Juárez 10"], "city": "Guadalajara", "postalCode": "44100", "country": "MX"}],
+            "generalPractitioner": [{"reference": "Practitioner/dr-house"}],
             "meta": {"tag": [{"system": "http://clinic.example/tags", "code": "vip"}]}}),
         ),
         patient(
@@ -61,7 +64,8 @@ fn dataset() -> Vec<Value> {
             "Garcilaso",
             "Bruno",
             json!({"gender": "male", "birthDate": "1980-11-02", "active": true,
-            "identifier": [{"type": mr_type, "system": MRN, "value": "MRN-2"}]}),
+            "identifier": [{"type": mr_type, "system": MRN, "value": "MRN-2"}],
+            "address": [{"city": "Monterrey", "country": "MX"}]}),
         ),
         patient(
             "carla",
@@ -247,6 +251,22 @@ async fn strings_match_start_exact_and_contains(engine: Engine) {
                 &["ana", "bruno", "carla", "diego"],
             ),
             ("Practitioner?name=hou", &["dr-house"]),
+            ("Patient?address-city=guada", &["ana"]),
+            ("Patient?address:contains=juarez", &["ana"]),
+            ("Patient?address=av. juar", &["ana"]),
+            ("Patient?address=juarez", &[]),
+            ("Patient?address=mon", &["bruno"]),
+            ("Patient?address-postalcode=441", &["ana"]),
+            ("Patient?address-country=mx", &["ana", "bruno"]),
+            (
+                "Patient?address-state:missing=true",
+                &["ana", "bruno", "carla", "diego"],
+            ),
+            ("Patient?address:missing=true", &["carla", "diego"]),
+            ("Patient?phone=%2B52%2033%201234%205678", &["ana"]),
+            ("Patient?email=ana@example.org", &["ana"]),
+            ("Patient?telecom=ana@example.org", &["ana"]),
+            ("Patient?email=bruno@example.org", &[]),
         ],
     )
     .await;
@@ -563,6 +583,12 @@ async fn references_chains_and_reverse_chains(engine: Engine) {
                 &["dr-carla"],
             ),
             ("Observation?performer.name=house", &["hr-ana"]),
+            ("Patient?general-practitioner=dr-house", &["ana"]),
+            ("Patient?general-practitioner.name=house", &["ana"]),
+            (
+                "Practitioner?_has:Patient:general-practitioner:family=garc",
+                &["dr-house"],
+            ),
             // Reverse chains, nested too.
             (
                 "Patient?_has:Observation:patient:code=2339-0",

@@ -1,7 +1,7 @@
 //! Patient ⇄ patients, patient_identifiers, patient_contacts (and search_strings for names).
 
 use super::fields::{self, rebuild, set_str, store, str_of, Field};
-use super::search::{ParamKind, SearchParam, Target};
+use super::search::{reference_param, ParamKind, SearchParam, Target, PERSON_CONTACT};
 use super::{MapError, ResourceMapping};
 use crate::fhir::{Id, Issue, IssueType};
 use crate::store::{placeholders, Arg, Conn, Row, StoreError, Tx};
@@ -96,6 +96,22 @@ static PARAMS: &[SearchParam] = &[
         definition: "http://hl7.org/fhir/SearchParameter/Patient-active",
         documentation: "Whether the patient record is active",
     },
+    reference_param(
+        "general-practitioner",
+        "general_practitioner_id",
+        "users",
+        "Practitioner",
+        "http://hl7.org/fhir/SearchParameter/Patient-general-practitioner",
+        "The patient's nominated primary care provider (a clinic user)",
+    ),
+    PERSON_CONTACT[0],
+    PERSON_CONTACT[1],
+    PERSON_CONTACT[2],
+    PERSON_CONTACT[3],
+    PERSON_CONTACT[4],
+    PERSON_CONTACT[5],
+    PERSON_CONTACT[6],
+    PERSON_CONTACT[7],
 ];
 
 // ---- element ⇄ column mappings -------------------------------------------------------------

@@ -4,7 +4,7 @@
 //! it cannot log in until an administrator gives it some. Users without a clinical role
 //! (administrators, front desk) are not Practitioners.
 
-use super::search::{ParamKind, SearchParam, Target};
+use super::search::{ParamKind, SearchParam, Target, PERSON_CONTACT};
 use super::spec::{Kind, Seg, Spec};
 use super::table::TableMapping;
 
@@ -113,6 +113,14 @@ static PARAMS: &[SearchParam] = &[
         definition: "http://hl7.org/fhir/SearchParameter/Practitioner-active",
         documentation: "Whether the practitioner record is active",
     },
+    PERSON_CONTACT[0],
+    PERSON_CONTACT[1],
+    PERSON_CONTACT[2],
+    PERSON_CONTACT[3],
+    PERSON_CONTACT[4],
+    PERSON_CONTACT[5],
+    PERSON_CONTACT[6],
+    PERSON_CONTACT[7],
 ];
 
 /// The Practitioner mapping.

@@ -167,6 +167,67 @@ pub const fn reference_param(
     }
 }
 
+/// Address and telecom parameters of a person (Patient, Practitioner), kept in the name index.
+pub const PERSON_CONTACT: [SearchParam; 8] = [
+    SearchParam {
+        name: "address",
+        kind: ParamKind::String,
+        target: Target::StringIndex,
+        definition: "http://hl7.org/fhir/SearchParameter/individual-address",
+        documentation:
+            "Any part of any address: line, city, district, state, postal code, country or text",
+    },
+    SearchParam {
+        name: "address-city",
+        kind: ParamKind::String,
+        target: Target::StringIndex,
+        definition: "http://hl7.org/fhir/SearchParameter/individual-address-city",
+        documentation: "A city of an address",
+    },
+    SearchParam {
+        name: "address-state",
+        kind: ParamKind::String,
+        target: Target::StringIndex,
+        definition: "http://hl7.org/fhir/SearchParameter/individual-address-state",
+        documentation: "A state of an address",
+    },
+    SearchParam {
+        name: "address-postalcode",
+        kind: ParamKind::String,
+        target: Target::StringIndex,
+        definition: "http://hl7.org/fhir/SearchParameter/individual-address-postalcode",
+        documentation: "A postal code of an address",
+    },
+    SearchParam {
+        name: "address-country",
+        kind: ParamKind::String,
+        target: Target::StringIndex,
+        definition: "http://hl7.org/fhir/SearchParameter/individual-address-country",
+        documentation: "A country of an address",
+    },
+    SearchParam {
+        name: "telecom",
+        kind: ParamKind::Token,
+        target: Target::IndexUri,
+        definition: "http://hl7.org/fhir/SearchParameter/individual-telecom",
+        documentation: "The value of any kind of telecom detail",
+    },
+    SearchParam {
+        name: "phone",
+        kind: ParamKind::Token,
+        target: Target::IndexUri,
+        definition: "http://hl7.org/fhir/SearchParameter/individual-phone",
+        documentation: "A phone number (exactly as written)",
+    },
+    SearchParam {
+        name: "email",
+        kind: ParamKind::Token,
+        target: Target::IndexUri,
+        definition: "http://hl7.org/fhir/SearchParameter/individual-email",
+        documentation: "An email address (exactly as written)",
+    },
+];
+
 /// The parameters every resource type supports.
 pub const COMMON: &[SearchParam] = &[
     SearchParam {
@@ -1353,6 +1414,55 @@ fn name_index(resource: &serde_json::Value) -> Vec<(&'static str, String)> {
         for k in ["prefix", "suffix", "text"] {
             for s in strings(k) {
                 out.push(("name", s));
+            }
+        }
+    }
+    let items = |k: &str| {
+        resource
+            .get(k)
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    for a in items("address") {
+        let text = |k: &str| {
+            a.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        for (k, param) in [
+            ("city", "address-city"),
+            ("state", "address-state"),
+            ("postalCode", "address-postalcode"),
+            ("country", "address-country"),
+        ] {
+            if let Some(v) = text(k) {
+                out.push((param, v.clone()));
+                out.push(("address", v));
+            }
+        }
+        for k in ["district", "text"] {
+            if let Some(v) = text(k) {
+                out.push(("address", v));
+            }
+        }
+        for line in a
+            .get("line")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+        {
+            out.push(("address", line.to_owned()));
+        }
+    }
+    for t in items("telecom") {
+        if let Some(v) = t.get("value").and_then(serde_json::Value::as_str) {
+            out.push(("telecom", v.to_owned()));
+            match t.get("system").and_then(serde_json::Value::as_str) {
+                Some("phone") => out.push(("phone", v.to_owned())),
+                Some("email") => out.push(("email", v.to_owned())),
+                _ => {}
             }
         }
     }
