@@ -1102,6 +1102,26 @@ async fn paging_walks_a_thousand_matches_exactly_once_while_rows_are_inserted(en
     }
 }
 
+async fn search_entries_show_changes_the_clinic_made_with_sql(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    load(&app).await;
+    let before = app.get("/fhir/Patient?_id=diego").await.body;
+    assert_eq!(before["entry"][0]["resource"]["name"][0]["family"], "Smith");
+    app.db
+        .execute(
+            "UPDATE patients SET last_name = 'Smythe' WHERE fhir_id = 'diego'",
+            &[],
+        )
+        .await
+        .expect("update");
+    // The stored rendering of version 1 is no longer current: the entry is rebuilt.
+    let after = app.get("/fhir/Patient?_id=diego").await.body;
+    let p = &after["entry"][0]["resource"];
+    assert_eq!(p["name"][0]["family"], "Smythe");
+    assert_eq!(p["meta"]["versionId"], "2");
+    assert_eq!(p["birthDate"], "1990-01");
+}
+
 on_both_engines!(
     strings_match_start_exact_and_contains,
     tokens_with_systems_not_text_of_type_and_missing,
@@ -1114,4 +1134,5 @@ on_both_engines!(
     compartment_cross_type_and_post,
     bad_searches_are_400s_naming_the_problem,
     paging_walks_a_thousand_matches_exactly_once_while_rows_are_inserted,
+    search_entries_show_changes_the_clinic_made_with_sql,
 );

@@ -676,9 +676,38 @@ impl Fhir {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let mut loaded = m.load(&mut Conn::Pool(&self.db), ids).await?;
-        crate::mapping::custom::apply(&mut Conn::Pool(&self.db), m.resource_type(), &mut loaded)
+        // The stored rendering of a row's current version is the current resource (as for a
+        // read); only rows changed outside FHIR writes are rebuilt from their columns.
+        let sql = format!(
+            "SELECT t.id, CAST(rv.resource AS TEXT) AS resource_text FROM {} t \
+             JOIN resource_versions rv ON rv.resource_type = ? AND rv.fhir_id = t.fhir_id AND rv.version_id = t.version_id \
+             WHERE t.id IN ({})",
+            m.table(),
+            placeholders(ids.len())
+        );
+        let mut args: Vec<Arg> = vec![m.resource_type().into()];
+        args.extend(ids.iter().map(|i| Arg::from(*i)));
+        let mut loaded = Vec::with_capacity(ids.len());
+        for r in self.db.fetch_all(&sql, &args).await? {
+            if let Some(resource) = r.json_text("resource_text")? {
+                loaded.push((r.uuid("id")?, resource));
+            }
+        }
+        let missing: Vec<Uuid> = ids
+            .iter()
+            .filter(|id| !loaded.iter().any(|(r, _)| r == *id))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            let mut rebuilt = m.load(&mut Conn::Pool(&self.db), &missing).await?;
+            crate::mapping::custom::apply(
+                &mut Conn::Pool(&self.db),
+                m.resource_type(),
+                &mut rebuilt,
+            )
             .await?;
+            loaded.extend(rebuilt);
+        }
         let mut entries = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(i) = loaded.iter().position(|(r, _)| r == id) {
