@@ -677,20 +677,43 @@ impl Fhir {
             return Ok(vec![]);
         }
         // The stored rendering of a row's current version is the current resource (as for a
-        // read); only rows changed outside FHIR writes are rebuilt from their columns.
-        let sql = format!(
-            "SELECT t.id, CAST(rv.resource AS TEXT) AS resource_text FROM {} t \
-             JOIN resource_versions rv ON rv.resource_type = ? AND rv.fhir_id = t.fhir_id AND rv.version_id = t.version_id \
-             WHERE t.id IN ({})",
-            m.table(),
-            placeholders(ids.len())
-        );
+        // read); only rows changed outside FHIR writes are rebuilt from their columns. Two
+        // indexed lookups: the rows' current versions, then those versions.
+        let ph = placeholders(ids.len());
+        let id_args: Vec<Arg> = ids.iter().map(|i| Arg::from(*i)).collect();
+        let heads = self
+            .db
+            .fetch_all(
+                &format!(
+                    "SELECT t.id, t.fhir_id, t.version_id FROM {} t WHERE t.id IN ({ph})",
+                    m.table()
+                ),
+                &id_args,
+            )
+            .await?;
+        let mut by_version = std::collections::HashMap::new();
+        let mut pairs = Vec::with_capacity(heads.len());
         let mut args: Vec<Arg> = vec![m.resource_type().into()];
-        args.extend(ids.iter().map(|i| Arg::from(*i)));
+        for h in &heads {
+            let (fhir_id, version) = (h.string("fhir_id")?, h.int("version_id")?);
+            pairs.push("(fhir_id = ? AND version_id = ?)");
+            args.push(fhir_id.clone().into());
+            args.push(version.into());
+            by_version.insert((fhir_id, version), h.uuid("id")?);
+        }
         let mut loaded = Vec::with_capacity(ids.len());
-        for r in self.db.fetch_all(&sql, &args).await? {
-            if let Some(resource) = r.json_text("resource_text")? {
-                loaded.push((r.uuid("id")?, resource));
+        if !pairs.is_empty() {
+            let sql = format!(
+                "SELECT fhir_id, version_id, CAST(resource AS TEXT) AS resource_text FROM resource_versions WHERE resource_type = ? AND ({})",
+                pairs.join(" OR ")
+            );
+            for r in self.db.fetch_all(&sql, &args).await? {
+                let key = (r.string("fhir_id")?, r.int("version_id")?);
+                if let (Some(id), Some(resource)) =
+                    (by_version.get(&key), r.json_text("resource_text")?)
+                {
+                    loaded.push((*id, resource));
+                }
             }
         }
         let missing: Vec<Uuid> = ids
