@@ -305,6 +305,20 @@ impl SearchQuery {
         Ok(q)
     }
 
+    /// Applies `_elements` (to matches) and `_summary` (to every entry) to an entry's resource.
+    fn shape(&self, e: &mut SearchEntry) {
+        let t = e
+            .resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if let (Some(names), "match") = (&self.elements, e.mode) {
+            subset::elements(&mut e.resource, &t, names);
+        }
+        subset::summary(&mut e.resource, &t, self.summary);
+    }
+
     /// Whether this page's Bundle carries a total.
     fn wants_total(&self) -> bool {
         self.summary == Summary::Count || self.total.unwrap_or(self.cursor.is_none())
@@ -475,20 +489,9 @@ impl Fhir {
         let page = self.page(&m, &q, &ctx).await?;
         let mut entries = self.entries(caller, &m, &page.ids, "match").await?;
         let included = self.includes(caller, rt, &page.ids, &q.includes).await?;
-        for e in &mut entries {
-            if let Some(names) = &q.elements {
-                subset::elements(&mut e.resource, rt, names);
-            }
-        }
         entries.extend(included);
         for e in &mut entries {
-            let t = e
-                .resource
-                .get("resourceType")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            subset::summary(&mut e.resource, &t, q.summary);
+            q.shape(e);
         }
         let links = links(&base, &q, &page);
         Ok(bundle::searchset(page.total, &links, entries))
@@ -637,29 +640,15 @@ impl Fhir {
         if backwards {
             rows.reverse();
         }
-        let cursor = |row: Option<&(Uuid, Vec<Option<String>>)>, after: bool| {
-            row.map(|(id, values)| Cursor {
-                after,
-                values: values.clone(),
-                id: *id,
-            })
-        };
-        let (has_next, has_prev) = match &q.cursor {
-            None => (more, false),
-            Some(c) if c.after => (more, true),
-            Some(_) => (true, more),
-        };
+        let (next, previous) = neighbours(
+            rows.first().cloned(),
+            rows.last().cloned(),
+            q.cursor.as_ref(),
+            more,
+        );
         Ok(Page {
-            next: if has_next {
-                cursor(rows.last(), true)
-            } else {
-                None
-            },
-            previous: if has_prev {
-                cursor(rows.first(), false)
-            } else {
-                None
-            },
+            next,
+            previous,
             ids: rows.into_iter().map(|(id, _)| id).collect(),
             total: None,
         })
@@ -973,29 +962,15 @@ impl Fhir {
         if backwards {
             rows.reverse();
         }
-        let (has_next, has_prev) = match &q.cursor {
-            None => (more, false),
-            Some(c) if c.after => (more, true),
-            Some(_) => (true, more),
-        };
-        let mk = |row: Option<&(Uuid, &'static str)>, after: bool| {
-            row.map(|(id, _)| Cursor {
-                after,
-                values: vec![],
-                id: *id,
-            })
-        };
+        let (next, previous) = neighbours(
+            rows.first().map(|(id, _)| (*id, vec![])),
+            rows.last().map(|(id, _)| (*id, vec![])),
+            q.cursor.as_ref(),
+            more,
+        );
         let page = Page {
-            next: if has_next {
-                mk(rows.last(), true)
-            } else {
-                None
-            },
-            previous: if has_prev {
-                mk(rows.first(), false)
-            } else {
-                None
-            },
+            next,
+            previous,
             ids: vec![],
             total,
         };
@@ -1015,16 +990,7 @@ impl Fhir {
             .filter_map(|(id, _)| loaded.remove(id))
             .collect();
         for e in &mut entries {
-            let t = e
-                .resource
-                .get("resourceType")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            if let Some(names) = &q.elements {
-                subset::elements(&mut e.resource, &t, names);
-            }
-            subset::summary(&mut e.resource, &t, q.summary);
+            q.shape(e);
         }
         let mut q = q;
         if let Some(t) = type_param {
@@ -1033,6 +999,28 @@ impl Fhir {
         let links = links(&caller.base_url, &q, &page);
         Ok(bundle::searchset(page.total, &links, entries))
     }
+}
+
+/// The cursors of the next and previous pages of a page whose first and last rows (id and sort
+/// values) are given, reached through `current`, with `more` rows beyond it in its direction.
+fn neighbours(
+    first: Option<(Uuid, Vec<Option<String>>)>,
+    last: Option<(Uuid, Vec<Option<String>>)>,
+    current: Option<&Cursor>,
+    more: bool,
+) -> (Option<Cursor>, Option<Cursor>) {
+    let (has_next, has_prev) = match current {
+        None => (more, false),
+        Some(c) if c.after => (more, true),
+        Some(_) => (true, more),
+    };
+    let cursor = |row: Option<(Uuid, Vec<Option<String>>)>, after: bool| {
+        row.map(|(id, values)| Cursor { after, values, id })
+    };
+    (
+        if has_next { cursor(last, true) } else { None },
+        if has_prev { cursor(first, false) } else { None },
+    )
 }
 
 /// The condition that a row comes after (or, for a backwards cursor, before) the cursor's row
