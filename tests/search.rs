@@ -1122,6 +1122,45 @@ async fn search_entries_show_changes_the_clinic_made_with_sql(engine: Engine) {
     assert_eq!(p["birthDate"], "1990-01");
 }
 
+async fn vital_signs_dated_to_the_day_are_searched_as_the_whole_day(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    common::stub(&app, "Patient", "p").await;
+    let temp = json!({"resourceType": "Observation", "id": "temp", "status": "final",
+        "category": category("vital-signs"), "code": code(LOINC, "8310-5", "Body temperature"),
+        "subject": {"reference": "Patient/p"}, "effectiveDateTime": "2024-03-05",
+        "valueQuantity": quantity(37, "Cel")});
+    let r = app.put("/fhir/Observation/temp", &temp).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["effectiveDateTime"], "2024-03-05");
+    // It is a vital sign, in the vital_signs columns, with the precision it was sent with.
+    let row = app
+        .db
+        .fetch_optional(
+            "SELECT body_temperature, measured_at_precision FROM vital_signs",
+            &[],
+        )
+        .await
+        .unwrap()
+        .expect("a vital_signs row");
+    assert_eq!(
+        row.text("measured_at_precision").unwrap().as_deref(),
+        Some("day")
+    );
+    check(
+        &app,
+        &[
+            ("Observation?date=2024-03-05", &["temp"]),
+            ("Observation?date=2024-03-05T12:00:00Z", &[]),
+            ("Observation?date=gt2024-03-05T12:00:00Z", &["temp"]),
+            ("Observation?date=lt2024-03-05T12:00:00Z", &["temp"]),
+            ("Observation?date=sa2024-03-04", &["temp"]),
+            ("Observation?date=eb2024-03-05T12:00:00Z", &[]),
+            ("Observation?date=eb2024-03-06", &["temp"]),
+        ],
+    )
+    .await;
+}
+
 on_both_engines!(
     strings_match_start_exact_and_contains,
     tokens_with_systems_not_text_of_type_and_missing,
@@ -1135,4 +1174,5 @@ on_both_engines!(
     bad_searches_are_400s_naming_the_problem,
     paging_walks_a_thousand_matches_exactly_once_while_rows_are_inserted,
     search_entries_show_changes_the_clinic_made_with_sql,
+    vital_signs_dated_to_the_day_are_searched_as_the_whole_day,
 );

@@ -27,6 +27,7 @@ ALTER TABLE consultations ADD COLUMN period_start_precision text;
 ALTER TABLE consultations ADD COLUMN period_end_precision text;
 ALTER TABLE patient_allergies ADD COLUMN onset_precision text;
 ALTER TABLE patient_allergies ADD COLUMN recorded_date_precision text;
+ALTER TABLE vital_signs ADD COLUMN measured_at_precision text;
 
 DROP VIEW observations;
 CREATE VIEW observations AS
@@ -41,7 +42,7 @@ SELECT o.id, o.fhir_id, o.version_id, o.updated_at, COALESCE(o.deleted_at, v.del
        v.patient_id, v.consultation_id, v.performer_id, v.status, 'vital-signs', c.code, c.system,
        v.measured_at, v.measured_at, NULL::timestamptz,
        CASE o.measurement WHEN 'heart-rate' THEN v.heart_rate WHEN 'respiratory-rate' THEN v.respiratory_rate WHEN 'body-temperature' THEN v.body_temperature WHEN 'oxygen-saturation' THEN v.oxygen_saturation WHEN 'body-weight' THEN v.body_weight WHEN 'body-height' THEN v.body_height WHEN 'bmi' THEN v.bmi WHEN 'head-circumference' THEN v.head_circumference END, c.ucum, 'http://unitsofmeasure.org',
-       NULL::text, NULL::text
+       v.measured_at_precision, v.measured_at_precision
   FROM vital_sign_observations o
   JOIN vital_signs v ON v.id = o.vital_sign_id
   LEFT JOIN vital_sign_codes c ON c.measurement = o.measurement AND c.part = 'code';

@@ -53,6 +53,8 @@ pub struct Cols {
     encounter: Option<String>,
     performer: Option<String>,
     effective: Option<DateTime<Utc>>,
+    /// The precision of effectiveDateTime when it is a date (`year`, `month`, `day`).
+    precision: Arg,
     /// One per slot of the measurement (its value, or its components in order).
     values: Vec<Option<String>>,
 }
@@ -77,6 +79,7 @@ pub fn classify(resource: &Value) -> Option<Cols> {
         Some(v) => Some(parse_time(v.as_str()?)?),
         None => None,
     };
+    let precision = super::search::date_precision(resource.get("effectiveDateTime"));
     let values: Vec<Option<String>> = match &m.value {
         Some(slot) => {
             if value_keys.len() != 1 || value_keys[0] != "valueQuantity" {
@@ -107,6 +110,7 @@ pub fn classify(resource: &Value) -> Option<Cols> {
     };
     Some(Cols {
         measurement: m,
+        precision,
         status: status.to_owned(),
         patient: patient.to_owned(),
         encounter: ref_id(resource.get("encounter"), "Encounter").map(str::to_owned),
@@ -350,7 +354,7 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
             .collect();
         let sql = format!(
             "SELECT v.id FROM vital_signs v WHERE v.patient_id = ? AND v.consultation_id {same} ? AND v.performer_id {same} ? \
-             AND v.measured_at = ? AND v.status = ? AND v.deleted_at IS NULL AND {} \
+             AND v.measured_at = ? AND v.measured_at_precision {same} ? AND v.status = ? AND v.deleted_at IS NULL AND {} \
              AND NOT EXISTS (SELECT 1 FROM vital_sign_observations o WHERE o.vital_sign_id = v.id AND o.measurement = ?) \
              ORDER BY v.id LIMIT 1",
             empty.join(" AND ")
@@ -363,6 +367,7 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
                     Arg::OptUuid(k.encounter),
                     Arg::OptUuid(k.performer),
                     Arg::Timestamp(Some(at)),
+                    c.precision.clone(),
                     c.status.clone().into(),
                     m.key.clone().into(),
                 ],
@@ -391,11 +396,12 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
         Arg::OptUuid(k.performer),
         c.status.clone().into(),
         Arg::Timestamp(c.effective),
+        c.precision.clone(),
     ];
     args.extend(value_args(c));
     tx.execute(
         &format!(
-            "INSERT INTO vital_signs (id, patient_id, consultation_id, performer_id, status, measured_at, {}) VALUES (?, ?, ?, ?, ?, COALESCE(?, {}), {})",
+            "INSERT INTO vital_signs (id, patient_id, consultation_id, performer_id, status, measured_at, measured_at_precision, {}) VALUES (?, ?, ?, ?, ?, COALESCE(?, {}), ?, {})",
             cols.join(", "),
             tx.dialect().now(),
             placeholders(cols.len())
@@ -544,13 +550,16 @@ pub async fn update(
             Arg::OptUuid(k.encounter),
             Arg::OptUuid(k.performer),
             Arg::Timestamp(c.effective),
+            Arg::Timestamp(c.effective),
+            c.precision.clone(),
             c.status.clone().into(),
         ];
         args.extend(value_args(c));
         args.push(cur.vital_sign_id.into());
         tx.execute(
             &format!(
-                "UPDATE vital_signs SET patient_id = ?, consultation_id = ?, performer_id = ?, measured_at = COALESCE(?, measured_at), status = ?, {} WHERE id = ?",
+                "UPDATE vital_signs SET patient_id = ?, consultation_id = ?, performer_id = ?, measured_at = COALESCE(?, measured_at), \
+                 measured_at_precision = CASE WHEN ? IS NULL THEN measured_at_precision ELSE ? END, status = ?, {} WHERE id = ?",
                 set_columns(m)
             ),
             &args,
@@ -618,6 +627,8 @@ fn cols_of(r: &Row) -> Result<Cols, StoreError> {
         encounter: r.text("encounter")?,
         performer: r.text("performer")?,
         effective: Some(r.timestamp("measured_at")?),
+        // Rendering needs no precision: the time as sent is kept with the resource.
+        precision: Arg::Text(None),
         values,
     })
 }
