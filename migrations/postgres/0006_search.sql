@@ -54,3 +54,8 @@ DROP INDEX search_strings_row_idx;
 
 -- Vital-sign Observations by measurement, for code searches across patients.
 CREATE INDEX vital_sign_observations_measurement_idx ON vital_sign_observations (measurement);
+
+-- History order: versions written in the same instant come out in the order they were written
+-- (SQLite orders by its rowid, which grows with every insert).
+ALTER TABLE resource_versions ADD COLUMN seq bigserial;
+CREATE INDEX resource_versions_type_time_seq_idx ON resource_versions (resource_type, last_updated, seq);

@@ -54,3 +54,8 @@ DROP INDEX search_strings_row_idx;
 
 -- Vital-sign Observations by measurement, for code searches across patients.
 CREATE INDEX vital_sign_observations_measurement_idx ON vital_sign_observations (measurement);
+
+-- History order: versions written in the same millisecond come out in the order they were
+-- written, by rowid (which grows with every insert; PostgreSQL has a seq column for this). An
+-- index's entries end with the rowid, so this one is in (type, time, rowid) order.
+CREATE INDEX resource_versions_type_time_seq_idx ON resource_versions (resource_type, last_updated);

@@ -14,8 +14,8 @@ use serde_json::Value;
 pub struct HistoryQuery {
     count: Option<i64>,
     since: Option<DateTime<Utc>>,
-    /// Continue after this (last_updated, version row id).
-    cursor: Option<(DateTime<Utc>, i64, uuid::Uuid)>,
+    /// Continue after this (last_updated, write sequence number).
+    cursor: Option<(DateTime<Utc>, i64)>,
 }
 
 fn bad(msg: &str) -> Error {
@@ -43,15 +43,13 @@ impl HistoryQuery {
                 "_cursor" => {
                     let not_ours = || bad("_cursor is not a cursor this server made");
                     let mut parts = v.split('~');
-                    let (Some(t), Some(vid), Some(id), None) =
-                        (parts.next(), parts.next(), parts.next(), parts.next())
+                    let (Some(t), Some(seq), None) = (parts.next(), parts.next(), parts.next())
                     else {
                         return Err(not_ours());
                     };
                     let t = DateTime::parse_from_rfc3339(t).map_err(|_| not_ours())?;
-                    let vid: i64 = vid.parse().map_err(|_| not_ours())?;
-                    let id = uuid::Uuid::parse_str(id).map_err(|_| not_ours())?;
-                    q.cursor = Some((t.with_timezone(&Utc), vid, id));
+                    let seq: i64 = seq.parse().map_err(|_| not_ours())?;
+                    q.cursor = Some((t.with_timezone(&Utc), seq));
                 }
                 _ => {}
             }
@@ -96,16 +94,23 @@ impl Fhir {
                 return Err(Error::NotFound(format!("{rt}/{id} is not known")));
             }
         }
-        if let Some((t, vid, row)) = q.cursor {
-            where_sql.push_str(" AND (last_updated < ? OR (last_updated = ? AND (version_id < ? OR (version_id = ? AND id < ?))))");
-            args.extend([t.into(), t.into(), vid.into(), vid.into(), row.into()]);
+        // Versions of the same instant in the order they were written.
+        let seq = match self.db.dialect() {
+            crate::store::Dialect::Sqlite => "rowid",
+            crate::store::Dialect::Postgres => "seq",
+        };
+        if let Some((t, n)) = q.cursor {
+            where_sql.push_str(&format!(
+                " AND (last_updated < ? OR (last_updated = ? AND {seq} < ?))"
+            ));
+            args.extend([t.into(), t.into(), n.into()]);
         }
         let count = q.count.unwrap_or(DEFAULT_COUNT);
         args.push((count + 1).into());
         let rows = self
             .db
             .fetch_all(
-                &format!("SELECT id, fhir_id, version_id, method, last_updated, resource FROM resource_versions WHERE {where_sql} ORDER BY last_updated DESC, version_id DESC, id DESC LIMIT ?"),
+                &format!("SELECT {seq} AS seq, fhir_id, version_id, method, last_updated, resource FROM resource_versions WHERE {where_sql} ORDER BY last_updated DESC, {seq} DESC LIMIT ?"),
                 &args,
             )
             .await?;
@@ -117,7 +122,7 @@ impl Fhir {
             let vid = r.int("version_id")?;
             let method = r.string("method")?;
             let at = r.timestamp("last_updated")?;
-            last = Some((at, vid, r.uuid("id")?));
+            last = Some((at, r.bigint("seq")?));
             let (status, request_url, method) = match method.as_str() {
                 "DELETE" => ("204 No Content", format!("{rt}/{fhir_id}"), "DELETE"),
                 "POST" => ("201 Created", rt.to_owned(), "POST"),
@@ -150,12 +155,12 @@ impl Fhir {
         };
         let mut links = vec![Link {
             relation: "self",
-            url: link(q.cursor.map(|(t, v, i)| format!("{}~{v}~{i}", instant(&t)))),
+            url: link(q.cursor.map(|(t, n)| format!("{}~{n}", instant(&t)))),
         }];
-        if let (true, Some((t, v, i))) = (more, last) {
+        if let (true, Some((t, n))) = (more, last) {
             links.push(Link {
                 relation: "next",
-                url: link(Some(format!("{}~{v}~{i}", instant(&t)))),
+                url: link(Some(format!("{}~{n}", instant(&t)))),
             });
         }
         Ok(bundle::history(Some(total), &links, entries))
