@@ -589,7 +589,7 @@ fn one_value(
         return Err(bad("empty value"));
     }
     if *modifier == Modifier::Text {
-        return Ok(text_match(&p.target, value, ctx));
+        return Ok(text_match(&p.target, value));
     }
     if *modifier == Modifier::OfType {
         return of_type(p, value, ctx).ok_or_else(|| bad("of-type takes system|code|value"));
@@ -1222,7 +1222,7 @@ fn quantity_sql(
 }
 
 /// `:text`: a display or text that has a word starting with `value`, case-insensitively.
-fn text_match(target: &Target, value: &str, ctx: &Ctx) -> (String, Vec<Arg>) {
+fn text_match(target: &Target, value: &str) -> (String, Vec<Arg>) {
     let v = like_escape(&value.to_lowercase());
     let words = |col: &str, args: &mut Vec<Arg>| {
         args.push(format!("{v}%").into());
@@ -1247,7 +1247,6 @@ fn text_match(target: &Target, value: &str, ctx: &Ctx) -> (String, Vec<Arg>) {
             } else {
                 "('code')"
             };
-            let _ = ctx;
             format!("(t.id IN (SELECT r.id FROM medical_test_results r WHERE {d} OR {x}) OR EXISTS (SELECT 1 FROM vital_sign_codes c WHERE c.measurement = t.measurement AND c.part IN {parts} AND {c}))")
         }
         _ => "1 = 0".into(),
