@@ -557,12 +557,15 @@ impl Fhir {
         } else {
             self.page_rows(m, q, ctx, &where_sql, &args, &keys).await?
         };
-        // A first page that holds every match is its own count.
+        // A first page that holds every match is its own count; the first page of a longer
+        // result was counted by its own query (a window count, one evaluation of the filters).
         let complete = q.cursor.is_none() && page.next.is_none() && q.count > 0;
         page.total = if !q.wants_total() {
             None
         } else if complete && q.summary != Summary::Count {
             Some(page.ids.len() as i64)
+        } else if page.total.is_some() {
+            page.total
         } else {
             let r = self
                 .db
@@ -600,6 +603,12 @@ impl Fhir {
             select.push_str(&format!(", {} AS k{i}", text(&k.expr)));
             select_args.extend(k.args.iter().cloned());
         }
+        // The first page counts every match in the same evaluation of the filters (the rows
+        // must all be found to be ordered anyway) instead of a second query.
+        let counted = q.cursor.is_none() && q.wants_total();
+        if counted {
+            select.push_str(", count(*) OVER () AS total_matches");
+        }
         let mut sql = format!("{select} FROM {table} t WHERE {where_sql}");
         let mut page_args = select_args;
         page_args.extend(args.iter().cloned());
@@ -628,7 +637,11 @@ impl Fhir {
         sql.push_str(&format!(" ORDER BY {} LIMIT ?", order.join(", ")));
         page_args.push((q.count + 1).into());
         let mut rows = Vec::new();
+        let mut total = None;
         for r in self.db.fetch_all(&sql, &page_args).await? {
+            if counted && total.is_none() {
+                total = Some(r.bigint("total_matches")?);
+            }
             let mut values = Vec::with_capacity(keys.len());
             for i in 0..keys.len() {
                 values.push(r.text(&format!("k{i}"))?);
@@ -650,7 +663,7 @@ impl Fhir {
             next,
             previous,
             ids: rows.into_iter().map(|(id, _)| id).collect(),
-            total: None,
+            total,
         })
     }
 
@@ -662,47 +675,40 @@ impl Fhir {
         ids: &[Uuid],
         mode: &'static str,
     ) -> Result<Vec<SearchEntry>> {
+        Ok(self
+            .row_entries(caller, m, ids, mode)
+            .await?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
+    }
+
+    /// The entries of rows `ids` of `m` with their row ids, in that order; a row deleted since
+    /// it was found has none.
+    async fn row_entries(
+        &self,
+        caller: &Caller,
+        m: &Arc<dyn ResourceMapping>,
+        ids: &[Uuid],
+        mode: &'static str,
+    ) -> Result<Vec<(Uuid, SearchEntry)>> {
         if ids.is_empty() {
             return Ok(vec![]);
         }
         // The stored rendering of a row's current version is the current resource (as for a
-        // read); only rows changed outside FHIR writes are rebuilt from their columns. Two
-        // indexed lookups: the rows' current versions, then those versions.
+        // read); only rows changed outside FHIR writes are rebuilt from their columns. One
+        // query: the rows joined to their current versions by the unique (type, id, version).
         let ph = placeholders(ids.len());
-        let id_args: Vec<Arg> = ids.iter().map(|i| Arg::from(*i)).collect();
-        let heads = self
-            .db
-            .fetch_all(
-                &format!(
-                    "SELECT t.id, t.fhir_id, t.version_id FROM {} t WHERE t.id IN ({ph})",
-                    m.table()
-                ),
-                &id_args,
-            )
-            .await?;
-        let mut by_version = std::collections::HashMap::new();
-        let mut pairs = Vec::with_capacity(heads.len());
         let mut args: Vec<Arg> = vec![m.resource_type().into()];
-        for h in &heads {
-            let (fhir_id, version) = (h.string("fhir_id")?, h.int("version_id")?);
-            pairs.push("(fhir_id = ? AND version_id = ?)");
-            args.push(fhir_id.clone().into());
-            args.push(version.into());
-            by_version.insert((fhir_id, version), h.uuid("id")?);
-        }
+        args.extend(ids.iter().map(|i| Arg::from(*i)));
+        let sql = format!(
+            "SELECT t.id, CAST(v.resource AS TEXT) AS resource_text FROM {} t LEFT JOIN resource_versions v ON v.resource_type = ? AND v.fhir_id = t.fhir_id AND v.version_id = t.version_id WHERE t.id IN ({ph})",
+            m.table()
+        );
         let mut loaded = Vec::with_capacity(ids.len());
-        if !pairs.is_empty() {
-            let sql = format!(
-                "SELECT fhir_id, version_id, CAST(resource AS TEXT) AS resource_text FROM resource_versions WHERE resource_type = ? AND ({})",
-                pairs.join(" OR ")
-            );
-            for r in self.db.fetch_all(&sql, &args).await? {
-                let key = (r.string("fhir_id")?, r.int("version_id")?);
-                if let (Some(id), Some(resource)) =
-                    (by_version.get(&key), r.json_text("resource_text")?)
-                {
-                    loaded.push((*id, resource));
-                }
+        for r in self.db.fetch_all(&sql, &args).await? {
+            if let Some(resource) = r.json_text("resource_text")? {
+                loaded.push((r.uuid("id")?, resource));
             }
         }
         let missing: Vec<Uuid> = ids
@@ -729,11 +735,14 @@ impl Fhir {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_owned();
-                entries.push(SearchEntry {
-                    full_url: format!("{}/{}/{fhir_id}", caller.base_url, m.resource_type()),
-                    resource,
-                    mode,
-                });
+                entries.push((
+                    *id,
+                    SearchEntry {
+                        full_url: format!("{}/{}/{fhir_id}", caller.base_url, m.resource_type()),
+                        resource,
+                        mode,
+                    },
+                ));
             }
         }
         Ok(entries)
@@ -981,8 +990,7 @@ impl Fhir {
         let mut loaded = std::collections::HashMap::new();
         for (ty, ids) in by_type {
             let m = self.mapping(ty)?;
-            let entries = self.entries(caller, &m, &ids, "match").await?;
-            loaded.extend(ids.into_iter().zip(entries));
+            loaded.extend(self.row_entries(caller, &m, &ids, "match").await?);
         }
         // In row id order, across types.
         let mut entries: Vec<SearchEntry> = rows

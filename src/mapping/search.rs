@@ -811,21 +811,14 @@ fn one_value(
                 parts.push(format!("t.id IN (SELECT q.row_id FROM search_quantities q WHERE q.resource_type = 'Observation' AND q.param = 'component' AND {c} AND {q})"));
                 args.extend(a);
                 args.extend(b);
-                // Blood pressure written by the clinic: its components are columns.
-                let (c, a) = token_match(code, "c.code", "c.system")
-                    .ok_or_else(|| bad("a token needs a code or a system"))?;
-                let column = "CASE c.column_name WHEN 'systolic_bp' THEN v.systolic_bp WHEN 'diastolic_bp' THEN v.diastolic_bp END";
-                let (q, b) = quantity_sql(
-                    column,
-                    "'http://unitsofmeasure.org'",
-                    "c.ucum",
-                    quantity,
-                    ctx.dialect,
-                )
-                .ok_or_else(|| bad("a quantity is [prefix]number|system|code"))?;
-                parts.push(format!("EXISTS (SELECT 1 FROM vital_sign_observations o JOIN vital_signs v ON v.id = o.vital_sign_id JOIN vital_sign_codes c ON c.measurement = o.measurement AND c.part = 'component' WHERE o.id = t.id AND {c} AND {q})"));
-                args.extend(a);
-                args.extend(b);
+                // Blood pressure written by the clinic: its components are columns, each with
+                // its own value index (the measurement and column names are mapping data).
+                let rows = vital_component_rows(code, quantity, ctx)
+                    .ok_or_else(|| bad("a quantity is [prefix]number|system|code"))?;
+                if let Some((c, a)) = rows {
+                    parts.push(c);
+                    args.extend(a);
+                }
             }
             (format!("({})", parts.join(" OR ")), args)
         }
@@ -1164,6 +1157,47 @@ pub fn pg_any_arrays(sql: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The vital-sign Observations written by the clinic that have a component coded `token_value`
+/// whose value matches `quantity` (the systolic and diastolic columns of blood pressure), as
+/// `t.id IN (...)` over one arm per matching column; `Some(None)` when no component has that
+/// code, `None` when `quantity` is not a quantity.
+fn vital_component_rows(
+    token_value: &str,
+    quantity: &str,
+    ctx: &Ctx,
+) -> Option<Option<(String, Vec<Arg>)>> {
+    let (sys, code) = token(token_value);
+    let matches = |c: &str| {
+        code.is_none_or(|want| want == c)
+            && match sys {
+                None => true,
+                Some(Some(s)) => s == super::vital_data::LOINC,
+                Some(None) => false,
+            }
+    };
+    let mut arms = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
+    for m in &super::vital_data::table().measurements {
+        for slot in &m.components {
+            if !slot.code.as_deref().is_some_and(matches) {
+                continue;
+            }
+            let unit = format!("'{}'", slot.ucum.replace('\'', "''"));
+            let (q, a) = quantity_sql(
+                &format!("v.{}", slot.column),
+                "'http://unitsofmeasure.org'",
+                &unit,
+                quantity,
+                ctx.dialect,
+            )?;
+            arms.push(format!("SELECT o.id FROM vital_sign_observations o JOIN vital_signs v ON v.id = o.vital_sign_id WHERE o.measurement = ? AND {q}"));
+            args.push(m.key.as_str().into());
+            args.extend(a);
+        }
+    }
+    Some((!arms.is_empty()).then(|| (format!("t.id IN ({})", arms.join(" UNION ALL ")), args)))
 }
 
 /// A quantity search value (`[prefix]number|system|code`) on a numeric column expression and

@@ -46,6 +46,11 @@ pub fn sqlite() -> Migrator {
             "../../migrations/sqlite/0005_report_files.sql"
         ),
         migration!(6, "search", "../../migrations/sqlite/0006_search.sql"),
+        migration!(
+            7,
+            "vital values",
+            "../../migrations/sqlite/0007_vital_values.sql"
+        ),
     ])
 }
 
@@ -73,5 +78,10 @@ pub fn postgres() -> Migrator {
             "../../migrations/postgres/0005_report_files.sql"
         ),
         migration!(6, "search", "../../migrations/postgres/0006_search.sql"),
+        migration!(
+            7,
+            "vital values",
+            "../../migrations/postgres/0007_vital_values.sql"
+        ),
     ])
 }

@@ -1,0 +1,14 @@
+-- Quantity search on vital signs (Observation?code-value-quantity=8867-4$gt100 and the
+-- component forms for blood pressure): one partial index per measurement column, over the rows
+-- that hold that measurement, ordered by value. Without them such a search reads every
+-- vital_signs row.
+CREATE INDEX vital_signs_systolic_bp_value_idx ON vital_signs (systolic_bp) WHERE systolic_bp IS NOT NULL;
+CREATE INDEX vital_signs_diastolic_bp_value_idx ON vital_signs (diastolic_bp) WHERE diastolic_bp IS NOT NULL;
+CREATE INDEX vital_signs_heart_rate_value_idx ON vital_signs (heart_rate) WHERE heart_rate IS NOT NULL;
+CREATE INDEX vital_signs_respiratory_rate_value_idx ON vital_signs (respiratory_rate) WHERE respiratory_rate IS NOT NULL;
+CREATE INDEX vital_signs_body_temperature_value_idx ON vital_signs (body_temperature) WHERE body_temperature IS NOT NULL;
+CREATE INDEX vital_signs_oxygen_saturation_value_idx ON vital_signs (oxygen_saturation) WHERE oxygen_saturation IS NOT NULL;
+CREATE INDEX vital_signs_body_weight_value_idx ON vital_signs (body_weight) WHERE body_weight IS NOT NULL;
+CREATE INDEX vital_signs_body_height_value_idx ON vital_signs (body_height) WHERE body_height IS NOT NULL;
+CREATE INDEX vital_signs_bmi_value_idx ON vital_signs (bmi) WHERE bmi IS NOT NULL;
+CREATE INDEX vital_signs_head_circumference_value_idx ON vital_signs (head_circumference) WHERE head_circumference IS NOT NULL;

@@ -1,0 +1,14 @@
+-- Quantity search on vital signs (Observation?code-value-quantity=8867-4$gt100 and the
+-- component forms for blood pressure): one partial index per measurement column, over the rows
+-- that hold that measurement, ordered by value as the search compares it (as REAL). Without
+-- them such a search reads every vital_signs row.
+CREATE INDEX vital_signs_systolic_bp_value_idx ON vital_signs (CAST(systolic_bp AS REAL)) WHERE systolic_bp IS NOT NULL;
+CREATE INDEX vital_signs_diastolic_bp_value_idx ON vital_signs (CAST(diastolic_bp AS REAL)) WHERE diastolic_bp IS NOT NULL;
+CREATE INDEX vital_signs_heart_rate_value_idx ON vital_signs (CAST(heart_rate AS REAL)) WHERE heart_rate IS NOT NULL;
+CREATE INDEX vital_signs_respiratory_rate_value_idx ON vital_signs (CAST(respiratory_rate AS REAL)) WHERE respiratory_rate IS NOT NULL;
+CREATE INDEX vital_signs_body_temperature_value_idx ON vital_signs (CAST(body_temperature AS REAL)) WHERE body_temperature IS NOT NULL;
+CREATE INDEX vital_signs_oxygen_saturation_value_idx ON vital_signs (CAST(oxygen_saturation AS REAL)) WHERE oxygen_saturation IS NOT NULL;
+CREATE INDEX vital_signs_body_weight_value_idx ON vital_signs (CAST(body_weight AS REAL)) WHERE body_weight IS NOT NULL;
+CREATE INDEX vital_signs_body_height_value_idx ON vital_signs (CAST(body_height AS REAL)) WHERE body_height IS NOT NULL;
+CREATE INDEX vital_signs_bmi_value_idx ON vital_signs (CAST(bmi AS REAL)) WHERE bmi IS NOT NULL;
+CREATE INDEX vital_signs_head_circumference_value_idx ON vital_signs (CAST(head_circumference AS REAL)) WHERE head_circumference IS NOT NULL;
