@@ -112,7 +112,9 @@ fn dataset() -> Vec<Value> {
         obs(
             "wt-bruno",
             "bruno",
-            code(LOINC, "29463-7", "Body weight"),
+            // Two codings, LOINC second: a vital sign found by either.
+            json!({"coding": [{"system": "http://snomed.info/sct", "code": "27113001", "display": "Body weight"},
+                {"system": LOINC, "code": "29463-7", "display": "Body weight"}], "text": "Body weight"}),
             json!({"category": category("vital-signs"),
             "encounter": {"reference": "Encounter/e2"}, "effectiveDateTime": "2024-02-01T08:30:00Z",
             "valueQuantity": quantity(80, "kg")}),
@@ -128,7 +130,9 @@ fn dataset() -> Vec<Value> {
         obs(
             "glu-carla",
             "carla",
-            code(LOINC, "2339-0", "Glucose [Mass/volume] in Blood"),
+            // Two codings: a result found by its laboratory's own code too.
+            json!({"coding": [{"system": LOINC, "code": "2339-0", "display": "Glucose [Mass/volume] in Blood"},
+                {"system": "http://lab.example/codes", "code": "GLU"}], "text": "Glucose [Mass/volume] in Blood"}),
             json!({"status": "preliminary",
             "category": category("laboratory"), "effectiveDateTime": "2023-12-31T23:30:00Z",
             "valueQuantity": quantity(140, "mg/dL")}),
@@ -275,6 +279,25 @@ async fn strings_match_start_exact_and_contains(engine: Engine) {
 async fn tokens_with_systems_not_text_of_type_and_missing(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     load(&app).await;
+    // The Observation code index holds only the codings beyond the rows' code columns.
+    let extra: Vec<(String, String)> = app
+        .db
+        .fetch_all(
+            "SELECT value, exact FROM search_strings WHERE resource_type = 'Observation' AND param = 'code' ORDER BY exact",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.string("value").unwrap(), r.string("exact").unwrap()))
+        .collect();
+    assert_eq!(
+        extra,
+        [
+            ("http://snomed.info/sct".to_owned(), "27113001".to_owned()),
+            ("http://lab.example/codes".to_owned(), "GLU".to_owned()),
+        ]
+    );
     let mrn2 = format!("Patient?identifier={MRN}|MRN-2");
     let mrn_any = format!("Patient?identifier={MRN}|");
     let of_type = format!("Patient?identifier:of-type={V2_0203}|MR|MRN-1");
@@ -316,6 +339,34 @@ async fn tokens_with_systems_not_text_of_type_and_missing(engine: Engine) {
                     "hr-ana",
                     "bp-ana",
                     "wt-bruno",
+                    "bp-lab-carla",
+                    "smoke-diego",
+                ],
+            ),
+            (
+                "Observation?code=http://snomed.info/sct|27113001",
+                &["wt-bruno"],
+            ),
+            ("Observation?code=29463-7", &["wt-bruno"]),
+            (
+                "Observation?code=http://lab.example/codes|GLU",
+                &["glu-carla"],
+            ),
+            ("Observation?code=http://loinc.org|GLU", &[]),
+            (
+                "Observation?code=GLU,http://snomed.info/sct|27113001",
+                &["glu-carla", "wt-bruno"],
+            ),
+            ("Observation?patient=bruno&code=27113001", &["wt-bruno"]),
+            ("Observation?patient=carla&code=GLU", &["glu-carla"]),
+            ("Observation?patient=carla&code=2339-0", &["glu-carla"]),
+            (
+                "Observation?code:not=GLU",
+                &[
+                    "hr-ana",
+                    "bp-ana",
+                    "wt-bruno",
+                    "glu-bruno",
                     "bp-lab-carla",
                     "smoke-diego",
                 ],
@@ -518,6 +569,12 @@ async fn quantities_and_composites(engine: Engine) {
         (&glu_unit, &["glu-bruno", "glu-carla"]),
         ("Observation?code-value-quantity=8867-4$72,2339-0$95", &["hr-ana", "glu-bruno"]),
         ("Observation?code-value-quantity=8480-6$gt100", &[]),
+        // By a coding beyond the code columns: a result's and a vital sign's.
+        ("Observation?code-value-quantity=GLU$gt100", &["glu-carla"]),
+        ("Observation?code-value-quantity=GLU$lt100", &[]),
+        ("Observation?code-value-quantity=http://snomed.info/sct|27113001$gt79", &["wt-bruno"]),
+        ("Observation?code-value-quantity=27113001$gt80", &[]),
+        ("Observation?patient=bruno&code-value-quantity=27113001$gt79", &["wt-bruno"]),
         ("Observation?component-code-value-quantity=8480-6$gt140", &["bp-lab-carla"]),
         ("Observation?component-code-value-quantity=8480-6$ge120", &["bp-ana", "bp-lab-carla"]),
         ("Observation?component-code-value-quantity=8462-4$lt90|http://unitsofmeasure.org|mm[Hg]", &["bp-ana"]),

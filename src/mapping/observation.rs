@@ -351,9 +351,16 @@ impl Default for ObservationMapping {
     }
 }
 
-/// Every coding of `code` (param `code`) and of the components' codes (`component-code`), with
-/// its system, for the code and combo-code parameters.
-async fn index_codes(tx: &mut Tx, row_id: Uuid, resource: &Value) -> Result<(), StoreError> {
+/// The codings of `code` (param `code`) and of the components' codes (`component-code`), with
+/// their systems, for the code and combo-code parameters. The coding the row's own columns hold
+/// (the first coding of a result; the LOINC code of a vital sign, `vital`) is searched through
+/// those columns and not repeated here: the index holds the other codings only.
+async fn index_codes(
+    tx: &mut Tx,
+    row_id: Uuid,
+    resource: &Value,
+    vital: bool,
+) -> Result<(), StoreError> {
     tx.execute(
         "DELETE FROM search_strings WHERE row_id = ? AND resource_type = 'Observation'",
         &[row_id.into()],
@@ -374,8 +381,26 @@ async fn index_codes(tx: &mut Tx, row_id: Uuid, resource: &Value) -> Result<(), 
             })
             .unwrap_or_default()
     };
+    let primary: Option<(String, String)> = if vital {
+        super::vital_data::table()
+            .measurement_of(resource.get("code"))
+            .map(|m| (super::vital_data::LOINC.to_owned(), m.code.clone()))
+    } else {
+        let first = resource.pointer("/code/coding/0");
+        first
+            .and_then(|c| c.get("code"))
+            .and_then(Value::as_str)
+            .map(|code| {
+                let system = first
+                    .and_then(|c| c.get("system"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                (system.to_owned(), code.to_owned())
+            })
+    };
     let mut rows: Vec<(&str, (String, String))> = codings(resource.get("code"))
         .into_iter()
+        .filter(|c| Some(c) != primary.as_ref())
         .map(|c| ("code", c))
         .collect();
     if let Some(comps) = resource.get("component").and_then(Value::as_array) {
@@ -452,11 +477,17 @@ impl ResourceMapping for ObservationMapping {
         fhir_id: &Id,
         resource: &Value,
     ) -> Result<(), MapError> {
-        match vitals::classify(resource) {
-            Some(c) => vitals::insert(tx, row_id, fhir_id, resource, &c).await?,
-            None => self.results.insert(tx, row_id, fhir_id, resource).await?,
-        }
-        index_codes(tx, row_id, resource).await?;
+        let vital = match vitals::classify(resource) {
+            Some(c) => {
+                vitals::insert(tx, row_id, fhir_id, resource, &c).await?;
+                true
+            }
+            None => {
+                self.results.insert(tx, row_id, fhir_id, resource).await?;
+                false
+            }
+        };
+        index_codes(tx, row_id, resource, vital).await?;
         Ok(())
     }
 
@@ -467,7 +498,8 @@ impl ResourceMapping for ObservationMapping {
         expected_version: Option<i64>,
         resource: &Value,
     ) -> Result<bool, MapError> {
-        let done = if vitals::is_vital(&mut Conn::Tx(tx), row_id).await? {
+        let vital = vitals::is_vital(&mut Conn::Tx(tx), row_id).await?;
+        let done = if vital {
             let Some(c) = vitals::classify(resource) else {
                 return Err(MapError::Unprocessable(vec![Issue::error(
                     IssueType::Processing,
@@ -482,7 +514,7 @@ impl ResourceMapping for ObservationMapping {
                 .await?
         };
         if done {
-            index_codes(tx, row_id, resource).await?;
+            index_codes(tx, row_id, resource, vital).await?;
         }
         Ok(done)
     }

@@ -83,8 +83,8 @@ pub enum Target {
         start_precision: Option<&'static str>,
         end_precision: Option<&'static str>,
     },
-    /// Observation codes: the code columns of the `observations` view, every coding the client
-    /// sent (kept in `search_strings` under `code` and `component-code`, system in `value`), and
+    /// Observation codes: the code columns of the `observations` view, the other codings the
+    /// client sent (kept in `search_strings` under `code` and `component-code`, system in `value`), and
     /// with `components` the component codes too (vital-sign components from vital_sign_codes).
     ObservationCode { components: bool },
     /// References kept in `search_strings` under the parameter's name (the target's id in
@@ -1051,33 +1051,61 @@ fn observation_code_rows(
         args.extend(qa);
     }
     arms.push(arm);
-    // Every coding of a FHIR-written Observation (and of its components).
+    // The codings of FHIR-written Observations (and of their components) beyond the code
+    // columns.
     let params = if components {
         "('code', 'component-code')"
     } else {
         "('code')"
     };
-    let mut arm = match quantity {
-        None => format!("SELECT s.row_id FROM search_strings s WHERE s.resource_type = 'Observation' AND s.param IN {params}"),
-        Some(_) => format!("SELECT s.row_id FROM search_strings s JOIN medical_test_results r ON r.id = s.row_id WHERE s.resource_type = 'Observation' AND s.param IN {params}"),
-    };
+    let mut coded = format!("s.resource_type = 'Observation' AND s.param IN {params}");
+    let mut coded_args: Vec<Arg> = Vec::new();
     if let Some(c) = code {
-        arm.push_str(" AND s.exact = ?");
-        args.push(c.into());
+        coded.push_str(" AND s.exact = ?");
+        coded_args.push(c.into());
     }
     match sys {
         Some(Some(system)) => {
-            arm.push_str(" AND s.value = ?");
-            args.push(system.into());
+            coded.push_str(" AND s.value = ?");
+            coded_args.push(system.into());
         }
-        Some(None) => arm.push_str(" AND s.value = ''"),
+        Some(None) => coded.push_str(" AND s.value = ''"),
         None => {}
     }
-    if let Some((qt, qa)) = q("r.value_quantity", "r.value_unit_system", "r.value_unit")? {
-        arm.push_str(&format!(" AND {qt}"));
-        args.extend(qa);
+    match q("r.value_quantity", "r.value_unit_system", "r.value_unit")? {
+        None => {
+            arms.push(format!(
+                "SELECT s.row_id FROM search_strings s WHERE {coded}"
+            ));
+            args.extend(coded_args);
+        }
+        Some((qt, qa)) => {
+            // With a quantity: results by their value column, vital signs by the column of
+            // their measurement (column names and units are the mapping's own data).
+            arms.push(format!("SELECT s.row_id FROM search_strings s JOIN medical_test_results r ON r.id = s.row_id WHERE {coded} AND {qt}"));
+            args.extend(coded_args.iter().cloned());
+            args.extend(qa);
+            let (mut value, mut unit) = (String::new(), String::new());
+            for m in &super::vital_data::table().measurements {
+                if let Some(slot) = &m.value {
+                    let key = m.key.replace('\'', "''");
+                    value.push_str(&format!(" WHEN '{key}' THEN v.{}", slot.column));
+                    unit.push_str(&format!(
+                        " WHEN '{key}' THEN '{}'",
+                        slot.ucum.replace('\'', "''")
+                    ));
+                }
+            }
+            let (qt, qa) = q(
+                &format!("CASE o.measurement{value} END"),
+                "'http://unitsofmeasure.org'",
+                &format!("CASE o.measurement{unit} END"),
+            )??;
+            arms.push(format!("SELECT s.row_id FROM search_strings s JOIN vital_sign_observations o ON o.id = s.row_id JOIN vital_signs v ON v.id = o.vital_sign_id WHERE {coded} AND {qt}"));
+            args.extend(coded_args);
+            args.extend(qa);
+        }
     }
-    arms.push(arm);
     // Vital signs, by measurement: their codes are data (mappings/vital-signs.json).
     let loinc_matches = |c: &str| {
         code.is_none_or(|want| want == c)

@@ -48,8 +48,8 @@ pub fn sqlite() -> Migrator {
         migration!(6, "search", "../../migrations/sqlite/0006_search.sql"),
         migration!(
             7,
-            "vital values",
-            "../../migrations/sqlite/0007_vital_values.sql"
+            "search indexes",
+            "../../migrations/sqlite/0007_search_indexes.sql"
         ),
     ])
 }
@@ -80,8 +80,8 @@ pub fn postgres() -> Migrator {
         migration!(6, "search", "../../migrations/postgres/0006_search.sql"),
         migration!(
             7,
-            "vital values",
-            "../../migrations/postgres/0007_vital_values.sql"
+            "search indexes",
+            "../../migrations/postgres/0007_search_indexes.sql"
         ),
     ])
 }

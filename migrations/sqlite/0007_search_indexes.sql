@@ -1,7 +1,7 @@
--- Quantity search on vital signs (Observation?code-value-quantity=8867-4$gt100 and the
--- component forms for blood pressure): one partial index per measurement column, over the rows
--- that hold that measurement, ordered by value as the search compares it (as REAL). Without
--- them such a search reads every vital_signs row.
+-- Search indexes. Quantity search on vital signs (Observation?code-value-quantity=8867-4$gt100 and
+-- the component forms for blood pressure): one partial index per measurement column, over the rows
+-- that hold that measurement, ordered by value as the search compares it (as REAL). Without them
+-- such a search reads every vital_signs row.
 CREATE INDEX vital_signs_systolic_bp_value_idx ON vital_signs (CAST(systolic_bp AS REAL)) WHERE systolic_bp IS NOT NULL;
 CREATE INDEX vital_signs_diastolic_bp_value_idx ON vital_signs (CAST(diastolic_bp AS REAL)) WHERE diastolic_bp IS NOT NULL;
 CREATE INDEX vital_signs_heart_rate_value_idx ON vital_signs (CAST(heart_rate AS REAL)) WHERE heart_rate IS NOT NULL;
@@ -12,3 +12,15 @@ CREATE INDEX vital_signs_body_weight_value_idx ON vital_signs (CAST(body_weight 
 CREATE INDEX vital_signs_body_height_value_idx ON vital_signs (CAST(body_height AS REAL)) WHERE body_height IS NOT NULL;
 CREATE INDEX vital_signs_bmi_value_idx ON vital_signs (CAST(bmi AS REAL)) WHERE bmi IS NOT NULL;
 CREATE INDEX vital_signs_head_circumference_value_idx ON vital_signs (CAST(head_circumference AS REAL)) WHERE head_circumference IS NOT NULL;
+
+-- The Observation code index (search_strings, param 'code') keeps only the codings that the row's
+-- own columns do not hold: the first coding of a result is its code and code_system columns, a
+-- vital sign's LOINC code is its measurement. Searches find those through the columns, so the
+-- repeated rows only made every code search read them twice.
+DELETE FROM search_strings
+ WHERE resource_type = 'Observation'
+   AND param = 'code'
+   AND EXISTS (SELECT 1 FROM observations o
+                WHERE o.id = search_strings.row_id
+                  AND o.code = search_strings.exact
+                  AND COALESCE(o.code_system, '') = search_strings.value);
