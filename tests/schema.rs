@@ -828,7 +828,8 @@ async fn migrate_is_idempotent(engine: Engine) {
             (3, true),
             (4, true),
             (5, true),
-            (6, true)
+            (6, true),
+            (7, true)
         ]
     );
     assert_eq!(roles, 4, "the four roles are seeded");
