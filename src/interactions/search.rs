@@ -412,6 +412,53 @@ fn include_params(
 }
 
 /// What a search over one type returned for one page.
+/// The WHERE clause of a search: `with` (empty, or `WITH ... ` ahead of the statement, whose
+/// values are `with_args`) and the condition `sql` on `t` with its values `args`.
+struct Where {
+    with: String,
+    with_args: Vec<Arg>,
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl Where {
+    /// Every value, in statement order, for a statement `{with}SELECT ... WHERE {sql}`.
+    fn all_args(&self) -> Vec<Arg> {
+        let mut a = self.with_args.clone();
+        a.extend(self.args.iter().cloned());
+        a
+    }
+}
+
+/// The subquery of a condition that is only `t.id IN (SELECT ...)` (in parentheses or not).
+fn row_set(condition: &str) -> Option<&str> {
+    let mut c = condition.trim();
+    while c.starts_with('(') && closing(c, 0) == Some(c.len() - 1) {
+        c = c[1..c.len() - 1].trim();
+    }
+    let rest = c.strip_prefix("t.id IN (SELECT ")?;
+    let open = c.len() - rest.len() - "(SELECT ".len();
+    (closing(c, open) == Some(c.len() - 1)).then(|| &c[open + 1..c.len() - 1])
+}
+
+/// The index of the parenthesis closing the one at byte `open` of `s`.
+fn closing(s: &str, open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, ch) in s[open..].char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(open + i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 struct Page {
     ids: Vec<Uuid>,
     total: Option<i64>,
@@ -503,7 +550,7 @@ impl Fhir {
         m: &Arc<dyn ResourceMapping>,
         filters: &[Filter],
         ctx: &Ctx<'_>,
-    ) -> Result<(String, Vec<Arg>)> {
+    ) -> Result<Where> {
         let mut where_sql = format!("t.deleted_at IS NULL{}", super::filter_sql(m.as_ref()));
         let mut args: Vec<Arg> = Vec::new();
         // A reference or id condition leaves few rows: the others then test rows one by one.
@@ -516,16 +563,40 @@ impl Fhir {
             narrow,
             ..ctx.on(ctx.resource_type)
         };
+        let (mut with, mut with_args) = (Vec::new(), Vec::new());
         for f in filters {
             let c = filter::filter_sql(f, ctx).map_err(|e| bad(e.0))?;
             where_sql.push_str(" AND ");
-            where_sql.push_str(&c.text);
-            args.extend(c.args);
+            match (ctx.dialect, row_set(&c.text)) {
+                // SQLite copies a WHERE term into each branch of a UNION ALL view (the
+                // observations) and keeps it outside too, evaluating the subquery once per copy;
+                // a materialized common table expression is evaluated once and shared. The
+                // subquery's values are exactly the condition's.
+                (Dialect::Sqlite, Some(rows)) => {
+                    let name = format!("m{}", with.len());
+                    with.push(format!("{name}(id) AS MATERIALIZED ({rows})"));
+                    with_args.extend(c.args);
+                    where_sql.push_str(&format!("t.id IN {name}"));
+                }
+                _ => {
+                    where_sql.push_str(&c.text);
+                    args.extend(c.args);
+                }
+            }
         }
         if ctx.dialect == Dialect::Postgres {
             where_sql = crate::mapping::search::pg_any_arrays(&where_sql);
         }
-        Ok((where_sql, args))
+        Ok(Where {
+            with: if with.is_empty() {
+                String::new()
+            } else {
+                format!("WITH {} ", with.join(", "))
+            },
+            with_args,
+            sql: where_sql,
+            args,
+        })
     }
 
     /// One page of matching row ids in `_sort` order (then by row id), after or before the
@@ -536,7 +607,7 @@ impl Fhir {
         q: &SearchQuery,
         ctx: &Ctx<'_>,
     ) -> Result<Page> {
-        let (where_sql, args) = self.where_clause(m, &q.filters, ctx)?;
+        let w = self.where_clause(m, &q.filters, ctx)?;
         let table = m.table();
         let keys: Vec<(SortKey, bool)> = q
             .sort
@@ -555,7 +626,7 @@ impl Fhir {
                 previous: None,
             }
         } else {
-            self.page_rows(m, q, ctx, &where_sql, &args, &keys).await?
+            self.page_rows(m, q, ctx, &w, &keys).await?
         };
         // A first page that holds every match is its own count; the first page of a longer
         // result was counted by its own query (a window count, one evaluation of the filters).
@@ -570,8 +641,11 @@ impl Fhir {
             let r = self
                 .db
                 .fetch_optional(
-                    &format!("SELECT count(*) AS n FROM {table} t WHERE {where_sql}"),
-                    &args,
+                    &format!(
+                        "{}SELECT count(*) AS n FROM {table} t WHERE {}",
+                        w.with, w.sql
+                    ),
+                    &w.all_args(),
                 )
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("count returned no row"))?;
@@ -586,8 +660,7 @@ impl Fhir {
         m: &Arc<dyn ResourceMapping>,
         q: &SearchQuery,
         ctx: &Ctx<'_>,
-        where_sql: &str,
-        args: &[Arg],
+        w: &Where,
         keys: &[(SortKey, bool)],
     ) -> Result<Page> {
         let table = m.table();
@@ -609,9 +682,10 @@ impl Fhir {
         if counted {
             select.push_str(", count(*) OVER () AS total_matches");
         }
-        let mut sql = format!("{select} FROM {table} t WHERE {where_sql}");
-        let mut page_args = select_args;
-        page_args.extend(args.iter().cloned());
+        let mut sql = format!("{}{select} FROM {table} t WHERE {}", w.with, w.sql);
+        let mut page_args = w.with_args.clone();
+        page_args.extend(select_args);
+        page_args.extend(w.args.iter().cloned());
         if let Some(c) = &q.cursor {
             let (cond, cargs) = after_condition(keys, c, ctx.dialect);
             sql.push_str(&format!(" AND {cond}"));
@@ -922,16 +996,18 @@ impl Fhir {
                 base_url: &caller.base_url,
                 narrow: false,
             };
-            let (where_sql, args) = self.where_clause(&m, &q.filters, &ctx)?;
+            let w = self.where_clause(&m, &q.filters, &ctx)?;
             if let Some(t) = total.as_mut() {
                 let r = self
                     .db
                     .fetch_optional(
                         &format!(
-                            "SELECT count(*) AS n FROM {} t WHERE {where_sql}",
-                            m.table()
+                            "{}SELECT count(*) AS n FROM {} t WHERE {}",
+                            w.with,
+                            m.table(),
+                            w.sql
                         ),
-                        &args,
+                        &w.all_args(),
                     )
                     .await?
                     .ok_or_else(|| anyhow::anyhow!("count returned no row"))?;
@@ -940,8 +1016,8 @@ impl Fhir {
             if q.summary == Summary::Count || q.count == 0 {
                 continue;
             }
-            let mut sql = format!("SELECT t.id FROM {} t WHERE {where_sql}", m.table());
-            let mut a = args.clone();
+            let mut sql = format!("{}SELECT t.id FROM {} t WHERE {}", w.with, m.table(), w.sql);
+            let mut a = w.all_args();
             let backwards = q.cursor.as_ref().is_some_and(|c| !c.after);
             if let Some(c) = &q.cursor {
                 sql.push_str(if backwards {
@@ -1127,8 +1203,21 @@ fn links(base: &str, q: &SearchQuery, page: &Page) -> Vec<Link> {
 
 #[cfg(test)]
 mod tests {
-    use super::{split_values, Cursor};
+    use super::{row_set, split_values, Cursor};
     use uuid::Uuid;
+
+    #[test]
+    fn only_whole_row_set_conditions_are_hoisted() {
+        assert_eq!(
+            row_set("(t.id IN (SELECT s.row_id FROM s WHERE s.v IN ('a', 'b')))"),
+            Some("SELECT s.row_id FROM s WHERE s.v IN ('a', 'b')")
+        );
+        assert_eq!(row_set("t.id IN (SELECT 1)"), Some("SELECT 1"));
+        assert_eq!(row_set("(t.id IN (SELECT 1) OR t.id IN (SELECT 2))"), None);
+        assert_eq!(row_set("(t.id IN (SELECT 1)) AND (t.x = 1)"), None);
+        assert_eq!(row_set("NOT (t.id IN (SELECT 1))"), None);
+        assert_eq!(row_set("t.code = ?"), None);
+    }
 
     #[test]
     fn commas_separate_values_unless_escaped() {
