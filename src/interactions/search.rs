@@ -9,7 +9,7 @@ use crate::fhir::bundle::{self, Link, SearchEntry};
 use crate::fhir::subset::{self, Summary};
 use crate::fhir::{Issue, IssueType};
 use crate::mapping::filter::{self, find_param, reference_target, Filter};
-use crate::mapping::search::{sort_key, Ctx, SearchParam, SortKey, COMMON};
+use crate::mapping::search::{closing_paren, sort_key, Ctx, SearchParam, SortKey, COMMON};
 use crate::mapping::{ParamKind, ResourceMapping, Target};
 use crate::store::{placeholders, Arg, Conn, Dialect};
 use base64::Engine as _;
@@ -433,30 +433,12 @@ impl Where {
 /// The subquery of a condition that is only `t.id IN (SELECT ...)` (in parentheses or not).
 fn row_set(condition: &str) -> Option<&str> {
     let mut c = condition.trim();
-    while c.starts_with('(') && closing(c, 0) == Some(c.len() - 1) {
+    while c.starts_with('(') && closing_paren(c, 0) == Some(c.len() - 1) {
         c = c[1..c.len() - 1].trim();
     }
     let rest = c.strip_prefix("t.id IN (SELECT ")?;
     let open = c.len() - rest.len() - "(SELECT ".len();
-    (closing(c, open) == Some(c.len() - 1)).then(|| &c[open + 1..c.len() - 1])
-}
-
-/// The index of the parenthesis closing the one at byte `open` of `s`.
-fn closing(s: &str, open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (i, ch) in s[open..].char_indices() {
-        match ch {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(open + i);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
+    (closing_paren(c, open) == Some(c.len() - 1)).then(|| &c[open + 1..c.len() - 1])
 }
 
 struct Page {

@@ -1160,22 +1160,7 @@ pub fn pg_any_arrays(sql: &str) -> String {
     while let Some(i) = rest.find(PAT) {
         out.push_str(&rest[..i]);
         let open = i + " IN ".len();
-        let mut depth = 0usize;
-        let mut close = None;
-        for (j, c) in rest[open..].char_indices() {
-            match c {
-                '(' => depth += 1,
-                ')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        close = Some(open + j);
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let Some(close) = close else {
+        let Some(close) = closing_paren(rest, open) else {
             out.push_str(&rest[i..]);
             return out;
         };
@@ -1226,6 +1211,25 @@ fn vital_component_rows(
         }
     }
     Some((!arms.is_empty()).then(|| (format!("t.id IN ({})", arms.join(" UNION ALL ")), args)))
+}
+
+/// The index of the parenthesis closing the one at byte `open` of generated SQL `s` (whose
+/// literals hold no parentheses).
+pub fn closing_paren(s: &str, open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, ch) in s[open..].char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(open + i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// A quantity search value (`[prefix]number|system|code`) on a numeric column expression and
