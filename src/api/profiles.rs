@@ -1,14 +1,13 @@
 //! StructureDefinitions of the custom fields' extensions, generated from their definitions.
 
 use super::crud::query_pairs;
-use super::format::{negotiate, respond};
+use super::format::{negotiate, respond, respond_text};
 use super::AppState;
 use crate::error::{Error, Result};
 use crate::fhir::bundle::{self, Link, SearchEntry};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::Value;
 
 pub async fn read(
     State(state): State<AppState>,
@@ -54,7 +53,7 @@ pub async fn search(
                 "{base}/StructureDefinition/{}",
                 sd["id"].as_str().unwrap_or_default()
             ),
-            resource: sd,
+            resource: bundle::EntryResource::Json(sd),
             mode: "match",
         })
         .collect();
@@ -65,7 +64,7 @@ pub async fn search(
         self_url = format!("{self_url}?{}", ser.finish());
     }
     let total = entries.len() as i64;
-    let b: Value = bundle::searchset(
+    let b = bundle::searchset(
         Some(total),
         &[Link {
             relation: "self",
@@ -73,5 +72,5 @@ pub async fn search(
         }],
         entries,
     );
-    Ok(respond(StatusCode::OK, Some(&b), fmt, vec![]))
+    Ok(respond_text(StatusCode::OK, b, fmt, vec![]))
 }

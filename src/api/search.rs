@@ -1,7 +1,7 @@
 //! search (GET and POST _search) and history.
 
 use super::crud::{parse_id, query_pairs};
-use super::format::{negotiate, prefer, respond};
+use super::format::{negotiate, prefer, respond, respond_text};
 use super::AppState;
 use crate::error::{Error, Result};
 use crate::interactions::{HistoryQuery, SearchRequest};
@@ -39,7 +39,7 @@ async fn run(
         }
         Scope::System => state.fhir.search_all(&caller, &req).await?,
     };
-    Ok(respond(StatusCode::OK, Some(&bundle), fmt, vec![]))
+    Ok(respond_text(StatusCode::OK, bundle, fmt, vec![]))
 }
 
 pub async fn search_get(

@@ -8,10 +8,38 @@ pub struct Link {
     pub url: String,
 }
 
+/// A resource in a Bundle entry: a JSON value, or JSON text served as it is (the stored
+/// rendering of a version, spliced into the Bundle without being parsed and written again).
+pub enum EntryResource {
+    Json(Value),
+    Text(String),
+}
+
+impl EntryResource {
+    /// The resource as a JSON value, parsing its text if need be (to change it).
+    pub fn json_mut(&mut self) -> &mut Value {
+        if let EntryResource::Text(t) = self {
+            let v = serde_json::from_str(t).unwrap_or(Value::Null);
+            *self = EntryResource::Json(v);
+        }
+        match self {
+            EntryResource::Json(v) => v,
+            EntryResource::Text(_) => unreachable!("converted above"),
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            EntryResource::Json(v) => out.push_str(&v.to_string()),
+            EntryResource::Text(t) => out.push_str(t),
+        }
+    }
+}
+
 /// An entry of a searchset Bundle.
 pub struct SearchEntry {
     pub full_url: String,
-    pub resource: Value,
+    pub resource: EntryResource,
     /// `match` or `include`.
     pub mode: &'static str,
 }
@@ -43,23 +71,29 @@ fn header(kind: &str, total: Option<i64>, links: &[Link]) -> Map<String, Value> 
     b
 }
 
-/// A `searchset` Bundle.
-pub fn searchset(total: Option<i64>, links: &[Link], entries: Vec<SearchEntry>) -> Value {
-    let mut b = header("searchset", total, links);
-    if !entries.is_empty() {
-        let entries: Vec<Value> = entries
-            .into_iter()
-            .map(|e| {
-                json!({
-                    "fullUrl": e.full_url,
-                    "resource": e.resource,
-                    "search": {"mode": e.mode},
-                })
-            })
-            .collect();
-        b.insert("entry".into(), Value::Array(entries));
+/// A `searchset` Bundle, as JSON text.
+pub fn searchset(total: Option<i64>, links: &[Link], entries: Vec<SearchEntry>) -> String {
+    let mut out = Value::Object(header("searchset", total, links)).to_string();
+    if entries.is_empty() {
+        return out;
     }
-    Value::Object(b)
+    // The header's closing brace gives way to the entries.
+    out.pop();
+    out.push_str(",\"entry\":[");
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"fullUrl\":");
+        out.push_str(&Value::String(e.full_url.clone()).to_string());
+        out.push_str(",\"resource\":");
+        e.resource.write(&mut out);
+        out.push_str(",\"search\":{\"mode\":");
+        out.push_str(&Value::String(e.mode.to_owned()).to_string());
+        out.push_str("}}");
+    }
+    out.push_str("]}");
+    out
 }
 
 /// One version in a `history` Bundle.
@@ -100,4 +134,52 @@ pub fn history(total: Option<i64>, links: &[Link], entries: Vec<HistoryEntry>) -
         b.insert("entry".into(), Value::Array(entries));
     }
     Value::Object(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn searchset_text_splices_stored_renderings_and_values_alike() {
+        let text = searchset(
+            Some(2),
+            &[Link {
+                relation: "self",
+                url: "http://x/fhir/Patient?name=\"a\"".into(),
+            }],
+            vec![
+                SearchEntry {
+                    full_url: "http://x/fhir/Patient/a".into(),
+                    resource: EntryResource::Text(
+                        r#"{"resourceType":"Patient","id":"a","birthDate":"1970"}"#.into(),
+                    ),
+                    mode: "match",
+                },
+                SearchEntry {
+                    full_url: "http://x/fhir/Patient/b".into(),
+                    resource: EntryResource::Json(json!({"resourceType": "Patient", "id": "b"})),
+                    mode: "include",
+                },
+            ],
+        );
+        let b: Value = serde_json::from_str(&text).expect("the Bundle is JSON");
+        assert_eq!(b["type"], "searchset");
+        assert_eq!(b["total"], 2);
+        assert_eq!(b["link"][0]["url"], "http://x/fhir/Patient?name=\"a\"");
+        assert_eq!(
+            b["entry"],
+            json!([
+                {"fullUrl": "http://x/fhir/Patient/a",
+                 "resource": {"resourceType": "Patient", "id": "a", "birthDate": "1970"},
+                 "search": {"mode": "match"}},
+                {"fullUrl": "http://x/fhir/Patient/b",
+                 "resource": {"resourceType": "Patient", "id": "b"},
+                 "search": {"mode": "include"}}
+            ])
+        );
+        let empty: Value = serde_json::from_str(&searchset(Some(0), &[], vec![])).unwrap();
+        assert_eq!(empty["total"], 0);
+        assert!(empty.get("entry").is_none());
+    }
 }

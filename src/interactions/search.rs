@@ -5,7 +5,7 @@
 
 use super::{Caller, Fhir};
 use crate::error::{Error, Result};
-use crate::fhir::bundle::{self, Link, SearchEntry};
+use crate::fhir::bundle::{self, EntryResource, Link, SearchEntry};
 use crate::fhir::subset::{self, Summary};
 use crate::fhir::{Issue, IssueType};
 use crate::mapping::filter::{self, find_param, reference_target, Filter};
@@ -307,16 +307,20 @@ impl SearchQuery {
 
     /// Applies `_elements` (to matches) and `_summary` (to every entry) to an entry's resource.
     fn shape(&self, e: &mut SearchEntry) {
-        let t = e
-            .resource
+        let elements = self.elements.as_ref().filter(|_| e.mode == "match");
+        if elements.is_none() && matches!(self.summary, Summary::False | Summary::Count) {
+            return;
+        }
+        let resource = e.resource.json_mut();
+        let t = resource
             .get("resourceType")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        if let (Some(names), "match") = (&self.elements, e.mode) {
-            subset::elements(&mut e.resource, &t, names);
+        if let Some(names) = elements {
+            subset::elements(resource, &t, names);
         }
-        subset::summary(&mut e.resource, &t, self.summary);
+        subset::summary(resource, &t, self.summary);
     }
 
     /// Whether this page's Bundle carries a total.
@@ -455,7 +459,7 @@ impl Fhir {
         caller: &Caller,
         resource_type: &str,
         req: &SearchRequest,
-    ) -> Result<Value> {
+    ) -> Result<String> {
         self.search_in(caller, resource_type, None, req).await
     }
 
@@ -467,7 +471,7 @@ impl Fhir {
         patient_id: &str,
         resource_type: &str,
         req: &SearchRequest,
-    ) -> Result<Value> {
+    ) -> Result<String> {
         if crate::fhir::Id::parse(patient_id).is_none() {
             return Err(bad(format!(
                 "'{}' is not a valid resource id",
@@ -484,7 +488,7 @@ impl Fhir {
         resource_type: &str,
         compartment: Option<&str>,
         req: &SearchRequest,
-    ) -> Result<Value> {
+    ) -> Result<String> {
         let m = self.mapping(resource_type)?;
         let rt = m.resource_type();
         let mut q = SearchQuery::parse(req, &self.registry, Some(rt))?;
@@ -758,18 +762,19 @@ impl Fhir {
         let mut args: Vec<Arg> = vec![m.resource_type().into()];
         args.extend(ids.iter().map(|i| Arg::from(*i)));
         let sql = format!(
-            "SELECT t.id, CAST(v.resource AS TEXT) AS resource_text FROM {} t LEFT JOIN resource_versions v ON v.resource_type = ? AND v.fhir_id = t.fhir_id AND v.version_id = t.version_id WHERE t.id IN ({ph})",
+            "SELECT t.id, v.fhir_id AS served_id, CAST(v.resource AS TEXT) AS resource_text FROM {} t LEFT JOIN resource_versions v ON v.resource_type = ? AND v.fhir_id = t.fhir_id AND v.version_id = t.version_id WHERE t.id IN ({ph})",
             m.table()
         );
-        let mut loaded = Vec::with_capacity(ids.len());
+        // (row, served id, resource)
+        let mut loaded: Vec<(Uuid, String, EntryResource)> = Vec::with_capacity(ids.len());
         for r in self.db.fetch_all(&sql, &args).await? {
-            if let Some(resource) = r.json_text("resource_text")? {
-                loaded.push((r.uuid("id")?, resource));
+            if let (Some(id), Some(text)) = (r.text("served_id")?, r.text("resource_text")?) {
+                loaded.push((r.uuid("id")?, id, EntryResource::Text(text)));
             }
         }
         let missing: Vec<Uuid> = ids
             .iter()
-            .filter(|id| !loaded.iter().any(|(r, _)| r == *id))
+            .filter(|id| !loaded.iter().any(|(r, _, _)| r == *id))
             .copied()
             .collect();
         if !missing.is_empty() {
@@ -780,17 +785,19 @@ impl Fhir {
                 &mut rebuilt,
             )
             .await?;
-            loaded.extend(rebuilt);
-        }
-        let mut entries = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(i) = loaded.iter().position(|(r, _)| r == id) {
-                let (_, resource) = loaded.swap_remove(i);
+            for (row, resource) in rebuilt {
                 let fhir_id = resource
                     .get("id")
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_owned();
+                loaded.push((row, fhir_id, EntryResource::Json(resource)));
+            }
+        }
+        let mut entries = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(i) = loaded.iter().position(|(r, _, _)| r == id) {
+                let (_, fhir_id, resource) = loaded.swap_remove(i);
                 entries.push((
                     *id,
                     SearchEntry {
@@ -933,7 +940,7 @@ impl Fhir {
     /// search across types (`GET /fhir?_type=Patient,Observation&_lastUpdated=gt...`): the
     /// parameters every resource has, over every hosted type or those `_type` names, in row id
     /// order with keyset paging.
-    pub async fn search_all(&self, caller: &Caller, req: &SearchRequest) -> Result<Value> {
+    pub async fn search_all(&self, caller: &Caller, req: &SearchRequest) -> Result<String> {
         let mut types: Vec<&'static str> = self.registry.types();
         let mut rest = Vec::new();
         let mut type_param = None;
