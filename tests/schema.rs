@@ -840,7 +840,65 @@ async fn migrate_is_idempotent(engine: Engine) {
     );
 }
 
+async fn guarded(tx: &mut expediente::store::Tx, id: Uuid) -> i64 {
+    tx.fetch_optional(
+        "SELECT count(*) AS n FROM fhir_write_guard WHERE row_id = ?",
+        &[id.into()],
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .bigint("n")
+    .unwrap()
+}
+
+/// A FHIR write marks the rows it rewrites while it rewrites them, so that the triggers of their
+/// child tables leave them alone; a direct change of a child row still makes a version.
+async fn the_write_guard_lasts_one_transaction(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let patient = insert_patient(&app, "guarded").await;
+    let other = insert_patient(&app, "unguarded").await;
+    let (v0, _, _) = stamps(&app, "patients", patient).await;
+    let mut tx = app.db.begin().await.unwrap();
+    tx.guard(patient).await.unwrap();
+    tx.guard(other).await.unwrap();
+    assert_eq!(guarded(&mut tx, patient).await, 1);
+    tx.unguard(other).await.unwrap();
+    assert_eq!(guarded(&mut tx, other).await, 0);
+    assert_eq!(guarded(&mut tx, patient).await, 1);
+    tx.execute(
+        "INSERT INTO patient_contacts (patient_id, position, first_name) VALUES (?, 0, ?)",
+        &[patient.into(), "Guarded".into()],
+    )
+    .await
+    .unwrap();
+    tx.unguard(patient).await.unwrap();
+    tx.commit().await.unwrap();
+    let (v1, _, _) = stamps(&app, "patients", patient).await;
+    assert_eq!(v1, v0, "a guarded row is not touched by its children");
+    let mut tx = app.db.begin().await.unwrap();
+    assert_eq!(
+        guarded(&mut tx, patient).await,
+        0,
+        "no mark outlives its write"
+    );
+    drop(tx);
+    exec(
+        &app,
+        "INSERT INTO patient_contacts (patient_id, position, first_name) VALUES (?, 0, ?)",
+        &[patient.into(), "Direct".into()],
+    )
+    .await;
+    let (v2, _, _) = stamps(&app, "patients", patient).await;
+    assert_eq!(
+        v2,
+        v0 + 1,
+        "an unguarded change of a child row is a new version"
+    );
+}
+
 on_both_engines!(
+    the_write_guard_lasts_one_transaction,
     every_clinical_table_has_the_common_columns,
     a_direct_update_bumps_version_and_updated_at_on_every_clinical_table,
     an_update_that_sets_version_id_itself_still_bumps_once_and_keeps_created_at,

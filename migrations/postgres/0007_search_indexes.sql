@@ -24,3 +24,15 @@ DELETE FROM search_strings
                 WHERE o.id = search_strings.row_id
                   AND o.code = search_strings.exact
                   AND COALESCE(o.code_system, '') = search_strings.value);
+
+-- fhir_write_guard was a table that every FHIR write added a row to and removed it from. On
+-- PostgreSQL each write left a dead row behind, and without a vacuum between them (autovacuum may
+-- be off, or behind a bulk load) the triggers' lookups walked millions of dead index entries:
+-- linking a report's results slowed to seconds per write. The guard is now a transaction-local
+-- setting (expediente.write_guard, the guarded row ids separated by commas) that ends with the
+-- transaction, and fhir_write_guard the view the triggers already read.
+DROP TABLE fhir_write_guard;
+CREATE VIEW fhir_write_guard AS
+SELECT CAST(x AS uuid) AS row_id
+  FROM unnest(string_to_array(current_setting('expediente.write_guard', true), ',')) AS x
+ WHERE x <> '';

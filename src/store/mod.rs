@@ -408,23 +408,23 @@ impl Tx {
 
     /// Marks a row as being written through FHIR for the rest of the transaction, so that the
     /// triggers of its child tables do not touch it again (see the fhir_write_guard table).
+    /// On PostgreSQL the mark is a transaction-local setting (`expediente.write_guard`, read
+    /// through the fhir_write_guard view), which leaves no dead rows behind as a table would.
     pub async fn guard(&mut self, row_id: Uuid) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO fhir_write_guard (row_id) VALUES (?)",
-            &[row_id.into()],
-        )
-        .await
-        .map(|_| ())
+        let sql = match self.dialect() {
+            Dialect::Sqlite => "INSERT INTO fhir_write_guard (row_id) VALUES (?)",
+            Dialect::Postgres => "SELECT set_config('expediente.write_guard', concat_ws(',', NULLIF(current_setting('expediente.write_guard', true), ''), CAST(? AS text)), true)",
+        };
+        self.execute(sql, &[row_id.into()]).await.map(|_| ())
     }
 
     /// Ends what [`Tx::guard`] started.
     pub async fn unguard(&mut self, row_id: Uuid) -> Result<(), StoreError> {
-        self.execute(
-            "DELETE FROM fhir_write_guard WHERE row_id = ?",
-            &[row_id.into()],
-        )
-        .await
-        .map(|_| ())
+        let sql = match self.dialect() {
+            Dialect::Sqlite => "DELETE FROM fhir_write_guard WHERE row_id = ?",
+            Dialect::Postgres => "SELECT set_config('expediente.write_guard', array_to_string(array_remove(string_to_array(current_setting('expediente.write_guard', true), ','), CAST(? AS text)), ','), true)",
+        };
+        self.execute(sql, &[row_id.into()]).await.map(|_| ())
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
