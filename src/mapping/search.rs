@@ -894,9 +894,15 @@ fn one_value(
                             args.push(format!("{n}\u{10FFFF}").into());
                             "s.value >= ? AND s.value < ?".to_owned()
                         }
+                        // The same range with the operators of the text_pattern_ops index
+                        // (a LIKE with a bound pattern gives a generic plan no index range),
+                        // and the LIKE itself for exactness.
                         Dialect::Postgres => {
+                            args.push(n.clone().into());
+                            args.push(format!("{n}\u{10FFFF}").into());
                             args.push(format!("{}%", like_escape(&n)).into());
-                            "s.value LIKE ? ESCAPE '\\'".to_owned()
+                            "s.value ~>=~ ? AND s.value ~<~ ? AND s.value LIKE ? ESCAPE '\\'"
+                                .to_owned()
                         }
                     }
                 }
@@ -1618,6 +1624,8 @@ mod tests {
         let evil = "x'); DROP TABLE patients; --".to_owned();
         let sql = condition(&p, &Modifier::None, &[evil], &ctx).unwrap();
         assert!(!sql.text.contains("DROP"));
-        assert_eq!(sql.args.len(), 3);
+        // Type and parameter, then the value as the index range's two ends and the LIKE.
+        assert_eq!(sql.args.len(), 5);
+        assert_eq!(sql.text.matches('?').count(), 5);
     }
 }
