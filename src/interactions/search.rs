@@ -434,15 +434,46 @@ impl Where {
     }
 }
 
-/// The subquery of a condition that is only `t.id IN (SELECT ...)` (in parentheses or not).
-fn row_set(condition: &str) -> Option<&str> {
-    let mut c = condition.trim();
-    while c.starts_with('(') && closing_paren(c, 0) == Some(c.len() - 1) {
-        c = c[1..c.len() - 1].trim();
+/// A subquery listing row ids, with its values.
+type RowSet = (String, Vec<Arg>);
+
+/// Takes every row set `t.id IN (SELECT ...)` (uncorrelated, as the conditions build them) out
+/// of `condition`, whose values are `args` in text order: the condition with `t.id IN m{n}` in
+/// their place (numbered from `first`), its remaining values, and each set's query and values.
+fn row_sets(condition: &str, mut args: Vec<Arg>, first: usize) -> (String, Vec<Arg>, Vec<RowSet>) {
+    const PAT: &str = "t.id IN (SELECT ";
+    let mut out = String::with_capacity(condition.len());
+    let mut kept = Vec::new();
+    let mut sets = Vec::new();
+    let mut rest = condition;
+    while let Some(i) = rest.find(PAT) {
+        let boundary = rest[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '.'));
+        let open = i + "t.id IN ".len();
+        let close = closing_paren(rest, open);
+        let (true, Some(close)) = (boundary, close) else {
+            // Not a row set of `t` (or unbalanced): keep it as it is and look further on.
+            let skip = i + PAT.len();
+            let n = rest[..skip].matches('?').count();
+            kept.extend(args.drain(..n));
+            out.push_str(&rest[..skip]);
+            rest = &rest[skip..];
+            continue;
+        };
+        let before = rest[..open].matches('?').count();
+        kept.extend(args.drain(..before));
+        let inner = &rest[open + 1..close];
+        let values: Vec<Arg> = args.drain(..inner.matches('?').count()).collect();
+        out.push_str(&rest[..i]);
+        out.push_str(&format!("t.id IN m{}", first + sets.len()));
+        sets.push((inner.to_owned(), values));
+        rest = &rest[close + 1..];
     }
-    let rest = c.strip_prefix("t.id IN (SELECT ")?;
-    let open = c.len() - rest.len() - "(SELECT ".len();
-    (closing_paren(c, open) == Some(c.len() - 1)).then(|| &c[open + 1..c.len() - 1])
+    out.push_str(rest);
+    kept.extend(args);
+    (out, kept, sets)
 }
 
 struct Page {
@@ -553,21 +584,20 @@ impl Fhir {
         for f in filters {
             let c = filter::filter_sql(f, ctx).map_err(|e| bad(e.0))?;
             where_sql.push_str(" AND ");
-            match (ctx.dialect, row_set(&c.text)) {
+            if ctx.dialect == Dialect::Sqlite {
                 // SQLite copies a WHERE term into each branch of a UNION ALL view (the
-                // observations) and keeps it outside too, evaluating the subquery once per copy;
-                // a materialized common table expression is evaluated once and shared. The
-                // subquery's values are exactly the condition's.
-                (Dialect::Sqlite, Some(rows)) => {
-                    let name = format!("m{}", with.len());
-                    with.push(format!("{name}(id) AS MATERIALIZED ({rows})"));
-                    with_args.extend(c.args);
-                    where_sql.push_str(&format!("t.id IN {name}"));
+                // observations) and keeps it outside too, evaluating its subqueries once per
+                // copy; a materialized common table expression is evaluated once and shared.
+                let (text, args_left, sets) = row_sets(&c.text, c.args, with.len());
+                for (sql, values) in sets {
+                    with.push(format!("m{}(id) AS MATERIALIZED ({sql})", with.len()));
+                    with_args.extend(values);
                 }
-                _ => {
-                    where_sql.push_str(&c.text);
-                    args.extend(c.args);
-                }
+                where_sql.push_str(&text);
+                args.extend(args_left);
+            } else {
+                where_sql.push_str(&c.text);
+                args.extend(c.args);
             }
         }
         if ctx.dialect == Dialect::Postgres {
@@ -1192,20 +1222,44 @@ fn links(base: &str, q: &SearchQuery, page: &Page) -> Vec<Link> {
 
 #[cfg(test)]
 mod tests {
-    use super::{row_set, split_values, Cursor};
+    use super::{row_sets, split_values, Cursor};
+    use crate::store::Arg;
     use uuid::Uuid;
 
     #[test]
-    fn only_whole_row_set_conditions_are_hoisted() {
-        assert_eq!(
-            row_set("(t.id IN (SELECT s.row_id FROM s WHERE s.v IN ('a', 'b')))"),
-            Some("SELECT s.row_id FROM s WHERE s.v IN ('a', 'b')")
+    fn row_sets_move_out_with_their_values() {
+        let t = |s: &str| Arg::from(s);
+        let shown = |a: &[Arg]| -> Vec<String> {
+            a.iter()
+                .map(|a| match a {
+                    Arg::Text(Some(s)) => s.clone(),
+                    _ => "?".into(),
+                })
+                .collect()
+        };
+        let (text, kept, sets) = row_sets(
+            "(t.a = ? AND t.id IN (SELECT x FROM s WHERE s.v IN (?, ?) AND s.k IN (SELECT 1))) OR (xt.id IN (SELECT ?)) OR t.id IN (SELECT y WHERE z = ?)",
+            vec![t("a"), t("b"), t("c"), t("d"), t("e")],
+            3,
         );
-        assert_eq!(row_set("t.id IN (SELECT 1)"), Some("SELECT 1"));
-        assert_eq!(row_set("(t.id IN (SELECT 1) OR t.id IN (SELECT 2))"), None);
-        assert_eq!(row_set("(t.id IN (SELECT 1)) AND (t.x = 1)"), None);
-        assert_eq!(row_set("NOT (t.id IN (SELECT 1))"), None);
-        assert_eq!(row_set("t.code = ?"), None);
+        assert_eq!(
+            text,
+            "(t.a = ? AND t.id IN m3) OR (xt.id IN (SELECT ?)) OR t.id IN m4"
+        );
+        assert_eq!(shown(&kept), ["a", "d"]);
+        assert_eq!(sets.len(), 2);
+        assert_eq!(
+            sets[0].0,
+            "SELECT x FROM s WHERE s.v IN (?, ?) AND s.k IN (SELECT 1)"
+        );
+        assert_eq!(shown(&sets[0].1), ["b", "c"]);
+        assert_eq!(sets[1].0, "SELECT y WHERE z = ?");
+        assert_eq!(shown(&sets[1].1), ["e"]);
+        let (text, kept, sets) = row_sets("t.code = ?", vec![t("a")], 0);
+        assert_eq!(
+            (text.as_str(), shown(&kept), sets.len()),
+            ("t.code = ?", vec!["a".to_owned()], 0)
+        );
     }
 
     #[test]

@@ -1032,8 +1032,9 @@ pub fn sort_key(p: &SearchParam, ctx: &Ctx) -> Option<SortKey> {
 }
 
 /// The Observations with a code, listed from the indexes of each place a code lives (the code
-/// columns of results, every coding in `search_strings`, the vital-sign measurements whose LOINC
-/// code it is), as `t.id IN (... UNION ALL ...)`; with `quantity`, only those whose value also
+/// columns of results, the other codings in `search_strings`, the vital-sign measurements whose
+/// LOINC code it is), results and vital signs apart: `(t.source = 'result' AND t.id IN (...))
+/// OR (t.source = 'vital' AND t.id IN (...))`; with `quantity`, only those whose value also
 /// matches it (code-value-quantity).
 fn observation_code_rows(
     token_value: &str,
@@ -1042,21 +1043,21 @@ fn observation_code_rows(
     ctx: &Ctx,
 ) -> Option<(String, Vec<Arg>)> {
     let (sys, code) = token(token_value);
-    let mut arms = Vec::new();
-    let mut args: Vec<Arg> = Vec::new();
+    // The arms listing results and those listing vital signs, each with its values.
+    let mut results: Vec<(String, Vec<Arg>)> = Vec::new();
+    let mut vitals: Vec<(String, Vec<Arg>)> = Vec::new();
     let q = |value: &str, system: &str, unit: &str| match quantity {
         None => Some(None),
         Some(v) => quantity_sql(value, system, unit, v, ctx.dialect).map(Some),
     };
     // Results, by their code columns.
-    let (c, a) = token_match(token_value, "r.code", "r.code_system")?;
+    let (c, mut args) = token_match(token_value, "r.code", "r.code_system")?;
     let mut arm = format!("SELECT r.id FROM medical_test_results r WHERE {c}");
-    args.extend(a);
     if let Some((qt, qa)) = q("r.value_quantity", "r.value_unit_system", "r.value_unit")? {
         arm.push_str(&format!(" AND {qt}"));
         args.extend(qa);
     }
-    arms.push(arm);
+    results.push((arm, args));
     // The codings of FHIR-written Observations (and of their components) beyond the code
     // columns.
     let params = if components {
@@ -1078,40 +1079,37 @@ fn observation_code_rows(
         Some(None) => coded.push_str(" AND s.value = ''"),
         None => {}
     }
-    match q("r.value_quantity", "r.value_unit_system", "r.value_unit")? {
-        None => {
-            arms.push(format!(
-                "SELECT s.row_id FROM search_strings s WHERE {coded}"
+    // With a quantity: results by their value column, vital signs by the column of their
+    // measurement (column names and units are the mapping's own data).
+    let mut arm = format!("SELECT s.row_id FROM search_strings s JOIN medical_test_results r ON r.id = s.row_id WHERE {coded}");
+    let mut args = coded_args.clone();
+    if let Some((qt, qa)) = q("r.value_quantity", "r.value_unit_system", "r.value_unit")? {
+        arm.push_str(&format!(" AND {qt}"));
+        args.extend(qa);
+    }
+    results.push((arm, args));
+    let mut arm = format!("SELECT s.row_id FROM search_strings s JOIN vital_sign_observations o ON o.id = s.row_id JOIN vital_signs v ON v.id = o.vital_sign_id WHERE {coded}");
+    let mut args = coded_args;
+    let (mut value, mut unit) = (String::new(), String::new());
+    for m in &super::vital_data::table().measurements {
+        if let Some(slot) = &m.value {
+            let key = m.key.replace('\'', "''");
+            value.push_str(&format!(" WHEN '{key}' THEN v.{}", slot.column));
+            unit.push_str(&format!(
+                " WHEN '{key}' THEN '{}'",
+                slot.ucum.replace('\'', "''")
             ));
-            args.extend(coded_args);
-        }
-        Some((qt, qa)) => {
-            // With a quantity: results by their value column, vital signs by the column of
-            // their measurement (column names and units are the mapping's own data).
-            arms.push(format!("SELECT s.row_id FROM search_strings s JOIN medical_test_results r ON r.id = s.row_id WHERE {coded} AND {qt}"));
-            args.extend(coded_args.iter().cloned());
-            args.extend(qa);
-            let (mut value, mut unit) = (String::new(), String::new());
-            for m in &super::vital_data::table().measurements {
-                if let Some(slot) = &m.value {
-                    let key = m.key.replace('\'', "''");
-                    value.push_str(&format!(" WHEN '{key}' THEN v.{}", slot.column));
-                    unit.push_str(&format!(
-                        " WHEN '{key}' THEN '{}'",
-                        slot.ucum.replace('\'', "''")
-                    ));
-                }
-            }
-            let (qt, qa) = q(
-                &format!("CASE o.measurement{value} END"),
-                "'http://unitsofmeasure.org'",
-                &format!("CASE o.measurement{unit} END"),
-            )??;
-            arms.push(format!("SELECT s.row_id FROM search_strings s JOIN vital_sign_observations o ON o.id = s.row_id JOIN vital_signs v ON v.id = o.vital_sign_id WHERE {coded} AND {qt}"));
-            args.extend(coded_args);
-            args.extend(qa);
         }
     }
+    if let Some((qt, qa)) = q(
+        &format!("CASE o.measurement{value} END"),
+        "'http://unitsofmeasure.org'",
+        &format!("CASE o.measurement{unit} END"),
+    )? {
+        arm.push_str(&format!(" AND {qt}"));
+        args.extend(qa);
+    }
+    vitals.push((arm, args));
     // Vital signs, by measurement: their codes are data (mappings/vital-signs.json).
     let loinc_matches = |c: &str| {
         code.is_none_or(|want| want == c)
@@ -1131,28 +1129,37 @@ fn observation_code_rows(
             continue;
         }
         match (quantity, &m.value) {
-            (None, _) => {
-                arms.push(
-                    "SELECT o.id FROM vital_sign_observations o WHERE o.measurement = ?".into(),
-                );
-                args.push(m.key.as_str().into());
-            }
+            (None, _) => vitals.push((
+                "SELECT o.id FROM vital_sign_observations o WHERE o.measurement = ?".into(),
+                vec![m.key.as_str().into()],
+            )),
             (Some(_), Some(slot)) if own => {
-                // Column names and units are the mapping's own data, never request input.
                 let unit = format!("'{}'", slot.ucum.replace('\'', "''"));
                 let (qt, qa) = q(
                     &format!("v.{}", slot.column),
                     "'http://unitsofmeasure.org'",
                     &unit,
                 )??;
-                arms.push(format!("SELECT o.id FROM vital_sign_observations o JOIN vital_signs v ON v.id = o.vital_sign_id WHERE o.measurement = ? AND {qt}"));
-                args.push(m.key.as_str().into());
+                let mut args: Vec<Arg> = vec![m.key.as_str().into()];
                 args.extend(qa);
+                vitals.push((format!("SELECT o.id FROM vital_sign_observations o JOIN vital_signs v ON v.id = o.vital_sign_id WHERE o.measurement = ? AND {qt}"), args));
             }
             _ => {}
         }
     }
-    Some((format!("t.id IN ({})", arms.join(" UNION ALL ")), args))
+    // Each list is tested only against the view's branch of its own source (the other
+    // branch's condition folds to false), so no row id is looked up where it cannot be.
+    let mut parts = Vec::new();
+    let mut args = Vec::new();
+    for (source, arms) in [("result", results), ("vital", vitals)] {
+        let (texts, values): (Vec<String>, Vec<Vec<Arg>>) = arms.into_iter().unzip();
+        parts.push(format!(
+            "(t.source = '{source}' AND t.id IN ({}))",
+            texts.join(" UNION ALL ")
+        ));
+        args.extend(values.into_iter().flatten());
+    }
+    Some((format!("({})", parts.join(" OR ")), args))
 }
 
 /// On PostgreSQL, rewrites each `x IN (SELECT ...)` of a condition this module built into
