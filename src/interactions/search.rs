@@ -11,7 +11,7 @@ use crate::fhir::{Issue, IssueType};
 use crate::mapping::filter::{self, find_param, reference_target, Filter};
 use crate::mapping::search::{closing_paren, sort_key, Ctx, SearchParam, SortKey, COMMON};
 use crate::mapping::{ParamKind, ResourceMapping, Target};
-use crate::store::{placeholders, Arg, Conn, Dialect};
+use crate::store::{one_of, Arg, Conn, Dialect};
 use base64::Engine as _;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -788,11 +788,10 @@ impl Fhir {
         // The stored rendering of a row's current version is the current resource (as for a
         // read); only rows changed outside FHIR writes are rebuilt from their columns. One
         // query: the rows joined to their current versions by the unique (type, id, version).
-        let ph = placeholders(ids.len());
-        let mut args: Vec<Arg> = vec![m.resource_type().into()];
-        args.extend(ids.iter().map(|i| Arg::from(*i)));
+        let (among, list) = one_of(self.db.dialect(), "t.id", ids);
+        let args: Vec<Arg> = vec![m.resource_type().into(), list];
         let sql = format!(
-            "SELECT t.id, v.fhir_id AS served_id, CAST(v.resource AS TEXT) AS resource_text FROM {} t LEFT JOIN resource_versions v ON v.resource_type = ? AND v.fhir_id = t.fhir_id AND v.version_id = t.version_id WHERE t.id IN ({ph})",
+            "SELECT t.id, v.fhir_id AS served_id, CAST(v.resource AS TEXT) AS resource_text FROM {} t LEFT JOIN resource_versions v ON v.resource_type = ? AND v.fhir_id = t.fhir_id AND v.version_id = t.version_id WHERE {among}",
             m.table()
         );
         // (row, served id, resource)
@@ -892,8 +891,8 @@ impl Fhir {
         ids: &[Uuid],
     ) -> Result<Vec<(&'static str, Uuid)>> {
         let mut out = Vec::new();
-        let ph = placeholders(ids.len());
-        let id_args: Vec<Arg> = ids.iter().map(|i| Arg::from(*i)).collect();
+        let dialect = self.db.dialect();
+        let id_args = [one_of(dialect, "r.id", ids).1];
         if !inc.reverse {
             for p in include_params(&self.registry, inc, ty) {
                 let Some(target) = reference_target(p).and_then(|t| self.registry.get(t)) else {
@@ -904,12 +903,12 @@ impl Fhir {
                     Target::RefColumn { column, .. } => {
                         let src = self.mapping(ty)?;
                         (
-                            format!("SELECT t.id FROM {} t WHERE {live} AND t.id IN (SELECT r.{column} FROM {} r WHERE r.id IN ({ph}))", target.table(), src.table()),
+                            format!("SELECT t.id FROM {} t WHERE {live} AND t.id IN (SELECT r.{column} FROM {} r WHERE {})", target.table(), src.table(), one_of(dialect, "r.id", ids).0),
                             vec![],
                         )
                     }
                     _ => (
-                        format!("SELECT t.id FROM {} t WHERE {live} AND t.fhir_id IN (SELECT s.exact FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.row_id IN ({ph}))", target.table()),
+                        format!("SELECT t.id FROM {} t WHERE {live} AND t.fhir_id IN (SELECT s.exact FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND {})", target.table(), one_of(dialect, "s.row_id", ids).0),
                         vec![Arg::from(ty), Arg::from(p.name)],
                     ),
                 };
@@ -940,15 +939,16 @@ impl Fhir {
                 let (sql, mut args) = match p.target {
                     Target::RefColumn { column, .. } => (
                         format!(
-                            "SELECT t.id FROM {} t WHERE {live} AND t.{column} IN ({ph})",
-                            src.table()
+                            "SELECT t.id FROM {} t WHERE {live} AND {}",
+                            src.table(),
+                            one_of(dialect, &format!("t.{column}"), ids).0
                         ),
                         vec![],
                     ),
                     _ => {
                         let target = self.mapping(ty)?;
                         (
-                            format!("SELECT t.id FROM {} t WHERE {live} AND t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.exact IN (SELECT r.fhir_id FROM {} r WHERE r.id IN ({ph})))", src.table(), target.table()),
+                            format!("SELECT t.id FROM {} t WHERE {live} AND t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.exact IN (SELECT r.fhir_id FROM {} r WHERE {}))", src.table(), target.table(), one_of(dialect, "r.id", ids).0),
                             vec![Arg::from(source), Arg::from(p.name)],
                         )
                     }

@@ -56,6 +56,9 @@ pub enum Arg {
     Decimal(Option<String>),
     /// Binary content: bytea on PostgreSQL, a BLOB on SQLite.
     Bytes(Option<Vec<u8>>),
+    /// A list of UUIDs: a `uuid[]` on PostgreSQL (`col = ANY (?)`), a JSON array of their texts on
+    /// SQLite (`col IN (SELECT value FROM json_each(?))`).
+    UuidList(Vec<Uuid>),
 }
 
 impl From<Uuid> for Arg {
@@ -146,6 +149,14 @@ fn sqlite_query<'q>(sql: &'q str, args: &[Arg]) -> SqliteQuery<'q> {
             Arg::Date(v) => q.bind(v.map(|d| d.format("%Y-%m-%d").to_string())),
             Arg::Decimal(v) => q.bind(v.clone()),
             Arg::Bytes(v) => q.bind(v.clone()),
+            Arg::UuidList(v) => q.bind(
+                Value::Array(
+                    v.iter()
+                        .map(|u| Value::String(u.hyphenated().to_string()))
+                        .collect(),
+                )
+                .to_string(),
+            ),
         };
     }
     q
@@ -187,9 +198,20 @@ fn pg_query<'q>(sql: &'q str, args: &[Arg]) -> PgQuery<'q> {
             Arg::Date(v) => q.bind(*v),
             Arg::Decimal(v) => q.bind(v.as_deref().and_then(parse_decimal)),
             Arg::Bytes(v) => q.bind(v.clone()),
+            Arg::UuidList(v) => q.bind(v.clone()),
         };
     }
     q
+}
+
+/// `column` is one of `ids`, as one bound list: the same statement (and, on PostgreSQL, the
+/// same cached plan) whatever the number of ids.
+pub fn one_of(dialect: Dialect, column: &str, ids: &[Uuid]) -> (String, Arg) {
+    let text = match dialect {
+        Dialect::Sqlite => format!("{column} IN (SELECT value FROM json_each(?))"),
+        Dialect::Postgres => format!("{column} = ANY (?)"),
+    };
+    (text, Arg::UuidList(ids.to_vec()))
 }
 
 #[derive(Clone)]
