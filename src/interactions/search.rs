@@ -789,7 +789,8 @@ impl Fhir {
         // read); only rows changed outside FHIR writes are rebuilt from their columns. One
         // query: the rows joined to their current versions by the unique (type, id, version).
         let (among, list) = one_of(self.db.dialect(), "t.id", ids);
-        let args: Vec<Arg> = vec![m.resource_type().into(), list];
+        let mut args: Vec<Arg> = vec![m.resource_type().into()];
+        args.extend(list);
         let sql = format!(
             "SELECT t.id, v.fhir_id AS served_id, CAST(v.resource AS TEXT) AS resource_text FROM {} t LEFT JOIN resource_versions v ON v.resource_type = ? AND v.fhir_id = t.fhir_id AND v.version_id = t.version_id WHERE {among}",
             m.table()
@@ -892,7 +893,7 @@ impl Fhir {
     ) -> Result<Vec<(&'static str, Uuid)>> {
         let mut out = Vec::new();
         let dialect = self.db.dialect();
-        let id_args = [one_of(dialect, "r.id", ids).1];
+        let id_args = one_of(dialect, "r.id", ids).1;
         if !inc.reverse {
             for p in include_params(&self.registry, inc, ty) {
                 let Some(target) = reference_target(p).and_then(|t| self.registry.get(t)) else {

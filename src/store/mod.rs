@@ -56,8 +56,8 @@ pub enum Arg {
     Decimal(Option<String>),
     /// Binary content: bytea on PostgreSQL, a BLOB on SQLite.
     Bytes(Option<Vec<u8>>),
-    /// A list of UUIDs: a `uuid[]` on PostgreSQL (`col = ANY (?)`), a JSON array of their texts on
-    /// SQLite (`col IN (SELECT value FROM json_each(?))`).
+    /// A list of UUIDs: a `uuid[]` on PostgreSQL (`col = ANY (?)`); on SQLite a JSON array of
+    /// their texts (see [`one_of`], which gives SQLite one placeholder per id instead).
     UuidList(Vec<Uuid>),
 }
 
@@ -204,14 +204,21 @@ fn pg_query<'q>(sql: &'q str, args: &[Arg]) -> PgQuery<'q> {
     q
 }
 
-/// `column` is one of `ids`, as one bound list: the same statement (and, on PostgreSQL, the
-/// same cached plan) whatever the number of ids.
-pub fn one_of(dialect: Dialect, column: &str, ids: &[Uuid]) -> (String, Arg) {
-    let text = match dialect {
-        Dialect::Sqlite => format!("{column} IN (SELECT value FROM json_each(?))"),
-        Dialect::Postgres => format!("{column} = ANY (?)"),
-    };
-    (text, Arg::UuidList(ids.to_vec()))
+/// `column` is one of `ids`. On PostgreSQL one bound array: the same statement and cached plan
+/// whatever the number of ids (a new list length was a new statement to plan). On SQLite a
+/// placeholder per id: planning is cheap there, and a list it can see stays an index condition
+/// in each branch of a view (`json_each` of one bound array did not).
+pub fn one_of(dialect: Dialect, column: &str, ids: &[Uuid]) -> (String, Vec<Arg>) {
+    match dialect {
+        Dialect::Sqlite => (
+            format!("{column} IN ({})", placeholders(ids.len())),
+            ids.iter().map(|i| Arg::from(*i)).collect(),
+        ),
+        Dialect::Postgres => (
+            format!("{column} = ANY (?)"),
+            vec![Arg::UuidList(ids.to_vec())],
+        ),
+    }
 }
 
 #[derive(Clone)]
