@@ -81,6 +81,8 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
     let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
     assert_eq!(patient["updateCreate"], true);
     assert_eq!(patient["versioning"], "versioned-update");
+    // If-None-Match and If-Modified-Since both answer 304 (tests/patient_crud.rs).
+    assert_eq!(patient["conditionalRead"], "full-support");
     let interactions: Vec<&str> = patient["interaction"]
         .as_array()
         .unwrap()

@@ -514,7 +514,63 @@ async fn a_direct_sql_change_of_a_child_row_is_a_new_patient_version(engine: Eng
     assert_eq!(app.get(&format!("/fhir/Patient/{id}")).await.body, u.body);
 }
 
+/// Conditional read: 304 Not Modified, without a body, when the client's copy is current.
+async fn conditional_read_answers_304_while_the_copy_is_current(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let v1 = app.create(&chalmers()).await;
+    let path = format!("/fhir/Patient/{}", v1["id"].as_str().unwrap());
+    let first = app.get(&path).await;
+    let modified = first.header("last-modified").unwrap().to_owned();
+    let get = |h: &'static str, v: String| {
+        let (app, path) = (&app, &path);
+        async move { app.send(Method::GET, path, None, &[(h, &v)]).await }
+    };
+    for tag in ["W/\"1\"", "\"1\"", "W/\"7\", W/\"1\"", "*"] {
+        let r = get("if-none-match", tag.into()).await;
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED, "If-None-Match: {tag}");
+        assert!(r.text.is_empty(), "a 304 has no body");
+        assert_eq!(r.header("etag").unwrap(), "W/\"1\"");
+    }
+    let r = get("if-none-match", "W/\"2\"".into()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, first.body);
+    let r = get("if-modified-since", modified.clone()).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    assert!(r.text.is_empty());
+    let earlier = "Mon, 01 Jan 2001 00:00:00 GMT".to_owned();
+    assert_eq!(
+        get("if-modified-since", earlier).await.status,
+        StatusCode::OK
+    );
+    let r = get("if-modified-since", "not a date".into()).await;
+    assert_eq!(r.status, StatusCode::OK, "an unreadable date is ignored");
+    assert_eq!(r.body, first.body);
+    // If-None-Match decides when both are sent.
+    let both = app
+        .send(
+            Method::GET,
+            &path,
+            None,
+            &[
+                ("if-none-match", "W/\"9\""),
+                ("if-modified-since", &modified),
+            ],
+        )
+        .await;
+    assert_eq!(both.status, StatusCode::OK);
+    // A new version makes the old tag stale.
+    let mut next = chalmers();
+    next["id"] = v1["id"].clone();
+    next["gender"] = json!("other");
+    assert_eq!(app.put(&path, &next).await.status, StatusCode::OK);
+    let r = get("if-none-match", "W/\"1\"".into()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["gender"], "other");
+    assert_eq!(r.header("etag").unwrap(), "W/\"2\"");
+}
+
 on_both_engines!(
+    conditional_read_answers_304_while_the_copy_is_current,
     a_direct_sql_change_of_a_child_row_is_a_new_patient_version,
     create_answers_201_with_location_etag_and_last_modified,
     read_of_an_unknown_id_is_404_and_of_a_bad_id_is_400,

@@ -150,7 +150,33 @@ pub async fn read(
     let caller = state.caller(&headers);
     let v = state.fhir.read(&caller, &rtype, &id).await?;
     let h = version_headers(&caller.base_url, &v);
+    if not_modified(&headers, &v) {
+        let mut res = axum::response::IntoResponse::into_response(StatusCode::NOT_MODIFIED);
+        res.headers_mut().extend(h);
+        return Ok(res);
+    }
     Ok(serve_version(v, fmt, h))
+}
+
+/// Conditional read (RFC 9110 §13.1.2, §13.1.3): whether the client's copy is current, by
+/// `If-None-Match` (an entity tag of the current version, or `*`) or, without it, by
+/// `If-Modified-Since` (not changed since that date; an unreadable date is ignored).
+fn not_modified(headers: &HeaderMap, v: &Version) -> bool {
+    let current = format!("\"{}\"", v.version_id);
+    if let Some(tags) = headers.get(header::IF_NONE_MATCH) {
+        let Ok(tags) = tags.to_str() else {
+            return false;
+        };
+        return tags
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == current);
+    }
+    headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|d| d.to_str().ok())
+        .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+        .is_some_and(|since| v.last_updated.timestamp() <= since.timestamp())
 }
 
 pub async fn vread(

@@ -64,7 +64,7 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
                 "readHistory": true,
                 "updateCreate": true,
                 "conditionalCreate": false,
-                "conditionalRead": "not-supported",
+                "conditionalRead": "full-support",
                 "conditionalUpdate": false,
                 "conditionalDelete": "not-supported",
                 "searchParam": params,
