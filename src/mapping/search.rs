@@ -1111,14 +1111,7 @@ fn observation_code_rows(
     }
     vitals.push((arm, args));
     // Vital signs, by measurement: their codes are data (mappings/vital-signs.json).
-    let loinc_matches = |c: &str| {
-        code.is_none_or(|want| want == c)
-            && match sys {
-                None => true,
-                Some(Some(s)) => s == super::vital_data::LOINC,
-                Some(None) => false,
-            }
-    };
+    let loinc_matches = |c: &str| is_loinc_token(token_value, c);
     for m in &super::vital_data::table().measurements {
         let own = loinc_matches(&m.code);
         let component = components
@@ -1162,6 +1155,17 @@ fn observation_code_rows(
     Some((format!("({})", parts.join(" OR ")), args))
 }
 
+/// Whether a token search value matches the LOINC code `loinc` (the codes of vital signs).
+fn is_loinc_token(token_value: &str, loinc: &str) -> bool {
+    let (sys, code) = token(token_value);
+    code.is_none_or(|want| want == loinc)
+        && match sys {
+            None => true,
+            Some(Some(s)) => s == super::vital_data::LOINC,
+            Some(None) => false,
+        }
+}
+
 /// On PostgreSQL, rewrites each `x IN (SELECT ...)` of a condition this module built into
 /// `x = ANY (ARRAY(SELECT ...))`: the list is then computed once (an InitPlan) and is an index
 /// condition in every branch of a UNION ALL view, where a semi-join would read the whole view.
@@ -1194,15 +1198,7 @@ fn vital_component_rows(
     quantity: &str,
     ctx: &Ctx,
 ) -> Option<Option<(String, Vec<Arg>)>> {
-    let (sys, code) = token(token_value);
-    let matches = |c: &str| {
-        code.is_none_or(|want| want == c)
-            && match sys {
-                None => true,
-                Some(Some(s)) => s == super::vital_data::LOINC,
-                Some(None) => false,
-            }
-    };
+    let matches = |c: &str| is_loinc_token(token_value, c);
     let mut arms = Vec::new();
     let mut args: Vec<Arg> = Vec::new();
     for m in &super::vital_data::table().measurements {
