@@ -101,6 +101,10 @@ impl From<StoreError> for Error {
             StoreError::Conflict => Error::Conflict(
                 "the resource was written concurrently by another request; retry".into(),
             ),
+            StoreError::Aborted => Error::Conflict(
+                "the database ended this transaction in favour of a concurrent one (a deadlock); retry"
+                    .into(),
+            ),
             StoreError::ForeignKey => Error::Unprocessable(vec![Issue::error(
                 IssueType::Processing,
                 "a reference points at a record that does not exist",

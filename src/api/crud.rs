@@ -88,7 +88,10 @@ fn written(state: &AppState, headers: &HeaderMap, fmt: Format, w: Written) -> Re
     };
     match prefer(headers).ret {
         Return::Minimal => respond(status, None, fmt, h),
-        Return::Representation => respond(status, w.version.resource.as_ref(), fmt, h),
+        Return::Representation => match w.version.raw {
+            Some(text) => format::respond_text(status, text, fmt, h),
+            None => respond(status, w.version.resource.as_ref(), fmt, h),
+        },
         Return::OperationOutcome => {
             let msg = format!(
                 "{} {}/{} (version {})",
@@ -112,11 +115,171 @@ pub async fn create(
     let fmt = negotiate(&headers, &query_pairs(&q))?;
     state.fhir.mapping(&rtype)?;
     let value = read_body(&state, &headers, body).await?;
+    let caller = state.caller(&headers);
+    let w = match if_none_exist(&headers)? {
+        Some(criteria) => {
+            state
+                .fhir
+                .conditional_create(&caller, &rtype, value, &criteria)
+                .await?
+        }
+        None => state.fhir.create(&caller, &rtype, value).await?,
+    };
+    Ok(written(&state, &headers, fmt, w))
+}
+
+/// The criteria of a conditional create: the `If-None-Exist` header, a query string with or
+/// without its leading `?` or `[type]?` (both are seen in the wild).
+fn if_none_exist(headers: &HeaderMap) -> Result<Option<String>> {
+    let Some(v) = headers.get("if-none-exist") else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| {
+        Error::bad_request(IssueType::Invalid, "If-None-Exist must be a query string")
+    })?;
+    let criteria = v.split_once('?').map_or(v, |(_, q)| q).trim();
+    if criteria.is_empty() {
+        return Err(Error::bad_request(
+            IssueType::Invalid,
+            "If-None-Exist is empty; it takes search criteria such as identifier=system|value",
+        ));
+    }
+    Ok(Some(criteria.to_owned()))
+}
+
+/// PUT [type]?criteria: conditional update.
+pub async fn conditional_update(
+    State(state): State<AppState>,
+    Path(rtype): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let fmt = negotiate(&headers, &query_pairs(&q))?;
+    state.fhir.mapping(&rtype)?;
+    let criteria = criteria(&q)?;
+    let if_match = format::if_match(&headers)?;
+    let value = read_body(&state, &headers, body).await?;
     let w = state
         .fhir
-        .create(&state.caller(&headers), &rtype, value)
+        .conditional_update(&state.caller(&headers), &rtype, &criteria, value, if_match)
         .await?;
     Ok(written(&state, &headers, fmt, w))
+}
+
+/// DELETE [type]?criteria: conditional delete of the one match; nothing to delete is no error.
+pub async fn conditional_delete(
+    State(state): State<AppState>,
+    Path(rtype): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let fmt = negotiate(&headers, &query_pairs(&q))?;
+    state.fhir.mapping(&rtype)?;
+    let criteria = criteria(&q)?;
+    let if_match = format::if_match(&headers)?;
+    let deleted = state
+        .fhir
+        .conditional_delete(&state.caller(&headers), &rtype, &criteria, if_match)
+        .await?;
+    Ok(match prefer(&headers).ret {
+        Return::OperationOutcome => {
+            let msg = match deleted {
+                Some(id) => format!("deleted {rtype}/{id}"),
+                None => format!("no {rtype} matched the criteria; nothing was deleted"),
+            };
+            respond(StatusCode::OK, Some(&information(msg)), fmt, vec![])
+        }
+        _ => respond(StatusCode::NO_CONTENT, None, fmt, vec![]),
+    })
+}
+
+/// Reads a JSON Patch body: 415 unless its Content-Type is application/json-patch+json.
+async fn read_patch(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<json_patch::Patch> {
+    let t = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if t.as_deref() != Some("application/json-patch+json") {
+        return Err(Error::UnsupportedMediaType(
+            "a patch is a JSON Patch document: send Content-Type application/json-patch+json"
+                .into(),
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, state.max_body)
+        .await
+        .map_err(|_| Error::PayloadTooLarge(state.max_body))?;
+    let doc = json::parse_strict(&bytes)
+        .map_err(|e| Error::BadRequest(vec![Issue::error(IssueType::Structure, e.0)]))?;
+    crate::interactions::parse_patch(&doc)
+}
+
+/// PATCH [type]/[id] with a JSON Patch document.
+pub async fn patch(
+    State(state): State<AppState>,
+    Path((rtype, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let fmt = negotiate(&headers, &query_pairs(&q))?;
+    state.fhir.mapping(&rtype)?;
+    let id = parse_id(&id)?;
+    let if_match = format::if_match(&headers)?;
+    let ops = read_patch(&state, &headers, body).await?;
+    let w = state
+        .fhir
+        .patch(&state.caller(&headers), &rtype, &id, &ops, if_match)
+        .await?;
+    Ok(written(&state, &headers, fmt, w))
+}
+
+/// PATCH [type]?criteria: conditional patch of the one match.
+pub async fn conditional_patch(
+    State(state): State<AppState>,
+    Path(rtype): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let fmt = negotiate(&headers, &query_pairs(&q))?;
+    state.fhir.mapping(&rtype)?;
+    let criteria = criteria(&q)?;
+    let if_match = format::if_match(&headers)?;
+    let ops = read_patch(&state, &headers, body).await?;
+    let w = state
+        .fhir
+        .conditional_patch(&state.caller(&headers), &rtype, &criteria, &ops, if_match)
+        .await?;
+    Ok(written(&state, &headers, fmt, w))
+}
+
+/// The search criteria of a conditional interaction: the query string without the parameters
+/// that only choose the response format.
+fn criteria(q: &Option<String>) -> Result<String> {
+    let kept: Vec<(String, String)> = query_pairs(q)
+        .into_iter()
+        .filter(|(k, _)| k != "_format" && k != "_pretty")
+        .collect();
+    if kept.is_empty() {
+        return Err(Error::bad_request(
+            IssueType::Invalid,
+            "this interaction needs an id in the URL or search criteria in the query",
+        ));
+    }
+    Ok(form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(kept)
+        .finish())
 }
 
 pub async fn update(

@@ -120,12 +120,15 @@ pub enum Return {
 #[derive(Debug, Clone, Copy)]
 pub struct Prefer {
     pub ret: Return,
+    /// Whether the client said which `return=` it prefers.
+    pub given: bool,
     pub strict: bool,
 }
 
 pub fn prefer(headers: &HeaderMap) -> Prefer {
     let mut p = Prefer {
         ret: Return::Representation,
+        given: false,
         strict: false,
     };
     for h in headers
@@ -135,9 +138,9 @@ pub fn prefer(headers: &HeaderMap) -> Prefer {
     {
         for part in h.split([',', ';']) {
             match part.trim().replace(' ', "").as_str() {
-                "return=minimal" => p.ret = Return::Minimal,
-                "return=representation" => p.ret = Return::Representation,
-                "return=OperationOutcome" => p.ret = Return::OperationOutcome,
+                "return=minimal" => (p.ret, p.given) = (Return::Minimal, true),
+                "return=representation" => (p.ret, p.given) = (Return::Representation, true),
+                "return=OperationOutcome" => (p.ret, p.given) = (Return::OperationOutcome, true),
                 "handling=strict" => p.strict = true,
                 "handling=lenient" => p.strict = false,
                 _ => {}

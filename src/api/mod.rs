@@ -1,5 +1,6 @@
 //! The HTTP API: routes by FHIR interaction, content negotiation, and errors as OperationOutcome.
 
+mod bundle;
 mod crud;
 mod format;
 mod metadata;
@@ -58,15 +59,25 @@ pub fn router(state: AppState) -> Router {
         .route("/metadata", get(metadata::capabilities))
         .route("/StructureDefinition", get(profiles::search))
         .route("/StructureDefinition/{id}", get(profiles::read))
-        .route("/", get(search::search_system))
+        .route("/", get(search::search_system).post(bundle::process))
         .route("/_search", post(search::search_system_post))
-        .route("/{rtype}", get(search::search_get).post(crud::create))
+        .route(
+            "/{rtype}",
+            get(search::search_get)
+                .post(crud::create)
+                .put(crud::conditional_update)
+                .delete(crud::conditional_delete)
+                .patch(crud::conditional_patch),
+        )
         .route("/{rtype}/_search", post(search::search_post))
         .route("/{rtype}/$validate", post(crud::validate))
         .route("/{rtype}/_history", get(search::history_type))
         .route(
             "/{rtype}/{id}",
-            get(crud::read).put(crud::update).delete(crud::delete),
+            get(crud::read)
+                .put(crud::update)
+                .delete(crud::delete)
+                .patch(crud::patch),
         )
         .route("/{rtype}/{id}/_history", get(search::history_instance))
         .route("/{rtype}/{id}/{ctype}", get(search::search_compartment))

@@ -2,11 +2,16 @@
 //! maps, stores the row and its history version in one database transaction, and commits once.
 //! (The caller's rights and the audit record belong inside the same transaction; they join here.)
 
+mod conditional;
 mod history;
+mod patch;
 mod search;
+mod transaction;
 
 pub use history::HistoryQuery;
+pub use patch::parse_patch;
 pub use search::{SearchQuery, SearchRequest};
+pub use transaction::BundleOptions;
 
 use crate::error::{Error, Result};
 use crate::fhir::validate::Validators;
@@ -220,29 +225,45 @@ impl Fhir {
         &self,
         caller: &Caller,
         resource_type: &str,
-        body: Value,
+        mut body: Value,
     ) -> Result<Written> {
         let m = self.mapping(resource_type)?;
         self.check(m.as_ref(), &body)?;
         let row_id = Uuid::new_v4();
-        let id =
-            Id::parse(&row_id.to_string()).ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
         let mut tx = self.db.begin().await?;
-        self.check_references(&mut tx, caller, m.resource_type(), &body)
+        self.resolve_conditional_references(&mut tx, caller, &mut body, &mut Default::default())
             .await?;
-        tx.guard(row_id).await?;
-        m.insert(&mut tx, row_id, &id, &body).await?;
-        custom::store(&mut tx, m.resource_type(), row_id, &body).await?;
-        crate::mapping::search::index_meta(&mut tx, m.resource_type(), row_id, &body).await?;
         let version = self
-            .record_version(&mut tx, m.as_ref(), row_id, "POST")
+            .create_in(&mut tx, caller, m.as_ref(), row_id, &body)
             .await?;
-        tx.unguard(row_id).await?;
         tx.commit().await?;
         Ok(Written {
             version,
             created: true,
         })
+    }
+
+    /// A create inside the caller's transaction, of a body already [checked](Self::check): row
+    /// `row_id`, whose text is also the logical id.
+    async fn create_in(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        row_id: Uuid,
+        body: &Value,
+    ) -> Result<Version> {
+        let id =
+            Id::parse(&row_id.to_string()).ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
+        self.check_references(tx, caller, m.resource_type(), body)
+            .await?;
+        tx.guard(row_id).await?;
+        m.insert(tx, row_id, &id, body).await?;
+        custom::store(tx, m.resource_type(), row_id, body).await?;
+        crate::mapping::search::index_meta(tx, m.resource_type(), row_id, body).await?;
+        let version = self.record_version(tx, m, row_id, "POST").await?;
+        tx.unguard(row_id).await?;
+        Ok(version)
     }
 
     /// update: replaces the resource, or creates it under the client's id when it does not exist.
@@ -295,11 +316,32 @@ impl Fhir {
         body: &Value,
         if_match: Option<i64>,
     ) -> Result<Written> {
-        let resource_type = m.resource_type();
         let mut tx = self.db.begin().await?;
-        self.check_references(&mut tx, caller, resource_type, body)
+        let mut body = body.clone();
+        self.resolve_conditional_references(&mut tx, caller, &mut body, &mut Default::default())
             .await?;
-        let head = self.head(&mut Conn::Tx(&mut tx), m, id).await?;
+        let written = self
+            .update_in(&mut tx, caller, m, id, &body, if_match)
+            .await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// An update (or create under the client's id) inside the caller's transaction, of a body
+    /// already [checked](Self::check) whose id is `id`.
+    async fn update_in(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        body: &Value,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        let resource_type = m.resource_type();
+        self.check_references(tx, caller, resource_type, body)
+            .await?;
+        let head = self.head(&mut Conn::Tx(tx), m, id).await?;
         let (row_id, created) = match head {
             None => {
                 if if_match.is_some() {
@@ -309,10 +351,9 @@ impl Fhir {
                 }
                 let row_id = Uuid::new_v4();
                 tx.guard(row_id).await?;
-                m.insert(&mut tx, row_id, id, body).await?;
-                custom::store(&mut tx, resource_type, row_id, body).await?;
-                crate::mapping::search::index_meta(&mut tx, m.resource_type(), row_id, body)
-                    .await?;
+                m.insert(tx, row_id, id, body).await?;
+                custom::store(tx, resource_type, row_id, body).await?;
+                crate::mapping::search::index_meta(tx, m.resource_type(), row_id, body).await?;
                 (row_id, true)
             }
             Some(h) => {
@@ -322,20 +363,18 @@ impl Fhir {
                     }
                 }
                 tx.guard(h.row_id).await?;
-                if !m.update(&mut tx, h.row_id, if_match, body).await? {
+                if !m.update(tx, h.row_id, if_match, body).await? {
                     return Err(Error::PreconditionFailed(format!(
                         "{resource_type}/{id} was changed by another request; read it again"
                     )));
                 }
-                custom::store(&mut tx, resource_type, h.row_id, body).await?;
-                crate::mapping::search::index_meta(&mut tx, m.resource_type(), h.row_id, body)
-                    .await?;
+                custom::store(tx, resource_type, h.row_id, body).await?;
+                crate::mapping::search::index_meta(tx, m.resource_type(), h.row_id, body).await?;
                 (h.row_id, h.deleted)
             }
         };
-        let version = self.record_version(&mut tx, m, row_id, "PUT").await?;
+        let version = self.record_version(tx, m, row_id, "PUT").await?;
         tx.unguard(row_id).await?;
-        tx.commit().await?;
         Ok(Written { version, created })
     }
 
@@ -390,16 +429,27 @@ impl Fhir {
     /// resource and one query answers. Otherwise (a direct SQL write) the mapping builds it.
     pub async fn read(&self, _caller: &Caller, resource_type: &str, id: &Id) -> Result<Version> {
         let m = self.mapping(resource_type)?;
+        self.read_in(&mut Conn::Pool(&self.db), m.as_ref(), id)
+            .await
+    }
+
+    /// read on a connection: the pool, or a transaction that sees its own writes.
+    async fn read_in(
+        &self,
+        conn: &mut Conn<'_>,
+        m: &dyn ResourceMapping,
+        id: &Id,
+    ) -> Result<Version> {
+        let resource_type = m.resource_type();
         let sql = format!(
             "SELECT t.id, t.version_id, t.deleted_at, rv.last_updated, CAST(rv.resource AS TEXT) AS resource_text \
              FROM {} t LEFT JOIN resource_versions rv \
              ON rv.resource_type = ? AND rv.fhir_id = t.fhir_id AND rv.version_id = t.version_id \
              WHERE t.fhir_id = ?{}",
             m.table(),
-            filter_sql(m.as_ref())
+            filter_sql(m)
         );
-        let row = self
-            .db
+        let row = conn
             .fetch_optional(&sql, &[m.resource_type().into(), id.as_str().into()])
             .await?
             .ok_or_else(|| not_found(resource_type, id))?;
@@ -419,10 +469,8 @@ impl Fhir {
                 raw: Some(text),
             });
         }
-        let mut loaded = m
-            .load(&mut Conn::Pool(&self.db), &[row.uuid("id")?])
-            .await?;
-        custom::apply(&mut Conn::Pool(&self.db), m.resource_type(), &mut loaded).await?;
+        let mut loaded = m.load(conn, &[row.uuid("id")?]).await?;
+        custom::apply(conn, m.resource_type(), &mut loaded).await?;
         let (_, resource) = loaded.pop().ok_or_else(|| not_found(resource_type, id))?;
         version_of(m.resource_type(), Some(resource))
     }
@@ -471,19 +519,35 @@ impl Fhir {
     ) -> Result<()> {
         let m = self.mapping(resource_type)?;
         let mut tx = self.db.begin().await?;
+        if self.delete_in(&mut tx, m.as_ref(), id, if_match).await? {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// A delete inside the caller's transaction: true when it deleted, false when the resource
+    /// was deleted already.
+    async fn delete_in(
+        &self,
+        tx: &mut Tx,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        if_match: Option<i64>,
+    ) -> Result<bool> {
+        let resource_type = m.resource_type();
         let h = self
-            .head(&mut Conn::Tx(&mut tx), m.as_ref(), id)
+            .head(&mut Conn::Tx(tx), m, id)
             .await?
             .ok_or_else(|| not_found(resource_type, id))?;
         if h.deleted {
-            return Ok(());
+            return Ok(false);
         }
         if let Some(v) = if_match {
             if v != h.version_id {
                 return Err(stale(resource_type, id, v, h.version_id));
             }
         }
-        let Some((version_id, at)) = m.soft_delete(&mut tx, h.row_id, h.version_id).await? else {
+        let Some((version_id, at)) = m.soft_delete(tx, h.row_id, h.version_id).await? else {
             return Err(Error::Conflict(format!(
                 "{resource_type}/{id} was changed by another request during the delete; retry"
             )));
@@ -493,8 +557,7 @@ impl Fhir {
             &[Uuid::new_v4().into(), m.resource_type().into(), h.row_id.into(), id.as_str().into(), version_id.into(), at.into()],
         )
         .await?;
-        tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -561,6 +561,54 @@ impl Fhir {
         Ok(bundle::searchset(page.total, &links, entries))
     }
 
+    /// The rows of `m` that the criteria of a conditional interaction (a search query string,
+    /// `identifier=sys|val`) match: at most `limit` (row id, logical id), read on `conn` so that a
+    /// transaction sees its own writes. Criteria must hold at least one search parameter, and
+    /// every parameter must be known (an unknown one would silently match more).
+    pub(crate) async fn matches_in(
+        &self,
+        conn: &mut Conn<'_>,
+        caller: &Caller,
+        m: &Arc<dyn ResourceMapping>,
+        criteria: &str,
+        limit: usize,
+    ) -> Result<Vec<(Uuid, String)>> {
+        let rt = m.resource_type();
+        let params: Vec<(String, String)> = form_urlencoded::parse(criteria.as_bytes())
+            .into_owned()
+            .collect();
+        let req = SearchRequest {
+            params,
+            strict: true,
+        };
+        let q = SearchQuery::parse(&req, &self.registry, Some(rt))?;
+        if q.filters.is_empty() {
+            return Err(bad(format!(
+                "the conditional criteria '{}' hold no search parameter of {rt}",
+                criteria.escape_default()
+            )));
+        }
+        let ctx = Ctx {
+            dialect: conn.dialect(),
+            resource_type: rt,
+            registry: &self.registry,
+            base_url: &caller.base_url,
+            narrow: false,
+        };
+        let w = self.where_clause(m, &q.filters, &ctx)?;
+        let sql = format!(
+            "{}SELECT t.id, t.fhir_id FROM {} t WHERE {} ORDER BY t.id LIMIT {limit}",
+            w.with,
+            m.table(),
+            w.sql
+        );
+        conn.fetch_all(&sql, &w.all_args())
+            .await?
+            .iter()
+            .map(|r| Ok((r.uuid("id")?, r.string("fhir_id")?)))
+            .collect()
+    }
+
     /// The WHERE clause of a search of `m` (alias `t`), with its bound values.
     fn where_clause(
         &self,

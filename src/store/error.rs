@@ -13,6 +13,10 @@ pub enum StoreError {
     /// A CHECK or NOT NULL constraint rejected a value.
     #[error("check constraint violated: {0}")]
     Check(String),
+    /// The database gave up the transaction for another's sake (a deadlock or a serialization
+    /// failure); the whole transaction may be retried.
+    #[error("transaction aborted by a concurrent one")]
+    Aborted,
     /// A value read back could not be decoded.
     #[error("cannot decode row: {0}")]
     Decode(String),
@@ -35,6 +39,10 @@ impl From<sqlx::Error> for StoreError {
                     return StoreError::Check(db.message().to_owned())
                 }
                 _ => {}
+            }
+            // 40001 serialization_failure, 40P01 deadlock_detected (PostgreSQL).
+            if matches!(db.code().as_deref(), Some("40001" | "40P01")) {
+                return StoreError::Aborted;
             }
         }
         StoreError::Other(e)

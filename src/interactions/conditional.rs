@@ -1,0 +1,346 @@
+//! Conditional interactions (https://hl7.org/fhir/R4/http.html#cond-update): create if none
+//! exists, update and delete by search criteria, and conditional references
+//! (`"reference": "Patient?identifier=sys|val"`) resolved to the one resource they find.
+//!
+//! Criteria are found and acted on inside one transaction. Two requests with the same criteria
+//! must not both find nothing and both create: on PostgreSQL a transaction-scoped advisory lock
+//! keyed by the type and the (sorted) criteria makes them take turns, also across server
+//! processes; on SQLite every write transaction already runs alone (one writer).
+
+use super::{Caller, Fhir, Written};
+use crate::error::{Error, Result};
+use crate::fhir::{Id, Issue, IssueType};
+use crate::mapping::ResourceMapping;
+use crate::store::{Conn, Dialect, Tx};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+impl Fhir {
+    /// Makes writes with the same criteria take turns until this transaction ends.
+    pub(crate) async fn lock_criteria(
+        &self,
+        tx: &mut Tx,
+        resource_type: &str,
+        criteria: &str,
+    ) -> Result<()> {
+        if tx.dialect() != Dialect::Postgres {
+            return Ok(());
+        }
+        let mut pairs: Vec<(String, String)> = form_urlencoded::parse(criteria.as_bytes())
+            .into_owned()
+            .collect();
+        pairs.sort();
+        let mut h = Sha256::new();
+        h.update(resource_type.as_bytes());
+        for (k, v) in &pairs {
+            h.update([0]);
+            h.update(k.as_bytes());
+            h.update([1]);
+            h.update(v.as_bytes());
+        }
+        let digest = h.finalize();
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&digest[..8]);
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(?)",
+            &[i64::from_be_bytes(key).into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The one resource the criteria of a conditional create find: `None` when there is none
+    /// (create it), 412 when there are several.
+    pub(crate) async fn existing_for_create(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &Arc<dyn ResourceMapping>,
+        criteria: &str,
+    ) -> Result<Option<Id>> {
+        self.lock_criteria(tx, m.resource_type(), criteria).await?;
+        let found = self
+            .matches_in(&mut Conn::Tx(tx), caller, m, criteria, 2)
+            .await?;
+        match found.as_slice() {
+            [] => Ok(None),
+            [(_, id)] => Ok(Id::parse(id)),
+            _ => Err(several(m.resource_type(), criteria)),
+        }
+    }
+
+    /// The resource a conditional update (or patch) of `m` writes: the one match, or with no
+    /// match the id the body names (which must not belong to another resource) or a new id.
+    /// 412 when the criteria find several; 400 when the body's id is not the match's.
+    pub(crate) async fn conditional_target(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &Arc<dyn ResourceMapping>,
+        criteria: &str,
+        body_id: Option<&str>,
+    ) -> Result<Id> {
+        let rt = m.resource_type();
+        self.lock_criteria(tx, rt, criteria).await?;
+        let found = self
+            .matches_in(&mut Conn::Tx(tx), caller, m, criteria, 2)
+            .await?;
+        match found.as_slice() {
+            [] => match body_id {
+                None => new_id(),
+                Some(b) => {
+                    let id = Id::parse(b).ok_or_else(|| {
+                        Error::bad_request(IssueType::Invalid, "the id in the body is not valid")
+                    })?;
+                    let taken = self
+                        .head(&mut Conn::Tx(tx), m.as_ref(), &id)
+                        .await?
+                        .is_some_and(|h| !h.deleted);
+                    if taken {
+                        return Err(Error::PreconditionFailed(format!(
+                            "{rt}/{id} exists but does not match the criteria '{}'",
+                            criteria.escape_default()
+                        )));
+                    }
+                    Ok(id)
+                }
+            },
+            [(_, id)] => {
+                if body_id.is_some_and(|b| b != id) {
+                    return Err(Error::BadRequest(vec![Issue::error(
+                        IssueType::Invalid,
+                        format!(
+                            "the id in the body is not that of the {rt} the criteria found ({id})"
+                        ),
+                    )
+                    .at(format!("{rt}.id"))]));
+                }
+                Ok(Id::parse(id)
+                    .ok_or_else(|| anyhow::anyhow!("stored logical id is not an id"))?)
+            }
+            _ => Err(several(rt, criteria)),
+        }
+    }
+
+    /// conditional create (`If-None-Exist`): 201 with the new resource when nothing matches,
+    /// 200 with the one match (unchanged), 412 when several match.
+    pub async fn conditional_create(
+        &self,
+        caller: &Caller,
+        resource_type: &str,
+        mut body: Value,
+        criteria: &str,
+    ) -> Result<Written> {
+        let m = self.mapping(resource_type)?;
+        self.check(m.as_ref(), &body)?;
+        let mut tx = self.db.begin().await?;
+        if let Some(id) = self
+            .existing_for_create(&mut tx, caller, &m, criteria)
+            .await?
+        {
+            let version = self
+                .read_in(&mut Conn::Tx(&mut tx), m.as_ref(), &id)
+                .await?;
+            tx.commit().await?;
+            return Ok(Written {
+                version,
+                created: false,
+            });
+        }
+        let mut cache = HashMap::new();
+        self.resolve_conditional_references(&mut tx, caller, &mut body, &mut cache)
+            .await?;
+        let version = self
+            .create_in(&mut tx, caller, m.as_ref(), Uuid::new_v4(), &body)
+            .await?;
+        tx.commit().await?;
+        Ok(Written {
+            version,
+            created: true,
+        })
+    }
+
+    /// conditional update (`PUT [type]?criteria`): updates the one match, creates when nothing
+    /// matches, 412 when several do.
+    pub async fn conditional_update(
+        &self,
+        caller: &Caller,
+        resource_type: &str,
+        criteria: &str,
+        mut body: Value,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        let m = self.mapping(resource_type)?;
+        self.check(m.as_ref(), &body)?;
+        let mut tx = self.db.begin().await?;
+        let body_id = body.get("id").and_then(Value::as_str).map(str::to_owned);
+        let id = self
+            .conditional_target(&mut tx, caller, &m, criteria, body_id.as_deref())
+            .await?;
+        body["id"] = Value::String(id.to_string());
+        let mut cache = HashMap::new();
+        self.resolve_conditional_references(&mut tx, caller, &mut body, &mut cache)
+            .await?;
+        let w = self
+            .update_in(&mut tx, caller, m.as_ref(), &id, &body, if_match)
+            .await?;
+        tx.commit().await?;
+        Ok(w)
+    }
+
+    /// conditional delete (`DELETE [type]?criteria`): deletes the one match and answers its id,
+    /// answers `None` when nothing matches, 412 when several match (deletes are single).
+    pub async fn conditional_delete(
+        &self,
+        caller: &Caller,
+        resource_type: &str,
+        criteria: &str,
+        if_match: Option<i64>,
+    ) -> Result<Option<Id>> {
+        let m = self.mapping(resource_type)?;
+        let mut tx = self.db.begin().await?;
+        let id = self
+            .conditional_delete_in(&mut tx, caller, &m, criteria, if_match)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub(crate) async fn conditional_delete_in(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &Arc<dyn ResourceMapping>,
+        criteria: &str,
+        if_match: Option<i64>,
+    ) -> Result<Option<Id>> {
+        self.lock_criteria(tx, m.resource_type(), criteria).await?;
+        let found = self
+            .matches_in(&mut Conn::Tx(tx), caller, m, criteria, 2)
+            .await?;
+        match found.as_slice() {
+            [] => Ok(None),
+            [(_, id)] => {
+                let id = Id::parse(id)
+                    .ok_or_else(|| anyhow::anyhow!("stored logical id is not an id"))?;
+                self.delete_in(tx, m.as_ref(), &id, if_match).await?;
+                Ok(Some(id))
+            }
+            _ => Err(several(m.resource_type(), criteria)),
+        }
+    }
+
+    /// Replaces every conditional reference (`Type?criteria`, to a type this server hosts) in
+    /// `body` by a literal reference to the one resource its criteria find: 422 naming the
+    /// element when none does, 412 when several do. References to other types stay as sent.
+    /// `cache` remembers what this transaction has resolved already.
+    pub(crate) async fn resolve_conditional_references(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        body: &mut Value,
+        cache: &mut HashMap<String, String>,
+    ) -> Result<()> {
+        let rt = body
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let mut found = Vec::new();
+        conditional_references(body, String::new(), rt, &mut found);
+        let own = format!("{}/", caller.base_url);
+        for (pointer, path, reference) in found {
+            let local = reference.strip_prefix(&own).unwrap_or(&reference);
+            let Some((ty, criteria)) = local.split_once('?') else {
+                continue;
+            };
+            let Some(m) = self.registry.get(ty).cloned() else {
+                continue;
+            };
+            let literal = match cache.get(local) {
+                Some(l) => l.clone(),
+                None => {
+                    let hits = self
+                        .matches_in(&mut Conn::Tx(tx), caller, &m, criteria, 2)
+                        .await?;
+                    let literal = match hits.as_slice() {
+                        [(_, id)] => format!("{ty}/{id}"),
+                        [] => {
+                            return Err(Error::Unprocessable(vec![Issue::error(
+                                IssueType::NotFound,
+                                format!(
+                                    "the conditional reference '{}' finds no {ty}",
+                                    local.escape_default()
+                                ),
+                            )
+                            .at(path)]))
+                        }
+                        _ => {
+                            return Err(Error::PreconditionFailed(format!(
+                                "the conditional reference '{}' at {path} finds several {ty} resources; it must find one",
+                                local.escape_default()
+                            )))
+                        }
+                    };
+                    cache.insert(local.to_owned(), literal.clone());
+                    literal
+                }
+            };
+            if let Some(slot) = body.pointer_mut(&pointer) {
+                *slot = Value::String(literal);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn several(resource_type: &str, criteria: &str) -> Error {
+    Error::PreconditionFailed(format!(
+        "the criteria '{}' match more than one {resource_type}; they must find one",
+        criteria.escape_default()
+    ))
+}
+
+fn new_id() -> Result<Id> {
+    Ok(Id::parse(&Uuid::new_v4().to_string())
+        .ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?)
+}
+
+/// Every `reference` string holding a `?` (a conditional reference), as (JSON pointer of the
+/// string, FHIRPath of its Reference, the reference).
+fn conditional_references(
+    v: &Value,
+    pointer: String,
+    path: String,
+    out: &mut Vec<(String, String, String)>,
+) {
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::String(r)) = o.get("reference") {
+                if r.contains('?') {
+                    out.push((format!("{pointer}/reference"), path.clone(), r.clone()));
+                }
+            }
+            for (k, item) in o {
+                if !k.starts_with('_') && k != "reference" {
+                    let key = k.replace('~', "~0").replace('/', "~1");
+                    conditional_references(
+                        item,
+                        format!("{pointer}/{key}"),
+                        format!("{path}.{k}"),
+                        out,
+                    );
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, item) in a.iter().enumerate() {
+                conditional_references(item, format!("{pointer}/{i}"), format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,1079 @@
+//! batch and transaction Bundles (https://hl7.org/fhir/R4/http.html#transaction).
+//!
+//! A transaction is all or nothing, in one database transaction. Its entries are processed in
+//! the order the specification gives (DELETE, then POST, then PUT and PATCH, then GET), except
+//! that a write which references another entry of the bundle is made after it: ids are assigned
+//! before anything is written, every reference to an entry's fullUrl (`urn:uuid:`, `urn:oid:`
+//! or a URL) is rewritten to the entry's `Type/id` wherever it occurs in a resource, and the
+//! writes are then ordered by those references. GETs are answered after the commit, so they see
+//! what the transaction wrote. The first failure rolls everything back and is answered with one
+//! OperationOutcome naming the entry.
+//!
+//! A batch runs each entry on its own, in the order given; a failure is that entry's response.
+
+use super::{Caller, Fhir, SearchRequest, Version, Written};
+use crate::error::{Error, Result};
+use crate::fhir::{Id, Issue, IssueType};
+use crate::store::{Conn, Tx};
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use uuid::Uuid;
+
+/// How a bundle's response entries are made.
+#[derive(Debug, Clone, Copy)]
+pub struct BundleOptions {
+    /// `Prefer: return=representation`: each written resource in its response entry.
+    pub representation: bool,
+    /// The most entries a bundle may hold.
+    pub max_entries: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Method {
+    Delete,
+    Post,
+    Put,
+    Patch,
+    Get,
+}
+
+impl Method {
+    /// The processing phase: PUT and PATCH share one.
+    fn phase(self) -> u8 {
+        match self {
+            Method::Delete => 0,
+            Method::Post => 1,
+            Method::Put | Method::Patch => 2,
+            Method::Get => 3,
+        }
+    }
+}
+
+/// One entry of a batch or transaction, parsed.
+struct Entry {
+    index: usize,
+    full_url: Option<String>,
+    method: Method,
+    /// The resource type of the request URL.
+    rtype: String,
+    /// `[type]/[id]`
+    id: Option<Id>,
+    /// `[type]/[id]/_history/[vid]` (GET only).
+    version: Option<i64>,
+    /// `[type]?criteria`: a conditional update, patch or delete, or a search.
+    query: Option<String>,
+    resource: Option<Value>,
+    patch: Option<json_patch::Patch>,
+    if_match: Option<i64>,
+    if_none_exist: Option<String>,
+}
+
+/// The response of one entry.
+struct Answer {
+    status: &'static str,
+    version: Option<Version>,
+    /// A resource to return (a read or search, or a written one when asked for).
+    body: Option<Value>,
+    outcome: Option<Value>,
+}
+
+impl Answer {
+    fn written(w: Written, representation: bool) -> Answer {
+        let status = if w.created { "201 Created" } else { "200 OK" };
+        Answer::version(status, w.version, representation)
+    }
+
+    fn version(status: &'static str, mut v: Version, representation: bool) -> Answer {
+        let body = if representation {
+            v.resource
+                .take()
+                .or_else(|| v.raw.take().and_then(|t| serde_json::from_str(&t).ok()))
+        } else {
+            v.resource = None;
+            v.raw = None;
+            None
+        };
+        Answer {
+            status,
+            version: Some(v),
+            body,
+            outcome: None,
+        }
+    }
+
+    fn failed(e: &Error) -> Answer {
+        Answer {
+            status: status_line(e),
+            version: None,
+            body: None,
+            outcome: Some(e.outcome("")),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut response = Map::new();
+        response.insert("status".into(), json!(self.status));
+        if let Some(v) = &self.version {
+            response.insert(
+                "location".into(),
+                json!(format!(
+                    "{}/{}/_history/{}",
+                    v.resource_type, v.id, v.version_id
+                )),
+            );
+            response.insert("etag".into(), json!(format!("W/\"{}\"", v.version_id)));
+            response.insert(
+                "lastModified".into(),
+                json!(crate::fhir::instant(&v.last_updated)),
+            );
+        }
+        if let Some(o) = &self.outcome {
+            response.insert("outcome".into(), o.clone());
+        }
+        let mut entry = Map::new();
+        if let Some(v) = &self.version {
+            entry.insert(
+                "fullUrl".into(),
+                json!(format!("{}/{}", v.resource_type, v.id)),
+            );
+        }
+        if let Some(b) = &self.body {
+            entry.insert("resource".into(), b.clone());
+        }
+        entry.insert("response".into(), Value::Object(response));
+        Value::Object(entry)
+    }
+}
+
+fn status_line(e: &Error) -> &'static str {
+    match e.status().as_u16() {
+        400 => "400 Bad Request",
+        404 => "404 Not Found",
+        405 => "405 Method Not Allowed",
+        409 => "409 Conflict",
+        410 => "410 Gone",
+        412 => "412 Precondition Failed",
+        413 => "413 Payload Too Large",
+        415 => "415 Unsupported Media Type",
+        422 => "422 Unprocessable Entity",
+        _ => "500 Internal Server Error",
+    }
+}
+
+/// Says which entry an error belongs to: its messages name the entry (index and fullUrl), and
+/// element paths become paths inside the Bundle.
+fn at_entry(e: Error, index: usize, full_url: Option<&str>) -> Error {
+    let who = match full_url {
+        Some(u) => format!("Bundle.entry[{index}] (fullUrl {})", u.escape_default()),
+        None => format!("Bundle.entry[{index}]"),
+    };
+    let name = |m: String| format!("{who}: {m}");
+    let issues = |issues: Vec<Issue>| {
+        issues
+            .into_iter()
+            .map(|mut i| {
+                i.diagnostics = name(std::mem::take(&mut i.diagnostics));
+                i.expression = Some(match i.expression.take() {
+                    Some(path) if path.starts_with("Bundle.") => path,
+                    Some(path) => match path.split_once('.') {
+                        Some((_, rest)) => format!("Bundle.entry[{index}].resource.{rest}"),
+                        None => format!("Bundle.entry[{index}].resource"),
+                    },
+                    None => format!("Bundle.entry[{index}]"),
+                });
+                i
+            })
+            .collect()
+    };
+    match e {
+        Error::BadRequest(i) => Error::BadRequest(issues(i)),
+        Error::Unprocessable(i) => Error::Unprocessable(issues(i)),
+        Error::NotFound(m) => Error::NotFound(name(m)),
+        Error::Conflict(m) => Error::Conflict(name(m)),
+        Error::Gone(m) => Error::Gone(name(m)),
+        Error::PreconditionFailed(m) => Error::PreconditionFailed(name(m)),
+        Error::UnsupportedMediaType(m) => Error::UnsupportedMediaType(name(m)),
+        Error::NotAcceptable(m) => Error::NotAcceptable(name(m)),
+        other => other,
+    }
+}
+
+fn bad_entry(index: usize, field: &str, msg: impl Into<String>) -> Error {
+    Error::BadRequest(vec![
+        Issue::error(IssueType::Invalid, msg).at(format!("Bundle.entry[{index}].{field}"))
+    ])
+}
+
+/// An entry's version condition: `W/"3"`, `"3"` or `3`.
+fn version_tag(index: usize, tag: &Value) -> Result<i64> {
+    let s = tag.as_str().unwrap_or_default().trim();
+    let s = s.strip_prefix("W/").unwrap_or(s);
+    s.trim_matches('"').parse().map_err(|_| {
+        bad_entry(
+            index,
+            "request.ifMatch",
+            "ifMatch must be an ETag such as W/\"3\"",
+        )
+    })
+}
+
+/// Parses one entry: its request (method and URL) and what it carries.
+fn parse_entry(index: usize, e: &Value, base_url: &str) -> Result<Entry> {
+    let full_url = e.get("fullUrl").and_then(Value::as_str).map(str::to_owned);
+    let request = e
+        .get("request")
+        .filter(|r| r.is_object())
+        .ok_or_else(|| bad_entry(index, "request", "every entry needs a request"))?;
+    let method = match request.get("method").and_then(Value::as_str) {
+        Some("GET") | Some("HEAD") => Method::Get,
+        Some("POST") => Method::Post,
+        Some("PUT") => Method::Put,
+        Some("PATCH") => Method::Patch,
+        Some("DELETE") => Method::Delete,
+        _ => {
+            return Err(bad_entry(
+                index,
+                "request.method",
+                "request.method must be GET, POST, PUT, PATCH or DELETE",
+            ))
+        }
+    };
+    let url = request
+        .get("url")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| bad_entry(index, "request.url", "request.url is required"))?;
+    let own = format!("{base_url}/");
+    let local = url
+        .strip_prefix(&own)
+        .unwrap_or(url)
+        .trim_start_matches('/');
+    let (path, query) = match local.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_owned())),
+        None => (local, None),
+    };
+    let segments: Vec<&str> = path.split('/').collect();
+    let bad_url = || {
+        bad_entry(
+            index,
+            "request.url",
+            format!(
+                "request.url '{}' is not [type], [type]/[id], [type]/[id]/_history/[vid] or [type]?[criteria]",
+                url.escape_default()
+            ),
+        )
+    };
+    let valid_type = |t: &str| {
+        t.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            && t.chars().all(|c| c.is_ascii_alphanumeric())
+    };
+    let parse_id = |s: &str| Id::parse(s).ok_or_else(bad_url);
+    let (rtype, id, version) = match segments.as_slice() {
+        [t] if valid_type(t) => (t.to_string(), None, None),
+        [t, id] if valid_type(t) => (t.to_string(), Some(parse_id(id)?), None),
+        [t, id, "_history", v] if valid_type(t) && method == Method::Get => (
+            t.to_string(),
+            Some(parse_id(id)?),
+            Some(
+                v.parse::<i64>()
+                    .ok()
+                    .filter(|v| *v > 0)
+                    .ok_or_else(bad_url)?,
+            ),
+        ),
+        _ => return Err(bad_url()),
+    };
+    let query = query.filter(|q| !q.is_empty());
+    let resource = e.get("resource").cloned();
+    let mut entry = Entry {
+        index,
+        full_url,
+        method,
+        rtype,
+        id,
+        version,
+        query,
+        resource: None,
+        patch: None,
+        if_match: request
+            .get("ifMatch")
+            .map(|t| version_tag(index, t))
+            .transpose()?,
+        if_none_exist: request
+            .get("ifNoneExist")
+            .and_then(Value::as_str)
+            .map(|c| c.split_once('?').map_or(c, |(_, q)| q).trim().to_owned())
+            .filter(|c| !c.is_empty()),
+    };
+    match method {
+        Method::Post => {
+            if entry.id.is_some() || entry.query.is_some() {
+                return Err(bad_entry(
+                    index,
+                    "request.url",
+                    "a POST entry's url is the resource type alone; put criteria in ifNoneExist",
+                ));
+            }
+            entry.resource = Some(resource_of(index, resource, &entry.rtype)?);
+        }
+        Method::Put => {
+            if entry.id.is_none() == entry.query.is_none() {
+                return Err(bad_entry(
+                    index,
+                    "request.url",
+                    "a PUT entry's url is [type]/[id] or [type]?[criteria]",
+                ));
+            }
+            let r = resource_of(index, resource, &entry.rtype)?;
+            if let Some(id) = &entry.id {
+                match r.get("id").and_then(Value::as_str) {
+                    Some(b) if b == id.as_str() => {}
+                    Some(_) => {
+                        return Err(bad_entry(
+                            index,
+                            "resource.id",
+                            "the resource id does not match the id in request.url",
+                        ))
+                    }
+                    None => {
+                        return Err(bad_entry(
+                            index,
+                            "resource.id",
+                            "an update must carry the resource id",
+                        ))
+                    }
+                }
+            }
+            entry.resource = Some(r);
+        }
+        Method::Patch => {
+            if entry.id.is_none() == entry.query.is_none() {
+                return Err(bad_entry(
+                    index,
+                    "request.url",
+                    "a PATCH entry's url is [type]/[id] or [type]?[criteria]",
+                ));
+            }
+            entry.patch = Some(patch_of(index, resource)?);
+        }
+        Method::Delete => {
+            if entry.id.is_none() == entry.query.is_none() {
+                return Err(bad_entry(
+                    index,
+                    "request.url",
+                    "a DELETE entry's url is [type]/[id] or [type]?[criteria]",
+                ));
+            }
+        }
+        Method::Get => {}
+    }
+    Ok(entry)
+}
+
+fn resource_of(index: usize, resource: Option<Value>, rtype: &str) -> Result<Value> {
+    let r = resource
+        .filter(Value::is_object)
+        .ok_or_else(|| bad_entry(index, "resource", "this entry needs a resource"))?;
+    match r.get("resourceType").and_then(Value::as_str) {
+        Some(t) if t == rtype => Ok(r),
+        _ => Err(bad_entry(
+            index,
+            "resource.resourceType",
+            format!("the resource is not a {rtype}, as request.url says"),
+        )),
+    }
+}
+
+/// A PATCH entry's JSON Patch: a Binary resource holding it (contentType
+/// application/json-patch+json, base64 data), as the specification carries patches in bundles.
+fn patch_of(index: usize, resource: Option<Value>) -> Result<json_patch::Patch> {
+    let r = resource.ok_or_else(|| {
+        bad_entry(
+            index,
+            "resource",
+            "a PATCH entry needs a Binary resource holding a JSON Patch",
+        )
+    })?;
+    let is_patch = r.get("resourceType").and_then(Value::as_str) == Some("Binary")
+        && r.get("contentType")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.starts_with("application/json-patch+json"));
+    if !is_patch {
+        return Err(bad_entry(
+            index,
+            "resource",
+            "a PATCH entry's resource is a Binary with contentType application/json-patch+json",
+        ));
+    }
+    let data = r
+        .get("data")
+        .and_then(Value::as_str)
+        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+        .ok_or_else(|| bad_entry(index, "resource.data", "Binary.data is not base64"))?;
+    let doc = crate::fhir::json::parse_strict(&data).map_err(|e| {
+        bad_entry(
+            index,
+            "resource.data",
+            format!("the patch is not JSON: {}", e.0),
+        )
+    })?;
+    super::parse_patch(&doc).map_err(|e| at_entry(e, index, None))
+}
+
+/// Every entry of a batch or transaction Bundle, parsed; the bundle itself checked.
+fn entries_of(bundle: &Value, kind: &str, max: usize) -> Result<Vec<Value>> {
+    let entries = match bundle.get("entry") {
+        None => return Ok(vec![]),
+        Some(Value::Array(a)) => a,
+        Some(_) => {
+            return Err(Error::BadRequest(vec![Issue::error(
+                IssueType::Structure,
+                "Bundle.entry must be an array",
+            )
+            .at("Bundle.entry")]))
+        }
+    };
+    if entries.len() > max {
+        return Err(Error::BadRequest(vec![Issue::error(
+            IssueType::TooCostly,
+            format!(
+                "this {kind} has {} entries; the server takes at most {max} in one bundle",
+                entries.len()
+            ),
+        )
+        .at("Bundle.entry")]));
+    }
+    Ok(entries.clone())
+}
+
+/// Every `reference` string in a resource, with its JSON pointer.
+fn references_mut(v: &mut Value, visit: &mut dyn FnMut(&mut String)) {
+    match v {
+        Value::Object(o) => {
+            for (k, item) in o.iter_mut() {
+                if k == "reference" {
+                    if let Value::String(s) = item {
+                        visit(s);
+                        continue;
+                    }
+                }
+                references_mut(item, visit);
+            }
+        }
+        Value::Array(a) => {
+            for item in a {
+                references_mut(item, visit);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Fhir {
+    /// POST [base] with a Bundle: a transaction or a batch, answered with its response Bundle.
+    pub async fn process_bundle(
+        &self,
+        caller: &Caller,
+        bundle: Value,
+        opts: BundleOptions,
+    ) -> Result<Value> {
+        if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+            return Err(Error::BadRequest(vec![Issue::error(
+                IssueType::Invalid,
+                "POST to the base URL takes a Bundle of type batch or transaction",
+            )
+            .at("resourceType")]));
+        }
+        match bundle.get("type").and_then(Value::as_str) {
+            Some("transaction") => self.transaction(caller, &bundle, opts).await,
+            Some("batch") => self.batch(caller, &bundle, opts).await,
+            _ => Err(Error::BadRequest(vec![Issue::error(
+                IssueType::Invalid,
+                "the Bundle type must be batch or transaction",
+            )
+            .at("Bundle.type")])),
+        }
+    }
+
+    /// A transaction: every entry, or none.
+    pub async fn transaction(
+        &self,
+        caller: &Caller,
+        bundle: &Value,
+        opts: BundleOptions,
+    ) -> Result<Value> {
+        let raw = entries_of(bundle, "transaction", opts.max_entries)?;
+        let mut entries = Vec::with_capacity(raw.len());
+        for (i, e) in raw.iter().enumerate() {
+            let full_url = e.get("fullUrl").and_then(Value::as_str);
+            entries.push(
+                parse_entry(i, e, &caller.base_url).map_err(|err| at_entry(err, i, full_url))?,
+            );
+        }
+        drop(raw);
+        // Types this server does not host: the whole transaction is refused, naming them all.
+        let unhosted: BTreeSet<&str> = entries
+            .iter()
+            .filter(|e| self.registry.get(&e.rtype).is_none())
+            .map(|e| e.rtype.as_str())
+            .collect();
+        if !unhosted.is_empty() {
+            let names: Vec<&str> = unhosted.into_iter().collect();
+            return Err(Error::Unprocessable(vec![Issue::error(
+                IssueType::NotSupported,
+                format!(
+                    "this server does not host {}; the transaction was not processed",
+                    names.join(", ")
+                ),
+            )
+            .at("Bundle.entry")]));
+        }
+        // Every resource is checked before anything is written.
+        for e in &entries {
+            if let (Some(r), Some(m)) = (&e.resource, self.registry.get(&e.rtype)) {
+                self.check(m.as_ref(), r)
+                    .map_err(|err| at_entry(err, e.index, e.full_url.as_deref()))?;
+            }
+        }
+        let mut tx = self.db.begin().await?;
+        let answers = self
+            .transaction_in(&mut tx, caller, &mut entries, opts)
+            .await?;
+        tx.commit().await?;
+        let mut answers: Vec<Option<Answer>> = answers;
+        for e in entries.iter().filter(|e| e.method == Method::Get) {
+            answers[e.index] = Some(match self.get_entry(caller, e).await {
+                Ok(a) => a,
+                Err(err) => Answer::failed(&at_entry(err, e.index, e.full_url.as_deref())),
+            });
+        }
+        Ok(response_bundle("transaction-response", answers))
+    }
+
+    /// The writes of a transaction, inside `tx`; an answer for each write entry.
+    async fn transaction_in(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        entries: &mut [Entry],
+        opts: BundleOptions,
+    ) -> Result<Vec<Option<Answer>>> {
+        let mut answers: Vec<Option<Answer>> = (0..entries.len()).map(|_| None).collect();
+        let named = |e: &Entry| (e.index, e.full_url.clone());
+        let fail = |(i, u): (usize, Option<String>)| move |err| at_entry(err, i, u.as_deref());
+        // DELETE first.
+        let mut touched: HashSet<(String, String)> = HashSet::new();
+        for e in entries.iter().filter(|e| e.method == Method::Delete) {
+            let m = self.mapping(&e.rtype)?;
+            let gone = match (&e.id, &e.query) {
+                (Some(id), _) => self
+                    .delete_in(tx, m.as_ref(), id, e.if_match)
+                    .await
+                    .map(|_| Some(id.clone())),
+                (None, Some(q)) => {
+                    self.conditional_delete_in(tx, caller, &m, q, e.if_match)
+                        .await
+                }
+                (None, None) => Ok(None),
+            }
+            .map_err(fail(named(e)))?;
+            if let Some(id) = gone {
+                touched.insert((e.rtype.clone(), id.to_string()));
+            }
+            answers[e.index] = Some(Answer {
+                status: "204 No Content",
+                version: None,
+                body: None,
+                outcome: None,
+            });
+        }
+        // Every write's target id, found or assigned before anything is written.
+        let mut targets: Vec<Option<Id>> = vec![None; entries.len()];
+        let mut existing: HashSet<usize> = HashSet::new();
+        for e in entries.iter() {
+            let m = self.mapping(&e.rtype)?;
+            let target = match e.method {
+                Method::Post => match &e.if_none_exist {
+                    Some(c) => match self
+                        .existing_for_create(tx, caller, &m, c)
+                        .await
+                        .map_err(fail(named(e)))?
+                    {
+                        Some(id) => {
+                            existing.insert(e.index);
+                            id
+                        }
+                        None => new_id()?,
+                    },
+                    None => new_id()?,
+                },
+                Method::Put => match (&e.id, &e.query) {
+                    (Some(id), _) => id.clone(),
+                    (None, Some(q)) => {
+                        let body_id = e
+                            .resource
+                            .as_ref()
+                            .and_then(|r| r.get("id"))
+                            .and_then(Value::as_str);
+                        self.conditional_target(tx, caller, &m, q, body_id)
+                            .await
+                            .map_err(fail(named(e)))?
+                    }
+                    (None, None) => continue,
+                },
+                Method::Patch => match (&e.id, &e.query) {
+                    (Some(id), _) => id.clone(),
+                    (None, Some(q)) => self
+                        .patch_target(tx, caller, &m, q)
+                        .await
+                        .map_err(fail(named(e)))?,
+                    (None, None) => continue,
+                },
+                Method::Delete | Method::Get => continue,
+            };
+            if !existing.contains(&e.index)
+                && !touched.insert((e.rtype.clone(), target.to_string()))
+            {
+                return Err(at_entry(
+                    Error::BadRequest(vec![Issue::error(
+                        IssueType::Duplicate,
+                        format!(
+                            "{}/{target} is written by more than one entry of this transaction",
+                            e.rtype
+                        ),
+                    )]),
+                    e.index,
+                    e.full_url.as_deref(),
+                ));
+            }
+            targets[e.index] = Some(target);
+        }
+        // fullUrl → Type/id, and every reference to a fullUrl rewritten.
+        let mut local: HashMap<String, String> = HashMap::new();
+        for e in entries.iter() {
+            if let (Some(u), Some(id)) = (&e.full_url, &targets[e.index]) {
+                local.insert(u.clone(), format!("{}/{id}", e.rtype));
+            }
+        }
+        for e in entries.iter_mut() {
+            if let Some(r) = e.resource.as_mut() {
+                let mut unresolved = None;
+                references_mut(r, &mut |s| {
+                    if let Some(to) = local.get(s.as_str()) {
+                        *s = to.clone();
+                    } else if (s.starts_with("urn:uuid:") || s.starts_with("urn:oid:"))
+                        && unresolved.is_none()
+                    {
+                        unresolved = Some(s.clone());
+                    }
+                });
+                if let Some(u) = unresolved {
+                    return Err(at_entry(
+                        Error::Unprocessable(vec![Issue::error(
+                            IssueType::NotFound,
+                            format!(
+                                "the reference '{}' names no entry of this transaction",
+                                u.escape_default()
+                            ),
+                        )]),
+                        e.index,
+                        e.full_url.as_deref(),
+                    ));
+                }
+                if let Some(id) = &targets[e.index] {
+                    if e.method == Method::Put {
+                        r["id"] = Value::String(id.to_string());
+                    }
+                }
+            }
+            if let Some(q) = e
+                .query
+                .as_mut()
+                .filter(|q| q.contains("urn%3A") || q.contains("urn:"))
+            {
+                *q = rewrite_criteria(q, &local);
+            }
+        }
+        // The writes, each after the entries it references.
+        let order = write_order(entries, &targets);
+        let mut cache = HashMap::new();
+        for i in order {
+            let e = &mut entries[i];
+            let m = self.mapping(&e.rtype)?;
+            let Some(id) = targets[i].clone() else {
+                continue;
+            };
+            let answer = async {
+                match e.method {
+                    Method::Post if existing.contains(&i) => {
+                        let v = self.read_in(&mut Conn::Tx(tx), m.as_ref(), &id).await?;
+                        Ok(Answer::version("200 OK", v, opts.representation))
+                    }
+                    Method::Post => {
+                        let mut body = e.resource.take().unwrap_or_default();
+                        self.resolve_conditional_references(tx, caller, &mut body, &mut cache)
+                            .await?;
+                        let row_id = Uuid::parse_str(id.as_str())
+                            .map_err(|_| anyhow::anyhow!("assigned id is not a uuid"))?;
+                        let v = self
+                            .create_in(tx, caller, m.as_ref(), row_id, &body)
+                            .await?;
+                        Ok(Answer::version("201 Created", v, opts.representation))
+                    }
+                    Method::Put => {
+                        let mut body = e.resource.take().unwrap_or_default();
+                        self.resolve_conditional_references(tx, caller, &mut body, &mut cache)
+                            .await?;
+                        let w = self
+                            .update_in(tx, caller, m.as_ref(), &id, &body, e.if_match)
+                            .await?;
+                        Ok(Answer::written(w, opts.representation))
+                    }
+                    Method::Patch => {
+                        let ops = e.patch.take().unwrap_or_default();
+                        let w = self.patch_in(tx, caller, &m, &id, &ops, e.if_match).await?;
+                        Ok(Answer::written(w, opts.representation))
+                    }
+                    Method::Delete | Method::Get => {
+                        Err(Error::Internal(anyhow::anyhow!("not a write entry")))
+                    }
+                }
+            }
+            .await
+            .map_err(|err: Error| at_entry(err, e.index, e.full_url.as_deref()))?;
+            answers[i] = Some(answer);
+        }
+        Ok(answers)
+    }
+
+    /// A batch: each entry on its own transaction, in the order given.
+    pub async fn batch(
+        &self,
+        caller: &Caller,
+        bundle: &Value,
+        opts: BundleOptions,
+    ) -> Result<Value> {
+        let raw = entries_of(bundle, "batch", opts.max_entries)?;
+        let mut answers = Vec::with_capacity(raw.len());
+        for (i, e) in raw.iter().enumerate() {
+            let full_url = e.get("fullUrl").and_then(Value::as_str);
+            let answer = match parse_entry(i, e, &caller.base_url) {
+                Ok(entry) => self.batch_entry(caller, entry, opts).await,
+                Err(err) => Err(err),
+            }
+            .map_err(|err| at_entry(err, i, full_url));
+            answers.push(Some(answer.unwrap_or_else(|err| Answer::failed(&err))));
+        }
+        Ok(response_bundle("batch-response", answers))
+    }
+
+    async fn batch_entry(&self, caller: &Caller, e: Entry, opts: BundleOptions) -> Result<Answer> {
+        let rep = opts.representation;
+        match e.method {
+            Method::Get => self.get_entry(caller, &e).await,
+            Method::Post => {
+                let body = e.resource.unwrap_or_default();
+                let w = match &e.if_none_exist {
+                    Some(c) => self.conditional_create(caller, &e.rtype, body, c).await?,
+                    None => self.create(caller, &e.rtype, body).await?,
+                };
+                Ok(Answer::written(w, rep))
+            }
+            Method::Put => {
+                let body = e.resource.unwrap_or_default();
+                let w = match (&e.id, &e.query) {
+                    (Some(id), _) => self.update(caller, &e.rtype, id, body, e.if_match).await?,
+                    (None, Some(q)) => {
+                        self.conditional_update(caller, &e.rtype, q, body, e.if_match)
+                            .await?
+                    }
+                    (None, None) => return Err(anyhow::anyhow!("PUT without target").into()),
+                };
+                Ok(Answer::written(w, rep))
+            }
+            Method::Patch => {
+                let ops = e.patch.unwrap_or_default();
+                let w = match (&e.id, &e.query) {
+                    (Some(id), _) => self.patch(caller, &e.rtype, id, &ops, e.if_match).await?,
+                    (None, Some(q)) => {
+                        self.conditional_patch(caller, &e.rtype, q, &ops, e.if_match)
+                            .await?
+                    }
+                    (None, None) => return Err(anyhow::anyhow!("PATCH without target").into()),
+                };
+                Ok(Answer::written(w, rep))
+            }
+            Method::Delete => {
+                match (&e.id, &e.query) {
+                    (Some(id), _) => self.delete(caller, &e.rtype, id, e.if_match).await?,
+                    (None, Some(q)) => {
+                        self.conditional_delete(caller, &e.rtype, q, e.if_match)
+                            .await?;
+                    }
+                    (None, None) => return Err(anyhow::anyhow!("DELETE without target").into()),
+                }
+                Ok(Answer {
+                    status: "204 No Content",
+                    version: None,
+                    body: None,
+                    outcome: None,
+                })
+            }
+        }
+    }
+
+    /// A GET entry: a read, a vread or a search.
+    async fn get_entry(&self, caller: &Caller, e: &Entry) -> Result<Answer> {
+        match (&e.id, e.version) {
+            (Some(id), Some(v)) => {
+                let ver = self.vread(caller, &e.rtype, id, v).await?;
+                Ok(Answer::version("200 OK", ver, true))
+            }
+            (Some(id), None) => {
+                let ver = self.read(caller, &e.rtype, id).await?;
+                Ok(Answer::version("200 OK", ver, true))
+            }
+            (None, _) => {
+                let params = e
+                    .query
+                    .as_deref()
+                    .map(|q| {
+                        form_urlencoded::parse(q.as_bytes())
+                            .into_owned()
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                let text = self
+                    .search(
+                        caller,
+                        &e.rtype,
+                        &SearchRequest {
+                            params,
+                            strict: false,
+                        },
+                    )
+                    .await?;
+                let body = serde_json::from_str(&text)
+                    .map_err(|err| anyhow::anyhow!("search bundle is not JSON: {err}"))?;
+                Ok(Answer {
+                    status: "200 OK",
+                    version: None,
+                    body: Some(body),
+                    outcome: None,
+                })
+            }
+        }
+    }
+}
+
+fn new_id() -> Result<Id> {
+    Ok(Id::parse(&Uuid::new_v4().to_string())
+        .ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?)
+}
+
+/// Criteria that name a bundle entry by its fullUrl (`subject=urn:uuid:...`) name its id.
+fn rewrite_criteria(criteria: &str, local: &HashMap<String, String>) -> String {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(criteria.as_bytes())
+        .into_owned()
+        .map(|(k, v)| {
+            let v = local.get(&v).cloned().unwrap_or(v);
+            (k, v)
+        })
+        .collect();
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// The order of a transaction's writes: by phase (POST, then PUT and PATCH) and bundle order,
+/// except that an entry comes after every entry whose `Type/id` it references. A cycle of
+/// references cannot be ordered: its first entry written names one not written yet, and the
+/// transaction fails naming it.
+fn write_order(entries: &[Entry], targets: &[Option<Id>]) -> Vec<usize> {
+    let writes: Vec<usize> = entries
+        .iter()
+        .filter(|e| matches!(e.method, Method::Post | Method::Put | Method::Patch))
+        .filter(|e| targets[e.index].is_some())
+        .map(|e| e.index)
+        .collect();
+    let by_target: HashMap<String, usize> = writes
+        .iter()
+        .filter_map(|&i| {
+            targets[i]
+                .as_ref()
+                .map(|id| (format!("{}/{id}", entries[i].rtype), i))
+        })
+        .collect();
+    let key = |i: usize| (entries[i].method.phase(), i);
+    let mut deps: HashMap<usize, Vec<usize>> = HashMap::new();
+    for &i in &writes {
+        let mut found = Vec::new();
+        if let Some(r) = &entries[i].resource {
+            let mut r = r.clone();
+            references_mut(&mut r, &mut |s| {
+                let target = s.split("/_history/").next().unwrap_or(s);
+                if let Some(&j) = by_target.get(target) {
+                    if j != i {
+                        found.push(j);
+                    }
+                }
+            });
+        }
+        deps.insert(i, found);
+    }
+    // Depth-first: before an entry, the entries it needs (in their own order).
+    let mut sorted: Vec<usize> = writes.clone();
+    sorted.sort_by_key(|&i| key(i));
+    let mut done: HashSet<usize> = HashSet::new();
+    let mut visiting: HashSet<usize> = HashSet::new();
+    let mut out = Vec::with_capacity(writes.len());
+    fn visit(
+        i: usize,
+        deps: &HashMap<usize, Vec<usize>>,
+        key: &dyn Fn(usize) -> (u8, usize),
+        done: &mut HashSet<usize>,
+        visiting: &mut HashSet<usize>,
+        out: &mut Vec<usize>,
+    ) {
+        if done.contains(&i) || !visiting.insert(i) {
+            return;
+        }
+        let mut needs = deps.get(&i).cloned().unwrap_or_default();
+        needs.sort_by_key(|&j| key(j));
+        for j in needs {
+            visit(j, deps, key, done, visiting, out);
+        }
+        visiting.remove(&i);
+        done.insert(i);
+        out.push(i);
+    }
+    for i in sorted {
+        visit(i, &deps, &key, &mut done, &mut visiting, &mut out);
+    }
+    out
+}
+
+fn response_bundle(kind: &str, answers: Vec<Option<Answer>>) -> Value {
+    json!({
+        "resourceType": "Bundle",
+        "id": Uuid::new_v4().to_string(),
+        "type": kind,
+        "entry": answers
+            .iter()
+            .map(|a| a.as_ref().map(Answer::to_json).unwrap_or_else(|| json!({"response": {"status": "200 OK"}})))
+            .collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: usize, method: Method, rtype: &str, resource: Option<Value>) -> Entry {
+        Entry {
+            index,
+            full_url: None,
+            method,
+            rtype: rtype.into(),
+            id: None,
+            version: None,
+            query: None,
+            resource,
+            patch: None,
+            if_match: None,
+            if_none_exist: None,
+        }
+    }
+
+    #[test]
+    fn writes_follow_phases_and_references() {
+        let obs = json!({"resourceType": "Observation", "subject": {"reference": "Patient/p"}});
+        let entries = vec![
+            entry(
+                0,
+                Method::Put,
+                "Patient",
+                Some(json!({"resourceType": "Patient"})),
+            ),
+            entry(1, Method::Post, "Observation", Some(obs)),
+            entry(
+                2,
+                Method::Post,
+                "Encounter",
+                Some(json!({"resourceType": "Encounter"})),
+            ),
+            entry(3, Method::Get, "Patient", None),
+        ];
+        let targets = vec![Id::parse("p"), Id::parse("o"), Id::parse("e"), None];
+        assert_eq!(write_order(&entries, &targets), vec![0, 1, 2]);
+        let plain = vec![
+            entry(
+                0,
+                Method::Put,
+                "Patient",
+                Some(json!({"resourceType": "Patient"})),
+            ),
+            entry(
+                1,
+                Method::Post,
+                "Encounter",
+                Some(json!({"resourceType": "Encounter"})),
+            ),
+        ];
+        assert_eq!(
+            write_order(&plain, &[Id::parse("p"), Id::parse("e")]),
+            vec![1, 0],
+            "POST before PUT when nothing ties them"
+        );
+    }
+
+    #[test]
+    fn a_cycle_is_ordered_as_far_as_it_goes() {
+        let a = json!({"resourceType": "Encounter", "partOf": {"reference": "Encounter/b"}});
+        let b = json!({"resourceType": "Encounter", "partOf": {"reference": "Encounter/a"}});
+        let entries = vec![
+            entry(0, Method::Post, "Encounter", Some(a)),
+            entry(1, Method::Post, "Encounter", Some(b)),
+        ];
+        assert_eq!(
+            write_order(&entries, &[Id::parse("a"), Id::parse("b")]),
+            vec![1, 0]
+        );
+    }
+
+    #[test]
+    fn entry_urls_are_parsed_or_refused() {
+        let base = "http://x/fhir";
+        let e = parse_entry(
+            0,
+            &json!({"request": {"method": "GET", "url": "Patient/1/_history/2"}}),
+            base,
+        )
+        .unwrap();
+        assert_eq!((e.id.unwrap().as_str(), e.version), ("1", Some(2)));
+        let e = parse_entry(
+            0,
+            &json!({"request": {"method": "DELETE", "url": "http://x/fhir/Patient?identifier=a|b"}}),
+            base,
+        )
+        .unwrap();
+        assert_eq!(e.query.as_deref(), Some("identifier=a|b"));
+        for bad in [
+            "",
+            "patient",
+            "Patient/../x",
+            "Patient/1/2",
+            "Patient/1/_history/x",
+        ] {
+            let r = parse_entry(0, &json!({"request": {"method": "GET", "url": bad}}), base);
+            assert!(matches!(r, Err(Error::BadRequest(_))), "{bad}");
+        }
+        let r = parse_entry(
+            0,
+            &json!({"request": {"method": "PUT", "url": "Patient"}, "resource": {"resourceType": "Patient"}}),
+            base,
+        );
+        assert!(matches!(r, Err(Error::BadRequest(_))));
+    }
+}
