@@ -268,6 +268,50 @@ impl TestApp {
             .expect("n")
     }
 
+    /// Every row of every table, as text, table by table and sorted: two snapshots are equal
+    /// only when the database holds exactly the same rows.
+    pub async fn snapshot(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let (tables_sql, columns_sql) = match self.engine {
+            Engine::Sqlite => (
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%'",
+                "SELECT name FROM pragma_table_info(?)",
+            ),
+            Engine::Postgres => (
+                "SELECT CAST(table_name AS TEXT) AS name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' AND table_name NOT LIKE '_sqlx%'",
+                "SELECT CAST(column_name AS TEXT) AS name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = ?",
+            ),
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for t in self.db.fetch_all(tables_sql, &[]).await.expect("tables") {
+            let table = t.string("name").expect("name");
+            let columns: Vec<String> = self
+                .db
+                .fetch_all(columns_sql, &[table.clone().into()])
+                .await
+                .expect("columns")
+                .iter()
+                .map(|c| c.string("name").expect("column"))
+                .collect();
+            assert!(!columns.is_empty(), "{table} has no columns");
+            let row = columns
+                .iter()
+                .map(|c| format!("COALESCE(CAST(\"{c}\" AS TEXT), '~')"))
+                .collect::<Vec<_>>()
+                .join(" || '|' || ");
+            let mut rows: Vec<String> = self
+                .db
+                .fetch_all(&format!("SELECT {row} AS r FROM {table}"), &[])
+                .await
+                .expect("rows")
+                .iter()
+                .map(|r| r.string("r").expect("r"))
+                .collect();
+            rows.sort();
+            out.insert(table, rows);
+        }
+        out
+    }
+
     /// The ids of a searchset Bundle's entries, in order.
     pub fn ids(bundle: &Value) -> Vec<String> {
         bundle["entry"]

@@ -1,0 +1,493 @@
+//! Batch and transaction Bundles: ids assigned and bundle references rewritten, processing
+//! order, all or nothing, per-entry outcomes of a batch, and types this server does not host.
+
+mod common;
+
+use common::{stub, Engine, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+fn transaction(entries: Vec<Value>) -> Value {
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+fn batch(entries: Vec<Value>) -> Value {
+    json!({"resourceType": "Bundle", "type": "batch", "entry": entries})
+}
+
+fn post(full_url: &str, resource: Value) -> Value {
+    let rt = resource["resourceType"].as_str().unwrap().to_owned();
+    json!({"fullUrl": full_url, "resource": resource, "request": {"method": "POST", "url": rt}})
+}
+
+fn lab_result(subject: &str, encounter: &str) -> Value {
+    json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7", "display": "Glucose"}]},
+        "subject": {"reference": subject},
+        "encounter": {"reference": encounter},
+        "effectiveDateTime": "2026-05-02T08:00:00Z",
+        "valueQuantity": {"value": 5.4, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"}
+    })
+}
+
+/// Every string in a JSON value.
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+/// `Type/id` of a response entry's location `Type/id/_history/n`.
+fn located(entry: &Value) -> String {
+    let loc = entry["response"]["location"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no location: {entry}"));
+    let parts: Vec<&str> = loc.split('/').collect();
+    assert_eq!(parts.len(), 4, "{loc}");
+    assert_eq!(parts[2], "_history");
+    format!("{}/{}", parts[0], parts[1])
+}
+
+async fn a_transaction_assigns_ids_and_rewrites_every_reference_to_its_entries(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let mut obs = lab_result(
+        "urn:uuid:6a1f5b0e-0000-4000-8000-000000000001",
+        "urn:uuid:6a1f5b0e-0000-4000-8000-000000000002",
+    );
+    // Nested and in extensions: a reference inside an extension of an extension.
+    obs["extension"] = json!([{
+        "url": "http://clinic.example/fhir/StructureDefinition/reviewed",
+        "extension": [{"url": "by", "valueReference": {"reference": "urn:oid:2.16.840.1.113883.19.5"}}]
+    }]);
+    let bundle = transaction(vec![
+        // The Observation comes first: it is still written after what it references.
+        post("urn:uuid:6a1f5b0e-0000-4000-8000-000000000003", obs),
+        post(
+            "urn:uuid:6a1f5b0e-0000-4000-8000-000000000002",
+            json!({"resourceType": "Encounter", "status": "finished",
+                   "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                   "subject": {"reference": "urn:uuid:6a1f5b0e-0000-4000-8000-000000000001"},
+                   "participant": [{"individual": {"reference": "urn:oid:2.16.840.1.113883.19.5"}}]}),
+        ),
+        post(
+            "urn:uuid:6a1f5b0e-0000-4000-8000-000000000001",
+            json!({"resourceType": "Patient", "name": [{"family": "Rivera", "given": ["Ana"]}],
+                   "generalPractitioner": [{"reference": "urn:oid:2.16.840.1.113883.19.5"}]}),
+        ),
+        post(
+            "urn:oid:2.16.840.1.113883.19.5",
+            json!({"resourceType": "Practitioner", "name": [{"family": "Soto"}]}),
+        ),
+        post(
+            "urn:uuid:6a1f5b0e-0000-4000-8000-000000000004",
+            json!({"resourceType": "DiagnosticReport", "status": "final",
+                   "code": {"coding": [{"system": "http://loinc.org", "code": "24323-8"}]},
+                   "subject": {"reference": "urn:uuid:6a1f5b0e-0000-4000-8000-000000000001"},
+                   "result": [{"reference": "urn:uuid:6a1f5b0e-0000-4000-8000-000000000003"}]}),
+        ),
+    ]);
+    let r = app.post("/fhir", &bundle).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["type"], "transaction-response");
+    let entries = r.body["entry"].as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        5,
+        "one response entry per request entry, in order"
+    );
+    let order = [
+        "Observation",
+        "Encounter",
+        "Patient",
+        "Practitioner",
+        "DiagnosticReport",
+    ];
+    let mut at = Vec::new();
+    for (e, rt) in entries.iter().zip(order) {
+        assert_eq!(e["response"]["status"], "201 Created", "{e}");
+        assert_eq!(e["response"]["etag"], "W/\"1\"");
+        assert!(e["response"]["lastModified"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')));
+        assert!(e.get("resource").is_none(), "minimal by default: {e}");
+        let l = located(e);
+        assert!(l.starts_with(&format!("{rt}/")), "{l}");
+        at.push(l);
+    }
+    let (obs, enc, pat, dr_, rep) = (&at[0], &at[1], &at[2], &at[3], &at[4]);
+    let o = app.get(&format!("/fhir/{obs}")).await.body;
+    assert_eq!(o["subject"]["reference"], json!(pat));
+    assert_eq!(o["encounter"]["reference"], json!(enc));
+    assert_eq!(
+        o["extension"][0]["extension"][0]["valueReference"]["reference"],
+        json!(dr_)
+    );
+    let e = app.get(&format!("/fhir/{enc}")).await.body;
+    assert_eq!(e["subject"]["reference"], json!(pat));
+    assert_eq!(e["participant"][0]["individual"]["reference"], json!(dr_));
+    let p = app.get(&format!("/fhir/{pat}")).await.body;
+    assert_eq!(p["generalPractitioner"][0]["reference"], json!(dr_));
+    let d = app.get(&format!("/fhir/{rep}")).await.body;
+    assert_eq!(d["result"][0]["reference"], json!(obs));
+    for v in [&o, &e, &p, &d] {
+        let mut all = Vec::new();
+        strings(v, &mut all);
+        assert!(
+            all.iter().all(|s| !s.starts_with("urn:")),
+            "a bundle-local reference was left: {v}"
+        );
+    }
+    // With return=representation each entry carries what was stored.
+    let again = transaction(vec![post(
+        "urn:uuid:6a1f5b0e-0000-4000-8000-000000000009",
+        json!({"resourceType": "Patient", "name": [{"family": "Mora"}]}),
+    )]);
+    let r = app
+        .send(
+            Method::POST,
+            "/fhir",
+            Some(&again),
+            &[("prefer", "return=representation")],
+        )
+        .await;
+    let entry = &r.body["entry"][0];
+    assert_eq!(entry["resource"]["name"][0]["family"], "Mora");
+    assert_eq!(
+        format!("Patient/{}", entry["resource"]["id"].as_str().unwrap()),
+        located(entry)
+    );
+}
+
+async fn a_failed_transaction_leaves_every_table_as_it_was(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    stub(&app, "Patient", "ana").await;
+    let enc = json!({"resourceType": "Encounter", "id": "visit", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": "Patient/ana"}});
+    assert_eq!(
+        app.put("/fhir/Encounter/visit", &enc).await.status,
+        StatusCode::CREATED
+    );
+    app.create(&lab_result("Patient/ana", "Encounter/visit"))
+        .await;
+    let before = app.snapshot().await;
+    assert!(before["patients"].len() == 1 && before["resource_versions"].len() == 3);
+
+    let good = vec![
+        post(
+            "urn:uuid:00000000-0000-4000-8000-0000000000a1",
+            json!({"resourceType": "Patient", "name": [{"family": "Nueva"}]}),
+        ),
+        post(
+            "urn:uuid:00000000-0000-4000-8000-0000000000a2",
+            lab_result(
+                "urn:uuid:00000000-0000-4000-8000-0000000000a1",
+                "Encounter/visit",
+            ),
+        ),
+        json!({"resource": {"resourceType": "Patient", "id": "ana", "name": [{"family": "Changed"}]},
+               "request": {"method": "PUT", "url": "Patient/ana"}}),
+        json!({"request": {"method": "DELETE", "url": "Patient?identifier=none|none"}}),
+    ];
+    // The last entry fails inside the database transaction (a reference to nothing), after
+    // every other entry was written; and then before it (a schema error, found up front).
+    let failures = [
+        (
+            lab_result("Patient/nobody", "Encounter/visit"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("Bundle.entry[4].resource.subject"),
+        ),
+        (
+            json!({"resourceType": "Observation", "status": "bogus", "code": {"text": "x"}}),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+    ];
+    for (last, status, path) in failures {
+        let mut entries = good.clone();
+        entries.push(post("urn:uuid:00000000-0000-4000-8000-0000000000a5", last));
+        let r = app.post("/fhir", &transaction(entries)).await;
+        assert_eq!(r.status, status, "{}", r.text);
+        let issues = r.outcome();
+        assert!(
+            issues[0].1.contains("Bundle.entry[4]")
+                && issues[0]
+                    .1
+                    .contains("urn:uuid:00000000-0000-4000-8000-0000000000a5"),
+            "the outcome names the entry and its fullUrl: {issues:?}"
+        );
+        if let Some(p) = path {
+            assert_eq!(issues[0].2.as_deref(), Some(p));
+        }
+        assert_eq!(
+            app.snapshot().await,
+            before,
+            "a failed transaction changed the database"
+        );
+    }
+    // A DELETE that rolls back: the entry after it fails.
+    let r = app
+        .post(
+            "/fhir",
+            &transaction(vec![
+                json!({"request": {"method": "DELETE", "url": "Observation?code=2345-7"}}),
+                json!({"request": {"method": "DELETE", "url": "Encounter/visit"}}),
+                json!({"resource": {"resourceType": "Patient", "id": "ana", "gender": "unknown", "birthDate": "3000-01-01", "active": true, "name": [{"family": "x"}], "generalPractitioner": [{"reference": "Practitioner/nobody"}]},
+                       "request": {"method": "PUT", "url": "Patient/ana"}}),
+            ]),
+        )
+        .await;
+    assert!(r.status.is_client_error(), "{}", r.text);
+    assert!(r.outcome()[0].1.contains("Bundle.entry[2]"), "{}", r.text);
+    assert_eq!(app.snapshot().await, before);
+    assert_eq!(
+        app.get("/fhir/Encounter/visit").await.status,
+        StatusCode::OK
+    );
+}
+
+async fn entries_are_processed_delete_post_put_get(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let old = app
+        .create(&json!({"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "7"}], "name": [{"family": "Vieja"}]}))
+        .await;
+    let old_id = old["id"].as_str().unwrap().to_owned();
+    stub(&app, "Patient", "keep").await;
+    let bundle = transaction(vec![
+        json!({"request": {"method": "GET", "url": "Patient/keep"}}),
+        json!({"resource": {"resourceType": "Patient", "id": "keep", "name": [{"family": "Puesta"}]},
+               "request": {"method": "PUT", "url": "Patient/keep"}}),
+        json!({"fullUrl": "urn:uuid:11111111-0000-4000-8000-000000000001",
+               "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "7"}], "name": [{"family": "Nueva"}]},
+               "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=urn:mrn|7"}}),
+        json!({"request": {"method": "DELETE", "url": "Patient?identifier=urn:mrn|7"}}),
+        json!({"request": {"method": "GET", "url": "Patient?identifier=urn:mrn|7"}}),
+    ]);
+    let r = app.post("/fhir", &bundle).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let e = r.body["entry"].as_array().unwrap();
+    // GET after PUT: it sees the new name and version.
+    assert_eq!(e[0]["response"]["status"], "200 OK");
+    assert_eq!(e[0]["resource"]["name"][0]["family"], "Puesta");
+    assert_eq!(e[0]["resource"]["meta"]["versionId"], "2");
+    assert_eq!(e[1]["response"]["status"], "200 OK");
+    assert_eq!(e[1]["response"]["etag"], "W/\"2\"");
+    // DELETE before POST: the conditional create no longer finds the old patient.
+    assert_eq!(e[3]["response"]["status"], "204 No Content");
+    assert_eq!(e[2]["response"]["status"], "201 Created");
+    let new_id = located(&e[2]);
+    assert_ne!(new_id, format!("Patient/{old_id}"));
+    assert_eq!(
+        app.get(&format!("/fhir/Patient/{old_id}")).await.status,
+        StatusCode::GONE
+    );
+    // GET last: the search finds only the new one.
+    let found = &e[4]["resource"];
+    assert_eq!(found["type"], "searchset");
+    assert_eq!(
+        TestApp::ids(found),
+        vec![new_id.trim_start_matches("Patient/").to_owned()]
+    );
+}
+
+async fn a_batch_answers_each_entry_on_its_own(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    stub(&app, "Patient", "ana").await;
+    let before = app.count("patients").await;
+    let bundle = batch(vec![
+        post(
+            "urn:uuid:22222222-0000-4000-8000-000000000001",
+            json!({"resourceType": "Patient", "name": [{"family": "Uno"}]}),
+        ),
+        post(
+            "urn:uuid:22222222-0000-4000-8000-000000000002",
+            lab_result("Patient/nobody", "Encounter/none"),
+        ),
+        json!({"request": {"method": "GET", "url": "Patient/missing"}}),
+        json!({"resource": {"resourceType": "Organization", "id": "o1", "name": "Clinic"}, "request": {"method": "PUT", "url": "Organization/o1"}}),
+        json!({"request": {"method": "FETCH", "url": "Patient"}}),
+        json!({"request": {"method": "GET", "url": "Patient/ana"}}),
+        post(
+            "urn:uuid:22222222-0000-4000-8000-000000000003",
+            json!({"resourceType": "Patient", "name": [{"family": "Dos"}]}),
+        ),
+    ]);
+    let r = app.post("/fhir", &bundle).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["type"], "batch-response");
+    let e = r.body["entry"].as_array().unwrap();
+    let statuses: Vec<&str> = e
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "201 Created",
+            "422 Unprocessable Entity",
+            "404 Not Found",
+            "404 Not Found",
+            "400 Bad Request",
+            "200 OK",
+            "201 Created"
+        ]
+    );
+    for (i, failed) in [
+        (1, "subject"),
+        (2, "Patient/missing"),
+        (3, "Organization"),
+        (4, "method"),
+    ] {
+        let outcome = &e[i]["response"]["outcome"];
+        assert_eq!(outcome["resourceType"], "OperationOutcome", "{}", e[i]);
+        let text = outcome.to_string();
+        assert!(
+            text.contains(&format!("Bundle.entry[{i}]")) && text.contains(failed),
+            "{text}"
+        );
+    }
+    assert_eq!(e[5]["resource"]["id"], "ana");
+    assert_eq!(
+        app.count("patients").await,
+        before + 2,
+        "the good entries were committed"
+    );
+}
+
+async fn a_transaction_with_types_not_hosted_is_refused_naming_them(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let before = app.snapshot().await;
+    let r = app
+        .post(
+            "/fhir",
+            &transaction(vec![
+                post(
+                    "urn:uuid:33333333-0000-4000-8000-000000000001",
+                    json!({"resourceType": "Patient"}),
+                ),
+                post(
+                    "urn:uuid:33333333-0000-4000-8000-000000000002",
+                    json!({"resourceType": "Organization", "name": "x"}),
+                ),
+                post(
+                    "urn:uuid:33333333-0000-4000-8000-000000000003",
+                    json!({"resourceType": "Claim", "status": "active"}),
+                ),
+                post(
+                    "urn:uuid:33333333-0000-4000-8000-000000000004",
+                    json!({"resourceType": "Organization", "name": "y"}),
+                ),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    let issues = r.outcome();
+    assert_eq!(issues[0].0, "not-supported");
+    assert!(issues[0].1.contains("Claim, Organization"), "{issues:?}");
+    assert_eq!(app.snapshot().await, before);
+    // References to types not hosted, inside hosted resources, stay as sent.
+    let r = app
+        .post(
+            "/fhir",
+            &transaction(vec![post(
+                "urn:uuid:33333333-0000-4000-8000-000000000005",
+                json!({"resourceType": "Patient", "managingOrganization": {"reference": "Organization/elsewhere"}}),
+            )]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let p = app
+        .get(&format!("/fhir/{}", located(&r.body["entry"][0])))
+        .await;
+    assert_eq!(
+        p.body["managingOrganization"]["reference"],
+        "Organization/elsewhere"
+    );
+}
+
+async fn malformed_bundles_are_refused(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    for (body, needle) in [
+        (json!({"resourceType": "Patient"}), "Bundle"),
+        (
+            json!({"resourceType": "Bundle", "type": "collection"}),
+            "batch or transaction",
+        ),
+        (
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": {}}),
+            "array",
+        ),
+        (
+            transaction(vec![json!({"resource": {"resourceType": "Patient"}})]),
+            "request",
+        ),
+        (
+            transaction(vec![
+                json!({"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Observation"}}),
+            ]),
+            "not a Observation",
+        ),
+        (
+            transaction(vec![
+                json!({"resource": {"resourceType": "Patient", "id": "b"}, "request": {"method": "PUT", "url": "Patient/a"}}),
+            ]),
+            "does not match",
+        ),
+        (
+            transaction(vec![
+                json!({"request": {"method": "GET", "url": "../etc/passwd"}}),
+            ]),
+            "request.url",
+        ),
+        (
+            transaction(vec![post(
+                "urn:uuid:44444444-0000-4000-8000-000000000001",
+                json!({"resourceType": "Patient", "link": [{"type": "seealso", "other": {"reference": "urn:uuid:44444444-0000-4000-8000-000000000099"}}]}),
+            )]),
+            "names no entry",
+        ),
+    ] {
+        let r = app.post("/fhir", &body).await;
+        assert!(
+            r.status == StatusCode::BAD_REQUEST || r.status == StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            r.text
+        );
+        assert!(r.outcome()[0].1.contains(needle), "{needle}: {}", r.text);
+    }
+    // Two entries writing the same resource.
+    let twice = transaction(vec![
+        json!({"resource": {"resourceType": "Patient", "id": "a"}, "request": {"method": "PUT", "url": "Patient/a"}}),
+        json!({"resource": {"resourceType": "Patient", "id": "a", "active": true}, "request": {"method": "PUT", "url": "Patient/a"}}),
+    ]);
+    let r = app.post("/fhir", &twice).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.outcome()[0].1.contains("more than one entry"));
+    assert_eq!(app.count("patients").await, 0);
+    // Too many entries.
+    let many: Vec<Value> = (0..10_001)
+        .map(|_| json!({"request": {"method": "GET", "url": "Patient"}}))
+        .collect();
+    let r = app.post("/fhir", &batch(many)).await;
+    assert!(
+        r.status == StatusCode::BAD_REQUEST || r.status == StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        r.status
+    );
+    assert_eq!(r.body["resourceType"], "OperationOutcome");
+}
+
+on_both_engines!(
+    a_transaction_assigns_ids_and_rewrites_every_reference_to_its_entries,
+    a_failed_transaction_leaves_every_table_as_it_was,
+    entries_are_processed_delete_post_put_get,
+    a_batch_answers_each_entry_on_its_own,
+    a_transaction_with_types_not_hosted_is_refused_naming_them,
+    malformed_bundles_are_refused,
+);
