@@ -83,6 +83,11 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
     assert_eq!(patient["versioning"], "versioned-update");
     // If-None-Match and If-Modified-Since both answer 304 (tests/patient_crud.rs).
     assert_eq!(patient["conditionalRead"], "full-support");
+    // If-None-Exist, PUT/DELETE/PATCH by criteria (tests/conditional.rs); a delete whose criteria
+    // find several resources is refused.
+    assert_eq!(patient["conditionalCreate"], true);
+    assert_eq!(patient["conditionalUpdate"], true);
+    assert_eq!(patient["conditionalDelete"], "single");
     let interactions: Vec<&str> = patient["interaction"]
         .as_array()
         .unwrap()
@@ -93,6 +98,7 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
         "read",
         "vread",
         "update",
+        "patch",
         "delete",
         "history-instance",
         "history-type",
@@ -102,10 +108,6 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
         assert!(interactions.contains(&i), "{i}");
     }
     assert_eq!(patient["operation"][0]["name"], "validate");
-    assert!(
-        !interactions.contains(&"patch"),
-        "patch is not implemented, so not claimed"
-    );
     let mut params: Vec<&str> = patient["searchParam"]
         .as_array()
         .unwrap()
@@ -186,7 +188,27 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
     }
     // Search across types is claimed, with the common parameters.
     let system = &cs["rest"][0];
-    assert_eq!(system["interaction"][0]["code"], "search-system");
+    let system_interactions: Vec<&str> = system["interaction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        system_interactions,
+        ["transaction", "batch", "search-system"]
+    );
+    let empty = app
+        .post(
+            "/fhir",
+            &serde_json::json!({"resourceType": "Bundle", "type": "batch"}),
+        )
+        .await;
+    assert_eq!(
+        empty.body["type"], "batch-response",
+        "batch is served: {}",
+        empty.text
+    );
     let s = app.get("/fhir?_type=Patient&_lastUpdated=ge2000").await;
     assert_eq!(s.status, StatusCode::OK, "{}", s.text);
     assert_eq!(s.body["type"], "searchset");
@@ -234,6 +256,27 @@ async fn every_kind_of_response_body_is_valid_fhir(engine: Engine) {
         )
         .await;
     assert_valid(&err.body);
+    // Bundle responses, with written resources, a search, and failed entries' outcomes.
+    let bundle = |kind: &str| {
+        json!({"resourceType": "Bundle", "type": kind, "entry": [
+            {"fullUrl": "urn:uuid:5c3e1d2a-0000-4000-8000-000000000001", "resource": {"resourceType": "Patient", "active": true},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"request": {"method": "GET", "url": "Patient?_count=1"}},
+            {"request": {"method": "GET", "url": "Patient/missing"}}
+        ]})
+    };
+    for kind in ["transaction", "batch"] {
+        let r = app
+            .send(
+                Method::POST,
+                "/fhir",
+                Some(&bundle(kind)),
+                &[("prefer", "return=representation")],
+            )
+            .await;
+        assert_eq!(r.body["type"], format!("{kind}-response"), "{}", r.text);
+        assert_valid(&r.body);
+    }
 }
 
 async fn health_answers_when_the_database_does(engine: Engine) {

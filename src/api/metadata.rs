@@ -17,6 +17,7 @@ const TYPE_INTERACTIONS: &[&str] = &[
     "read",
     "vread",
     "update",
+    "patch",
     "delete",
     "history-instance",
     "history-type",
@@ -63,10 +64,10 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
-                "conditionalCreate": false,
+                "conditionalCreate": true,
                 "conditionalRead": "full-support",
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
                 "searchParam": params,
                 "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
             });
@@ -96,7 +97,7 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{"code": "search-system"}],
+            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}],
             "searchParam": COMMON.iter().map(|p| json!({"name": p.name, "definition": p.definition, "type": p.kind.code(), "documentation": p.documentation})).collect::<Vec<_>>(),
         }]
     })
