@@ -260,7 +260,7 @@ impl Fhir {
         tx.guard(row_id).await?;
         m.insert(tx, row_id, &id, body).await?;
         custom::store(tx, m.resource_type(), row_id, body).await?;
-        crate::mapping::search::index_meta(tx, m.resource_type(), row_id, body).await?;
+        crate::mapping::search::index_meta(tx, m, row_id, body).await?;
         let version = self.record_version(tx, m, row_id, "POST").await?;
         tx.unguard(row_id).await?;
         Ok(version)
@@ -353,7 +353,7 @@ impl Fhir {
                 tx.guard(row_id).await?;
                 m.insert(tx, row_id, id, body).await?;
                 custom::store(tx, resource_type, row_id, body).await?;
-                crate::mapping::search::index_meta(tx, m.resource_type(), row_id, body).await?;
+                crate::mapping::search::index_meta(tx, m, row_id, body).await?;
                 (row_id, true)
             }
             Some(h) => {
@@ -369,7 +369,7 @@ impl Fhir {
                     )));
                 }
                 custom::store(tx, resource_type, h.row_id, body).await?;
-                crate::mapping::search::index_meta(tx, m.resource_type(), h.row_id, body).await?;
+                crate::mapping::search::index_meta(tx, m, h.row_id, body).await?;
                 (h.row_id, h.deleted)
             }
         };

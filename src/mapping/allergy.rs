@@ -91,6 +91,7 @@ static SPECS: &[Spec] = &[
 ];
 
 static PARAMS: &[SearchParam] = &[
+    crate::mapping::search::CLINICAL_IDENTIFIER,
     SearchParam {
         name: "category",
         kind: ParamKind::Token,

@@ -93,6 +93,7 @@ static SPECS: &[Spec] = &[
 ];
 
 static PARAMS: &[SearchParam] = &[
+    crate::mapping::search::CLINICAL_IDENTIFIER,
     patient_param(
         "patient",
         "http://hl7.org/fhir/SearchParameter/clinical-patient",

@@ -189,6 +189,7 @@ fn effective_end(r: &Value) -> Arg {
 }
 
 static PARAMS: &[SearchParam] = &[
+    crate::mapping::search::CLINICAL_IDENTIFIER,
     patient_param(
         "patient",
         "http://hl7.org/fhir/SearchParameter/clinical-patient",

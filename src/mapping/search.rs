@@ -1357,15 +1357,31 @@ fn of_type(p: &SearchParam, value: &str, ctx: &Ctx) -> Option<(String, Vec<Arg>)
     Some((text, args))
 }
 
-/// Rewrites the `_tag`, `_security` and `_profile` index rows of a resource from its `meta`.
+/// `identifier` of the clinical resources whose identifiers have no table of their own: kept in
+/// the `search_strings` index (system in `value`, value in `exact`) by [`index_meta`].
+pub const CLINICAL_IDENTIFIER: SearchParam = SearchParam {
+    name: "identifier",
+    kind: ParamKind::Token,
+    target: Target::IndexToken,
+    definition: "http://hl7.org/fhir/SearchParameter/clinical-identifier",
+    documentation: "A business identifier of the resource (identifier)",
+};
+
+/// Rewrites the `_tag`, `_security` and `_profile` index rows of a resource from its `meta`,
+/// and its `identifier` rows when the mapping declares [`CLINICAL_IDENTIFIER`].
 pub async fn index_meta(
     tx: &mut crate::store::Tx,
-    resource_type: &'static str,
+    m: &dyn crate::mapping::ResourceMapping,
     row_id: uuid::Uuid,
     resource: &serde_json::Value,
 ) -> Result<(), crate::store::StoreError> {
+    let resource_type = m.resource_type();
+    let identifiers = m
+        .search_params()
+        .iter()
+        .any(|p| p.name == "identifier" && matches!(p.target, Target::IndexToken));
     tx.execute(
-        "DELETE FROM search_strings WHERE row_id = ? AND resource_type = ? AND param IN ('_tag', '_security', '_profile')",
+        "DELETE FROM search_strings WHERE row_id = ? AND resource_type = ? AND param IN ('_tag', '_security', '_profile', 'identifier')",
         &[row_id.into(), resource_type.into()],
     )
     .await?;
@@ -1386,6 +1402,23 @@ pub async fn index_meta(
                     system.unwrap_or_default().to_owned(),
                     code.to_owned(),
                 ));
+            }
+        }
+    }
+    if identifiers {
+        if let Some(ids) = resource
+            .get("identifier")
+            .and_then(serde_json::Value::as_array)
+        {
+            for i in ids {
+                if let Some(value) = i.get("value").and_then(serde_json::Value::as_str) {
+                    let system = i.get("system").and_then(serde_json::Value::as_str);
+                    rows.push((
+                        "identifier",
+                        system.unwrap_or_default().to_owned(),
+                        value.to_owned(),
+                    ));
+                }
             }
         }
     }
