@@ -40,6 +40,7 @@ async fn every_example_and_synthea_report_round_trips(engine: Engine) {
     assert_eq!(all.as_array().unwrap().len(), 333);
     for d in all.as_array().unwrap() {
         let mut sent = d.clone();
+        common::literal_practitioners(&mut sent);
         common::local_reference(&mut sent, "subject", "Patient");
         common::local_reference(&mut sent, "encounter", "Encounter");
         round_trip(&app, &sent, true).await;

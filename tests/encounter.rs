@@ -86,6 +86,7 @@ fn synthea_encounters() -> Vec<Value> {
             .unwrap()
             .replace("urn:uuid:", "Patient/");
         e["subject"]["reference"] = json!(subject);
+        common::literal_practitioners(e);
     }
     all
 }
@@ -95,6 +96,7 @@ async fn every_synthea_encounter_round_trips(engine: Engine) {
     for p in common::data("synthea/patients.json").as_array().unwrap() {
         patient(&app, p["id"].as_str().unwrap()).await;
     }
+    common::synthea_practitioners(&app).await;
     let all = synthea_encounters();
     assert_eq!(all.len(), 579);
     for sent in &all {

@@ -231,12 +231,18 @@ async fn a_code_outside_the_clinic_schema_is_422_naming_the_element(engine: Engi
 
 async fn unsupported_methods_and_formats_get_operation_outcomes(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let r = app.send(Method::PATCH, "/fhir/Patient/x", None, &[]).await;
+    let r = app.send(Method::PATCH, "/fhir/metadata", None, &[]).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.outcome()[0].0, "not-supported");
-    let r = app.send(Method::DELETE, "/fhir/Patient", None, &[]).await;
+    let r = app
+        .send(Method::DELETE, "/fhir/Patient/x/_history", None, &[])
+        .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     r.outcome();
+    // A conditional delete without criteria would delete the type: refused.
+    let r = app.send(Method::DELETE, "/fhir/Patient", None, &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.outcome()[0].1.contains("criteria"));
     let r = app
         .send(
             Method::GET,

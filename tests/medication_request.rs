@@ -42,6 +42,7 @@ async fn every_example_and_synthea_prescription_round_trips(engine: Engine) {
     assert_eq!(all.as_array().unwrap().len(), 94);
     for m in all.as_array().unwrap() {
         let mut sent = m.clone();
+        common::literal_practitioners(&mut sent);
         common::local_reference(&mut sent, "subject", "Patient");
         common::local_reference(&mut sent, "encounter", "Encounter");
         round_trip(&app, &sent, true).await;

@@ -64,6 +64,16 @@ pub async fn search_compartment(
             ctype.escape_default()
         )));
     }
+    if rtype == "$everything" {
+        let params = query_pairs(&q);
+        let fmt = negotiate(&headers, &params)?;
+        let id = parse_id(&id)?;
+        let bundle = state
+            .fhir
+            .everything(&state.caller(&headers), &id, &params)
+            .await?;
+        return Ok(respond_text(StatusCode::OK, bundle, fmt, vec![]));
+    }
     let scope = Scope::Compartment {
         patient: &id,
         rtype: &rtype,

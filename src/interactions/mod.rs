@@ -3,6 +3,7 @@
 //! (The caller's rights and the audit record belong inside the same transaction; they join here.)
 
 mod conditional;
+mod everything;
 mod history;
 mod patch;
 mod search;

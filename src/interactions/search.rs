@@ -139,7 +139,7 @@ fn split_values(v: &str) -> Vec<String> {
     out
 }
 
-fn bad(msg: String) -> Error {
+pub(super) fn bad(msg: String) -> Error {
     Error::BadRequest(vec![Issue::error(IssueType::Invalid, msg)])
 }
 
@@ -418,16 +418,16 @@ fn include_params(
 /// What a search over one type returned for one page.
 /// The WHERE clause of a search: `with` (empty, or `WITH ... ` ahead of the statement, whose
 /// values are `with_args`) and the condition `sql` on `t` with its values `args`.
-struct Where {
-    with: String,
+pub(super) struct Where {
+    pub(super) with: String,
     with_args: Vec<Arg>,
-    sql: String,
+    pub(super) sql: String,
     args: Vec<Arg>,
 }
 
 impl Where {
     /// Every value, in statement order, for a statement `{with}SELECT ... WHERE {sql}`.
-    fn all_args(&self) -> Vec<Arg> {
+    pub(super) fn all_args(&self) -> Vec<Arg> {
         let mut a = self.with_args.clone();
         a.extend(self.args.iter().cloned());
         a
@@ -610,7 +610,7 @@ impl Fhir {
     }
 
     /// The WHERE clause of a search of `m` (alias `t`), with its bound values.
-    fn where_clause(
+    pub(super) fn where_clause(
         &self,
         m: &Arc<dyn ResourceMapping>,
         filters: &[Filter],
@@ -806,7 +806,7 @@ impl Fhir {
     }
 
     /// The entries of rows `ids` of `m`, in that order.
-    async fn entries(
+    pub(super) async fn entries(
         &self,
         caller: &Caller,
         m: &Arc<dyn ResourceMapping>,

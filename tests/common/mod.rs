@@ -429,18 +429,74 @@ pub fn local_reference(resource: &mut Value, key: &str, resource_type: &str) {
     }
 }
 
+/// Synthea resources name some practitioners by conditional reference
+/// (`Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|N`), which the server resolves to the
+/// one Practitioner holding that identifier. Stores `Practitioner/npi-N` with that identifier
+/// for each N the test data name.
+pub async fn synthea_practitioners(app: &TestApp) {
+    let mut npis = std::collections::BTreeSet::new();
+    for file in ["encounters", "diagnostic_reports", "medication_requests"] {
+        let mut all = data(&format!("synthea/{file}.json"));
+        visit_references(&mut all, &mut |r| {
+            if let Some(n) = conditional_npi(r) {
+                npis.insert(n);
+            }
+        });
+    }
+    for n in npis {
+        let body = serde_json::json!({"resourceType": "Practitioner", "id": format!("npi-{n}"),
+            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": n}]});
+        let r = app.put(&format!("/fhir/Practitioner/npi-{n}"), &body).await;
+        assert!(r.status.is_success(), "{}", r.text);
+    }
+}
+
+/// N of a conditional reference to the Practitioner with NPI N.
+fn conditional_npi(reference: &str) -> Option<String> {
+    reference
+        .strip_prefix("Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|")
+        .map(str::to_owned)
+}
+
+fn visit_references(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
+    match v {
+        Value::Object(o) => {
+            for (k, item) in o.iter_mut() {
+                match item {
+                    Value::String(s) if k == "reference" => f(s),
+                    other => visit_references(other, f),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| visit_references(x, f)),
+        _ => {}
+    }
+}
+
+/// A Synthea resource's conditional practitioner references as the literal references they
+/// resolve to (see [`synthea_practitioners`]).
+pub fn literal_practitioners(resource: &mut Value) {
+    visit_references(resource, &mut |r| {
+        if let Some(n) = conditional_npi(r) {
+            *r = format!("Practitioner/npi-{n}");
+        }
+    });
+}
+
 /// Stores a stub of every Synthea Patient and then every Synthea Encounter, for the resources
 /// that point at them.
 pub async fn load_synthea_patients_and_encounters(app: &TestApp) {
     for p in data("synthea/patients.json").as_array().expect("patients") {
         stub(app, "Patient", p["id"].as_str().expect("id")).await;
     }
+    synthea_practitioners(app).await;
     for e in data("synthea/encounters.json")
         .as_array()
         .expect("encounters")
     {
         let mut e = e.clone();
         local_reference(&mut e, "subject", "Patient");
+        literal_practitioners(&mut e);
         let r = app
             .put(
                 &format!("/fhir/Encounter/{}", e["id"].as_str().expect("id")),
