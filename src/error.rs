@@ -26,6 +26,10 @@ pub enum Error {
     /// 409: the write conflicts with another (a concurrent create of the same id).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// 409: the database gave up this transaction in favour of a concurrent one (a deadlock or
+    /// a serialization failure); the whole transaction may simply be run again.
+    #[error("transaction aborted by a concurrent one")]
+    Aborted,
     /// 410: the resource was deleted.
     #[error("gone: {0}")]
     Gone(String),
@@ -57,7 +61,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::Aborted => StatusCode::CONFLICT,
             Error::Gone(_) => StatusCode::GONE,
             Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -79,6 +83,11 @@ impl Error {
             ),
             Error::NotAcceptable(m) => one(IssueType::NotSupported, m.clone()),
             Error::Conflict(m) => one(IssueType::Conflict, m.clone()),
+            Error::Aborted => one(
+                IssueType::Transient,
+                "the database ended this transaction in favour of a concurrent one; send it again"
+                    .into(),
+            ),
             Error::Gone(m) => one(IssueType::Deleted, m.clone()),
             Error::PreconditionFailed(m) => one(IssueType::Conflict, m.clone()),
             Error::PayloadTooLarge(limit) => one(
@@ -101,10 +110,7 @@ impl From<StoreError> for Error {
             StoreError::Conflict => Error::Conflict(
                 "the resource was written concurrently by another request; retry".into(),
             ),
-            StoreError::Aborted => Error::Conflict(
-                "the database ended this transaction in favour of a concurrent one (a deadlock); retry"
-                    .into(),
-            ),
+            StoreError::Aborted => Error::Aborted,
             StoreError::ForeignKey => Error::Unprocessable(vec![Issue::error(
                 IssueType::Processing,
                 "a reference points at a record that does not exist",

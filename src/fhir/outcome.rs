@@ -43,6 +43,7 @@ pub enum IssueType {
     Informational,
     BusinessRule,
     TooCostly,
+    Transient,
 }
 
 impl IssueType {
@@ -67,6 +68,7 @@ impl IssueType {
             IssueType::Informational => "informational",
             IssueType::BusinessRule => "business-rule",
             IssueType::TooCostly => "too-costly",
+            IssueType::Transient => "transient",
         }
     }
 }

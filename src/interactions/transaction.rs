@@ -496,8 +496,29 @@ impl Fhir {
         }
     }
 
-    /// A transaction: every entry, or none.
+    /// A transaction: every entry, or none. One the database aborts in favour of a concurrent
+    /// one (a deadlock) is run again, a few times, after a short pause.
     pub async fn transaction(
+        &self,
+        caller: &Caller,
+        bundle: &Value,
+        opts: BundleOptions,
+    ) -> Result<Value> {
+        let mut attempt = 0u64;
+        loop {
+            match self.transaction_once(caller, bundle, opts).await {
+                Err(Error::Aborted) if attempt < 4 => {
+                    attempt += 1;
+                    let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) % 20;
+                    tokio::time::sleep(std::time::Duration::from_millis(10 * attempt + jitter))
+                        .await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn transaction_once(
         &self,
         caller: &Caller,
         bundle: &Value,
@@ -564,7 +585,25 @@ impl Fhir {
         let fail = |(i, u): (usize, Option<String>)| move |err| at_entry(err, i, u.as_deref());
         // DELETE first.
         let mut touched: HashSet<(String, String)> = HashSet::new();
-        for e in entries.iter().filter(|e| e.method == Method::Delete) {
+        // Rows and criteria are taken in one order (type, then id or criteria), whatever the
+        // bundle's order, so that two transactions over the same resources do not wait on each
+        // other in a circle.
+        let lock_key = |e: &Entry| {
+            (
+                e.method.phase(),
+                e.rtype.clone(),
+                e.id.as_ref().map(|i| i.to_string()),
+                e.query.clone().or_else(|| e.if_none_exist.clone()),
+                e.index,
+            )
+        };
+        let mut in_lock_order: Vec<usize> = (0..entries.len()).collect();
+        in_lock_order.sort_by_key(|&i| lock_key(&entries[i]));
+        for e in in_lock_order
+            .iter()
+            .map(|&i| &entries[i])
+            .filter(|e| e.method == Method::Delete)
+        {
             let m = self.mapping(&e.rtype)?;
             let gone = match (&e.id, &e.query) {
                 (Some(id), _) => self
@@ -591,7 +630,7 @@ impl Fhir {
         // Every write's target id, found or assigned before anything is written.
         let mut targets: Vec<Option<Id>> = vec![None; entries.len()];
         let mut existing: HashSet<usize> = HashSet::new();
-        for e in entries.iter() {
+        for e in in_lock_order.iter().map(|&i| &entries[i]) {
             let m = self.mapping(&e.rtype)?;
             let target = match e.method {
                 Method::Post => match &e.if_none_exist {
@@ -905,7 +944,18 @@ fn write_order(entries: &[Entry], targets: &[Option<Id>]) -> Vec<usize> {
                 .map(|id| (format!("{}/{id}", entries[i].rtype), i))
         })
         .collect();
-    let key = |i: usize| (entries[i].method.phase(), i);
+    // POSTs in bundle order; updates by target, the order rows are locked in.
+    let key = |i: usize| {
+        let e = &entries[i];
+        let target = match e.method {
+            Method::Put | Method::Patch => targets[i]
+                .as_ref()
+                .map(|id| format!("{}/{id}", e.rtype))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        (e.method.phase(), target, i)
+    };
     let mut deps: HashMap<usize, Vec<usize>> = HashMap::new();
     for &i in &writes {
         let mut found = Vec::new();
@@ -931,7 +981,7 @@ fn write_order(entries: &[Entry], targets: &[Option<Id>]) -> Vec<usize> {
     fn visit(
         i: usize,
         deps: &HashMap<usize, Vec<usize>>,
-        key: &dyn Fn(usize) -> (u8, usize),
+        key: &dyn Fn(usize) -> (u8, String, usize),
         done: &mut HashSet<usize>,
         visiting: &mut HashSet<usize>,
         out: &mut Vec<usize>,
