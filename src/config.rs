@@ -21,6 +21,28 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply the database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Load Bundles (.json) and NDJSON (.ndjson) files or folders into the database.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Files or folders (searched recursively for .json and .ndjson).
+    #[arg(required = true)]
+    pub paths: Vec<std::path::PathBuf>,
+    /// About how many resources go in one database transaction (small bundles are grouped up to
+    /// it; a bundle is never split).
+    #[arg(long, env = "EXPEDIENTE_IMPORT_BATCH_SIZE", default_value_t = 2000)]
+    pub batch_size: usize,
+    /// Drop entries of resource types this server does not host (counted in the summary)
+    /// instead of failing their bundle.
+    #[arg(long)]
+    pub skip_unsupported: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod fhir;
+pub mod import;
 pub mod interactions;
 pub mod mapping;
 pub mod store;

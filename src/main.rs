@@ -24,6 +24,24 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::Import(args) => {
+            let state = expediente::build_state(&args.db.database_url, 0, None).await?;
+            let caller = expediente::interactions::Caller {
+                base_url: "http://localhost/fhir".into(),
+            };
+            let opts = expediente::import::ImportOptions {
+                batch_size: args.batch_size.max(1),
+                skip_unsupported: args.skip_unsupported,
+                progress: !args.no_progress,
+            };
+            let summary = state.fhir.import(&caller, &args.paths, &opts).await?;
+            state.fhir.db.close().await;
+            print!("{}", summary.report());
+            if !summary.failed.is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Serve(args) => {
             let state = expediente::build_state(
                 &args.db.database_url,

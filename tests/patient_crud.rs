@@ -123,9 +123,16 @@ async fn update_as_create_keeps_the_client_id(engine: Engine) {
         r.header("location").unwrap(),
         app.url("/fhir/Patient/pat2/_history/1")
     );
+    // The same content again changes nothing: no new version.
     let again = app.put("/fhir/Patient/pat2", &p).await;
     assert_eq!(again.status, StatusCode::OK);
-    assert_eq!(again.body["meta"]["versionId"], "2");
+    assert_eq!(again.body["meta"]["versionId"], "1");
+    assert_eq!(again.header("etag").as_deref(), Some("W/\"1\""));
+    assert_eq!(app.count("resource_versions").await, 1);
+    p["active"] = json!(false);
+    let changed = app.put("/fhir/Patient/pat2", &p).await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_eq!(changed.body["meta"]["versionId"], "2");
     assert_eq!(app.get("/fhir/Patient/pat2").await.body["id"], "pat2");
     // The FHIR id and the UUID primary key are different columns.
     let row = app
@@ -347,6 +354,7 @@ async fn type_history_lists_every_version_newest_first_and_pages(engine: Engine)
     let a_id = a["id"].as_str().unwrap();
     let mut upd = chalmers();
     upd["id"] = json!(a_id);
+    upd["active"] = json!(false);
     app.put(&format!("/fhir/Patient/{a_id}"), &upd).await;
     app.delete(&format!("/fhir/Patient/{}", b["id"].as_str().unwrap()))
         .await;

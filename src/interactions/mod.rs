@@ -363,6 +363,14 @@ impl Fhir {
                         return Err(stale(resource_type, id, v, h.version_id));
                     }
                 }
+                if !h.deleted {
+                    if let Some(version) = self.unchanged(tx, m, id, h.version_id, body).await? {
+                        return Ok(Written {
+                            version,
+                            created: false,
+                        });
+                    }
+                }
                 tx.guard(h.row_id).await?;
                 if !m.update(tx, h.row_id, if_match, body).await? {
                     return Err(Error::PreconditionFailed(format!(
@@ -377,6 +385,44 @@ impl Fhir {
         let version = self.record_version(tx, m, row_id, "PUT").await?;
         tx.unguard(row_id).await?;
         Ok(Written { version, created })
+    }
+
+    /// The current version, when an update to `body` would change nothing in it (apart from
+    /// meta.versionId and meta.lastUpdated): such an update makes no new version.
+    async fn unchanged(
+        &self,
+        tx: &mut Tx,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        version_id: i64,
+        body: &Value,
+    ) -> Result<Option<Version>> {
+        let Some(row) = tx
+            .fetch_optional(
+                "SELECT last_updated, CAST(resource AS TEXT) AS resource_text FROM resource_versions WHERE resource_type = ? AND fhir_id = ? AND version_id = ?",
+                &[m.resource_type().into(), id.as_str().into(), version_id.into()],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let Some(text) = row.text("resource_text")? else {
+            return Ok(None);
+        };
+        let Ok(stored) = serde_json::from_str::<Value>(&text) else {
+            return Ok(None);
+        };
+        if !same_content(&stored, body) {
+            return Ok(None);
+        }
+        Ok(Some(Version {
+            resource_type: m.resource_type(),
+            id: id.to_string(),
+            version_id,
+            last_updated: row.timestamp("last_updated")?,
+            resource: None,
+            raw: Some(text),
+        }))
     }
 
     /// The StructureDefinitions of the custom fields' extensions.
@@ -560,6 +606,35 @@ impl Fhir {
         .await?;
         Ok(true)
     }
+}
+
+/// Whether two renderings of a resource say the same, leaving aside its id and the meta the
+/// server keeps (versionId, lastUpdated).
+fn same_content(a: &Value, b: &Value) -> bool {
+    let (Some(x), Some(y)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let keys = |o: &serde_json::Map<String, Value>| {
+        o.keys().filter(|k| *k != "id" && *k != "meta").count()
+    };
+    if keys(x) != keys(y) {
+        return false;
+    }
+    let meta = |o: &serde_json::Map<String, Value>| {
+        let mut m = o.get("meta").cloned().unwrap_or(Value::Null);
+        if let Some(mo) = m.as_object_mut() {
+            mo.remove("versionId");
+            mo.remove("lastUpdated");
+            if mo.is_empty() {
+                m = Value::Null;
+            }
+        }
+        m
+    };
+    meta(x) == meta(y)
+        && x.iter()
+            .filter(|(k, _)| *k != "id" && *k != "meta")
+            .all(|(k, v)| y.get(k) == Some(v))
 }
 
 /// ` AND <the mapping's row filter>`, or nothing.

@@ -630,21 +630,35 @@ impl Fhir {
         // Every write's target id, found or assigned before anything is written.
         let mut targets: Vec<Option<Id>> = vec![None; entries.len()];
         let mut existing: HashSet<usize> = HashSet::new();
+        // Conditional creates with the same criteria in one transaction make one resource.
+        let mut created_for: HashMap<(String, String), Id> = HashMap::new();
         for e in in_lock_order.iter().map(|&i| &entries[i]) {
             let m = self.mapping(&e.rtype)?;
             let target = match e.method {
                 Method::Post => match &e.if_none_exist {
-                    Some(c) => match self
-                        .existing_for_create(tx, caller, &m, c)
-                        .await
-                        .map_err(fail(named(e)))?
-                    {
-                        Some(id) => {
+                    Some(c) => {
+                        let key = (e.rtype.clone(), c.clone());
+                        if let Some(id) = created_for.get(&key) {
                             existing.insert(e.index);
-                            id
+                            id.clone()
+                        } else {
+                            match self
+                                .existing_for_create(tx, caller, &m, c)
+                                .await
+                                .map_err(fail(named(e)))?
+                            {
+                                Some(id) => {
+                                    existing.insert(e.index);
+                                    id
+                                }
+                                None => {
+                                    let id = new_id()?;
+                                    created_for.insert(key, id.clone());
+                                    id
+                                }
+                            }
                         }
-                        None => new_id()?,
-                    },
+                    }
                     None => new_id()?,
                 },
                 Method::Put => match (&e.id, &e.query) {

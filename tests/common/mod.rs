@@ -45,6 +45,8 @@ macro_rules! on_both_engines {
 /// A running server and a direct handle on its database.
 pub struct TestApp {
     pub base: String,
+    /// The database URL the server uses.
+    pub url: String,
     pub client: reqwest::Client,
     pub db: Db,
     pub engine: Engine,
@@ -185,6 +187,7 @@ impl TestApp {
         ));
         TestApp {
             base: format!("http://{addr}"),
+            url: url.clone(),
             client: reqwest::Client::new(),
             db,
             engine,

@@ -1,0 +1,551 @@
+//! `expediente import PATH...`: loads Bundles (`.json`) and NDJSON (`.ndjson`, one resource a
+//! line) through the same transaction code as `POST /fhir`, so an import is exactly as checked
+//! as an API write.
+//!
+//! - Resources with ids keep them: a POST entry whose fullUrl is `urn:uuid:<id>` (and that has no
+//!   `ifNoneExist`) is written as `PUT Type/<id>`, and NDJSON resources are written under their
+//!   id. References to them, rewritten by the transaction, name those ids. Importing the same
+//!   files again writes nothing new: an update that changes nothing makes no version.
+//! - Small bundles are grouped into database transactions of about `batch_size` resources;
+//!   a bundle is never split. A group that fails is retried bundle by bundle, so a bad bundle
+//!   fails alone and is reported with its reason; a failed NDJSON group line by line.
+//! - With `skip_unsupported`, entries of types this server does not host are dropped (and
+//!   counted); references to them from the bundle become literal (`Organization/<id>`);
+//!   conditional references to such types stay as sent.
+//! - Batch bundles are loaded first (Synthea's hospital and practitioner files are batches the
+//!   patient bundles refer to), then the other JSON files, then NDJSON files, patients first.
+
+use crate::error::Error;
+use crate::interactions::{BundleOptions, Caller, Fhir};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How an import runs.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// About how many resources go in one database transaction.
+    pub batch_size: usize,
+    /// Drop entries of resource types this server does not host instead of failing.
+    pub skip_unsupported: bool,
+    /// Draw a progress bar on the terminal.
+    pub progress: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub created: BTreeMap<String, u64>,
+    /// Updated, or found unchanged (a conditional create's match, a repeated import).
+    pub updated: BTreeMap<String, u64>,
+    pub skipped: BTreeMap<String, u64>,
+    /// Each failed bundle, line or file, with why.
+    pub failed: Vec<(String, String)>,
+    /// Resources in what failed.
+    pub failed_resources: u64,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Resources written or found.
+    pub fn loaded(&self) -> u64 {
+        self.created.values().sum::<u64>() + self.updated.values().sum::<u64>()
+    }
+
+    /// The summary as text, for the terminal.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        out.push_str(&format!(
+            "imported {} resources in {:.1} s ({:.0} resources/s)\n",
+            self.loaded(),
+            secs,
+            self.loaded() as f64 / secs
+        ));
+        for (label, counts) in [
+            ("created", &self.created),
+            ("updated or unchanged", &self.updated),
+            ("skipped (type not hosted)", &self.skipped),
+        ] {
+            if !counts.is_empty() {
+                let parts: Vec<String> = counts.iter().map(|(t, n)| format!("{t} {n}")).collect();
+                out.push_str(&format!("  {label}: {}\n", parts.join(", ")));
+            }
+        }
+        if !self.failed.is_empty() {
+            out.push_str(&format!(
+                "  failed: {} ({} resources)\n",
+                self.failed.len(),
+                self.failed_resources
+            ));
+            for (what, why) in &self.failed {
+                out.push_str(&format!("    {what}: {why}\n"));
+            }
+        }
+        out
+    }
+}
+
+/// A bundle (or NDJSON line, or lone resource) ready to run: transaction entries and where they
+/// came from.
+struct Unit {
+    source: String,
+    entries: Vec<Value>,
+}
+
+/// A file to import, in the order files are loaded.
+struct Source {
+    path: PathBuf,
+    rank: u8,
+    bytes: u64,
+}
+
+/// Every `.json` and `.ndjson` file under `paths`, in loading order.
+fn sources(paths: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
+    let mut files = Vec::new();
+    for p in paths {
+        collect(p, &mut files).with_context(|| format!("reading {}", p.display()))?;
+    }
+    files.sort();
+    files.dedup();
+    let mut out = Vec::new();
+    for path in files {
+        let bytes = std::fs::metadata(&path)?.len();
+        let rank = if is_ndjson(&path) {
+            10 + ndjson_rank(&path)
+        } else {
+            #[derive(serde::Deserialize)]
+            struct Head {
+                #[serde(rename = "resourceType")]
+                resource_type: Option<String>,
+                #[serde(rename = "type")]
+                kind: Option<String>,
+            }
+            let text = std::fs::read(&path)?;
+            match serde_json::from_slice::<Head>(&text) {
+                Ok(h)
+                    if h.resource_type.as_deref() == Some("Bundle")
+                        && h.kind.as_deref() == Some("batch") =>
+                {
+                    0
+                }
+                _ => 1,
+            }
+        };
+        out.push(Source { path, rank, bytes });
+    }
+    out.sort_by(|a, b| (a.rank, &a.path).cmp(&(b.rank, &b.path)));
+    Ok(out)
+}
+
+fn collect(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let meta = std::fs::metadata(p)?;
+    if meta.is_dir() {
+        for e in std::fs::read_dir(p)? {
+            let path = e?.path();
+            let wanted = path.is_dir()
+                || matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("json") | Some("ndjson")
+                );
+            if wanted {
+                collect(&path, out)?;
+            }
+        }
+    } else {
+        out.push(p.to_path_buf());
+    }
+    Ok(())
+}
+
+fn is_ndjson(p: &Path) -> bool {
+    p.extension().and_then(|e| e.to_str()) == Some("ndjson")
+}
+
+/// NDJSON files of the types others refer to load first (by the type of the first line).
+fn ndjson_rank(p: &Path) -> u8 {
+    let first = std::fs::read_to_string(p)
+        .ok()
+        .and_then(|t| t.lines().find(|l| !l.trim().is_empty()).map(str::to_owned))
+        .and_then(|l| serde_json::from_str::<Value>(&l).ok());
+    match first
+        .as_ref()
+        .and_then(|v| v.get("resourceType"))
+        .and_then(Value::as_str)
+    {
+        Some("Practitioner") => 0,
+        Some("Patient") => 1,
+        Some("Encounter") => 2,
+        Some("AllergyIntolerance") | Some("MedicationRequest") => 3,
+        Some("Observation") => 4,
+        Some("DiagnosticReport") => 5,
+        _ => 6,
+    }
+}
+
+/// Every `reference` string of a resource.
+fn references_mut(v: &mut Value, visit: &mut dyn FnMut(&mut String)) {
+    match v {
+        Value::Object(o) => {
+            for (k, item) in o.iter_mut() {
+                match item {
+                    Value::String(s) if k == "reference" => visit(s),
+                    other => references_mut(other, visit),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| references_mut(x, visit)),
+        _ => {}
+    }
+}
+
+/// The resource type an entry writes.
+fn entry_type(e: &Value) -> Option<String> {
+    e.pointer("/resource/resourceType")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            e.pointer("/request/url")
+                .and_then(Value::as_str)
+                .map(|u| u.split(['/', '?']).next().unwrap_or_default())
+        })
+        .map(str::to_owned)
+}
+
+/// A valid FHIR id.
+fn is_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+impl Fhir {
+    /// Imports the files under `paths`.
+    pub async fn import(
+        &self,
+        caller: &Caller,
+        paths: &[PathBuf],
+        opts: &ImportOptions,
+    ) -> anyhow::Result<Summary> {
+        let started = Instant::now();
+        let files = sources(paths)?;
+        let total: u64 = files.iter().map(|f| f.bytes).sum();
+        let bar = if opts.progress {
+            ProgressBar::new(total)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {msg} (ETA {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        let mut run = Run {
+            fhir: self,
+            caller,
+            opts,
+            summary: Summary::default(),
+            pending: Vec::new(),
+            pending_len: 0,
+            bar: &bar,
+            started,
+        };
+        for f in &files {
+            run.file(f).await;
+            run.bar.inc(f.bytes);
+        }
+        run.flush().await;
+        bar.finish_and_clear();
+        let mut summary = run.summary;
+        summary.elapsed = started.elapsed();
+        Ok(summary)
+    }
+}
+
+struct Run<'a> {
+    fhir: &'a Fhir,
+    caller: &'a Caller,
+    opts: &'a ImportOptions,
+    summary: Summary,
+    /// Units waiting to go in one transaction.
+    pending: Vec<Unit>,
+    pending_len: usize,
+    bar: &'a ProgressBar,
+    started: Instant,
+}
+
+impl Run<'_> {
+    fn fail(&mut self, what: String, why: String, resources: u64) {
+        self.summary.failed.push((what, why));
+        self.summary.failed_resources += resources;
+    }
+
+    async fn file(&mut self, f: &Source) {
+        let name = f.path.display().to_string();
+        if is_ndjson(&f.path) {
+            let text = match std::fs::read_to_string(&f.path) {
+                Ok(t) => t,
+                Err(e) => return self.fail(name, e.to_string(), 0),
+            };
+            self.flush().await;
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let source = format!("{name}:{}", i + 1);
+                match serde_json::from_str::<Value>(line) {
+                    Ok(r) => {
+                        if let Some(entry) = self.resource_entry(r) {
+                            self.queue(Unit {
+                                source,
+                                entries: vec![entry],
+                            })
+                            .await;
+                        }
+                    }
+                    Err(e) => self.fail(source, format!("not JSON: {e}"), 1),
+                }
+            }
+            // A file's lines are not grouped with the next file's.
+            self.flush().await;
+            return;
+        }
+        let value = match std::fs::read(&f.path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| crate::fhir::json::parse_strict(&b).map_err(|e| e.0))
+        {
+            Ok(v) => v,
+            Err(e) => return self.fail(name, e, 0),
+        };
+        match (
+            value.get("resourceType").and_then(Value::as_str),
+            value.get("type").and_then(Value::as_str),
+        ) {
+            (Some("Bundle"), Some(kind @ ("transaction" | "batch"))) => {
+                let batch = kind == "batch";
+                let entries = value
+                    .get("entry")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let entries = self.prepare(entries);
+                if batch {
+                    // Entries of a batch stand alone: each may fail alone.
+                    for (i, e) in entries.into_iter().enumerate() {
+                        self.queue(Unit {
+                            source: format!("{name} entry {i}"),
+                            entries: vec![e],
+                        })
+                        .await;
+                    }
+                } else if !entries.is_empty() {
+                    self.queue(Unit {
+                        source: name,
+                        entries,
+                    })
+                    .await;
+                }
+            }
+            (Some("Bundle"), _) => self.fail(
+                name,
+                "a Bundle to import is a batch or a transaction".into(),
+                0,
+            ),
+            (Some(_), _) => {
+                if let Some(entry) = self.resource_entry(value) {
+                    self.queue(Unit {
+                        source: name,
+                        entries: vec![entry],
+                    })
+                    .await;
+                }
+            }
+            (None, _) => self.fail(name, "not a FHIR resource".into(), 0),
+        }
+    }
+
+    /// A lone resource as a transaction entry: PUT under its id, or POST without one.
+    fn resource_entry(&mut self, r: Value) -> Option<Value> {
+        let rt = r
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if self.fhir.registry.get(&rt).is_none() && self.opts.skip_unsupported {
+            *self.summary.skipped.entry(rt).or_default() += 1;
+            return None;
+        }
+        let url = match r.get("id").and_then(Value::as_str).filter(|i| is_id(i)) {
+            Some(id) => json!({"method": "PUT", "url": format!("{rt}/{id}")}),
+            None => json!({"method": "POST", "url": rt}),
+        };
+        Some(json!({"resource": r, "request": url}))
+    }
+
+    /// A bundle's entries made ready: entries of types not hosted dropped (when asked, with
+    /// references to them made literal), POSTs of resources with a `urn:uuid:` fullUrl turned
+    /// into PUTs under that id.
+    fn prepare(&mut self, entries: Vec<Value>) -> Vec<Value> {
+        let mut literal: HashMap<String, String> = HashMap::new();
+        let mut kept = Vec::with_capacity(entries.len());
+        for mut e in entries {
+            let Some(rt) = entry_type(&e) else {
+                kept.push(e);
+                continue;
+            };
+            let full_url = e.get("fullUrl").and_then(Value::as_str).map(str::to_owned);
+            let own_id = e
+                .pointer("/resource/id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or_else(|| {
+                    full_url
+                        .as_deref()
+                        .and_then(|u| u.rsplit([':', '/']).next())
+                        .map(str::to_owned)
+                })
+                .filter(|i| is_id(i));
+            if self.fhir.registry.get(&rt).is_none() && self.opts.skip_unsupported {
+                *self.summary.skipped.entry(rt.clone()).or_default() += 1;
+                if let (Some(u), Some(id)) = (full_url, own_id) {
+                    literal.insert(u, format!("{rt}/{id}"));
+                }
+                continue;
+            }
+            let is_post = e.pointer("/request/method").and_then(Value::as_str) == Some("POST");
+            let conditional = e.pointer("/request/ifNoneExist").is_some();
+            let uuid_id = full_url
+                .as_deref()
+                .and_then(|u| u.strip_prefix("urn:uuid:"))
+                .filter(|i| is_id(i))
+                .map(str::to_owned);
+            if let (true, false, Some(id)) = (is_post, conditional, uuid_id) {
+                e["request"] = json!({"method": "PUT", "url": format!("{rt}/{id}")});
+                if let Some(r) = e.get_mut("resource").and_then(Value::as_object_mut) {
+                    r.insert("id".into(), Value::String(id));
+                }
+            }
+            kept.push(e);
+        }
+        if !literal.is_empty() {
+            for e in &mut kept {
+                if let Some(r) = e.get_mut("resource") {
+                    references_mut(r, &mut |s| {
+                        if let Some(l) = literal.get(s.as_str()) {
+                            *s = l.clone();
+                        }
+                    });
+                }
+            }
+        }
+        kept
+    }
+
+    /// Adds a unit to the group, running the group first if the unit would overfill it.
+    async fn queue(&mut self, unit: Unit) {
+        if !self.pending.is_empty() && self.pending_len + unit.entries.len() > self.opts.batch_size
+        {
+            self.flush().await;
+        }
+        self.pending_len += unit.entries.len();
+        self.pending.push(unit);
+        if self.pending_len >= self.opts.batch_size {
+            self.flush().await;
+        }
+    }
+
+    /// Runs the pending units in one transaction; if it fails, each unit in its own.
+    async fn flush(&mut self) {
+        let units = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
+        if units.is_empty() {
+            return;
+        }
+        let entries: Vec<Value> = units.iter().flat_map(|u| u.entries.clone()).collect();
+        match self.transaction(entries).await {
+            Ok(response) => self.tally(&response),
+            Err(e) if units.len() == 1 => {
+                let u = &units[0];
+                self.fail(u.source.clone(), describe(&e), u.entries.len() as u64);
+            }
+            Err(_) => {
+                for u in units {
+                    let n = u.entries.len() as u64;
+                    match self.transaction(u.entries).await {
+                        Ok(response) => self.tally(&response),
+                        Err(e) => self.fail(u.source, describe(&e), n),
+                    }
+                }
+            }
+        }
+        let loaded = self.summary.loaded();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        self.bar.set_message(format!(
+            "{loaded} resources, {:.0}/s, {} failed",
+            loaded as f64 / secs,
+            self.summary.failed.len()
+        ));
+    }
+
+    async fn transaction(&self, entries: Vec<Value>) -> Result<Value, Error> {
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+        let opts = BundleOptions {
+            representation: false,
+            max_entries: usize::MAX,
+        };
+        self.fhir.transaction(self.caller, &bundle, opts).await
+    }
+
+    fn tally(&mut self, response: &Value) {
+        for e in response
+            .get("entry")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let status = e
+                .pointer("/response/status")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let rt = e
+                .pointer("/response/location")
+                .and_then(Value::as_str)
+                .and_then(|l| l.split('/').next())
+                .unwrap_or("?")
+                .to_owned();
+            if status.starts_with("201") {
+                *self.summary.created.entry(rt).or_default() += 1;
+            } else if status.starts_with("200") {
+                *self.summary.updated.entry(rt).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// An error as one line: its OperationOutcome's diagnostics (for a failure of the server, the
+/// error itself: this is the operator's terminal, not a client).
+fn describe(e: &Error) -> String {
+    if let Error::Internal(inner) = e {
+        return format!("500 {inner:#}");
+    }
+    let oo = e.outcome("");
+    let msgs: Vec<String> = oo
+        .get("issue")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let d = i.get("diagnostics").and_then(Value::as_str).unwrap_or("");
+            match i.pointer("/expression/0").and_then(Value::as_str) {
+                Some(path) => format!("{d} (at {path})"),
+                None => d.to_owned(),
+            }
+        })
+        .collect();
+    format!("{} {}", e.status().as_u16(), msgs.join("; "))
+}

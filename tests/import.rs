@@ -1,0 +1,264 @@
+//! `expediente import`: every Synthea bundle of tests/data/synthea-bundles loads with
+//! --skip-unsupported, every hosted resource reads back as it was sent, a second run changes
+//! nothing, a bad bundle fails alone with a non-zero exit, and NDJSON loads too.
+
+mod common;
+
+use common::{first_difference, strip_id_meta, Engine, TestApp};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const HOSTED: &[&str] = &[
+    "AllergyIntolerance",
+    "DiagnosticReport",
+    "Encounter",
+    "MedicationRequest",
+    "Observation",
+    "Patient",
+    "Practitioner",
+];
+
+fn bundles_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/synthea-bundles")
+}
+
+fn import(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_expediente"))
+        .arg("import")
+        .args(["--database-url", url, "--no-progress"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run import")
+}
+
+fn bundle_files() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for sub in ["standalone", "hiv-conditional"] {
+        for e in std::fs::read_dir(bundles_dir().join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().and_then(|x| x.to_str()) == Some("json") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every `reference` string of a value.
+fn references_mut(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
+    match v {
+        Value::Object(o) => {
+            for (k, item) in o.iter_mut() {
+                match item {
+                    Value::String(s) if k == "reference" => f(s),
+                    other => references_mut(other, f),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| references_mut(x, f)),
+        _ => {}
+    }
+}
+
+/// The id of the one `rtype` the server finds for a conditional reference's criteria.
+async fn resolve(app: &TestApp, rtype: &str, criteria: &str) -> String {
+    let r = app
+        .get(&format!("/fhir/{rtype}?{}", criteria.replace('|', "%7C")))
+        .await;
+    assert_eq!(r.body["total"], 1, "{rtype}?{criteria}: {}", r.text);
+    r.body["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn every_synthea_bundle_imports_and_reads_back_as_sent(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let dir = bundles_dir();
+    let out = import(&app.url, &["--skip-unsupported", dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("skipped (type not hosted):"), "{stdout}");
+    for skipped in [
+        "Claim",
+        "ExplanationOfBenefit",
+        "Organization",
+        "Immunization",
+    ] {
+        assert!(stdout.contains(skipped), "{skipped} is counted: {stdout}");
+    }
+    assert!(!stdout.contains("failed"), "{stdout}");
+
+    let mut checked: HashMap<&str, usize> = HashMap::new();
+    let mut conditional: HashMap<String, String> = HashMap::new();
+    for file in bundle_files() {
+        let bundle: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let entries = bundle["entry"].as_array().unwrap();
+        // Each fullUrl names its entry's Type/id, whether the entry was kept or dropped.
+        let local: HashMap<String, String> = entries
+            .iter()
+            .map(|e| {
+                let r = &e["resource"];
+                (
+                    e["fullUrl"].as_str().unwrap().to_owned(),
+                    format!(
+                        "{}/{}",
+                        r["resourceType"].as_str().unwrap(),
+                        r["id"].as_str().unwrap()
+                    ),
+                )
+            })
+            .collect();
+        for e in entries {
+            let rt = e["resource"]["resourceType"].as_str().unwrap();
+            let Some(rt) = HOSTED.iter().find(|h| **h == rt) else {
+                continue;
+            };
+            let mut expected = e["resource"].clone();
+            let mut conditionals = Vec::new();
+            references_mut(&mut expected, &mut |s| {
+                if let Some(l) = local.get(s.as_str()) {
+                    *s = l.clone();
+                } else if s.starts_with("Practitioner?") {
+                    conditionals.push(s.clone());
+                }
+            });
+            for c in conditionals {
+                if !conditional.contains_key(&c) {
+                    let (t, q) = c.split_once('?').unwrap();
+                    let id = resolve(&app, t, q).await;
+                    conditional.insert(c.clone(), format!("{t}/{id}"));
+                }
+            }
+            references_mut(&mut expected, &mut |s| {
+                if let Some(l) = conditional.get(s.as_str()) {
+                    *s = l.clone();
+                }
+            });
+            // A conditional create keeps the server's id: find it by its criteria.
+            let id = match e["request"]["ifNoneExist"].as_str() {
+                Some(c) => resolve(&app, rt, c).await,
+                None => e["resource"]["id"].as_str().unwrap().to_owned(),
+            };
+            let back = app.get(&format!("/fhir/{rt}/{id}")).await;
+            assert_eq!(
+                back.status,
+                reqwest::StatusCode::OK,
+                "{rt}/{id}: {}",
+                back.text
+            );
+            let (a, b) = (strip_id_meta(&expected), strip_id_meta(&back.body));
+            assert!(
+                a == b,
+                "{}: {rt}/{id} changed: {}",
+                file.display(),
+                first_difference(&a, &b, rt).unwrap_or_default()
+            );
+            *checked.entry(rt).or_default() += 1;
+        }
+    }
+    for rt in HOSTED {
+        assert!(
+            checked.get(rt).is_some_and(|n| *n > 0),
+            "no {rt} checked: {checked:?}"
+        );
+    }
+    // Literal references to dropped entries (an Encounter's serviceProvider Organization).
+    let enc = app.get("/fhir/Encounter?_count=1").await.body;
+    let sp = enc["entry"][0]["resource"]["serviceProvider"]["reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(sp.starts_with("Organization"), "{sp}");
+    assert!(!sp.starts_with("urn:"), "{sp}");
+
+    // A second run finds everything in place and changes nothing.
+    let before = app.snapshot().await;
+    let again = import(&app.url, &["--skip-unsupported", dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&again.stdout).to_string();
+    assert!(again.status.success(), "{stdout}");
+    assert!(
+        !stdout.contains("created:"),
+        "nothing is created the second time: {stdout}"
+    );
+    assert_eq!(
+        app.snapshot().await,
+        before,
+        "a repeated import changed the database"
+    );
+}
+
+async fn a_bad_bundle_fails_alone_and_the_exit_code_says_so(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let dir = std::env::temp_dir().join(format!(
+        "expediente-import-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:0d0e0000-0000-4000-8000-000000000001",
+         "resource": {"resourceType": "Patient", "id": "0d0e0000-0000-4000-8000-000000000001", "name": [{"family": "Buena"}]},
+         "request": {"method": "POST", "url": "Patient"}}]});
+    let bad = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:0d0e0000-0000-4000-8000-000000000002",
+         "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": "Patient/nobody"}},
+         "request": {"method": "POST", "url": "Observation"}}]});
+    let unhosted = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:0d0e0000-0000-4000-8000-000000000003",
+         "resource": {"resourceType": "Claim", "status": "active"},
+         "request": {"method": "POST", "url": "Claim"}}]});
+    std::fs::write(dir.join("a-good.json"), good.to_string()).unwrap();
+    std::fs::write(dir.join("b-bad.json"), bad.to_string()).unwrap();
+    std::fs::write(dir.join("c-unhosted.json"), unhosted.to_string()).unwrap();
+    std::fs::write(dir.join("d-broken.json"), "{\"resourceType\": ").unwrap();
+    // NDJSON: a patient and an observation of theirs, and a line that is not JSON.
+    let lines = [
+        json!({"resourceType": "Patient", "id": "nd-1", "name": [{"family": "Linea"}]}).to_string(),
+        json!({"resourceType": "Observation", "id": "nd-obs", "status": "final", "code": {"text": "peso"},
+               "subject": {"reference": "Patient/nd-1"}}).to_string(),
+        "not json".to_owned(),
+    ];
+    std::fs::write(dir.join("e.ndjson"), lines.join("\n")).unwrap();
+    let out = import(&app.url, &[dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("failed: 4"), "{stdout}");
+    for (what, why) in [
+        ("b-bad.json", "Patient/nobody"),
+        ("c-unhosted.json", "Claim"),
+        ("d-broken.json", ""),
+        ("e.ndjson:3", "not JSON"),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{what}: {stdout}"));
+        assert!(line.contains(why), "{line}");
+    }
+    assert_eq!(
+        app.get("/fhir/Patient/0d0e0000-0000-4000-8000-000000000001")
+            .await
+            .body["name"][0]["family"],
+        "Buena"
+    );
+    assert_eq!(
+        app.get("/fhir/Observation/nd-obs").await.body["subject"]["reference"],
+        "Patient/nd-1"
+    );
+    assert_eq!(app.count("patients").await, 2);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+on_both_engines!(
+    every_synthea_bundle_imports_and_reads_back_as_sent,
+    a_bad_bundle_fails_alone_and_the_exit_code_says_so,
+);
