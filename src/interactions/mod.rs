@@ -21,6 +21,7 @@ use crate::mapping::{custom, Registry, ResourceMapping};
 use crate::store::{Arg, Conn, Db, Tx};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -61,8 +62,17 @@ pub struct Written {
     pub created: bool,
 }
 
+/// What [`Fhir::update_rows`] did.
+pub(crate) enum Updated {
+    /// Nothing changed: the current version stands.
+    Unchanged(Version),
+    /// The rows were written; their version is yet to be recorded.
+    Rows { row_id: Uuid, created: bool },
+}
+
 /// The row behind a logical id.
-struct Head {
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Head {
     row_id: Uuid,
     version_id: i64,
     deleted: bool,
@@ -143,10 +153,22 @@ impl Fhir {
                 continue;
             };
             let exists = match Id::parse(id) {
-                Some(id) if versioned => self
-                    .head(&mut Conn::Tx(tx), target.as_ref(), &id)
-                    .await?
-                    .is_some_and(|h| !h.deleted),
+                Some(id) if versioned => {
+                    // What this transaction found once stays found (deletes forget it).
+                    let key = format!("exists:{ty}/{id}");
+                    if tx.memo::<bool>(&key).is_some() {
+                        true
+                    } else {
+                        let found = self
+                            .head(&mut Conn::Tx(tx), target.as_ref(), &id)
+                            .await?
+                            .is_some_and(|h| !h.deleted);
+                        if found {
+                            tx.remember(key, true);
+                        }
+                        found
+                    }
+                }
                 _ => false,
             };
             if !exists {
@@ -175,6 +197,14 @@ impl Fhir {
         m: &dyn ResourceMapping,
         id: &Id,
     ) -> Result<Option<Head>> {
+        // A transaction may have read it ahead, for one use (see prefetch_heads).
+        if let Conn::Tx(tx) = conn {
+            if let Some(h) =
+                tx.take_memo::<Option<Head>>(&format!("head:{}/{id}", m.resource_type()))
+            {
+                return Ok(h);
+            }
+        }
         let sql = format!(
             "SELECT t.id, t.version_id, t.deleted_at FROM {} t WHERE t.fhir_id = ?{}",
             m.table(),
@@ -188,6 +218,81 @@ impl Fhir {
             version_id: r.int("version_id")?,
             deleted: r.opt_timestamp("deleted_at")?.is_some(),
         }))
+    }
+
+    /// Reads the heads of many resources of `m` at once, for the next [`Fhir::head`] of each
+    /// to use (a transaction about to write them).
+    pub(crate) async fn prefetch_heads(
+        &self,
+        tx: &mut Tx,
+        m: &dyn ResourceMapping,
+        ids: &[Id],
+    ) -> Result<()> {
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT t.id, t.fhir_id, t.version_id, t.deleted_at FROM {} t WHERE t.fhir_id IN ({}){}",
+                m.table(),
+                crate::store::placeholders(chunk.len()),
+                filter_sql(m)
+            );
+            let args: Vec<Arg> = chunk.iter().map(|i| i.as_str().into()).collect();
+            let mut found: HashMap<String, Head> = HashMap::new();
+            for r in tx.fetch_all(&sql, &args).await? {
+                found.insert(
+                    r.string("fhir_id")?,
+                    Head {
+                        row_id: r.uuid("id")?,
+                        version_id: r.int("version_id")?,
+                        deleted: r.opt_timestamp("deleted_at")?.is_some(),
+                    },
+                );
+            }
+            for id in chunk {
+                let h = found.get(id.as_str()).copied();
+                tx.remember(format!("head:{}/{id}", m.resource_type()), h);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads back rows just written, of one type, and records each as a version in
+    /// resource_versions: one read for them all.
+    pub(crate) async fn record_versions(
+        &self,
+        tx: &mut Tx,
+        m: &dyn ResourceMapping,
+        rows: &[(Uuid, &'static str)],
+    ) -> Result<Vec<Version>> {
+        let ids: Vec<Uuid> = rows.iter().map(|(r, _)| *r).collect();
+        let mut loaded: HashMap<Uuid, Value> = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let mut part = m.load(&mut Conn::Tx(tx), chunk).await?;
+            custom::apply(&mut Conn::Tx(tx), m.resource_type(), &mut part).await?;
+            loaded.extend(part);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for (row_id, method) in rows {
+            let resource = loaded
+                .remove(row_id)
+                .ok_or_else(|| anyhow::anyhow!("row vanished inside its own transaction"))?;
+            let version = version_of(m.resource_type(), Some(resource))?;
+            tx.queue(
+                "INSERT INTO resource_versions (id, resource_type, row_id, fhir_id, version_id, method, last_updated, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                &[
+                    Uuid::new_v4().into(),
+                    m.resource_type().into(),
+                    (*row_id).into(),
+                    version.id.clone().into(),
+                    version.version_id.into(),
+                    (*method).into(),
+                    version.last_updated.into(),
+                    Arg::Text(version.resource.as_ref().map(Value::to_string)),
+                ],
+            )
+            .await?;
+            out.push(version);
+        }
+        Ok(out)
     }
 
     /// Reads back the row just written and records it as a version in resource_versions.
@@ -204,7 +309,7 @@ impl Fhir {
             .pop()
             .ok_or_else(|| anyhow::anyhow!("row vanished inside its own transaction"))?;
         let version = version_of(m.resource_type(), Some(resource))?;
-        tx.execute(
+        tx.queue(
             "INSERT INTO resource_versions (id, resource_type, row_id, fhir_id, version_id, method, last_updated, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             &[
                 Uuid::new_v4().into(),
@@ -254,6 +359,19 @@ impl Fhir {
         row_id: Uuid,
         body: &Value,
     ) -> Result<Version> {
+        self.create_rows(tx, caller, m, row_id, body).await?;
+        self.record_version(tx, m, row_id, "POST").await
+    }
+
+    /// The rows of a create, without its version record (see [`Fhir::record_versions`]).
+    pub(crate) async fn create_rows(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        row_id: Uuid,
+        body: &Value,
+    ) -> Result<()> {
         let id =
             Id::parse(&row_id.to_string()).ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
         self.check_references(tx, caller, m.resource_type(), body)
@@ -262,9 +380,8 @@ impl Fhir {
         m.insert(tx, row_id, &id, body).await?;
         custom::store(tx, m.resource_type(), row_id, body).await?;
         crate::mapping::search::index_meta(tx, m, row_id, body).await?;
-        let version = self.record_version(tx, m, row_id, "POST").await?;
         tx.unguard(row_id).await?;
-        Ok(version)
+        Ok(())
     }
 
     /// update: replaces the resource, or creates it under the client's id when it does not exist.
@@ -339,6 +456,28 @@ impl Fhir {
         body: &Value,
         if_match: Option<i64>,
     ) -> Result<Written> {
+        match self.update_rows(tx, caller, m, id, body, if_match).await? {
+            Updated::Unchanged(version) => Ok(Written {
+                version,
+                created: false,
+            }),
+            Updated::Rows { row_id, created } => Ok(Written {
+                version: self.record_version(tx, m, row_id, "PUT").await?,
+                created,
+            }),
+        }
+    }
+
+    /// The rows of an update, without its version record (see [`Fhir::record_versions`]).
+    pub(crate) async fn update_rows(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        body: &Value,
+        if_match: Option<i64>,
+    ) -> Result<Updated> {
         let resource_type = m.resource_type();
         self.check_references(tx, caller, resource_type, body)
             .await?;
@@ -365,10 +504,7 @@ impl Fhir {
                 }
                 if !h.deleted {
                     if let Some(version) = self.unchanged(tx, m, id, h.version_id, body).await? {
-                        return Ok(Written {
-                            version,
-                            created: false,
-                        });
+                        return Ok(Updated::Unchanged(version));
                     }
                 }
                 tx.guard(h.row_id).await?;
@@ -382,9 +518,8 @@ impl Fhir {
                 (h.row_id, h.deleted)
             }
         };
-        let version = self.record_version(tx, m, row_id, "PUT").await?;
         tx.unguard(row_id).await?;
-        Ok(Written { version, created })
+        Ok(Updated::Rows { row_id, created })
     }
 
     /// The current version, when an update to `body` would change nothing in it (apart from
@@ -599,7 +734,7 @@ impl Fhir {
                 "{resource_type}/{id} was changed by another request during the delete; retry"
             )));
         };
-        tx.execute(
+        tx.queue(
             "INSERT INTO resource_versions (id, resource_type, row_id, fhir_id, version_id, method, last_updated, resource) VALUES (?, ?, ?, ?, ?, 'DELETE', ?, NULL)",
             &[Uuid::new_v4().into(), m.resource_type().into(), h.row_id.into(), id.as_str().into(), version_id.into(), at.into()],
         )

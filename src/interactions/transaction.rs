@@ -11,7 +11,7 @@
 //!
 //! A batch runs each entry on its own, in the order given; a failure is that entry's response.
 
-use super::{Caller, Fhir, SearchRequest, Version, Written};
+use super::{Caller, Fhir, SearchRequest, Updated, Version, Written};
 use crate::error::{Error, Result};
 use crate::fhir::{Id, Issue, IssueType};
 use crate::store::{Conn, Tx};
@@ -748,9 +748,22 @@ impl Fhir {
                 *q = rewrite_criteria(q, &local);
             }
         }
-        // The writes, each after the entries it references.
+        // The heads of the update targets, read ahead: one query per type, not one per entry.
+        let mut updated: HashMap<String, Vec<Id>> = HashMap::new();
+        for e in entries.iter().filter(|e| e.method == Method::Put) {
+            if let Some(id) = &targets[e.index] {
+                updated.entry(e.rtype.clone()).or_default().push(id.clone());
+            }
+        }
+        for (rt, ids) in &updated {
+            let m = self.mapping(rt)?;
+            self.prefetch_heads(tx, m.as_ref(), ids).await?;
+        }
+        // The writes, each after the entries it references; their versions are recorded after
+        // the last, one read per type.
         let order = write_order(entries, &targets);
         let mut cache = HashMap::new();
+        let mut pending: Vec<(usize, Uuid, &'static str, bool)> = Vec::new();
         for i in order {
             let e = &mut entries[i];
             let m = self.mapping(&e.rtype)?;
@@ -761,7 +774,7 @@ impl Fhir {
                 match e.method {
                     Method::Post if existing.contains(&i) => {
                         let v = self.read_in(&mut Conn::Tx(tx), m.as_ref(), &id).await?;
-                        Ok(Answer::version("200 OK", v, opts.representation))
+                        Ok(Some(Answer::version("200 OK", v, opts.representation)))
                     }
                     Method::Post => {
                         let mut body = e.resource.take().unwrap_or_default();
@@ -769,24 +782,32 @@ impl Fhir {
                             .await?;
                         let row_id = Uuid::parse_str(id.as_str())
                             .map_err(|_| anyhow::anyhow!("assigned id is not a uuid"))?;
-                        let v = self
-                            .create_in(tx, caller, m.as_ref(), row_id, &body)
+                        self.create_rows(tx, caller, m.as_ref(), row_id, &body)
                             .await?;
-                        Ok(Answer::version("201 Created", v, opts.representation))
+                        pending.push((i, row_id, "POST", true));
+                        Ok(None)
                     }
                     Method::Put => {
                         let mut body = e.resource.take().unwrap_or_default();
                         self.resolve_conditional_references(tx, caller, &mut body, &mut cache)
                             .await?;
-                        let w = self
-                            .update_in(tx, caller, m.as_ref(), &id, &body, e.if_match)
-                            .await?;
-                        Ok(Answer::written(w, opts.representation))
+                        match self
+                            .update_rows(tx, caller, m.as_ref(), &id, &body, e.if_match)
+                            .await?
+                        {
+                            Updated::Unchanged(v) => {
+                                Ok(Some(Answer::version("200 OK", v, opts.representation)))
+                            }
+                            Updated::Rows { row_id, created } => {
+                                pending.push((i, row_id, "PUT", created));
+                                Ok(None)
+                            }
+                        }
                     }
                     Method::Patch => {
                         let ops = e.patch.take().unwrap_or_default();
                         let w = self.patch_in(tx, caller, &m, &id, &ops, e.if_match).await?;
-                        Ok(Answer::written(w, opts.representation))
+                        Ok(Some(Answer::written(w, opts.representation)))
                     }
                     Method::Delete | Method::Get => {
                         Err(Error::Internal(anyhow::anyhow!("not a write entry")))
@@ -795,7 +816,30 @@ impl Fhir {
             }
             .await
             .map_err(|err: Error| at_entry(err, e.index, e.full_url.as_deref()))?;
-            answers[i] = Some(answer);
+            if let Some(a) = answer {
+                answers[i] = Some(a);
+            }
+        }
+        // The versions of what was written, type by type.
+        let mut by_type: Vec<(String, Vec<(usize, Uuid, &'static str, bool)>)> = Vec::new();
+        for p in pending {
+            let rt = &entries[p.0].rtype;
+            match by_type.iter_mut().find(|(t, _)| t == rt) {
+                Some((_, v)) => v.push(p),
+                None => by_type.push((rt.clone(), vec![p])),
+            }
+        }
+        for (rt, rows) in by_type {
+            let m = self.mapping(&rt)?;
+            let keys: Vec<(Uuid, &'static str)> = rows.iter().map(|r| (r.1, r.2)).collect();
+            let versions = self.record_versions(tx, m.as_ref(), &keys).await?;
+            for (r, version) in rows.into_iter().zip(versions) {
+                let w = Written {
+                    version,
+                    created: r.3,
+                };
+                answers[r.0] = Some(Answer::written(w, opts.representation));
+            }
         }
         Ok(answers)
     }

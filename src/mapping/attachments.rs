@@ -185,7 +185,7 @@ pub async fn store(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(), Ma
         if let Some(at) = existing.iter().position(|f| f.key == key) {
             let f = existing.remove(at);
             if f.position != i as i64 {
-                tx.execute(
+                tx.queue(
                     "UPDATE file_attachments SET fhir_extra = ? WHERE id = ?",
                     &[Arg::Json(position), f.id.into()],
                 )
@@ -200,7 +200,7 @@ pub async fn store(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(), Ma
             .or_else(|| a.get("size").and_then(Value::as_i64));
         let sha = bytes.as_deref().map(sha256_hex);
         let s = |k: &str| Arg::Text(a.get(k).and_then(Value::as_str).map(str::to_owned));
-        tx.execute(
+        tx.queue(
             "INSERT INTO file_attachments (id, patient_id, consultation_id, medical_test_id, file_name, content_type, size_bytes, sha256, storage_path, content, fhir_extra) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             &[
@@ -220,7 +220,7 @@ pub async fn store(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(), Ma
         .await?;
     }
     for f in existing {
-        tx.execute(
+        tx.queue(
             &format!(
                 "UPDATE file_attachments SET deleted_at = {} WHERE id = ?",
                 tx.dialect().now()

@@ -33,6 +33,24 @@ pub async fn definitions(
     conn: &mut Conn<'_>,
     entity_type: &str,
 ) -> Result<Vec<FieldDef>, StoreError> {
+    // A transaction reads them once (no FHIR write changes them).
+    let key = format!("custom_fields:{entity_type}");
+    if let Conn::Tx(tx) = conn {
+        if let Some(defs) = tx.memo::<Vec<FieldDef>>(&key) {
+            return Ok(defs);
+        }
+    }
+    let defs = definitions_uncached(conn, entity_type).await?;
+    if let Conn::Tx(tx) = conn {
+        tx.remember(key, defs.clone());
+    }
+    Ok(defs)
+}
+
+async fn definitions_uncached(
+    conn: &mut Conn<'_>,
+    entity_type: &str,
+) -> Result<Vec<FieldDef>, StoreError> {
     let rows = conn
         .fetch_all(
             "SELECT id, entity_type, field_key, label, field_type, choices, is_required, extension_url, specialty_id \
@@ -247,13 +265,13 @@ pub async fn store(
     if !issues.is_empty() {
         return Err(MapError::Unprocessable(issues));
     }
-    tx.execute(
+    tx.queue(
         "DELETE FROM custom_field_values WHERE entity_type = ? AND entity_id = ?",
         &[resource_type.into(), row_id.into()],
     )
     .await?;
     for (def, v) in values {
-        tx.execute(
+        tx.queue(
             "INSERT INTO custom_field_values (id, custom_field_id, entity_type, entity_id, value_text, value_number, value_date, value_boolean) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             &[

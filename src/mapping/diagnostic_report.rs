@@ -193,15 +193,15 @@ async fn link_results(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(),
         ));
         args.extend(ids.iter().map(|i| Arg::from(i.as_str())));
     }
-    tx.execute(&unlink, &args).await?;
+    tx.queue(&unlink, &args).await?;
     // The result parameter finds the report by every Observation it names.
-    tx.execute(
+    tx.queue(
         "DELETE FROM search_strings WHERE row_id = ? AND resource_type = 'DiagnosticReport' AND param = 'result'",
         &[report.into()],
     )
     .await?;
     for id in &ids {
-        tx.execute(
+        tx.queue(
             "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES ('DiagnosticReport', ?, 'result', ?, ?)",
             &[report.into(), id.as_str().into(), id.as_str().into()],
         )
@@ -211,7 +211,7 @@ async fn link_results(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(),
         let mut args: Vec<Arg> = vec![report.into()];
         args.extend(ids.iter().map(|i| Arg::from(i.as_str())));
         args.push(report.into());
-        tx.execute(
+        tx.queue(
             &format!(
                 "UPDATE medical_test_results SET medical_test_id = ? WHERE fhir_id IN ({}) AND deleted_at IS NULL \
                  AND (medical_test_id IS NULL OR medical_test_id <> ?)",

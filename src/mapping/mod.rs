@@ -105,6 +105,8 @@ pub async fn soft_delete_row(
     row_id: Uuid,
     version_id: i64,
 ) -> Result<Option<(i64, DateTime<Utc>)>, StoreError> {
+    // What the transaction remembered about rows may no longer hold.
+    tx.forget("");
     let sql = format!(
         "UPDATE {table} SET deleted_at = {} WHERE id = ? AND version_id = ? AND deleted_at IS NULL",
         tx.dialect().now()

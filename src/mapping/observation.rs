@@ -362,7 +362,7 @@ async fn index_codes(
     resource: &Value,
     vital: bool,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.queue(
         "DELETE FROM search_strings WHERE row_id = ? AND resource_type = 'Observation'",
         &[row_id.into()],
     )
@@ -416,14 +416,14 @@ async fn index_codes(
     rows.sort();
     rows.dedup();
     for (param, (system, code)) in rows {
-        tx.execute(
+        tx.queue(
             "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES ('Observation', ?, ?, ?, ?)",
             &[row_id.into(), param.into(), system.into(), code.into()],
         )
         .await?;
     }
     // Each component's Quantity under each of its codings, for the composite parameters.
-    tx.execute(
+    tx.queue(
         "DELETE FROM search_quantities WHERE row_id = ? AND resource_type = 'Observation'",
         &[row_id.into()],
     )
@@ -447,7 +447,7 @@ async fn index_codes(
         };
         let unit = |k: &str| q.get(k).and_then(Value::as_str).map(str::to_owned);
         for (system, code) in codings(c.get("code")) {
-            tx.execute(
+            tx.queue(
                 "INSERT INTO search_quantities (resource_type, row_id, param, code_system, code, value, unit_system, unit_code) VALUES ('Observation', ?, 'component', ?, ?, ?, ?, ?)",
                 &[row_id.into(), system.into(), code.into(), Arg::Decimal(Some(value.clone())), unit("system").into(), unit("code").into()],
             )

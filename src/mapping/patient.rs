@@ -551,7 +551,7 @@ impl PatientMapping {
             "DELETE FROM patient_identifiers WHERE patient_id = ?",
             "DELETE FROM patient_contacts WHERE patient_id = ?",
         ] {
-            tx.execute(sql, &[row_id.into()]).await?;
+            tx.queue(sql, &[row_id.into()]).await?;
         }
         let items = |k: &str| {
             resource
@@ -562,7 +562,7 @@ impl PatientMapping {
         };
         for (pos, item) in items("identifier").iter().enumerate() {
             let (c, extra) = row_extra::<IdentifierRow>(item);
-            tx.execute(
+            tx.queue(
                 "INSERT INTO patient_identifiers (id, patient_id, position, use_code, system, value, fhir_extra) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 &[Uuid::new_v4().into(), row_id.into(), (pos as i64).into(), c[0].clone().into(), c[1].clone().into(), c[2].clone().into(), Arg::Json(extra)],
             )
@@ -574,7 +574,7 @@ impl PatientMapping {
                 vec![Uuid::new_v4().into(), row_id.into(), (pos as i64).into()];
             args.extend(c.iter().map(|v| Arg::from(v.clone())));
             args.push(Arg::Json(extra));
-            tx.execute(
+            tx.queue(
                 "INSERT INTO patient_contacts (id, patient_id, position, relationship, first_name, last_name, phone, email, fhir_extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 &args,
             )
@@ -699,7 +699,7 @@ impl ResourceMapping for PatientMapping {
             "INSERT INTO patients (id, fhir_id, {COLUMNS}) VALUES (?, ?, {})",
             placeholders(17)
         );
-        tx.execute(&sql, &args).await?;
+        tx.queue(&sql, &args).await?;
         self.write_children(tx, row_id, resource).await
     }
 

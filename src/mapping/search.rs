@@ -1380,7 +1380,7 @@ pub async fn index_meta(
         .search_params()
         .iter()
         .any(|p| p.name == "identifier" && matches!(p.target, Target::IndexToken));
-    tx.execute(
+    tx.queue(
         "DELETE FROM search_strings WHERE row_id = ? AND resource_type = ? AND param IN ('_tag', '_security', '_profile', 'identifier')",
         &[row_id.into(), resource_type.into()],
     )
@@ -1430,7 +1430,7 @@ pub async fn index_meta(
     rows.sort();
     rows.dedup();
     for (param, value, exact) in rows {
-        tx.execute(
+        tx.queue(
             "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES (?, ?, ?, ?, ?)",
             &[resource_type.into(), row_id.into(), param.into(), value.into(), exact.into()],
         )
@@ -1460,7 +1460,7 @@ pub async fn index(
     names: bool,
     codes: &[(&'static str, &'static str)],
 ) -> Result<(), crate::store::StoreError> {
-    tx.execute(
+    tx.queue(
         "DELETE FROM search_strings WHERE row_id = ? AND resource_type = ?",
         &[row_id.into(), resource_type.into()],
     )
@@ -1482,7 +1482,7 @@ pub async fn index(
         rows.extend(values.into_iter().map(|v| (*param, v)));
     }
     for (param, value) in rows {
-        tx.execute(
+        tx.queue(
             "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES (?, ?, ?, ?, ?)",
             &[resource_type.into(), row_id.into(), param.into(), normalize(&value).into(), value.into()],
         )

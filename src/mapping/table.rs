@@ -174,11 +174,7 @@ impl TableMapping {
                     Kind::Ref { target, table, .. } => {
                         let id = text(&c[0]);
                         let row = match &id {
-                            Some(id) => tx
-                                .fetch_optional(&format!("SELECT id FROM {table} WHERE fhir_id = ? AND deleted_at IS NULL"), &[id.clone().into()])
-                                .await?
-                                .map(|r| r.uuid("id"))
-                                .transpose()?,
+                            Some(id) => tx.row_by_fhir_id(table, id).await?,
                             None => None,
                         };
                         if let (Some(id), None) = (&id, row) {
@@ -288,7 +284,7 @@ async fn catalog_entry(
         return Ok((r.uuid("id")?, r.text("display")?));
     }
     let id = Uuid::new_v4();
-    tx.execute(
+    tx.queue(
         // A catalog whose display is NOT NULL (specialties.name) gets the code when none is sent.
         &format!("INSERT INTO {table} (id, code, system, {display_column}) VALUES (?, ?, ?, COALESCE(?, ?))"),
         &[
@@ -367,7 +363,7 @@ impl ResourceMapping for TableMapping {
         let mut all: Vec<Arg> = vec![row_id.into(), fhir_id.as_str().into()];
         all.append(&mut args);
         all.push(Arg::Json(Value::Object(extra)));
-        tx.execute(&sql, &all).await?;
+        tx.queue(&sql, &all).await?;
         if self.index_names || !self.code_index.is_empty() {
             super::search::index(
                 tx,

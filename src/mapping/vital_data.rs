@@ -202,7 +202,7 @@ pub async fn sync_codes(db: &Db) -> Result<(), StoreError> {
             key.clone().unwrap_or_default(),
             code.clone().unwrap_or_default()
         ));
-        tx.execute(
+        tx.queue(
             "INSERT INTO vital_sign_codes (measurement, part, column_name, system, code, display, unit, ucum) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (measurement, system, code) DO UPDATE SET part = excluded.part, column_name = excluded.column_name, \
              display = excluded.display, unit = excluded.unit, ucum = excluded.ucum",
@@ -225,7 +225,7 @@ pub async fn sync_codes(db: &Db) -> Result<(), StoreError> {
     for r in stale {
         let (m, c) = (r.string("measurement")?, r.string("code")?);
         if !keep.contains(&format!("{m}|{c}")) {
-            tx.execute(
+            tx.queue(
                 "DELETE FROM vital_sign_codes WHERE measurement = ? AND code = ?",
                 &[m.into(), c.into()],
             )

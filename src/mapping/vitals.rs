@@ -285,13 +285,7 @@ struct Keys {
 }
 
 async fn row_of(tx: &mut Tx, table: &str, fhir_id: &str) -> Result<Option<Uuid>, StoreError> {
-    tx.fetch_optional(
-        &format!("SELECT id FROM {table} WHERE fhir_id = ? AND deleted_at IS NULL"),
-        &[fhir_id.into()],
-    )
-    .await?
-    .map(|r| r.uuid("id"))
-    .transpose()
+    tx.row_by_fhir_id(table, fhir_id).await
 }
 
 async fn keys(tx: &mut Tx, c: &Cols) -> Result<Keys, MapError> {
@@ -378,7 +372,7 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
             tx.guard(id).await?;
             let mut args = value_args(c);
             args.push(id.into());
-            tx.execute(
+            tx.queue(
                 &format!("UPDATE vital_signs SET {} WHERE id = ?", set_columns(m)),
                 &args,
             )
@@ -399,7 +393,7 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
         c.precision.clone(),
     ];
     args.extend(value_args(c));
-    tx.execute(
+    tx.queue(
         &format!(
             "INSERT INTO vital_signs (id, patient_id, consultation_id, performer_id, status, measured_at, measured_at_precision, {}) VALUES (?, ?, ?, ?, ?, COALESCE(?, {}), ?, {})",
             cols.join(", "),
@@ -421,7 +415,7 @@ pub async fn insert(
 ) -> Result<(), MapError> {
     let k = keys(tx, c).await?;
     let vs = place(tx, c, &k).await?;
-    tx.execute(
+    tx.queue(
         "INSERT INTO vital_sign_observations (id, vital_sign_id, measurement, fhir_id, fhir_extra) VALUES (?, ?, ?, ?, ?)",
         &[
             row_id.into(),
@@ -538,7 +532,7 @@ pub async fn update(
         let nulls: Vec<Arg> = m.slots().iter().map(|_| Arg::Decimal(None)).collect();
         let mut args = nulls;
         args.push(cur.vital_sign_id.into());
-        tx.execute(
+        tx.queue(
             &format!("UPDATE vital_signs SET {} WHERE id = ?", set_columns(m)),
             &args,
         )
@@ -556,7 +550,7 @@ pub async fn update(
         ];
         args.extend(value_args(c));
         args.push(cur.vital_sign_id.into());
-        tx.execute(
+        tx.queue(
             &format!(
                 "UPDATE vital_signs SET patient_id = ?, consultation_id = ?, performer_id = ?, measured_at = COALESCE(?, measured_at), \
                  measured_at_precision = CASE WHEN ? IS NULL THEN measured_at_precision ELSE ? END, status = ?, {} WHERE id = ?",
@@ -600,7 +594,7 @@ pub async fn soft_delete(
         tx.guard(cur.vital_sign_id).await?;
         let mut args: Vec<Arg> = m.slots().iter().map(|_| Arg::Decimal(None)).collect();
         args.push(cur.vital_sign_id.into());
-        tx.execute(
+        tx.queue(
             &format!("UPDATE vital_signs SET {} WHERE id = ?", set_columns(m)),
             &args,
         )

@@ -307,8 +307,8 @@ impl Db {
     /// Starts a read-write transaction.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match &self.pools {
-            Pools::Sqlite { write, .. } => Tx::Sqlite(write.begin().await?),
-            Pools::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Pools::Sqlite { write, .. } => Tx::new(TxConn::Sqlite(write.begin().await?)),
+            Pools::Postgres(p) => Tx::new(TxConn::Postgres(p.begin().await?)),
         })
     }
 
@@ -375,26 +375,243 @@ impl Db {
 }
 
 /// A database transaction; dropped without [`Tx::commit`], it rolls back.
-pub enum Tx {
+///
+/// Writes whose outcome nobody reads ([`Tx::queue`]) are not sent one by one: they wait, with
+/// their values written into the SQL as literals, and go to the database together (one round
+/// trip, one hand-over to SQLite's thread) before the next statement that is sent, at
+/// [`Tx::flush`] and at commit. A failure among them surfaces there.
+pub struct Tx {
+    conn: TxConn,
+    queued: String,
+    queued_n: usize,
+    /// Facts the transaction has looked up and may look up again (see [`Tx::memo`]).
+    memo: std::collections::HashMap<String, Box<dyn std::any::Any + Send + Sync>>,
+}
+
+enum TxConn {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
+/// The most statements kept waiting before they are sent anyway.
+const MAX_QUEUED: usize = 2000;
+
+/// `s` as an SQL string literal; `None` if it holds a NUL (which no literal can carry).
+fn quote(s: &str) -> Option<String> {
+    if s.contains('\0') {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push('\'');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    Some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A value as an SQL literal of `dialect`, with the type a bound parameter would have had.
+fn literal(dialect: Dialect, a: &Arg) -> Option<String> {
+    let typed = |v: Option<String>, ty: &str| match dialect {
+        Dialect::Sqlite => Some(v.unwrap_or_else(|| "NULL".into())),
+        Dialect::Postgres => Some(format!(
+            "CAST({} AS {ty})",
+            v.unwrap_or_else(|| "NULL".into())
+        )),
+    };
+    let text = |v: Option<&str>, ty: &str| -> Option<String> {
+        let q = match v {
+            Some(s) => Some(quote(s)?),
+            None => None,
+        };
+        typed(q, ty)
+    };
+    match a {
+        Arg::Uuid(v) => text(Some(&v.hyphenated().to_string()), "uuid"),
+        Arg::OptUuid(v) => text(v.map(|u| u.hyphenated().to_string()).as_deref(), "uuid"),
+        Arg::Text(v) => text(v.as_deref(), "text"),
+        Arg::Int(v) => typed(v.map(|i| i.to_string()), "bigint"),
+        Arg::Bool(v) => match dialect {
+            Dialect::Sqlite => typed(v.map(|b| if b { "1" } else { "0" }.to_owned()), ""),
+            Dialect::Postgres => typed(v.map(|b| b.to_string()), "boolean"),
+        },
+        Arg::Json(v) => text(Some(&v.to_string()), "json"),
+        Arg::OptJson(v) => text(v.as_ref().map(Value::to_string).as_deref(), "json"),
+        Arg::Timestamp(v) => match dialect {
+            Dialect::Sqlite => text(v.as_ref().map(sqlite_timestamp).as_deref(), ""),
+            Dialect::Postgres => text(
+                v.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                    .as_deref(),
+                "timestamptz",
+            ),
+        },
+        Arg::Date(v) => text(
+            v.map(|d| d.format("%Y-%m-%d").to_string()).as_deref(),
+            "date",
+        ),
+        Arg::Decimal(v) => match dialect {
+            Dialect::Sqlite => text(v.as_deref(), ""),
+            Dialect::Postgres => text(
+                v.as_deref()
+                    .and_then(parse_decimal)
+                    .map(|d| d.to_string())
+                    .as_deref(),
+                "numeric",
+            ),
+        },
+        Arg::Bytes(v) => match dialect {
+            Dialect::Sqlite => typed(v.as_ref().map(|b| format!("X'{}'", hex(b))), ""),
+            Dialect::Postgres => typed(v.as_ref().map(|b| format!("'\\x{}'", hex(b))), "bytea"),
+        },
+        Arg::UuidList(v) => match dialect {
+            Dialect::Sqlite => text(
+                Some(
+                    &Value::Array(
+                        v.iter()
+                            .map(|u| Value::String(u.hyphenated().to_string()))
+                            .collect(),
+                    )
+                    .to_string(),
+                ),
+                "",
+            ),
+            Dialect::Postgres => {
+                let items: Vec<String> = v.iter().map(|u| u.hyphenated().to_string()).collect();
+                text(Some(&format!("{{{}}}", items.join(","))), "uuid[]")
+            }
+        },
+    }
+}
+
+/// `sql` with each `?` replaced by its value as a literal (our SQL never has `?` inside a
+/// literal); `None` when a value cannot be written as one.
+fn inline(dialect: Dialect, sql: &str, args: &[Arg]) -> Option<String> {
+    let mut out = String::with_capacity(sql.len() + args.len() * 16);
+    let mut values = args.iter();
+    for c in sql.chars() {
+        if c == '?' {
+            out.push_str(&literal(dialect, values.next()?)?);
+        } else {
+            out.push(c);
+        }
+    }
+    values.next().is_none().then_some(out)
+}
+
 impl Tx {
-    pub fn dialect(&self) -> Dialect {
-        match self {
-            Tx::Sqlite(_) => Dialect::Sqlite,
-            Tx::Postgres(_) => Dialect::Postgres,
+    fn new(conn: TxConn) -> Tx {
+        Tx {
+            conn,
+            queued: String::new(),
+            queued_n: 0,
+            memo: std::collections::HashMap::new(),
         }
     }
 
+    pub fn dialect(&self) -> Dialect {
+        match self.conn {
+            TxConn::Sqlite(_) => Dialect::Sqlite,
+            TxConn::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// A value this transaction remembered under `key`.
+    pub fn memo<T: Clone + Send + Sync + 'static>(&self, key: &str) -> Option<T> {
+        self.memo.get(key)?.downcast_ref::<T>().cloned()
+    }
+
+    /// Remembers `value` under `key` until the transaction ends (or [`Tx::forget`]).
+    pub fn remember<T: Send + Sync + 'static>(&mut self, key: String, value: T) {
+        self.memo.insert(key, Box::new(value));
+    }
+
+    /// Takes what was remembered under `key`: it is forgotten.
+    pub fn take_memo<T: Send + Sync + 'static>(&mut self, key: &str) -> Option<T> {
+        let v = self.memo.remove(key)?;
+        v.downcast::<T>().ok().map(|b| *b)
+    }
+
+    /// Forgets what was remembered under keys starting with `prefix`.
+    pub fn forget(&mut self, prefix: &str) {
+        self.memo.retain(|k, _| !k.starts_with(prefix));
+    }
+
+    /// A write whose outcome is not needed: sent with the next statement, at [`Tx::flush`] or at
+    /// commit.
+    pub async fn queue(&mut self, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
+        let Some(stmt) = inline(self.dialect(), sql, args) else {
+            self.execute(sql, args).await?;
+            return Ok(());
+        };
+        self.queued.push_str(&stmt);
+        self.queued.push_str(";\n");
+        self.queued_n += 1;
+        if self.queued_n >= MAX_QUEUED {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// The row of `table` (a table with `fhir_id` and `deleted_at`) behind a live logical id.
+    /// A row found is remembered for the rest of the transaction (deletes forget them all).
+    pub async fn row_by_fhir_id(
+        &mut self,
+        table: &str,
+        fhir_id: &str,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let key = format!("row:{table}:{fhir_id}");
+        if let Some(id) = self.memo::<Uuid>(&key) {
+            return Ok(Some(id));
+        }
+        let found = self
+            .fetch_optional(
+                &format!("SELECT id FROM {table} WHERE fhir_id = ? AND deleted_at IS NULL"),
+                &[fhir_id.into()],
+            )
+            .await?
+            .map(|r| r.uuid("id"))
+            .transpose()?;
+        if let Some(id) = found {
+            self.remember(key, id);
+        }
+        Ok(found)
+    }
+
+    /// Sends the queued writes.
+    pub async fn flush(&mut self) -> Result<(), StoreError> {
+        if self.queued_n == 0 {
+            return Ok(());
+        }
+        let mut sql = std::mem::take(&mut self.queued);
+        self.queued_n = 0;
+        match &mut self.conn {
+            TxConn::Sqlite(t) => {
+                sqlx::Executor::execute(&mut **t, sql.as_str()).await?;
+            }
+            TxConn::Postgres(t) => {
+                // The literals double their quotes and keep backslashes as they are.
+                sql.insert_str(0, "SET LOCAL standard_conforming_strings = on;\n");
+                sqlx::Executor::execute(&mut **t, sql.as_str()).await?;
+            }
+        }
+        Ok(())
+    }
+
     pub async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
-        Ok(match self {
-            Tx::Sqlite(t) => sqlite_query(sql, args)
+        self.flush().await?;
+        Ok(match &mut self.conn {
+            TxConn::Sqlite(t) => sqlite_query(sql, args)
                 .execute(&mut **t)
                 .await?
                 .rows_affected(),
-            Tx::Postgres(t) => pg_query(&pg_sql(sql), args)
+            TxConn::Postgres(t) => pg_query(&pg_sql(sql), args)
                 .execute(&mut **t)
                 .await?
                 .rows_affected(),
@@ -402,14 +619,15 @@ impl Tx {
     }
 
     pub async fn fetch_all(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
-        Ok(match self {
-            Tx::Sqlite(t) => sqlite_query(sql, args)
+        self.flush().await?;
+        Ok(match &mut self.conn {
+            TxConn::Sqlite(t) => sqlite_query(sql, args)
                 .fetch_all(&mut **t)
                 .await?
                 .into_iter()
                 .map(Row::Sqlite)
                 .collect(),
-            Tx::Postgres(t) => pg_query(&pg_sql(sql), args)
+            TxConn::Postgres(t) => pg_query(&pg_sql(sql), args)
                 .fetch_all(&mut **t)
                 .await?
                 .into_iter()
@@ -423,12 +641,13 @@ impl Tx {
         sql: &str,
         args: &[Arg],
     ) -> Result<Option<Row>, StoreError> {
-        Ok(match self {
-            Tx::Sqlite(t) => sqlite_query(sql, args)
+        self.flush().await?;
+        Ok(match &mut self.conn {
+            TxConn::Sqlite(t) => sqlite_query(sql, args)
                 .fetch_optional(&mut **t)
                 .await?
                 .map(Row::Sqlite),
-            Tx::Postgres(t) => pg_query(&pg_sql(sql), args)
+            TxConn::Postgres(t) => pg_query(&pg_sql(sql), args)
                 .fetch_optional(&mut **t)
                 .await?
                 .map(Row::Postgres),
@@ -444,7 +663,7 @@ impl Tx {
             Dialect::Sqlite => "INSERT INTO fhir_write_guard (row_id) VALUES (?)",
             Dialect::Postgres => "SELECT set_config('expediente.write_guard', concat_ws(',', NULLIF(current_setting('expediente.write_guard', true), ''), CAST(? AS text)), true)",
         };
-        self.execute(sql, &[row_id.into()]).await.map(|_| ())
+        self.queue(sql, &[row_id.into()]).await
     }
 
     /// Ends what [`Tx::guard`] started.
@@ -453,13 +672,14 @@ impl Tx {
             Dialect::Sqlite => "DELETE FROM fhir_write_guard WHERE row_id = ?",
             Dialect::Postgres => "SELECT set_config('expediente.write_guard', array_to_string(array_remove(string_to_array(current_setting('expediente.write_guard', true), ','), CAST(? AS text)), ','), true)",
         };
-        self.execute(sql, &[row_id.into()]).await.map(|_| ())
+        self.queue(sql, &[row_id.into()]).await
     }
 
-    pub async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await?,
-            Tx::Postgres(t) => t.commit().await?,
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.flush().await?;
+        match self.conn {
+            TxConn::Sqlite(t) => t.commit().await?,
+            TxConn::Postgres(t) => t.commit().await?,
         }
         Ok(())
     }
@@ -506,6 +726,42 @@ impl Conn<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_become_literals_of_their_type() {
+        let id = Uuid::nil();
+        let args = [
+            Arg::Uuid(id),
+            Arg::Text(Some("O'Brien ? x".into())),
+            Arg::Int(None),
+            Arg::Bool(Some(true)),
+            Arg::Decimal(Some("37.50".into())),
+            Arg::Bytes(Some(vec![0, 255])),
+        ];
+        let sql = "INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)";
+        assert_eq!(
+            inline(Dialect::Sqlite, sql, &args).unwrap(),
+            "INSERT INTO t VALUES ('00000000-0000-0000-0000-000000000000', 'O''Brien ? x', NULL, 1, '37.50', X'00ff')"
+        );
+        assert_eq!(
+            inline(Dialect::Postgres, sql, &args).unwrap(),
+            "INSERT INTO t VALUES (CAST('00000000-0000-0000-0000-000000000000' AS uuid), CAST('O''Brien ? x' AS text), CAST(NULL AS bigint), CAST(true AS boolean), CAST('37.50' AS numeric), CAST('\\x00ff' AS bytea))"
+        );
+        // No literal carries a NUL; too few or too many values are refused.
+        assert!(inline(
+            Dialect::Sqlite,
+            "SELECT ?",
+            &[Arg::Text(Some("a\0b".into()))]
+        )
+        .is_none());
+        assert!(inline(Dialect::Sqlite, "SELECT ?, ?", &[Arg::Int(Some(1))]).is_none());
+        assert!(inline(
+            Dialect::Sqlite,
+            "SELECT ?",
+            &[Arg::Int(Some(1)), Arg::Int(Some(2))]
+        )
+        .is_none());
+    }
 
     #[test]
     fn pg_sql_numbers_placeholders_in_order() {
