@@ -20,6 +20,9 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
+/// A write whose version is yet to be recorded: entry index, row, method, created.
+type PendingRow = (usize, Uuid, &'static str, bool);
+
 /// How a bundle's response entries are made.
 #[derive(Debug, Clone, Copy)]
 pub struct BundleOptions {
@@ -763,7 +766,7 @@ impl Fhir {
         // the last, one read per type.
         let order = write_order(entries, &targets);
         let mut cache = HashMap::new();
-        let mut pending: Vec<(usize, Uuid, &'static str, bool)> = Vec::new();
+        let mut pending: Vec<PendingRow> = Vec::new();
         for i in order {
             let e = &mut entries[i];
             let m = self.mapping(&e.rtype)?;
@@ -821,7 +824,7 @@ impl Fhir {
             }
         }
         // The versions of what was written, type by type.
-        let mut by_type: Vec<(String, Vec<(usize, Uuid, &'static str, bool)>)> = Vec::new();
+        let mut by_type: Vec<(String, Vec<PendingRow>)> = Vec::new();
         for p in pending {
             let rt = &entries[p.0].rtype;
             match by_type.iter_mut().find(|(t, _)| t == rt) {
