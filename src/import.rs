@@ -96,6 +96,20 @@ struct Unit {
     entries: Vec<Value>,
 }
 
+impl Unit {
+    /// The `Type/id` each PUT entry writes: a transaction may write a resource once, so units
+    /// that share one go in different transactions.
+    fn targets(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| e.pointer("/request/method").and_then(Value::as_str) == Some("PUT"))
+            .filter_map(|e| e.pointer("/request/url").and_then(Value::as_str))
+            .filter(|u| !u.contains('?'))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 /// A file to import, in the order files are loaded.
 struct Source {
     path: PathBuf,
@@ -252,6 +266,7 @@ impl Fhir {
             summary: Summary::default(),
             pending: Vec::new(),
             pending_len: 0,
+            pending_targets: Default::default(),
             bar: &bar,
             started,
         };
@@ -275,6 +290,8 @@ struct Run<'a> {
     /// Units waiting to go in one transaction.
     pending: Vec<Unit>,
     pending_len: usize,
+    /// What the pending units write (see [`Unit::targets`]).
+    pending_targets: std::collections::HashSet<String>,
     bar: &'a ProgressBar,
     started: Instant,
 }
@@ -448,10 +465,14 @@ impl Run<'_> {
 
     /// Adds a unit to the group, running the group first if the unit would overfill it.
     async fn queue(&mut self, unit: Unit) {
-        if !self.pending.is_empty() && self.pending_len + unit.entries.len() > self.opts.batch_size
+        let targets = unit.targets();
+        let overlaps = targets.iter().any(|t| self.pending_targets.contains(t));
+        if !self.pending.is_empty()
+            && (overlaps || self.pending_len + unit.entries.len() > self.opts.batch_size)
         {
             self.flush().await;
         }
+        self.pending_targets.extend(targets);
         self.pending_len += unit.entries.len();
         self.pending.push(unit);
         if self.pending_len >= self.opts.batch_size {
@@ -463,6 +484,7 @@ impl Run<'_> {
     async fn flush(&mut self) {
         let units = std::mem::take(&mut self.pending);
         self.pending_len = 0;
+        self.pending_targets.clear();
         if units.is_empty() {
             return;
         }

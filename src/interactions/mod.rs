@@ -381,6 +381,8 @@ impl Fhir {
         custom::store(tx, m.resource_type(), row_id, body).await?;
         crate::mapping::search::index_meta(tx, m, row_id, body).await?;
         tx.unguard(row_id).await?;
+        // References to it later in the transaction need not look it up.
+        tx.remember(format!("exists:{}/{id}", m.resource_type()), true);
         Ok(())
     }
 
@@ -519,6 +521,7 @@ impl Fhir {
             }
         };
         tx.unguard(row_id).await?;
+        tx.remember(format!("exists:{resource_type}/{id}"), true);
         Ok(Updated::Rows { row_id, created })
     }
 
