@@ -259,7 +259,8 @@ impl Db {
                 .test_before_acquire(false)
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
-                .connect_with(opts.clone())
+                // Queued writes arrive as multi-statement queries of a few recurring shapes.
+                .connect_with(opts.clone().statement_cache_capacity(1000))
                 .await?;
             let read = SqlitePoolOptions::new()
                 .test_before_acquire(false)
@@ -382,7 +383,8 @@ impl Db {
 /// [`Tx::flush`] and at commit. A failure among them surfaces there.
 pub struct Tx {
     conn: TxConn,
-    queued: String,
+    /// Waiting writes, in order.
+    queued: Vec<Queued>,
     queued_n: usize,
     /// Facts the transaction has looked up and may look up again (see [`Tx::memo`]).
     memo: std::collections::HashMap<String, Box<dyn std::any::Any + Send + Sync>>,
@@ -395,6 +397,71 @@ enum TxConn {
 
 /// The most statements kept waiting before they are sent anyway.
 const MAX_QUEUED: usize = 2000;
+/// The most rows one coalesced INSERT carries.
+const MAX_ROWS: usize = 100;
+
+/// A waiting write. Consecutive single-row INSERTs of the same SQL become one INSERT of several
+/// rows (`VALUES (...), (...)`).
+struct Queued {
+    sql: String,
+    args: Vec<Arg>,
+    rows: usize,
+}
+
+/// `INSERT ... VALUES (tuple)` split into the part up to the tuple and the tuple, when the
+/// statement is a plain single-row INSERT that more rows can be added to.
+fn insert_tuple(sql: &str) -> Option<(&str, &str)> {
+    if !sql.starts_with("INSERT INTO ") || !sql.ends_with(')') {
+        return None;
+    }
+    let at = sql.rfind(" VALUES (")? + " VALUES ".len();
+    let tuple = &sql[at..];
+    // The tuple must be all the rest: one parenthesised list, nothing after it.
+    (closing(tuple) == Some(tuple.len() - 1)).then(|| (&sql[..at], tuple))
+}
+
+/// The index of the parenthesis closing the one `s` opens with.
+fn closing(s: &str) -> Option<usize> {
+    let mut depth = 0i32;
+    let mut quoted = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+impl Queued {
+    /// The statement with every row's tuple.
+    fn statement(&self) -> String {
+        if self.rows == 1 {
+            return self.sql.clone();
+        }
+        match insert_tuple(&self.sql) {
+            Some((head, tuple)) => {
+                let mut out = String::with_capacity(head.len() + (tuple.len() + 2) * self.rows);
+                out.push_str(head);
+                for i in 0..self.rows {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(tuple);
+                }
+                out
+            }
+            None => self.sql.clone(),
+        }
+    }
+}
 
 /// `s` as an SQL string literal; `None` if it holds a NUL (which no literal can carry).
 fn quote(s: &str) -> Option<String> {
@@ -509,7 +576,7 @@ impl Tx {
     fn new(conn: TxConn) -> Tx {
         Tx {
             conn,
-            queued: String::new(),
+            queued: Vec::new(),
             queued_n: 0,
             memo: std::collections::HashMap::new(),
         }
@@ -546,12 +613,18 @@ impl Tx {
     /// A write whose outcome is not needed: sent with the next statement, at [`Tx::flush`] or at
     /// commit.
     pub async fn queue(&mut self, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
-        let Some(stmt) = inline(self.dialect(), sql, args) else {
-            self.execute(sql, args).await?;
-            return Ok(());
-        };
-        self.queued.push_str(&stmt);
-        self.queued.push_str(";\n");
+        if let Some(last) = self.queued.last_mut() {
+            if last.sql == sql && last.rows < MAX_ROWS && insert_tuple(sql).is_some() {
+                last.args.extend_from_slice(args);
+                last.rows += 1;
+                return Ok(());
+            }
+        }
+        self.queued.push(Queued {
+            sql: sql.to_owned(),
+            args: args.to_vec(),
+            rows: 1,
+        });
         self.queued_n += 1;
         if self.queued_n >= MAX_QUEUED {
             self.flush().await?;
@@ -584,21 +657,49 @@ impl Tx {
         Ok(found)
     }
 
-    /// Sends the queued writes.
+    /// Sends the queued writes: on SQLite as one multi-statement query whose values are bound
+    /// (its statements are prepared once and cached, like any other); on PostgreSQL as one
+    /// simple query with the values written in as literals (a round trip is what costs there).
     pub async fn flush(&mut self) -> Result<(), StoreError> {
-        if self.queued_n == 0 {
+        if self.queued.is_empty() {
             return Ok(());
         }
-        let mut sql = std::mem::take(&mut self.queued);
+        let queued = std::mem::take(&mut self.queued);
         self.queued_n = 0;
         match &mut self.conn {
             TxConn::Sqlite(t) => {
-                sqlx::Executor::execute(&mut **t, sql.as_str()).await?;
+                let mut sql = String::new();
+                let mut args = Vec::new();
+                for q in queued {
+                    sql.push_str(&q.statement());
+                    sql.push_str(";\n");
+                    args.extend(q.args);
+                }
+                sqlite_query(&sql, &args).execute(&mut **t).await?;
             }
             TxConn::Postgres(t) => {
                 // The literals double their quotes and keep backslashes as they are.
-                sql.insert_str(0, "SET LOCAL standard_conforming_strings = on;\n");
-                sqlx::Executor::execute(&mut **t, sql.as_str()).await?;
+                let mut sql = String::from("SET LOCAL standard_conforming_strings = on;\n");
+                for q in queued {
+                    let stmt = q.statement();
+                    match inline(Dialect::Postgres, &stmt, &q.args) {
+                        Some(text) => {
+                            sql.push_str(&text);
+                            sql.push_str(";\n");
+                        }
+                        None => {
+                            // A value no literal carries: what came before, then this one bound.
+                            if !sql.is_empty() {
+                                sqlx::Executor::execute(&mut **t, sql.as_str()).await?;
+                                sql.clear();
+                            }
+                            pg_query(&pg_sql(&stmt), &q.args).execute(&mut **t).await?;
+                        }
+                    }
+                }
+                if !sql.is_empty() {
+                    sqlx::Executor::execute(&mut **t, sql.as_str()).await?;
+                }
             }
         }
         Ok(())
@@ -761,6 +862,31 @@ mod tests {
             &[Arg::Int(Some(1)), Arg::Int(Some(2))]
         )
         .is_none());
+    }
+
+    #[test]
+    fn single_row_inserts_take_more_rows() {
+        assert_eq!(
+            insert_tuple("INSERT INTO t (a, b) VALUES (?, COALESCE(?, 'x)'))"),
+            Some(("INSERT INTO t (a, b) VALUES ", "(?, COALESCE(?, 'x)'))"))
+        );
+        for not in [
+            "INSERT INTO t (a) VALUES (?) ON CONFLICT DO NOTHING",
+            "INSERT INTO t (a) SELECT a FROM u WHERE b IN (?)",
+            "UPDATE t SET a = (?)",
+            "INSERT INTO t (a) VALUES (?), (?)x",
+        ] {
+            assert_eq!(insert_tuple(not), None, "{not}");
+        }
+        let q = Queued {
+            sql: "INSERT INTO t (a, b) VALUES (?, ?)".into(),
+            args: vec![],
+            rows: 3,
+        };
+        assert_eq!(
+            q.statement(),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?)"
+        );
     }
 
     #[test]
