@@ -259,8 +259,16 @@ impl Db {
                 .test_before_acquire(false)
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
-                // Queued writes arrive as multi-statement queries of a few recurring shapes.
-                .connect_with(opts.clone().statement_cache_capacity(1000))
+                // Queued writes arrive as multi-statement queries of a few recurring shapes. A
+                // large transaction (a bundle, an import batch) keeps its pages in memory (64 MiB
+                // of cache instead of 2) and its statement journals too, instead of spilling them
+                // to files as it goes.
+                .connect_with(
+                    opts.clone()
+                        .statement_cache_capacity(1000)
+                        .pragma("cache_size", "-65536")
+                        .pragma("temp_store", "memory"),
+                )
                 .await?;
             let read = SqlitePoolOptions::new()
                 .test_before_acquire(false)
