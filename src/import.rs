@@ -267,6 +267,7 @@ impl Fhir {
             pending: Vec::new(),
             pending_len: 0,
             pending_targets: Default::default(),
+            analyze_at: 1000,
             bar: &bar,
             started,
         };
@@ -292,6 +293,8 @@ struct Run<'a> {
     pending_len: usize,
     /// What the pending units write (see [`Unit::targets`]).
     pending_targets: std::collections::HashSet<String>,
+    /// Resources loaded at which statistics are next refreshed.
+    analyze_at: u64,
     bar: &'a ProgressBar,
     started: Instant,
 }
@@ -488,24 +491,41 @@ impl Run<'_> {
         if units.is_empty() {
             return;
         }
-        let entries: Vec<Value> = units.iter().flat_map(|u| u.entries.clone()).collect();
-        match self.transaction(entries).await {
+        // The entries move into one bundle; after a failure they are taken back unit by unit.
+        let parts: Vec<(String, usize)> = units
+            .iter()
+            .map(|u| (u.source.clone(), u.entries.len()))
+            .collect();
+        let mut bundle = transaction_bundle(units.into_iter().flat_map(|u| u.entries).collect());
+        match self.transaction(&bundle).await {
             Ok(response) => self.tally(&response),
-            Err(e) if units.len() == 1 => {
-                let u = &units[0];
-                self.fail(u.source.clone(), describe(&e), u.entries.len() as u64);
+            Err(e) if parts.len() == 1 => {
+                let (source, n) = parts.into_iter().next().unwrap_or_default();
+                self.fail(source, describe(&e), n as u64);
             }
             Err(_) => {
-                for u in units {
-                    let n = u.entries.len() as u64;
-                    match self.transaction(u.entries).await {
+                let mut all = match bundle["entry"].take() {
+                    Value::Array(a) => a.into_iter(),
+                    _ => Vec::new().into_iter(),
+                };
+                for (source, n) in parts {
+                    let one = transaction_bundle(all.by_ref().take(n).collect());
+                    match self.transaction(&one).await {
                         Ok(response) => self.tally(&response),
-                        Err(e) => self.fail(u.source, describe(&e), n),
+                        Err(e) => self.fail(source, describe(&e), n as u64),
                     }
                 }
             }
         }
         let loaded = self.summary.loaded();
+        // PostgreSQL plans by its statistics, and a database filled from empty has none that
+        // fit: refreshed each time the data has doubled, the plans follow the growth.
+        if loaded >= self.analyze_at && self.fhir.db.dialect() == crate::store::Dialect::Postgres {
+            if let Err(e) = self.fhir.db.execute("ANALYZE", &[]).await {
+                tracing::warn!(error = %e, "ANALYZE failed");
+            }
+            self.analyze_at = loaded.saturating_mul(2);
+        }
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
         self.bar.set_message(format!(
             "{loaded} resources, {:.0}/s, {} failed",
@@ -514,13 +534,12 @@ impl Run<'_> {
         ));
     }
 
-    async fn transaction(&self, entries: Vec<Value>) -> Result<Value, Error> {
-        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    async fn transaction(&self, bundle: &Value) -> Result<Value, Error> {
         let opts = BundleOptions {
             representation: false,
             max_entries: usize::MAX,
         };
-        self.fhir.transaction(self.caller, &bundle, opts).await
+        self.fhir.transaction(self.caller, bundle, opts).await
     }
 
     fn tally(&mut self, response: &Value) {
@@ -547,6 +566,10 @@ impl Run<'_> {
             }
         }
     }
+}
+
+fn transaction_bundle(entries: Vec<Value>) -> Value {
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
 }
 
 /// An error as one line: its OperationOutcome's diagnostics (for a failure of the server, the

@@ -118,6 +118,7 @@ async fn a_transaction_assigns_ids_and_rewrites_every_reference_to_its_entries(e
         assert!(e.get("resource").is_none(), "minimal by default: {e}");
         let l = located(e);
         assert!(l.starts_with(&format!("{rt}/")), "{l}");
+        assert_eq!(e["fullUrl"], json!(app.url(&format!("/fhir/{l}"))));
         at.push(l);
     }
     let (obs, enc, pat, dr_, rep) = (&at[0], &at[1], &at[2], &at[3], &at[4]);

@@ -224,8 +224,18 @@ async fn opposite_order_transactions_neither_deadlock_nor_corrupt(engine: Engine
     assert_eq!(names.len(), 1, "{names:?}");
 }
 
+/// A server process, killed when dropped (also when the test fails half-way).
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A server process of the built binary on `url`, and its base address once it answers.
-fn serve(url: &str) -> (Child, String) {
+fn serve(url: &str) -> (Server, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -244,7 +254,7 @@ fn serve(url: &str) -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start the server");
-    (child, format!("http://127.0.0.1:{port}"))
+    (Server(child), format!("http://127.0.0.1:{port}"))
 }
 
 async fn wait_healthy(client: &reqwest::Client, base: &str) {
@@ -277,9 +287,9 @@ async fn two_server_processes_on_one_postgres_make_one_resource() {
     let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
     let client = reqwest::Client::new();
     // One after the other: each migrates the database when it starts.
-    let (mut one, base_one) = serve(&url);
+    let (one, base_one) = serve(&url);
     wait_healthy(&client, &base_one).await;
-    let (mut two, base_two) = serve(&url);
+    let (two, base_two) = serve(&url);
     wait_healthy(&client, &base_two).await;
     let id = race_conditional_creates(&client, &[base_one.clone(), base_two.clone()], 16).await;
     for base in [&base_one, &base_two] {
@@ -296,10 +306,7 @@ async fn two_server_processes_on_one_postgres_make_one_resource() {
         assert_eq!(r["total"], 1);
         assert_eq!(r["entry"][0]["resource"]["id"].as_str(), Some(id.as_str()));
     }
-    let _ = one.kill();
-    let _ = two.kill();
-    let _ = one.wait();
-    let _ = two.wait();
+    drop((one, two));
     admin
         .execute(&format!("DROP DATABASE {name} WITH (FORCE)"), &[])
         .await

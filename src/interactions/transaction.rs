@@ -114,7 +114,7 @@ impl Answer {
         }
     }
 
-    fn to_json(&self) -> Value {
+    fn to_json(&self, base_url: &str) -> Value {
         let mut response = Map::new();
         response.insert("status".into(), json!(self.status));
         if let Some(v) = &self.version {
@@ -138,7 +138,7 @@ impl Answer {
         if let Some(v) = &self.version {
             entry.insert(
                 "fullUrl".into(),
-                json!(format!("{}/{}", v.resource_type, v.id)),
+                json!(format!("{base_url}/{}/{}", v.resource_type, v.id)),
             );
         }
         if let Some(b) = &self.body {
@@ -425,9 +425,9 @@ fn patch_of(index: usize, resource: Option<Value>) -> Result<json_patch::Patch> 
 }
 
 /// Every entry of a batch or transaction Bundle, parsed; the bundle itself checked.
-fn entries_of(bundle: &Value, kind: &str, max: usize) -> Result<Vec<Value>> {
+fn entries_of<'a>(bundle: &'a Value, kind: &str, max: usize) -> Result<&'a [Value]> {
     let entries = match bundle.get("entry") {
-        None => return Ok(vec![]),
+        None => return Ok(&[]),
         Some(Value::Array(a)) => a,
         Some(_) => {
             return Err(Error::BadRequest(vec![Issue::error(
@@ -447,7 +447,7 @@ fn entries_of(bundle: &Value, kind: &str, max: usize) -> Result<Vec<Value>> {
         )
         .at("Bundle.entry")]));
     }
-    Ok(entries.clone())
+    Ok(entries)
 }
 
 /// Every `reference` string in a resource, with its JSON pointer.
@@ -535,7 +535,6 @@ impl Fhir {
                 parse_entry(i, e, &caller.base_url).map_err(|err| at_entry(err, i, full_url))?,
             );
         }
-        drop(raw);
         // Types this server does not host: the whole transaction is refused, naming them all.
         let unhosted: BTreeSet<&str> = entries
             .iter()
@@ -572,7 +571,11 @@ impl Fhir {
                 Err(err) => Answer::failed(&at_entry(err, e.index, e.full_url.as_deref())),
             });
         }
-        Ok(response_bundle("transaction-response", answers))
+        Ok(response_bundle(
+            "transaction-response",
+            answers,
+            &caller.base_url,
+        ))
     }
 
     /// The writes of a transaction, inside `tx`; an answer for each write entry.
@@ -865,7 +868,7 @@ impl Fhir {
             .map_err(|err| at_entry(err, i, full_url));
             answers.push(Some(answer.unwrap_or_else(|err| Answer::failed(&err))));
         }
-        Ok(response_bundle("batch-response", answers))
+        Ok(response_bundle("batch-response", answers, &caller.base_url))
     }
 
     async fn batch_entry(&self, caller: &Caller, e: Entry, opts: BundleOptions) -> Result<Answer> {
@@ -1065,14 +1068,14 @@ fn write_order(entries: &[Entry], targets: &[Option<Id>]) -> Vec<usize> {
     out
 }
 
-fn response_bundle(kind: &str, answers: Vec<Option<Answer>>) -> Value {
+fn response_bundle(kind: &str, answers: Vec<Option<Answer>>, base_url: &str) -> Value {
     json!({
         "resourceType": "Bundle",
         "id": Uuid::new_v4().to_string(),
         "type": kind,
         "entry": answers
             .iter()
-            .map(|a| a.as_ref().map(Answer::to_json).unwrap_or_else(|| json!({"response": {"status": "200 OK"}})))
+            .map(|a| a.as_ref().map(|a| a.to_json(base_url)).unwrap_or_else(|| json!({"response": {"status": "200 OK"}})))
             .collect::<Vec<_>>(),
     })
 }

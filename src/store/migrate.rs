@@ -51,6 +51,11 @@ pub fn sqlite() -> Migrator {
             "search indexes",
             "../../migrations/sqlite/0007_search_indexes.sql"
         ),
+        migration!(
+            8,
+            "identifier indexes",
+            "../../migrations/sqlite/0008_identifier_indexes.sql"
+        ),
     ])
 }
 
@@ -82,6 +87,11 @@ pub fn postgres() -> Migrator {
             7,
             "search indexes",
             "../../migrations/postgres/0007_search_indexes.sql"
+        ),
+        migration!(
+            8,
+            "identifier indexes",
+            "../../migrations/postgres/0008_identifier_indexes.sql"
         ),
     ])
 }
