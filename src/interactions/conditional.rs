@@ -52,6 +52,29 @@ impl Fhir {
         Ok(())
     }
 
+    /// The one resource of `m` the criteria find: `None` when there is none, 412 when there are
+    /// several.
+    pub(crate) async fn one_match(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &Arc<dyn ResourceMapping>,
+        criteria: &str,
+    ) -> Result<Option<Id>> {
+        let found = self
+            .matches_in(&mut Conn::Tx(tx), caller, m, criteria, 2)
+            .await?;
+        match found.as_slice() {
+            [] => Ok(None),
+            [(_, id)] => {
+                Ok(Some(Id::parse(id).ok_or_else(|| {
+                    anyhow::anyhow!("stored logical id is not an id")
+                })?))
+            }
+            _ => Err(several(m.resource_type(), criteria)),
+        }
+    }
+
     /// The one resource the criteria of a conditional create find: `None` when there is none
     /// (create it), 412 when there are several.
     pub(crate) async fn existing_for_create(
@@ -62,14 +85,7 @@ impl Fhir {
         criteria: &str,
     ) -> Result<Option<Id>> {
         self.lock_criteria(tx, m.resource_type(), criteria).await?;
-        let found = self
-            .matches_in(&mut Conn::Tx(tx), caller, m, criteria, 2)
-            .await?;
-        match found.as_slice() {
-            [] => Ok(None),
-            [(_, id)] => Ok(Id::parse(id)),
-            _ => Err(several(m.resource_type(), criteria)),
-        }
+        self.one_match(tx, caller, m, criteria).await
     }
 
     /// The resource a conditional update (or patch) of `m` writes: the one match, or with no
@@ -85,11 +101,8 @@ impl Fhir {
     ) -> Result<Id> {
         let rt = m.resource_type();
         self.lock_criteria(tx, rt, criteria).await?;
-        let found = self
-            .matches_in(&mut Conn::Tx(tx), caller, m, criteria, 2)
-            .await?;
-        match found.as_slice() {
-            [] => match body_id {
+        match self.one_match(tx, caller, m, criteria).await? {
+            None => match body_id {
                 None => new_id(),
                 Some(b) => {
                     let id = Id::parse(b).ok_or_else(|| {
@@ -108,8 +121,8 @@ impl Fhir {
                     Ok(id)
                 }
             },
-            [(_, id)] => {
-                if body_id.is_some_and(|b| b != id) {
+            Some(id) => {
+                if body_id.is_some_and(|b| b != id.as_str()) {
                     return Err(Error::BadRequest(vec![Issue::error(
                         IssueType::Invalid,
                         format!(
@@ -118,10 +131,8 @@ impl Fhir {
                     )
                     .at(format!("{rt}.id"))]));
                 }
-                Ok(Id::parse(id)
-                    .ok_or_else(|| anyhow::anyhow!("stored logical id is not an id"))?)
+                Ok(id)
             }
-            _ => Err(several(rt, criteria)),
         }
     }
 
@@ -218,19 +229,11 @@ impl Fhir {
         if_match: Option<i64>,
     ) -> Result<Option<Id>> {
         self.lock_criteria(tx, m.resource_type(), criteria).await?;
-        let found = self
-            .matches_in(&mut Conn::Tx(tx), caller, m, criteria, 2)
-            .await?;
-        match found.as_slice() {
-            [] => Ok(None),
-            [(_, id)] => {
-                let id = Id::parse(id)
-                    .ok_or_else(|| anyhow::anyhow!("stored logical id is not an id"))?;
-                self.delete_in(tx, m.as_ref(), &id, if_match).await?;
-                Ok(Some(id))
-            }
-            _ => Err(several(m.resource_type(), criteria)),
+        let found = self.one_match(tx, caller, m, criteria).await?;
+        if let Some(id) = &found {
+            self.delete_in(tx, m.as_ref(), id, if_match).await?;
         }
+        Ok(found)
     }
 
     /// Replaces every conditional reference (`Type?criteria`, to a type this server hosts) in

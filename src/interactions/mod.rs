@@ -301,29 +301,12 @@ impl Fhir {
         tx: &mut Tx,
         m: &dyn ResourceMapping,
         row_id: Uuid,
-        method: &str,
+        method: &'static str,
     ) -> Result<Version> {
-        let mut loaded = m.load(&mut Conn::Tx(tx), &[row_id]).await?;
-        custom::apply(&mut Conn::Tx(tx), m.resource_type(), &mut loaded).await?;
-        let (_, resource) = loaded
+        self.record_versions(tx, m, &[(row_id, method)])
+            .await?
             .pop()
-            .ok_or_else(|| anyhow::anyhow!("row vanished inside its own transaction"))?;
-        let version = version_of(m.resource_type(), Some(resource))?;
-        tx.queue(
-            "INSERT INTO resource_versions (id, resource_type, row_id, fhir_id, version_id, method, last_updated, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            &[
-                Uuid::new_v4().into(),
-                m.resource_type().into(),
-                row_id.into(),
-                version.id.clone().into(),
-                version.version_id.into(),
-                method.into(),
-                version.last_updated.into(),
-                Arg::Text(version.resource.as_ref().map(Value::to_string)),
-            ],
-        )
-        .await?;
-        Ok(version)
+            .ok_or_else(|| anyhow::anyhow!("no version recorded").into())
     }
 
     /// create: a new resource with a server-assigned id.

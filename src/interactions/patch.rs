@@ -74,25 +74,15 @@ impl Fhir {
         m: &Arc<dyn ResourceMapping>,
         criteria: &str,
     ) -> Result<Id> {
-        let found = self
-            .matches_in(&mut Conn::Tx(tx), caller, m, criteria, 2)
-            .await?;
-        match found.as_slice() {
-            [(_, id)] => {
-                Ok(Id::parse(id)
-                    .ok_or_else(|| anyhow::anyhow!("stored logical id is not an id"))?)
-            }
-            [] => Err(Error::NotFound(format!(
-                "no {} matches the criteria '{}'",
-                m.resource_type(),
-                criteria.escape_default()
-            ))),
-            _ => Err(Error::PreconditionFailed(format!(
-                "the criteria '{}' match more than one {}; they must find one",
-                criteria.escape_default(),
-                m.resource_type()
-            ))),
-        }
+        self.one_match(tx, caller, m, criteria)
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no {} matches the criteria '{}'",
+                    m.resource_type(),
+                    criteria.escape_default()
+                ))
+            })
     }
 
     /// A patch inside the caller's transaction.
