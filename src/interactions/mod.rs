@@ -360,6 +360,7 @@ impl Fhir {
         self.check_references(tx, caller, m.resource_type(), body)
             .await?;
         tx.guard(row_id).await?;
+        tx.mark_new(row_id);
         m.insert(tx, row_id, &id, body).await?;
         custom::store(tx, m.resource_type(), row_id, body).await?;
         crate::mapping::search::index_meta(tx, m, row_id, body).await?;
@@ -476,6 +477,7 @@ impl Fhir {
                 }
                 let row_id = Uuid::new_v4();
                 tx.guard(row_id).await?;
+                tx.mark_new(row_id);
                 m.insert(tx, row_id, id, body).await?;
                 custom::store(tx, resource_type, row_id, body).await?;
                 crate::mapping::search::index_meta(tx, m, row_id, body).await?;

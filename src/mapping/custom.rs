@@ -265,11 +265,13 @@ pub async fn store(
     if !issues.is_empty() {
         return Err(MapError::Unprocessable(issues));
     }
-    tx.queue(
-        "DELETE FROM custom_field_values WHERE entity_type = ? AND entity_id = ?",
-        &[resource_type.into(), row_id.into()],
-    )
-    .await?;
+    if !tx.is_new(row_id) {
+        tx.queue(
+            "DELETE FROM custom_field_values WHERE entity_type = ? AND entity_id = ?",
+            &[resource_type.into(), row_id.into()],
+        )
+        .await?;
+    }
     for (def, v) in values {
         tx.queue(
             "INSERT INTO custom_field_values (id, custom_field_id, entity_type, entity_id, value_text, value_number, value_date, value_boolean) \

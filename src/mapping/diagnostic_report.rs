@@ -195,11 +195,13 @@ async fn link_results(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(),
     }
     tx.queue(&unlink, &args).await?;
     // The result parameter finds the report by every Observation it names.
-    tx.queue(
-        "DELETE FROM search_strings WHERE row_id = ? AND resource_type = 'DiagnosticReport' AND param = 'result'",
-        &[report.into()],
-    )
-    .await?;
+    if !tx.is_new(report) {
+        tx.queue(
+            "DELETE FROM search_strings WHERE row_id = ? AND resource_type = 'DiagnosticReport' AND param = 'result'",
+            &[report.into()],
+        )
+        .await?;
+    }
     for id in &ids {
         tx.queue(
             "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES ('DiagnosticReport', ?, 'result', ?, ?)",

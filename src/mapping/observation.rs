@@ -362,11 +362,13 @@ async fn index_codes(
     resource: &Value,
     vital: bool,
 ) -> Result<(), StoreError> {
-    tx.queue(
-        "DELETE FROM search_strings WHERE row_id = ? AND resource_type = 'Observation'",
-        &[row_id.into()],
-    )
-    .await?;
+    if !tx.is_new(row_id) {
+        tx.queue(
+            "DELETE FROM search_strings WHERE row_id = ? AND resource_type = 'Observation'",
+            &[row_id.into()],
+        )
+        .await?;
+    }
     let codings = |concept: Option<&Value>| -> Vec<(String, String)> {
         concept
             .and_then(|c| c.get("coding"))
@@ -423,11 +425,13 @@ async fn index_codes(
         .await?;
     }
     // Each component's Quantity under each of its codings, for the composite parameters.
-    tx.queue(
-        "DELETE FROM search_quantities WHERE row_id = ? AND resource_type = 'Observation'",
-        &[row_id.into()],
-    )
-    .await?;
+    if !tx.is_new(row_id) {
+        tx.queue(
+            "DELETE FROM search_quantities WHERE row_id = ? AND resource_type = 'Observation'",
+            &[row_id.into()],
+        )
+        .await?;
+    }
     for c in resource
         .get("component")
         .and_then(Value::as_array)

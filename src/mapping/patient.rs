@@ -547,11 +547,13 @@ impl PatientMapping {
         row_id: Uuid,
         resource: &Value,
     ) -> Result<(), MapError> {
-        for sql in [
-            "DELETE FROM patient_identifiers WHERE patient_id = ?",
-            "DELETE FROM patient_contacts WHERE patient_id = ?",
-        ] {
-            tx.queue(sql, &[row_id.into()]).await?;
+        if !tx.is_new(row_id) {
+            for sql in [
+                "DELETE FROM patient_identifiers WHERE patient_id = ?",
+                "DELETE FROM patient_contacts WHERE patient_id = ?",
+            ] {
+                tx.queue(sql, &[row_id.into()]).await?;
+            }
         }
         let items = |k: &str| {
             resource

@@ -1380,11 +1380,13 @@ pub async fn index_meta(
         .search_params()
         .iter()
         .any(|p| p.name == "identifier" && matches!(p.target, Target::IndexToken));
-    tx.queue(
-        "DELETE FROM search_strings WHERE row_id = ? AND resource_type = ? AND param IN ('_tag', '_security', '_profile', 'identifier')",
-        &[row_id.into(), resource_type.into()],
-    )
-    .await?;
+    if !tx.is_new(row_id) {
+        tx.queue(
+            "DELETE FROM search_strings WHERE row_id = ? AND resource_type = ? AND param IN ('_tag', '_security', '_profile', 'identifier')",
+            &[row_id.into(), resource_type.into()],
+        )
+        .await?;
+    }
     let meta = resource.get("meta");
     let list = |k: &str| {
         meta.and_then(|m| m.get(k))
@@ -1460,11 +1462,13 @@ pub async fn index(
     names: bool,
     codes: &[(&'static str, &'static str)],
 ) -> Result<(), crate::store::StoreError> {
-    tx.queue(
-        "DELETE FROM search_strings WHERE row_id = ? AND resource_type = ?",
-        &[row_id.into(), resource_type.into()],
-    )
-    .await?;
+    if !tx.is_new(row_id) {
+        tx.queue(
+            "DELETE FROM search_strings WHERE row_id = ? AND resource_type = ?",
+            &[row_id.into(), resource_type.into()],
+        )
+        .await?;
+    }
     let mut rows = if names {
         name_index(resource)
     } else {

@@ -396,6 +396,8 @@ pub struct Tx {
     queued_n: usize,
     /// Facts the transaction has looked up and may look up again (see [`Tx::memo`]).
     memo: std::collections::HashMap<String, Box<dyn std::any::Any + Send + Sync>>,
+    /// Rows this transaction inserted (see [`Tx::is_new`]).
+    new_rows: std::collections::HashSet<Uuid>,
 }
 
 enum TxConn {
@@ -587,6 +589,7 @@ impl Tx {
             queued: Vec::new(),
             queued_n: 0,
             memo: std::collections::HashMap::new(),
+            new_rows: std::collections::HashSet::new(),
         }
     }
 
@@ -611,6 +614,17 @@ impl Tx {
     pub fn take_memo<T: Send + Sync + 'static>(&mut self, key: &str) -> Option<T> {
         let v = self.memo.remove(key)?;
         v.downcast::<T>().ok().map(|b| *b)
+    }
+
+    /// Notes that row `id` is being inserted by this transaction.
+    pub fn mark_new(&mut self, id: Uuid) {
+        self.new_rows.insert(id);
+    }
+
+    /// Whether this transaction inserted row `id`: rows keyed by it (child rows, index rows)
+    /// can only be this transaction's own, so there is nothing older to clear first.
+    pub fn is_new(&self, id: Uuid) -> bool {
+        self.new_rows.contains(&id)
     }
 
     /// Forgets what was remembered under keys starting with `prefix`.
