@@ -38,10 +38,10 @@ pg_db() {
 
 echo "== SQLite"
 "$BIN" import --no-progress --skip-unsupported --batch-size "$BATCH" \
-    --database-url "sqlite://$WORK/import.db" "$WORK/bundles" | head -1
+    --database-url "sqlite://$WORK/import.db" "$WORK/bundles"
 "$BENCH" floor --database-url "sqlite://$WORK/floor.db" "$WORK/bundles"
 
 echo "== PostgreSQL"
 "$BIN" import --no-progress --skip-unsupported --batch-size "$BATCH" \
-    --database-url "$(pg_db import)" "$WORK/bundles" | head -1
+    --database-url "$(pg_db import)" "$WORK/bundles"
 "$BENCH" floor --database-url "$(pg_db floor)" "$WORK/bundles"

@@ -10,7 +10,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Logs go to stderr: stdout is for what a command answers (the import's summary).
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
         )
@@ -36,7 +38,8 @@ async fn main() -> anyhow::Result<()> {
             };
             let summary = state.fhir.import(&caller, &args.paths, &opts).await?;
             state.fhir.db.close().await;
-            print!("{}", summary.report());
+            // A closed stdout (`| head`) is no reason to fail an import that succeeded.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), summary.report().as_bytes());
             if !summary.failed.is_empty() {
                 std::process::exit(1);
             }
