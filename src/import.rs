@@ -16,6 +16,7 @@
 //!   patient bundles refer to), then the other JSON files, then NDJSON files, patients first.
 
 use crate::error::Error;
+use crate::fhir::references_mut;
 use crate::interactions::{BundleOptions, Caller, Fhir};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -197,22 +198,6 @@ fn ndjson_rank(p: &Path) -> u8 {
         Some("Observation") => 4,
         Some("DiagnosticReport") => 5,
         _ => 6,
-    }
-}
-
-/// Every `reference` string of a resource.
-fn references_mut(v: &mut Value, visit: &mut dyn FnMut(&mut String)) {
-    match v {
-        Value::Object(o) => {
-            for (k, item) in o.iter_mut() {
-                match item {
-                    Value::String(s) if k == "reference" => visit(s),
-                    other => references_mut(other, visit),
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(|x| references_mut(x, visit)),
-        _ => {}
     }
 }
 

@@ -421,11 +421,26 @@ impl Fhir {
         if_match: Option<i64>,
     ) -> Result<Written> {
         let mut tx = self.db.begin().await?;
-        let mut body = body.clone();
-        self.resolve_conditional_references(&mut tx, caller, &mut body, &mut Default::default())
+        // A copy only when there is a conditional reference to resolve in it.
+        let mut conditional = false;
+        crate::fhir::references(body, &mut |r| conditional |= r.contains('?'));
+        let resolved;
+        let body = if conditional {
+            let mut copy = body.clone();
+            self.resolve_conditional_references(
+                &mut tx,
+                caller,
+                &mut copy,
+                &mut Default::default(),
+            )
             .await?;
+            resolved = copy;
+            &resolved
+        } else {
+            body
+        };
         let written = self
-            .update_in(&mut tx, caller, m, id, &body, if_match)
+            .update_in(&mut tx, caller, m, id, body, if_match)
             .await?;
         tx.commit().await?;
         Ok(written)

@@ -13,7 +13,7 @@
 
 use super::{Caller, Fhir, SearchRequest, Updated, Version, Written};
 use crate::error::{Error, Result};
-use crate::fhir::{Id, Issue, IssueType};
+use crate::fhir::{references, references_mut, Id, Issue, IssueType};
 use crate::store::{Conn, Tx};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
@@ -448,29 +448,6 @@ fn entries_of<'a>(bundle: &'a Value, kind: &str, max: usize) -> Result<&'a [Valu
         .at("Bundle.entry")]));
     }
     Ok(entries)
-}
-
-/// Every `reference` string in a resource, with its JSON pointer.
-fn references_mut(v: &mut Value, visit: &mut dyn FnMut(&mut String)) {
-    match v {
-        Value::Object(o) => {
-            for (k, item) in o.iter_mut() {
-                if k == "reference" {
-                    if let Value::String(s) = item {
-                        visit(s);
-                        continue;
-                    }
-                }
-                references_mut(item, visit);
-            }
-        }
-        Value::Array(a) => {
-            for item in a {
-                references_mut(item, visit);
-            }
-        }
-        _ => {}
-    }
 }
 
 impl Fhir {
@@ -1024,8 +1001,7 @@ fn write_order(entries: &[Entry], targets: &[Option<Id>]) -> Vec<usize> {
     for &i in &writes {
         let mut found = Vec::new();
         if let Some(r) = &entries[i].resource {
-            let mut r = r.clone();
-            references_mut(&mut r, &mut |s| {
+            references(r, &mut |s| {
                 let target = s.split("/_history/").next().unwrap_or(s);
                 if let Some(&j) = by_target.get(target) {
                     if j != i {
