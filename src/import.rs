@@ -21,7 +21,7 @@ use crate::interactions::{BundleOptions, Caller, Fhir};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -221,6 +221,196 @@ fn is_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
+/// What reading one file gave: the units to run, what could not be read, what was dropped.
+struct Parsed {
+    units: Vec<Unit>,
+    /// The units of an NDJSON file are grouped among themselves only.
+    alone: bool,
+    failed: Vec<(String, String, u64)>,
+    skipped: BTreeMap<String, u64>,
+    bytes: u64,
+}
+
+/// Reads and prepares files; it runs on a thread of its own, ahead of the transactions.
+struct Reader {
+    hosted: HashSet<&'static str>,
+    skip_unsupported: bool,
+}
+
+impl Reader {
+    fn file(&self, f: &Source) -> Parsed {
+        let mut out = Parsed {
+            units: Vec::new(),
+            alone: false,
+            failed: Vec::new(),
+            skipped: BTreeMap::new(),
+            bytes: f.bytes,
+        };
+        let name = f.path.display().to_string();
+        if is_ndjson(&f.path) {
+            out.alone = true;
+            let text = match std::fs::read_to_string(&f.path) {
+                Ok(t) => t,
+                Err(e) => {
+                    out.failed.push((name, e.to_string(), 0));
+                    return out;
+                }
+            };
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let source = format!("{name}:{}", i + 1);
+                match serde_json::from_str::<Value>(line) {
+                    Ok(r) => {
+                        if let Some(entry) = self.resource_entry(r, &mut out.skipped) {
+                            out.units.push(Unit {
+                                source,
+                                entries: vec![entry],
+                            });
+                        }
+                    }
+                    Err(e) => out.failed.push((source, format!("not JSON: {e}"), 1)),
+                }
+            }
+            return out;
+        }
+        let mut value = match std::fs::read(&f.path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| crate::fhir::json::parse_strict(&b).map_err(|e| e.0))
+        {
+            Ok(v) => v,
+            Err(e) => {
+                out.failed.push((name, e, 0));
+                return out;
+            }
+        };
+        match (
+            value.get("resourceType").and_then(Value::as_str),
+            value.get("type").and_then(Value::as_str),
+        ) {
+            (Some("Bundle"), Some(kind @ ("transaction" | "batch"))) => {
+                let batch = kind == "batch";
+                let entries = match value.get_mut("entry").map(Value::take) {
+                    Some(Value::Array(a)) => a,
+                    _ => Vec::new(),
+                };
+                let entries = self.prepare(entries, &mut out.skipped);
+                if batch {
+                    // Entries of a batch stand alone: each may fail alone.
+                    for (i, e) in entries.into_iter().enumerate() {
+                        out.units.push(Unit {
+                            source: format!("{name} entry {i}"),
+                            entries: vec![e],
+                        });
+                    }
+                } else if !entries.is_empty() {
+                    out.units.push(Unit {
+                        source: name,
+                        entries,
+                    });
+                }
+            }
+            (Some("Bundle"), _) => out.failed.push((
+                name,
+                "a Bundle to import is a batch or a transaction".into(),
+                0,
+            )),
+            (Some(_), _) => {
+                if let Some(entry) = self.resource_entry(value, &mut out.skipped) {
+                    out.units.push(Unit {
+                        source: name,
+                        entries: vec![entry],
+                    });
+                }
+            }
+            (None, _) => out.failed.push((name, "not a FHIR resource".into(), 0)),
+        }
+        out
+    }
+
+    fn hosts(&self, resource_type: &str) -> bool {
+        self.hosted.contains(resource_type)
+    }
+
+    /// A lone resource as a transaction entry: PUT under its id, or POST without one.
+    fn resource_entry(&self, r: Value, skipped: &mut BTreeMap<String, u64>) -> Option<Value> {
+        let rt = r
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if !self.hosts(&rt) && self.skip_unsupported {
+            *skipped.entry(rt).or_default() += 1;
+            return None;
+        }
+        let url = match r.get("id").and_then(Value::as_str).filter(|i| is_id(i)) {
+            Some(id) => json!({"method": "PUT", "url": format!("{rt}/{id}")}),
+            None => json!({"method": "POST", "url": rt}),
+        };
+        Some(json!({"resource": r, "request": url}))
+    }
+
+    /// A bundle's entries made ready: entries of types not hosted dropped (when asked, with
+    /// references to them made literal), POSTs of resources with a `urn:uuid:` fullUrl turned
+    /// into PUTs under that id.
+    fn prepare(&self, entries: Vec<Value>, skipped: &mut BTreeMap<String, u64>) -> Vec<Value> {
+        let mut literal: HashMap<String, String> = HashMap::new();
+        let mut kept = Vec::with_capacity(entries.len());
+        for mut e in entries {
+            let Some(rt) = entry_type(&e) else {
+                kept.push(e);
+                continue;
+            };
+            let full_url = e.get("fullUrl").and_then(Value::as_str).map(str::to_owned);
+            let own_id = e
+                .pointer("/resource/id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or_else(|| {
+                    full_url
+                        .as_deref()
+                        .and_then(|u| u.rsplit([':', '/']).next())
+                        .map(str::to_owned)
+                })
+                .filter(|i| is_id(i));
+            if !self.hosts(&rt) && self.skip_unsupported {
+                *skipped.entry(rt.clone()).or_default() += 1;
+                if let (Some(u), Some(id)) = (full_url, own_id) {
+                    literal.insert(u, format!("{rt}/{id}"));
+                }
+                continue;
+            }
+            let is_post = e.pointer("/request/method").and_then(Value::as_str) == Some("POST");
+            let conditional = e.pointer("/request/ifNoneExist").is_some();
+            let uuid_id = full_url
+                .as_deref()
+                .and_then(|u| u.strip_prefix("urn:uuid:"))
+                .filter(|i| is_id(i))
+                .map(str::to_owned);
+            if let (true, false, Some(id)) = (is_post, conditional, uuid_id) {
+                e["request"] = json!({"method": "PUT", "url": format!("{rt}/{id}")});
+                if let Some(r) = e.get_mut("resource").and_then(Value::as_object_mut) {
+                    r.insert("id".into(), Value::String(id));
+                }
+            }
+            kept.push(e);
+        }
+        if !literal.is_empty() {
+            for e in &mut kept {
+                if let Some(r) = e.get_mut("resource") {
+                    references_mut(r, &mut |s| {
+                        if let Some(l) = literal.get(s.as_str()) {
+                            *s = l.clone();
+                        }
+                    });
+                }
+            }
+        }
+        kept
+    }
+}
+
 impl Fhir {
     /// Imports the files under `paths`.
     pub async fn import(
@@ -256,10 +446,29 @@ impl Fhir {
             bar: &bar,
             started,
         };
-        for f in &files {
-            run.file(f).await;
-            run.bar.inc(f.bytes);
+        // Files are read, parsed and prepared on another thread while the transactions run:
+        // the two halves of the work use both cores.
+        let reader = Reader {
+            hosted: self.registry.types().into_iter().collect(),
+            skip_unsupported: opts.skip_unsupported,
+        };
+        let (send, mut parsed) = tokio::sync::mpsc::channel::<Parsed>(4);
+        let producer = std::thread::Builder::new()
+            .name("import-reader".into())
+            .spawn(move || {
+                for f in &files {
+                    if send.blocking_send(reader.file(f)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .context("starting the file reader")?;
+        while let Some(p) = parsed.recv().await {
+            run.take(p).await;
         }
+        producer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the file reader failed"))?;
         run.flush().await;
         bar.finish_and_clear();
         let mut summary = run.summary;
@@ -290,165 +499,25 @@ impl Run<'_> {
         self.summary.failed_resources += resources;
     }
 
-    async fn file(&mut self, f: &Source) {
-        let name = f.path.display().to_string();
-        if is_ndjson(&f.path) {
-            let text = match std::fs::read_to_string(&f.path) {
-                Ok(t) => t,
-                Err(e) => return self.fail(name, e.to_string(), 0),
-            };
+    /// Runs (or groups) what one file gave.
+    async fn take(&mut self, p: Parsed) {
+        for (t, n) in p.skipped {
+            *self.summary.skipped.entry(t).or_default() += n;
+        }
+        for (what, why, n) in p.failed {
+            self.fail(what, why, n);
+        }
+        if p.alone {
             self.flush().await;
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let source = format!("{name}:{}", i + 1);
-                match serde_json::from_str::<Value>(line) {
-                    Ok(r) => {
-                        if let Some(entry) = self.resource_entry(r) {
-                            self.queue(Unit {
-                                source,
-                                entries: vec![entry],
-                            })
-                            .await;
-                        }
-                    }
-                    Err(e) => self.fail(source, format!("not JSON: {e}"), 1),
-                }
-            }
+        }
+        for u in p.units {
+            self.queue(u).await;
+        }
+        if p.alone {
             // A file's lines are not grouped with the next file's.
             self.flush().await;
-            return;
         }
-        let value = match std::fs::read(&f.path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| crate::fhir::json::parse_strict(&b).map_err(|e| e.0))
-        {
-            Ok(v) => v,
-            Err(e) => return self.fail(name, e, 0),
-        };
-        match (
-            value.get("resourceType").and_then(Value::as_str),
-            value.get("type").and_then(Value::as_str),
-        ) {
-            (Some("Bundle"), Some(kind @ ("transaction" | "batch"))) => {
-                let batch = kind == "batch";
-                let entries = value
-                    .get("entry")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let entries = self.prepare(entries);
-                if batch {
-                    // Entries of a batch stand alone: each may fail alone.
-                    for (i, e) in entries.into_iter().enumerate() {
-                        self.queue(Unit {
-                            source: format!("{name} entry {i}"),
-                            entries: vec![e],
-                        })
-                        .await;
-                    }
-                } else if !entries.is_empty() {
-                    self.queue(Unit {
-                        source: name,
-                        entries,
-                    })
-                    .await;
-                }
-            }
-            (Some("Bundle"), _) => self.fail(
-                name,
-                "a Bundle to import is a batch or a transaction".into(),
-                0,
-            ),
-            (Some(_), _) => {
-                if let Some(entry) = self.resource_entry(value) {
-                    self.queue(Unit {
-                        source: name,
-                        entries: vec![entry],
-                    })
-                    .await;
-                }
-            }
-            (None, _) => self.fail(name, "not a FHIR resource".into(), 0),
-        }
-    }
-
-    /// A lone resource as a transaction entry: PUT under its id, or POST without one.
-    fn resource_entry(&mut self, r: Value) -> Option<Value> {
-        let rt = r
-            .get("resourceType")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        if self.fhir.registry.get(&rt).is_none() && self.opts.skip_unsupported {
-            *self.summary.skipped.entry(rt).or_default() += 1;
-            return None;
-        }
-        let url = match r.get("id").and_then(Value::as_str).filter(|i| is_id(i)) {
-            Some(id) => json!({"method": "PUT", "url": format!("{rt}/{id}")}),
-            None => json!({"method": "POST", "url": rt}),
-        };
-        Some(json!({"resource": r, "request": url}))
-    }
-
-    /// A bundle's entries made ready: entries of types not hosted dropped (when asked, with
-    /// references to them made literal), POSTs of resources with a `urn:uuid:` fullUrl turned
-    /// into PUTs under that id.
-    fn prepare(&mut self, entries: Vec<Value>) -> Vec<Value> {
-        let mut literal: HashMap<String, String> = HashMap::new();
-        let mut kept = Vec::with_capacity(entries.len());
-        for mut e in entries {
-            let Some(rt) = entry_type(&e) else {
-                kept.push(e);
-                continue;
-            };
-            let full_url = e.get("fullUrl").and_then(Value::as_str).map(str::to_owned);
-            let own_id = e
-                .pointer("/resource/id")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .or_else(|| {
-                    full_url
-                        .as_deref()
-                        .and_then(|u| u.rsplit([':', '/']).next())
-                        .map(str::to_owned)
-                })
-                .filter(|i| is_id(i));
-            if self.fhir.registry.get(&rt).is_none() && self.opts.skip_unsupported {
-                *self.summary.skipped.entry(rt.clone()).or_default() += 1;
-                if let (Some(u), Some(id)) = (full_url, own_id) {
-                    literal.insert(u, format!("{rt}/{id}"));
-                }
-                continue;
-            }
-            let is_post = e.pointer("/request/method").and_then(Value::as_str) == Some("POST");
-            let conditional = e.pointer("/request/ifNoneExist").is_some();
-            let uuid_id = full_url
-                .as_deref()
-                .and_then(|u| u.strip_prefix("urn:uuid:"))
-                .filter(|i| is_id(i))
-                .map(str::to_owned);
-            if let (true, false, Some(id)) = (is_post, conditional, uuid_id) {
-                e["request"] = json!({"method": "PUT", "url": format!("{rt}/{id}")});
-                if let Some(r) = e.get_mut("resource").and_then(Value::as_object_mut) {
-                    r.insert("id".into(), Value::String(id));
-                }
-            }
-            kept.push(e);
-        }
-        if !literal.is_empty() {
-            for e in &mut kept {
-                if let Some(r) = e.get_mut("resource") {
-                    references_mut(r, &mut |s| {
-                        if let Some(l) = literal.get(s.as_str()) {
-                            *s = l.clone();
-                        }
-                    });
-                }
-            }
-        }
-        kept
+        self.bar.inc(p.bytes);
     }
 
     /// Adds a unit to the group, running the group first if the unit would overfill it.
