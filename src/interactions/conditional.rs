@@ -252,8 +252,7 @@ impl Fhir {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let mut found = Vec::new();
-        conditional_references(body, String::new(), rt, &mut found);
+        let found = conditional_references(body, &rt);
         let own = format!("{}/", caller.base_url);
         for (pointer, path, reference) in found {
             let local = reference.strip_prefix(&own).unwrap_or(&reference);
@@ -314,36 +313,16 @@ fn new_id() -> Result<Id> {
 
 /// Every `reference` string holding a `?` (a conditional reference), as (JSON pointer of the
 /// string, FHIRPath of its Reference, the reference).
-fn conditional_references(
-    v: &Value,
-    pointer: String,
-    path: String,
-    out: &mut Vec<(String, String, String)>,
-) {
-    match v {
-        Value::Object(o) => {
-            if let Some(Value::String(r)) = o.get("reference") {
-                if r.contains('?') {
-                    out.push((format!("{pointer}/reference"), path.clone(), r.clone()));
-                }
-            }
-            for (k, item) in o {
-                if !k.starts_with('_') && k != "reference" {
-                    let key = k.replace('~', "~0").replace('/', "~1");
-                    conditional_references(
-                        item,
-                        format!("{pointer}/{key}"),
-                        format!("{path}.{k}"),
-                        out,
-                    );
-                }
-            }
+fn conditional_references(v: &Value, resource_type: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    crate::fhir::references_at(v, &mut |steps, r| {
+        if r.contains('?') {
+            out.push((
+                format!("{}/reference", crate::fhir::json_pointer(steps)),
+                crate::fhir::fhirpath(resource_type, steps),
+                r.to_owned(),
+            ));
         }
-        Value::Array(a) => {
-            for (i, item) in a.iter().enumerate() {
-                conditional_references(item, format!("{pointer}/{i}"), format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
+    });
+    out
 }

@@ -137,7 +137,9 @@ impl Fhir {
         body: &Value,
     ) -> Result<()> {
         let mut refs = Vec::new();
-        collect_references(body, resource_type.to_owned(), &mut refs);
+        crate::fhir::references_at(body, &mut |steps, r| {
+            refs.push((crate::fhir::fhirpath(resource_type, steps), r.to_owned()))
+        });
         let own = format!("{}/", caller.base_url);
         let mut issues = Vec::new();
         for (path, reference) in refs {
@@ -367,6 +369,7 @@ impl Fhir {
         tx.unguard(row_id).await?;
         // References to it later in the transaction need not look it up.
         tx.remember(format!("exists:{}/{id}", m.resource_type()), true);
+        tx.remember_row(m.table(), id.as_str(), row_id);
         Ok(())
     }
 
@@ -522,6 +525,7 @@ impl Fhir {
         };
         tx.unguard(row_id).await?;
         tx.remember(format!("exists:{resource_type}/{id}"), true);
+        tx.remember_row(m.table(), id.as_str(), row_id);
         Ok(Updated::Rows { row_id, created })
     }
 
@@ -783,27 +787,6 @@ pub(crate) fn filter_sql(m: &dyn ResourceMapping) -> String {
 }
 
 /// Every `reference` string in a resource, with the FHIRPath of its Reference.
-fn collect_references(v: &Value, path: String, out: &mut Vec<(String, String)>) {
-    match v {
-        Value::Object(o) => {
-            if let Some(Value::String(r)) = o.get("reference") {
-                out.push((path.clone(), r.clone()));
-            }
-            for (k, item) in o {
-                if !k.starts_with('_') {
-                    collect_references(item, format!("{path}.{k}"), out);
-                }
-            }
-        }
-        Value::Array(a) => {
-            for (i, item) in a.iter().enumerate() {
-                collect_references(item, format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
 fn not_found(resource_type: &str, id: &Id) -> Error {
     Error::NotFound(format!("{resource_type}/{id} is not known"))
 }

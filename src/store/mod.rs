@@ -654,6 +654,12 @@ impl Tx {
         Ok(())
     }
 
+    /// Tells [`Tx::row_by_fhir_id`] the row just written under a logical id: a reference to it
+    /// later in the transaction needs no lookup.
+    pub fn remember_row(&mut self, table: &str, fhir_id: &str, row_id: Uuid) {
+        self.remember(format!("row:{table}:{fhir_id}"), row_id);
+    }
+
     /// The row of `table` (a table with `fhir_id` and `deleted_at`) behind a live logical id.
     /// A row found is remembered for the rest of the transaction (deletes forget them all).
     pub async fn row_by_fhir_id(
