@@ -164,21 +164,15 @@ pub async fn store(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(), Ma
     if !issues.is_empty() {
         return Err(MapError::Unprocessable(issues));
     }
-    let mut existing = files(&mut Conn::Tx(tx), &[report])
-        .await?
-        .remove(&report)
-        .unwrap_or_default();
-    let owner = tx
-        .fetch_optional(
-            "SELECT patient_id, consultation_id FROM medical_tests WHERE id = ?",
-            &[report.into()],
-        )
-        .await?
-        .ok_or_else(|| StoreError::Decode("report row vanished".into()))?;
-    let (patient, consultation) = (
-        owner.opt_uuid("patient_id")?,
-        owner.opt_uuid("consultation_id")?,
-    );
+    // A report this transaction created has no files yet.
+    let mut existing = if tx.is_new(report) {
+        Vec::new()
+    } else {
+        files(&mut Conn::Tx(tx), &[report])
+            .await?
+            .remove(&report)
+            .unwrap_or_default()
+    };
     for (i, a) in sent.iter().enumerate() {
         let Some(key) = key_of(a) else { continue };
         let position = json!({"position": i});
@@ -200,14 +194,13 @@ pub async fn store(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(), Ma
             .or_else(|| a.get("size").and_then(Value::as_i64));
         let sha = bytes.as_deref().map(sha256_hex);
         let s = |k: &str| Arg::Text(a.get(k).and_then(Value::as_str).map(str::to_owned));
+        // The file belongs to the report's patient and encounter, read from its row by the
+        // INSERT itself (no round trip).
         tx.queue(
             "INSERT INTO file_attachments (id, patient_id, consultation_id, medical_test_id, file_name, content_type, size_bytes, sha256, storage_path, content, fhir_extra) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             SELECT ?, r.patient_id, r.consultation_id, r.id, ?, ?, ?, ?, ?, ?, ? FROM medical_tests r WHERE r.id = ?",
             &[
                 Uuid::new_v4().into(),
-                Arg::OptUuid(patient),
-                Arg::OptUuid(consultation),
-                report.into(),
                 s("title"),
                 s("contentType"),
                 Arg::Int(size),
@@ -215,6 +208,7 @@ pub async fn store(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(), Ma
                 s("url"),
                 Arg::Bytes(bytes),
                 Arg::Json(position),
+                report.into(),
             ],
         )
         .await?;
