@@ -4,8 +4,11 @@
 # then on a fresh SQLite file and on a fresh PostgreSQL database (created at $BENCH_POSTGRES_URL,
 # default postgres://postgres@127.0.0.1:5432/test):
 #   1. `expediente import --skip-unsupported` of them all, which prints resources per second;
-#   2. the plain-SQL floor: the same hosted resources inserted as JSON rows, one prepared INSERT
-#      each, one transaction per bundle, into an empty database.
+#   2. the same-rows floor: every row that import wrote, inserted with plain SQL (one prepared
+#      INSERT per row) into a fresh database of the same schema, in as many transactions as there
+#      are bundles;
+#   3. the JSON-row floor: the same hosted resources inserted as one JSON row each, one prepared
+#      INSERT each, one transaction per bundle, into an empty table.
 # Figures only: they go to docs/BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,20 +31,28 @@ BENCH=target/release/examples/import_bench
 
 "$BENCH" prepare --patients "$PATIENTS" --out "$WORK/bundles"
 du -sh "$WORK/bundles"
+BUNDLES="$(find "$WORK/bundles" -name '*.json' | wc -l)"
 
+# Creates a database and sets PG_URL to it (not in a subshell, so cleanup knows it).
 pg_db() {
     local name="expediente_bench_$1_$$"
     psql "$ADMIN_URL" -qc "CREATE DATABASE $name"
     DBS+=("$name")
-    echo "${ADMIN_URL%/*}/$name"
+    PG_URL="${ADMIN_URL%/*}/$name"
 }
 
 echo "== SQLite"
 "$BIN" import --no-progress --skip-unsupported --batch-size "$BATCH" \
     --database-url "sqlite://$WORK/import.db" "$WORK/bundles"
+"$BENCH" rows --from "sqlite://$WORK/import.db" --database-url "sqlite://$WORK/rows.db" --bundles "$BUNDLES"
 "$BENCH" floor --database-url "sqlite://$WORK/floor.db" "$WORK/bundles"
 
 echo "== PostgreSQL"
+pg_db import
+IMPORTED="$PG_URL"
 "$BIN" import --no-progress --skip-unsupported --batch-size "$BATCH" \
-    --database-url "$(pg_db import)" "$WORK/bundles"
-"$BENCH" floor --database-url "$(pg_db floor)" "$WORK/bundles"
+    --database-url "$IMPORTED" "$WORK/bundles"
+pg_db rows
+"$BENCH" rows --from "$IMPORTED" --database-url "$PG_URL" --bundles "$BUNDLES"
+pg_db floor
+"$BENCH" floor --database-url "$PG_URL" "$WORK/bundles"

@@ -6,7 +6,11 @@
 //! first eight hex digits replaced by k, so copies never collide and references inside a copy
 //! stay whole. The practitioner batch the conditional-reference bundles need is written once.
 //!
-//! `import_bench floor --database-url URL DIR` is the plain-SQL floor: the resources of the types
+//! `import_bench rows --from URL --database-url URL --bundles N` is the same-rows floor: every row
+//! of the database at `--from` (an import's result) inserted into a fresh database with plain SQL,
+//! one prepared INSERT per row, in N transactions (see `rows_floor`).
+//!
+//! `import_bench floor --database-url URL DIR` is the JSON-row floor: the resources of the types
 //! the server hosts, from every bundle under DIR, inserted as JSON rows
 //! (`floor_resources (id, resource_type, resource)`) with one prepared INSERT each and one
 //! transaction per bundle; it prints resources per second. Figures only: nothing is asserted.
@@ -190,6 +194,263 @@ async fn floor(url: &str, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A value read from a SQLite column, as stored.
+enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// Tables in an order where every table comes after those its foreign keys name.
+fn dependency_order(tables: Vec<(String, Vec<String>)>) -> Vec<String> {
+    let mut done: Vec<String> = Vec::new();
+    let mut left = tables;
+    while !left.is_empty() {
+        let before = left.len();
+        let (ready, rest): (Vec<_>, Vec<_>) = left
+            .into_iter()
+            .partition(|(t, deps)| deps.iter().all(|d| d == t || done.contains(d)));
+        done.extend(ready.into_iter().map(|(t, _)| t));
+        left = rest;
+        if left.len() == before {
+            // A cycle: the rest in any order (not in this schema).
+            done.extend(left.drain(..).map(|(t, _)| t));
+        }
+    }
+    done
+}
+
+/// The same-rows floor: every row the import wrote (each table of the database at `from`,
+/// migrations' bookkeeping aside) inserted into a fresh database of the same schema at `to`, one
+/// prepared INSERT per row, in `bundles` transactions of equal size (the import's bundles hold
+/// these rows; one transaction per bundle). Tables go in foreign-key order and the target's
+/// triggers are dropped: what is timed is inserting rows and keeping their indexes and
+/// constraints, nothing the mapping layer adds.
+async fn rows_floor(from: &str, to: &str, bundles: usize) -> anyhow::Result<()> {
+    let db = expediente::store::Db::connect(to).await?;
+    db.migrate().await?;
+    db.close().await;
+    // The resources those rows hold: each stored resource has a version.
+    let source = expediente::store::Db::connect(from).await?;
+    let resources = source
+        .fetch_optional(
+            "SELECT count(*) AS n FROM (SELECT DISTINCT resource_type, fhir_id FROM resource_versions) x",
+            &[],
+        )
+        .await?
+        .context("no count")?
+        .int("n")?;
+    source.close().await;
+    let bundles = bundles.max(1);
+    let (total, secs) = if from.starts_with("sqlite:") {
+        rows_floor_sqlite(from, to, bundles).await?
+    } else if from.starts_with("postgres") {
+        rows_floor_postgres(from, to, bundles).await?
+    } else {
+        bail!("the database URL must start with sqlite: or postgres");
+    };
+    println!(
+        "same-rows floor: {total} rows of {resources} resources in {bundles} transactions in {secs:.2} s ({:.0} resources/s, {:.0} rows/s)",
+        resources as f64 / secs,
+        total as f64 / secs
+    );
+    Ok(())
+}
+
+async fn rows_floor_sqlite(from: &str, to: &str, bundles: usize) -> anyhow::Result<(usize, f64)> {
+    use sqlx::{Row, TypeInfo, ValueRef};
+    let mut src = sqlx::SqliteConnection::connect(from).await?;
+    let opts: sqlx::sqlite::SqliteConnectOptions = to.parse()?;
+    let mut dst = sqlx::SqliteConnection::connect_with(
+        &opts
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .pragma("cache_size", "-65536"),
+    )
+    .await?;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations'",
+    )
+    .fetch_all(&mut src)
+    .await?;
+    let mut tables = Vec::new();
+    for t in names {
+        let deps: Vec<String> =
+            sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_list(?)")
+                .bind(&t)
+                .fetch_all(&mut src)
+                .await?;
+        tables.push((t, deps));
+    }
+    let triggers: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            .fetch_all(&mut dst)
+            .await?;
+    for t in triggers {
+        sqlx::query(&format!("DROP TRIGGER \"{t}\""))
+            .execute(&mut dst)
+            .await?;
+    }
+    let order = dependency_order(tables);
+    // What the migrations seeded (roles, codes) is replaced by the source's rows.
+    for t in order.iter().rev() {
+        sqlx::query(&format!("DELETE FROM \"{t}\""))
+            .execute(&mut dst)
+            .await?;
+    }
+    // (insert statement, row) for every row, read before the clock starts.
+    let mut work: Vec<(String, Vec<Cell>)> = Vec::new();
+    for t in order {
+        // Generated columns are computed, not inserted.
+        let cols: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_xinfo(?) WHERE hidden = 0")
+                .bind(&t)
+                .fetch_all(&mut src)
+                .await?
+                .into_iter()
+                .map(|c: String| format!("\"{c}\""))
+                .collect();
+        let rows = sqlx::query(&format!("SELECT {} FROM \"{t}\"", cols.join(", ")))
+            .fetch_all(&mut src)
+            .await?;
+        let sql = format!(
+            "INSERT INTO \"{t}\" ({}) VALUES ({})",
+            cols.join(", "),
+            vec!["?"; cols.len()].join(", ")
+        );
+        for r in &rows {
+            let mut cells = Vec::with_capacity(cols.len());
+            for i in 0..cols.len() {
+                let raw = r.try_get_raw(i)?;
+                let cell = if raw.is_null() {
+                    Cell::Null
+                } else {
+                    match raw.type_info().name() {
+                        "INTEGER" => Cell::Int(r.try_get(i)?),
+                        "REAL" => Cell::Real(r.try_get(i)?),
+                        "BLOB" => Cell::Blob(r.try_get(i)?),
+                        _ => Cell::Text(r.try_get(i)?),
+                    }
+                };
+                cells.push(cell);
+            }
+            work.push((sql.clone(), cells));
+        }
+    }
+    let total = work.len();
+    let per = total.div_ceil(bundles).max(1);
+    let started = Instant::now();
+    for chunk in work.chunks(per) {
+        let mut tx = dst.begin().await?;
+        for (sql, cells) in chunk {
+            let mut q = sqlx::query(sql);
+            for c in cells {
+                q = match c {
+                    Cell::Null => q.bind(None::<String>),
+                    Cell::Int(v) => q.bind(*v),
+                    Cell::Real(v) => q.bind(*v),
+                    Cell::Text(v) => q.bind(v.as_str()),
+                    Cell::Blob(v) => q.bind(v.as_slice()),
+                };
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok((total, started.elapsed().as_secs_f64()))
+}
+
+async fn rows_floor_postgres(from: &str, to: &str, bundles: usize) -> anyhow::Result<(usize, f64)> {
+    use sqlx::Row;
+    let mut src = sqlx::PgConnection::connect(from).await?;
+    let mut dst = sqlx::PgConnection::connect(to).await?;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' AND table_name <> '_sqlx_migrations'",
+    )
+    .fetch_all(&mut src)
+    .await?;
+    let mut tables = Vec::new();
+    for t in names {
+        let deps: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT c.confrelid::regclass::text FROM pg_constraint c WHERE c.contype = 'f' AND c.conrelid = CAST($1 AS regclass)",
+        )
+        .bind(&t)
+        .fetch_all(&mut src)
+        .await?;
+        tables.push((t, deps));
+    }
+    // Triggers off for the copy (constraints stay).
+    for (t, _) in &tables {
+        sqlx::query(&format!("ALTER TABLE \"{t}\" DISABLE TRIGGER USER"))
+            .execute(&mut dst)
+            .await?;
+    }
+    let order = dependency_order(tables);
+    // What the migrations seeded (roles, codes) is replaced by the source's rows.
+    for t in order.iter().rev() {
+        sqlx::query(&format!("DELETE FROM \"{t}\""))
+            .execute(&mut dst)
+            .await?;
+    }
+    let mut work: Vec<(String, Vec<Option<String>>)> = Vec::new();
+    for t in order {
+        let cols: Vec<(String, String)> = sqlx::query_as(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             WHERE a.attrelid = CAST($1 AS regclass) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
+        )
+        .bind(&t)
+        .fetch_all(&mut src)
+        .await?;
+        if cols.is_empty() {
+            continue;
+        }
+        let select = cols
+            .iter()
+            .map(|(c, _)| format!("CAST(\"{c}\" AS text)"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!("SELECT {select} FROM \"{t}\""))
+            .fetch_all(&mut src)
+            .await?;
+        let sql = format!(
+            "INSERT INTO \"{t}\" ({}) VALUES ({})",
+            cols.iter()
+                .map(|(c, _)| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            cols.iter()
+                .enumerate()
+                .map(|(i, (_, ty))| format!("CAST(${} AS {ty})", i + 1))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        for r in &rows {
+            let cells = (0..cols.len())
+                .map(|i| r.try_get::<Option<String>, _>(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            work.push((sql.clone(), cells));
+        }
+    }
+    let total = work.len();
+    let per = total.div_ceil(bundles).max(1);
+    let started = Instant::now();
+    for chunk in work.chunks(per) {
+        let mut tx = dst.begin().await?;
+        for (sql, cells) in chunk {
+            let mut q = sqlx::query(sql);
+            for c in cells {
+                q = q.bind(c.as_deref());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok((total, started.elapsed().as_secs_f64()))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -212,6 +473,15 @@ async fn main() -> anyhow::Result<()> {
             let dir = args.last().context("DIR")?;
             floor(&url, Path::new(dir)).await
         }
-        _ => bail!("usage: import_bench prepare --patients N --out DIR | import_bench floor --database-url URL DIR"),
+        Some("rows") => {
+            let from = flag("--from").context("--from URL")?;
+            let to = flag("--database-url").context("--database-url URL")?;
+            let bundles: usize = flag("--bundles")
+                .context("--bundles N")?
+                .parse()
+                .context("--bundles N")?;
+            rows_floor(&from, &to, bundles).await
+        }
+        _ => bail!("usage: import_bench prepare --patients N --out DIR | import_bench floor --database-url URL DIR | import_bench rows --from URL --database-url URL --bundles N"),
     }
 }
