@@ -739,7 +739,78 @@ async fn numbers_come_back_as_written_or_are_refused(engine: Engine) {
     assert_eq!(app.count("medical_test_results").await, before);
 }
 
+/// Vital signs of one session sent together in a transaction share one row; a second value of
+/// a measurement the row already holds opens another; a session row written earlier (by the
+/// clinic's application) takes the measurements it lacks.
+async fn a_transaction_groups_its_vital_signs_by_session(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    stub(&app, "Patient", "ana").await;
+    let at = "2026-03-02T10:00:00Z";
+    let entry = |id: &str, resource: Value| {
+        let mut r = resource;
+        r["id"] = json!(id);
+        json!({"resource": r, "request": {"method": "PUT", "url": format!("Observation/{id}")}})
+    };
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry("bp", blood_pressure(120, 80, at)),
+            entry("hr", vital("8867-4", json!(70), "/min", at)),
+            entry("weight", vital("29463-7", json!(61.5), "kg", at)),
+            entry("hr-again", vital("8867-4", json!(72), "/min", at)),
+            entry("hr-later", vital("8867-4", json!(75), "/min", "2026-03-02T11:00:00Z")),
+        ]
+    });
+    let r = app.post("/fhir", &bundle).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(app.count("vital_signs").await, 3);
+    let first = vital_row(&app, "bp").await;
+    let first_id = first.uuid("id").unwrap();
+    for id in ["hr", "weight"] {
+        assert_eq!(
+            vital_row(&app, id).await.uuid("id").unwrap(),
+            first_id,
+            "{id}"
+        );
+    }
+    assert_eq!(first.decimal("heart_rate").unwrap().as_deref(), Some("70"));
+    assert_eq!(
+        first.decimal("body_weight").unwrap().as_deref(),
+        Some("61.5")
+    );
+    let again = vital_row(&app, "hr-again").await;
+    assert_ne!(again.uuid("id").unwrap(), first_id);
+    assert_eq!(again.decimal("heart_rate").unwrap().as_deref(), Some("72"));
+    assert_eq!(again.decimal("systolic_bp").unwrap(), None);
+    let later = vital_row(&app, "hr-later").await;
+    assert_eq!(later.decimal("heart_rate").unwrap().as_deref(), Some("75"));
+    for (id, value) in [("hr", 70), ("hr-again", 72), ("hr-later", 75)] {
+        let back = app.get(&format!("/fhir/Observation/{id}")).await;
+        assert_eq!(back.body["valueQuantity"]["value"], value, "{id}");
+    }
+
+    // A second transaction of the same session: the height joins a row of the session (both
+    // lack one), found in the database.
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [entry("height", vital("8302-2", json!(170), "cm", at))]
+    });
+    let r = app.post("/fhir", &bundle).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(app.count("vital_signs").await, 3);
+    let height = vital_row(&app, "height").await;
+    assert_eq!(
+        height.decimal("body_height").unwrap().as_deref(),
+        Some("170")
+    );
+    let hr = height.decimal("heart_rate").unwrap();
+    assert!(matches!(hr.as_deref(), Some("70") | Some("72")), "{hr:?}");
+}
+
 on_both_engines!(
+    a_transaction_groups_its_vital_signs_by_session,
     numbers_come_back_as_written_or_are_refused,
     a_vital_sign_that_breaks_its_profile_is_refused,
     every_example_and_synthea_observation_round_trips,

@@ -336,6 +336,36 @@ fn set_columns(m: &Measurement) -> String {
 /// the same patient, encounter, performer, time and status without this measurement, or a new one.
 async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
     let m = c.measurement;
+    // Session rows this transaction made, by their session, with the measurements put in each:
+    // the next measurement of the session goes to one of them without a lookup.
+    let made_key = c.effective.map(|at| {
+        format!(
+            "vital-sessions:{}:{:?}:{:?}:{}:{:?}:{}",
+            k.patient,
+            k.encounter,
+            k.performer,
+            at.to_rfc3339(),
+            c.precision,
+            c.status
+        )
+    });
+    if let Some(key) = &made_key {
+        let mut made = tx.memo::<Vec<(Uuid, Vec<String>)>>(key).unwrap_or_default();
+        if let Some((id, filled)) = made.iter_mut().find(|(_, f)| !f.contains(&m.key)) {
+            let id = *id;
+            filled.push(m.key.clone());
+            tx.remember(key.clone(), made);
+            tx.guard(id).await?;
+            let mut args = value_args(c);
+            args.push(id.into());
+            tx.queue(
+                &format!("UPDATE vital_signs SET {} WHERE id = ?", set_columns(m)),
+                &args,
+            )
+            .await?;
+            return Ok(id);
+        }
+    }
     if let Some(at) = c.effective {
         let same = match tx.dialect() {
             Dialect::Sqlite => "IS",
@@ -403,6 +433,13 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
         &args,
     )
     .await?;
+    if let Some(key) = made_key {
+        let mut made = tx
+            .memo::<Vec<(Uuid, Vec<String>)>>(&key)
+            .unwrap_or_default();
+        made.push((id, vec![m.key.clone()]));
+        tx.remember(key, made);
+    }
     Ok(id)
 }
 
