@@ -394,6 +394,8 @@ pub struct Tx {
     /// Waiting writes, in order.
     queued: Vec<Queued>,
     queued_n: usize,
+    /// Search index INSERTs still open to more rows, by SQL, with their place in `queued`.
+    open_index: std::collections::HashMap<String, usize>,
     /// Facts the transaction has looked up and may look up again (see [`Tx::memo`]).
     memo: std::collections::HashMap<String, Box<dyn std::any::Any + Send + Sync>>,
     /// Rows this transaction inserted (see [`Tx::is_new`]).
@@ -409,6 +411,11 @@ enum TxConn {
 const MAX_QUEUED: usize = 2000;
 /// The most rows one coalesced INSERT carries.
 const MAX_ROWS: usize = 100;
+/// How the INSERTs into the search index tables begin (see [`Tx::queue`]).
+const INDEX_TABLES: [&str; 2] = [
+    "INSERT INTO search_strings ",
+    "INSERT INTO search_quantities ",
+];
 
 /// A waiting write. Consecutive single-row INSERTs of the same SQL become one INSERT of several
 /// rows (`VALUES (...), (...)`).
@@ -588,6 +595,7 @@ impl Tx {
             conn,
             queued: Vec::new(),
             queued_n: 0,
+            open_index: std::collections::HashMap::new(),
             memo: std::collections::HashMap::new(),
             new_rows: std::collections::HashSet::new(),
         }
@@ -635,6 +643,34 @@ impl Tx {
     /// A write whose outcome is not needed: sent with the next statement, at [`Tx::flush`] or at
     /// commit.
     pub async fn queue(&mut self, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
+        // Rows of the search index tables (no triggers, no foreign keys, read only by searches,
+        // which flush first) join the open INSERT of their SQL wherever it is in the queue:
+        // the index rows of many resources go in one statement. A statement that otherwise
+        // touches those tables closes the open INSERTs, so nothing moves past it.
+        let index_insert =
+            INDEX_TABLES.iter().any(|t| sql.starts_with(t)) && insert_tuple(sql).is_some();
+        if index_insert {
+            if let Some(&at) = self.open_index.get(sql) {
+                let q = &mut self.queued[at];
+                q.args.extend_from_slice(args);
+                q.rows += 1;
+                if q.rows >= MAX_ROWS {
+                    self.open_index.remove(sql);
+                }
+                return Ok(());
+            }
+            self.open_index.insert(sql.to_owned(), self.queued.len());
+            self.queued.push(Queued {
+                sql: sql.to_owned(),
+                args: args.to_vec(),
+                rows: 1,
+            });
+            return self.count_queued().await;
+        } else if !self.open_index.is_empty()
+            && (sql.contains("search_strings") || sql.contains("search_quantities"))
+        {
+            self.open_index.clear();
+        }
         if let Some(last) = self.queued.last_mut() {
             if last.sql == sql && last.rows < MAX_ROWS && insert_tuple(sql).is_some() {
                 last.args.extend_from_slice(args);
@@ -647,6 +683,11 @@ impl Tx {
             args: args.to_vec(),
             rows: 1,
         });
+        self.count_queued().await
+    }
+
+    /// Counts a statement just queued; too many waiting are sent.
+    async fn count_queued(&mut self) -> Result<(), StoreError> {
         self.queued_n += 1;
         if self.queued_n >= MAX_QUEUED {
             self.flush().await?;
@@ -694,6 +735,7 @@ impl Tx {
         }
         let queued = std::mem::take(&mut self.queued);
         self.queued_n = 0;
+        self.open_index.clear();
         match &mut self.conn {
             TxConn::Sqlite(t) => {
                 let mut sql = String::new();
