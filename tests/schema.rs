@@ -803,7 +803,7 @@ async fn migrate_is_idempotent(engine: Engine) {
     let (a, b) = tokio::join!(expediente::prepare(&app.db), expediente::prepare(&app.db));
     assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
     assert_eq!(app.count("vital_sign_codes").await, 11);
-    assert_eq!(app.count("_sqlx_migrations").await, 8);
+    assert_eq!(app.count("_sqlx_migrations").await, 9);
     let applied: Vec<(i64, bool)> = app
         .db
         .fetch_all(
@@ -830,7 +830,8 @@ async fn migrate_is_idempotent(engine: Engine) {
             (5, true),
             (6, true),
             (7, true),
-            (8, true)
+            (8, true),
+            (9, true)
         ]
     );
     assert_eq!(roles, 4, "the four roles are seeded");

@@ -56,6 +56,11 @@ pub fn sqlite() -> Migrator {
             "identifier indexes",
             "../../migrations/sqlite/0008_identifier_indexes.sql"
         ),
+        migration!(
+            9,
+            "write costs",
+            "../../migrations/sqlite/0009_write_costs.sql"
+        ),
     ])
 }
 
@@ -92,6 +97,11 @@ pub fn postgres() -> Migrator {
             8,
             "identifier indexes",
             "../../migrations/postgres/0008_identifier_indexes.sql"
+        ),
+        migration!(
+            9,
+            "write costs",
+            "../../migrations/postgres/0009_write_costs.sql"
         ),
     ])
 }
