@@ -959,6 +959,61 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn index_rows_join_the_open_insert_but_never_pass_a_statement_on_their_table() {
+        let path = std::env::temp_dir().join(format!("expediente-queue-{}.db", Uuid::new_v4()));
+        let db = Db::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let (r, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let ins = "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES (?, ?, ?, ?, ?)";
+        let row = |id: Uuid, v: &str| -> Vec<Arg> {
+            vec![
+                "Patient".into(),
+                id.into(),
+                "name".into(),
+                v.into(),
+                v.into(),
+            ]
+        };
+        let mut tx = db.begin().await.unwrap();
+        tx.queue(ins, &row(r, "a")).await.unwrap();
+        tx.queue("UPDATE patients SET deleted_at = NULL WHERE 0 = 1", &[])
+            .await
+            .unwrap();
+        tx.queue(ins, &row(other, "c")).await.unwrap();
+        tx.queue("DELETE FROM search_strings WHERE row_id = ?", &[r.into()])
+            .await
+            .unwrap();
+        tx.queue(ins, &row(r, "b")).await.unwrap();
+        let rows: Vec<usize> = tx.queued.iter().map(|q| q.rows).collect();
+        assert_eq!(
+            rows,
+            vec![2, 1, 1, 1],
+            "the second row joined the first INSERT"
+        );
+        tx.commit().await.unwrap();
+        let values: Vec<(String, String)> = db
+            .fetch_all(
+                "SELECT row_id, value FROM search_strings ORDER BY value",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|x| (x.string("row_id").unwrap(), x.string("value").unwrap()))
+            .collect();
+        assert_eq!(
+            values,
+            vec![(r.to_string(), "b".into()), (other.to_string(), "c".into())]
+        );
+        db.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
     #[test]
     fn pg_sql_numbers_placeholders_in_order() {
         assert_eq!(
