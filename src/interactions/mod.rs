@@ -361,8 +361,8 @@ impl Fhir {
             Id::parse(&row_id.to_string()).ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
         self.check_references(tx, caller, m.resource_type(), body)
             .await?;
-        tx.guard(row_id).await?;
         tx.mark_new(row_id);
+        tx.guard(row_id).await?;
         m.insert(tx, row_id, &id, body).await?;
         custom::store(tx, m.resource_type(), row_id, body).await?;
         crate::mapping::search::index_meta(tx, m, row_id, body).await?;
@@ -494,8 +494,8 @@ impl Fhir {
                     )));
                 }
                 let row_id = Uuid::new_v4();
-                tx.guard(row_id).await?;
                 tx.mark_new(row_id);
+                tx.guard(row_id).await?;
                 m.insert(tx, row_id, id, body).await?;
                 custom::store(tx, resource_type, row_id, body).await?;
                 crate::mapping::search::index_meta(tx, m, row_id, body).await?;

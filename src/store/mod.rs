@@ -829,7 +829,15 @@ impl Tx {
     /// triggers of its child tables do not touch it again (see the fhir_write_guard table).
     /// On PostgreSQL the mark is a transaction-local setting (`expediente.write_guard`, read
     /// through the fhir_write_guard view), which leaves no dead rows behind as a table would.
+    ///
+    /// A row this transaction inserted ([`Tx::mark_new`]) needs no mark on PostgreSQL: the
+    /// triggers that read the mark for such rows also pass over every row whose xmin is the
+    /// current transaction (a resource's row is inserted before the rows that hang from it).
+    /// The vital_signs trigger reads the mark alone; its rows are not marked new.
     pub async fn guard(&mut self, row_id: Uuid) -> Result<(), StoreError> {
+        if self.dialect() == Dialect::Postgres && self.is_new(row_id) {
+            return Ok(());
+        }
         let sql = match self.dialect() {
             Dialect::Sqlite => "INSERT INTO fhir_write_guard (row_id) VALUES (?)",
             Dialect::Postgres => "SELECT set_config('expediente.write_guard', concat_ws(',', NULLIF(current_setting('expediente.write_guard', true), ''), CAST(? AS text)), true)",
@@ -839,6 +847,9 @@ impl Tx {
 
     /// Ends what [`Tx::guard`] started.
     pub async fn unguard(&mut self, row_id: Uuid) -> Result<(), StoreError> {
+        if self.dialect() == Dialect::Postgres && self.is_new(row_id) {
+            return Ok(());
+        }
         let sql = match self.dialect() {
             Dialect::Sqlite => "DELETE FROM fhir_write_guard WHERE row_id = ?",
             Dialect::Postgres => "SELECT set_config('expediente.write_guard', array_to_string(array_remove(string_to_array(current_setting('expediente.write_guard', true), ','), CAST(? AS text)), ','), true)",
