@@ -241,7 +241,7 @@ async fn rows_floor(from: &str, to: &str, bundles: usize) -> anyhow::Result<()> 
         )
         .await?
         .context("no count")?
-        .int("n")?;
+        .bigint("n")?;
     source.close().await;
     let bundles = bundles.max(1);
     let (total, secs) = if from.starts_with("sqlite:") {
