@@ -332,6 +332,22 @@ fn set_columns(m: &Measurement) -> String {
         .join(", ")
 }
 
+/// Puts the measurement in session row `id` (guarded for the rest of the write).
+async fn join(tx: &mut Tx, c: &Cols, id: Uuid) -> Result<Uuid, StoreError> {
+    tx.guard(id).await?;
+    let mut args = value_args(c);
+    args.push(id.into());
+    tx.queue(
+        &format!(
+            "UPDATE vital_signs SET {} WHERE id = ?",
+            set_columns(c.measurement)
+        ),
+        &args,
+    )
+    .await?;
+    Ok(id)
+}
+
 /// The session row this measurement goes to (guarded for the rest of the write): a live row of
 /// the same patient, encounter, performer, time and status without this measurement, or a new one.
 async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
@@ -355,15 +371,7 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
             let id = *id;
             filled.push(m.key.clone());
             tx.remember(key.clone(), made);
-            tx.guard(id).await?;
-            let mut args = value_args(c);
-            args.push(id.into());
-            tx.queue(
-                &format!("UPDATE vital_signs SET {} WHERE id = ?", set_columns(m)),
-                &args,
-            )
-            .await?;
-            return Ok(id);
+            return join(tx, c, id).await;
         }
     }
     if let Some(at) = c.effective {
@@ -398,16 +406,7 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
             )
             .await?;
         if let Some(r) = found {
-            let id = r.uuid("id")?;
-            tx.guard(id).await?;
-            let mut args = value_args(c);
-            args.push(id.into());
-            tx.queue(
-                &format!("UPDATE vital_signs SET {} WHERE id = ?", set_columns(m)),
-                &args,
-            )
-            .await?;
-            return Ok(id);
+            return join(tx, c, r.uuid("id")?).await;
         }
     }
     let id = Uuid::new_v4();
