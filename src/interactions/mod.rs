@@ -361,16 +361,8 @@ impl Fhir {
             Id::parse(&row_id.to_string()).ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
         self.check_references(tx, caller, m.resource_type(), body)
             .await?;
-        tx.mark_new(row_id);
-        tx.guard(row_id).await?;
-        m.insert(tx, row_id, &id, body).await?;
-        custom::store(tx, m.resource_type(), row_id, body).await?;
-        crate::mapping::search::index_meta(tx, m, row_id, body).await?;
-        tx.unguard(row_id).await?;
-        // References to it later in the transaction need not look it up.
-        tx.remember(format!("exists:{}/{id}", m.resource_type()), true);
-        tx.remember_row(m.table(), id.as_str(), row_id);
-        Ok(())
+        insert_rows(tx, m, row_id, &id, body).await?;
+        written(tx, m, &id, row_id).await
     }
 
     /// update: replaces the resource, or creates it under the client's id when it does not exist.
@@ -494,11 +486,7 @@ impl Fhir {
                     )));
                 }
                 let row_id = Uuid::new_v4();
-                tx.mark_new(row_id);
-                tx.guard(row_id).await?;
-                m.insert(tx, row_id, id, body).await?;
-                custom::store(tx, resource_type, row_id, body).await?;
-                crate::mapping::search::index_meta(tx, m, row_id, body).await?;
+                insert_rows(tx, m, row_id, id, body).await?;
                 (row_id, true)
             }
             Some(h) => {
@@ -523,9 +511,7 @@ impl Fhir {
                 (h.row_id, h.deleted)
             }
         };
-        tx.unguard(row_id).await?;
-        tx.remember(format!("exists:{resource_type}/{id}"), true);
-        tx.remember_row(m.table(), id.as_str(), row_id);
+        written(tx, m, id, row_id).await?;
         Ok(Updated::Rows { row_id, created })
     }
 
@@ -787,6 +773,32 @@ pub(crate) fn filter_sql(m: &dyn ResourceMapping) -> String {
 }
 
 /// Every `reference` string in a resource, with the FHIRPath of its Reference.
+/// The rows of a new resource: the mapping's, its custom field values and its meta index, the
+/// row guarded while they are written (see [`written`] for the end of it).
+async fn insert_rows(
+    tx: &mut Tx,
+    m: &dyn ResourceMapping,
+    row_id: Uuid,
+    id: &Id,
+    body: &Value,
+) -> Result<()> {
+    tx.mark_new(row_id);
+    tx.guard(row_id).await?;
+    m.insert(tx, row_id, id, body).await?;
+    custom::store(tx, m.resource_type(), row_id, body).await?;
+    crate::mapping::search::index_meta(tx, m, row_id, body).await?;
+    Ok(())
+}
+
+/// Ends the write of a resource's rows: the guard is lifted, and the transaction remembers that
+/// the resource exists and where, so references to it later need no lookup.
+async fn written(tx: &mut Tx, m: &dyn ResourceMapping, id: &Id, row_id: Uuid) -> Result<()> {
+    tx.unguard(row_id).await?;
+    tx.remember(format!("exists:{}/{id}", m.resource_type()), true);
+    tx.remember_row(m.table(), id.as_str(), row_id);
+    Ok(())
+}
+
 fn not_found(resource_type: &str, id: &Id) -> Error {
     Error::NotFound(format!("{resource_type}/{id} is not known"))
 }
