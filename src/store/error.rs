@@ -27,6 +27,12 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Other(sqlx::Error),
+    /// An error of SQLite's write connection (see the lite module) that is none of the above.
+    #[error(transparent)]
+    Sqlite(rusqlite::Error),
+    /// The write connection has been closed.
+    #[error("the database connection is closed")]
+    Closed,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -46,5 +52,24 @@ impl From<sqlx::Error> for StoreError {
             }
         }
         StoreError::Other(e)
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi;
+        if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+            match f.extended_code {
+                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                    return StoreError::Conflict
+                }
+                ffi::SQLITE_CONSTRAINT_FOREIGNKEY => return StoreError::ForeignKey,
+                ffi::SQLITE_CONSTRAINT_CHECK | ffi::SQLITE_CONSTRAINT_NOTNULL => {
+                    return StoreError::Check(msg.clone().unwrap_or_default())
+                }
+                _ => {}
+            }
+        }
+        StoreError::Sqlite(e)
     }
 }

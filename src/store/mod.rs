@@ -6,10 +6,12 @@
 //! chosen with [`Dialect`].
 
 mod error;
+mod lite;
 mod migrate;
 mod row;
 
 pub use error::StoreError;
+pub use lite::LiteRow;
 pub use row::Row;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -225,9 +227,12 @@ pub fn one_of(dialect: Dialect, column: &str, ids: &[Uuid]) -> (String, Vec<Arg>
 enum Pools {
     Sqlite {
         read: SqlitePool,
-        /// One connection: SQLite has a single writer, so writers queue here instead of
-        /// failing with SQLITE_BUSY when two transactions upgrade to write at once.
+        /// The connection migrations run on.
         write: SqlitePool,
+        /// The connection every write transaction runs on (see the lite module): SQLite has a
+        /// single writer, so writers queue there instead of failing with SQLITE_BUSY when two
+        /// transactions upgrade to write at once.
+        writer: lite::Writer,
     },
     Postgres(PgPool),
 }
@@ -259,17 +264,9 @@ impl Db {
                 .test_before_acquire(false)
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
-                // Queued writes arrive as multi-statement queries of a few recurring shapes. A
-                // large transaction (a bundle, an import batch) keeps its pages in memory (64 MiB
-                // of cache instead of 2) and its statement journals too, instead of spilling them
-                // to files as it goes.
-                .connect_with(
-                    opts.clone()
-                        .statement_cache_capacity(1000)
-                        .pragma("cache_size", "-65536")
-                        .pragma("temp_store", "memory"),
-                )
+                .connect_with(opts.clone())
                 .await?;
+            let writer = lite::Writer::open(opts.get_filename())?;
             let read = SqlitePoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(8)
@@ -277,7 +274,11 @@ impl Db {
                 .connect_with(opts.read_only(false))
                 .await?;
             Ok(Db {
-                pools: Pools::Sqlite { read, write },
+                pools: Pools::Sqlite {
+                    read,
+                    write,
+                    writer,
+                },
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?;
@@ -316,7 +317,7 @@ impl Db {
     /// Starts a read-write transaction.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match &self.pools {
-            Pools::Sqlite { write, .. } => Tx::new(TxConn::Sqlite(write.begin().await?)),
+            Pools::Sqlite { writer, .. } => Tx::new(TxConn::Sqlite(writer.begin().await?)),
             Pools::Postgres(p) => Tx::new(TxConn::Postgres(p.begin().await?)),
         })
     }
@@ -356,10 +357,7 @@ impl Db {
     /// Runs a statement outside any transaction.
     pub async fn execute(&self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
         Ok(match &self.pools {
-            Pools::Sqlite { write, .. } => sqlite_query(sql, args)
-                .execute(write)
-                .await?
-                .rows_affected(),
+            Pools::Sqlite { writer, .. } => writer.execute(sql, args).await?,
             Pools::Postgres(p) => pg_query(&pg_sql(sql), args)
                 .execute(p)
                 .await?
@@ -374,7 +372,12 @@ impl Db {
 
     pub async fn close(&self) {
         match &self.pools {
-            Pools::Sqlite { read, write } => {
+            Pools::Sqlite {
+                read,
+                write,
+                writer,
+            } => {
+                writer.close().await;
                 read.close().await;
                 write.close().await;
             }
@@ -403,12 +406,15 @@ pub struct Tx {
 }
 
 enum TxConn {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(lite::LiteTx),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
-/// The most statements kept waiting before they are sent anyway.
+/// The most statements kept waiting before they are sent anyway: on PostgreSQL, a round trip
+/// each time; on SQLite a hand-over to its writer, which writes them while the transaction goes
+/// on.
 const MAX_QUEUED: usize = 2000;
+const MAX_QUEUED_SQLITE: usize = 128;
 /// The most rows one coalesced INSERT carries.
 const MAX_ROWS: usize = 100;
 /// How the INSERTs into the search index tables begin (see [`Tx::queue`]).
@@ -423,6 +429,16 @@ struct Queued {
     sql: String,
     args: Vec<Arg>,
     rows: usize,
+}
+
+impl Queued {
+    fn one(sql: &str, args: &[Arg]) -> Queued {
+        Queued {
+            sql: sql.to_owned(),
+            args: args.to_vec(),
+            rows: 1,
+        }
+    }
 }
 
 /// `INSERT ... VALUES (tuple)` split into the part up to the tuple and the tuple, when the
@@ -689,7 +705,11 @@ impl Tx {
     /// Counts a statement just queued; too many waiting are sent.
     async fn count_queued(&mut self) -> Result<(), StoreError> {
         self.queued_n += 1;
-        if self.queued_n >= MAX_QUEUED {
+        let most = match self.dialect() {
+            Dialect::Sqlite => MAX_QUEUED_SQLITE,
+            Dialect::Postgres => MAX_QUEUED,
+        };
+        if self.queued_n >= most {
             self.flush().await?;
         }
         Ok(())
@@ -726,9 +746,9 @@ impl Tx {
         Ok(found)
     }
 
-    /// Sends the queued writes: on SQLite as one multi-statement query whose values are bound
-    /// (its statements are prepared once and cached, like any other); on PostgreSQL as one
-    /// simple query with the values written in as literals (a round trip is what costs there).
+    /// Sends the queued writes: on SQLite to the writer's thread without waiting for them (its
+    /// statements are prepared once and kept; see the lite module); on PostgreSQL as one simple
+    /// query with the values written in as literals (a round trip is what costs there).
     pub async fn flush(&mut self) -> Result<(), StoreError> {
         if self.queued.is_empty() {
             return Ok(());
@@ -737,16 +757,7 @@ impl Tx {
         self.queued_n = 0;
         self.open_index.clear();
         match &mut self.conn {
-            TxConn::Sqlite(t) => {
-                let mut sql = String::new();
-                let mut args = Vec::new();
-                for q in queued {
-                    sql.push_str(&q.statement());
-                    sql.push_str(";\n");
-                    args.extend(q.args);
-                }
-                sqlite_query(&sql, &args).execute(&mut **t).await?;
-            }
+            TxConn::Sqlite(t) => t.run(queued).await?,
             TxConn::Postgres(t) => {
                 // The literals double their quotes and keep backslashes as they are.
                 let mut sql = String::from("SET LOCAL standard_conforming_strings = on;\n");
@@ -778,10 +789,7 @@ impl Tx {
     pub async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
         self.flush().await?;
         Ok(match &mut self.conn {
-            TxConn::Sqlite(t) => sqlite_query(sql, args)
-                .execute(&mut **t)
-                .await?
-                .rows_affected(),
+            TxConn::Sqlite(t) => t.execute(sql, args).await?,
             TxConn::Postgres(t) => pg_query(&pg_sql(sql), args)
                 .execute(&mut **t)
                 .await?
@@ -792,11 +800,11 @@ impl Tx {
     pub async fn fetch_all(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
         self.flush().await?;
         Ok(match &mut self.conn {
-            TxConn::Sqlite(t) => sqlite_query(sql, args)
-                .fetch_all(&mut **t)
+            TxConn::Sqlite(t) => t
+                .fetch(sql, args)
                 .await?
                 .into_iter()
-                .map(Row::Sqlite)
+                .map(Row::Lite)
                 .collect(),
             TxConn::Postgres(t) => pg_query(&pg_sql(sql), args)
                 .fetch_all(&mut **t)
@@ -814,10 +822,7 @@ impl Tx {
     ) -> Result<Option<Row>, StoreError> {
         self.flush().await?;
         Ok(match &mut self.conn {
-            TxConn::Sqlite(t) => sqlite_query(sql, args)
-                .fetch_optional(&mut **t)
-                .await?
-                .map(Row::Sqlite),
+            TxConn::Sqlite(t) => t.fetch(sql, args).await?.into_iter().next().map(Row::Lite),
             TxConn::Postgres(t) => pg_query(&pg_sql(sql), args)
                 .fetch_optional(&mut **t)
                 .await?
@@ -1023,6 +1028,120 @@ mod tests {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
+    }
+
+    /// A migrated SQLite database in a file of its own, and the file.
+    async fn sqlite_db() -> (Db, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("expediente-store-{}.db", Uuid::new_v4()));
+        let db = Db::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        (db, path)
+    }
+
+    async fn drop_sqlite_db(db: Db, path: std::path::PathBuf) {
+        db.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    async fn roles(db: &Db) -> Vec<String> {
+        db.fetch_all("SELECT name FROM roles ORDER BY name", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.string("name").unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_queued_write_fails_the_next_read_or_the_commit_and_nothing_stays() {
+        let (db, path) = sqlite_db().await;
+        let before = roles(&db).await;
+        let insert = "INSERT INTO roles (id, name) VALUES (?, ?)";
+        // The second row repeats the unique name of the first: the failure is found when the
+        // queued writes run, and answered to the read after them.
+        let mut tx = db.begin().await.unwrap();
+        for _ in 0..2 {
+            tx.queue(insert, &[Uuid::new_v4().into(), "auditor".into()])
+                .await
+                .unwrap();
+        }
+        let read = tx.fetch_all("SELECT name FROM roles", &[]).await;
+        assert!(
+            matches!(read, Err(StoreError::Conflict)),
+            "{:?}",
+            read.err()
+        );
+        drop(tx);
+        // The same at commit.
+        let mut tx = db.begin().await.unwrap();
+        for _ in 0..2 {
+            tx.queue(insert, &[Uuid::new_v4().into(), "auditor".into()])
+                .await
+                .unwrap();
+        }
+        let commit = tx.commit().await;
+        assert!(matches!(commit, Err(StoreError::Conflict)), "{commit:?}");
+        assert_eq!(roles(&db).await, before);
+        // A transaction dropped open rolls back; the next one runs and commits.
+        let mut tx = db.begin().await.unwrap();
+        tx.queue(insert, &[Uuid::new_v4().into(), "auditor".into()])
+            .await
+            .unwrap();
+        drop(tx);
+        assert_eq!(roles(&db).await, before);
+        let mut tx = db.begin().await.unwrap();
+        tx.queue(insert, &[Uuid::new_v4().into(), "auditor".into()])
+            .await
+            .unwrap();
+        // A read inside the transaction sees its own queued write.
+        let own = tx
+            .fetch_optional("SELECT name FROM roles WHERE name = ?", &["auditor".into()])
+            .await
+            .unwrap()
+            .map(|r| r.string("name").unwrap());
+        assert_eq!(own.as_deref(), Some("auditor"));
+        tx.commit().await.unwrap();
+        let mut after = before.clone();
+        after.push("auditor".into());
+        after.sort();
+        assert_eq!(roles(&db).await, after);
+        drop_sqlite_db(db, path).await;
+    }
+
+    #[tokio::test]
+    async fn committed_pages_are_copied_from_the_log_into_the_database_in_the_background() {
+        let (db, path) = sqlite_db().await;
+        let mut tx = db.begin().await.unwrap();
+        for i in 0..2000 {
+            tx.queue(
+                "INSERT INTO roles (id, name) VALUES (?, ?)",
+                &[
+                    Uuid::new_v4().into(),
+                    format!("role {i:05} {}", "x".repeat(200)).into(),
+                ],
+            )
+            .await
+            .unwrap();
+        }
+        let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let before = size();
+        tx.commit().await.unwrap();
+        // The commit goes to the log; the checkpointer copies it into the database file (the
+        // writer itself would only past 65,536 pages of log), which grows by the ~500 kB.
+        let mut copied = false;
+        for _ in 0..250 {
+            if size() > before + 400_000 {
+                copied = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(copied, "database file {} bytes, was {before}", size());
+        drop_sqlite_db(db, path).await;
     }
 
     #[test]

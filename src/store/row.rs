@@ -1,7 +1,8 @@
 //! A result row of either engine, decoded to the types the mapping layer uses.
 
-use super::StoreError;
+use super::{LiteRow, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::types::Value as SqlValue;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
@@ -10,6 +11,8 @@ use uuid::Uuid;
 
 pub enum Row {
     Sqlite(SqliteRow),
+    /// Read inside a write transaction on SQLite (through its writer's connection).
+    Lite(LiteRow),
     Postgres(PgRow),
 }
 
@@ -25,7 +28,7 @@ impl Row {
 
     pub fn opt_uuid(&self, col: &str) -> Result<Option<Uuid>, StoreError> {
         match self {
-            Row::Sqlite(r) => match r.try_get::<Option<String>, _>(col)? {
+            Row::Sqlite(_) | Row::Lite(_) => match self.text(col)? {
                 Some(s) => Uuid::parse_str(&s)
                     .map(Some)
                     .map_err(|_| bad(col, "not a UUID")),
@@ -38,6 +41,13 @@ impl Row {
     pub fn text(&self, col: &str) -> Result<Option<String>, StoreError> {
         Ok(match self {
             Row::Sqlite(r) => r.try_get(col)?,
+            Row::Lite(r) => match r.get(col)? {
+                SqlValue::Null => None,
+                SqlValue::Text(s) => Some(s.clone()),
+                SqlValue::Integer(i) => Some(i.to_string()),
+                SqlValue::Real(f) => Some(f.to_string()),
+                SqlValue::Blob(_) => return Err(bad(col, "binary, not text")),
+            },
             Row::Postgres(r) => r.try_get(col)?,
         })
     }
@@ -50,6 +60,9 @@ impl Row {
     pub fn int(&self, col: &str) -> Result<i64, StoreError> {
         Ok(match self {
             Row::Sqlite(r) => r.try_get::<i64, _>(col)?,
+            Row::Lite(_) => self
+                .opt_int(col)?
+                .ok_or_else(|| bad(col, "unexpected NULL"))?,
             Row::Postgres(r) => i64::from(r.try_get::<i32, _>(col)?),
         })
     }
@@ -58,6 +71,9 @@ impl Row {
     pub fn bigint(&self, col: &str) -> Result<i64, StoreError> {
         Ok(match self {
             Row::Sqlite(r) => r.try_get::<i64, _>(col)?,
+            Row::Lite(_) => self
+                .opt_int(col)?
+                .ok_or_else(|| bad(col, "unexpected NULL"))?,
             Row::Postgres(r) => r.try_get::<i64, _>(col)?,
         })
     }
@@ -66,6 +82,11 @@ impl Row {
     pub fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
         Ok(match self {
             Row::Sqlite(r) => r.try_get::<Option<i64>, _>(col)?,
+            Row::Lite(r) => match r.get(col)? {
+                SqlValue::Null => None,
+                SqlValue::Integer(i) => Some(*i),
+                _ => return Err(bad(col, "not an integer")),
+            },
             Row::Postgres(r) => match r.try_get::<Option<i32>, _>(col) {
                 Ok(v) => v.map(i64::from),
                 Err(_) => r.try_get::<Option<i64>, _>(col)?,
@@ -77,6 +98,7 @@ impl Row {
     pub fn decimal(&self, col: &str) -> Result<Option<String>, StoreError> {
         Ok(match self {
             Row::Sqlite(r) => r.try_get::<Option<String>, _>(col)?,
+            Row::Lite(_) => self.text(col)?,
             Row::Postgres(r) => r
                 .try_get::<Option<rust_decimal::Decimal>, _>(col)?
                 .map(|d| d.to_string()),
@@ -87,6 +109,12 @@ impl Row {
     pub fn bytes(&self, col: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(match self {
             Row::Sqlite(r) => r.try_get(col)?,
+            Row::Lite(r) => match r.get(col)? {
+                SqlValue::Null => None,
+                SqlValue::Blob(b) => Some(b.clone()),
+                SqlValue::Text(s) => Some(s.as_bytes().to_vec()),
+                _ => return Err(bad(col, "not binary")),
+            },
             Row::Postgres(r) => r.try_get(col)?,
         })
     }
@@ -94,13 +122,14 @@ impl Row {
     pub fn bool(&self, col: &str) -> Result<Option<bool>, StoreError> {
         Ok(match self {
             Row::Sqlite(r) => r.try_get(col)?,
+            Row::Lite(_) => self.opt_int(col)?.map(|i| i != 0),
             Row::Postgres(r) => r.try_get(col)?,
         })
     }
 
     pub fn json(&self, col: &str) -> Result<Option<Value>, StoreError> {
         match self {
-            Row::Sqlite(r) => match r.try_get::<Option<String>, _>(col)? {
+            Row::Sqlite(_) | Row::Lite(_) => match self.text(col)? {
                 Some(s) => serde_json::from_str(&s)
                     .map(Some)
                     .map_err(|_| bad(col, "not JSON")),
@@ -129,7 +158,7 @@ impl Row {
 
     pub fn opt_timestamp(&self, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         match self {
-            Row::Sqlite(r) => match r.try_get::<Option<String>, _>(col)? {
+            Row::Sqlite(_) | Row::Lite(_) => match self.text(col)? {
                 Some(s) => parse_sqlite_timestamp(&s)
                     .map(Some)
                     .ok_or_else(|| bad(col, "not a timestamp")),
@@ -141,7 +170,7 @@ impl Row {
 
     pub fn date(&self, col: &str) -> Result<Option<NaiveDate>, StoreError> {
         match self {
-            Row::Sqlite(r) => match r.try_get::<Option<String>, _>(col)? {
+            Row::Sqlite(_) | Row::Lite(_) => match self.text(col)? {
                 Some(s) => NaiveDate::parse_from_str(&s, "%Y-%m-%d")
                     .map(Some)
                     .map_err(|_| bad(col, "not a date")),

@@ -1,0 +1,359 @@
+//! SQLite's write connection, on a thread of its own.
+//!
+//! SQLite has one writer at a time, so every write transaction goes through this one connection
+//! (a lock taken at [`Writer::begin`] queues them). Its thread runs commands in the order they
+//! are sent. A transaction's queued writes ([`Cmd::Run`]) are sent without waiting for them:
+//! the caller goes on mapping the next resources while SQLite writes the last ones, and a
+//! failure among them is kept and answered to the next command that waits (a read, a statement
+//! whose outcome is read, the commit). Statements are prepared once and kept (a cache of the
+//! recurring SQL), and a multi-row INSERT is run as its single-row statement once per row.
+
+use super::{sqlite_timestamp, Arg, Queued, StoreError};
+use rusqlite::types::{ToSqlOutput, Value as SqlValue};
+use rusqlite::{Connection, OpenFlags, ToSql};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
+
+/// Batches of queued writes sent and not yet written: past this many the sender waits, so a
+/// fast producer does not pile up rows in memory.
+const IN_FLIGHT: usize = 4;
+
+enum Cmd {
+    Begin(oneshot::Sender<Result<(), StoreError>>),
+    /// Writes nobody waits for; the permit is given back when they are done.
+    Run(Vec<Queued>, OwnedSemaphorePermit),
+    Execute(Queued, oneshot::Sender<Result<u64, StoreError>>),
+    Fetch(Queued, oneshot::Sender<Result<Vec<LiteRow>, StoreError>>),
+    Commit(oneshot::Sender<Result<(), StoreError>>),
+    Rollback,
+    Close(oneshot::Sender<()>),
+}
+
+/// The write connection: cheap to clone.
+#[derive(Clone)]
+pub(super) struct Writer {
+    cmds: mpsc::UnboundedSender<Cmd>,
+    lock: Arc<Mutex<()>>,
+    in_flight: Arc<Semaphore>,
+}
+
+/// A result row read through the write connection: column names and owned values.
+pub struct LiteRow {
+    columns: Arc<[String]>,
+    values: Vec<SqlValue>,
+}
+
+impl LiteRow {
+    /// The value of column `col`.
+    pub(super) fn get(&self, col: &str) -> Result<&SqlValue, StoreError> {
+        self.columns
+            .iter()
+            .position(|c| c == col)
+            .map(|i| &self.values[i])
+            .ok_or_else(|| StoreError::Decode(format!("column {col}: no such column")))
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Closed
+}
+
+impl Writer {
+    /// Opens `path` (creating it) with the settings of the write connection and starts its
+    /// thread.
+    pub(super) fn open(path: &Path) -> Result<Writer, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // A large transaction (a bundle, an import batch) keeps its pages in memory (64 MiB of
+        // cache instead of 2) and its statement journals too.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+             PRAGMA cache_size = -65536; PRAGMA temp_store = memory;",
+        )?;
+        conn.set_prepared_statement_cache_capacity(1000);
+        // The log is copied into the database by a thread of its own after each commit (see
+        // [`checkpoints`]), not by the committing writer; past this many pages (256 MiB) the
+        // writer does it too, so that the log stays bounded whatever happens to that thread.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 65536;")?;
+        let checkpointer = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        checkpointer.busy_timeout(Duration::from_secs(10))?;
+        let (committed, wake) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoints(checkpointer, wake))
+            .map_err(|e| {
+                StoreError::Config(format!("cannot start the SQLite checkpointer: {e}"))
+            })?;
+        let (cmds, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || serve(conn, rx, committed))
+            .map_err(|e| StoreError::Config(format!("cannot start the SQLite writer: {e}")))?;
+        Ok(Writer {
+            cmds,
+            lock: Arc::new(Mutex::new(())),
+            in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+        })
+    }
+
+    async fn ask<T>(
+        &self,
+        cmd: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Cmd,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(cmd(tx)).map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Starts a write transaction, once the one before it has ended.
+    pub(super) async fn begin(&self) -> Result<LiteTx, StoreError> {
+        let guard = self.lock.clone().lock_owned().await;
+        self.ask(Cmd::Begin).await?;
+        Ok(LiteTx {
+            writer: self.clone(),
+            open: true,
+            _guard: guard,
+        })
+    }
+
+    /// Runs one statement outside any transaction.
+    pub(super) async fn execute(&self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
+        let _guard = self.lock.lock().await;
+        self.ask(|r| Cmd::Execute(Queued::one(sql, args), r)).await
+    }
+
+    /// Closes the connection (checkpointing its log) once what was sent before is done.
+    pub(super) async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmds.send(Cmd::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// An open write transaction; dropped while open, it rolls back.
+pub(super) struct LiteTx {
+    writer: Writer,
+    open: bool,
+    // Dropped after `drop` has sent the rollback: the next transaction begins after it.
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl LiteTx {
+    /// Sends writes; a failure among them is answered by the next command that waits.
+    pub(super) async fn run(&mut self, stmts: Vec<Queued>) -> Result<(), StoreError> {
+        let permit = self
+            .writer
+            .in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| closed())?;
+        self.writer
+            .cmds
+            .send(Cmd::Run(stmts, permit))
+            .map_err(|_| closed())
+    }
+
+    pub(super) async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
+        self.writer
+            .ask(|r| Cmd::Execute(Queued::one(sql, args), r))
+            .await
+    }
+
+    pub(super) async fn fetch(
+        &mut self,
+        sql: &str,
+        args: &[Arg],
+    ) -> Result<Vec<LiteRow>, StoreError> {
+        self.writer
+            .ask(|r| Cmd::Fetch(Queued::one(sql, args), r))
+            .await
+    }
+
+    pub(super) async fn commit(mut self) -> Result<(), StoreError> {
+        self.open = false;
+        self.writer.ask(Cmd::Commit).await
+    }
+}
+
+impl Drop for LiteTx {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.writer.cmds.send(Cmd::Rollback);
+        }
+    }
+}
+
+/// The checkpointer thread: after each commit it is told of, copies what the log holds into
+/// the database (a passive checkpoint: it waits for no one, and the writer goes on appending to
+/// the log meanwhile), until the writer is gone.
+fn checkpoints(conn: Connection, wake: std::sync::mpsc::Receiver<()>) {
+    while wake.recv().is_ok() {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+}
+
+/// The writer thread: commands in order until every sender is gone or [`Cmd::Close`]. Each
+/// commit wakes the checkpointer (`committed`).
+fn serve(
+    conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    committed: std::sync::mpsc::SyncSender<()>,
+) {
+    // The first failure of writes nobody waited for, kept for the next command that waits.
+    let mut failed: Option<StoreError> = None;
+    while let Some(cmd) = rx.blocking_recv() {
+        match cmd {
+            Cmd::Begin(reply) => {
+                failed = None;
+                let _ = reply.send(conn.execute_batch("BEGIN IMMEDIATE").map_err(Into::into));
+            }
+            Cmd::Run(stmts, permit) => {
+                if failed.is_none() {
+                    for q in &stmts {
+                        if let Err(e) = run(&conn, q, None) {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                drop(permit);
+            }
+            Cmd::Execute(q, reply) => {
+                let r = match failed.take() {
+                    Some(e) => Err(e),
+                    None => run(&conn, &q, None),
+                };
+                let _ = reply.send(r);
+            }
+            Cmd::Fetch(q, reply) => {
+                let r = match failed.take() {
+                    Some(e) => Err(e),
+                    None => {
+                        let mut rows = Vec::new();
+                        run(&conn, &q, Some(&mut rows)).map(|_| rows)
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            Cmd::Commit(reply) => {
+                let r = match failed.take() {
+                    Some(e) => Err(e),
+                    None => conn.execute_batch("COMMIT").map_err(Into::into),
+                };
+                if r.is_err() && !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                if r.is_ok() {
+                    // Already awake with a wake-up pending: it will see this commit too.
+                    let _ = committed.try_send(());
+                }
+                let _ = reply.send(r);
+            }
+            Cmd::Rollback => {
+                failed = None;
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+            }
+            Cmd::Close(reply) => {
+                drop(committed);
+                drop(conn);
+                let _ = reply.send(());
+                return;
+            }
+        }
+    }
+}
+
+/// Runs `q` (once per row it carries), collecting result rows into `out` when given; the
+/// number of rows changed.
+fn run(
+    conn: &Connection,
+    q: &Queued,
+    mut out: Option<&mut Vec<LiteRow>>,
+) -> Result<u64, StoreError> {
+    let mut st = conn.prepare_cached(&q.sql)?;
+    let params = st.parameter_count();
+    let rows = q.rows.max(1);
+    if q.args.len() != params * rows {
+        return Err(StoreError::Decode(format!(
+            "{} values for {rows} rows of {params} parameters",
+            q.args.len()
+        )));
+    }
+    let columns: Option<Arc<[String]>> = out
+        .is_some()
+        .then(|| st.column_names().into_iter().map(str::to_owned).collect());
+    let mut changed = 0;
+    for row in 0..rows {
+        for (i, a) in q.args[row * params..(row + 1) * params].iter().enumerate() {
+            st.raw_bind_parameter(i + 1, Lit(a))?;
+        }
+        let mut result = st.raw_query();
+        while let Some(r) = result.next()? {
+            if let (Some(out), Some(columns)) = (out.as_deref_mut(), &columns) {
+                let values = (0..columns.len())
+                    .map(|i| r.get::<_, SqlValue>(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.push(LiteRow {
+                    columns: columns.clone(),
+                    values,
+                });
+            }
+        }
+        drop(result);
+        changed += conn.changes();
+    }
+    Ok(changed)
+}
+
+/// An [`Arg`] bound as the sqlx binding of [`super::sqlite_query`] would bind it.
+struct Lit<'a>(&'a Arg);
+
+impl ToSql for Lit<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        let text = |s: Option<String>| match s {
+            Some(s) => ToSqlOutput::Owned(SqlValue::Text(s)),
+            None => ToSqlOutput::Owned(SqlValue::Null),
+        };
+        Ok(match self.0 {
+            Arg::Uuid(v) => text(Some(v.hyphenated().to_string())),
+            Arg::OptUuid(v) => text(v.map(|u| u.hyphenated().to_string())),
+            Arg::Text(Some(s)) | Arg::Decimal(Some(s)) => s.as_str().to_sql()?,
+            Arg::Text(None) | Arg::Decimal(None) => ToSqlOutput::Owned(SqlValue::Null),
+            Arg::Int(v) => ToSqlOutput::Owned(v.map_or(SqlValue::Null, SqlValue::Integer)),
+            Arg::Bool(v) => {
+                ToSqlOutput::Owned(v.map_or(SqlValue::Null, |b| SqlValue::Integer(b.into())))
+            }
+            Arg::Json(v) => text(Some(v.to_string())),
+            Arg::OptJson(v) => text(v.as_ref().map(Value::to_string)),
+            Arg::Timestamp(v) => text(v.as_ref().map(sqlite_timestamp)),
+            Arg::Date(v) => text(v.map(|d| d.format("%Y-%m-%d").to_string())),
+            Arg::Bytes(Some(b)) => b.as_slice().to_sql()?,
+            Arg::Bytes(None) => ToSqlOutput::Owned(SqlValue::Null),
+            Arg::UuidList(v) => text(Some(
+                Value::Array(
+                    v.iter()
+                        .map(|u| Value::String(u.hyphenated().to_string()))
+                        .collect(),
+                )
+                .to_string(),
+            )),
+        })
+    }
+}
