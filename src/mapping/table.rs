@@ -264,6 +264,24 @@ async fn catalog_entry(
     system: Option<String>,
     display: Option<String>,
 ) -> Result<(Uuid, Option<String>), StoreError> {
+    // A transaction looks a code up once: the entry found or added is remembered.
+    let key = format!("catalog:{table}:{code}:{system:?}");
+    if let Some(entry) = tx.memo::<(Uuid, Option<String>)>(&key) {
+        return Ok(entry);
+    }
+    let entry = catalog_lookup(tx, table, display_column, code, system, display).await?;
+    tx.remember(key, entry.clone());
+    Ok(entry)
+}
+
+async fn catalog_lookup(
+    tx: &mut Tx,
+    table: &str,
+    display_column: &str,
+    code: &str,
+    system: Option<String>,
+    display: Option<String>,
+) -> Result<(Uuid, Option<String>), StoreError> {
     let found = match &system {
         Some(sys) => {
             tx.fetch_optional(

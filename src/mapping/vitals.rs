@@ -374,7 +374,9 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
             return join(tx, c, id).await;
         }
     }
-    if let Some(at) = c.effective {
+    // A patient this transaction inserted has no session rows but the ones it made, all
+    // remembered above: nothing older to look for.
+    if let Some(at) = c.effective.filter(|_| !tx.is_new(k.patient)) {
         let same = match tx.dialect() {
             Dialect::Sqlite => "IS",
             Dialect::Postgres => "IS NOT DISTINCT FROM",
