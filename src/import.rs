@@ -95,6 +95,9 @@ impl Summary {
 struct Unit {
     source: String,
     entries: Vec<Value>,
+    /// A copy of the entries, made by the reader: the transaction takes `entries`, and a unit
+    /// of a group that failed runs again alone from this.
+    spare: Vec<Value>,
 }
 
 impl Unit {
@@ -239,6 +242,14 @@ struct Reader {
 
 impl Reader {
     fn file(&self, f: &Source) -> Parsed {
+        let mut out = self.parse(f);
+        for u in &mut out.units {
+            u.spare = u.entries.clone();
+        }
+        out
+    }
+
+    fn parse(&self, f: &Source) -> Parsed {
         let mut out = Parsed {
             units: Vec::new(),
             alone: false,
@@ -267,6 +278,7 @@ impl Reader {
                             out.units.push(Unit {
                                 source,
                                 entries: vec![entry],
+                                spare: Vec::new(),
                             });
                         }
                     }
@@ -302,12 +314,14 @@ impl Reader {
                         out.units.push(Unit {
                             source: format!("{name} entry {i}"),
                             entries: vec![e],
+                            spare: Vec::new(),
                         });
                     }
                 } else if !entries.is_empty() {
                     out.units.push(Unit {
                         source: name,
                         entries,
+                        spare: Vec::new(),
                     });
                 }
             }
@@ -321,6 +335,7 @@ impl Reader {
                     out.units.push(Unit {
                         source: name,
                         entries: vec![entry],
+                        spare: Vec::new(),
                     });
                 }
             }
@@ -545,28 +560,36 @@ impl Run<'_> {
         if units.is_empty() {
             return;
         }
-        // The entries move into one bundle; after a failure they are taken back unit by unit.
-        let parts: Vec<(String, usize)> = units
-            .iter()
-            .map(|u| (u.source.clone(), u.entries.len()))
-            .collect();
-        let mut bundle = transaction_bundle(units.into_iter().flat_map(|u| u.entries).collect());
-        match self.transaction(&bundle).await {
+        // The entries move into one bundle, which the transaction takes apart; after a failure
+        // each unit runs again alone, from its spare copy.
+        let mut entries = Vec::with_capacity(units.iter().map(|u| u.entries.len()).sum());
+        let mut parts = Vec::with_capacity(units.len());
+        for u in units {
+            entries.extend(u.entries);
+            parts.push((u.source, u.spare));
+        }
+        let opts = BundleOptions {
+            representation: false,
+            max_entries: usize::MAX,
+        };
+        let group = self
+            .fhir
+            .transaction_taking(self.caller, transaction_bundle(entries), opts)
+            .await;
+        match group {
             Ok(response) => self.tally(&response),
-            Err(e) if parts.len() == 1 => {
-                let (source, n) = parts.into_iter().next().unwrap_or_default();
-                self.fail(source, describe(&e), n as u64);
+            // One unit that failed for itself (not for a concurrent transaction) has failed.
+            Err(e) if parts.len() == 1 && !matches!(e, Error::Aborted) => {
+                let (source, spare) = parts.into_iter().next().unwrap_or_default();
+                self.fail(source, describe(&e), spare.len() as u64);
             }
             Err(_) => {
-                let mut all = match bundle["entry"].take() {
-                    Value::Array(a) => a.into_iter(),
-                    _ => Vec::new().into_iter(),
-                };
-                for (source, n) in parts {
-                    let one = transaction_bundle(all.by_ref().take(n).collect());
-                    match self.transaction(&one).await {
+                for (source, spare) in parts {
+                    let n = spare.len() as u64;
+                    let one = transaction_bundle(spare);
+                    match self.fhir.transaction(self.caller, &one, opts).await {
                         Ok(response) => self.tally(&response),
-                        Err(e) => self.fail(source, describe(&e), n as u64),
+                        Err(e) => self.fail(source, describe(&e), n),
                     }
                 }
             }
@@ -586,14 +609,6 @@ impl Run<'_> {
             loaded as f64 / secs,
             self.summary.failed.len()
         ));
-    }
-
-    async fn transaction(&self, bundle: &Value) -> Result<Value, Error> {
-        let opts = BundleOptions {
-            representation: false,
-            max_entries: usize::MAX,
-        };
-        self.fhir.transaction(self.caller, bundle, opts).await
     }
 
     fn tally(&mut self, response: &Value) {
@@ -622,8 +637,13 @@ impl Run<'_> {
     }
 }
 
+/// A transaction Bundle of `entries`, moved in (`json!` would copy them).
 fn transaction_bundle(entries: Vec<Value>) -> Value {
-    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    let mut bundle = serde_json::Map::new();
+    bundle.insert("resourceType".into(), "Bundle".into());
+    bundle.insert("type".into(), "transaction".into());
+    bundle.insert("entry".into(), Value::Array(entries));
+    Value::Object(bundle)
 }
 
 /// An error as one line: its OperationOutcome's diagnostics (for a failure of the server, the

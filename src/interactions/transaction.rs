@@ -223,6 +223,16 @@ fn version_tag(index: usize, tag: &Value) -> Result<i64> {
 
 /// Parses one entry: its request (method and URL) and what it carries.
 fn parse_entry(index: usize, e: &Value, base_url: &str) -> Result<Entry> {
+    parse_entry_with(index, e, e.get("resource").cloned(), base_url)
+}
+
+/// [`parse_entry`] of an entry whose resource has been taken out of it (`resource`).
+fn parse_entry_with(
+    index: usize,
+    e: &Value,
+    resource: Option<Value>,
+    base_url: &str,
+) -> Result<Entry> {
     let full_url = e.get("fullUrl").and_then(Value::as_str).map(str::to_owned);
     let request = e
         .get("request")
@@ -288,7 +298,6 @@ fn parse_entry(index: usize, e: &Value, base_url: &str) -> Result<Entry> {
         _ => return Err(bad_url()),
     };
     let query = query.filter(|q| !q.is_empty());
-    let resource = e.get("resource").cloned();
     let mut entry = Entry {
         index,
         full_url,
@@ -498,6 +507,30 @@ impl Fhir {
         }
     }
 
+    /// A transaction of a bundle given away: its resources are moved out, not copied. Run once
+    /// (an [`Error::Aborted`] is answered, not retried).
+    pub async fn transaction_taking(
+        &self,
+        caller: &Caller,
+        mut bundle: Value,
+        opts: BundleOptions,
+    ) -> Result<Value> {
+        entries_of(&bundle, "transaction", opts.max_entries)?;
+        let mut entries = Vec::new();
+        if let Some(Value::Array(raw)) = bundle.get_mut("entry") {
+            entries.reserve(raw.len());
+            for (i, e) in raw.iter_mut().enumerate() {
+                let resource = e.get_mut("resource").map(Value::take);
+                let full_url = e.get("fullUrl").and_then(Value::as_str);
+                entries.push(
+                    parse_entry_with(i, e, resource, &caller.base_url)
+                        .map_err(|err| at_entry(err, i, full_url))?,
+                );
+            }
+        }
+        self.transaction_of(caller, entries, opts).await
+    }
+
     async fn transaction_once(
         &self,
         caller: &Caller,
@@ -512,6 +545,16 @@ impl Fhir {
                 parse_entry(i, e, &caller.base_url).map_err(|err| at_entry(err, i, full_url))?,
             );
         }
+        self.transaction_of(caller, entries, opts).await
+    }
+
+    /// A transaction of its parsed entries.
+    async fn transaction_of(
+        &self,
+        caller: &Caller,
+        mut entries: Vec<Entry>,
+        opts: BundleOptions,
+    ) -> Result<Value> {
         // Types this server does not host: the whole transaction is refused, naming them all.
         let unhosted: BTreeSet<&str> = entries
             .iter()
