@@ -269,19 +269,6 @@ async fn catalog_entry(
     if let Some(entry) = tx.memo::<(Uuid, Option<String>)>(&key) {
         return Ok(entry);
     }
-    let entry = catalog_lookup(tx, table, display_column, code, system, display).await?;
-    tx.remember(key, entry.clone());
-    Ok(entry)
-}
-
-async fn catalog_lookup(
-    tx: &mut Tx,
-    table: &str,
-    display_column: &str,
-    code: &str,
-    system: Option<String>,
-    display: Option<String>,
-) -> Result<(Uuid, Option<String>), StoreError> {
     let found = match &system {
         Some(sys) => {
             tx.fetch_optional(
@@ -298,26 +285,31 @@ async fn catalog_lookup(
             .await?
         }
     };
-    if let Some(r) = found {
-        return Ok((r.uuid("id")?, r.text("display")?));
-    }
-    let id = Uuid::new_v4();
-    tx.queue(
-        // A catalog whose display is NOT NULL (specialties.name) gets the code when none is sent.
-        &format!("INSERT INTO {table} (id, code, system, {display_column}) VALUES (?, ?, ?, COALESCE(?, ?))"),
-        &[
-            id.into(),
-            code.into(),
-            system.into(),
-            display.clone().into(),
-            Arg::Text((display_column == "name").then(|| code.to_owned())),
-        ],
-    )
-    .await?;
-    Ok((
-        id,
-        display.or_else(|| (display_column == "name").then(|| code.to_owned())),
-    ))
+    let entry = match found {
+        Some(r) => (r.uuid("id")?, r.text("display")?),
+        None => {
+            let id = Uuid::new_v4();
+            tx.queue(
+                // A catalog whose display is NOT NULL (specialties.name) gets the code when none
+                // is sent.
+                &format!("INSERT INTO {table} (id, code, system, {display_column}) VALUES (?, ?, ?, COALESCE(?, ?))"),
+                &[
+                    id.into(),
+                    code.into(),
+                    system.into(),
+                    display.clone().into(),
+                    Arg::Text((display_column == "name").then(|| code.to_owned())),
+                ],
+            )
+            .await?;
+            (
+                id,
+                display.or_else(|| (display_column == "name").then(|| code.to_owned())),
+            )
+        }
+    };
+    tx.remember(key, entry.clone());
+    Ok(entry)
 }
 
 /// A FHIRPath for a spec's path, for error messages.
