@@ -220,6 +220,11 @@ fn serve(
         match cmd {
             Cmd::Begin(reply) => {
                 failed = None;
+                // A begin abandoned before its answer (its caller went away) left a
+                // transaction open that no one will end: it ends here.
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
                 let _ = reply.send(conn.execute_batch("BEGIN IMMEDIATE").map_err(Into::into));
             }
             Cmd::Run(stmts, permit) => {

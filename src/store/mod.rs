@@ -1113,6 +1113,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_begin_abandoned_before_its_answer_leaves_no_transaction_open() {
+        let (db, path) = sqlite_db().await;
+        {
+            // Polled once: the BEGIN is sent, its answer not yet read; then the caller goes.
+            let begin = db.begin();
+            tokio::pin!(begin);
+            assert!(futures_util::poll!(begin.as_mut()).is_pending());
+        }
+        let mut tx = db.begin().await.unwrap();
+        tx.queue(
+            "INSERT INTO roles (id, name) VALUES (?, ?)",
+            &[Uuid::new_v4().into(), "auditor".into()],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert!(roles(&db).await.contains(&"auditor".to_owned()));
+        drop_sqlite_db(db, path).await;
+    }
+
+    #[tokio::test]
     async fn committed_pages_are_copied_from_the_log_into_the_database_in_the_background() {
         let (db, path) = sqlite_db().await;
         let mut tx = db.begin().await.unwrap();
