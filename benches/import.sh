@@ -4,8 +4,9 @@
 # then on a fresh SQLite file and on a fresh PostgreSQL database (created at $BENCH_POSTGRES_URL,
 # default postgres://postgres@127.0.0.1:5432/test):
 #   1. `expediente import --skip-unsupported` of them all, which prints resources per second;
-#   2. the same-rows floor: every row that import wrote, inserted with plain SQL (one prepared
-#      INSERT per row) into a fresh database of the same schema, in as many transactions as there
+#   2. the same-rows floor: every row that import wrote, inserted with plain SQL into a fresh
+#      database of the same schema the way the server writes (SQLite: rusqlite, one kept prepared
+#      INSERT per row; PostgreSQL: INSERTs of up to 100 rows), in as many transactions as there
 #      are bundles;
 #   3. the JSON-row floor: the same hosted resources inserted as one JSON row each, one prepared
 #      INSERT each, one transaction per bundle, into an empty table.

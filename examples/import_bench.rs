@@ -7,8 +7,8 @@
 //! stay whole. The practitioner batch the conditional-reference bundles need is written once.
 //!
 //! `import_bench rows --from URL --database-url URL --bundles N` is the same-rows floor: every row
-//! of the database at `--from` (an import's result) inserted into a fresh database with plain SQL,
-//! one prepared INSERT per row, in N transactions (see `rows_floor`).
+//! of the database at `--from` (an import's result) inserted into a fresh database with plain SQL
+//! the way the server writes (see `rows_floor`), in N transactions.
 //!
 //! `import_bench floor --database-url URL DIR` is the JSON-row floor: the resources of the types
 //! the server hosts, from every bundle under DIR, inserted as JSON rows
@@ -223,8 +223,9 @@ fn dependency_order(tables: Vec<(String, Vec<String>)>) -> Vec<String> {
 }
 
 /// The same-rows floor: every row the import wrote (each table of the database at `from`,
-/// migrations' bookkeeping aside) inserted into a fresh database of the same schema at `to`, one
-/// prepared INSERT per row, in `bundles` transactions of equal size (the import's bundles hold
+/// migrations' bookkeeping aside) inserted into a fresh database of the same schema at `to` with
+/// the server's own way of writing (SQLite: rusqlite, one kept prepared INSERT per row;
+/// PostgreSQL: INSERTs of up to 100 rows), in `bundles` transactions of equal size (the import's bundles hold
 /// these rows; one transaction per bundle). Tables go in foreign-key order and the target's
 /// triggers are dropped: what is timed is inserting rows and keeping their indexes and
 /// constraints, nothing the mapping layer adds.
@@ -263,6 +264,7 @@ async fn rows_floor_sqlite(from: &str, to: &str, bundles: usize) -> anyhow::Resu
     use sqlx::{Row, TypeInfo, ValueRef};
     let mut src = sqlx::SqliteConnection::connect(from).await?;
     let opts: sqlx::sqlite::SqliteConnectOptions = to.parse()?;
+    let path = opts.get_filename().to_path_buf();
     let mut dst = sqlx::SqliteConnection::connect_with(
         &opts
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
@@ -340,27 +342,41 @@ async fn rows_floor_sqlite(from: &str, to: &str, bundles: usize) -> anyhow::Resu
             work.push((sql.clone(), cells));
         }
     }
+    dst.close().await?;
+    // The rows go in through rusqlite, one prepared (and kept) statement per table, one row per
+    // statement: the way the server's SQLite writer runs its writes, with its settings.
     let total = work.len();
     let per = total.div_ceil(bundles).max(1);
-    let started = Instant::now();
-    for chunk in work.chunks(per) {
-        let mut tx = dst.begin().await?;
-        for (sql, cells) in chunk {
-            let mut q = sqlx::query(sql);
-            for c in cells {
-                q = match c {
-                    Cell::Null => q.bind(None::<String>),
-                    Cell::Int(v) => q.bind(*v),
-                    Cell::Real(v) => q.bind(*v),
-                    Cell::Text(v) => q.bind(v.as_str()),
-                    Cell::Blob(v) => q.bind(v.as_slice()),
-                };
+    let secs = tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
+        let mut conn = rusqlite::Connection::open(&path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+             PRAGMA cache_size = -65536; PRAGMA temp_store = memory; \
+             PRAGMA wal_autocheckpoint = 65536;",
+        )?;
+        let started = Instant::now();
+        for chunk in work.chunks(per) {
+            let tx = conn.transaction()?;
+            for (sql, cells) in chunk {
+                let mut stmt = tx.prepare_cached(sql)?;
+                use rusqlite::types::{ToSqlOutput, ValueRef};
+                let values = cells.iter().map(|c| {
+                    ToSqlOutput::Borrowed(match c {
+                        Cell::Null => ValueRef::Null,
+                        Cell::Int(v) => ValueRef::Integer(*v),
+                        Cell::Real(v) => ValueRef::Real(*v),
+                        Cell::Text(v) => ValueRef::Text(v.as_bytes()),
+                        Cell::Blob(v) => ValueRef::Blob(v),
+                    })
+                });
+                stmt.execute(rusqlite::params_from_iter(values))?;
             }
-            q.execute(&mut *tx).await?;
+            tx.commit()?;
         }
-        tx.commit().await?;
-    }
-    Ok((total, started.elapsed().as_secs_f64()))
+        Ok(started.elapsed().as_secs_f64())
+    })
+    .await??;
+    Ok((total, secs))
 }
 
 async fn rows_floor_postgres(from: &str, to: &str, bundles: usize) -> anyhow::Result<(usize, f64)> {
@@ -395,7 +411,9 @@ async fn rows_floor_postgres(from: &str, to: &str, bundles: usize) -> anyhow::Re
             .execute(&mut dst)
             .await?;
     }
-    let mut work: Vec<(String, Vec<Option<String>>)> = Vec::new();
+    // Per table: the start of its INSERT, each column's cast, its rows.
+    type Table = (String, Vec<String>, Vec<Vec<Option<String>>>);
+    let mut tables: Vec<Table> = Vec::new();
     for t in order {
         let cols: Vec<(String, String)> = sqlx::query_as(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
@@ -415,36 +433,61 @@ async fn rows_floor_postgres(from: &str, to: &str, bundles: usize) -> anyhow::Re
         let rows = sqlx::query(&format!("SELECT {select} FROM \"{t}\""))
             .fetch_all(&mut src)
             .await?;
-        let sql = format!(
-            "INSERT INTO \"{t}\" ({}) VALUES ({})",
+        let head = format!(
+            "INSERT INTO \"{t}\" ({}) VALUES ",
             cols.iter()
                 .map(|(c, _)| format!("\"{c}\""))
                 .collect::<Vec<_>>()
-                .join(", "),
-            cols.iter()
-                .enumerate()
-                .map(|(i, (_, ty))| format!("CAST(${} AS {ty})", i + 1))
-                .collect::<Vec<_>>()
-                .join(", "),
+                .join(", ")
         );
+        let casts = cols.iter().map(|(_, ty)| ty.clone()).collect();
+        let mut cells = Vec::with_capacity(rows.len());
         for r in &rows {
-            let cells = (0..cols.len())
-                .map(|i| r.try_get::<Option<String>, _>(i))
-                .collect::<Result<Vec<_>, _>>()?;
-            work.push((sql.clone(), cells));
+            cells.push(
+                (0..cols.len())
+                    .map(|i| r.try_get::<Option<String>, _>(i))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
         }
+        tables.push((head, casts, cells));
     }
+    // The rows in order, then cut into `bundles` transactions; within one, the consecutive rows of
+    // a table go in INSERTs of up to 100 rows each (a round trip per row is what costs here, and
+    // the server's own writes are multi-row INSERTs too).
+    let work: Vec<(usize, &Vec<Option<String>>)> = tables
+        .iter()
+        .enumerate()
+        .flat_map(|(t, (_, _, rows))| rows.iter().map(move |r| (t, r)))
+        .collect();
     let total = work.len();
     let per = total.div_ceil(bundles).max(1);
     let started = Instant::now();
     for chunk in work.chunks(per) {
         let mut tx = dst.begin().await?;
-        for (sql, cells) in chunk {
-            let mut q = sqlx::query(sql);
-            for c in cells {
-                q = q.bind(c.as_deref());
+        for run in chunk.chunk_by(|a, b| a.0 == b.0) {
+            let (head, casts, _) = &tables[run[0].0];
+            for part in run.chunks(100) {
+                let mut sql = head.clone();
+                let mut n = 0;
+                for (i, _) in part.iter().enumerate() {
+                    sql.push_str(if i == 0 { "(" } else { ", (" });
+                    for (j, ty) in casts.iter().enumerate() {
+                        n += 1;
+                        if j > 0 {
+                            sql.push_str(", ");
+                        }
+                        sql.push_str(&format!("CAST(${n} AS {ty})"));
+                    }
+                    sql.push(')');
+                }
+                let mut q = sqlx::query(&sql);
+                for (_, cells) in part {
+                    for c in cells.iter() {
+                        q = q.bind(c.as_deref());
+                    }
+                }
+                q.execute(&mut *tx).await?;
             }
-            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
     }
