@@ -233,7 +233,64 @@ async fn doses_and_quantities_keep_their_decimal_precision(engine: Engine) {
     assert_eq!(after.body["meta"]["versionId"], "2");
 }
 
+/// A catalog code is looked up once and the entry found shared with later transactions for a
+/// while; one that a transaction added and then rolled back is not: the next adds it again.
+async fn a_catalog_code_added_by_a_failed_transaction_is_added_again(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    stub(&app, "Patient", "cat-p").await;
+    let rx = |id: &str| {
+        json!({"resourceType": "MedicationRequest", "id": id, "status": "active", "intent": "order",
+               "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                          "code": "990001", "display": "Nuevo"}]},
+               "subject": {"reference": "Patient/cat-p"}})
+    };
+    let catalog = || async {
+        app.db
+            .fetch_optional(
+                "SELECT count(*) AS n FROM medications WHERE code = ?",
+                &["990001".into()],
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .bigint("n")
+            .unwrap()
+    };
+    // The prescription adds the code, then the entry written after it fails: all rolls back.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": rx("cat-a"), "request": {"method": "PUT", "url": "MedicationRequest/cat-a"}},
+        {"resource": {"resourceType": "Observation", "id": "cat-z", "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": "Patient/nobody"}},
+         "request": {"method": "PUT", "url": "Observation/cat-z"}}]});
+    let r = app.post("/fhir", &bundle).await;
+    assert!(r.status.is_client_error(), "{}", r.text);
+    assert!(r.text.contains("Patient/nobody"), "{}", r.text);
+    assert_eq!(catalog().await, 0);
+    // Then in transactions that commit: the first adds the code, the second finds it.
+    for id in ["cat-b", "cat-c"] {
+        let r = app
+            .put(&format!("/fhir/MedicationRequest/{id}"), &rx(id))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let read = app.get(&format!("/fhir/MedicationRequest/{id}")).await;
+        assert_eq!(
+            read.body["medicationCodeableConcept"]["coding"][0]["code"],
+            "990001"
+        );
+        assert_eq!(
+            read.body["medicationCodeableConcept"]["coding"][0]["display"],
+            "Nuevo"
+        );
+    }
+    assert_eq!(catalog().await, 1);
+    assert_eq!(
+        app.get("/fhir/MedicationRequest/cat-a").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
 on_both_engines!(
+    a_catalog_code_added_by_a_failed_transaction_is_added_again,
     doses_and_quantities_keep_their_decimal_precision,
     every_example_and_synthea_prescription_round_trips,
     search_parameters_return_exactly_the_matching_ids,

@@ -264,9 +264,14 @@ async fn catalog_entry(
     system: Option<String>,
     display: Option<String>,
 ) -> Result<(Uuid, Option<String>), StoreError> {
-    // A transaction looks a code up once: the entry found or added is remembered.
+    // A transaction looks a code up once: the entry found or added is remembered. One found
+    // in the database is shared with the transactions after it for a while.
     let key = format!("catalog:{table}:{code}:{system:?}");
     if let Some(entry) = tx.memo::<(Uuid, Option<String>)>(&key) {
+        return Ok(entry);
+    }
+    if let Some(entry) = tx.shared::<(Uuid, Option<String>)>(&key) {
+        tx.remember(key, entry.clone());
         return Ok(entry);
     }
     let found = match &system {
@@ -286,7 +291,12 @@ async fn catalog_entry(
         }
     };
     let entry = match found {
-        Some(r) => (r.uuid("id")?, r.text("display")?),
+        Some(r) => {
+            // Not one this transaction added (those are remembered above): committed.
+            let entry = (r.uuid("id")?, r.text("display")?);
+            tx.share(key.clone(), entry.clone());
+            entry
+        }
         None => {
             let id = Uuid::new_v4();
             tx.queue(

@@ -30,6 +30,10 @@ pub enum StoreError {
     /// An error of SQLite's write connection (see the lite module) that is none of the above.
     #[error(transparent)]
     Sqlite(rusqlite::Error),
+    /// The transaction's BEGIN failed (another process held the write lock too long, say): its
+    /// reads, writes and commit fail with this.
+    #[error("the transaction could not begin: {0}")]
+    NotBegun(String),
     /// The write connection has been closed.
     #[error("the database connection is closed")]
     Closed,

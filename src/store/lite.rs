@@ -2,10 +2,11 @@
 //!
 //! SQLite has one writer at a time, so every write transaction goes through this one connection
 //! (a lock taken at [`Writer::begin`] queues them). Its thread runs commands in the order they
-//! are sent. A transaction's queued writes ([`Cmd::Run`]) are sent without waiting for them:
-//! the caller goes on mapping the next resources while SQLite writes the last ones, and a
-//! failure among them is kept and answered to the next command that waits (a read, a statement
-//! whose outcome is read, the commit). Statements are prepared once and kept (a cache of the
+//! are sent. A transaction's BEGIN and its queued writes ([`Cmd::Run`]) are sent without
+//! waiting for them: the caller goes on mapping the next resources while SQLite writes the last
+//! ones, and a failure among them is kept and answered to the next command that waits (a read,
+//! a statement whose outcome is read, the commit). A commit may be sent without waiting too
+//! ([`LiteTx::commit_sent`]): the next transaction then begins behind it. Statements are prepared once and kept (a cache of the
 //! recurring SQL), and a multi-row INSERT is run as its single-row statement once per row.
 
 use super::{sqlite_timestamp, Arg, Queued, StoreError};
@@ -22,7 +23,9 @@ use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard, OwnedSemaphorePermit, S
 const IN_FLIGHT: usize = 4;
 
 enum Cmd {
-    Begin(oneshot::Sender<Result<(), StoreError>>),
+    /// Not answered: a BEGIN that fails fails the next command that waits, and the writes
+    /// before it are not run.
+    Begin,
     /// Writes nobody waits for; the permit is given back when they are done.
     Run(Vec<Queued>, OwnedSemaphorePermit),
     Execute(Queued, oneshot::Sender<Result<u64, StoreError>>),
@@ -65,13 +68,18 @@ impl Writer {
     /// Opens `path` (creating it) with the settings of the write connection and starts its
     /// thread.
     pub(super) fn open(path: &Path) -> Result<Writer, StoreError> {
+        Writer::open_waiting(path, Duration::from_secs(10))
+    }
+
+    /// [`Writer::open`], waiting at most `busy` for another process's write lock.
+    pub(super) fn open_waiting(path: &Path, busy: Duration) -> Result<Writer, StoreError> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(busy)?;
         // A large transaction (a bundle, an import batch) keeps its pages in memory (64 MiB of
         // cache instead of 2) and its statement journals too.
         conn.execute_batch(
@@ -116,10 +124,12 @@ impl Writer {
         rx.await.map_err(|_| closed())?
     }
 
-    /// Starts a write transaction, once the one before it has ended.
+    /// Starts a write transaction once the one before it has ended (or has sent its commit):
+    /// the BEGIN is sent without waiting for it, and its failure answered to the next command
+    /// that waits.
     pub(super) async fn begin(&self) -> Result<LiteTx, StoreError> {
         let guard = self.lock.clone().lock_owned().await;
-        self.ask(Cmd::Begin).await?;
+        self.cmds.send(Cmd::Begin).map_err(|_| closed())?;
         Ok(LiteTx {
             writer: self.clone(),
             open: true,
@@ -182,9 +192,22 @@ impl LiteTx {
             .await
     }
 
-    pub(super) async fn commit(mut self) -> Result<(), StoreError> {
+    pub(super) async fn commit(self) -> Result<(), StoreError> {
+        self.commit_sent()?.await.map_err(|_| closed())?
+    }
+
+    /// Sends the COMMIT and ends the transaction without waiting for it: the next one may begin
+    /// at once (its commands run after the commit); the commit's outcome comes on the receiver.
+    pub(super) fn commit_sent(
+        mut self,
+    ) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
         self.open = false;
-        self.writer.ask(Cmd::Commit).await
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .cmds
+            .send(Cmd::Commit(tx))
+            .map_err(|_| closed())?;
+        Ok(rx)
     }
 }
 
@@ -216,19 +239,23 @@ fn serve(
 ) {
     // The first failure of writes nobody waited for, kept for the next command that waits.
     let mut failed: Option<StoreError> = None;
+    // Why the open transaction's BEGIN failed: everything sent in it fails, until its end.
+    let mut unbegun: Option<String> = None;
     while let Some(cmd) = rx.blocking_recv() {
         match cmd {
-            Cmd::Begin(reply) => {
-                failed = None;
-                // A begin abandoned before its answer (its caller went away) left a
-                // transaction open that no one will end: it ends here.
+            Cmd::Begin => {
+                // A transaction left open (its end never sent) ends here.
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
-                let _ = reply.send(conn.execute_batch("BEGIN IMMEDIATE").map_err(Into::into));
+                failed = None;
+                unbegun = conn
+                    .execute_batch("BEGIN IMMEDIATE")
+                    .err()
+                    .map(|e| e.to_string());
             }
             Cmd::Run(stmts, permit) => {
-                if failed.is_none() {
+                if failed.is_none() && unbegun.is_none() {
                     for q in &stmts {
                         if let Err(e) = run(&conn, q, None) {
                             failed = Some(e);
@@ -239,16 +266,18 @@ fn serve(
                 drop(permit);
             }
             Cmd::Execute(q, reply) => {
-                let r = match failed.take() {
-                    Some(e) => Err(e),
-                    None => run(&conn, &q, None),
+                let r = match (&unbegun, failed.take()) {
+                    (Some(why), _) => Err(StoreError::NotBegun(why.clone())),
+                    (None, Some(e)) => Err(e),
+                    (None, None) => run(&conn, &q, None),
                 };
                 let _ = reply.send(r);
             }
             Cmd::Fetch(q, reply) => {
-                let r = match failed.take() {
-                    Some(e) => Err(e),
-                    None => {
+                let r = match (&unbegun, failed.take()) {
+                    (Some(why), _) => Err(StoreError::NotBegun(why.clone())),
+                    (None, Some(e)) => Err(e),
+                    (None, None) => {
                         let mut rows = Vec::new();
                         run(&conn, &q, Some(&mut rows)).map(|_| rows)
                     }
@@ -256,9 +285,10 @@ fn serve(
                 let _ = reply.send(r);
             }
             Cmd::Commit(reply) => {
-                let r = match failed.take() {
-                    Some(e) => Err(e),
-                    None => conn.execute_batch("COMMIT").map_err(Into::into),
+                let r = match (unbegun.take(), failed.take()) {
+                    (Some(why), _) => Err(StoreError::NotBegun(why)),
+                    (None, Some(e)) => Err(e),
+                    (None, None) => conn.execute_batch("COMMIT").map_err(Into::into),
                 };
                 if r.is_err() && !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
@@ -271,6 +301,7 @@ fn serve(
             }
             Cmd::Rollback => {
                 failed = None;
+                unbegun = None;
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }

@@ -21,7 +21,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// The SQL dialect of the connected database.
@@ -241,6 +242,43 @@ enum Pools {
 #[derive(Clone)]
 pub struct Db {
     pools: Pools,
+    shared: Arc<Shared>,
+}
+
+/// How long a fact one transaction found stays shared with the next (see [`Tx::share`]).
+const SHARED_FOR: Duration = Duration::from_secs(10);
+/// The most facts shared at once; past it, they are all forgotten.
+const SHARED_MAX: usize = 100_000;
+
+/// Facts that transactions found committed in the database and share with the transactions
+/// after them for a while ([`SHARED_FOR`]), so that a change made by others (a catalog entry
+/// renamed by the clinic's own application, say) is seen soon after.
+#[derive(Default)]
+pub struct Shared {
+    entries: std::sync::Mutex<std::collections::HashMap<String, SharedFact>>,
+}
+
+/// When a fact was found, and the fact.
+type SharedFact = (Instant, Arc<dyn std::any::Any + Send + Sync>);
+
+impl Shared {
+    fn get<T: Clone + 'static>(&self, key: &str, now: Instant) -> Option<T> {
+        let entries = self.entries.lock().ok()?;
+        let (at, value) = entries.get(key)?;
+        if now.saturating_duration_since(*at) > SHARED_FOR {
+            return None;
+        }
+        value.downcast_ref::<T>().cloned()
+    }
+
+    fn put<T: Send + Sync + 'static>(&self, key: String, value: T, now: Instant) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= SHARED_MAX {
+                entries.clear();
+            }
+            entries.insert(key, (now, Arc::new(value)));
+        }
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -279,6 +317,7 @@ impl Db {
                     write,
                     writer,
                 },
+                shared: Arc::default(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?;
@@ -290,6 +329,7 @@ impl Db {
                 .await?;
             Ok(Db {
                 pools: Pools::Postgres(pool),
+                shared: Arc::default(),
             })
         } else {
             Err(StoreError::Config(
@@ -317,8 +357,10 @@ impl Db {
     /// Starts a read-write transaction.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match &self.pools {
-            Pools::Sqlite { writer, .. } => Tx::new(TxConn::Sqlite(writer.begin().await?)),
-            Pools::Postgres(p) => Tx::new(TxConn::Postgres(p.begin().await?)),
+            Pools::Sqlite { writer, .. } => {
+                Tx::new(TxConn::Sqlite(writer.begin().await?), self.shared.clone())
+            }
+            Pools::Postgres(p) => Tx::new(TxConn::Postgres(p.begin().await?), self.shared.clone()),
         })
     }
 
@@ -394,6 +436,8 @@ impl Db {
 /// [`Tx::flush`] and at commit. A failure among them surfaces there.
 pub struct Tx {
     conn: TxConn,
+    /// What transactions share (see [`Tx::share`]).
+    shared: Arc<Shared>,
     /// Waiting writes, in order.
     queued: Vec<Queued>,
     queued_n: usize,
@@ -606,9 +650,10 @@ fn inline(dialect: Dialect, sql: &str, args: &[Arg]) -> Option<String> {
 }
 
 impl Tx {
-    fn new(conn: TxConn) -> Tx {
+    fn new(conn: TxConn, shared: Arc<Shared>) -> Tx {
         Tx {
             conn,
+            shared,
             queued: Vec::new(),
             queued_n: 0,
             open_index: std::collections::HashMap::new(),
@@ -632,6 +677,17 @@ impl Tx {
     /// Remembers `value` under `key` until the transaction ends (or [`Tx::forget`]).
     pub fn remember<T: Send + Sync + 'static>(&mut self, key: String, value: T) {
         self.memo.insert(key, Box::new(value));
+    }
+
+    /// What a transaction found committed under `key` and shared, if not too long ago.
+    pub fn shared<T: Clone + 'static>(&self, key: &str) -> Option<T> {
+        self.shared.get(key, Instant::now())
+    }
+
+    /// Shares with the transactions after this one a fact found committed in the database:
+    /// never one this transaction wrote itself (it may yet roll back).
+    pub fn share<T: Send + Sync + 'static>(&self, key: String, value: T) {
+        self.shared.put(key, value, Instant::now());
     }
 
     /// Takes what was remembered under `key`: it is forgotten.
@@ -869,6 +925,33 @@ impl Tx {
             TxConn::Postgres(t) => t.commit().await?,
         }
         Ok(())
+    }
+
+    /// Commits, on SQLite without waiting for the outcome: the commit is sent to the writer,
+    /// the next transaction may begin behind it, and [`Committing::outcome`] tells how it went.
+    /// On PostgreSQL the commit is made here.
+    pub async fn commit_sent(mut self) -> Result<Committing, StoreError> {
+        self.flush().await?;
+        Ok(match self.conn {
+            TxConn::Sqlite(t) => Committing::Sent(t.commit_sent()?),
+            TxConn::Postgres(t) => Committing::Done(t.commit().await.map_err(Into::into)),
+        })
+    }
+}
+
+/// A commit on its way (see [`Tx::commit_sent`]).
+pub enum Committing {
+    Sent(tokio::sync::oneshot::Receiver<Result<(), StoreError>>),
+    Done(Result<(), StoreError>),
+}
+
+impl Committing {
+    /// Whether the transaction was committed.
+    pub async fn outcome(self) -> Result<(), StoreError> {
+        match self {
+            Committing::Sent(rx) => rx.await.map_err(|_| StoreError::Closed)?,
+            Committing::Done(r) => r,
+        }
     }
 }
 
@@ -1113,13 +1196,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_begin_abandoned_before_its_answer_leaves_no_transaction_open() {
+    async fn a_transaction_dropped_after_its_begin_leaves_no_transaction_open() {
         let (db, path) = sqlite_db().await;
         {
-            // Polled once: the BEGIN is sent, its answer not yet read; then the caller goes.
-            let begin = db.begin();
-            tokio::pin!(begin);
-            assert!(futures_util::poll!(begin.as_mut()).is_pending());
+            // The BEGIN is sent, not waited for; then the caller goes.
+            let _tx = db.begin().await.unwrap();
         }
         let mut tx = db.begin().await.unwrap();
         tx.queue(
@@ -1130,6 +1211,102 @@ mod tests {
         .unwrap();
         tx.commit().await.unwrap();
         assert!(roles(&db).await.contains(&"auditor".to_owned()));
+        drop_sqlite_db(db, path).await;
+    }
+
+    #[test]
+    fn a_shared_fact_is_forgotten_after_a_while() {
+        let shared = Shared::default();
+        let at = Instant::now();
+        shared.put("catalog:x".into(), 7u32, at);
+        assert_eq!(shared.get::<u32>("catalog:x", at), Some(7));
+        assert_eq!(shared.get::<u32>("catalog:x", at + SHARED_FOR / 2), Some(7));
+        assert_eq!(
+            shared.get::<u32>("catalog:x", at + SHARED_FOR + Duration::from_secs(1)),
+            None
+        );
+        assert_eq!(shared.get::<u32>("catalog:y", at), None);
+        // Another type under the key is not it.
+        assert_eq!(shared.get::<String>("catalog:x", at), None);
+    }
+
+    #[tokio::test]
+    async fn a_begin_that_fails_fails_its_transaction_and_runs_none_of_its_writes() {
+        let (db, path) = sqlite_db().await;
+        let before = roles(&db).await;
+        // Another connection holds the write lock past the writer's wait.
+        let writer = lite::Writer::open_waiting(&path, Duration::from_millis(50)).unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let insert = "INSERT INTO roles (id, name) VALUES (?, ?)";
+        let mut tx = writer.begin().await.unwrap();
+        tx.run(vec![Queued::one(
+            insert,
+            &[Uuid::new_v4().into(), "auditor".into()],
+        )])
+        .await
+        .unwrap();
+        let read = tx.fetch("SELECT name FROM roles", &[]).await;
+        assert!(
+            matches!(read, Err(StoreError::NotBegun(_))),
+            "{:?}",
+            read.err()
+        );
+        // Writes after the failed read are not run either (not outside a transaction).
+        tx.run(vec![Queued::one(
+            insert,
+            &[Uuid::new_v4().into(), "clerk".into()],
+        )])
+        .await
+        .unwrap();
+        let commit = tx.commit().await;
+        assert!(matches!(commit, Err(StoreError::NotBegun(_))), "{commit:?}");
+        other.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(roles(&db).await, before);
+        // The next transaction begins.
+        let mut tx = writer.begin().await.unwrap();
+        tx.run(vec![Queued::one(
+            insert,
+            &[Uuid::new_v4().into(), "auditor".into()],
+        )])
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert!(roles(&db).await.contains(&"auditor".to_owned()));
+        assert!(!roles(&db).await.contains(&"clerk".to_owned()));
+        writer.close().await;
+        drop_sqlite_db(db, path).await;
+    }
+
+    #[tokio::test]
+    async fn a_commit_sent_lets_the_next_transaction_begin_behind_it() {
+        let (db, path) = sqlite_db().await;
+        let insert = "INSERT INTO roles (id, name) VALUES (?, ?)";
+        let mut first = db.begin().await.unwrap();
+        first
+            .queue(insert, &[Uuid::new_v4().into(), "auditor".into()])
+            .await
+            .unwrap();
+        let committing = first.commit_sent().await.unwrap();
+        // Begun before the first's outcome is known, the second sees the first's row.
+        let mut second = db.begin().await.unwrap();
+        let seen = second
+            .fetch_optional("SELECT name FROM roles WHERE name = ?", &["auditor".into()])
+            .await
+            .unwrap();
+        assert!(seen.is_some());
+        committing.outcome().await.unwrap();
+        // A failing commit is told by its outcome: the row repeats the unique name.
+        second
+            .queue(insert, &[Uuid::new_v4().into(), "auditor".into()])
+            .await
+            .unwrap();
+        let failed = second.commit_sent().await.unwrap().outcome().await;
+        assert!(matches!(failed, Err(StoreError::Conflict)), "{failed:?}");
+        assert_eq!(
+            roles(&db).await.iter().filter(|r| *r == "auditor").count(),
+            1
+        );
         drop_sqlite_db(db, path).await;
     }
 
