@@ -6,9 +6,16 @@
 //!   `ifNoneExist`) is written as `PUT Type/<id>`, and NDJSON resources are written under their
 //!   id. References to them, rewritten by the transaction, name those ids. Importing the same
 //!   files again writes nothing new: an update that changes nothing makes no version.
+//! - Each bundle (or line) is parsed and checked as a transaction would check it on the reader
+//!   thread, ahead of the database; one that fails there fails alone, with the transaction's
+//!   error. GET entries are not run: an import writes.
 //! - Small bundles are grouped into database transactions of about `batch_size` resources;
-//!   a bundle is never split. A group that fails is retried bundle by bundle, so a bad bundle
-//!   fails alone and is reported with its reason; a failed NDJSON group line by line.
+//!   a bundle is never split. A group that fails is retried bundle by bundle (read again from
+//!   its file), so a bad bundle fails alone and is reported with its reason; a failed NDJSON
+//!   group line by line.
+//! - On SQLite a group's commit is sent without waiting for it: the next group begins behind
+//!   it, and its outcome is settled before the next group commits (if it failed, that group is
+//!   rolled back and both are retried bundle by bundle, in order).
 //! - With `skip_unsupported`, entries of types this server does not host are dropped (and
 //!   counted); references to them from the bundle become literal (`Organization/<id>`);
 //!   conditional references to such types stay as sent.
@@ -17,7 +24,8 @@
 
 use crate::error::Error;
 use crate::fhir::references_mut;
-use crate::interactions::{BundleOptions, Caller, Fhir};
+use crate::interactions::{Answers, BundleOptions, Caller, Fhir, Prepared};
+use crate::store::Committing;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
@@ -90,28 +98,35 @@ impl Summary {
     }
 }
 
-/// A bundle (or NDJSON line, or lone resource) ready to run: transaction entries and where they
-/// came from.
-struct Unit {
+/// A bundle (or NDJSON line, or lone resource) as read: transaction entries and where they came
+/// from.
+struct RawUnit {
     source: String,
     entries: Vec<Value>,
-    /// A copy of the entries, made by the reader: the transaction takes `entries`, and a unit
-    /// of a group that failed runs again alone from this.
-    spare: Vec<Value>,
+    origin: Origin,
 }
 
-impl Unit {
-    /// The `Type/id` each PUT entry writes: a transaction may write a resource once, so units
-    /// that share one go in different transactions.
-    fn targets(&self) -> Vec<String> {
-        self.entries
-            .iter()
-            .filter(|e| e.pointer("/request/method").and_then(Value::as_str) == Some("PUT"))
-            .filter_map(|e| e.pointer("/request/url").and_then(Value::as_str))
-            .filter(|u| !u.contains('?'))
-            .map(str::to_owned)
-            .collect()
-    }
+/// Where a unit can be read again from, to run alone after its group failed.
+#[derive(Clone)]
+enum Origin {
+    /// The `n`th unit of a JSON file.
+    File(PathBuf, usize),
+    /// An NDJSON line.
+    Line(String),
+}
+
+/// A unit ready to run: its entries parsed and checked.
+struct Unit {
+    part: Part,
+    prepared: Prepared,
+}
+
+/// What is kept of a unit while its group runs.
+struct Part {
+    source: String,
+    origin: Origin,
+    /// Its resources.
+    len: usize,
 }
 
 /// A file to import, in the order files are loaded.
@@ -225,8 +240,8 @@ fn is_id(s: &str) -> bool {
 }
 
 /// What reading one file gave: the units to run, what could not be read, what was dropped.
-struct Parsed {
-    units: Vec<Unit>,
+struct Parsed<U> {
+    units: Vec<U>,
     /// The units of an NDJSON file are grouped among themselves only.
     alone: bool,
     failed: Vec<(String, String, u64)>,
@@ -236,31 +251,72 @@ struct Parsed {
 
 /// Reads and prepares files; it runs on a thread of its own, ahead of the transactions.
 struct Reader {
+    fhir: Fhir,
+    base_url: String,
     hosted: HashSet<&'static str>,
     skip_unsupported: bool,
 }
 
 impl Reader {
-    fn file(&self, f: &Source) -> Parsed {
-        let mut out = self.parse(f);
-        for u in &mut out.units {
-            u.spare = u.entries.clone();
+    /// A file's units, parsed and checked as their transactions will check them.
+    fn file(&self, f: &Source) -> Parsed<Unit> {
+        let parsed = self.parse(&f.path, f.bytes);
+        let mut out = Parsed {
+            units: Vec::with_capacity(parsed.units.len()),
+            alone: parsed.alone,
+            failed: parsed.failed,
+            skipped: parsed.skipped,
+            bytes: parsed.bytes,
+        };
+        for u in parsed.units {
+            let len = u.entries.len();
+            match self.fhir.prepare_transaction(u.entries, &self.base_url) {
+                Ok(prepared) => out.units.push(Unit {
+                    part: Part {
+                        source: u.source,
+                        origin: u.origin,
+                        len,
+                    },
+                    prepared,
+                }),
+                Err(e) => out.failed.push((u.source, describe(&e), len as u64)),
+            }
         }
         out
     }
 
-    fn parse(&self, f: &Source) -> Parsed {
+    /// The entries of a unit read again.
+    fn again(&self, origin: &Origin) -> Result<Vec<Value>, String> {
+        match origin {
+            Origin::Line(line) => {
+                let r = serde_json::from_str::<Value>(line).map_err(|e| e.to_string())?;
+                Ok(self
+                    .resource_entry(r, &mut BTreeMap::new())
+                    .into_iter()
+                    .collect())
+            }
+            Origin::File(path, n) => self
+                .parse(path, 0)
+                .units
+                .into_iter()
+                .nth(*n)
+                .map(|u| u.entries)
+                .ok_or_else(|| format!("{} changed while it was imported", path.display())),
+        }
+    }
+
+    fn parse(&self, path: &Path, bytes: u64) -> Parsed<RawUnit> {
         let mut out = Parsed {
             units: Vec::new(),
             alone: false,
             failed: Vec::new(),
             skipped: BTreeMap::new(),
-            bytes: f.bytes,
+            bytes,
         };
-        let name = f.path.display().to_string();
-        if is_ndjson(&f.path) {
+        let name = path.display().to_string();
+        if is_ndjson(path) {
             out.alone = true;
-            let text = match std::fs::read_to_string(&f.path) {
+            let text = match std::fs::read_to_string(path) {
                 Ok(t) => t,
                 Err(e) => {
                     out.failed.push((name, e.to_string(), 0));
@@ -275,10 +331,10 @@ impl Reader {
                 match serde_json::from_str::<Value>(line) {
                     Ok(r) => {
                         if let Some(entry) = self.resource_entry(r, &mut out.skipped) {
-                            out.units.push(Unit {
+                            out.units.push(RawUnit {
                                 source,
                                 entries: vec![entry],
-                                spare: Vec::new(),
+                                origin: Origin::Line(line.to_owned()),
                             });
                         }
                     }
@@ -287,7 +343,7 @@ impl Reader {
             }
             return out;
         }
-        let mut value = match std::fs::read(&f.path)
+        let mut value = match std::fs::read(path)
             .map_err(|e| e.to_string())
             .and_then(|b| crate::fhir::json::parse_strict(&b).map_err(|e| e.0))
         {
@@ -311,17 +367,17 @@ impl Reader {
                 if batch {
                     // Entries of a batch stand alone: each may fail alone.
                     for (i, e) in entries.into_iter().enumerate() {
-                        out.units.push(Unit {
+                        out.units.push(RawUnit {
                             source: format!("{name} entry {i}"),
                             entries: vec![e],
-                            spare: Vec::new(),
+                            origin: Origin::File(path.to_owned(), i),
                         });
                     }
                 } else if !entries.is_empty() {
-                    out.units.push(Unit {
+                    out.units.push(RawUnit {
                         source: name,
                         entries,
-                        spare: Vec::new(),
+                        origin: Origin::File(path.to_owned(), 0),
                     });
                 }
             }
@@ -332,10 +388,10 @@ impl Reader {
             )),
             (Some(_), _) => {
                 if let Some(entry) = self.resource_entry(value, &mut out.skipped) {
-                    out.units.push(Unit {
+                    out.units.push(RawUnit {
                         source: name,
                         entries: vec![entry],
-                        spare: Vec::new(),
+                        origin: Origin::File(path.to_owned(), 0),
                     });
                 }
             }
@@ -449,25 +505,30 @@ impl Fhir {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
+        let reader = || Reader {
+            fhir: self.clone(),
+            base_url: caller.base_url.clone(),
+            hosted: self.registry.types().into_iter().collect(),
+            skip_unsupported: opts.skip_unsupported,
+        };
         let mut run = Run {
             fhir: self,
             caller,
             opts,
+            reader: reader(),
             summary: Summary::default(),
             pending: Vec::new(),
             pending_len: 0,
             pending_targets: Default::default(),
+            committing: None,
             analyze_at: 1000,
             bar: &bar,
             started,
         };
-        // Files are read, parsed and prepared on another thread while the transactions run:
-        // the two halves of the work use both cores.
-        let reader = Reader {
-            hosted: self.registry.types().into_iter().collect(),
-            skip_unsupported: opts.skip_unsupported,
-        };
-        let (send, mut parsed) = tokio::sync::mpsc::channel::<Parsed>(4);
+        // Files are read, parsed, prepared and checked on another thread while the
+        // transactions run: the two halves of the work use both cores.
+        let reader = reader();
+        let (send, mut parsed) = tokio::sync::mpsc::channel::<Parsed<Unit>>(4);
         let producer = std::thread::Builder::new()
             .name("import-reader".into())
             .spawn(move || {
@@ -485,6 +546,7 @@ impl Fhir {
             .join()
             .map_err(|_| anyhow::anyhow!("the file reader failed"))?;
         run.flush().await;
+        run.settle().await;
         bar.finish_and_clear();
         let mut summary = run.summary;
         summary.elapsed = started.elapsed();
@@ -496,16 +558,27 @@ struct Run<'a> {
     fhir: &'a Fhir,
     caller: &'a Caller,
     opts: &'a ImportOptions,
+    /// Reads units again, for a group that failed.
+    reader: Reader,
     summary: Summary,
     /// Units waiting to go in one transaction.
     pending: Vec<Unit>,
     pending_len: usize,
-    /// What the pending units write (see [`Unit::targets`]).
+    /// What the pending units write (see [`Prepared::targets`]).
     pending_targets: std::collections::HashSet<String>,
+    /// The last group, its commit sent and its outcome not yet known.
+    committing: Option<Sent>,
     /// Resources loaded at which statistics are next refreshed.
     analyze_at: u64,
     bar: &'a ProgressBar,
     started: Instant,
+}
+
+/// A group whose commit is on its way.
+struct Sent {
+    commit: Committing,
+    answers: Answers,
+    parts: Vec<Part>,
 }
 
 impl Run<'_> {
@@ -515,7 +588,7 @@ impl Run<'_> {
     }
 
     /// Runs (or groups) what one file gave.
-    async fn take(&mut self, p: Parsed) {
+    async fn take(&mut self, p: Parsed<Unit>) {
         for (t, n) in p.skipped {
             *self.summary.skipped.entry(t).or_default() += n;
         }
@@ -535,24 +608,27 @@ impl Run<'_> {
         self.bar.inc(p.bytes);
     }
 
-    /// Adds a unit to the group, running the group first if the unit would overfill it.
+    /// Adds a unit to the group, running the group first if the unit would overfill it. Units
+    /// that write the same resource go in different transactions (a transaction writes a
+    /// resource once).
     async fn queue(&mut self, unit: Unit) {
-        let targets = unit.targets();
+        let targets = unit.prepared.targets();
         let overlaps = targets.iter().any(|t| self.pending_targets.contains(t));
         if !self.pending.is_empty()
-            && (overlaps || self.pending_len + unit.entries.len() > self.opts.batch_size)
+            && (overlaps || self.pending_len + unit.part.len > self.opts.batch_size)
         {
             self.flush().await;
         }
         self.pending_targets.extend(targets);
-        self.pending_len += unit.entries.len();
+        self.pending_len += unit.part.len;
         self.pending.push(unit);
         if self.pending_len >= self.opts.batch_size {
             self.flush().await;
         }
     }
 
-    /// Runs the pending units in one transaction; if it fails, each unit in its own.
+    /// Runs the pending units in one transaction and sends its commit; if it fails, each unit
+    /// runs in its own.
     async fn flush(&mut self) {
         let units = std::mem::take(&mut self.pending);
         self.pending_len = 0;
@@ -560,13 +636,11 @@ impl Run<'_> {
         if units.is_empty() {
             return;
         }
-        // The entries move into one bundle, which the transaction takes apart; after a failure
-        // each unit runs again alone, from its spare copy.
-        let mut entries = Vec::with_capacity(units.iter().map(|u| u.entries.len()).sum());
+        let mut prepared = Vec::with_capacity(units.len());
         let mut parts = Vec::with_capacity(units.len());
         for u in units {
-            entries.extend(u.entries);
-            parts.push((u.source, u.spare));
+            prepared.push(u.prepared);
+            parts.push(u.part);
         }
         let opts = BundleOptions {
             representation: false,
@@ -574,24 +648,26 @@ impl Run<'_> {
         };
         let group = self
             .fhir
-            .transaction_taking(self.caller, transaction_bundle(entries), opts)
+            .transaction_open(self.caller, Prepared::join(prepared), opts)
             .await;
-        match group {
-            Ok(response) => self.tally(&response),
-            // One unit that failed for itself (not for a concurrent transaction) has failed.
-            Err(e) if parts.len() == 1 && !matches!(e, Error::Aborted) => {
-                let (source, spare) = parts.into_iter().next().unwrap_or_default();
-                self.fail(source, describe(&e), spare.len() as u64);
-            }
-            Err(_) => {
-                for (source, spare) in parts {
-                    let n = spare.len() as u64;
-                    let one = transaction_bundle(spare);
-                    match self.fhir.transaction(self.caller, &one, opts).await {
-                        Ok(response) => self.tally(&response),
-                        Err(e) => self.fail(source, describe(&e), n),
-                    }
+        // The group before commits first: if it did not, this one ran without its writes, and
+        // is rolled back; the units of both run again alone, in order.
+        match (group, self.outcome().await) {
+            (Ok((tx, answers)), None) => match tx.commit_sent().await {
+                Ok(commit) => {
+                    self.committing = Some(Sent {
+                        commit,
+                        answers,
+                        parts,
+                    })
                 }
+                Err(e) => self.failed(parts, e.into()).await,
+            },
+            (Err(e), None) => self.failed(parts, e).await,
+            (group, Some((before, e))) => {
+                drop(group);
+                self.failed(before, e).await;
+                self.alone(parts).await;
             }
         }
         let loaded = self.summary.loaded();
@@ -611,6 +687,82 @@ impl Run<'_> {
         ));
     }
 
+    /// Waits for the last group's commit and counts what it wrote; if the commit failed, its
+    /// units run alone.
+    async fn settle(&mut self) {
+        if let Some((parts, e)) = self.outcome().await {
+            self.failed(parts, e).await;
+        }
+    }
+
+    /// Waits for the last group's commit and counts what it wrote; if the commit failed, its
+    /// units and why.
+    async fn outcome(&mut self) -> Option<(Vec<Part>, Error)> {
+        let sent = self.committing.take()?;
+        match sent.commit.outcome().await {
+            Ok(()) => {
+                for (rt, created) in sent.answers.written() {
+                    self.count(rt, created);
+                }
+                None
+            }
+            Err(e) => Some((sent.parts, e.into())),
+        }
+    }
+
+    /// A group failed with `e`: one unit that failed for itself (not for a concurrent
+    /// transaction) has failed; several run again, each alone.
+    async fn failed(&mut self, mut parts: Vec<Part>, e: Error) {
+        if parts.len() == 1 && !matches!(e, Error::Aborted) {
+            if let Some(p) = parts.pop() {
+                self.fail(p.source, describe(&e), p.len as u64);
+            }
+        } else {
+            self.alone(parts).await;
+        }
+    }
+
+    /// Each unit in a transaction of its own, read again from where it came from.
+    async fn alone(&mut self, parts: Vec<Part>) {
+        let opts = BundleOptions {
+            representation: false,
+            max_entries: usize::MAX,
+        };
+        for p in parts {
+            let n = p.len as u64;
+            let entries = match self.reader.again(&p.origin) {
+                Ok(entries) => entries,
+                Err(why) => {
+                    self.fail(p.source, why, n);
+                    continue;
+                }
+            };
+            match self
+                .fhir
+                .transaction(self.caller, &transaction_bundle(entries), opts)
+                .await
+            {
+                Ok(response) => self.tally(&response),
+                Err(e) => self.fail(p.source, describe(&e), n),
+            }
+        }
+    }
+
+    fn count(&mut self, rt: &str, created: bool) {
+        let counts = if created {
+            &mut self.summary.created
+        } else {
+            &mut self.summary.updated
+        };
+        match counts.get_mut(rt) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(rt.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Counts what a transaction-response Bundle says was written.
     fn tally(&mut self, response: &Value) {
         for e in response
             .get("entry")
@@ -622,16 +774,15 @@ impl Run<'_> {
                 .pointer("/response/status")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let rt = e
+            let Some(rt) = e
                 .pointer("/response/location")
                 .and_then(Value::as_str)
                 .and_then(|l| l.split('/').next())
-                .unwrap_or("?")
-                .to_owned();
-            if status.starts_with("201") {
-                *self.summary.created.entry(rt).or_default() += 1;
-            } else if status.starts_with("200") {
-                *self.summary.updated.entry(rt).or_default() += 1;
+            else {
+                continue;
+            };
+            if status.starts_with("201") || status.starts_with("200") {
+                self.count(rt, status.starts_with("201"));
             }
         }
     }

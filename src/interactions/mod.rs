@@ -13,6 +13,7 @@ pub use history::HistoryQuery;
 pub use patch::parse_patch;
 pub use search::{SearchQuery, SearchRequest};
 pub use transaction::BundleOptions;
+pub(crate) use transaction::{Answers, Prepared};
 
 use crate::error::{Error, Result};
 use crate::fhir::validate::Validators;

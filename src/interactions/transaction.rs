@@ -72,6 +72,52 @@ struct Entry {
     if_none_exist: Option<String>,
 }
 
+/// A transaction's entries, parsed and checked (see [`Fhir::prepare_transaction`]).
+pub(crate) struct Prepared(Vec<Entry>);
+
+impl Prepared {
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The `Type/id` each update by id writes: a transaction may write a resource once.
+    pub(crate) fn targets(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|e| e.method == Method::Put && e.query.is_none())
+            .filter_map(|e| e.id.as_ref().map(|id| format!("{}/{id}", e.rtype)))
+            .collect()
+    }
+
+    /// Several transactions' entries as one transaction's, in order.
+    pub(crate) fn join(parts: Vec<Prepared>) -> Prepared {
+        let mut entries = Vec::with_capacity(parts.iter().map(Prepared::len).sum());
+        for part in parts {
+            let offset = entries.len();
+            entries.extend(part.0.into_iter().map(|mut e| {
+                e.index += offset;
+                e
+            }));
+        }
+        Prepared(entries)
+    }
+}
+
+/// The answers of a transaction's writes (see [`Fhir::transaction_open`]).
+pub(crate) struct Answers(Vec<Option<Answer>>);
+
+impl Answers {
+    /// For each write: the resource type and whether it was created (else updated, or found
+    /// unchanged).
+    pub(crate) fn written(&self) -> impl Iterator<Item = (&'static str, bool)> + '_ {
+        self.0.iter().flatten().filter_map(|a| {
+            a.version
+                .as_ref()
+                .map(|v| (v.resource_type, a.status.starts_with("201")))
+        })
+    }
+}
+
 /// The response of one entry.
 struct Answer {
     status: &'static str,
@@ -507,54 +553,42 @@ impl Fhir {
         }
     }
 
-    /// A transaction of a bundle given away: its resources are moved out, not copied. Run once
-    /// (an [`Error::Aborted`] is answered, not retried).
-    pub async fn transaction_taking(
-        &self,
-        caller: &Caller,
-        mut bundle: Value,
-        opts: BundleOptions,
-    ) -> Result<Value> {
-        entries_of(&bundle, "transaction", opts.max_entries)?;
-        let mut entries = Vec::new();
-        if let Some(Value::Array(raw)) = bundle.get_mut("entry") {
-            entries.reserve(raw.len());
-            for (i, e) in raw.iter_mut().enumerate() {
-                let resource = e.get_mut("resource").map(Value::take);
-                let full_url = e.get("fullUrl").and_then(Value::as_str);
-                entries.push(
-                    parse_entry_with(i, e, resource, &caller.base_url)
-                        .map_err(|err| at_entry(err, i, full_url))?,
-                );
-            }
-        }
-        self.transaction_of(caller, entries, opts).await
-    }
-
-    async fn transaction_once(
-        &self,
-        caller: &Caller,
-        bundle: &Value,
-        opts: BundleOptions,
-    ) -> Result<Value> {
-        let raw = entries_of(bundle, "transaction", opts.max_entries)?;
+    /// A transaction's entries (a Bundle's `entry`, given away: their resources are moved, not
+    /// copied) parsed and checked: all that a transaction does before it touches the database,
+    /// failing as it would. The import does this on its reader thread, ahead of the database.
+    pub(crate) fn prepare_transaction(&self, raw: Vec<Value>, base_url: &str) -> Result<Prepared> {
         let mut entries = Vec::with_capacity(raw.len());
-        for (i, e) in raw.iter().enumerate() {
+        for (i, mut e) in raw.into_iter().enumerate() {
+            let resource = e.get_mut("resource").map(Value::take);
             let full_url = e.get("fullUrl").and_then(Value::as_str);
             entries.push(
-                parse_entry(i, e, &caller.base_url).map_err(|err| at_entry(err, i, full_url))?,
+                parse_entry_with(i, &e, resource, base_url)
+                    .map_err(|err| at_entry(err, i, full_url))?,
             );
         }
-        self.transaction_of(caller, entries, opts).await
+        self.checked(entries)
     }
 
-    /// A transaction of its parsed entries.
-    async fn transaction_of(
+    /// Runs a prepared transaction's writes, once (an [`Error::Aborted`] is answered, not
+    /// retried), and leaves it open for the caller to commit. Its GET entries are not answered:
+    /// they come after a commit, and the import, which calls this, only writes.
+    pub(crate) async fn transaction_open(
         &self,
         caller: &Caller,
-        mut entries: Vec<Entry>,
+        prepared: Prepared,
         opts: BundleOptions,
-    ) -> Result<Value> {
+    ) -> Result<(Tx, Answers)> {
+        let mut entries = prepared.0;
+        let mut tx = self.db.begin().await?;
+        let answers = self
+            .transaction_in(&mut tx, caller, &mut entries, opts)
+            .await?;
+        Ok((tx, Answers(answers)))
+    }
+
+    /// Entries of hosted types whose resources pass [`Fhir::check`]; else the transaction's
+    /// error.
+    fn checked(&self, entries: Vec<Entry>) -> Result<Prepared> {
         // Types this server does not host: the whole transaction is refused, naming them all.
         let unhosted: BTreeSet<&str> = entries
             .iter()
@@ -579,6 +613,34 @@ impl Fhir {
                     .map_err(|err| at_entry(err, e.index, e.full_url.as_deref()))?;
             }
         }
+        Ok(Prepared(entries))
+    }
+
+    async fn transaction_once(
+        &self,
+        caller: &Caller,
+        bundle: &Value,
+        opts: BundleOptions,
+    ) -> Result<Value> {
+        let raw = entries_of(bundle, "transaction", opts.max_entries)?;
+        let mut entries = Vec::with_capacity(raw.len());
+        for (i, e) in raw.iter().enumerate() {
+            let full_url = e.get("fullUrl").and_then(Value::as_str);
+            entries.push(
+                parse_entry(i, e, &caller.base_url).map_err(|err| at_entry(err, i, full_url))?,
+            );
+        }
+        self.transaction_of(caller, entries, opts).await
+    }
+
+    /// A transaction of its parsed entries.
+    async fn transaction_of(
+        &self,
+        caller: &Caller,
+        entries: Vec<Entry>,
+        opts: BundleOptions,
+    ) -> Result<Value> {
+        let Prepared(mut entries) = self.checked(entries)?;
         let mut tx = self.db.begin().await?;
         let answers = self
             .transaction_in(&mut tx, caller, &mut entries, opts)
@@ -624,7 +686,7 @@ impl Fhir {
             )
         };
         let mut in_lock_order: Vec<usize> = (0..entries.len()).collect();
-        in_lock_order.sort_by_key(|&i| lock_key(&entries[i]));
+        in_lock_order.sort_by_cached_key(|&i| lock_key(&entries[i]));
         for e in in_lock_order
             .iter()
             .map(|&i| &entries[i])
@@ -1028,8 +1090,10 @@ fn write_order(entries: &[Entry], targets: &[Option<Id>]) -> Vec<usize> {
                 .map(|id| (format!("{}/{id}", entries[i].rtype), i))
         })
         .collect();
-    // POSTs in bundle order; updates by target, the order rows are locked in.
-    let key = |i: usize| {
+    // POSTs in bundle order; updates by target, the order rows are locked in: each write's
+    // place in that order.
+    let mut sorted: Vec<usize> = writes.clone();
+    sorted.sort_by_cached_key(|&i| {
         let e = &entries[i];
         let target = match e.method {
             Method::Put | Method::Patch => targets[i]
@@ -1039,7 +1103,8 @@ fn write_order(entries: &[Entry], targets: &[Option<Id>]) -> Vec<usize> {
             _ => String::new(),
         };
         (e.method.phase(), target, i)
-    };
+    });
+    let rank: HashMap<usize, usize> = sorted.iter().enumerate().map(|(r, &i)| (i, r)).collect();
     let mut deps: HashMap<usize, Vec<usize>> = HashMap::new();
     for &i in &writes {
         let mut found = Vec::new();
@@ -1056,15 +1121,13 @@ fn write_order(entries: &[Entry], targets: &[Option<Id>]) -> Vec<usize> {
         deps.insert(i, found);
     }
     // Depth-first: before an entry, the entries it needs (in their own order).
-    let mut sorted: Vec<usize> = writes.clone();
-    sorted.sort_by_key(|&i| key(i));
     let mut done: HashSet<usize> = HashSet::new();
     let mut visiting: HashSet<usize> = HashSet::new();
     let mut out = Vec::with_capacity(writes.len());
     fn visit(
         i: usize,
         deps: &HashMap<usize, Vec<usize>>,
-        key: &dyn Fn(usize) -> (u8, String, usize),
+        rank: &HashMap<usize, usize>,
         done: &mut HashSet<usize>,
         visiting: &mut HashSet<usize>,
         out: &mut Vec<usize>,
@@ -1073,16 +1136,16 @@ fn write_order(entries: &[Entry], targets: &[Option<Id>]) -> Vec<usize> {
             return;
         }
         let mut needs = deps.get(&i).cloned().unwrap_or_default();
-        needs.sort_by_key(|&j| key(j));
+        needs.sort_by_key(|j| rank.get(j));
         for j in needs {
-            visit(j, deps, key, done, visiting, out);
+            visit(j, deps, rank, done, visiting, out);
         }
         visiting.remove(&i);
         done.insert(i);
         out.push(i);
     }
     for i in sorted {
-        visit(i, &deps, &key, &mut done, &mut visiting, &mut out);
+        visit(i, &deps, &rank, &mut done, &mut visiting, &mut out);
     }
     out
 }
