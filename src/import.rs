@@ -239,6 +239,49 @@ fn is_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
+/// The top of a JSON file, its entries left unparsed.
+#[derive(serde::Deserialize)]
+struct BundleTop<'a> {
+    #[serde(rename = "resourceType")]
+    resource_type: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(borrow)]
+    entry: Option<Vec<&'a serde_json::value::RawValue>>,
+}
+
+/// What [`Reader::prepare`] needs of an entry it drops.
+#[derive(serde::Deserialize)]
+struct EntryHead {
+    #[serde(rename = "fullUrl")]
+    full_url: Option<String>,
+    resource: Option<ResourceHead>,
+    request: Option<RequestHead>,
+}
+
+#[derive(serde::Deserialize)]
+struct ResourceHead {
+    #[serde(rename = "resourceType")]
+    resource_type: Option<String>,
+    id: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct RequestHead {
+    url: Option<String>,
+}
+
+/// A bundle entry as read (see [`Reader::read_entry`]).
+enum Read {
+    Parsed(Value),
+    /// Of a type not hosted, to be dropped.
+    Dropped {
+        rt: String,
+        full_url: Option<String>,
+        own_id: Option<String>,
+    },
+}
+
 /// What reading one file gave: the units to run, what could not be read, what was dropped.
 struct Parsed<U> {
     units: Vec<U>,
@@ -343,13 +386,38 @@ impl Reader {
             }
             return out;
         }
-        let mut value = match std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| crate::fhir::json::parse_strict(&b).map_err(|e| e.0))
-        {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                out.failed.push((name, e.to_string(), 0));
+                return out;
+            }
+        };
+        // A transaction or batch Bundle's entries are parsed one by one, and with
+        // --skip-unsupported those of types not hosted (most of a Synthea file) only looked at.
+        if let Ok(top) = serde_json::from_slice::<BundleTop>(&bytes) {
+            if let (Some("Bundle"), Some(kind @ ("transaction" | "batch")), Some(raw)) =
+                (top.resource_type.as_deref(), top.kind.as_deref(), top.entry)
+            {
+                let mut read = Vec::with_capacity(raw.len());
+                for r in raw {
+                    match self.read_entry(r) {
+                        Ok(e) => read.push(e),
+                        Err(e) => {
+                            out.failed.push((name, e.0, 0));
+                            return out;
+                        }
+                    }
+                }
+                let entries = self.prepare(read, &mut out.skipped);
+                self.units_of(&name, path, kind == "batch", entries, &mut out.units);
+                return out;
+            }
+        }
+        let mut value = match crate::fhir::json::parse_strict(&bytes) {
             Ok(v) => v,
             Err(e) => {
-                out.failed.push((name, e, 0));
+                out.failed.push((name, e.0, 0));
                 return out;
             }
         };
@@ -363,23 +431,11 @@ impl Reader {
                     Some(Value::Array(a)) => a,
                     _ => Vec::new(),
                 };
-                let entries = self.prepare(entries, &mut out.skipped);
-                if batch {
-                    // Entries of a batch stand alone: each may fail alone.
-                    for (i, e) in entries.into_iter().enumerate() {
-                        out.units.push(RawUnit {
-                            source: format!("{name} entry {i}"),
-                            entries: vec![e],
-                            origin: Origin::File(path.to_owned(), i),
-                        });
-                    }
-                } else if !entries.is_empty() {
-                    out.units.push(RawUnit {
-                        source: name,
-                        entries,
-                        origin: Origin::File(path.to_owned(), 0),
-                    });
-                }
+                let entries = self.prepare(
+                    entries.into_iter().map(Read::Parsed).collect(),
+                    &mut out.skipped,
+                );
+                self.units_of(&name, path, batch, entries, &mut out.units);
             }
             (Some("Bundle"), _) => out.failed.push((
                 name,
@@ -398,6 +454,73 @@ impl Reader {
             (None, _) => out.failed.push((name, "not a FHIR resource".into(), 0)),
         }
         out
+    }
+
+    /// A bundle's prepared entries as units: the bundle, or each entry of a batch (they stand
+    /// alone: each may fail alone).
+    fn units_of(
+        &self,
+        name: &str,
+        path: &Path,
+        batch: bool,
+        entries: Vec<Value>,
+        units: &mut Vec<RawUnit>,
+    ) {
+        if batch {
+            for (i, e) in entries.into_iter().enumerate() {
+                units.push(RawUnit {
+                    source: format!("{name} entry {i}"),
+                    entries: vec![e],
+                    origin: Origin::File(path.to_owned(), i),
+                });
+            }
+        } else if !entries.is_empty() {
+            units.push(RawUnit {
+                source: name.to_owned(),
+                entries,
+                origin: Origin::File(path.to_owned(), 0),
+            });
+        }
+    }
+
+    /// One entry of a bundle: parsed, or, when it is of a type not hosted and such entries are
+    /// skipped, only what [`Reader::prepare`] needs of it.
+    fn read_entry(
+        &self,
+        raw: &serde_json::value::RawValue,
+    ) -> Result<Read, crate::fhir::json::JsonError> {
+        if self.skip_unsupported {
+            if let Ok(head) = serde_json::from_str::<EntryHead>(raw.get()) {
+                let rt = head
+                    .resource
+                    .as_ref()
+                    .and_then(|r| r.resource_type.clone())
+                    .or_else(|| {
+                        head.request
+                            .as_ref()
+                            .and_then(|r| r.url.as_deref())
+                            .map(|u| u.split(['/', '?']).next().unwrap_or_default().to_owned())
+                    });
+                if let Some(rt) = rt.filter(|t| !self.hosts(t)) {
+                    let own_id = head
+                        .resource
+                        .and_then(|r| r.id)
+                        .or_else(|| {
+                            head.full_url
+                                .as_deref()
+                                .and_then(|u| u.rsplit([':', '/']).next())
+                                .map(str::to_owned)
+                        })
+                        .filter(|i| is_id(i));
+                    return Ok(Read::Dropped {
+                        rt,
+                        full_url: head.full_url,
+                        own_id,
+                    });
+                }
+            }
+        }
+        crate::fhir::json::parse_strict(raw.get().as_bytes()).map(Read::Parsed)
     }
 
     fn hosts(&self, resource_type: &str) -> bool {
@@ -425,10 +548,24 @@ impl Reader {
     /// A bundle's entries made ready: entries of types not hosted dropped (when asked, with
     /// references to them made literal), POSTs of resources with a `urn:uuid:` fullUrl turned
     /// into PUTs under that id.
-    fn prepare(&self, entries: Vec<Value>, skipped: &mut BTreeMap<String, u64>) -> Vec<Value> {
+    fn prepare(&self, entries: Vec<Read>, skipped: &mut BTreeMap<String, u64>) -> Vec<Value> {
         let mut literal: HashMap<String, String> = HashMap::new();
         let mut kept = Vec::with_capacity(entries.len());
-        for mut e in entries {
+        for e in entries {
+            let mut e = match e {
+                Read::Parsed(e) => e,
+                Read::Dropped {
+                    rt,
+                    full_url,
+                    own_id,
+                } => {
+                    *skipped.entry(rt.clone()).or_default() += 1;
+                    if let (Some(u), Some(id)) = (full_url, own_id) {
+                        literal.insert(u, format!("{rt}/{id}"));
+                    }
+                    continue;
+                }
+            };
             let Some(rt) = entry_type(&e) else {
                 kept.push(e);
                 continue;

@@ -220,6 +220,16 @@ async fn a_bad_bundle_fails_alone_and_the_exit_code_says_so(engine: Engine) {
     std::fs::write(dir.join("b-bad.json"), bad.to_string()).unwrap();
     std::fs::write(dir.join("c-unhosted.json"), unhosted.to_string()).unwrap();
     std::fs::write(dir.join("d-broken.json"), "{\"resourceType\": ").unwrap();
+    // Entries are parsed one by one, as strictly as a request body: a property twice fails the
+    // file.
+    std::fs::write(
+        dir.join("d-twice.json"),
+        r#"{"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": "urn:uuid:0d0e0000-0000-4000-8000-000000000004",
+             "resource": {"resourceType": "Patient", "gender": "male", "gender": "female"},
+             "request": {"method": "POST", "url": "Patient"}}]}"#,
+    )
+    .unwrap();
     // NDJSON: a patient and an observation of theirs, and a line that is not JSON.
     let lines = [
         json!({"resourceType": "Patient", "id": "nd-1", "name": [{"family": "Linea"}]}).to_string(),
@@ -231,11 +241,12 @@ async fn a_bad_bundle_fails_alone_and_the_exit_code_says_so(engine: Engine) {
     let out = import(&app.url, &[dir.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("failed: 4"), "{stdout}");
+    assert!(stdout.contains("failed: 5"), "{stdout}");
     for (what, why) in [
         ("b-bad.json", "Patient/nobody"),
         ("c-unhosted.json", "Claim"),
         ("d-broken.json", ""),
+        ("d-twice.json", "duplicate property 'gender'"),
         ("e.ndjson:3", "not JSON"),
     ] {
         let line = stdout
