@@ -150,21 +150,8 @@ fn sources(paths: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
         let rank = if is_ndjson(&path) {
             10 + ndjson_rank(&path)
         } else {
-            #[derive(serde::Deserialize)]
-            struct Head {
-                #[serde(rename = "resourceType")]
-                resource_type: Option<String>,
-                #[serde(rename = "type")]
-                kind: Option<String>,
-            }
-            let text = std::fs::read(&path)?;
-            match serde_json::from_slice::<Head>(&text) {
-                Ok(h)
-                    if h.resource_type.as_deref() == Some("Bundle")
-                        && h.kind.as_deref() == Some("batch") =>
-                {
-                    0
-                }
+            match head_of(&path) {
+                (Some(rt), Some(kind)) if rt == "Bundle" && kind == "batch" => 0,
                 _ => 1,
             }
         };
@@ -172,6 +159,42 @@ fn sources(paths: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
     }
     out.sort_by(|a, b| (a.rank, &a.path).cmp(&(b.rank, &b.path)));
     Ok(out)
+}
+
+/// A JSON file's `resourceType` and `type`, read from its start: the file is read only as far
+/// as they are (the first two properties of a Synthea bundle), not parsed whole.
+fn head_of(path: &Path) -> (Option<String>, Option<String>) {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+    struct Head<'a>(&'a mut (Option<String>, Option<String>));
+    impl<'de> Visitor<'de> for Head<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                match key.as_str() {
+                    "resourceType" => self.0 .0 = map.next_value::<Option<String>>()?,
+                    "type" => self.0 .1 = map.next_value::<Option<String>>()?,
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                if self.0 .0.is_some() && self.0 .1.is_some() {
+                    // Stopping here leaves the object unfinished: the error that makes is
+                    // not one (what was wanted has been read).
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut found = (None, None);
+    if let Ok(f) = std::fs::File::open(path) {
+        let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(f));
+        let _ = de.deserialize_map(Head(&mut found));
+    }
+    found
 }
 
 fn collect(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -200,9 +223,15 @@ fn is_ndjson(p: &Path) -> bool {
 
 /// NDJSON files of the types others refer to load first (by the type of the first line).
 fn ndjson_rank(p: &Path) -> u8 {
-    let first = std::fs::read_to_string(p)
+    use std::io::BufRead;
+    let first = std::fs::File::open(p)
         .ok()
-        .and_then(|t| t.lines().find(|l| !l.trim().is_empty()).map(str::to_owned))
+        .and_then(|f| {
+            std::io::BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| !l.trim().is_empty())
+        })
         .and_then(|l| serde_json::from_str::<Value>(&l).ok());
     match first
         .as_ref()
@@ -955,4 +984,42 @@ fn describe(e: &Error) -> String {
         })
         .collect();
     format!("{} {}", e.status().as_u16(), msgs.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_files_type_is_read_from_its_start_wherever_the_properties_are() {
+        let dir = std::env::temp_dir().join(format!("expediente-head-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases = [
+            (
+                r#"{"resourceType": "Bundle", "type": "batch", "entry": [{"x": [1, 2]}]}"#,
+                (Some("Bundle"), Some("batch")),
+            ),
+            // After the entries, and after a property that is not a string.
+            (
+                r#"{"entry": [{"resource": {"resourceType": "Patient"}}], "id": 7, "type": "transaction", "resourceType": "Bundle"}"#,
+                (Some("Bundle"), Some("transaction")),
+            ),
+            (
+                r#"{"resourceType": "Patient", "id": "p"}"#,
+                (Some("Patient"), None),
+            ),
+            (r#"[1, 2]"#, (None, None)),
+            (
+                r#"{"resourceType": "Bundle", "type": "#,
+                (Some("Bundle"), None),
+            ),
+        ];
+        for (i, (text, want)) in cases.iter().enumerate() {
+            let path = dir.join(format!("{i}.json"));
+            std::fs::write(&path, text).unwrap();
+            let (rt, kind) = head_of(&path);
+            assert_eq!((rt.as_deref(), kind.as_deref()), *want, "{text}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
