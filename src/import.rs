@@ -357,8 +357,13 @@ impl Reader {
         out
     }
 
-    /// The entries of a unit read again.
-    fn again(&self, origin: &Origin) -> Result<Vec<Value>, String> {
+    /// The entries of a unit read again; `files` keeps the units of the files read so far, so
+    /// that the units of one file are read with one reading of it.
+    fn again(
+        &self,
+        origin: &Origin,
+        files: &mut HashMap<PathBuf, Vec<Option<Vec<Value>>>>,
+    ) -> Result<Vec<Value>, String> {
         match origin {
             Origin::Line(line) => {
                 let r = serde_json::from_str::<Value>(line).map_err(|e| e.to_string())?;
@@ -367,12 +372,17 @@ impl Reader {
                     .into_iter()
                     .collect())
             }
-            Origin::File(path, n) => self
-                .parse(path, 0)
-                .units
-                .into_iter()
-                .nth(*n)
-                .map(|u| u.entries)
+            Origin::File(path, n) => files
+                .entry(path.clone())
+                .or_insert_with(|| {
+                    self.parse(path, 0)
+                        .units
+                        .into_iter()
+                        .map(|u| Some(u.entries))
+                        .collect()
+                })
+                .get_mut(*n)
+                .and_then(Option::take)
                 .ok_or_else(|| format!("{} changed while it was imported", path.display())),
         }
     }
@@ -894,9 +904,10 @@ impl Run<'_> {
             representation: false,
             max_entries: usize::MAX,
         };
+        let mut files = HashMap::new();
         for p in parts {
             let n = p.len as u64;
-            let entries = match self.reader.again(&p.origin) {
+            let entries = match self.reader.again(&p.origin, &mut files) {
                 Ok(entries) => entries,
                 Err(why) => {
                     self.fail(p.source, why, n);

@@ -230,6 +230,17 @@ async fn a_bad_bundle_fails_alone_and_the_exit_code_says_so(engine: Engine) {
              "request": {"method": "POST", "url": "Patient"}}]}"#,
     )
     .unwrap();
+    // A batch: its entries stand alone, and go in one database transaction; the bad one fails
+    // alone (the others are run again, each read again from the file).
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "lote-1", "name": [{"family": "Uno"}]},
+         "request": {"method": "PUT", "url": "Patient/lote-1"}},
+        {"resource": {"resourceType": "Observation", "id": "lote-obs", "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": "Patient/nadie"}},
+         "request": {"method": "PUT", "url": "Observation/lote-obs"}},
+        {"resource": {"resourceType": "Patient", "id": "lote-2", "name": [{"family": "Dos"}]},
+         "request": {"method": "PUT", "url": "Patient/lote-2"}}]});
+    std::fs::write(dir.join("f-batch.json"), batch.to_string()).unwrap();
     // NDJSON: a patient and an observation of theirs, and a line that is not JSON.
     let lines = [
         json!({"resourceType": "Patient", "id": "nd-1", "name": [{"family": "Linea"}]}).to_string(),
@@ -241,12 +252,13 @@ async fn a_bad_bundle_fails_alone_and_the_exit_code_says_so(engine: Engine) {
     let out = import(&app.url, &[dir.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("failed: 5"), "{stdout}");
+    assert!(stdout.contains("failed: 6"), "{stdout}");
     for (what, why) in [
         ("b-bad.json", "Patient/nobody"),
         ("c-unhosted.json", "Claim"),
         ("d-broken.json", ""),
         ("d-twice.json", "duplicate property 'gender'"),
+        ("f-batch.json entry 1", "Patient/nadie"),
         ("e.ndjson:3", "not JSON"),
     ] {
         let line = stdout
@@ -265,7 +277,13 @@ async fn a_bad_bundle_fails_alone_and_the_exit_code_says_so(engine: Engine) {
         app.get("/fhir/Observation/nd-obs").await.body["subject"]["reference"],
         "Patient/nd-1"
     );
-    assert_eq!(app.count("patients").await, 2);
+    for (id, family) in [("lote-1", "Uno"), ("lote-2", "Dos")] {
+        assert_eq!(
+            app.get(&format!("/fhir/Patient/{id}")).await.body["name"][0]["family"],
+            family
+        );
+    }
+    assert_eq!(app.count("patients").await, 4);
     let _ = std::fs::remove_dir_all(dir);
 }
 
