@@ -1238,14 +1238,14 @@ mod tests {
         let writer = lite::Writer::open_waiting(&path, Duration::from_millis(50)).unwrap();
         let other = rusqlite::Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let insert = "INSERT INTO roles (id, name) VALUES (?, ?)";
+        let role = |name: &str| {
+            vec![Queued::one(
+                "INSERT INTO roles (id, name) VALUES (?, ?)",
+                &[Uuid::new_v4().into(), name.into()],
+            )]
+        };
         let mut tx = writer.begin().await.unwrap();
-        tx.run(vec![Queued::one(
-            insert,
-            &[Uuid::new_v4().into(), "auditor".into()],
-        )])
-        .await
-        .unwrap();
+        tx.run(role("auditor")).await.unwrap();
         let read = tx.fetch("SELECT name FROM roles", &[]).await;
         assert!(
             matches!(read, Err(StoreError::NotBegun(_))),
@@ -1253,24 +1253,14 @@ mod tests {
             read.err()
         );
         // Writes after the failed read are not run either (not outside a transaction).
-        tx.run(vec![Queued::one(
-            insert,
-            &[Uuid::new_v4().into(), "clerk".into()],
-        )])
-        .await
-        .unwrap();
+        tx.run(role("clerk")).await.unwrap();
         let commit = tx.commit().await;
         assert!(matches!(commit, Err(StoreError::NotBegun(_))), "{commit:?}");
         other.execute_batch("ROLLBACK").unwrap();
         assert_eq!(roles(&db).await, before);
         // The next transaction begins.
         let mut tx = writer.begin().await.unwrap();
-        tx.run(vec![Queued::one(
-            insert,
-            &[Uuid::new_v4().into(), "auditor".into()],
-        )])
-        .await
-        .unwrap();
+        tx.run(role("auditor")).await.unwrap();
         tx.commit().await.unwrap();
         assert!(roles(&db).await.contains(&"auditor".to_owned()));
         assert!(!roles(&db).await.contains(&"clerk".to_owned()));
