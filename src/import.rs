@@ -29,7 +29,7 @@ use crate::store::Committing;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -325,7 +325,6 @@ struct Parsed<U> {
 struct Reader {
     fhir: Fhir,
     base_url: String,
-    hosted: HashSet<&'static str>,
     skip_unsupported: bool,
 }
 
@@ -563,7 +562,7 @@ impl Reader {
     }
 
     fn hosts(&self, resource_type: &str) -> bool {
-        self.hosted.contains(resource_type)
+        self.fhir.registry.get(resource_type).is_some()
     }
 
     /// A lone resource as a transaction entry: PUT under its id, or POST without one.
@@ -684,7 +683,6 @@ impl Fhir {
         let reader = || Reader {
             fhir: self.clone(),
             base_url: caller.base_url.clone(),
-            hosted: self.registry.types().into_iter().collect(),
             skip_unsupported: opts.skip_unsupported,
         };
         let mut run = Run {
