@@ -803,7 +803,7 @@ async fn migrate_is_idempotent(engine: Engine) {
     let (a, b) = tokio::join!(expediente::prepare(&app.db), expediente::prepare(&app.db));
     assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
     assert_eq!(app.count("vital_sign_codes").await, 11);
-    assert_eq!(app.count("_sqlx_migrations").await, 9);
+    assert_eq!(app.count("_sqlx_migrations").await, 10);
     let applied: Vec<(i64, bool)> = app
         .db
         .fetch_all(
@@ -831,7 +831,8 @@ async fn migrate_is_idempotent(engine: Engine) {
             (6, true),
             (7, true),
             (8, true),
-            (9, true)
+            (9, true),
+            (10, true)
         ]
     );
     assert_eq!(roles, 4, "the four roles are seeded");
@@ -899,7 +900,125 @@ async fn the_write_guard_lasts_one_transaction(engine: Engine) {
     );
 }
 
+/// Writes queued inside a transaction go out in fewer statements (on PostgreSQL, sorted by the
+/// foreign key order of their tables): every row lands, a row still follows the row it
+/// references, and a write that fails surfaces at the next read and takes the whole transaction
+/// with it.
+async fn queued_writes_land_whole_and_a_failed_one_fails_the_transaction(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let mut tx = app.db.begin().await.unwrap();
+    let mut patients = Vec::new();
+    for i in 0..250 {
+        let id = Uuid::new_v4();
+        patients.push(id);
+        tx.queue(
+            "INSERT INTO patients (id, fhir_id, first_name) VALUES (?, ?, ?)",
+            &[id.into(), format!("queued-{i}").into(), "Ana".into()],
+        )
+        .await
+        .unwrap();
+        tx.queue(
+            "INSERT INTO patient_contacts (patient_id, position, first_name) VALUES (?, 0, ?)",
+            &[id.into(), format!("contact {i}").into()],
+        )
+        .await
+        .unwrap();
+    }
+    let n = tx
+        .fetch_optional(
+            "SELECT count(*) AS n FROM patient_contacts c JOIN patients p ON p.id = c.patient_id \
+             WHERE p.fhir_id LIKE 'queued-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .bigint("n")
+        .unwrap();
+    assert_eq!(n, 250, "every contact landed with its patient");
+    tx.commit().await.unwrap();
+    assert_eq!(
+        count_where(&app, "patients", "fhir_id LIKE ?", &["queued-%".into()]).await,
+        250
+    );
+
+    // A contact of no patient, queued among good rows: the next read fails, nothing stays.
+    let mut tx = app.db.begin().await.unwrap();
+    tx.queue(
+        "INSERT INTO patients (id, fhir_id) VALUES (?, ?)",
+        &[Uuid::new_v4().into(), "queued-lost".into()],
+    )
+    .await
+    .unwrap();
+    tx.queue(
+        "INSERT INTO patient_contacts (patient_id, position, first_name) VALUES (?, 0, ?)",
+        &[Uuid::new_v4().into(), "orphan".into()],
+    )
+    .await
+    .unwrap();
+    let read = tx
+        .fetch_all("SELECT id FROM patients", &[])
+        .await
+        .map(|r| r.len());
+    assert!(
+        matches!(read, Err(StoreError::ForeignKey)),
+        "the failed write surfaces at the read: {read:?}"
+    );
+    drop(tx);
+    assert_eq!(
+        count_where(&app, "patients", "fhir_id = ?", &["queued-lost".into()]).await,
+        0
+    );
+    assert_eq!(
+        count_where(
+            &app,
+            "patient_contacts",
+            "first_name = ?",
+            &["orphan".into()]
+        )
+        .await,
+        0
+    );
+}
+
+/// A vital_signs row written through FHIR gets no observation rows from the table's trigger (the
+/// FHIR write makes them); one written directly by the clinic's application does.
+async fn vital_signs_written_through_fhir_keep_their_observation_rows_themselves(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let patient = insert_patient(&app, "vitals-guarded").await;
+    let insert = "INSERT INTO vital_signs (id, patient_id, heart_rate) VALUES (?, ?, 70)";
+    let observations = |vs: Uuid| {
+        let app = &app;
+        async move {
+            count_where(
+                app,
+                "vital_sign_observations",
+                "vital_sign_id = ?",
+                &[vs.into()],
+            )
+            .await
+        }
+    };
+    let (fhir, direct) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut tx = app.db.begin().await.unwrap();
+    tx.guard_vitals(fhir).await.unwrap();
+    tx.execute(insert, &[fhir.into(), patient.into()])
+        .await
+        .unwrap();
+    tx.unguard_vitals(fhir).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(observations(fhir).await, 0, "the FHIR write keeps its own");
+    exec(&app, insert, &[direct.into(), patient.into()]).await;
+    assert_eq!(
+        observations(direct).await,
+        1,
+        "the trigger keeps a direct write's"
+    );
+}
+
 on_both_engines!(
+    queued_writes_land_whole_and_a_failed_one_fails_the_transaction,
+    vital_signs_written_through_fhir_keep_their_observation_rows_themselves,
     the_write_guard_lasts_one_transaction,
     every_clinical_table_has_the_common_columns,
     a_direct_update_bumps_version_and_updated_at_on_every_clinical_table,

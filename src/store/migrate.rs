@@ -61,6 +61,11 @@ pub fn sqlite() -> Migrator {
             "write costs",
             "../../migrations/sqlite/0009_write_costs.sql"
         ),
+        migration!(
+            10,
+            "write order",
+            "../../migrations/sqlite/0010_write_order.sql"
+        ),
     ])
 }
 
@@ -102,6 +107,11 @@ pub fn postgres() -> Migrator {
             9,
             "write costs",
             "../../migrations/postgres/0009_write_costs.sql"
+        ),
+        migration!(
+            10,
+            "write order",
+            "../../migrations/postgres/0010_write_order.sql"
         ),
     ])
 }

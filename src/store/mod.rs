@@ -256,12 +256,23 @@ const SHARED_MAX: usize = 100_000;
 #[derive(Default)]
 pub struct Shared {
     entries: std::sync::Mutex<std::collections::HashMap<String, SharedFact>>,
+    /// The tables in an order that puts every table after those its foreign keys name (see
+    /// [`arrange`]), read from the database after the migrations; empty until then.
+    order: std::sync::RwLock<Arc<TableOrder>>,
 }
+
+/// Each table's place in the foreign key order: a table comes after every table it references.
+/// Tables in a cycle of foreign keys have no place.
+type TableOrder = std::collections::HashMap<String, usize>;
 
 /// When a fact was found, and the fact.
 type SharedFact = (Instant, Arc<dyn std::any::Any + Send + Sync>);
 
 impl Shared {
+    fn order(&self) -> Arc<TableOrder> {
+        self.order.read().map(|o| o.clone()).unwrap_or_default()
+    }
+
     fn get<T: Clone + 'static>(&self, key: &str, now: Instant) -> Option<T> {
         let entries = self.entries.lock().ok()?;
         let (at, value) = entries.get(key)?;
@@ -345,11 +356,31 @@ impl Db {
         }
     }
 
-    /// Applies the migrations of this engine.
+    /// Applies the migrations of this engine, then reads the foreign keys of the schema (see
+    /// [`arrange`]).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.pools {
             Pools::Sqlite { write, .. } => migrate::sqlite().run(write).await?,
             Pools::Postgres(p) => migrate::postgres().run(p).await?,
+        }
+        let sql = match self.dialect() {
+            Dialect::Sqlite => {
+                "SELECT m.name AS child, f.\"table\" AS parent FROM sqlite_master m \
+                 LEFT JOIN pragma_foreign_key_list(m.name) f WHERE m.type = 'table'"
+            }
+            Dialect::Postgres => {
+                "SELECT c.relname AS child, p.relname AS parent FROM pg_class c \
+                 LEFT JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype = 'f' \
+                 LEFT JOIN pg_class p ON p.oid = k.confrelid \
+                 WHERE c.relkind IN ('r', 'p') AND c.relnamespace = CAST(current_schema() AS regnamespace)"
+            }
+        };
+        let mut edges = Vec::new();
+        for r in self.fetch_all(sql, &[]).await? {
+            edges.push((r.string("child")?, r.text("parent")?));
+        }
+        if let Ok(mut order) = self.shared.order.write() {
+            *order = Arc::new(table_order(&edges));
         }
         Ok(())
     }
@@ -360,7 +391,13 @@ impl Db {
             Pools::Sqlite { writer, .. } => {
                 Tx::new(TxConn::Sqlite(writer.begin().await?), self.shared.clone())
             }
-            Pools::Postgres(p) => Tx::new(TxConn::Postgres(p.begin().await?), self.shared.clone()),
+            Pools::Postgres(p) => Tx::new(
+                TxConn::Postgres(PgTx {
+                    tx: Some(p.begin().await?),
+                    sending: None,
+                }),
+                self.shared.clone(),
+            ),
         })
     }
 
@@ -451,7 +488,93 @@ pub struct Tx {
 
 enum TxConn {
     Sqlite(lite::LiteTx),
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Postgres(PgTx),
+}
+
+type PgTransaction = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// A PostgreSQL transaction whose queued writes may be on their way: a task owns the
+/// connection while it sends them, and gives it back with how it went. Whatever comes next
+/// (a read, the next writes, the commit) waits for it first, so the order holds, and a failure
+/// among them surfaces there.
+struct PgTx {
+    tx: Option<PgTransaction>,
+    sending: Option<tokio::task::JoinHandle<(PgTransaction, Result<(), StoreError>)>>,
+}
+
+impl PgTx {
+    /// The connection, once the writes on their way have been made.
+    async fn conn(&mut self) -> Result<&mut PgTransaction, StoreError> {
+        if let Some(h) = self.sending.take() {
+            let (t, sent) = h.await.map_err(|_| StoreError::Closed)?;
+            self.tx = Some(t);
+            sent?;
+        }
+        self.tx.as_mut().ok_or(StoreError::Closed)
+    }
+
+    /// Whether writes are on their way.
+    fn busy(&self) -> bool {
+        self.sending.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
+    /// Sends `queued` from a task of its own: the caller goes on meanwhile.
+    async fn send(
+        &mut self,
+        queued: Vec<Queued>,
+        order: Arc<TableOrder>,
+    ) -> Result<(), StoreError> {
+        self.conn().await?;
+        let Some(mut t) = self.tx.take() else {
+            return Err(StoreError::Closed);
+        };
+        self.sending = Some(tokio::spawn(async move {
+            let sent = pg_send(&mut t, queued, &order).await;
+            (t, sent)
+        }));
+        Ok(())
+    }
+
+    async fn commit(mut self) -> Result<(), StoreError> {
+        self.conn().await?;
+        match self.tx.take() {
+            Some(t) => Ok(t.commit().await?),
+            None => Err(StoreError::Closed),
+        }
+    }
+}
+
+/// Writes queued writes on PostgreSQL as one simple query with the values written in as
+/// literals (a round trip is what costs there), in the order [`arrange`] gives.
+async fn pg_send(
+    t: &mut PgTransaction,
+    queued: Vec<Queued>,
+    order: &TableOrder,
+) -> Result<(), StoreError> {
+    // The literals double their quotes and keep backslashes as they are.
+    let mut sql = String::from("SET LOCAL standard_conforming_strings = on;\n");
+    for q in arrange(queued, order) {
+        let stmt = q.statement();
+        let rows = insert_tuple(&q.sql).is_some();
+        match inline_rows(Dialect::Postgres, &stmt, &q.args, rows) {
+            Some(text) => {
+                sql.push_str(&text);
+                sql.push_str(";\n");
+            }
+            None => {
+                // A value no literal carries: what came before, then this one bound.
+                if !sql.is_empty() {
+                    sqlx::Executor::execute(&mut **t, sql.as_str()).await?;
+                    sql.clear();
+                }
+                pg_query(&pg_sql(&stmt), &q.args).execute(&mut **t).await?;
+            }
+        }
+    }
+    if !sql.is_empty() {
+        sqlx::Executor::execute(&mut **t, sql.as_str()).await?;
+    }
+    Ok(())
 }
 
 /// The most statements kept waiting before they are sent anyway: on PostgreSQL, a round trip
@@ -459,6 +582,8 @@ enum TxConn {
 /// on.
 const MAX_QUEUED: usize = 2000;
 const MAX_QUEUED_SQLITE: usize = 128;
+/// On PostgreSQL, the statements that wait while no earlier ones are on their way.
+const SEND_AT: usize = 200;
 /// The most rows one coalesced INSERT carries.
 const MAX_ROWS: usize = 100;
 /// How the INSERTs into the search index tables begin (see [`Tx::queue`]).
@@ -540,6 +665,84 @@ impl Queued {
     }
 }
 
+/// Places the tables of `edges` (table, table its foreign key names, or none) so that each comes
+/// after the tables it references; the tables of a cycle (other than a table naming itself) get
+/// no place.
+fn table_order(edges: &[(String, Option<String>)]) -> TableOrder {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut parents: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (child, parent) in edges {
+        let set = parents.entry(child.as_str()).or_default();
+        if let Some(p) = parent.as_deref().filter(|p| *p != child) {
+            set.insert(p);
+        }
+    }
+    let mut order = TableOrder::new();
+    loop {
+        let ready: Vec<&str> = parents
+            .iter()
+            .filter(|(t, ps)| !order.contains_key(**t) && ps.iter().all(|p| order.contains_key(*p)))
+            .map(|(t, _)| *t)
+            .collect();
+        if ready.is_empty() {
+            return order;
+        }
+        for t in ready {
+            order.insert(t.to_owned(), order.len());
+        }
+    }
+}
+
+/// The table a waiting write may be moved past other tables' INSERTs into: a plain
+/// `INSERT INTO t (...) VALUES (...)` with no query inside, into a table with a place in
+/// `order`.
+fn movable(q: &Queued, order: &TableOrder) -> Option<usize> {
+    insert_tuple(&q.sql)?;
+    if q.sql.contains("SELECT") || q.sql.contains("select") {
+        return None;
+    }
+    let table = q.sql["INSERT INTO ".len()..].split([' ', '(']).next()?;
+    order.get(table).copied()
+}
+
+/// Puts waiting writes in the order they are sent. Between two statements that are not plain
+/// INSERTs (updates, deletes, settings: they stay where they are, and nothing moves past them),
+/// the INSERTs are sorted by their table's place in the foreign key order, each table's rows
+/// kept in the order they came, and the rows of one SQL that then stand together go in one
+/// statement of up to [`MAX_ROWS`] rows. Every row still follows the rows it references, and
+/// the statements are far fewer: the rows of one resource type written by many resources
+/// interleaved with their child rows become a few INSERTs.
+fn arrange(queued: Vec<Queued>, order: &TableOrder) -> Vec<Queued> {
+    if order.is_empty() {
+        return queued;
+    }
+    fn settle(run: &mut Vec<(usize, Queued)>, out: &mut Vec<Queued>) {
+        run.sort_by_key(|(place, _)| *place);
+        for (_, q) in run.drain(..) {
+            match out.last_mut() {
+                Some(last) if last.sql == q.sql && last.rows + q.rows <= MAX_ROWS => {
+                    last.args.extend(q.args);
+                    last.rows += q.rows;
+                }
+                _ => out.push(q),
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(queued.len());
+    let mut run: Vec<(usize, Queued)> = Vec::new();
+    for q in queued {
+        match movable(&q, order) {
+            Some(place) => run.push((place, q)),
+            None => {
+                settle(&mut run, &mut out);
+                out.push(q);
+            }
+        }
+    }
+    settle(&mut run, &mut out);
+    out
+}
+
 /// `s` as an SQL string literal; `None` if it holds a NUL (which no literal can carry).
 fn quote(s: &str) -> Option<String> {
     if s.contains('\0') {
@@ -561,10 +764,12 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A value as an SQL literal of `dialect`, with the type a bound parameter would have had.
-fn literal(dialect: Dialect, a: &Arg) -> Option<String> {
+/// A value as an SQL literal of `dialect`, with the type a bound parameter would have had;
+/// `bare`, without it (the literal takes the type of the column it goes to).
+fn literal(dialect: Dialect, a: &Arg, bare: bool) -> Option<String> {
     let typed = |v: Option<String>, ty: &str| match dialect {
         Dialect::Sqlite => Some(v.unwrap_or_else(|| "NULL".into())),
+        Dialect::Postgres if bare => Some(v.unwrap_or_else(|| "NULL".into())),
         Dialect::Postgres => Some(format!(
             "CAST({} AS {ty})",
             v.unwrap_or_else(|| "NULL".into())
@@ -636,12 +841,44 @@ fn literal(dialect: Dialect, a: &Arg) -> Option<String> {
 
 /// `sql` with each `?` replaced by its value as a literal (our SQL never has `?` inside a
 /// literal); `None` when a value cannot be written as one.
+#[cfg(test)]
 fn inline(dialect: Dialect, sql: &str, args: &[Arg]) -> Option<String> {
+    inline_rows(dialect, sql, args, false)
+}
+
+/// [`inline`] for a plain INSERT of one or more rows (`rows`: its single-row form passes
+/// [`insert_tuple`]): a value that is a whole item of a row's tuple goes in bare, typed by its
+/// column as PostgreSQL assigns it. A cast to parse, check and fold for every value cost more
+/// than the insert of the row itself for narrow tables.
+fn inline_rows(dialect: Dialect, sql: &str, args: &[Arg], rows: bool) -> Option<String> {
     let mut out = String::with_capacity(sql.len() + args.len() * 16);
     let mut values = args.iter();
-    for c in sql.chars() {
+    let tuples = if rows {
+        sql.find(" VALUES (").map(|at| at + " VALUES ".len())
+    } else {
+        None
+    };
+    let bytes = sql.as_bytes();
+    // Parenthesis depth and quoting from the tuples on.
+    let mut depth = 0i32;
+    let mut quoted = false;
+    for (i, c) in sql.char_indices() {
+        let in_tuples = tuples.is_some_and(|at| i >= at);
+        if in_tuples {
+            match c {
+                '\'' => quoted = !quoted,
+                '(' if !quoted => depth += 1,
+                ')' if !quoted => depth -= 1,
+                _ => {}
+            }
+        }
         if c == '?' {
-            out.push_str(&literal(dialect, values.next()?)?);
+            let whole = in_tuples && depth == 1 && {
+                let before = sql[..i].trim_end().bytes().last();
+                let after = bytes[i + 1..].iter().find(|b| !b.is_ascii_whitespace());
+                matches!(before, Some(b'(' | b',')) && matches!(after, Some(b',' | b')'))
+            };
+            out.push_str(&literal(dialect, values.next()?, whole)?);
         } else {
             out.push(c);
         }
@@ -761,9 +998,12 @@ impl Tx {
     /// Counts a statement just queued; too many waiting are sent.
     async fn count_queued(&mut self) -> Result<(), StoreError> {
         self.queued_n += 1;
-        let most = match self.dialect() {
-            Dialect::Sqlite => MAX_QUEUED_SQLITE,
-            Dialect::Postgres => MAX_QUEUED,
+        let most = match &self.conn {
+            TxConn::Sqlite(_) => MAX_QUEUED_SQLITE,
+            // While the connection is idle, the writes go as soon as there are enough of them
+            // to be worth a round trip: PostgreSQL makes them while the caller goes on.
+            TxConn::Postgres(t) if !t.busy() => SEND_AT,
+            TxConn::Postgres(_) => MAX_QUEUED,
         };
         if self.queued_n >= most {
             self.flush().await?;
@@ -802,9 +1042,9 @@ impl Tx {
         Ok(found)
     }
 
-    /// Sends the queued writes: on SQLite to the writer's thread without waiting for them (its
-    /// statements are prepared once and kept; see the lite module); on PostgreSQL as one simple
-    /// query with the values written in as literals (a round trip is what costs there).
+    /// Sends the queued writes without waiting for them: on SQLite to the writer's thread (its
+    /// statements are prepared once and kept; see the lite module); on PostgreSQL from a task
+    /// that owns the connection until they are made (see [`PgTx`]).
     pub async fn flush(&mut self) -> Result<(), StoreError> {
         if self.queued.is_empty() {
             return Ok(());
@@ -814,30 +1054,7 @@ impl Tx {
         self.open_index.clear();
         match &mut self.conn {
             TxConn::Sqlite(t) => t.run(queued).await?,
-            TxConn::Postgres(t) => {
-                // The literals double their quotes and keep backslashes as they are.
-                let mut sql = String::from("SET LOCAL standard_conforming_strings = on;\n");
-                for q in queued {
-                    let stmt = q.statement();
-                    match inline(Dialect::Postgres, &stmt, &q.args) {
-                        Some(text) => {
-                            sql.push_str(&text);
-                            sql.push_str(";\n");
-                        }
-                        None => {
-                            // A value no literal carries: what came before, then this one bound.
-                            if !sql.is_empty() {
-                                sqlx::Executor::execute(&mut **t, sql.as_str()).await?;
-                                sql.clear();
-                            }
-                            pg_query(&pg_sql(&stmt), &q.args).execute(&mut **t).await?;
-                        }
-                    }
-                }
-                if !sql.is_empty() {
-                    sqlx::Executor::execute(&mut **t, sql.as_str()).await?;
-                }
-            }
+            TxConn::Postgres(t) => t.send(queued, self.shared.order()).await?,
         }
         Ok(())
     }
@@ -847,7 +1064,7 @@ impl Tx {
         Ok(match &mut self.conn {
             TxConn::Sqlite(t) => t.execute(sql, args).await?,
             TxConn::Postgres(t) => pg_query(&pg_sql(sql), args)
-                .execute(&mut **t)
+                .execute(&mut **t.conn().await?)
                 .await?
                 .rows_affected(),
         })
@@ -863,7 +1080,7 @@ impl Tx {
                 .map(Row::Lite)
                 .collect(),
             TxConn::Postgres(t) => pg_query(&pg_sql(sql), args)
-                .fetch_all(&mut **t)
+                .fetch_all(&mut **t.conn().await?)
                 .await?
                 .into_iter()
                 .map(Row::Postgres)
@@ -880,7 +1097,7 @@ impl Tx {
         Ok(match &mut self.conn {
             TxConn::Sqlite(t) => t.fetch(sql, args).await?.into_iter().next().map(Row::Lite),
             TxConn::Postgres(t) => pg_query(&pg_sql(sql), args)
-                .fetch_optional(&mut **t)
+                .fetch_optional(&mut **t.conn().await?)
                 .await?
                 .map(Row::Postgres),
         })
@@ -894,7 +1111,7 @@ impl Tx {
     /// A row this transaction inserted ([`Tx::mark_new`]) needs no mark on PostgreSQL: the
     /// triggers that read the mark for such rows also pass over every row whose xmin is the
     /// current transaction (a resource's row is inserted before the rows that hang from it).
-    /// The vital_signs trigger reads the mark alone; its rows are not marked new.
+    /// vital_signs rows are marked with [`Tx::guard_vitals`].
     pub async fn guard(&mut self, row_id: Uuid) -> Result<(), StoreError> {
         if self.dialect() == Dialect::Postgres && self.is_new(row_id) {
             return Ok(());
@@ -904,6 +1121,33 @@ impl Tx {
             Dialect::Postgres => "SELECT set_config('expediente.write_guard', concat_ws(',', NULLIF(current_setting('expediente.write_guard', true), ''), CAST(? AS text)), true)",
         };
         self.queue(sql, &[row_id.into()]).await
+    }
+
+    /// Marks a vital_signs row as written through FHIR (its vital_sign_observations rows are
+    /// kept by the writer, not by the table's trigger) until [`Tx::unguard_vitals`]. On
+    /// PostgreSQL the transaction says so once for all its vital_signs rows (the
+    /// `expediente.fhir_vitals` setting): every write of that table inside it is a FHIR write.
+    pub async fn guard_vitals(&mut self, row_id: Uuid) -> Result<(), StoreError> {
+        if self.dialect() == Dialect::Sqlite {
+            return self.guard(row_id).await;
+        }
+        if self.memo::<bool>("fhir-vitals").is_none() {
+            self.remember("fhir-vitals".to_owned(), true);
+            self.queue(
+                "SELECT set_config('expediente.fhir_vitals', 'on', true)",
+                &[],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Ends what [`Tx::guard_vitals`] started (on PostgreSQL, the transaction's end does).
+    pub async fn unguard_vitals(&mut self, row_id: Uuid) -> Result<(), StoreError> {
+        if self.dialect() == Dialect::Sqlite {
+            return self.unguard(row_id).await;
+        }
+        Ok(())
     }
 
     /// Ends what [`Tx::guard`] started.
@@ -934,7 +1178,7 @@ impl Tx {
         self.flush().await?;
         Ok(match self.conn {
             TxConn::Sqlite(t) => Committing::Sent(t.commit_sent()?),
-            TxConn::Postgres(t) => Committing::Done(t.commit().await.map_err(Into::into)),
+            TxConn::Postgres(t) => Committing::Done(t.commit().await),
         })
     }
 }
@@ -1055,6 +1299,122 @@ mod tests {
         assert_eq!(
             q.statement(),
             "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?)"
+        );
+    }
+
+    #[test]
+    fn tables_come_after_the_tables_they_reference_and_a_cycle_has_no_place() {
+        let edge = |c: &str, p: Option<&str>| (c.to_owned(), p.map(str::to_owned));
+        let order = table_order(&[
+            edge("results", Some("tests")),
+            edge("results", Some("patients")),
+            edge("tests", Some("patients")),
+            edge("patients", None),
+            edge("tree", Some("tree")),
+            edge("a", Some("b")),
+            edge("b", Some("a")),
+            edge("index", None),
+        ]);
+        assert!(order["patients"] < order["tests"]);
+        assert!(order["tests"] < order["results"]);
+        assert!(
+            order.contains_key("tree"),
+            "a table naming itself keeps a place"
+        );
+        assert!(order.contains_key("index"));
+        assert!(!order.contains_key("a") && !order.contains_key("b"));
+    }
+
+    #[test]
+    fn inserts_between_other_statements_go_by_table_and_in_fewer_statements() {
+        let order: TableOrder = [("p", 0), ("c", 1)]
+            .into_iter()
+            .map(|(t, i)| (t.to_owned(), i))
+            .collect();
+        let q = |sql: &str, v: i64| Queued::one(sql, &[Arg::Int(Some(v))]);
+        let (p, c) = (
+            "INSERT INTO p (a) VALUES (?)",
+            "INSERT INTO c (a) VALUES (?)",
+        );
+        let queued = vec![
+            q(p, 1),
+            q(c, 2),
+            q(p, 3),
+            q(c, 4),
+            q("UPDATE p SET a = ? WHERE a = 1", 5),
+            q(c, 6),
+            q(p, 7),
+            q("INSERT INTO c (a) SELECT a FROM p WHERE a = ?", 8),
+            q("INSERT INTO unknown (a) VALUES (?)", 9),
+            q(c, 10),
+        ];
+        let got: Vec<(String, Vec<i64>)> = arrange(queued, &order)
+            .into_iter()
+            .map(|q| {
+                let vals = q
+                    .args
+                    .iter()
+                    .map(|a| match a {
+                        Arg::Int(Some(v)) => *v,
+                        _ => -1,
+                    })
+                    .collect();
+                (q.statement(), vals)
+            })
+            .collect();
+        let want = vec![
+            ("INSERT INTO p (a) VALUES (?), (?)", vec![1, 3]),
+            ("INSERT INTO c (a) VALUES (?), (?)", vec![2, 4]),
+            ("UPDATE p SET a = ? WHERE a = 1", vec![5]),
+            ("INSERT INTO p (a) VALUES (?)", vec![7]),
+            ("INSERT INTO c (a) VALUES (?)", vec![6]),
+            ("INSERT INTO c (a) SELECT a FROM p WHERE a = ?", vec![8]),
+            ("INSERT INTO unknown (a) VALUES (?)", vec![9]),
+            ("INSERT INTO c (a) VALUES (?)", vec![10]),
+        ];
+        let want: Vec<(String, Vec<i64>)> =
+            want.into_iter().map(|(s, v)| (s.to_owned(), v)).collect();
+        assert_eq!(got, want);
+        // No statement carries more than MAX_ROWS rows.
+        let many: Vec<Queued> = (0..(MAX_ROWS as i64 + 5)).map(|v| q(c, v)).collect();
+        let rows: Vec<usize> = arrange(many, &order).iter().map(|q| q.rows).collect();
+        assert_eq!(rows, vec![MAX_ROWS, 5]);
+        // Without the schema's order, nothing moves.
+        let two = vec![q(c, 1), q(p, 2)];
+        let kept: Vec<String> = arrange(two, &TableOrder::new())
+            .iter()
+            .map(|q| q.sql.clone())
+            .collect();
+        assert_eq!(kept, vec![c.to_owned(), p.to_owned()]);
+    }
+
+    #[test]
+    fn values_that_are_whole_items_of_an_inserted_row_go_bare() {
+        let sql =
+            "INSERT INTO t (a, b, c) VALUES (?, COALESCE(?, 'x,('), ?), (?, COALESCE(?, 'x,('), ?)";
+        let args = [
+            Arg::Text(Some("it's".into())),
+            Arg::Int(Some(2)),
+            Arg::Text(None),
+            Arg::Uuid(Uuid::nil()),
+            Arg::Int(None),
+            Arg::Bool(Some(true)),
+        ];
+        assert_eq!(
+            inline_rows(Dialect::Postgres, sql, &args, true).unwrap(),
+            "INSERT INTO t (a, b, c) VALUES ('it''s', COALESCE(CAST(2 AS bigint), 'x,('), NULL), \
+             ('00000000-0000-0000-0000-000000000000', COALESCE(CAST(NULL AS bigint), 'x,('), true)"
+        );
+        // Anything else keeps the type its parameter would have had.
+        assert_eq!(
+            inline_rows(
+                Dialect::Postgres,
+                "UPDATE t SET a = ? WHERE b IN (?)",
+                &args[..2],
+                false
+            )
+            .unwrap(),
+            "UPDATE t SET a = CAST('it''s' AS text) WHERE b IN (CAST(2 AS bigint))"
         );
     }
 
