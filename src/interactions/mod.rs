@@ -223,6 +223,23 @@ impl Fhir {
         }))
     }
 
+    /// The row id a PUT that creates `rt`/`id` will insert, chosen now for writes that name
+    /// the row before it exists.
+    pub(crate) fn new_row_for(tx: &mut Tx, rt: &str, id: &Id) -> Uuid {
+        let row = Uuid::new_v4();
+        tx.remember(format!("new-row:{rt}/{id}"), row);
+        row
+    }
+
+    /// Whether [`Fhir::prefetch_heads`] found no row at all for `rt`/`id` (a write to it creates
+    /// it).
+    pub(crate) fn known_absent(&self, tx: &Tx, rt: &str, id: &Id) -> bool {
+        matches!(
+            tx.memo::<Option<Head>>(&format!("head:{rt}/{id}")),
+            Some(None)
+        )
+    }
+
     /// Reads the heads of many resources of `m` at once, for the next [`Fhir::head`] of each
     /// to use (a transaction about to write them).
     pub(crate) async fn prefetch_heads(
@@ -486,7 +503,10 @@ impl Fhir {
                         "{resource_type}/{id} does not exist, so If-Match cannot match"
                     )));
                 }
-                let row_id = Uuid::new_v4();
+                // A row id the transaction may have chosen ahead (see new_row_for).
+                let row_id = tx
+                    .take_memo::<Uuid>(&format!("new-row:{resource_type}/{id}"))
+                    .unwrap_or_else(Uuid::new_v4);
                 insert_rows(tx, m, row_id, id, body).await?;
                 (row_id, true)
             }

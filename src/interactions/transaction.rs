@@ -847,6 +847,43 @@ impl Fhir {
             let m = self.mapping(rt)?;
             self.prefetch_heads(tx, m.as_ref(), ids).await?;
         }
+        // New reports' new results go in linked to their report (see report_of).
+        // (Entries that create: a POST that found no match, a PUT whose target has no row.)
+        let creates = |e: &Entry| match (&e.method, &targets[e.index]) {
+            (Method::Post, Some(_)) => !existing.contains(&e.index),
+            (Method::Put, Some(id)) => self.known_absent(tx, &e.rtype, id),
+            _ => false,
+        };
+        let new_results: HashSet<String> = entries
+            .iter()
+            .filter(|e| e.rtype == "Observation" && creates(e))
+            .filter_map(|e| targets[e.index].as_ref().map(|id| id.to_string()))
+            .collect();
+        if !new_results.is_empty() {
+            let reports: Vec<usize> = entries
+                .iter()
+                .filter(|e| e.rtype == "DiagnosticReport" && creates(e))
+                .map(|e| e.index)
+                .collect();
+            for e in reports.into_iter().map(|i| &entries[i]) {
+                let (Some(resource), Some(id)) = (&e.resource, &targets[e.index]) else {
+                    continue;
+                };
+                // A POST's row id is its new id; a PUT's is chosen now.
+                let report = match e.method {
+                    Method::Post => match Uuid::parse_str(id.as_str()) {
+                        Ok(row) => row,
+                        Err(_) => continue,
+                    },
+                    _ => Fhir::new_row_for(tx, &e.rtype, id),
+                };
+                let results: Vec<String> = crate::mapping::diagnostic_report::result_ids(resource)
+                    .into_iter()
+                    .filter(|r| new_results.contains(r))
+                    .collect();
+                crate::mapping::diagnostic_report::report_of(tx, report, &results).await?;
+            }
+        }
         // The writes, each after the entries it references; their versions are recorded after
         // the last, one read per type.
         let order = write_order(entries, &targets);

@@ -146,7 +146,15 @@ async fn file_contents(
 
 /// Stores the report's presentedForm as its files: files still named are kept, new ones added,
 /// the others soft-deleted.
-pub async fn store(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(), MapError> {
+///
+/// `owner` is the report's patient and encounter when the caller has just written them (its
+/// row's patient_id and consultation_id); otherwise each new file reads them from the row.
+pub async fn store(
+    tx: &mut Tx,
+    report: Uuid,
+    owner: Option<(Arg, Arg)>,
+    resource: &Value,
+) -> Result<(), MapError> {
     let sent: Vec<Value> = resource
         .get("presentedForm")
         .and_then(Value::as_array)
@@ -194,24 +202,47 @@ pub async fn store(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(), Ma
             .or_else(|| a.get("size").and_then(Value::as_i64));
         let sha = bytes.as_deref().map(sha256_hex);
         let s = |k: &str| Arg::Text(a.get(k).and_then(Value::as_str).map(str::to_owned));
-        // The file belongs to the report's patient and encounter, read from its row by the
-        // INSERT itself (no round trip).
-        tx.queue(
-            "INSERT INTO file_attachments (id, patient_id, consultation_id, medical_test_id, file_name, content_type, size_bytes, sha256, storage_path, content, fhir_extra) \
-             SELECT ?, r.patient_id, r.consultation_id, r.id, ?, ?, ?, ?, ?, ?, ? FROM medical_tests r WHERE r.id = ?",
-            &[
-                Uuid::new_v4().into(),
-                s("title"),
-                s("contentType"),
-                Arg::Int(size),
-                Arg::Text(sha),
-                s("url"),
-                Arg::Bytes(bytes),
-                Arg::Json(position),
-                report.into(),
-            ],
-        )
-        .await?;
+        let file = [
+            s("title"),
+            s("contentType"),
+            Arg::Int(size),
+            Arg::Text(sha),
+            s("url"),
+            Arg::Bytes(bytes),
+            Arg::Json(position),
+        ];
+        match &owner {
+            // A plain INSERT of values: it goes with the other rows of its table (see
+            // store::arrange).
+            Some((patient, encounter)) => {
+                let mut args = vec![
+                    Uuid::new_v4().into(),
+                    patient.clone(),
+                    encounter.clone(),
+                    report.into(),
+                ];
+                args.extend(file);
+                tx.queue(
+                    "INSERT INTO file_attachments (id, patient_id, consultation_id, medical_test_id, file_name, content_type, size_bytes, sha256, storage_path, content, fhir_extra) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    &args,
+                )
+                .await?;
+            }
+            // The file belongs to the report's patient and encounter, read from its row by
+            // the INSERT itself (no round trip).
+            None => {
+                let mut args = vec![Uuid::new_v4().into()];
+                args.extend(file);
+                args.push(report.into());
+                tx.queue(
+                    "INSERT INTO file_attachments (id, patient_id, consultation_id, medical_test_id, file_name, content_type, size_bytes, sha256, storage_path, content, fhir_extra) \
+                     SELECT ?, r.patient_id, r.consultation_id, r.id, ?, ?, ?, ?, ?, ?, ? FROM medical_tests r WHERE r.id = ?",
+                    &args,
+                )
+                .await?;
+            }
+        }
     }
     for f in existing {
         tx.queue(

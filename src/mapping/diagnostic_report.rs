@@ -166,7 +166,7 @@ static PARAMS: &[SearchParam] = &[
 ];
 
 /// The ids of the local Observations a report's `result` names.
-fn result_ids(resource: &Value) -> Vec<String> {
+pub fn result_ids(resource: &Value) -> Vec<String> {
     resource
         .get("result")
         .and_then(Value::as_array)
@@ -176,6 +176,38 @@ fn result_ids(resource: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Notes, before a transaction writes anything, that the new Observations `results` are results
+/// of the new report `report` (its row id): each is inserted already linked (see
+/// [`linked_report`]), and the report's own write has no link to make for it. Linking them
+/// afterwards is an UPDATE of every result row, which on PostgreSQL writes each row again with
+/// an entry in every index of the table. The report's row is inserted after its results, so on
+/// PostgreSQL the link's foreign key is checked at the commit; on SQLite, whose foreign keys
+/// cannot wait, the results are linked by the report as before.
+pub async fn report_of(tx: &mut Tx, report: Uuid, results: &[String]) -> Result<(), StoreError> {
+    if tx.dialect() != crate::store::Dialect::Postgres || results.is_empty() {
+        return Ok(());
+    }
+    if tx.memo::<bool>("links-deferred").is_none() {
+        tx.remember("links-deferred".to_owned(), true);
+        tx.queue(
+            "SET CONSTRAINTS medical_test_results_medical_test_id_fkey DEFERRED",
+            &[],
+        )
+        .await?;
+    }
+    for id in results {
+        tx.remember(format!("report-of:{id}"), report);
+    }
+    Ok(())
+}
+
+/// The report a new result is inserted linked to (see [`report_of`]).
+pub fn linked_report(tx: &mut Tx, fhir_id: &str) -> Option<Uuid> {
+    let report = tx.take_memo::<Uuid>(&format!("report-of:{fhir_id}"))?;
+    tx.remember(format!("linked:{fhir_id}"), report);
+    Some(report)
 }
 
 /// Links the results the report names (those kept in medical_test_results) to its medical test,
@@ -193,7 +225,10 @@ async fn link_results(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(),
         ));
         args.extend(ids.iter().map(|i| Arg::from(i.as_str())));
     }
-    tx.queue(&unlink, &args).await?;
+    // A report this transaction inserted has no results linked to it yet.
+    if !tx.is_new(report) {
+        tx.queue(&unlink, &args).await?;
+    }
     // The result parameter finds the report by every Observation it names.
     if !tx.is_new(report) {
         tx.queue(
@@ -209,6 +244,12 @@ async fn link_results(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(),
         )
         .await?;
     }
+    // Results inserted by this transaction already linked to this report (see
+    // [`report_of`]) need no UPDATE.
+    let ids: Vec<&String> = ids
+        .iter()
+        .filter(|i| tx.memo::<Uuid>(&format!("linked:{i}")) != Some(report))
+        .collect();
     if !ids.is_empty() {
         let mut args: Vec<Arg> = vec![report.into()];
         args.extend(ids.iter().map(|i| Arg::from(i.as_str())));
@@ -350,9 +391,19 @@ impl ResourceMapping for DiagnosticReportMapping {
         fhir_id: &Id,
         resource: &Value,
     ) -> Result<(), MapError> {
-        self.table.insert(tx, row_id, fhir_id, resource).await?;
+        let written = self
+            .table
+            .insert_values(tx, row_id, fhir_id, resource, &[])
+            .await?;
+        let column = |name: &str| {
+            written
+                .iter()
+                .find(|(c, _)| *c == name)
+                .map(|(_, v)| v.clone())
+        };
+        let owner = column("patient_id").zip(column("consultation_id"));
         link_results(tx, row_id, resource).await?;
-        attachments::store(tx, row_id, resource).await
+        attachments::store(tx, row_id, owner, resource).await
     }
 
     async fn update(
@@ -370,7 +421,7 @@ impl ResourceMapping for DiagnosticReportMapping {
             return Ok(false);
         }
         link_results(tx, row_id, resource).await?;
-        attachments::store(tx, row_id, resource).await?;
+        attachments::store(tx, row_id, None, resource).await?;
         Ok(true)
     }
 

@@ -488,7 +488,13 @@ impl ResourceMapping for ObservationMapping {
                 true
             }
             None => {
-                self.results.insert(tx, row_id, fhir_id, resource).await?;
+                let also: Vec<(&'static str, Arg)> =
+                    super::diagnostic_report::linked_report(tx, fhir_id.as_str())
+                        .map(|report| vec![("medical_test_id", report.into())])
+                        .unwrap_or_default();
+                self.results
+                    .insert_values(tx, row_id, fhir_id, resource, &also)
+                    .await?;
                 false
             }
         };

@@ -69,6 +69,59 @@ impl TableMapping {
         self.specs.iter().flat_map(Spec::columns).collect()
     }
 
+    /// Inserts the row of a resource, with the values `also` of columns the resource does not
+    /// give, and says which value went to each column (other than id, the logical id, the
+    /// columns with a default expression and fhir_extra).
+    pub async fn insert_values(
+        &self,
+        tx: &mut Tx,
+        row_id: Uuid,
+        fhir_id: &Id,
+        resource: &Value,
+        also: &[(&'static str, Arg)],
+    ) -> Result<Vec<(&'static str, Arg)>, MapError> {
+        let (mut args, extra) = self.split(tx, row_id, resource).await?;
+        let mut cols = self.all_columns();
+        for (c, f) in self.derived {
+            cols.push(c);
+            args.push(f(resource));
+        }
+        for (c, v) in also {
+            cols.push(c);
+            args.push(v.clone());
+        }
+        let written: Vec<(&'static str, Arg)> =
+            cols.iter().copied().zip(args.iter().cloned()).collect();
+        let mut values = vec!["?"; cols.len()];
+        for (c, expr) in self.insert_defaults {
+            cols.push(c);
+            values.push(expr);
+        }
+        let sql = format!(
+            "INSERT INTO {} (id, {}, {}, fhir_extra) VALUES (?, ?, {}, ?)",
+            self.table,
+            self.id_column,
+            cols.join(", "),
+            values.join(", ")
+        );
+        let mut all: Vec<Arg> = vec![row_id.into(), fhir_id.as_str().into()];
+        all.append(&mut args);
+        all.push(Arg::Json(Value::Object(extra)));
+        tx.queue(&sql, &all).await?;
+        if self.index_names || !self.code_index.is_empty() {
+            super::search::index(
+                tx,
+                self.resource_type,
+                row_id,
+                resource,
+                self.index_names,
+                self.code_index,
+            )
+            .await?;
+        }
+        Ok(written)
+    }
+
     /// Splits a resource into column values (as bound arguments) and what goes to fhir_extra.
     async fn split(
         &self,
@@ -362,40 +415,9 @@ impl ResourceMapping for TableMapping {
         fhir_id: &Id,
         resource: &Value,
     ) -> Result<(), MapError> {
-        let (mut args, extra) = self.split(tx, row_id, resource).await?;
-        let mut cols = self.all_columns();
-        for (c, f) in self.derived {
-            cols.push(c);
-            args.push(f(resource));
-        }
-        let mut values = vec!["?"; cols.len()];
-        for (c, expr) in self.insert_defaults {
-            cols.push(c);
-            values.push(expr);
-        }
-        let sql = format!(
-            "INSERT INTO {} (id, {}, {}, fhir_extra) VALUES (?, ?, {}, ?)",
-            self.table,
-            self.id_column,
-            cols.join(", "),
-            values.join(", ")
-        );
-        let mut all: Vec<Arg> = vec![row_id.into(), fhir_id.as_str().into()];
-        all.append(&mut args);
-        all.push(Arg::Json(Value::Object(extra)));
-        tx.queue(&sql, &all).await?;
-        if self.index_names || !self.code_index.is_empty() {
-            super::search::index(
-                tx,
-                self.resource_type,
-                row_id,
-                resource,
-                self.index_names,
-                self.code_index,
-            )
-            .await?;
-        }
-        Ok(())
+        self.insert_values(tx, row_id, fhir_id, resource, &[])
+            .await
+            .map(|_| ())
     }
 
     async fn update(

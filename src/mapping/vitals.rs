@@ -334,7 +334,7 @@ fn set_columns(m: &Measurement) -> String {
 
 /// Puts the measurement in session row `id` (guarded for the rest of the write).
 async fn join(tx: &mut Tx, c: &Cols, id: Uuid) -> Result<Uuid, StoreError> {
-    tx.guard(id).await?;
+    tx.guard_vitals(id).await?;
     let mut args = value_args(c);
     args.push(id.into());
     tx.queue(
@@ -412,7 +412,7 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
         }
     }
     let id = Uuid::new_v4();
-    tx.guard(id).await?;
+    tx.guard_vitals(id).await?;
     let cols: Vec<&str> = m.slots().iter().map(|s| s.column.as_str()).collect();
     let mut args: Vec<Arg> = vec![
         id.into(),
@@ -464,7 +464,7 @@ pub async fn insert(
         ],
     )
     .await?;
-    tx.unguard(vs).await?;
+    tx.unguard_vitals(vs).await?;
     Ok(())
 }
 
@@ -564,7 +564,7 @@ pub async fn update(
         && c.effective.is_none_or(|e| e == cur.measured_at)
         && c.status == cur.status;
     let m = c.measurement;
-    tx.guard(cur.vital_sign_id).await?;
+    tx.guard_vitals(cur.vital_sign_id).await?;
     let vs = if cur.row_deleted || (!shared_same && cur.others) {
         // Its own columns leave the shared row; the measurement moves to a row of its own.
         let nulls: Vec<Arg> = m.slots().iter().map(|_| Arg::Decimal(None)).collect();
@@ -610,9 +610,9 @@ pub async fn update(
             ],
         )
         .await?;
-    tx.unguard(cur.vital_sign_id).await?;
+    tx.unguard_vitals(cur.vital_sign_id).await?;
     if vs != cur.vital_sign_id {
-        tx.unguard(vs).await?;
+        tx.unguard_vitals(vs).await?;
     }
     Ok(changed == 1)
 }
@@ -629,7 +629,7 @@ pub async fn soft_delete(
         return Ok(None);
     }
     if let Some(m) = table().by_key(&cur.measurement) {
-        tx.guard(cur.vital_sign_id).await?;
+        tx.guard_vitals(cur.vital_sign_id).await?;
         let mut args: Vec<Arg> = m.slots().iter().map(|_| Arg::Decimal(None)).collect();
         args.push(cur.vital_sign_id.into());
         tx.queue(
@@ -637,7 +637,7 @@ pub async fn soft_delete(
             &args,
         )
         .await?;
-        tx.unguard(cur.vital_sign_id).await?;
+        tx.unguard_vitals(cur.vital_sign_id).await?;
     }
     super::soft_delete_row(tx, "vital_sign_observations", row_id, version_id).await
 }
