@@ -189,14 +189,8 @@ pub async fn report_of(tx: &mut Tx, report: Uuid, results: &[String]) -> Result<
     if tx.dialect() != crate::store::Dialect::Postgres || results.is_empty() {
         return Ok(());
     }
-    if tx.memo::<bool>("links-deferred").is_none() {
-        tx.remember("links-deferred".to_owned(), true);
-        tx.queue(
-            "SET CONSTRAINTS medical_test_results_medical_test_id_fkey DEFERRED",
-            &[],
-        )
+    tx.queue_once("SET CONSTRAINTS medical_test_results_medical_test_id_fkey DEFERRED")
         .await?;
-    }
     for id in results {
         tx.remember(format!("report-of:{id}"), report);
     }

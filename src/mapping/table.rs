@@ -108,6 +108,12 @@ impl TableMapping {
         all.append(&mut args);
         all.push(Arg::Json(Value::Object(extra)));
         tx.queue(&sql, &all).await?;
+        self.index(tx, row_id, resource).await?;
+        Ok(written)
+    }
+
+    /// Writes the search index rows of the resource stored as `row_id`, if the table has any.
+    async fn index(&self, tx: &mut Tx, row_id: Uuid, resource: &Value) -> Result<(), MapError> {
         if self.index_names || !self.code_index.is_empty() {
             super::search::index(
                 tx,
@@ -119,7 +125,7 @@ impl TableMapping {
             )
             .await?;
         }
-        Ok(written)
+        Ok(())
     }
 
     /// Splits a resource into column values (as bound arguments) and what goes to fhir_extra.
@@ -451,17 +457,7 @@ impl ResourceMapping for TableMapping {
         if tx.execute(&sql, &args).await? == 0 {
             return Ok(false);
         }
-        if self.index_names || !self.code_index.is_empty() {
-            super::search::index(
-                tx,
-                self.resource_type,
-                row_id,
-                resource,
-                self.index_names,
-                self.code_index,
-            )
-            .await?;
-        }
+        self.index(tx, row_id, resource).await?;
         Ok(true)
     }
 

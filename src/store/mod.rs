@@ -1131,15 +1131,19 @@ impl Tx {
         if self.dialect() == Dialect::Sqlite {
             return self.guard(row_id).await;
         }
-        if self.memo::<bool>("fhir-vitals").is_none() {
-            self.remember("fhir-vitals".to_owned(), true);
-            self.queue(
-                "SELECT set_config('expediente.fhir_vitals', 'on', true)",
-                &[],
-            )
-            .await?;
+        self.queue_once("SELECT set_config('expediente.fhir_vitals', 'on', true)")
+            .await
+    }
+
+    /// Queues a statement without values the first time it is asked for in this transaction (a
+    /// setting for the rest of it).
+    pub async fn queue_once(&mut self, sql: &str) -> Result<(), StoreError> {
+        let key = format!("once:{sql}");
+        if self.memo::<bool>(&key).is_some() {
+            return Ok(());
         }
-        Ok(())
+        self.remember(key, true);
+        self.queue(sql, &[]).await
     }
 
     /// Ends what [`Tx::guard_vitals`] started (on PostgreSQL, the transaction's end does).
