@@ -14,7 +14,7 @@
 use super::{Caller, Fhir, SearchRequest, Updated, Version, Written};
 use crate::error::{Error, Result};
 use crate::fhir::{references, references_mut, Id, Issue, IssueType};
-use crate::store::{Conn, Tx};
+use crate::store::{Conn, Dialect, Tx};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -854,11 +854,16 @@ impl Fhir {
             (Method::Put, Some(id)) => self.known_absent(tx, &e.rtype, id),
             _ => false,
         };
-        let new_results: HashSet<String> = entries
-            .iter()
-            .filter(|e| e.rtype == "Observation" && creates(e))
-            .filter_map(|e| targets[e.index].as_ref().map(|id| id.to_string()))
-            .collect();
+        // (Only PostgreSQL can defer the link's foreign key.)
+        let new_results: HashSet<String> = if tx.dialect() == Dialect::Postgres {
+            entries
+                .iter()
+                .filter(|e| e.rtype == "Observation" && creates(e))
+                .filter_map(|e| targets[e.index].as_ref().map(|id| id.to_string()))
+                .collect()
+        } else {
+            HashSet::new()
+        };
         if !new_results.is_empty() {
             let reports: Vec<usize> = entries
                 .iter()
@@ -869,6 +874,13 @@ impl Fhir {
                 let (Some(resource), Some(id)) = (&e.resource, &targets[e.index]) else {
                     continue;
                 };
+                let results: Vec<String> = crate::mapping::diagnostic_report::result_ids(resource)
+                    .into_iter()
+                    .filter(|r| new_results.contains(r))
+                    .collect();
+                if results.is_empty() {
+                    continue;
+                }
                 // A POST's row id is its new id; a PUT's is chosen now.
                 let report = match e.method {
                     Method::Post => match Uuid::parse_str(id.as_str()) {
@@ -877,10 +889,6 @@ impl Fhir {
                     },
                     _ => Fhir::new_row_for(tx, &e.rtype, id),
                 };
-                let results: Vec<String> = crate::mapping::diagnostic_report::result_ids(resource)
-                    .into_iter()
-                    .filter(|r| new_results.contains(r))
-                    .collect();
                 crate::mapping::diagnostic_report::report_of(tx, report, &results).await?;
             }
         }

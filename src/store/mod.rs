@@ -556,7 +556,7 @@ async fn pg_send(
     for q in arrange(queued, order) {
         let stmt = q.statement();
         let rows = insert_tuple(&q.sql).is_some();
-        match inline_rows(Dialect::Postgres, &stmt, &q.args, rows) {
+        match inline(Dialect::Postgres, &stmt, &q.args, rows) {
             Some(text) => {
                 sql.push_str(&text);
                 sql.push_str(";\n");
@@ -841,16 +841,12 @@ fn literal(dialect: Dialect, a: &Arg, bare: bool) -> Option<String> {
 
 /// `sql` with each `?` replaced by its value as a literal (our SQL never has `?` inside a
 /// literal); `None` when a value cannot be written as one.
-#[cfg(test)]
-fn inline(dialect: Dialect, sql: &str, args: &[Arg]) -> Option<String> {
-    inline_rows(dialect, sql, args, false)
-}
-
-/// [`inline`] for a plain INSERT of one or more rows (`rows`: its single-row form passes
-/// [`insert_tuple`]): a value that is a whole item of a row's tuple goes in bare, typed by its
+///
+/// For a plain INSERT of one or more rows (`rows`: its single-row form passes
+/// [`insert_tuple`]), a value that is a whole item of a row's tuple goes in bare, typed by its
 /// column as PostgreSQL assigns it. A cast to parse, check and fold for every value cost more
 /// than the insert of the row itself for narrow tables.
-fn inline_rows(dialect: Dialect, sql: &str, args: &[Arg], rows: bool) -> Option<String> {
+fn inline(dialect: Dialect, sql: &str, args: &[Arg], rows: bool) -> Option<String> {
     let mut out = String::with_capacity(sql.len() + args.len() * 16);
     let mut values = args.iter();
     let tuples = if rows {
@@ -1258,25 +1254,27 @@ mod tests {
         ];
         let sql = "INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)";
         assert_eq!(
-            inline(Dialect::Sqlite, sql, &args).unwrap(),
+            inline(Dialect::Sqlite, sql, &args, false).unwrap(),
             "INSERT INTO t VALUES ('00000000-0000-0000-0000-000000000000', 'O''Brien ? x', NULL, 1, '37.50', X'00ff')"
         );
         assert_eq!(
-            inline(Dialect::Postgres, sql, &args).unwrap(),
+            inline(Dialect::Postgres, sql, &args, false).unwrap(),
             "INSERT INTO t VALUES (CAST('00000000-0000-0000-0000-000000000000' AS uuid), CAST('O''Brien ? x' AS text), CAST(NULL AS bigint), CAST(true AS boolean), CAST('37.50' AS numeric), CAST('\\x00ff' AS bytea))"
         );
         // No literal carries a NUL; too few or too many values are refused.
         assert!(inline(
             Dialect::Sqlite,
             "SELECT ?",
-            &[Arg::Text(Some("a\0b".into()))]
+            &[Arg::Text(Some("a\0b".into()))],
+            false
         )
         .is_none());
-        assert!(inline(Dialect::Sqlite, "SELECT ?, ?", &[Arg::Int(Some(1))]).is_none());
+        assert!(inline(Dialect::Sqlite, "SELECT ?, ?", &[Arg::Int(Some(1))], false).is_none());
         assert!(inline(
             Dialect::Sqlite,
             "SELECT ?",
-            &[Arg::Int(Some(1)), Arg::Int(Some(2))]
+            &[Arg::Int(Some(1)), Arg::Int(Some(2))],
+            false
         )
         .is_none());
     }
@@ -1405,13 +1403,13 @@ mod tests {
             Arg::Bool(Some(true)),
         ];
         assert_eq!(
-            inline_rows(Dialect::Postgres, sql, &args, true).unwrap(),
+            inline(Dialect::Postgres, sql, &args, true).unwrap(),
             "INSERT INTO t (a, b, c) VALUES ('it''s', COALESCE(CAST(2 AS bigint), 'x,('), NULL), \
              ('00000000-0000-0000-0000-000000000000', COALESCE(CAST(NULL AS bigint), 'x,('), true)"
         );
         // Anything else keeps the type its parameter would have had.
         assert_eq!(
-            inline_rows(
+            inline(
                 Dialect::Postgres,
                 "UPDATE t SET a = ? WHERE b IN (?)",
                 &args[..2],
