@@ -227,6 +227,124 @@ async fn conditional_references_resolve_to_exactly_one(engine: Engine) {
     );
 }
 
+/// The subject of the resource a transaction response's entry `i` wrote.
+async fn subject_at(app: &TestApp, r: &common::Reply, i: usize) -> String {
+    let location = r.body["entry"][i]["response"]["location"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no location: {}", r.text));
+    let id = location.split("/_history/").next().unwrap();
+    app.get(&format!("/fhir/{id}")).await.body["subject"]["reference"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no subject in {id}"))
+        .to_owned()
+}
+
+/// Conditional references in a transaction see the transaction's own writes that come before
+/// them: a resource it creates that matches, a second match it makes, a match it updates away.
+async fn conditional_references_in_a_transaction_see_its_writes(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let p600 = app.create(&patient("600", "Existe")).await;
+    let p600_ref = format!("Patient/{}", p600["id"].as_str().unwrap());
+    let obs = |subject: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "peso"},
+               "subject": {"reference": subject}})
+    };
+    let post = |resource: Value, full_url: &str| {
+        json!({"fullUrl": full_url, "resource": resource,
+               "request": {"method": "POST", "url": resource["resourceType"]}})
+    };
+    let transaction = |entries: Vec<Value>| json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    // One created here before the reference (POSTs go in bundle order), one found as it was.
+    let r = app
+        .post(
+            "/fhir",
+            &transaction(vec![
+                post(
+                    patient("601", "Nuevo"),
+                    "urn:uuid:6f7a1c2e-0000-4000-8000-000000000601",
+                ),
+                post(
+                    obs(&format!("Patient?{MRN}601")),
+                    "urn:uuid:6f7a1c2e-0000-4000-8000-000000000001",
+                ),
+                post(
+                    obs(&format!("Patient?{MRN}600")),
+                    "urn:uuid:6f7a1c2e-0000-4000-8000-000000000002",
+                ),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let created = r.body["entry"][0]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .split("/_history/")
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(subject_at(&app, &r, 1).await, created);
+    assert_eq!(subject_at(&app, &r, 2).await, p600_ref);
+    // A second match made before the reference: several, so 412, and nothing written.
+    let before = app.snapshot().await;
+    let r = app
+        .post(
+            "/fhir",
+            &transaction(vec![
+                post(
+                    patient("600", "Gemelo"),
+                    "urn:uuid:6f7a1c2e-0000-4000-8000-000000000602",
+                ),
+                post(
+                    obs(&format!("Patient?{MRN}600")),
+                    "urn:uuid:6f7a1c2e-0000-4000-8000-000000000003",
+                ),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.text);
+    assert_eq!(app.snapshot().await, before);
+    // A match updated away before the reference (updates go by target: Encounter before
+    // Observation): none is left, so 422 naming the reference.
+    let enc = |mrn: &str| {
+        json!({"resourceType": "Encounter", "id": "enc-600", "status": "finished",
+               "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+               "identifier": [{"system": "http://clinic.example/enc", "value": mrn}],
+               "subject": {"reference": p600_ref}})
+    };
+    let r = app.put("/fhir/Encounter/enc-600", &enc("E-1")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let mut o = obs(&p600_ref);
+    o["id"] = json!("obs-600");
+    o["encounter"] = json!({"reference": "Encounter?identifier=http://clinic.example/enc|E-1"});
+    let put = |resource: Value| {
+        let url = format!(
+            "{}/{}",
+            resource["resourceType"].as_str().unwrap(),
+            resource["id"].as_str().unwrap()
+        );
+        json!({"resource": resource, "request": {"method": "PUT", "url": url}})
+    };
+    let before = app.snapshot().await;
+    let r = app
+        .post("/fhir", &transaction(vec![put(o.clone()), put(enc("E-2"))]))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(
+        r.outcome()[0].2.as_deref(),
+        Some("Bundle.entry[0].resource.encounter"),
+        "{}",
+        r.text
+    );
+    assert_eq!(app.snapshot().await, before);
+    // Without that update the reference finds it.
+    let r = app.post("/fhir", &transaction(vec![put(o)])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        app.get("/fhir/Observation/obs-600").await.body["encounter"]["reference"],
+        "Encounter/enc-600"
+    );
+}
+
 async fn json_patch_changes_a_resource_or_nothing(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let p = app.create(&patient("500", "Antes")).await;
@@ -350,5 +468,6 @@ on_both_engines!(
     conditional_update_updates_the_match_or_creates,
     conditional_delete_deletes_one_match,
     conditional_references_resolve_to_exactly_one,
+    conditional_references_in_a_transaction_see_its_writes,
     json_patch_changes_a_resource_or_nothing,
 );

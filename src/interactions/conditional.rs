@@ -313,7 +313,10 @@ fn new_id() -> Result<Id> {
 
 /// Every `reference` string holding a `?` (a conditional reference), as (JSON pointer of the
 /// string, FHIRPath of its Reference, the reference).
-fn conditional_references(v: &Value, resource_type: &str) -> Vec<(String, String, String)> {
+pub(crate) fn conditional_references(
+    v: &Value,
+    resource_type: &str,
+) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     crate::fhir::references_at(v, &mut |steps, r| {
         if r.contains('?') {

@@ -283,6 +283,19 @@ impl Fhir {
         m: &dyn ResourceMapping,
         rows: &[(Uuid, &'static str)],
     ) -> Result<Vec<Version>> {
+        let loaded = self.read_back(tx, m, rows).await?;
+        self.queue_versions(tx, m, rows, loaded).await
+    }
+
+    /// The rows just written, of one type, read back as resources (see
+    /// [`Fhir::queue_versions`]): reads only, so that several types' go one after the other
+    /// without waiting for writes in between.
+    pub(crate) async fn read_back(
+        &self,
+        tx: &mut Tx,
+        m: &dyn ResourceMapping,
+        rows: &[(Uuid, &'static str)],
+    ) -> Result<HashMap<Uuid, Value>> {
         let ids: Vec<Uuid> = rows.iter().map(|(r, _)| *r).collect();
         let mut loaded: HashMap<Uuid, Value> = HashMap::new();
         for chunk in ids.chunks(500) {
@@ -290,6 +303,17 @@ impl Fhir {
             custom::apply(&mut Conn::Tx(tx), m.resource_type(), &mut part).await?;
             loaded.extend(part);
         }
+        Ok(loaded)
+    }
+
+    /// Records rows read back by [`Fhir::read_back`] as versions in resource_versions.
+    pub(crate) async fn queue_versions(
+        &self,
+        tx: &mut Tx,
+        m: &dyn ResourceMapping,
+        rows: &[(Uuid, &'static str)],
+        mut loaded: HashMap<Uuid, Value>,
+    ) -> Result<Vec<Version>> {
         let mut out = Vec::with_capacity(rows.len());
         for (row_id, method) in rows {
             let resource = loaded

@@ -895,7 +895,10 @@ impl Fhir {
         // The writes, each after the entries it references; their versions are recorded after
         // the last, one read per type.
         let order = write_order(entries, &targets);
-        let mut cache = HashMap::new();
+        // Conditional references that no write here can answer differently, resolved now.
+        let mut cache = self
+            .resolve_ahead(tx, caller, entries, &targets, &existing)
+            .await?;
         let mut pending: Vec<PendingRow> = Vec::new();
         for i in order {
             let e = &mut entries[i];
@@ -962,10 +965,17 @@ impl Fhir {
                 None => by_type.push((rt.clone(), vec![p])),
             }
         }
+        // Every type read back first, then every version written: the reads wait for the
+        // writes before them once.
+        let mut read = Vec::with_capacity(by_type.len());
         for (rt, rows) in by_type {
             let m = self.mapping(&rt)?;
             let keys: Vec<(Uuid, &'static str)> = rows.iter().map(|r| (r.1, r.2)).collect();
-            let versions = self.record_versions(tx, m.as_ref(), &keys).await?;
+            let loaded = self.read_back(tx, m.as_ref(), &keys).await?;
+            read.push((m, rows, keys, loaded));
+        }
+        for (m, rows, keys, loaded) in read {
+            let versions = self.queue_versions(tx, m.as_ref(), &keys, loaded).await?;
             for (r, version) in rows.into_iter().zip(versions) {
                 let w = Written {
                     version,
@@ -975,6 +985,101 @@ impl Fhir {
             }
         }
         Ok(answers)
+    }
+
+    /// The conditional references of a transaction's writes whose answer none of its writes
+    /// can change, resolved before the writes (a read among them waits for every write sent
+    /// before it), as (reference, literal reference) for [`Fhir::resolve_conditional_references`];
+    /// the others are resolved when their entry is written, after the entries it follows.
+    ///
+    /// An answer can change when the transaction writes a resource of the referenced type that
+    /// may match the criteria (told from `identifier` criteria by the resources' identifiers;
+    /// for any other criteria, any write of that type may), writes the resource found, or
+    /// patches one of that type; chained and `_has` criteria may read other types, and wait.
+    /// Only criteria that find exactly one resource are kept: the others fail where their entry
+    /// is written, naming it. Deletes were made before, and count. What is found is known to
+    /// exist, and its row, for the rest of the transaction.
+    async fn resolve_ahead(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        entries: &[Entry],
+        targets: &[Option<Id>],
+        existing: &HashSet<usize>,
+    ) -> Result<HashMap<String, String>> {
+        let own = format!("{}/", caller.base_url);
+        let mut wanted: BTreeSet<String> = BTreeSet::new();
+        for e in entries
+            .iter()
+            .filter(|e| matches!(e.method, Method::Post | Method::Put))
+        {
+            if let Some(r) = &e.resource {
+                for (_, _, reference) in super::conditional::conditional_references(r, &e.rtype) {
+                    let local = reference.strip_prefix(&own).unwrap_or(&reference);
+                    wanted.insert(local.to_owned());
+                }
+            }
+        }
+        let mut resolved = HashMap::new();
+        for local in wanted {
+            let Some((ty, criteria)) = local.split_once('?') else {
+                continue;
+            };
+            let Some(m) = self.registry.get(ty).cloned() else {
+                continue;
+            };
+            let params: Vec<(String, String)> = form_urlencoded::parse(criteria.as_bytes())
+                .into_owned()
+                .collect();
+            if params
+                .iter()
+                .any(|(name, _)| name.contains('.') || name.starts_with("_has"))
+            {
+                continue;
+            }
+            // The writes of that type.
+            let writes: Vec<&Entry> = entries
+                .iter()
+                .filter(|e| {
+                    e.rtype == ty
+                        && matches!(e.method, Method::Post | Method::Put | Method::Patch)
+                        && targets[e.index].is_some()
+                        && !existing.contains(&e.index)
+                })
+                .collect();
+            if writes.iter().any(|e| e.method == Method::Patch) {
+                continue;
+            }
+            if !writes.is_empty() {
+                let Some(values) = identifier_values(&params) else {
+                    continue;
+                };
+                if writes.iter().any(|e| {
+                    e.resource
+                        .as_ref()
+                        .is_none_or(|r| may_carry_identifier(r, &values))
+                }) {
+                    continue;
+                }
+            }
+            let hits = self
+                .matches_in(&mut Conn::Tx(tx), caller, &m, criteria, 2)
+                .await?;
+            let [(row, id)] = hits.as_slice() else {
+                continue;
+            };
+            if writes
+                .iter()
+                .any(|e| targets[e.index].as_ref().is_some_and(|t| t.as_str() == id))
+            {
+                continue;
+            }
+            // Found, so there (see check_references), and its row known.
+            tx.remember(format!("exists:{ty}/{id}"), true);
+            tx.remember_row(m.table(), id, *row);
+            resolved.insert(local.clone(), format!("{ty}/{id}"));
+        }
+        Ok(resolved)
     }
 
     /// A batch: each entry on its own transaction, in the order given.
@@ -1205,6 +1310,41 @@ fn response_bundle(kind: &str, answers: Vec<Option<Answer>>, base_url: &str) -> 
             .map(|a| a.as_ref().map(|a| a.to_json(base_url)).unwrap_or_else(|| json!({"response": {"status": "200 OK"}})))
             .collect::<Vec<_>>(),
     })
+}
+
+/// The identifier values criteria made only of `identifier` parameters (no modifier) ask for,
+/// lowercased (`system|value` and `value` both give the value); `None` for any other criteria,
+/// or a system without a value.
+fn identifier_values(params: &[(String, String)]) -> Option<Vec<String>> {
+    let mut values = Vec::new();
+    for (name, value) in params {
+        if name != "identifier" {
+            return None;
+        }
+        for one in value.split(',') {
+            let v = one.rsplit_once('|').map_or(one, |(_, v)| v);
+            if v.is_empty() {
+                return None;
+            }
+            values.push(v.to_lowercase());
+        }
+    }
+    (!values.is_empty()).then_some(values)
+}
+
+/// Whether `resource` carries an identifier whose value is one of `values` (any system, any
+/// case: a resource that may match the criteria).
+fn may_carry_identifier(resource: &Value, values: &[String]) -> bool {
+    resource
+        .get("identifier")
+        .and_then(Value::as_array)
+        .is_some_and(|ids| {
+            ids.iter().any(|i| {
+                i.get("value")
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| values.contains(&v.to_lowercase()))
+            })
+        })
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::fhir::{Issue, IssueType};
 use crate::store::{placeholders, Arg, Conn, StoreError, Tx};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A custom field definition.
@@ -33,24 +34,29 @@ pub async fn definitions(
     conn: &mut Conn<'_>,
     entity_type: &str,
 ) -> Result<Vec<FieldDef>, StoreError> {
-    // A transaction reads them once (no FHIR write changes them).
-    let key = format!("custom_fields:{entity_type}");
+    // A transaction reads those of every entity type once, in one query (no FHIR write changes
+    // them): a read in the middle of its writes waits for all of them.
     if let Conn::Tx(tx) = conn {
-        if let Some(defs) = tx.memo::<Vec<FieldDef>>(&key) {
-            return Ok(defs);
-        }
+        const KEY: &str = "custom_fields";
+        let by_type = match tx.memo::<Arc<HashMap<String, Vec<FieldDef>>>>(KEY) {
+            Some(by_type) => by_type,
+            None => {
+                let mut by_type: HashMap<String, Vec<FieldDef>> = HashMap::new();
+                for def in all_definitions(conn).await? {
+                    by_type
+                        .entry(def.entity_type.clone())
+                        .or_default()
+                        .push(def);
+                }
+                let by_type = Arc::new(by_type);
+                if let Conn::Tx(tx) = conn {
+                    tx.remember(KEY.to_owned(), by_type.clone());
+                }
+                by_type
+            }
+        };
+        return Ok(by_type.get(entity_type).cloned().unwrap_or_default());
     }
-    let defs = definitions_uncached(conn, entity_type).await?;
-    if let Conn::Tx(tx) = conn {
-        tx.remember(key, defs.clone());
-    }
-    Ok(defs)
-}
-
-async fn definitions_uncached(
-    conn: &mut Conn<'_>,
-    entity_type: &str,
-) -> Result<Vec<FieldDef>, StoreError> {
     let rows = conn
         .fetch_all(
             "SELECT id, entity_type, field_key, label, field_type, choices, is_required, extension_url, specialty_id \
