@@ -700,9 +700,11 @@ impl Fhir {
             started,
         };
         // Files are read, parsed, prepared and checked on another thread while the
-        // transactions run: the two halves of the work use both cores.
+        // transactions run: the two halves of the work use both cores. The reader keeps up to
+        // READ_AHEAD files ready, about a group's worth of patient bundles: the files of the
+        // next group are read while this one is written, not after.
         let reader = reader();
-        let (send, mut parsed) = tokio::sync::mpsc::channel::<Parsed<Unit>>(4);
+        let (send, mut parsed) = tokio::sync::mpsc::channel::<Parsed<Unit>>(READ_AHEAD);
         let producer = std::thread::Builder::new()
             .name("import-reader".into())
             .spawn(move || {
@@ -727,6 +729,10 @@ impl Fhir {
         Ok(summary)
     }
 }
+
+/// Files read and prepared ahead of the transactions (see [`Fhir::import`]). A Synthea patient
+/// bundle holds 100 to 300 resources, so a group of the default size is about 10 to 20 of them.
+const READ_AHEAD: usize = 16;
 
 struct Run<'a> {
     fhir: &'a Fhir,
