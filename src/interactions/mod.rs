@@ -26,6 +26,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// Rows just written, each with the method that wrote it (see [`Fhir::record_versions`]).
+pub(crate) type WrittenRows = Vec<(Uuid, &'static str)>;
+
 /// The FHIR service: database, mappings and validators, shared by every request.
 #[derive(Clone)]
 pub struct Fhir {
@@ -283,27 +286,48 @@ impl Fhir {
         m: &dyn ResourceMapping,
         rows: &[(Uuid, &'static str)],
     ) -> Result<Vec<Version>> {
-        let loaded = self.read_back(tx, m, rows).await?;
+        let loaded = self.read_back(&mut Conn::Tx(tx), m, rows).await?;
         self.queue_versions(tx, m, rows, loaded).await
     }
 
     /// The rows just written, of one type, read back as resources (see
-    /// [`Fhir::queue_versions`]): reads only, so that several types' go one after the other
-    /// without waiting for writes in between.
+    /// [`Fhir::queue_versions`]).
     pub(crate) async fn read_back(
         &self,
-        tx: &mut Tx,
+        conn: &mut Conn<'_>,
         m: &dyn ResourceMapping,
         rows: &[(Uuid, &'static str)],
     ) -> Result<HashMap<Uuid, Value>> {
         let ids: Vec<Uuid> = rows.iter().map(|(r, _)| *r).collect();
         let mut loaded: HashMap<Uuid, Value> = HashMap::new();
         for chunk in ids.chunks(500) {
-            let mut part = m.load(&mut Conn::Tx(tx), chunk).await?;
-            custom::apply(&mut Conn::Tx(tx), m.resource_type(), &mut part).await?;
+            let mut part = m.load(conn, chunk).await?;
+            custom::apply(conn, m.resource_type(), &mut part).await?;
             loaded.extend(part);
         }
         Ok(loaded)
+    }
+
+    /// [`Fhir::read_back`] of several types, in their order. Nothing is written among the reads;
+    /// on SQLite they go side by side (see [`crate::store::TxReads`]): each type is made into
+    /// resources while the writer's thread reads the next.
+    pub(crate) async fn read_back_all(
+        &self,
+        tx: &mut Tx,
+        types: &[(Arc<dyn ResourceMapping>, WrittenRows)],
+    ) -> Result<Vec<HashMap<Uuid, Value>>> {
+        let Some(reads) = tx.side_by_side().await? else {
+            let mut out = Vec::with_capacity(types.len());
+            for (m, rows) in types {
+                out.push(self.read_back(&mut Conn::Tx(tx), m.as_ref(), rows).await?);
+            }
+            return Ok(out);
+        };
+        futures_util::future::try_join_all(types.iter().map(|(m, rows)| {
+            let mut conn = Conn::Reads(reads.clone());
+            async move { self.read_back(&mut conn, m.as_ref(), rows).await }
+        }))
+        .await
     }
 
     /// Records rows read back by [`Fhir::read_back`] as versions in resource_versions.

@@ -967,14 +967,13 @@ impl Fhir {
         }
         // Every type read back first, then every version written: the reads wait for the
         // writes before them once.
-        let mut read = Vec::with_capacity(by_type.len());
-        for (rt, rows) in by_type {
-            let m = self.mapping(&rt)?;
+        let mut types = Vec::with_capacity(by_type.len());
+        for (rt, rows) in &by_type {
             let keys: Vec<(Uuid, &'static str)> = rows.iter().map(|r| (r.1, r.2)).collect();
-            let loaded = self.read_back(tx, m.as_ref(), &keys).await?;
-            read.push((m, rows, keys, loaded));
+            types.push((self.mapping(rt)?, keys));
         }
-        for (m, rows, keys, loaded) in read {
+        let loaded = self.read_back_all(tx, &types).await?;
+        for (((m, keys), (_, rows)), loaded) in types.into_iter().zip(by_type).zip(loaded) {
             let versions = self.queue_versions(tx, m.as_ref(), &keys, loaded).await?;
             for (r, version) in rows.into_iter().zip(versions) {
                 let w = Written {

@@ -211,6 +211,30 @@ impl LiteTx {
     }
 }
 
+impl LiteTx {
+    /// A handle for reads of this transaction that need not wait for each other (see
+    /// [`super::TxReads`]).
+    pub(super) fn reads(&self) -> Reads {
+        Reads {
+            writer: self.writer.clone(),
+        }
+    }
+}
+
+/// Reads of an open transaction, sent to the writer's thread as they are asked for.
+#[derive(Clone)]
+pub(super) struct Reads {
+    writer: Writer,
+}
+
+impl Reads {
+    pub(super) async fn fetch(&self, sql: &str, args: &[Arg]) -> Result<Vec<LiteRow>, StoreError> {
+        self.writer
+            .ask(|r| Cmd::Fetch(Queued::one(sql, args), r))
+            .await
+    }
+}
+
 impl Drop for LiteTx {
     fn drop(&mut self) {
         if self.open {

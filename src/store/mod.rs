@@ -1162,6 +1162,19 @@ impl Tx {
         self.queue(sql, &[row_id.into()]).await
     }
 
+    /// Reads that may go side by side, after the writes queued so far (see [`TxReads`]); `None`
+    /// on PostgreSQL, whose connection answers one statement at a time.
+    pub async fn side_by_side(&mut self) -> Result<Option<TxReads<'_>>, StoreError> {
+        self.flush().await?;
+        Ok(match &self.conn {
+            TxConn::Sqlite(t) => Some(TxReads {
+                reads: t.reads(),
+                _tx: std::marker::PhantomData,
+            }),
+            TxConn::Postgres(_) => None,
+        })
+    }
+
     pub async fn commit(mut self) -> Result<(), StoreError> {
         self.flush().await?;
         match self.conn {
@@ -1204,10 +1217,34 @@ pub fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-/// Somewhere to run a read: the pool, or an open transaction (to see its own writes).
+/// Somewhere to run a read: the pool, or an open transaction (to see its own writes), or reads
+/// of one that go side by side.
 pub enum Conn<'a> {
     Pool(&'a Db),
     Tx(&'a mut Tx),
+    Reads(TxReads<'a>),
+}
+
+/// Reads of an open SQLite transaction that need not wait for each other (from
+/// [`Tx::side_by_side`]): each goes to the writer's thread as soon as it is asked for and the
+/// thread answers them in order, so that the caller works on what one returned while the next
+/// runs. They borrow the transaction: no write can be queued among them.
+#[derive(Clone)]
+pub struct TxReads<'a> {
+    reads: lite::Reads,
+    _tx: std::marker::PhantomData<&'a mut Tx>,
+}
+
+impl TxReads<'_> {
+    pub async fn fetch_all(&self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
+        Ok(self
+            .reads
+            .fetch(sql, args)
+            .await?
+            .into_iter()
+            .map(Row::Lite)
+            .collect())
+    }
 }
 
 impl Conn<'_> {
@@ -1215,6 +1252,7 @@ impl Conn<'_> {
         match self {
             Conn::Pool(db) => db.dialect(),
             Conn::Tx(tx) => tx.dialect(),
+            Conn::Reads(_) => Dialect::Sqlite,
         }
     }
 
@@ -1222,6 +1260,7 @@ impl Conn<'_> {
         match self {
             Conn::Pool(db) => db.fetch_all(sql, args).await,
             Conn::Tx(tx) => tx.fetch_all(sql, args).await,
+            Conn::Reads(r) => r.fetch_all(sql, args).await,
         }
     }
 
@@ -1233,6 +1272,7 @@ impl Conn<'_> {
         match self {
             Conn::Pool(db) => db.fetch_optional(sql, args).await,
             Conn::Tx(tx) => tx.fetch_optional(sql, args).await,
+            Conn::Reads(r) => Ok(r.fetch_all(sql, args).await?.into_iter().next()),
         }
     }
 }
