@@ -6,7 +6,7 @@ mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::{Engine, TestApp};
-use expediente::store::{Arg, StoreError};
+use expediente::store::{Arg, Conn, StoreError, TxReads};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::Duration;
@@ -900,6 +900,90 @@ async fn the_write_guard_lasts_one_transaction(engine: Engine) {
     );
 }
 
+/// The fhir_ids of the patients named `fhir_id`, read beside other reads.
+async fn fhir_ids(reads: TxReads<'_>, fhir_id: &str) -> Result<Vec<String>, StoreError> {
+    Conn::Reads(reads)
+        .fetch_all(
+            "SELECT fhir_id FROM patients WHERE fhir_id = ?",
+            &[fhir_id.into()],
+        )
+        .await?
+        .iter()
+        .map(|r| r.string("fhir_id"))
+        .collect()
+}
+
+/// Reads of a transaction that go side by side (SQLite) each see the writes queued before them.
+/// A queued write that failed fails the read told first, every read beside it and the commit:
+/// nothing of the transaction stays. PostgreSQL's connection answers one statement at a time
+/// and offers none.
+async fn reads_side_by_side_see_the_writes_before_them(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let mut tx = app.db.begin().await.unwrap();
+    for i in 0..3 {
+        tx.queue(
+            "INSERT INTO patients (id, fhir_id, first_name) VALUES (?, ?, ?)",
+            &[
+                Uuid::new_v4().into(),
+                format!("side-{i}").into(),
+                "Ana".into(),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    let Some(reads) = tx.side_by_side().await.unwrap() else {
+        assert_eq!(engine, Engine::Postgres, "SQLite reads go side by side");
+        return;
+    };
+    assert_eq!(
+        engine,
+        Engine::Sqlite,
+        "PostgreSQL offers no reads side by side"
+    );
+    let (a, b, c) = tokio::join!(
+        fhir_ids(reads.clone(), "side-0"),
+        fhir_ids(reads.clone(), "side-1"),
+        fhir_ids(reads, "side-2")
+    );
+    assert_eq!(
+        [a.unwrap(), b.unwrap(), c.unwrap()],
+        [["side-0"], ["side-1"], ["side-2"]].map(|v| v.map(str::to_owned).to_vec())
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(
+        count_where(&app, "patients", "fhir_id LIKE ?", &["side-%".into()]).await,
+        3
+    );
+
+    let mut tx = app.db.begin().await.unwrap();
+    tx.queue(
+        "INSERT INTO patients (id, fhir_id) VALUES (?, ?)",
+        &[Uuid::new_v4().into(), "side-lost".into()],
+    )
+    .await
+    .unwrap();
+    tx.queue(
+        "INSERT INTO patient_contacts (patient_id, position, first_name) VALUES (?, 0, ?)",
+        &[Uuid::new_v4().into(), "orphan".into()],
+    )
+    .await
+    .unwrap();
+    let reads = tx.side_by_side().await.unwrap().unwrap();
+    let (a, b) = tokio::join!(
+        fhir_ids(reads.clone(), "side-lost"),
+        fhir_ids(reads, "side-0")
+    );
+    assert!(matches!(a, Err(StoreError::ForeignKey)), "{a:?}");
+    assert!(matches!(b, Err(StoreError::Failed(_))), "{b:?}");
+    let commit = tx.commit().await;
+    assert!(matches!(commit, Err(StoreError::Failed(_))), "{commit:?}");
+    assert_eq!(
+        count_where(&app, "patients", "fhir_id = ?", &["side-lost".into()]).await,
+        0
+    );
+}
+
 /// Writes queued inside a transaction go out in fewer statements (on PostgreSQL, sorted by the
 /// foreign key order of their tables): every row lands, a row still follows the row it
 /// references, and a write that fails surfaces at the next read and takes the whole transaction
@@ -1018,6 +1102,7 @@ async fn vital_signs_written_through_fhir_keep_their_observation_rows_themselves
 
 on_both_engines!(
     queued_writes_land_whole_and_a_failed_one_fails_the_transaction,
+    reads_side_by_side_see_the_writes_before_them,
     vital_signs_written_through_fhir_keep_their_observation_rows_themselves,
     the_write_guard_lasts_one_transaction,
     every_clinical_table_has_the_common_columns,

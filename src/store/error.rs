@@ -34,6 +34,11 @@ pub enum StoreError {
     /// reads, writes and commit fail with this.
     #[error("the transaction could not begin: {0}")]
     NotBegun(String),
+    /// A write of this transaction failed and was answered before (SQLite's write connection):
+    /// everything after it in the transaction fails too, its commit included, as on
+    /// PostgreSQL.
+    #[error("an earlier statement of this transaction failed: {0}")]
+    Failed(String),
     /// The write connection has been closed.
     #[error("the database connection is closed")]
     Closed,

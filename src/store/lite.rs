@@ -265,6 +265,9 @@ fn serve(
     let mut failed: Option<StoreError> = None;
     // Why the open transaction's BEGIN failed: everything sent in it fails, until its end.
     let mut unbegun: Option<String> = None;
+    // A failure already answered: the rest of the transaction fails with it, until its end
+    // (a read that runs beside the one told must not see a transaction missing writes).
+    let mut poisoned: Option<String> = None;
     while let Some(cmd) = rx.blocking_recv() {
         match cmd {
             Cmd::Begin => {
@@ -273,13 +276,14 @@ fn serve(
                     let _ = conn.execute_batch("ROLLBACK");
                 }
                 failed = None;
+                poisoned = None;
                 unbegun = conn
                     .execute_batch("BEGIN IMMEDIATE")
                     .err()
                     .map(|e| e.to_string());
             }
             Cmd::Run(stmts, permit) => {
-                if failed.is_none() && unbegun.is_none() {
+                if failed.is_none() && unbegun.is_none() && poisoned.is_none() {
                     for q in &stmts {
                         if let Err(e) = run(&conn, q, None) {
                             failed = Some(e);
@@ -290,18 +294,16 @@ fn serve(
                 drop(permit);
             }
             Cmd::Execute(q, reply) => {
-                let r = match (&unbegun, failed.take()) {
-                    (Some(why), _) => Err(StoreError::NotBegun(why.clone())),
-                    (None, Some(e)) => Err(e),
-                    (None, None) => run(&conn, &q, None),
+                let r = match settled(&unbegun, &mut failed, &mut poisoned) {
+                    Err(e) => Err(e),
+                    Ok(()) => run(&conn, &q, None),
                 };
                 let _ = reply.send(r);
             }
             Cmd::Fetch(q, reply) => {
-                let r = match (&unbegun, failed.take()) {
-                    (Some(why), _) => Err(StoreError::NotBegun(why.clone())),
-                    (None, Some(e)) => Err(e),
-                    (None, None) => {
+                let r = match settled(&unbegun, &mut failed, &mut poisoned) {
+                    Err(e) => Err(e),
+                    Ok(()) => {
                         let mut rows = Vec::new();
                         run(&conn, &q, Some(&mut rows)).map(|_| rows)
                     }
@@ -309,11 +311,12 @@ fn serve(
                 let _ = reply.send(r);
             }
             Cmd::Commit(reply) => {
-                let r = match (unbegun.take(), failed.take()) {
-                    (Some(why), _) => Err(StoreError::NotBegun(why)),
-                    (None, Some(e)) => Err(e),
-                    (None, None) => conn.execute_batch("COMMIT").map_err(Into::into),
+                let r = match settled(&unbegun, &mut failed, &mut poisoned) {
+                    Err(e) => Err(e),
+                    Ok(()) => conn.execute_batch("COMMIT").map_err(Into::into),
                 };
+                unbegun = None;
+                poisoned = None;
                 if r.is_err() && !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
@@ -326,6 +329,7 @@ fn serve(
             Cmd::Rollback => {
                 failed = None;
                 unbegun = None;
+                poisoned = None;
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
@@ -337,6 +341,26 @@ fn serve(
                 return;
             }
         }
+    }
+}
+
+/// Whether the open transaction may go on: not if its BEGIN failed, nor if a write failed (the
+/// failure itself the first time it is told, after that [`StoreError::Failed`]).
+fn settled(
+    unbegun: &Option<String>,
+    failed: &mut Option<StoreError>,
+    poisoned: &mut Option<String>,
+) -> Result<(), StoreError> {
+    if let Some(why) = unbegun {
+        return Err(StoreError::NotBegun(why.clone()));
+    }
+    if let Some(e) = failed.take() {
+        *poisoned = Some(e.to_string());
+        return Err(e);
+    }
+    match poisoned {
+        Some(why) => Err(StoreError::Failed(why.clone())),
+        None => Ok(()),
     }
 }
 
