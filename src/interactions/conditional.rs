@@ -313,10 +313,7 @@ fn new_id() -> Result<Id> {
 
 /// Every `reference` string holding a `?` (a conditional reference), as (JSON pointer of the
 /// string, FHIRPath of its Reference, the reference).
-pub(crate) fn conditional_references(
-    v: &Value,
-    resource_type: &str,
-) -> Vec<(String, String, String)> {
+fn conditional_references(v: &Value, resource_type: &str) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     crate::fhir::references_at(v, &mut |steps, r| {
         if r.contains('?') {

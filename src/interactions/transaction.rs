@@ -797,9 +797,14 @@ impl Fhir {
                 local.insert(u.clone(), format!("{}/{id}", e.rtype));
             }
         }
+        // The conditional references met on the way, and the entries that hold one.
+        let own = format!("{}/", caller.base_url);
+        let mut conditional: BTreeSet<String> = BTreeSet::new();
+        let mut with_conditional: HashSet<usize> = HashSet::new();
         for e in entries.iter_mut() {
             if let Some(r) = e.resource.as_mut() {
                 let mut unresolved = None;
+                let mut holds_conditional = false;
                 references_mut(r, &mut |s| {
                     if let Some(to) = local.get(s.as_str()) {
                         *s = to.clone();
@@ -807,8 +812,14 @@ impl Fhir {
                         && unresolved.is_none()
                     {
                         unresolved = Some(s.clone());
+                    } else if s.contains('?') {
+                        holds_conditional = true;
+                        conditional.insert(s.strip_prefix(&own).unwrap_or(s).to_owned());
                     }
                 });
+                if holds_conditional {
+                    with_conditional.insert(e.index);
+                }
                 if let Some(u) = unresolved {
                     return Err(at_entry(
                         Error::Unprocessable(vec![Issue::error(
@@ -897,7 +908,7 @@ impl Fhir {
         let order = write_order(entries, &targets);
         // Conditional references that no write here can answer differently, resolved now.
         let mut cache = self
-            .resolve_ahead(tx, caller, entries, &targets, &existing)
+            .resolve_ahead(tx, caller, &conditional, entries, &targets, &existing)
             .await?;
         let mut pending: Vec<PendingRow> = Vec::new();
         for i in order {
@@ -914,8 +925,10 @@ impl Fhir {
                     }
                     Method::Post => {
                         let mut body = e.resource.take().unwrap_or_default();
-                        self.resolve_conditional_references(tx, caller, &mut body, &mut cache)
-                            .await?;
+                        if with_conditional.contains(&i) {
+                            self.resolve_conditional_references(tx, caller, &mut body, &mut cache)
+                                .await?;
+                        }
                         let row_id = Uuid::parse_str(id.as_str())
                             .map_err(|_| anyhow::anyhow!("assigned id is not a uuid"))?;
                         self.create_rows(tx, caller, m.as_ref(), row_id, &body)
@@ -925,8 +938,10 @@ impl Fhir {
                     }
                     Method::Put => {
                         let mut body = e.resource.take().unwrap_or_default();
-                        self.resolve_conditional_references(tx, caller, &mut body, &mut cache)
-                            .await?;
+                        if with_conditional.contains(&i) {
+                            self.resolve_conditional_references(tx, caller, &mut body, &mut cache)
+                                .await?;
+                        }
                         match self
                             .update_rows(tx, caller, m.as_ref(), &id, &body, e.if_match)
                             .await?
@@ -986,8 +1001,8 @@ impl Fhir {
         Ok(answers)
     }
 
-    /// The conditional references of a transaction's writes whose answer none of its writes
-    /// can change, resolved before the writes (a read among them waits for every write sent
+    /// The conditional references `wanted` (met in the transaction's resources, without the
+    /// server's base) whose answer none of its writes can change, resolved before the writes (a read among them waits for every write sent
     /// before it), as (reference, literal reference) for [`Fhir::resolve_conditional_references`];
     /// the others are resolved when their entry is written, after the entries it follows.
     ///
@@ -1002,23 +1017,11 @@ impl Fhir {
         &self,
         tx: &mut Tx,
         caller: &Caller,
+        wanted: &BTreeSet<String>,
         entries: &[Entry],
         targets: &[Option<Id>],
         existing: &HashSet<usize>,
     ) -> Result<HashMap<String, String>> {
-        let own = format!("{}/", caller.base_url);
-        let mut wanted: BTreeSet<String> = BTreeSet::new();
-        for e in entries
-            .iter()
-            .filter(|e| matches!(e.method, Method::Post | Method::Put))
-        {
-            if let Some(r) = &e.resource {
-                for (_, _, reference) in super::conditional::conditional_references(r, &e.rtype) {
-                    let local = reference.strip_prefix(&own).unwrap_or(&reference);
-                    wanted.insert(local.to_owned());
-                }
-            }
-        }
         let mut resolved = HashMap::new();
         for local in wanted {
             let Some((ty, criteria)) = local.split_once('?') else {
