@@ -3,21 +3,12 @@
 
 mod common;
 
-use common::{stub, Engine, TestApp};
+use common::{post, stub, transaction, Engine, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-fn transaction(entries: Vec<Value>) -> Value {
-    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
-}
-
 fn batch(entries: Vec<Value>) -> Value {
     json!({"resourceType": "Bundle", "type": "batch", "entry": entries})
-}
-
-fn post(full_url: &str, resource: Value) -> Value {
-    let rt = resource["resourceType"].as_str().unwrap().to_owned();
-    json!({"fullUrl": full_url, "resource": resource, "request": {"method": "POST", "url": rt}})
 }
 
 fn lab_result(subject: &str, encounter: &str) -> Value {

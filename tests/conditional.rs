@@ -4,7 +4,7 @@
 mod common;
 
 use base64::Engine as _;
-use common::{Engine, TestApp};
+use common::{post, transaction, Engine, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -249,27 +249,22 @@ async fn conditional_references_in_a_transaction_see_its_writes(engine: Engine) 
         json!({"resourceType": "Observation", "status": "final", "code": {"text": "peso"},
                "subject": {"reference": subject}})
     };
-    let post = |resource: Value, full_url: &str| {
-        json!({"fullUrl": full_url, "resource": resource,
-               "request": {"method": "POST", "url": resource["resourceType"]}})
-    };
-    let transaction = |entries: Vec<Value>| json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
     // One created here before the reference (POSTs go in bundle order), one found as it was.
     let r = app
         .post(
             "/fhir",
             &transaction(vec![
                 post(
-                    patient("601", "Nuevo"),
                     "urn:uuid:6f7a1c2e-0000-4000-8000-000000000601",
+                    patient("601", "Nuevo"),
                 ),
                 post(
-                    obs(&format!("Patient?{MRN}601")),
                     "urn:uuid:6f7a1c2e-0000-4000-8000-000000000001",
+                    obs(&format!("Patient?{MRN}601")),
                 ),
                 post(
-                    obs(&format!("Patient?{MRN}600")),
                     "urn:uuid:6f7a1c2e-0000-4000-8000-000000000002",
+                    obs(&format!("Patient?{MRN}600")),
                 ),
             ]),
         )
@@ -291,12 +286,12 @@ async fn conditional_references_in_a_transaction_see_its_writes(engine: Engine) 
             "/fhir",
             &transaction(vec![
                 post(
-                    patient("600", "Gemelo"),
                     "urn:uuid:6f7a1c2e-0000-4000-8000-000000000602",
+                    patient("600", "Gemelo"),
                 ),
                 post(
-                    obs(&format!("Patient?{MRN}600")),
                     "urn:uuid:6f7a1c2e-0000-4000-8000-000000000003",
+                    obs(&format!("Patient?{MRN}600")),
                 ),
             ]),
         )

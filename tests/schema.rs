@@ -900,6 +900,22 @@ async fn the_write_guard_lasts_one_transaction(engine: Engine) {
     );
 }
 
+/// Queues a patient `fhir_id` and then a contact of no patient, which fails.
+async fn queue_patient_and_orphan(tx: &mut expediente::store::Tx, fhir_id: &str) {
+    tx.queue(
+        "INSERT INTO patients (id, fhir_id) VALUES (?, ?)",
+        &[Uuid::new_v4().into(), fhir_id.into()],
+    )
+    .await
+    .unwrap();
+    tx.queue(
+        "INSERT INTO patient_contacts (patient_id, position, first_name) VALUES (?, 0, ?)",
+        &[Uuid::new_v4().into(), "orphan".into()],
+    )
+    .await
+    .unwrap();
+}
+
 /// The fhir_ids of the patients named `fhir_id`, read beside other reads.
 async fn fhir_ids(reads: TxReads<'_>, fhir_id: &str) -> Result<Vec<String>, StoreError> {
     Conn::Reads(reads)
@@ -957,18 +973,7 @@ async fn reads_side_by_side_see_the_writes_before_them(engine: Engine) {
     );
 
     let mut tx = app.db.begin().await.unwrap();
-    tx.queue(
-        "INSERT INTO patients (id, fhir_id) VALUES (?, ?)",
-        &[Uuid::new_v4().into(), "side-lost".into()],
-    )
-    .await
-    .unwrap();
-    tx.queue(
-        "INSERT INTO patient_contacts (patient_id, position, first_name) VALUES (?, 0, ?)",
-        &[Uuid::new_v4().into(), "orphan".into()],
-    )
-    .await
-    .unwrap();
+    queue_patient_and_orphan(&mut tx, "side-lost").await;
     let reads = tx.side_by_side().await.unwrap().unwrap();
     let (a, b) = tokio::join!(
         fhir_ids(reads.clone(), "side-lost"),
@@ -1028,18 +1033,7 @@ async fn queued_writes_land_whole_and_a_failed_one_fails_the_transaction(engine:
 
     // A contact of no patient, queued among good rows: the next read fails, nothing stays.
     let mut tx = app.db.begin().await.unwrap();
-    tx.queue(
-        "INSERT INTO patients (id, fhir_id) VALUES (?, ?)",
-        &[Uuid::new_v4().into(), "queued-lost".into()],
-    )
-    .await
-    .unwrap();
-    tx.queue(
-        "INSERT INTO patient_contacts (patient_id, position, first_name) VALUES (?, 0, ?)",
-        &[Uuid::new_v4().into(), "orphan".into()],
-    )
-    .await
-    .unwrap();
+    queue_patient_and_orphan(&mut tx, "queued-lost").await;
     let read = tx
         .fetch_all("SELECT id FROM patients", &[])
         .await

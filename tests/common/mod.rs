@@ -329,6 +329,17 @@ impl TestApp {
 }
 
 /// Loads a JSON file of the test data.
+/// A transaction Bundle of `entries`.
+pub fn transaction(entries: Vec<Value>) -> Value {
+    serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+/// A POST entry of `resource` under `full_url`.
+pub fn post(full_url: &str, resource: Value) -> Value {
+    let rt = resource["resourceType"].as_str().unwrap().to_owned();
+    serde_json::json!({"fullUrl": full_url, "resource": resource, "request": {"method": "POST", "url": rt}})
+}
+
 pub fn data(path: &str) -> Value {
     let p = format!("{}/tests/data/{path}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}")))
