@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{post, stub, transaction, Engine, TestApp};
+use common::{located, post, stub, transaction, Engine, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -32,17 +32,6 @@ fn strings(v: &Value, out: &mut Vec<String>) {
         Value::Object(o) => o.values().for_each(|x| strings(x, out)),
         _ => {}
     }
-}
-
-/// `Type/id` of a response entry's location `Type/id/_history/n`.
-fn located(entry: &Value) -> String {
-    let loc = entry["response"]["location"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no location: {entry}"));
-    let parts: Vec<&str> = loc.split('/').collect();
-    assert_eq!(parts.len(), 4, "{loc}");
-    assert_eq!(parts[2], "_history");
-    format!("{}/{}", parts[0], parts[1])
 }
 
 async fn a_transaction_assigns_ids_and_rewrites_every_reference_to_its_entries(engine: Engine) {

@@ -4,7 +4,7 @@
 mod common;
 
 use base64::Engine as _;
-use common::{post, transaction, Engine, TestApp};
+use common::{located, post, transaction, Engine, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -229,10 +229,7 @@ async fn conditional_references_resolve_to_exactly_one(engine: Engine) {
 
 /// The subject of the resource a transaction response's entry `i` wrote.
 async fn subject_at(app: &TestApp, r: &common::Reply, i: usize) -> String {
-    let location = r.body["entry"][i]["response"]["location"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no location: {}", r.text));
-    let id = location.split("/_history/").next().unwrap();
+    let id = located(&r.body["entry"][i]);
     app.get(&format!("/fhir/{id}")).await.body["subject"]["reference"]
         .as_str()
         .unwrap_or_else(|| panic!("no subject in {id}"))
@@ -270,13 +267,7 @@ async fn conditional_references_in_a_transaction_see_its_writes(engine: Engine) 
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let created = r.body["entry"][0]["response"]["location"]
-        .as_str()
-        .unwrap()
-        .split("/_history/")
-        .next()
-        .unwrap()
-        .to_owned();
+    let created = located(&r.body["entry"][0]);
     assert_eq!(subject_at(&app, &r, 1).await, created);
     assert_eq!(subject_at(&app, &r, 2).await, p600_ref);
     // A second match made before the reference: several, so 412, and nothing written.

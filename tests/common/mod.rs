@@ -340,6 +340,17 @@ pub fn post(full_url: &str, resource: Value) -> Value {
     serde_json::json!({"fullUrl": full_url, "resource": resource, "request": {"method": "POST", "url": rt}})
 }
 
+/// `Type/id` of a response entry's location `Type/id/_history/n`.
+pub fn located(entry: &Value) -> String {
+    let loc = entry["response"]["location"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no location: {entry}"));
+    let parts: Vec<&str> = loc.split('/').collect();
+    assert_eq!(parts.len(), 4, "{loc}");
+    assert_eq!(parts[2], "_history");
+    format!("{}/{}", parts[0], parts[1])
+}
+
 pub fn data(path: &str) -> Value {
     let p = format!("{}/tests/data/{path}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}")))
