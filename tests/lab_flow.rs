@@ -108,6 +108,22 @@ async fn a_lab_posts_results_once_and_corrects_them_in_place(engine: Engine) {
         report("final")["resource"]["basedOn"],
         "the order stays as sent"
     );
+    // The results, inserted before their report in the same transaction, are its test's
+    // results in the clinic's tables.
+    let linked = app
+        .db
+        .fetch_all(
+            "SELECT r.fhir_id AS result FROM medical_test_results r JOIN medical_tests m ON m.id = r.medical_test_id WHERE m.fhir_id = ? ORDER BY r.fhir_id",
+            &[ids[0].trim_start_matches("DiagnosticReport/").into()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("Observation/{}", r.string("result").unwrap()))
+        .collect::<Vec<_>>();
+    let mut results = vec![ids[1].clone(), ids[2].clone()];
+    results.sort();
+    assert_eq!(linked, results);
     let search = app
         .get(&format!(
             "/fhir/DiagnosticReport?patient={pid}&_include=DiagnosticReport:result"

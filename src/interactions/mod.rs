@@ -26,8 +26,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// Rows just written, each with the method that wrote it (see [`Fhir::record_versions`]).
-pub(crate) type WrittenRows = Vec<(Uuid, &'static str)>;
+/// A row just written, to record as a version (see [`Fhir::record_versions`]).
+pub(crate) struct WrittenRow {
+    pub row_id: Uuid,
+    /// The method that wrote it (`POST`, `PUT`...).
+    pub method: &'static str,
+    /// The body the rows were inserted from, when this transaction inserted them (a create).
+    pub inserted_from: Option<Value>,
+}
 
 /// The FHIR service: database, mappings and validators, shared by every request.
 #[derive(Clone)]
@@ -70,8 +76,13 @@ pub struct Written {
 pub(crate) enum Updated {
     /// Nothing changed: the current version stands.
     Unchanged(Version),
-    /// The rows were written; their version is yet to be recorded.
-    Rows { row_id: Uuid, created: bool },
+    /// The rows were written; their version is yet to be recorded. `created` when the
+    /// resource did not exist (or was deleted), `inserted` when its rows are new.
+    Rows {
+        row_id: Uuid,
+        created: bool,
+        inserted: bool,
+    },
 }
 
 /// The row behind a logical id.
@@ -278,31 +289,102 @@ impl Fhir {
         Ok(())
     }
 
-    /// Reads back rows just written, of one type, and records each as a version in
-    /// resource_versions: one read for them all.
+    /// Records rows just written, of one type, as versions in resource_versions (see
+    /// [`Fhir::read_back`]).
     pub(crate) async fn record_versions(
         &self,
         tx: &mut Tx,
         m: &dyn ResourceMapping,
-        rows: &[(Uuid, &'static str)],
+        rows: &mut [WrittenRow],
     ) -> Result<Vec<Version>> {
-        let loaded = self.read_back(&mut Conn::Tx(tx), m, rows).await?;
+        let defs = custom::definitions(&mut Conn::Tx(tx), m.resource_type()).await?;
+        let loaded = self.read_back(&mut Conn::Tx(tx), m, rows, &defs).await?;
         self.queue_versions(tx, m, rows, loaded).await
     }
 
-    /// The rows just written, of one type, read back as resources (see
-    /// [`Fhir::queue_versions`]).
+    /// The resources of rows just written, of one type (`defs` being its custom fields), as
+    /// their versions are to record them (see [`Fhir::queue_versions`]).
+    ///
+    /// A resource whose rows this transaction inserted from a body is that body: the mapping
+    /// keeps what it cannot rebuild from columns, so the rows give it back (lossless by
+    /// construction, docs/DESIGN.md), taken from `rows`. Only its id, version and update time are read. Every
+    /// other resource (an update, or a type with custom fields, whose stored values may read
+    /// back in a form of their own) is read back and assembled from its rows. Debug builds,
+    /// which the tests run, read back the inserted ones too and fail unless they are equal.
     pub(crate) async fn read_back(
         &self,
         conn: &mut Conn<'_>,
         m: &dyn ResourceMapping,
-        rows: &[(Uuid, &'static str)],
+        rows: &mut [WrittenRow],
+        defs: &[custom::FieldDef],
     ) -> Result<HashMap<Uuid, Value>> {
-        let ids: Vec<Uuid> = rows.iter().map(|(r, _)| *r).collect();
+        let as_written = |r: &WrittenRow| defs.is_empty() && r.inserted_from.is_some();
+        let to_load: Vec<Uuid> = rows
+            .iter()
+            .filter(|r| !as_written(r))
+            .map(|r| r.row_id)
+            .collect();
+        let mut out = self.load_all(conn, m, &to_load, defs).await?;
+        let mut inserted: Vec<&mut WrittenRow> =
+            rows.iter_mut().filter(|r| as_written(r)).collect();
+        if inserted.is_empty() {
+            return Ok(out);
+        }
+        let order = crate::mapping::element_order(m.resource_type());
+        // (One read for a whole import group, or a large bundle's type.)
+        for chunk in inserted.chunks_mut(5000) {
+            let ids: Vec<Uuid> = chunk.iter().map(|r| r.row_id).collect();
+            let (cond, args) = crate::store::one_of(conn.dialect(), "t.id", &ids);
+            let sql = format!(
+                "SELECT t.id, t.fhir_id, t.version_id, t.updated_at FROM {} t WHERE {cond}",
+                m.table()
+            );
+            let mut heads: HashMap<Uuid, crate::store::Row> = HashMap::new();
+            for row in conn.fetch_all(&sql, &args).await? {
+                heads.insert(row.uuid("id")?, row);
+            }
+            for r in chunk {
+                let (Some(head), Some(body)) = (heads.get(&r.row_id), r.inserted_from.take())
+                else {
+                    return Err(anyhow::anyhow!("row vanished inside its own transaction").into());
+                };
+                out.insert(
+                    r.row_id,
+                    crate::mapping::fields::as_stored(m.resource_type(), head, body, &order)?,
+                );
+            }
+        }
+        #[cfg(debug_assertions)]
+        {
+            let ids: Vec<Uuid> = inserted.iter().map(|r| r.row_id).collect();
+            let loaded = self.load_all(conn, m, &ids, defs).await?;
+            for id in &ids {
+                if loaded.get(id) != out.get(id) {
+                    // (The path only: the values are patient data.)
+                    return Err(anyhow::anyhow!(
+                        "{} row {id}: the rows do not give back the resource written, at {}",
+                        m.resource_type(),
+                        differs_at(loaded.get(id), out.get(id), m.resource_type())
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rows of `m` read and assembled into resources, custom fields applied.
+    async fn load_all(
+        &self,
+        conn: &mut Conn<'_>,
+        m: &dyn ResourceMapping,
+        ids: &[Uuid],
+        defs: &[custom::FieldDef],
+    ) -> Result<HashMap<Uuid, Value>> {
         let mut loaded: HashMap<Uuid, Value> = HashMap::new();
         for chunk in ids.chunks(500) {
             let mut part = m.load(conn, chunk).await?;
-            custom::apply(conn, m.resource_type(), &mut part).await?;
+            custom::apply_with(conn, defs, m.resource_type(), &mut part).await?;
             loaded.extend(part);
         }
         Ok(loaded)
@@ -310,38 +392,46 @@ impl Fhir {
 
     /// [`Fhir::read_back`] of several types, in their order. Nothing is written among the reads;
     /// on SQLite they go side by side (see [`crate::store::TxReads`]): each type is made into
-    /// resources while the writer's thread reads the next.
+    /// resources while the writer's thread reads the next. The custom field definitions come
+    /// first, through the transaction, which knows them once read.
     pub(crate) async fn read_back_all(
         &self,
         tx: &mut Tx,
-        types: &[(Arc<dyn ResourceMapping>, WrittenRows)],
+        types: &mut [(Arc<dyn ResourceMapping>, Vec<WrittenRow>)],
     ) -> Result<Vec<HashMap<Uuid, Value>>> {
+        let mut defs = Vec::with_capacity(types.len());
+        for (m, _) in types.iter() {
+            defs.push(custom::definitions(&mut Conn::Tx(tx), m.resource_type()).await?);
+        }
         let Some(reads) = tx.side_by_side().await? else {
             let mut out = Vec::with_capacity(types.len());
-            for (m, rows) in types {
-                out.push(self.read_back(&mut Conn::Tx(tx), m.as_ref(), rows).await?);
+            for ((m, rows), defs) in types.iter_mut().zip(&defs) {
+                out.push(
+                    self.read_back(&mut Conn::Tx(tx), m.as_ref(), rows, defs)
+                        .await?,
+                );
             }
             return Ok(out);
         };
-        futures_util::future::try_join_all(types.iter().map(|(m, rows)| {
+        futures_util::future::try_join_all(types.iter_mut().zip(&defs).map(|((m, rows), defs)| {
             let mut conn = Conn::Reads(reads.clone());
-            async move { self.read_back(&mut conn, m.as_ref(), rows).await }
+            async move { self.read_back(&mut conn, m.as_ref(), rows, defs).await }
         }))
         .await
     }
 
-    /// Records rows read back by [`Fhir::read_back`] as versions in resource_versions.
+    /// Records the resources of [`Fhir::read_back`] as versions in resource_versions.
     pub(crate) async fn queue_versions(
         &self,
         tx: &mut Tx,
         m: &dyn ResourceMapping,
-        rows: &[(Uuid, &'static str)],
+        rows: &[WrittenRow],
         mut loaded: HashMap<Uuid, Value>,
     ) -> Result<Vec<Version>> {
         let mut out = Vec::with_capacity(rows.len());
-        for (row_id, method) in rows {
+        for r in rows {
             let resource = loaded
-                .remove(row_id)
+                .remove(&r.row_id)
                 .ok_or_else(|| anyhow::anyhow!("row vanished inside its own transaction"))?;
             let version = version_of(m.resource_type(), Some(resource))?;
             tx.queue(
@@ -349,10 +439,10 @@ impl Fhir {
                 &[
                     Uuid::new_v4().into(),
                     m.resource_type().into(),
-                    (*row_id).into(),
+                    r.row_id.into(),
                     version.id.clone().into(),
                     version.version_id.into(),
-                    (*method).into(),
+                    r.method.into(),
                     version.last_updated.into(),
                     Arg::Text(version.resource.as_ref().map(Value::to_string)),
                 ],
@@ -363,15 +453,14 @@ impl Fhir {
         Ok(out)
     }
 
-    /// Reads back the row just written and records it as a version in resource_versions.
+    /// Records the row just written as a version in resource_versions.
     async fn record_version(
         &self,
         tx: &mut Tx,
         m: &dyn ResourceMapping,
-        row_id: Uuid,
-        method: &'static str,
+        row: WrittenRow,
     ) -> Result<Version> {
-        self.record_versions(tx, m, &[(row_id, method)])
+        self.record_versions(tx, m, &mut [row])
             .await?
             .pop()
             .ok_or_else(|| anyhow::anyhow!("no version recorded").into())
@@ -411,7 +500,16 @@ impl Fhir {
         body: &Value,
     ) -> Result<Version> {
         self.create_rows(tx, caller, m, row_id, body).await?;
-        self.record_version(tx, m, row_id, "POST").await
+        self.record_version(
+            tx,
+            m,
+            WrittenRow {
+                row_id,
+                method: "POST",
+                inserted_from: Some(body.clone()),
+            },
+        )
+        .await
     }
 
     /// The rows of a create, without its version record (see [`Fhir::record_versions`]).
@@ -523,8 +621,22 @@ impl Fhir {
                 version,
                 created: false,
             }),
-            Updated::Rows { row_id, created } => Ok(Written {
-                version: self.record_version(tx, m, row_id, "PUT").await?,
+            Updated::Rows {
+                row_id,
+                created,
+                inserted,
+            } => Ok(Written {
+                version: self
+                    .record_version(
+                        tx,
+                        m,
+                        WrittenRow {
+                            row_id,
+                            method: "PUT",
+                            inserted_from: inserted.then(|| body.clone()),
+                        },
+                    )
+                    .await?,
                 created,
             }),
         }
@@ -544,7 +656,7 @@ impl Fhir {
         self.check_references(tx, caller, resource_type, body)
             .await?;
         let head = self.head(&mut Conn::Tx(tx), m, id).await?;
-        let (row_id, created) = match head {
+        let (row_id, created, inserted) = match head {
             None => {
                 if if_match.is_some() {
                     return Err(Error::PreconditionFailed(format!(
@@ -556,7 +668,7 @@ impl Fhir {
                     .take_memo::<Uuid>(&format!("new-row:{resource_type}/{id}"))
                     .unwrap_or_else(Uuid::new_v4);
                 insert_rows(tx, m, row_id, id, body).await?;
-                (row_id, true)
+                (row_id, true, true)
             }
             Some(h) => {
                 if let Some(v) = if_match {
@@ -577,11 +689,15 @@ impl Fhir {
                 }
                 custom::store(tx, resource_type, h.row_id, body).await?;
                 crate::mapping::search::index_meta(tx, m, h.row_id, body).await?;
-                (h.row_id, h.deleted)
+                (h.row_id, h.deleted, false)
             }
         };
         written(tx, m, id, row_id).await?;
-        Ok(Updated::Rows { row_id, created })
+        Ok(Updated::Rows {
+            row_id,
+            created,
+            inserted,
+        })
     }
 
     /// The current version, when an update to `body` would change nothing in it (apart from
@@ -866,6 +982,26 @@ async fn written(tx: &mut Tx, m: &dyn ResourceMapping, id: &Id, row_id: Uuid) ->
     tx.remember(format!("exists:{}/{id}", m.resource_type()), true);
     tx.remember_row(m.table(), id.as_str(), row_id);
     Ok(())
+}
+
+/// Where two JSON values first differ, as a path (see [`Fhir::read_back`]).
+#[cfg(debug_assertions)]
+fn differs_at(a: Option<&Value>, b: Option<&Value>, path: &str) -> String {
+    match (a, b) {
+        (Some(Value::Object(x)), Some(Value::Object(y))) => x
+            .keys()
+            .chain(y.keys())
+            .find(|k| x.get(*k) != y.get(*k))
+            .map(|k| differs_at(x.get(k), y.get(k), &format!("{path}.{k}")))
+            .unwrap_or_else(|| path.to_owned()),
+        (Some(Value::Array(x)), Some(Value::Array(y))) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .position(|(p, q)| p != q)
+            .map(|i| differs_at(x.get(i), y.get(i), &format!("{path}[{i}]")))
+            .unwrap_or_else(|| path.to_owned()),
+        _ => path.to_owned(),
+    }
 }
 
 fn not_found(resource_type: &str, id: &Id) -> Error {

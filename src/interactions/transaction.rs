@@ -11,17 +11,20 @@
 //!
 //! A batch runs each entry on its own, in the order given; a failure is that entry's response.
 
-use super::{Caller, Fhir, SearchRequest, Updated, Version, Written};
+use super::{Caller, Fhir, SearchRequest, Updated, Version, Written, WrittenRow};
 use crate::error::{Error, Result};
 use crate::fhir::{references, references_mut, Id, Issue, IssueType};
-use crate::store::{Conn, Dialect, Tx};
+use crate::mapping::ResourceMapping;
+use crate::store::{Conn, Tx};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A write whose version is yet to be recorded: entry index, row, method, created.
-type PendingRow = (usize, Uuid, &'static str, bool);
+/// A write whose version is yet to be recorded: its entry, its row and whether it created.
+type PendingRow = (usize, WrittenRow, bool);
 
 /// How a bundle's response entries are made.
 #[derive(Debug, Clone, Copy)]
@@ -865,16 +868,11 @@ impl Fhir {
             (Method::Put, Some(id)) => self.known_absent(tx, &e.rtype, id),
             _ => false,
         };
-        // (Only PostgreSQL can defer the link's foreign key.)
-        let new_results: HashSet<String> = if tx.dialect() == Dialect::Postgres {
-            entries
-                .iter()
-                .filter(|e| e.rtype == "Observation" && creates(e))
-                .filter_map(|e| targets[e.index].as_ref().map(|id| id.to_string()))
-                .collect()
-        } else {
-            HashSet::new()
-        };
+        let new_results: HashSet<String> = entries
+            .iter()
+            .filter(|e| e.rtype == "Observation" && creates(e))
+            .filter_map(|e| targets[e.index].as_ref().map(|id| id.to_string()))
+            .collect();
         if !new_results.is_empty() {
             let reports: Vec<usize> = entries
                 .iter()
@@ -933,7 +931,12 @@ impl Fhir {
                             .map_err(|_| anyhow::anyhow!("assigned id is not a uuid"))?;
                         self.create_rows(tx, caller, m.as_ref(), row_id, &body)
                             .await?;
-                        pending.push((i, row_id, "POST", true));
+                        let row = WrittenRow {
+                            row_id,
+                            method: "POST",
+                            inserted_from: Some(body),
+                        };
+                        pending.push((i, row, true));
                         Ok(None)
                     }
                     Method::Put => {
@@ -949,8 +952,17 @@ impl Fhir {
                             Updated::Unchanged(v) => {
                                 Ok(Some(Answer::version("200 OK", v, opts.representation)))
                             }
-                            Updated::Rows { row_id, created } => {
-                                pending.push((i, row_id, "PUT", created));
+                            Updated::Rows {
+                                row_id,
+                                created,
+                                inserted,
+                            } => {
+                                let row = WrittenRow {
+                                    row_id,
+                                    method: "PUT",
+                                    inserted_from: inserted.then_some(body),
+                                };
+                                pending.push((i, row, created));
                                 Ok(None)
                             }
                         }
@@ -971,31 +983,34 @@ impl Fhir {
                 answers[i] = Some(a);
             }
         }
-        // The versions of what was written, type by type.
-        let mut by_type: Vec<(String, Vec<PendingRow>)> = Vec::new();
-        for p in pending {
-            let rt = &entries[p.0].rtype;
-            match by_type.iter_mut().find(|(t, _)| t == rt) {
-                Some((_, v)) => v.push(p),
-                None => by_type.push((rt.clone(), vec![p])),
-            }
+        // The versions of what was written, type by type: the rows of each type, and the
+        // entries they answer (with whether each created).
+        let mut types: Vec<(Arc<dyn ResourceMapping>, Vec<WrittenRow>)> = Vec::new();
+        let mut answered: Vec<Vec<(usize, bool)>> = Vec::new();
+        for (i, row, created) in pending {
+            let m = self.mapping(&entries[i].rtype)?;
+            let at = match types
+                .iter()
+                .position(|(t, _)| t.resource_type() == m.resource_type())
+            {
+                Some(at) => at,
+                None => {
+                    types.push((m, Vec::new()));
+                    answered.push(Vec::new());
+                    types.len() - 1
+                }
+            };
+            types[at].1.push(row);
+            answered[at].push((i, created));
         }
         // Every type read back first, then every version written: the reads wait for the
         // writes before them once.
-        let mut types = Vec::with_capacity(by_type.len());
-        for (rt, rows) in &by_type {
-            let keys: Vec<(Uuid, &'static str)> = rows.iter().map(|r| (r.1, r.2)).collect();
-            types.push((self.mapping(rt)?, keys));
-        }
-        let loaded = self.read_back_all(tx, &types).await?;
-        for (((m, keys), (_, rows)), loaded) in types.into_iter().zip(by_type).zip(loaded) {
-            let versions = self.queue_versions(tx, m.as_ref(), &keys, loaded).await?;
-            for (r, version) in rows.into_iter().zip(versions) {
-                let w = Written {
-                    version,
-                    created: r.3,
-                };
-                answers[r.0] = Some(Answer::written(w, opts.representation));
+        let loaded = self.read_back_all(tx, &mut types).await?;
+        for (((m, rows), entries), loaded) in types.iter().zip(answered).zip(loaded) {
+            let versions = self.queue_versions(tx, m.as_ref(), rows, loaded).await?;
+            for ((i, created), version) in entries.into_iter().zip(versions) {
+                let w = Written { version, created };
+                answers[i] = Some(Answer::written(w, opts.representation));
             }
         }
         Ok(answers)

@@ -308,7 +308,17 @@ pub async fn apply(
         return Ok(());
     }
     let defs = definitions(conn, resource_type).await?;
-    if defs.is_empty() {
+    apply_with(conn, &defs, resource_type, resources).await
+}
+
+/// [`apply`] with the type's custom field definitions already known.
+pub async fn apply_with(
+    conn: &mut Conn<'_>,
+    defs: &[FieldDef],
+    resource_type: &str,
+    resources: &mut [(Uuid, Value)],
+) -> Result<(), StoreError> {
+    if resources.is_empty() || defs.is_empty() {
         return Ok(());
     }
     let ids: Vec<Arg> = resources.iter().map(|(id, _)| Arg::Uuid(*id)).collect();

@@ -182,15 +182,21 @@ pub fn result_ids(resource: &Value) -> Vec<String> {
 /// of the new report `report` (its row id): each is inserted already linked (see
 /// [`linked_report`]), and the report's own write has no link to make for it. Linking them
 /// afterwards is an UPDATE of every result row, which on PostgreSQL writes each row again with
-/// an entry in every index of the table. The report's row is inserted after its results, so on
-/// PostgreSQL the link's foreign key is checked at the commit; on SQLite, whose foreign keys
-/// cannot wait, the results are linked by the report as before.
+/// an entry in every index of the table. The report's row is inserted after its results, so the
+/// link's foreign key is checked at the commit: on PostgreSQL that key alone (it is deferrable),
+/// on SQLite every foreign key of the transaction (`PRAGMA defer_foreign_keys`, which a table's
+/// keys cannot be declared for afterwards; the commit fails if any is broken).
 pub async fn report_of(tx: &mut Tx, report: Uuid, results: &[String]) -> Result<(), StoreError> {
-    if tx.dialect() != crate::store::Dialect::Postgres || results.is_empty() {
+    if results.is_empty() {
         return Ok(());
     }
-    tx.queue_once("SET CONSTRAINTS medical_test_results_medical_test_id_fkey DEFERRED")
-        .await?;
+    tx.queue_once(match tx.dialect() {
+        crate::store::Dialect::Postgres => {
+            "SET CONSTRAINTS medical_test_results_medical_test_id_fkey DEFERRED"
+        }
+        crate::store::Dialect::Sqlite => "PRAGMA defer_foreign_keys = ON",
+    })
+    .await?;
     for id in results {
         tx.remember(format!("report-of:{id}"), report);
     }

@@ -75,6 +75,47 @@ pub fn resource_head(
     Ok((out, extra))
 }
 
+/// A resource as the rows inserted from `body` give it back: the body without what the server
+/// keeps (see [`resource_rest`]), with the id, version and update time of its row (`row`: `fhir_id`,
+/// `version_id`, `updated_at`), meta and elements in [`resource_head`]'s order and then `order`.
+pub fn as_stored(
+    resource_type: &str,
+    row: &crate::store::Row,
+    body: Value,
+    order: &[String],
+) -> Result<Value, crate::store::StoreError> {
+    let mut rest = match body {
+        Value::Object(o) => o,
+        _ => Map::new(),
+    };
+    rest.remove("resourceType");
+    rest.remove("id");
+    let mut meta = match rest.remove("meta") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    // (Removed as resource_rest removes them, so that the rest keeps the order it is kept in.)
+    meta.remove("versionId");
+    meta.remove("lastUpdated");
+    meta.insert(
+        "versionId".into(),
+        Value::String(row.int("version_id")?.to_string()),
+    );
+    meta.insert(
+        "lastUpdated".into(),
+        Value::String(crate::fhir::instant(&row.timestamp("updated_at")?)),
+    );
+    let mut out = Map::with_capacity(rest.len() + 3);
+    out.insert(
+        "resourceType".into(),
+        Value::String(resource_type.to_owned()),
+    );
+    out.insert("id".into(), Value::String(row.string("fhir_id")?));
+    out.insert("meta".into(), Value::Object(meta));
+    out.extend(rest);
+    Ok(Value::Object(ordered(out, order)))
+}
+
 /// What of a resource is left to map once the server's own parts are set aside: the resource
 /// without `resourceType`, `id`, `meta.versionId` and `meta.lastUpdated`.
 pub fn resource_rest(resource: &Value) -> Map<String, Value> {
