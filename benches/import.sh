@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ADMIN_URL="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 PATIENTS="${BENCH_PATIENTS:-1000}"
-BATCH="${BENCH_BATCH_SIZE:-2000}"
+BATCH="${BENCH_BATCH_SIZE:-5000}"
 WORK="$(mktemp -d)"
 DBS=()
 cleanup() {

@@ -34,7 +34,7 @@ pub struct ImportArgs {
     pub paths: Vec<std::path::PathBuf>,
     /// About how many resources go in one database transaction (small bundles are grouped up to
     /// it; a bundle is never split).
-    #[arg(long, env = "EXPEDIENTE_IMPORT_BATCH_SIZE", default_value_t = 2000)]
+    #[arg(long, env = "EXPEDIENTE_IMPORT_BATCH_SIZE", default_value_t = 5000)]
     pub batch_size: usize,
     /// Drop entries of resource types this server does not host (counted in the summary)
     /// instead of failing their bundle.

@@ -731,8 +731,8 @@ impl Fhir {
 }
 
 /// Files read and prepared ahead of the transactions (see [`Fhir::import`]). A Synthea patient
-/// bundle holds 100 to 300 resources, so a group of the default size is about 10 to 20 of them.
-const READ_AHEAD: usize = 16;
+/// bundle holds 100 to 300 resources, so a group of the default size is about 20 to 50 of them.
+const READ_AHEAD: usize = 32;
 
 struct Run<'a> {
     fhir: &'a Fhir,

@@ -305,12 +305,13 @@ impl Fhir {
     /// The resources of rows just written, of one type (`defs` being its custom fields), as
     /// their versions are to record them (see [`Fhir::queue_versions`]).
     ///
-    /// A resource whose rows this transaction inserted from a body is that body: the mapping
-    /// keeps what it cannot rebuild from columns, so the rows give it back (lossless by
-    /// construction, docs/DESIGN.md), taken from `rows`. Only its id, version and update time are read. Every
-    /// other resource (an update, or a type with custom fields, whose stored values may read
-    /// back in a form of their own) is read back and assembled from its rows. Debug builds,
-    /// which the tests run, read back the inserted ones too and fail unless they are equal.
+    /// A resource whose rows this transaction inserted from a body is that body (taken from
+    /// `rows`): the mapping keeps what it cannot rebuild from columns, so the rows give it back
+    /// (lossless by construction, docs/DESIGN.md). Only its id, version and update time are
+    /// read. Every other resource (an update, or a type with custom fields, whose stored values
+    /// may read back in a form of their own) is read back and assembled from its rows. Debug
+    /// builds, which the tests run, read back the inserted ones too and fail unless they are
+    /// equal.
     pub(crate) async fn read_back(
         &self,
         conn: &mut Conn<'_>,
