@@ -270,7 +270,7 @@ async fn rows_floor_sqlite(from: &str, to: &str, bundles: usize) -> anyhow::Resu
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .pragma("cache_size", "-65536"),
+            .pragma("cache_size", "-262144"),
     )
     .await?;
     let names: Vec<String> = sqlx::query_scalar(
@@ -351,7 +351,7 @@ async fn rows_floor_sqlite(from: &str, to: &str, bundles: usize) -> anyhow::Resu
         let mut conn = rusqlite::Connection::open(&path)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-             PRAGMA cache_size = -65536; PRAGMA temp_store = memory; \
+             PRAGMA cache_size = -262144; PRAGMA temp_store = memory; \
              PRAGMA wal_autocheckpoint = 65536;",
         )?;
         let started = Instant::now();

@@ -696,6 +696,7 @@ impl Fhir {
             pending_targets: Default::default(),
             committing: None,
             analyze_at: 1000,
+            analyzing: None,
             bar: &bar,
             started,
         };
@@ -723,6 +724,9 @@ impl Fhir {
             .map_err(|_| anyhow::anyhow!("the file reader failed"))?;
         run.flush().await;
         run.settle().await;
+        if let Some(a) = run.analyzing.take() {
+            let _ = a.await;
+        }
         bar.finish_and_clear();
         let mut summary = run.summary;
         summary.elapsed = started.elapsed();
@@ -750,6 +754,8 @@ struct Run<'a> {
     committing: Option<Sent>,
     /// Resources loaded at which statistics are next refreshed.
     analyze_at: u64,
+    /// The statistics being refreshed, beside the transactions (PostgreSQL).
+    analyzing: Option<tokio::task::JoinHandle<()>>,
     bar: &'a ProgressBar,
     started: Instant,
 }
@@ -852,11 +858,19 @@ impl Run<'_> {
         }
         let loaded = self.summary.loaded();
         // PostgreSQL plans by its statistics, and a database filled from empty has none that
-        // fit: refreshed each time the data has doubled, the plans follow the growth.
-        if loaded >= self.analyze_at && self.fhir.db.dialect() == crate::store::Dialect::Postgres {
-            if let Err(e) = self.fhir.db.execute("ANALYZE", &[]).await {
-                tracing::warn!(error = %e, "ANALYZE failed");
-            }
+        // fit: refreshed each time the data has doubled, the plans follow the growth. ANALYZE
+        // runs on a connection of its own while the next groups are written (it blocks no
+        // write), one at a time.
+        if loaded >= self.analyze_at
+            && self.fhir.db.dialect() == crate::store::Dialect::Postgres
+            && self.analyzing.as_ref().is_none_or(|a| a.is_finished())
+        {
+            let db = self.fhir.db.clone();
+            self.analyzing = Some(tokio::spawn(async move {
+                if let Err(e) = db.execute("ANALYZE", &[]).await {
+                    tracing::warn!(error = %e, "ANALYZE failed");
+                }
+            }));
             self.analyze_at = loaded.saturating_mul(2);
         }
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);

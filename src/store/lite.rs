@@ -80,11 +80,12 @@ impl Writer {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(busy)?;
-        // A large transaction (a bundle, an import batch) keeps its pages in memory (64 MiB of
-        // cache instead of 2) and its statement journals too.
+        // A large transaction (a bundle, an import group) keeps its pages in memory (256 MiB of
+        // cache at most instead of 2: the index pages that random UUID keys land on, which a
+        // smaller cache spilled and read again) and its statement journals too.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-             PRAGMA cache_size = -65536; PRAGMA temp_store = memory;",
+             PRAGMA cache_size = -262144; PRAGMA temp_store = memory;",
         )?;
         conn.set_prepared_statement_cache_capacity(1000);
         // The log is copied into the database by a thread of its own after each commit (see
