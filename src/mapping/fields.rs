@@ -53,31 +53,14 @@ pub fn resource_head(
         Some(Value::Object(o)) => o,
         _ => Map::new(),
     };
-    let mut out = Map::new();
-    out.insert(
-        "resourceType".into(),
-        Value::String(resource_type.to_owned()),
-    );
-    out.insert("id".into(), Value::String(row.string("fhir_id")?));
-    let mut meta = match extra.remove("meta") {
-        Some(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
-    meta.insert(
-        "versionId".into(),
-        Value::String(row.int("version_id")?.to_string()),
-    );
-    meta.insert(
-        "lastUpdated".into(),
-        Value::String(crate::fhir::instant(&row.timestamp("updated_at")?)),
-    );
-    out.insert("meta".into(), Value::Object(meta));
+    let out = head(resource_type, row, &mut extra)?;
     Ok((out, extra))
 }
 
 /// A resource as the rows inserted from `body` give it back: the body without what the server
-/// keeps (see [`resource_rest`]), with the id, version and update time of its row (`row`: `fhir_id`,
-/// `version_id`, `updated_at`), meta and elements in [`resource_head`]'s order and then `order`.
+/// keeps (see [`resource_rest`]), with the id, version and update time of its row (`row`:
+/// `fhir_id`, `version_id`, `updated_at`), its elements in [`resource_head`]'s order and then
+/// `order`.
 pub fn as_stored(
     resource_type: &str,
     row: &crate::store::Row,
@@ -88,15 +71,35 @@ pub fn as_stored(
         Value::Object(o) => o,
         _ => Map::new(),
     };
+    // (Removed as resource_rest removes them, so that meta keeps the order it is kept in.)
+    if let Some(Value::Object(meta)) = rest.get_mut("meta") {
+        meta.remove("versionId");
+        meta.remove("lastUpdated");
+    }
+    let mut out = head(resource_type, row, &mut rest)?;
     rest.remove("resourceType");
     rest.remove("id");
-    let mut meta = match rest.remove("meta") {
+    out.extend(rest);
+    Ok(Value::Object(ordered(out, order)))
+}
+
+/// `resourceType`, `id` and `meta` of a resource from its row, meta being the one taken out of
+/// `kept` with the row's version and update time.
+fn head(
+    resource_type: &str,
+    row: &crate::store::Row,
+    kept: &mut Object,
+) -> Result<Object, crate::store::StoreError> {
+    let mut out = Map::new();
+    out.insert(
+        "resourceType".into(),
+        Value::String(resource_type.to_owned()),
+    );
+    out.insert("id".into(), Value::String(row.string("fhir_id")?));
+    let mut meta = match kept.remove("meta") {
         Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    // (Removed as resource_rest removes them, so that the rest keeps the order it is kept in.)
-    meta.remove("versionId");
-    meta.remove("lastUpdated");
     meta.insert(
         "versionId".into(),
         Value::String(row.int("version_id")?.to_string()),
@@ -105,15 +108,8 @@ pub fn as_stored(
         "lastUpdated".into(),
         Value::String(crate::fhir::instant(&row.timestamp("updated_at")?)),
     );
-    let mut out = Map::with_capacity(rest.len() + 3);
-    out.insert(
-        "resourceType".into(),
-        Value::String(resource_type.to_owned()),
-    );
-    out.insert("id".into(), Value::String(row.string("fhir_id")?));
     out.insert("meta".into(), Value::Object(meta));
-    out.extend(rest);
-    Ok(Value::Object(ordered(out, order)))
+    Ok(out)
 }
 
 /// What of a resource is left to map once the server's own parts are set aside: the resource
