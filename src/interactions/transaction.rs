@@ -22,7 +22,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// A write whose version is yet to be recorded: entry index, row, method, created.
 /// A write whose version is yet to be recorded: its entry, its row and whether it created.
 type PendingRow = (usize, WrittenRow, bool);
 
