@@ -15,7 +15,7 @@ use super::spec::{parse_time, ref_id};
 use super::vital_data::{same_number, table, Measurement, LOINC, UCUM};
 use super::MapError;
 use crate::fhir::{instant, Id, Issue, IssueType};
-use crate::store::{placeholders, Arg, Conn, Dialect, Row, StoreError, Tx};
+use crate::store::{placeholders, Arg, Conn, Dialect, Held, Row, StoreError, Tx};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -332,6 +332,55 @@ fn set_columns(m: &Measurement) -> String {
         .join(", ")
 }
 
+/// Every value column of vital_signs, in the order of `mappings/vital-signs.json`: a new
+/// session row names them all, so that its INSERT is one SQL whatever it holds first, and the
+/// later measurements of its session fill their columns in while it waits to be sent
+/// ([`Tx::amend`]) instead of each updating the row after it.
+fn value_columns() -> &'static [String] {
+    static COLUMNS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        let mut out: Vec<String> = Vec::new();
+        for m in &table().measurements {
+            for s in m.slots() {
+                if !out.contains(&s.column) {
+                    out.push(s.column.clone());
+                }
+            }
+        }
+        out
+    });
+    &COLUMNS
+}
+
+/// The values before the value columns in a new session row's INSERT.
+const HEAD_ARGS: usize = 7;
+
+fn session_insert(dialect: Dialect) -> &'static str {
+    static SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+        let cols = value_columns();
+        [Dialect::Sqlite, Dialect::Postgres].map(|d| {
+            format!(
+                "INSERT INTO vital_signs (id, patient_id, consultation_id, performer_id, status, measured_at, measured_at_precision, {}) VALUES (?, ?, ?, ?, ?, COALESCE(?, {}), ?, {})",
+                cols.join(", "),
+                d.now(),
+                placeholders(cols.len())
+            )
+        })
+    });
+    match dialect {
+        Dialect::Sqlite => &SQL[0],
+        Dialect::Postgres => &SQL[1],
+    }
+}
+
+/// A session row this transaction made: the measurements put in it, and its INSERT while that
+/// waits to be sent.
+#[derive(Clone)]
+struct Made {
+    id: Uuid,
+    filled: Vec<String>,
+    held: Held,
+}
+
 /// Puts the measurement in session row `id` (guarded for the rest of the write).
 async fn join(tx: &mut Tx, c: &Cols, id: Uuid) -> Result<Uuid, StoreError> {
     tx.guard_vitals(id).await?;
@@ -348,9 +397,29 @@ async fn join(tx: &mut Tx, c: &Cols, id: Uuid) -> Result<Uuid, StoreError> {
     Ok(id)
 }
 
-/// The session row this measurement goes to (guarded for the rest of the write): a live row of
-/// the same patient, encounter, performer, time and status without this measurement, or a new one.
-async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
+/// Puts the measurement in the INSERT of a session row that has not been sent yet; `false` when
+/// it has.
+fn fill_in(tx: &mut Tx, c: &Cols, held: Held) -> bool {
+    let cols = value_columns();
+    let places: Option<Vec<usize>> = c
+        .measurement
+        .slots()
+        .iter()
+        .map(|s| cols.iter().position(|x| *x == s.column))
+        .collect();
+    let Some(places) = places else {
+        return false;
+    };
+    places
+        .iter()
+        .zip(&c.values)
+        .all(|(at, v)| tx.amend(held, HEAD_ARGS + at, Arg::Decimal(v.clone())))
+}
+
+/// The session row this measurement goes to, and whether it is guarded for the rest of the
+/// write: a live row of the same patient, encounter, performer, time and status without this
+/// measurement, or a new one.
+async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<(Uuid, bool), StoreError> {
     let m = c.measurement;
     // Session rows this transaction made, by their session, with the measurements put in each:
     // the next measurement of the session goes to one of them without a lookup.
@@ -366,12 +435,17 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
         )
     });
     if let Some(key) = &made_key {
-        let mut made = tx.memo::<Vec<(Uuid, Vec<String>)>>(key).unwrap_or_default();
-        if let Some((id, filled)) = made.iter_mut().find(|(_, f)| !f.contains(&m.key)) {
-            let id = *id;
-            filled.push(m.key.clone());
+        let mut made = tx.memo::<Vec<Made>>(key).unwrap_or_default();
+        if let Some(row) = made.iter_mut().find(|r| !r.filled.contains(&m.key)) {
+            row.filled.push(m.key.clone());
+            let (id, held) = (row.id, row.held);
             tx.remember(key.clone(), made);
-            return join(tx, c, id).await;
+            // Written with the row's INSERT when that still waits (every value of one
+            // measurement goes, or none: the INSERT has been sent or it has not).
+            if fill_in(tx, c, held) {
+                return Ok((id, false));
+            }
+            return Ok((join(tx, c, id).await?, true));
         }
     }
     // A patient this transaction inserted has no session rows but the ones it made, all
@@ -408,12 +482,11 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
             )
             .await?;
         if let Some(r) = found {
-            return join(tx, c, r.uuid("id")?).await;
+            return Ok((join(tx, c, r.uuid("id")?).await?, true));
         }
     }
     let id = Uuid::new_v4();
     tx.guard_vitals(id).await?;
-    let cols: Vec<&str> = m.slots().iter().map(|s| s.column.as_str()).collect();
     let mut args: Vec<Arg> = vec![
         id.into(),
         k.patient.into(),
@@ -423,25 +496,22 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<Uuid, StoreError> {
         Arg::Timestamp(c.effective),
         c.precision.clone(),
     ];
-    args.extend(value_args(c));
-    tx.queue(
-        &format!(
-            "INSERT INTO vital_signs (id, patient_id, consultation_id, performer_id, status, measured_at, measured_at_precision, {}) VALUES (?, ?, ?, ?, ?, COALESCE(?, {}), ?, {})",
-            cols.join(", "),
-            tx.dialect().now(),
-            placeholders(cols.len())
-        ),
-        &args,
-    )
-    .await?;
+    let cols = value_columns();
+    args.extend(cols.iter().map(|col| {
+        let own = m.slots().iter().position(|s| s.column == *col);
+        Arg::Decimal(own.and_then(|i| c.values[i].clone()))
+    }));
+    let held = tx.queue_held(session_insert(tx.dialect()), &args).await?;
     if let Some(key) = made_key {
-        let mut made = tx
-            .memo::<Vec<(Uuid, Vec<String>)>>(&key)
-            .unwrap_or_default();
-        made.push((id, vec![m.key.clone()]));
+        let mut made = tx.memo::<Vec<Made>>(&key).unwrap_or_default();
+        made.push(Made {
+            id,
+            filled: vec![m.key.clone()],
+            held,
+        });
         tx.remember(key, made);
     }
-    Ok(id)
+    Ok((id, true))
 }
 
 pub async fn insert(
@@ -452,7 +522,7 @@ pub async fn insert(
     c: &Cols,
 ) -> Result<(), MapError> {
     let k = keys(tx, c).await?;
-    let vs = place(tx, c, &k).await?;
+    let (vs, guarded) = place(tx, c, &k).await?;
     tx.queue(
         "INSERT INTO vital_sign_observations (id, vital_sign_id, measurement, fhir_id, fhir_extra) VALUES (?, ?, ?, ?, ?)",
         &[
@@ -464,7 +534,9 @@ pub async fn insert(
         ],
     )
     .await?;
-    tx.unguard_vitals(vs).await?;
+    if guarded {
+        tx.unguard_vitals(vs).await?;
+    }
     Ok(())
 }
 
@@ -575,7 +647,7 @@ pub async fn update(
             &args,
         )
         .await?;
-        place(tx, c, &k).await?
+        place(tx, c, &k).await?.0
     } else {
         let mut args: Vec<Arg> = vec![
             k.patient.into(),

@@ -484,6 +484,18 @@ pub struct Tx {
     memo: std::collections::HashMap<String, Box<dyn std::any::Any + Send + Sync>>,
     /// Rows this transaction inserted (see [`Tx::is_new`]).
     new_rows: std::collections::HashSet<Uuid>,
+    /// How many times the waiting writes went (see [`Held`]).
+    sends: u64,
+}
+
+/// Where the values of a write queued with [`Tx::queue_held`] wait: [`Tx::amend`] changes them
+/// until the write is sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Held {
+    sends: u64,
+    at: usize,
+    first_arg: usize,
+    args: usize,
 }
 
 enum TxConn {
@@ -892,6 +904,7 @@ impl Tx {
             open_index: std::collections::HashMap::new(),
             memo: std::collections::HashMap::new(),
             new_rows: std::collections::HashSet::new(),
+            sends: 0,
         }
     }
 
@@ -991,6 +1004,56 @@ impl Tx {
         self.count_queued().await
     }
 
+    /// Queues a single-row INSERT whose values may still change while it waits ([`Tx::amend`]):
+    /// a row that later writes of the transaction would otherwise UPDATE goes in whole.
+    pub async fn queue_held(&mut self, sql: &str, args: &[Arg]) -> Result<Held, StoreError> {
+        let n = self.queued.len();
+        let Some(last) = self
+            .queued
+            .last_mut()
+            .filter(|last| last.sql == sql && last.rows < MAX_ROWS && insert_tuple(sql).is_some())
+        else {
+            let held = Held {
+                sends: self.sends,
+                at: n,
+                first_arg: 0,
+                args: args.len(),
+            };
+            self.queued.push(Queued::one(sql, args));
+            // Sent at once when the queue is full: the handle is then out of date.
+            self.count_queued().await?;
+            return Ok(held);
+        };
+        let held = Held {
+            sends: self.sends,
+            at: n - 1,
+            first_arg: last.args.len(),
+            args: args.len(),
+        };
+        last.args.extend_from_slice(args);
+        last.rows += 1;
+        Ok(held)
+    }
+
+    /// Sets value `arg` of a write queued with [`Tx::queue_held`]; `false` (and nothing changed)
+    /// once the write has been sent, when the caller writes the change itself.
+    pub fn amend(&mut self, held: Held, arg: usize, value: Arg) -> bool {
+        if held.sends != self.sends || arg >= held.args {
+            return false;
+        }
+        match self
+            .queued
+            .get_mut(held.at)
+            .and_then(|q| q.args.get_mut(held.first_arg + arg))
+        {
+            Some(slot) => {
+                *slot = value;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Counts a statement just queued; too many waiting are sent.
     async fn count_queued(&mut self) -> Result<(), StoreError> {
         self.queued_n += 1;
@@ -1047,6 +1110,7 @@ impl Tx {
         }
         let queued = std::mem::take(&mut self.queued);
         self.queued_n = 0;
+        self.sends += 1;
         self.open_index.clear();
         match &mut self.conn {
             TxConn::Sqlite(t) => t.run(queued).await?,
@@ -1594,6 +1658,49 @@ mod tests {
         after.push("auditor".into());
         after.sort();
         assert_eq!(roles(&db).await, after);
+        drop_sqlite_db(db, path).await;
+    }
+
+    #[tokio::test]
+    async fn a_held_write_takes_amendments_until_it_is_sent_and_none_after() {
+        let (db, path) = sqlite_db().await;
+        let insert = "INSERT INTO roles (id, name, description) VALUES (?, ?, ?)";
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut tx = db.begin().await.unwrap();
+        let first = tx
+            .queue_held(insert, &[a.into(), "first".into(), Arg::Text(None)])
+            .await
+            .unwrap();
+        // The second row joins the first's INSERT; each handle still finds its own values.
+        let second = tx
+            .queue_held(insert, &[b.into(), "second".into(), Arg::Text(None)])
+            .await
+            .unwrap();
+        assert_eq!(tx.queued.len(), 1);
+        assert!(tx.amend(second, 2, "two".into()));
+        assert!(tx.amend(first, 2, "one".into()));
+        assert!(!tx.amend(first, 3, "past the row".into()));
+        tx.flush().await.unwrap();
+        // Sent: the values are the database's now.
+        assert!(!tx.amend(first, 2, "late".into()));
+        tx.commit().await.unwrap();
+        let rows: Vec<(String, String)> = db
+            .fetch_all(
+                "SELECT name, description FROM roles WHERE name IN ('first', 'second') ORDER BY name",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.string("name").unwrap(), r.string("description").unwrap()))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("first".to_owned(), "one".to_owned()),
+                ("second".to_owned(), "two".to_owned())
+            ]
+        );
         drop_sqlite_db(db, path).await;
     }
 
