@@ -530,18 +530,16 @@ impl PgTx {
         self.sending.as_ref().is_some_and(|h| !h.is_finished())
     }
 
-    /// Sends `queued` from a task of its own: the caller goes on meanwhile.
-    async fn send(
-        &mut self,
-        queued: Vec<Queued>,
-        order: Arc<TableOrder>,
-    ) -> Result<(), StoreError> {
+    /// Sends `queued` from a task of its own: the caller goes on meanwhile. Their text is made
+    /// here, while the writes sent before are being made, not after them in the task.
+    async fn send(&mut self, queued: Vec<Queued>, order: &TableOrder) -> Result<(), StoreError> {
+        let pieces = pg_pieces(queued, order);
         self.conn().await?;
         let Some(mut t) = self.tx.take() else {
             return Err(StoreError::Closed);
         };
         self.sending = Some(tokio::spawn(async move {
-            let sent = pg_send(&mut t, queued, &order).await;
+            let sent = pg_send(&mut t, pieces).await;
             (t, sent)
         }));
         Ok(())
@@ -556,15 +554,19 @@ impl PgTx {
     }
 }
 
-/// Writes queued writes on PostgreSQL as one simple query with the values written in as
-/// literals (a round trip is what costs there), in the order [`arrange`] gives.
-async fn pg_send(
-    t: &mut PgTransaction,
-    queued: Vec<Queued>,
-    order: &TableOrder,
-) -> Result<(), StoreError> {
+/// Queued writes ready for PostgreSQL, in the order [`arrange`] gives: runs of statements with
+/// their values written in as literals (a round trip is what costs there), one simple query
+/// each, and between them any statement with a value no literal carries, bound.
+enum PgPiece {
+    Text(String),
+    Bound(String, Vec<Arg>),
+}
+
+fn pg_pieces(queued: Vec<Queued>, order: &TableOrder) -> Vec<PgPiece> {
     // The literals double their quotes and keep backslashes as they are.
-    let mut sql = String::from("SET LOCAL standard_conforming_strings = on;\n");
+    const START: &str = "SET LOCAL standard_conforming_strings = on;\n";
+    let mut pieces = Vec::new();
+    let mut sql = String::from(START);
     for q in arrange(queued, order) {
         let stmt = q.statement();
         let rows = insert_tuple(&q.sql).is_some();
@@ -575,16 +577,27 @@ async fn pg_send(
             }
             None => {
                 // A value no literal carries: what came before, then this one bound.
-                if !sql.is_empty() {
-                    sqlx::Executor::execute(&mut **t, sql.as_str()).await?;
-                    sql.clear();
-                }
-                pg_query(&pg_sql(&stmt), &q.args).execute(&mut **t).await?;
+                pieces.push(PgPiece::Text(std::mem::take(&mut sql)));
+                pieces.push(PgPiece::Bound(pg_sql(&stmt), q.args));
             }
         }
     }
-    if !sql.is_empty() {
-        sqlx::Executor::execute(&mut **t, sql.as_str()).await?;
+    pieces.push(PgPiece::Text(sql));
+    pieces
+}
+
+/// Makes writes of [`pg_pieces`], in order.
+async fn pg_send(t: &mut PgTransaction, pieces: Vec<PgPiece>) -> Result<(), StoreError> {
+    for p in pieces {
+        match p {
+            PgPiece::Text(sql) if !sql.is_empty() => {
+                sqlx::Executor::execute(&mut **t, sql.as_str()).await?;
+            }
+            PgPiece::Text(_) => {}
+            PgPiece::Bound(sql, args) => {
+                pg_query(&sql, &args).execute(&mut **t).await?;
+            }
+        }
     }
     Ok(())
 }
@@ -1114,7 +1127,7 @@ impl Tx {
         self.open_index.clear();
         match &mut self.conn {
             TxConn::Sqlite(t) => t.run(queued).await?,
-            TxConn::Postgres(t) => t.send(queued, self.shared.order()).await?,
+            TxConn::Postgres(t) => t.send(queued, &self.shared.order()).await?,
         }
         Ok(())
     }
