@@ -351,6 +351,45 @@ async fn results_are_linked_to_the_medical_test(engine: Engine) {
         assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.text);
         assert_eq!(TestApp::ids(&r.body), want, "{q}");
     }
+    // The clinic inserts a new result already linked to the test: the report lists it, as a new
+    // version (the trigger that FHIR transactions linking their own new results skip still
+    // touches the report for writes from elsewhere).
+    let before = app.get("/fhir/DiagnosticReport/rep").await;
+    let version: u64 = before.body["meta"]["versionId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ana = app
+        .db
+        .fetch_optional("SELECT id FROM patients WHERE fhir_id = 'ana'", &[])
+        .await
+        .unwrap()
+        .unwrap()
+        .uuid("id")
+        .unwrap();
+    app.db
+        .execute(
+            "INSERT INTO medical_test_results (id, fhir_id, patient_id, medical_test_id, code, code_system) VALUES (?, 'o3', ?, ?, '2345-7', 'http://loinc.org')",
+            &[uuid::Uuid::new_v4().into(), ana.into(), rep_row.into()],
+        )
+        .await
+        .unwrap();
+    let after = app.get("/fhir/DiagnosticReport/rep").await;
+    assert_eq!(
+        after.body["meta"]["versionId"],
+        (version + 1).to_string(),
+        "{}",
+        after.text
+    );
+    assert!(
+        after.body["result"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"reference": "Observation/o3"})),
+        "{}",
+        after.text
+    );
 }
 
 async fn a_report_without_a_code_the_clinic_can_keep_is_refused(engine: Engine) {

@@ -803,7 +803,7 @@ async fn migrate_is_idempotent(engine: Engine) {
     let (a, b) = tokio::join!(expediente::prepare(&app.db), expediente::prepare(&app.db));
     assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
     assert_eq!(app.count("vital_sign_codes").await, 11);
-    assert_eq!(app.count("_sqlx_migrations").await, 10);
+    assert_eq!(app.count("_sqlx_migrations").await, 11);
     let applied: Vec<(i64, bool)> = app
         .db
         .fetch_all(
@@ -832,7 +832,8 @@ async fn migrate_is_idempotent(engine: Engine) {
             (7, true),
             (8, true),
             (9, true),
-            (10, true)
+            (10, true),
+            (11, true)
         ]
     );
     assert_eq!(roles, 4, "the four roles are seeded");

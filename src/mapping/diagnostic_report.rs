@@ -185,18 +185,23 @@ pub fn result_ids(resource: &Value) -> Vec<String> {
 /// an entry in every index of the table. The report's row is inserted after its results, so the
 /// link's foreign key is checked at the commit: on PostgreSQL that key alone (it is deferrable),
 /// on SQLite every foreign key of the transaction (`PRAGMA defer_foreign_keys`, which a table's
-/// keys cannot be declared for afterwards; the commit fails if any is broken).
+/// keys cannot be declared for afterwards; the commit fails if any is broken). On PostgreSQL the
+/// transaction also tells the result table's trigger that such rows need no touch of their
+/// report (migration 11).
 pub async fn report_of(tx: &mut Tx, report: Uuid, results: &[String]) -> Result<(), StoreError> {
     if results.is_empty() {
         return Ok(());
     }
-    tx.queue_once(match tx.dialect() {
+    match tx.dialect() {
         crate::store::Dialect::Postgres => {
-            "SET CONSTRAINTS medical_test_results_medical_test_id_fkey DEFERRED"
+            tx.queue_once("SET CONSTRAINTS medical_test_results_medical_test_id_fkey DEFERRED")
+                .await?;
+            // The rows inserted linked need no touch of their report (migration 11).
+            tx.queue_once("SELECT set_config('expediente.fhir_results', 'on', true)")
+                .await?;
         }
-        crate::store::Dialect::Sqlite => "PRAGMA defer_foreign_keys = ON",
-    })
-    .await?;
+        crate::store::Dialect::Sqlite => tx.queue_once("PRAGMA defer_foreign_keys = ON").await?,
+    }
     for id in results {
         tx.remember(format!("report-of:{id}"), report);
     }

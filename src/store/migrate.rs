@@ -66,6 +66,11 @@ pub fn sqlite() -> Migrator {
             "write order",
             "../../migrations/sqlite/0010_write_order.sql"
         ),
+        migration!(
+            11,
+            "linked results",
+            "../../migrations/sqlite/0011_linked_results.sql"
+        ),
     ])
 }
 
@@ -112,6 +117,11 @@ pub fn postgres() -> Migrator {
             10,
             "write order",
             "../../migrations/postgres/0010_write_order.sql"
+        ),
+        migration!(
+            11,
+            "linked results",
+            "../../migrations/postgres/0011_linked_results.sql"
         ),
     ])
 }
