@@ -20,6 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::ConnectOptions;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -307,7 +308,9 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // (see the PostgreSQL options below)
+                .disable_statement_logging();
             // No ping before each acquire: a dead connection fails its query and is replaced.
             let write = SqlitePoolOptions::new()
                 .test_before_acquire(false)
@@ -331,7 +334,9 @@ impl Db {
                 shared: Arc::default(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let opts = PgConnectOptions::from_str(url)?;
+            // No statement logging: sqlx logs the text of a slow statement, and the writes
+            // carry their values in their text (patient data stays out of the logs).
+            let opts = PgConnectOptions::from_str(url)?.disable_statement_logging();
             let pool = PgPoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(16)
