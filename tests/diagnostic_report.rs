@@ -10,6 +10,20 @@ use std::collections::BTreeSet;
 
 const EXAMPLES: &[&str] = &["102", "example-pgx", "f201", "pap", "ultrasound"];
 
+/// The row id behind a logical id, read from the clinic's table.
+async fn row_id(app: &TestApp, table: &str, fhir_id: &str) -> uuid::Uuid {
+    app.db
+        .fetch_optional(
+            &format!("SELECT id FROM {table} WHERE fhir_id = ?"),
+            &[fhir_id.into()],
+        )
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no {table} row for {fhir_id}"))
+        .uuid("id")
+        .unwrap()
+}
+
 async fn every_example_and_synthea_report_round_trips(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     for p in [
@@ -196,14 +210,7 @@ async fn presented_forms_are_the_files_of_the_medical_test(engine: Engine) {
     );
 
     // The clinic attaches a file to the test directly: the report shows it, as a new version.
-    let test_id = app
-        .db
-        .fetch_optional("SELECT id FROM medical_tests WHERE fhir_id = 'rep'", &[])
-        .await
-        .unwrap()
-        .unwrap()
-        .uuid("id")
-        .unwrap();
+    let test_id = row_id(&app, "medical_tests", "rep").await;
     app.db
         .execute(
             "INSERT INTO file_attachments (id, medical_test_id, file_name, content_type, size_bytes, content) VALUES (?, ?, 'scan.txt', 'text/plain', 11, ?)",
@@ -301,14 +308,7 @@ async fn results_are_linked_to_the_medical_test(engine: Engine) {
     assert_eq!(o1.body["meta"]["versionId"], "1");
 
     // The clinic links another result to the test: the report lists it, as a new version.
-    let rep_row = app
-        .db
-        .fetch_optional("SELECT id FROM medical_tests WHERE fhir_id = 'rep'", &[])
-        .await
-        .unwrap()
-        .unwrap()
-        .uuid("id")
-        .unwrap();
+    let rep_row = row_id(&app, "medical_tests", "rep").await;
     app.db
         .execute(
             "UPDATE medical_test_results SET medical_test_id = ? WHERE fhir_id = 'o2'",
@@ -360,14 +360,7 @@ async fn results_are_linked_to_the_medical_test(engine: Engine) {
         .unwrap()
         .parse()
         .unwrap();
-    let ana = app
-        .db
-        .fetch_optional("SELECT id FROM patients WHERE fhir_id = 'ana'", &[])
-        .await
-        .unwrap()
-        .unwrap()
-        .uuid("id")
-        .unwrap();
+    let ana = row_id(&app, "patients", "ana").await;
     app.db
         .execute(
             "INSERT INTO medical_test_results (id, fhir_id, patient_id, medical_test_id, code, code_system) VALUES (?, 'o3', ?, ?, '2345-7', 'http://loinc.org')",
