@@ -1025,32 +1025,23 @@ impl Tx {
     /// Queues a single-row INSERT whose values may still change while it waits ([`Tx::amend`]):
     /// a row that later writes of the transaction would otherwise UPDATE goes in whole.
     pub async fn queue_held(&mut self, sql: &str, args: &[Arg]) -> Result<Held, StoreError> {
-        let n = self.queued.len();
-        let Some(last) = self
-            .queued
-            .last_mut()
-            .filter(|last| last.sql == sql && last.rows < MAX_ROWS && insert_tuple(sql).is_some())
-        else {
-            let held = Held {
-                sends: self.sends,
-                at: n,
-                first_arg: 0,
-                args: args.len(),
-            };
-            self.queued.push(Queued::one(sql, args));
-            // Sent at once when the queue is full: the handle is then out of date.
-            self.count_queued().await?;
-            return Ok(held);
-        };
-        let held = Held {
-            sends: self.sends,
-            at: n - 1,
-            first_arg: last.args.len(),
+        debug_assert!(
+            !INDEX_TABLES.iter().any(|t| sql.starts_with(t)),
+            "search index rows join an earlier INSERT, not the last"
+        );
+        let sends = self.sends;
+        self.queue(sql, args).await?;
+        // The row is the last of the last waiting write; if the queue was sent meanwhile (it
+        // was full), `sends` has moved and the handle is out of date.
+        Ok(Held {
+            sends,
+            at: self.queued.len().saturating_sub(1),
+            first_arg: self
+                .queued
+                .last()
+                .map_or(0, |q| q.args.len().saturating_sub(args.len())),
             args: args.len(),
-        };
-        last.args.extend_from_slice(args);
-        last.rows += 1;
-        Ok(held)
+        })
     }
 
     /// Sets value `arg` of a write queued with [`Tx::queue_held`]; `false` (and nothing changed)
