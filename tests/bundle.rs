@@ -464,6 +464,87 @@ async fn malformed_bundles_are_refused(engine: Engine) {
     assert_eq!(r.body["resourceType"], "OperationOutcome");
 }
 
+/// The update time a create is answered with is the one its row keeps: in the entry's response
+/// and resource, in a read, in its history and in the row's `updated_at` (and `created_at`,
+/// which an insert on SQLite writes alike), for each kind of row a resource is inserted into
+/// (a patient, a vital sign, a lab result).
+async fn a_created_resource_keeps_the_time_it_was_answered_with(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let patient = "urn:uuid:7b2f0c1e-0000-4000-8000-000000000001";
+    let weight = json!({
+        "resourceType": "Observation", "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "subject": {"reference": patient},
+        "effectiveDateTime": "2026-05-02T08:00:00Z",
+        "valueQuantity": {"value": 71.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}
+    });
+    let mut glucose = lab_result(patient, "Encounter/none");
+    glucose.as_object_mut().unwrap().remove("encounter");
+    let bundle = transaction(vec![
+        post(
+            patient,
+            json!({"resourceType": "Patient", "name": [{"family": "Rivas"}]}),
+        ),
+        post("urn:uuid:7b2f0c1e-0000-4000-8000-000000000002", weight),
+        post("urn:uuid:7b2f0c1e-0000-4000-8000-000000000003", glucose),
+    ]);
+    let r = app
+        .send(
+            Method::POST,
+            "/fhir",
+            Some(&bundle),
+            &[("prefer", "return=representation")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let tables = [
+        "patients",
+        "vital_sign_observations",
+        "medical_test_results",
+    ];
+    for (entry, table) in r.body["entry"].as_array().unwrap().iter().zip(tables) {
+        let at = entry["resource"]["meta"]["lastUpdated"].as_str().unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+        assert_eq!(
+            entry["response"]["lastModified"]
+                .as_str()
+                .map(|t| { chrono::DateTime::parse_from_rfc3339(t).unwrap() }),
+            Some(at)
+        );
+        let path = located(entry);
+        let read = app.get(&format!("/fhir/{path}")).await;
+        assert_eq!(read.body, entry["resource"], "{path} reads as answered");
+        let history = app.get(&format!("/fhir/{path}/_history")).await;
+        assert_eq!(
+            history.body["entry"][0]["resource"], entry["resource"],
+            "{path}: its history"
+        );
+        let id = entry["resource"]["id"].as_str().unwrap();
+        let row = app
+            .db
+            .fetch_optional(
+                &format!("SELECT created_at, updated_at FROM {table} WHERE fhir_id = ?"),
+                &[id.into()],
+            )
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no {table} row for {path}"));
+        assert_eq!(
+            row.timestamp("updated_at").unwrap(),
+            at,
+            "{table}.updated_at"
+        );
+        if engine == Engine::Sqlite {
+            assert_eq!(
+                row.timestamp("created_at").unwrap(),
+                at,
+                "{table}.created_at"
+            );
+        }
+    }
+}
+
 on_both_engines!(
     a_transaction_assigns_ids_and_rewrites_every_reference_to_its_entries,
     a_failed_transaction_leaves_every_table_as_it_was,
@@ -471,4 +552,5 @@ on_both_engines!(
     a_batch_answers_each_entry_on_its_own,
     a_transaction_with_types_not_hosted_is_refused_naming_them,
     malformed_bundles_are_refused,
+    a_created_resource_keeps_the_time_it_was_answered_with,
 );

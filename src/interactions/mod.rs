@@ -18,6 +18,7 @@ pub(crate) use transaction::{Answers, Prepared};
 use crate::error::{Error, Result};
 use crate::fhir::validate::Validators;
 use crate::fhir::{Id, Issue, IssueType};
+use crate::mapping::fields::RowMeta;
 use crate::mapping::{custom, Registry, ResourceMapping};
 use crate::store::{Arg, Conn, Db, Tx};
 use chrono::{DateTime, Utc};
@@ -33,6 +34,36 @@ pub(crate) struct WrittenRow {
     pub method: &'static str,
     /// The body the rows were inserted from, when this transaction inserted them (a create).
     pub inserted_from: Option<Value>,
+    /// The inserted row's version and update time, when the insert wrote them (see
+    /// [`crate::store::Tx::stamp`]): nothing to read back.
+    pub meta: Option<RowMeta>,
+}
+
+impl WrittenRow {
+    /// Row `row_id` of logical id `fhir_id`, just written by `method`, inserted from
+    /// `inserted_from` when this transaction inserted it.
+    pub(crate) fn new(
+        tx: &Tx,
+        row_id: Uuid,
+        fhir_id: &str,
+        method: &'static str,
+        inserted_from: Option<Value>,
+    ) -> WrittenRow {
+        let meta = match (&inserted_from, tx.stamp(row_id)) {
+            (Some(_), Some(updated_at)) => Some(RowMeta {
+                fhir_id: fhir_id.to_owned(),
+                version_id: 1,
+                updated_at,
+            }),
+            _ => None,
+        };
+        WrittenRow {
+            row_id,
+            method,
+            inserted_from,
+            meta,
+        }
+    }
 }
 
 /// The FHIR service: database, mappings and validators, shared by every request.
@@ -308,7 +339,7 @@ impl Fhir {
     /// A resource whose rows this transaction inserted from a body is that body (taken from
     /// `rows`): the mapping keeps what it cannot rebuild from columns, so the rows give it back
     /// (lossless by construction, docs/DESIGN.md). Only its id, version and update time are
-    /// read. Every other resource (an update, or a type with custom fields, whose stored values
+    /// read, unless the insert wrote them (SQLite, see [`crate::store::Tx::stamp`]). Every other resource (an update, or a type with custom fields, whose stored values
     /// may read back in a form of their own) is read back and assembled from its rows. Debug
     /// builds, which the tests run, read back the inserted ones too and fail unless they are
     /// equal.
@@ -332,17 +363,29 @@ impl Fhir {
             return Ok(out);
         }
         let order = crate::mapping::element_order(m.resource_type());
+        let mut unknown = Vec::new();
+        for r in inserted.iter_mut() {
+            match &r.meta {
+                Some(meta) => {
+                    let body = r.inserted_from.take().unwrap_or_default();
+                    let resource =
+                        crate::mapping::fields::as_stored(m.resource_type(), meta, body, &order);
+                    out.insert(r.row_id, resource);
+                }
+                None => unknown.push(&mut **r),
+            }
+        }
         // (One read for a whole import group, or a large bundle's type.)
-        for chunk in inserted.chunks_mut(5000) {
+        for chunk in unknown.chunks_mut(5000) {
             let ids: Vec<Uuid> = chunk.iter().map(|r| r.row_id).collect();
             let (cond, args) = crate::store::one_of(conn.dialect(), "t.id", &ids);
             let sql = format!(
                 "SELECT t.id, t.fhir_id, t.version_id, t.updated_at FROM {} t WHERE {cond}",
                 m.table()
             );
-            let mut heads: HashMap<Uuid, crate::store::Row> = HashMap::new();
+            let mut heads: HashMap<Uuid, RowMeta> = HashMap::new();
             for row in conn.fetch_all(&sql, &args).await? {
-                heads.insert(row.uuid("id")?, row);
+                heads.insert(row.uuid("id")?, RowMeta::of(&row)?);
             }
             for r in chunk {
                 let (Some(head), Some(body)) = (heads.get(&r.row_id), r.inserted_from.take())
@@ -351,7 +394,7 @@ impl Fhir {
                 };
                 out.insert(
                     r.row_id,
-                    crate::mapping::fields::as_stored(m.resource_type(), head, body, &order)?,
+                    crate::mapping::fields::as_stored(m.resource_type(), head, body, &order),
                 );
             }
         }
@@ -504,11 +547,7 @@ impl Fhir {
         self.record_version(
             tx,
             m,
-            WrittenRow {
-                row_id,
-                method: "POST",
-                inserted_from: Some(body.clone()),
-            },
+            WrittenRow::new(tx, row_id, &row_id.to_string(), "POST", Some(body.clone())),
         )
         .await
     }
@@ -631,11 +670,13 @@ impl Fhir {
                     .record_version(
                         tx,
                         m,
-                        WrittenRow {
+                        WrittenRow::new(
+                            tx,
                             row_id,
-                            method: "PUT",
-                            inserted_from: inserted.then(|| body.clone()),
-                        },
+                            id.as_str(),
+                            "PUT",
+                            inserted.then(|| body.clone()),
+                        ),
                     )
                     .await?,
                 created,

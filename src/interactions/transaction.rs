@@ -930,11 +930,7 @@ impl Fhir {
                             .map_err(|_| anyhow::anyhow!("assigned id is not a uuid"))?;
                         self.create_rows(tx, caller, m.as_ref(), row_id, &body)
                             .await?;
-                        let row = WrittenRow {
-                            row_id,
-                            method: "POST",
-                            inserted_from: Some(body),
-                        };
+                        let row = WrittenRow::new(tx, row_id, id.as_str(), "POST", Some(body));
                         pending.push((i, row, true));
                         Ok(None)
                     }
@@ -956,11 +952,13 @@ impl Fhir {
                                 created,
                                 inserted,
                             } => {
-                                let row = WrittenRow {
+                                let row = WrittenRow::new(
+                                    tx,
                                     row_id,
-                                    method: "PUT",
-                                    inserted_from: inserted.then_some(body),
-                                };
+                                    id.as_str(),
+                                    "PUT",
+                                    inserted.then_some(body),
+                                );
                                 pending.push((i, row, created));
                                 Ok(None)
                             }

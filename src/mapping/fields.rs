@@ -57,16 +57,28 @@ pub fn resource_head(
     Ok((out, extra))
 }
 
+/// What a resource's row says of its version: the logical id, version and update time
+/// (columns `fhir_id`, `version_id`, `updated_at`).
+pub struct RowMeta {
+    pub fhir_id: String,
+    pub version_id: i64,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl RowMeta {
+    pub fn of(row: &crate::store::Row) -> Result<RowMeta, crate::store::StoreError> {
+        Ok(RowMeta {
+            fhir_id: row.string("fhir_id")?,
+            version_id: row.int("version_id")?,
+            updated_at: row.timestamp("updated_at")?,
+        })
+    }
+}
+
 /// A resource as the rows inserted from `body` give it back: the body without what the server
-/// keeps (see [`resource_rest`]), with the id, version and update time of its row (`row`:
-/// `fhir_id`, `version_id`, `updated_at`), its elements in [`resource_head`]'s order and then
-/// `order`.
-pub fn as_stored(
-    resource_type: &str,
-    row: &crate::store::Row,
-    body: Value,
-    order: &[String],
-) -> Result<Value, crate::store::StoreError> {
+/// keeps (see [`resource_rest`]), with the id, version and update time of its row (`head`), its
+/// elements in [`resource_head`]'s order and then `order`.
+pub fn as_stored(resource_type: &str, head: &RowMeta, body: Value, order: &[String]) -> Value {
     let mut rest = match body {
         Value::Object(o) => o,
         _ => Map::new(),
@@ -76,11 +88,11 @@ pub fn as_stored(
         meta.remove("versionId");
         meta.remove("lastUpdated");
     }
-    let mut out = head(resource_type, row, &mut rest)?;
+    let mut out = head_of(resource_type, head, &mut rest);
     rest.remove("resourceType");
     rest.remove("id");
     out.extend(rest);
-    Ok(Value::Object(ordered(out, order)))
+    Value::Object(ordered(out, order))
 }
 
 /// `resourceType`, `id` and `meta` of a resource from its row, meta being the one taken out of
@@ -90,26 +102,31 @@ fn head(
     row: &crate::store::Row,
     kept: &mut Object,
 ) -> Result<Object, crate::store::StoreError> {
+    Ok(head_of(resource_type, &RowMeta::of(row)?, kept))
+}
+
+/// [`head`] of a row's [`RowMeta`].
+fn head_of(resource_type: &str, head: &RowMeta, kept: &mut Object) -> Object {
     let mut out = Map::new();
     out.insert(
         "resourceType".into(),
         Value::String(resource_type.to_owned()),
     );
-    out.insert("id".into(), Value::String(row.string("fhir_id")?));
+    out.insert("id".into(), Value::String(head.fhir_id.clone()));
     let mut meta = match kept.remove("meta") {
         Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
     meta.insert(
         "versionId".into(),
-        Value::String(row.int("version_id")?.to_string()),
+        Value::String(head.version_id.to_string()),
     );
     meta.insert(
         "lastUpdated".into(),
-        Value::String(crate::fhir::instant(&row.timestamp("updated_at")?)),
+        Value::String(crate::fhir::instant(&head.updated_at)),
     );
     out.insert("meta".into(), Value::Object(meta));
-    Ok(out)
+    out
 }
 
 /// What of a resource is left to map once the server's own parts are set aside: the resource

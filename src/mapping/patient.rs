@@ -697,10 +697,19 @@ impl ResourceMapping for PatientMapping {
         let cols = self.split(tx, resource).await?;
         let mut args: Vec<Arg> = vec![row_id.into(), fhir_id.as_str().into()];
         args.extend(Self::column_args(&cols));
-        let sql = format!(
-            "INSERT INTO patients (id, fhir_id, {COLUMNS}) VALUES (?, ?, {})",
-            placeholders(17)
-        );
+        let sql = match tx.stamp(row_id) {
+            Some(t) => {
+                args.extend([Arg::Timestamp(Some(t)), Arg::Timestamp(Some(t))]);
+                format!(
+                    "INSERT INTO patients (id, fhir_id, {COLUMNS}, created_at, updated_at) VALUES (?, ?, {})",
+                    placeholders(19)
+                )
+            }
+            None => format!(
+                "INSERT INTO patients (id, fhir_id, {COLUMNS}) VALUES (?, ?, {})",
+                placeholders(17)
+            ),
+        };
         tx.queue(&sql, &args).await?;
         self.write_children(tx, row_id, resource).await
     }

@@ -97,6 +97,13 @@ impl TableMapping {
             cols.push(c);
             values.push(expr);
         }
+        if let Some(t) = tx.stamp(row_id) {
+            for c in ["created_at", "updated_at"] {
+                cols.push(c);
+                values.push("?");
+                args.push(Arg::Timestamp(Some(t)));
+            }
+        }
         let sql = format!(
             "INSERT INTO {} (id, {}, {}, fhir_extra) VALUES (?, ?, {}, ?)",
             self.table,

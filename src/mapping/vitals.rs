@@ -523,17 +523,21 @@ pub async fn insert(
 ) -> Result<(), MapError> {
     let k = keys(tx, c).await?;
     let (vs, guarded) = place(tx, c, &k).await?;
-    tx.queue(
-        "INSERT INTO vital_sign_observations (id, vital_sign_id, measurement, fhir_id, fhir_extra) VALUES (?, ?, ?, ?, ?)",
-        &[
-            row_id.into(),
-            vs.into(),
-            c.measurement.key.clone().into(),
-            fhir_id.as_str().into(),
-            Arg::Json(Value::Object(leftovers(resource, c))),
-        ],
-    )
-    .await?;
+    let mut args: Vec<Arg> = vec![
+        row_id.into(),
+        vs.into(),
+        c.measurement.key.clone().into(),
+        fhir_id.as_str().into(),
+        Arg::Json(Value::Object(leftovers(resource, c))),
+    ];
+    let sql = match tx.stamp(row_id) {
+        Some(t) => {
+            args.extend([Arg::Timestamp(Some(t)), Arg::Timestamp(Some(t))]);
+            "INSERT INTO vital_sign_observations (id, vital_sign_id, measurement, fhir_id, fhir_extra, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        }
+        None => "INSERT INTO vital_sign_observations (id, vital_sign_id, measurement, fhir_id, fhir_extra) VALUES (?, ?, ?, ?, ?)",
+    };
+    tx.queue(sql, &args).await?;
     if guarded {
         tx.unguard_vitals(vs).await?;
     }

@@ -14,7 +14,7 @@ pub use error::StoreError;
 pub use lite::LiteRow;
 pub use row::Row;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -487,8 +487,9 @@ pub struct Tx {
     open_index: std::collections::HashMap<String, usize>,
     /// Facts the transaction has looked up and may look up again (see [`Tx::memo`]).
     memo: std::collections::HashMap<String, Box<dyn std::any::Any + Send + Sync>>,
-    /// Rows this transaction inserted (see [`Tx::is_new`]).
-    new_rows: std::collections::HashSet<Uuid>,
+    /// Rows this transaction inserted (see [`Tx::is_new`]), with the time written into them
+    /// (see [`Tx::stamp`]).
+    new_rows: std::collections::HashMap<Uuid, Option<DateTime<Utc>>>,
     /// How many times the waiting writes went (see [`Held`]).
     sends: u64,
 }
@@ -921,7 +922,7 @@ impl Tx {
             queued_n: 0,
             open_index: std::collections::HashMap::new(),
             memo: std::collections::HashMap::new(),
-            new_rows: std::collections::HashSet::new(),
+            new_rows: std::collections::HashMap::new(),
             sends: 0,
         }
     }
@@ -962,13 +963,27 @@ impl Tx {
 
     /// Notes that row `id` is being inserted by this transaction.
     pub fn mark_new(&mut self, id: Uuid) {
-        self.new_rows.insert(id);
+        let stamp = match self.dialect() {
+            // (To the millisecond, as the column keeps it.)
+            Dialect::Sqlite => Some(Utc::now().trunc_subsecs(3)),
+            Dialect::Postgres => None,
+        };
+        self.new_rows.insert(id, stamp);
     }
 
     /// Whether this transaction inserted row `id`: rows keyed by it (child rows, index rows)
     /// can only be this transaction's own, so there is nothing older to clear first.
     pub fn is_new(&self, id: Uuid) -> bool {
-        self.new_rows.contains(&id)
+        self.new_rows.contains_key(&id)
+    }
+
+    /// On SQLite, the creation and update time that the insert of row `id` (marked with
+    /// [`Tx::mark_new`]) writes into the row, instead of leaving them to the columns' default:
+    /// the time of the mark, so that the row's version and update time are known without
+    /// reading them back, a read that would wait for every write queued before it. On
+    /// PostgreSQL `None`: the default (clock_timestamp(), the server's clock) writes them.
+    pub fn stamp(&self, id: Uuid) -> Option<DateTime<Utc>> {
+        self.new_rows.get(&id).copied().flatten()
     }
 
     /// Forgets what was remembered under keys starting with `prefix`.
