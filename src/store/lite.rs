@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard, OwnedSemaphorePermit, S
 
 /// Batches of queued writes sent and not yet written: past this many the sender waits, so a
 /// fast producer does not pile up rows in memory.
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 32;
 
 enum Cmd {
     /// Not answered: a BEGIN that fails fails the next command that waits, and the writes
