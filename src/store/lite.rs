@@ -19,7 +19,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 /// Batches of queued writes sent and not yet written: past this many the sender waits, so a
-/// fast producer does not pile up rows in memory.
+/// fast producer does not pile up rows in memory. Enough for the sender to run ahead while it
+/// maps rows that make many writes, so that the writer still has work when the sender maps
+/// rows that make few, or none (with 4, a 1,000-patient import took 11 % longer; with 256, no
+/// less than with 32). A transaction's reads wait for everything sent before them, which
+/// bounds what piles up by what one transaction writes.
 const IN_FLIGHT: usize = 32;
 
 enum Cmd {
