@@ -115,6 +115,26 @@ pub fn parse_decimal(text: &str) -> Option<rust_decimal::Decimal> {
 }
 
 /// Formats a timestamp the way the SQLite schema stores it (sortable text, milliseconds).
+/// Adds `args` to the values of a waiting write. On SQLite (`lite`) a value its writer would
+/// write out as text (JSON, a UUID, a time, a date) is written out here instead, as the writer
+/// would (`lite::Lit`): by the caller, beside the writer's thread, which a large transaction
+/// keeps busy, and for JSON instead of a deep copy of the value.
+fn keep(lite: bool, into: &mut Vec<Arg>, args: &[Arg]) {
+    if !lite {
+        into.extend_from_slice(args);
+        return;
+    }
+    into.extend(args.iter().map(|a| match a {
+        Arg::Json(v) => Arg::Text(Some(v.to_string())),
+        Arg::OptJson(v) => Arg::Text(v.as_ref().map(Value::to_string)),
+        Arg::Uuid(v) => Arg::Text(Some(v.hyphenated().to_string())),
+        Arg::OptUuid(v) => Arg::Text(v.map(|u| u.hyphenated().to_string())),
+        Arg::Timestamp(v) => Arg::Text(v.as_ref().map(sqlite_timestamp)),
+        Arg::Date(v) => Arg::Text(v.map(|d| d.format("%Y-%m-%d").to_string())),
+        other => other.clone(),
+    }));
+}
+
 pub fn sqlite_timestamp(ts: &DateTime<Utc>) -> String {
     ts.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
@@ -998,12 +1018,13 @@ impl Tx {
         // which flush first) join the open INSERT of their SQL wherever it is in the queue:
         // the index rows of many resources go in one statement. A statement that otherwise
         // touches those tables closes the open INSERTs, so nothing moves past it.
+        let lite = self.dialect() == Dialect::Sqlite;
         let index_insert =
             INDEX_TABLES.iter().any(|t| sql.starts_with(t)) && insert_tuple(sql).is_some();
         if index_insert {
             if let Some(&at) = self.open_index.get(sql) {
                 let q = &mut self.queued[at];
-                q.args.extend_from_slice(args);
+                keep(lite, &mut q.args, args);
                 q.rows += 1;
                 if q.rows >= MAX_ROWS {
                     self.open_index.remove(sql);
@@ -1011,9 +1032,11 @@ impl Tx {
                 return Ok(());
             }
             self.open_index.insert(sql.to_owned(), self.queued.len());
+            let mut kept = Vec::with_capacity(args.len());
+            keep(lite, &mut kept, args);
             self.queued.push(Queued {
                 sql: sql.to_owned(),
-                args: args.to_vec(),
+                args: kept,
                 rows: 1,
             });
             return self.count_queued().await;
@@ -1024,14 +1047,16 @@ impl Tx {
         }
         if let Some(last) = self.queued.last_mut() {
             if last.sql == sql && last.rows < MAX_ROWS && insert_tuple(sql).is_some() {
-                last.args.extend_from_slice(args);
+                keep(lite, &mut last.args, args);
                 last.rows += 1;
                 return Ok(());
             }
         }
+        let mut kept = Vec::with_capacity(args.len());
+        keep(lite, &mut kept, args);
         self.queued.push(Queued {
             sql: sql.to_owned(),
-            args: args.to_vec(),
+            args: kept,
             rows: 1,
         });
         self.count_queued().await
@@ -1682,6 +1707,69 @@ mod tests {
         after.push("auditor".into());
         after.sort();
         assert_eq!(roles(&db).await, after);
+        drop_sqlite_db(db, path).await;
+    }
+
+    #[tokio::test]
+    async fn a_queued_write_stores_each_kind_of_value_as_a_write_sent_at_once_does() {
+        let (db, path) = sqlite_db().await;
+        let at = DateTime::parse_from_rfc3339("2026-05-02T08:00:00.125Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let values = vec![
+            Arg::Json(serde_json::json!({"b": [1.50, "ñ \"x\""], "a": null})),
+            Arg::OptJson(Some(serde_json::json!(1e-22))),
+            Arg::OptJson(None),
+            Arg::Uuid(Uuid::new_v4()),
+            Arg::OptUuid(Some(Uuid::new_v4())),
+            Arg::OptUuid(None),
+            Arg::Timestamp(Some(at)),
+            Arg::Date(NaiveDate::from_ymd_opt(1974, 12, 25)),
+            Arg::Decimal(Some("37.50".into())),
+        ];
+        let cols = (0..values.len())
+            .map(|i| format!("c{i}"))
+            .collect::<Vec<_>>();
+        let insert = format!(
+            "INSERT INTO vals (how, {}) VALUES (?, {})",
+            cols.join(", "),
+            vec!["?"; values.len()].join(", ")
+        );
+        let mut tx = db.begin().await.unwrap();
+        tx.execute(
+            &format!("CREATE TEMP TABLE vals (how, {})", cols.join(", ")),
+            &[],
+        )
+        .await
+        .unwrap();
+        let with = |how: &str| {
+            let mut args = vec![Arg::from(how)];
+            args.extend(values.iter().cloned());
+            args
+        };
+        tx.queue(&insert, &with("queued")).await.unwrap();
+        tx.execute(&insert, &with("at once")).await.unwrap();
+        let typed = cols
+            .iter()
+            .map(|c| format!("typeof({c}) || ':' || coalesce({c}, 'NULL') AS {c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = tx
+            .fetch_all(&format!("SELECT how, {typed} FROM vals ORDER BY how"), &[])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let stored = |i: usize| {
+            cols.iter()
+                .map(|c| rows[i].string(c).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].string("how").unwrap(), "at once");
+        assert_eq!(stored(1), stored(0));
+        assert_eq!(stored(0)[0], r#"text:{"b":[1.5,"ñ \"x\""],"a":null}"#);
+        assert_eq!(stored(0)[6], "text:2026-05-02T08:00:00.125Z");
+        assert_eq!(stored(0)[7], "text:1974-12-25");
         drop_sqlite_db(db, path).await;
     }
 
