@@ -339,10 +339,10 @@ impl Fhir {
     /// A resource whose rows this transaction inserted from a body is that body (taken from
     /// `rows`): the mapping keeps what it cannot rebuild from columns, so the rows give it back
     /// (lossless by construction, docs/DESIGN.md). Only its id, version and update time are
-    /// read, unless the insert wrote them (SQLite, see [`crate::store::Tx::stamp`]). Every other resource (an update, or a type with custom fields, whose stored values
-    /// may read back in a form of their own) is read back and assembled from its rows. Debug
-    /// builds, which the tests run, read back the inserted ones too and fail unless they are
-    /// equal.
+    /// read, unless the insert wrote them (SQLite, see [`crate::store::Tx::stamp`]). Every
+    /// other resource (an update, or a type with custom fields, whose stored values may read
+    /// back in a form of their own) is read back and assembled from its rows. Debug builds,
+    /// which the tests run, read back the inserted ones too and fail unless they are equal.
     pub(crate) async fn read_back(
         &self,
         conn: &mut Conn<'_>,

@@ -9,10 +9,9 @@
 //! ([`LiteTx::commit_sent`]): the next transaction then begins behind it. Statements are prepared once and kept (a cache of the
 //! recurring SQL), and a multi-row INSERT is run as its single-row statement once per row.
 
-use super::{sqlite_timestamp, Arg, Queued, StoreError};
+use super::{Arg, Queued, StoreError};
 use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 use rusqlite::{Connection, OpenFlags, ToSql};
-use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -416,33 +415,23 @@ struct Lit<'a>(&'a Arg);
 
 impl ToSql for Lit<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        let text = |s: Option<String>| match s {
-            Some(s) => ToSqlOutput::Owned(SqlValue::Text(s)),
-            None => ToSqlOutput::Owned(SqlValue::Null),
-        };
+        if let Some(text) = super::lite_text(self.0) {
+            return Ok(ToSqlOutput::Owned(
+                text.map_or(SqlValue::Null, SqlValue::Text),
+            ));
+        }
         Ok(match self.0 {
-            Arg::Uuid(v) => text(Some(v.hyphenated().to_string())),
-            Arg::OptUuid(v) => text(v.map(|u| u.hyphenated().to_string())),
             Arg::Text(Some(s)) | Arg::Decimal(Some(s)) => s.as_str().to_sql()?,
-            Arg::Text(None) | Arg::Decimal(None) => ToSqlOutput::Owned(SqlValue::Null),
             Arg::Int(v) => ToSqlOutput::Owned(v.map_or(SqlValue::Null, SqlValue::Integer)),
             Arg::Bool(v) => {
                 ToSqlOutput::Owned(v.map_or(SqlValue::Null, |b| SqlValue::Integer(b.into())))
             }
-            Arg::Json(v) => text(Some(v.to_string())),
-            Arg::OptJson(v) => text(v.as_ref().map(Value::to_string)),
-            Arg::Timestamp(v) => text(v.as_ref().map(sqlite_timestamp)),
-            Arg::Date(v) => text(v.map(|d| d.format("%Y-%m-%d").to_string())),
             Arg::Bytes(Some(b)) => b.as_slice().to_sql()?,
-            Arg::Bytes(None) => ToSqlOutput::Owned(SqlValue::Null),
-            Arg::UuidList(v) => text(Some(
-                Value::Array(
-                    v.iter()
-                        .map(|u| Value::String(u.hyphenated().to_string()))
-                        .collect(),
-                )
-                .to_string(),
-            )),
+            Arg::Text(None) | Arg::Decimal(None) | Arg::Bytes(None) => {
+                ToSqlOutput::Owned(SqlValue::Null)
+            }
+            // (Written out as text above.)
+            _ => ToSqlOutput::Owned(SqlValue::Null),
         })
     }
 }

@@ -114,27 +114,44 @@ pub fn parse_decimal(text: &str) -> Option<rust_decimal::Decimal> {
         .ok()
 }
 
-/// Formats a timestamp the way the SQLite schema stores it (sortable text, milliseconds).
 /// Adds `args` to the values of a waiting write. On SQLite (`lite`) a value its writer would
-/// write out as text (JSON, a UUID, a time, a date) is written out here instead, as the writer
-/// would (`lite::Lit`): by the caller, beside the writer's thread, which a large transaction
-/// keeps busy, and for JSON instead of a deep copy of the value.
+/// write out as text ([`lite_text`]) is written out here instead: by the caller, beside the
+/// writer's thread, which a large transaction keeps busy, and for JSON instead of a deep copy of
+/// the value.
 fn keep(lite: bool, into: &mut Vec<Arg>, args: &[Arg]) {
     if !lite {
         into.extend_from_slice(args);
         return;
     }
-    into.extend(args.iter().map(|a| match a {
-        Arg::Json(v) => Arg::Text(Some(v.to_string())),
-        Arg::OptJson(v) => Arg::Text(v.as_ref().map(Value::to_string)),
-        Arg::Uuid(v) => Arg::Text(Some(v.hyphenated().to_string())),
-        Arg::OptUuid(v) => Arg::Text(v.map(|u| u.hyphenated().to_string())),
-        Arg::Timestamp(v) => Arg::Text(v.as_ref().map(sqlite_timestamp)),
-        Arg::Date(v) => Arg::Text(v.map(|d| d.format("%Y-%m-%d").to_string())),
-        other => other.clone(),
+    into.extend(args.iter().map(|a| match lite_text(a) {
+        Some(text) => Arg::Text(text),
+        None => a.clone(),
     }));
 }
 
+/// The text SQLite keeps for a value that is not text in Rust (JSON, a UUID, a time, a date, a
+/// list of UUIDs), `Some(None)` for its NULL; `None` for a value bound as it is.
+pub(super) fn lite_text(a: &Arg) -> Option<Option<String>> {
+    Some(match a {
+        Arg::Json(v) => Some(v.to_string()),
+        Arg::OptJson(v) => v.as_ref().map(Value::to_string),
+        Arg::Uuid(v) => Some(v.hyphenated().to_string()),
+        Arg::OptUuid(v) => v.map(|u| u.hyphenated().to_string()),
+        Arg::Timestamp(v) => v.as_ref().map(sqlite_timestamp),
+        Arg::Date(v) => v.map(|d| d.format("%Y-%m-%d").to_string()),
+        Arg::UuidList(v) => Some(
+            Value::Array(
+                v.iter()
+                    .map(|u| Value::String(u.hyphenated().to_string()))
+                    .collect(),
+            )
+            .to_string(),
+        ),
+        Arg::Text(_) | Arg::Int(_) | Arg::Bool(_) | Arg::Decimal(_) | Arg::Bytes(_) => return None,
+    })
+}
+
+/// Formats a timestamp the way the SQLite schema stores it (sortable text, milliseconds).
 pub fn sqlite_timestamp(ts: &DateTime<Utc>) -> String {
     ts.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
