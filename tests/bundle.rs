@@ -3,6 +3,7 @@
 
 mod common;
 
+use chrono::SubsecRound;
 use common::{located, post, stub, transaction, Engine, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -465,9 +466,9 @@ async fn malformed_bundles_are_refused(engine: Engine) {
 }
 
 /// The update time a create is answered with is the one its row keeps: in the entry's response
-/// and resource, in a read, in its history and in the row's `updated_at` (and `created_at`,
-/// which an insert on SQLite writes alike), for each kind of row a resource is inserted into
-/// (a patient, a vital sign, a lab result).
+/// and resource, in a read, in its history and in the row's `updated_at` and `created_at`
+/// (which the insert writes itself), for each kind of row a resource is inserted into (a
+/// patient, a vital sign, a lab result).
 async fn a_created_resource_keeps_the_time_it_was_answered_with(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let patient = "urn:uuid:7b2f0c1e-0000-4000-8000-000000000001";
@@ -489,6 +490,13 @@ async fn a_created_resource_keeps_the_time_it_was_answered_with(engine: Engine) 
         post("urn:uuid:7b2f0c1e-0000-4000-8000-000000000002", weight),
         post("urn:uuid:7b2f0c1e-0000-4000-8000-000000000003", glucose),
     ]);
+    // The database's clock, as its update triggers read it, before and after.
+    let clock = || async {
+        let sql = format!("SELECT {} AS now", app.db.dialect().now());
+        let row = app.db.fetch_optional(&sql, &[]).await.unwrap().unwrap();
+        row.timestamp("now").unwrap()
+    };
+    let before = clock().await;
     let r = app
         .send(
             Method::POST,
@@ -497,6 +505,7 @@ async fn a_created_resource_keeps_the_time_it_was_answered_with(engine: Engine) 
             &[("prefer", "return=representation")],
         )
         .await;
+    let after = clock().await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let tables = [
         "patients",
@@ -506,6 +515,11 @@ async fn a_created_resource_keeps_the_time_it_was_answered_with(engine: Engine) 
     for (entry, table) in r.body["entry"].as_array().unwrap().iter().zip(tables) {
         let at = entry["resource"]["meta"]["lastUpdated"].as_str().unwrap();
         let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+        // (SQLite's column keeps milliseconds.)
+        assert!(
+            before.trunc_subsecs(3) <= at && at <= after,
+            "{table}: {at} is not between {before} and {after}"
+        );
         assert_eq!(
             entry["response"]["lastModified"]
                 .as_str()
@@ -535,13 +549,11 @@ async fn a_created_resource_keeps_the_time_it_was_answered_with(engine: Engine) 
             at,
             "{table}.updated_at"
         );
-        if engine == Engine::Sqlite {
-            assert_eq!(
-                row.timestamp("created_at").unwrap(),
-                at,
-                "{table}.created_at"
-            );
-        }
+        assert_eq!(
+            row.timestamp("created_at").unwrap(),
+            at,
+            "{table}.created_at"
+        );
     }
 }
 

@@ -339,7 +339,7 @@ impl Fhir {
     /// A resource whose rows this transaction inserted from a body is that body (taken from
     /// `rows`): the mapping keeps what it cannot rebuild from columns, so the rows give it back
     /// (lossless by construction, docs/DESIGN.md). Only its id, version and update time are
-    /// read, unless the insert wrote them (SQLite, see [`crate::store::Tx::stamp`]). Every
+    /// read, unless the insert wrote them (see [`crate::store::Tx::stamp`]). Every
     /// other resource (an update, or a type with custom fields, whose stored values may read
     /// back in a form of their own) is read back and assembled from its rows. Debug builds,
     /// which the tests run, read back the inserted ones too and fail unless they are equal.
@@ -1009,7 +1009,7 @@ async fn insert_rows(
     id: &Id,
     body: &Value,
 ) -> Result<()> {
-    tx.mark_new(row_id);
+    tx.mark_new(row_id).await?;
     tx.guard(row_id).await?;
     m.insert(tx, row_id, id, body).await?;
     custom::store(tx, m.resource_type(), row_id, body).await?;

@@ -526,7 +526,10 @@ pub struct Tx {
     memo: std::collections::HashMap<String, Box<dyn std::any::Any + Send + Sync>>,
     /// Rows this transaction inserted (see [`Tx::is_new`]), with the time written into them
     /// (see [`Tx::stamp`]).
-    new_rows: std::collections::HashMap<Uuid, Option<DateTime<Utc>>>,
+    new_rows: std::collections::HashMap<Uuid, DateTime<Utc>>,
+    /// On PostgreSQL, the server's clock when the transaction first read it, and the moment of
+    /// that reading (see [`Tx::mark_new`]).
+    clock: Option<(DateTime<Utc>, Instant)>,
     /// How many times the waiting writes went (see [`Held`]).
     sends: u64,
 }
@@ -960,6 +963,7 @@ impl Tx {
             open_index: std::collections::HashMap::new(),
             memo: std::collections::HashMap::new(),
             new_rows: std::collections::HashMap::new(),
+            clock: None,
             sends: 0,
         }
     }
@@ -998,14 +1002,34 @@ impl Tx {
         v.downcast::<T>().ok().map(|b| *b)
     }
 
-    /// Notes that row `id` is being inserted by this transaction.
-    pub fn mark_new(&mut self, id: Uuid) {
+    /// Notes that row `id` is being inserted by this transaction, and the time its insert writes
+    /// into it as its creation and update time (see [`Tx::stamp`]).
+    pub async fn mark_new(&mut self, id: Uuid) -> Result<(), StoreError> {
         let stamp = match self.dialect() {
             // (To the millisecond, as the column keeps it.)
-            Dialect::Sqlite => Some(Utc::now().trunc_subsecs(3)),
-            Dialect::Postgres => None,
+            Dialect::Sqlite => Utc::now().trunc_subsecs(3),
+            // The server's clock, read once per transaction, and the time since: the clock
+            // every other change of the rows (the update triggers) is stamped by. (To the
+            // microsecond, as timestamptz keeps it.)
+            Dialect::Postgres => {
+                let (at, since) = match self.clock {
+                    Some(c) => c,
+                    None => {
+                        let row = self
+                            .fetch_optional("SELECT clock_timestamp() AS now", &[])
+                            .await?
+                            .ok_or(StoreError::Closed)?;
+                        let c = (row.timestamp("now")?, Instant::now());
+                        self.clock = Some(c);
+                        c
+                    }
+                };
+                let elapsed = chrono::Duration::from_std(since.elapsed()).unwrap_or_default();
+                (at + elapsed).trunc_subsecs(6)
+            }
         };
         self.new_rows.insert(id, stamp);
+        Ok(())
     }
 
     /// Whether this transaction inserted row `id`: rows keyed by it (child rows, index rows)
@@ -1014,13 +1038,12 @@ impl Tx {
         self.new_rows.contains_key(&id)
     }
 
-    /// On SQLite, the creation and update time that the insert of row `id` (marked with
-    /// [`Tx::mark_new`]) writes into the row, instead of leaving them to the columns' default:
-    /// the time of the mark, so that the row's version and update time are known without
-    /// reading them back, a read that would wait for every write queued before it. On
-    /// PostgreSQL `None`: the default (clock_timestamp(), the server's clock) writes them.
+    /// The creation and update time that the insert of row `id` (marked with [`Tx::mark_new`])
+    /// writes into the row, instead of leaving them to the columns' default, so that the row's
+    /// version and update time are known without reading them back: a read that would wait for
+    /// every write queued before it.
     pub fn stamp(&self, id: Uuid) -> Option<DateTime<Utc>> {
-        self.new_rows.get(&id).copied().flatten()
+        self.new_rows.get(&id).copied()
     }
 
     /// Forgets what was remembered under keys starting with `prefix`.
