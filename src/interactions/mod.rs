@@ -32,11 +32,9 @@ pub(crate) struct WrittenRow {
     pub row_id: Uuid,
     /// The method that wrote it (`POST`, `PUT`...).
     pub method: &'static str,
-    /// The body the rows were inserted from, when this transaction inserted them (a create).
-    pub inserted_from: Option<Value>,
-    /// The inserted row's version and update time, when the insert wrote them (see
-    /// [`crate::store::Tx::stamp`]): nothing to read back.
-    pub meta: Option<RowMeta>,
+    /// When this transaction inserted the row: the body it was inserted from, and the row's
+    /// version and update time, which the insert wrote (see [`crate::store::Tx::stamp`]).
+    pub inserted: Option<(Value, RowMeta)>,
 }
 
 impl WrittenRow {
@@ -49,19 +47,20 @@ impl WrittenRow {
         method: &'static str,
         inserted_from: Option<Value>,
     ) -> WrittenRow {
-        let meta = match (&inserted_from, tx.stamp(row_id)) {
-            (Some(_), Some(updated_at)) => Some(RowMeta {
+        // (A row without the time its insert wrote is read back, as an update is.)
+        let inserted = inserted_from.and_then(|body| {
+            let updated_at = tx.stamp(row_id)?;
+            let meta = RowMeta {
                 fhir_id: fhir_id.to_owned(),
                 version_id: 1,
                 updated_at,
-            }),
-            _ => None,
-        };
+            };
+            Some((body, meta))
+        });
         WrittenRow {
             row_id,
             method,
-            inserted_from,
-            meta,
+            inserted,
         }
     }
 }
@@ -338,9 +337,8 @@ impl Fhir {
     ///
     /// A resource whose rows this transaction inserted from a body is that body (taken from
     /// `rows`): the mapping keeps what it cannot rebuild from columns, so the rows give it back
-    /// (lossless by construction, docs/DESIGN.md). Only its id, version and update time are
-    /// read, unless the insert wrote them (see [`crate::store::Tx::stamp`]). Every
-    /// other resource (an update, or a type with custom fields, whose stored values may read
+    /// (lossless by construction, docs/DESIGN.md), with the version and update time the insert
+    /// wrote (see [`crate::store::Tx::stamp`]): nothing is read. Every other resource (an update, or a type with custom fields, whose stored values may read
     /// back in a form of their own) is read back and assembled from its rows. Debug builds,
     /// which the tests run, read back the inserted ones too and fail unless they are equal.
     pub(crate) async fn read_back(
@@ -350,59 +348,30 @@ impl Fhir {
         rows: &mut [WrittenRow],
         defs: &[custom::FieldDef],
     ) -> Result<HashMap<Uuid, Value>> {
-        let as_written = |r: &WrittenRow| defs.is_empty() && r.inserted_from.is_some();
+        let as_written = |r: &WrittenRow| defs.is_empty() && r.inserted.is_some();
         let to_load: Vec<Uuid> = rows
             .iter()
             .filter(|r| !as_written(r))
             .map(|r| r.row_id)
             .collect();
         let mut out = self.load_all(conn, m, &to_load, defs).await?;
-        let mut inserted: Vec<&mut WrittenRow> =
-            rows.iter_mut().filter(|r| as_written(r)).collect();
-        if inserted.is_empty() {
+        if to_load.len() == rows.len() {
             return Ok(out);
         }
         let order = crate::mapping::element_order(m.resource_type());
-        let mut unknown = Vec::new();
-        for r in inserted.iter_mut() {
-            match &r.meta {
-                Some(meta) => {
-                    let body = r.inserted_from.take().unwrap_or_default();
-                    let resource =
-                        crate::mapping::fields::as_stored(m.resource_type(), meta, body, &order);
-                    out.insert(r.row_id, resource);
-                }
-                None => unknown.push(&mut **r),
-            }
-        }
-        // (One read for a whole import group, or a large bundle's type.)
-        for chunk in unknown.chunks_mut(5000) {
-            let ids: Vec<Uuid> = chunk.iter().map(|r| r.row_id).collect();
-            let (cond, args) = crate::store::one_of(conn.dialect(), "t.id", &ids);
-            let sql = format!(
-                "SELECT t.id, t.fhir_id, t.version_id, t.updated_at FROM {} t WHERE {cond}",
-                m.table()
-            );
-            let mut heads: HashMap<Uuid, RowMeta> = HashMap::new();
-            for row in conn.fetch_all(&sql, &args).await? {
-                heads.insert(row.uuid("id")?, RowMeta::of(&row)?);
-            }
-            for r in chunk {
-                let (Some(head), Some(body)) = (heads.get(&r.row_id), r.inserted_from.take())
-                else {
-                    return Err(anyhow::anyhow!("row vanished inside its own transaction").into());
-                };
-                out.insert(
-                    r.row_id,
-                    crate::mapping::fields::as_stored(m.resource_type(), head, body, &order),
-                );
+        let mut inserted = Vec::new();
+        for r in rows.iter_mut().filter(|r| as_written(r)) {
+            if let Some((body, meta)) = r.inserted.take() {
+                let resource =
+                    crate::mapping::fields::as_stored(m.resource_type(), &meta, body, &order);
+                out.insert(r.row_id, resource);
+                inserted.push(r.row_id);
             }
         }
         #[cfg(debug_assertions)]
         {
-            let ids: Vec<Uuid> = inserted.iter().map(|r| r.row_id).collect();
-            let loaded = self.load_all(conn, m, &ids, defs).await?;
-            for id in &ids {
+            let loaded = self.load_all(conn, m, &inserted, defs).await?;
+            for id in &inserted {
                 if loaded.get(id) != out.get(id) {
                     // (The path only: the values are patient data.)
                     return Err(anyhow::anyhow!(
