@@ -76,33 +76,16 @@ async fn resolve(app: &TestApp, rtype: &str, criteria: &str) -> String {
         .to_owned()
 }
 
-async fn every_synthea_bundle_imports_and_reads_back_as_sent(engine: Engine) {
-    let app = TestApp::spawn(engine).await;
-    let dir = bundles_dir();
-    let out = import(&app.url, &["--skip-unsupported", dir.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("skipped (type not hosted):"), "{stdout}");
-    for skipped in [
-        "Claim",
-        "ExplanationOfBenefit",
-        "Organization",
-        "Immunization",
-    ] {
-        assert!(stdout.contains(skipped), "{skipped} is counted: {stdout}");
-    }
-    assert!(!stdout.contains("failed"), "{stdout}");
-
+/// Reads back every hosted resource of the bundle `files` and checks it is what was sent (its
+/// references resolved as the server resolved them), for each hosted type at least once;
+/// returns each resource as served, by path.
+async fn reads_back_as_sent(app: &TestApp, files: &[PathBuf]) -> Vec<(String, Value)> {
     let mut checked: HashMap<&str, usize> = HashMap::new();
     // Every resource as first served (its stored version), by path.
     let mut served: Vec<(String, Value)> = Vec::new();
     let mut conditional: HashMap<String, String> = HashMap::new();
-    for file in bundle_files() {
-        let bundle: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    for file in files {
+        let bundle: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
         let entries = bundle["entry"].as_array().unwrap();
         // Each fullUrl names its entry's Type/id, whether the entry was kept or dropped.
         let local: HashMap<String, String> = entries
@@ -136,7 +119,7 @@ async fn every_synthea_bundle_imports_and_reads_back_as_sent(engine: Engine) {
             for c in conditionals {
                 if !conditional.contains_key(&c) {
                     let (t, q) = c.split_once('?').unwrap();
-                    let id = resolve(&app, t, q).await;
+                    let id = resolve(app, t, q).await;
                     conditional.insert(c.clone(), format!("{t}/{id}"));
                 }
             }
@@ -147,7 +130,7 @@ async fn every_synthea_bundle_imports_and_reads_back_as_sent(engine: Engine) {
             });
             // A conditional create keeps the server's id: find it by its criteria.
             let id = match e["request"]["ifNoneExist"].as_str() {
-                Some(c) => resolve(&app, rt, c).await,
+                Some(c) => resolve(app, rt, c).await,
                 None => e["resource"]["id"].as_str().unwrap().to_owned(),
             };
             let back = app.get(&format!("/fhir/{rt}/{id}")).await;
@@ -174,6 +157,31 @@ async fn every_synthea_bundle_imports_and_reads_back_as_sent(engine: Engine) {
             "no {rt} checked: {checked:?}"
         );
     }
+    served
+}
+
+async fn every_synthea_bundle_imports_and_reads_back_as_sent(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let dir = bundles_dir();
+    let out = import(&app.url, &["--skip-unsupported", dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("skipped (type not hosted):"), "{stdout}");
+    for skipped in [
+        "Claim",
+        "ExplanationOfBenefit",
+        "Organization",
+        "Immunization",
+    ] {
+        assert!(stdout.contains(skipped), "{skipped} is counted: {stdout}");
+    }
+    assert!(!stdout.contains("failed"), "{stdout}");
+
+    let served = reads_back_as_sent(&app, &bundle_files()).await;
     // Literal references to dropped entries (an Encounter's serviceProvider Organization).
     let enc = app.get("/fhir/Encounter?_count=1").await.body;
     let sp = enc["entry"][0]["resource"]["serviceProvider"]["reference"]
@@ -312,7 +320,107 @@ async fn a_bad_bundle_fails_alone_and_the_exit_code_says_so(engine: Engine) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Appends `evil` to every free-text string of a resource: displays, texts, names, address
+/// parts, identifier values.
+fn poison(v: &mut Value, key: &str, evil: &str) {
+    const TEXT: &[&str] = &[
+        "display",
+        "text",
+        "family",
+        "given",
+        "prefix",
+        "suffix",
+        "line",
+        "city",
+        "state",
+        "country",
+        "value",
+        "comment",
+        "description",
+    ];
+    match v {
+        Value::Object(o) => {
+            for (k, item) in o.iter_mut() {
+                if k != "reference" && k != "div" {
+                    poison(item, k, evil);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| poison(x, key, evil)),
+        Value::String(s) if TEXT.contains(&key) => s.push_str(evil),
+        _ => {}
+    }
+}
+
+async fn sql_metacharacters_in_every_text_of_an_imported_bundle_are_stored_as_sent(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let evil =
+        " x'); DROP TABLE patients; -- $$ $q$ E'\\x' \\' /* */ ? $1 %_ ; ñ \u{1F600} \u{202E}";
+    let dir = std::env::temp_dir().join(format!(
+        "expediente-import-evil-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    // Two patients whose references to practitioners are conditional, the practitioners, and
+    // a patient of a bundle of its own.
+    let chosen = bundle_files().into_iter().filter(|f| {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        ["Bob965", "Cecelia952", "practitioner", "Benedict"]
+            .iter()
+            .any(|p| name.starts_with(p))
+    });
+    for file in chosen {
+        let mut bundle: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        for e in bundle["entry"].as_array_mut().unwrap() {
+            if let Some(id) = e["resource"].get("identifier").cloned() {
+                // (Identifiers name the resource in conditional creates: kept as they are.)
+                poison(&mut e["resource"], "", evil);
+                e["resource"]["identifier"] = id;
+            } else {
+                poison(&mut e["resource"], "", evil);
+            }
+        }
+        let to = dir.join(file.file_name().unwrap());
+        std::fs::write(&to, bundle.to_string()).unwrap();
+        assert!(to.exists());
+        files.push(to);
+    }
+    let out = import(&app.url, &["--skip-unsupported", dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("failed"), "{stdout}");
+    let served = reads_back_as_sent(&app, &files).await;
+    assert!(
+        served
+            .iter()
+            .any(|(_, r)| r.to_string().contains("DROP TABLE")),
+        "the values went in"
+    );
+    // The names are found by what was sent, and every table is still there.
+    let patient = served
+        .iter()
+        .find(|(p, _)| p.starts_with("/fhir/Patient/"))
+        .unwrap();
+    let family = patient.1["name"][0]["family"].as_str().unwrap().to_owned();
+    let found = app
+        .get(&format!(
+            "/fhir/Patient?family:exact={}",
+            form_urlencoded::byte_serialize(family.as_bytes()).collect::<String>()
+        ))
+        .await;
+    assert_eq!(found.body["total"], 1, "{}", found.text);
+    assert!(app.count("patients").await >= 3);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 on_both_engines!(
     every_synthea_bundle_imports_and_reads_back_as_sent,
     a_bad_bundle_fails_alone_and_the_exit_code_says_so,
+    sql_metacharacters_in_every_text_of_an_imported_bundle_are_stored_as_sent,
 );

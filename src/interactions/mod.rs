@@ -27,6 +27,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// The columns of a row of resource_versions.
+const VERSION_ROW: [&str; 8] = [
+    "id",
+    "resource_type",
+    "row_id",
+    "fhir_id",
+    "version_id",
+    "method",
+    "last_updated",
+    "resource",
+];
+
 /// A row just written, to record as a version (see [`Fhir::record_versions`]).
 pub(crate) struct WrittenRow {
     pub row_id: Uuid,
@@ -447,8 +459,9 @@ impl Fhir {
                 .remove(&r.row_id)
                 .ok_or_else(|| anyhow::anyhow!("row vanished inside its own transaction"))?;
             let version = version_of(m.resource_type(), Some(resource))?;
-            tx.queue(
-                "INSERT INTO resource_versions (id, resource_type, row_id, fhir_id, version_id, method, last_updated, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            tx.insert(
+                "resource_versions",
+                &VERSION_ROW,
                 &[
                     Uuid::new_v4().into(),
                     m.resource_type().into(),
@@ -923,9 +936,19 @@ impl Fhir {
                 "{resource_type}/{id} was changed by another request during the delete; retry"
             )));
         };
-        tx.queue(
-            "INSERT INTO resource_versions (id, resource_type, row_id, fhir_id, version_id, method, last_updated, resource) VALUES (?, ?, ?, ?, ?, 'DELETE', ?, NULL)",
-            &[Uuid::new_v4().into(), m.resource_type().into(), h.row_id.into(), id.as_str().into(), version_id.into(), at.into()],
+        tx.insert(
+            "resource_versions",
+            &VERSION_ROW,
+            &[
+                Uuid::new_v4().into(),
+                m.resource_type().into(),
+                h.row_id.into(),
+                id.as_str().into(),
+                version_id.into(),
+                "DELETE".into(),
+                at.into(),
+                Arg::Text(None),
+            ],
         )
         .await?;
         Ok(true)

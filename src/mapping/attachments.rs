@@ -222,9 +222,21 @@ pub async fn store(
                     report.into(),
                 ];
                 args.extend(file);
-                tx.queue(
-                    "INSERT INTO file_attachments (id, patient_id, consultation_id, medical_test_id, file_name, content_type, size_bytes, sha256, storage_path, content, fhir_extra) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                tx.insert(
+                    "file_attachments",
+                    &[
+                        "id",
+                        "patient_id",
+                        "consultation_id",
+                        "medical_test_id",
+                        "file_name",
+                        "content_type",
+                        "size_bytes",
+                        "sha256",
+                        "storage_path",
+                        "content",
+                        "fhir_extra",
+                    ],
                     &args,
                 )
                 .await?;

@@ -279,9 +279,18 @@ pub async fn store(
         .await?;
     }
     for (def, v) in values {
-        tx.queue(
-            "INSERT INTO custom_field_values (id, custom_field_id, entity_type, entity_id, value_text, value_number, value_date, value_boolean) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        tx.insert(
+            "custom_field_values",
+            &[
+                "id",
+                "custom_field_id",
+                "entity_type",
+                "entity_id",
+                "value_text",
+                "value_number",
+                "value_date",
+                "value_boolean",
+            ],
             &[
                 Uuid::new_v4().into(),
                 def.id.into(),
@@ -289,7 +298,10 @@ pub async fn store(
                 row_id.into(),
                 v.text.into(),
                 Arg::Decimal(v.number),
-                Arg::Date(v.date.and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())),
+                Arg::Date(
+                    v.date
+                        .and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
+                ),
                 Arg::Bool(v.boolean),
             ],
         )

@@ -243,9 +243,16 @@ async fn link_results(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(),
         .await?;
     }
     for id in &ids {
-        tx.queue(
-            "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES ('DiagnosticReport', ?, 'result', ?, ?)",
-            &[report.into(), id.as_str().into(), id.as_str().into()],
+        tx.insert_detached(
+            "search_strings",
+            &super::search::STRING_ROW,
+            &[
+                "DiagnosticReport".into(),
+                report.into(),
+                "result".into(),
+                id.as_str().into(),
+                id.as_str().into(),
+            ],
         )
         .await?;
     }

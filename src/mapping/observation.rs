@@ -418,9 +418,16 @@ async fn index_codes(
     rows.sort();
     rows.dedup();
     for (param, (system, code)) in rows {
-        tx.queue(
-            "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES ('Observation', ?, ?, ?, ?)",
-            &[row_id.into(), param.into(), system.into(), code.into()],
+        tx.insert_detached(
+            "search_strings",
+            &super::search::STRING_ROW,
+            &[
+                "Observation".into(),
+                row_id.into(),
+                param.into(),
+                system.into(),
+                code.into(),
+            ],
         )
         .await?;
     }
@@ -451,9 +458,19 @@ async fn index_codes(
         };
         let unit = |k: &str| q.get(k).and_then(Value::as_str).map(str::to_owned);
         for (system, code) in codings(c.get("code")) {
-            tx.queue(
-                "INSERT INTO search_quantities (resource_type, row_id, param, code_system, code, value, unit_system, unit_code) VALUES ('Observation', ?, 'component', ?, ?, ?, ?, ?)",
-                &[row_id.into(), system.into(), code.into(), Arg::Decimal(Some(value.clone())), unit("system").into(), unit("code").into()],
+            tx.insert_detached(
+                "search_quantities",
+                &super::search::QUANTITY_ROW,
+                &[
+                    "Observation".into(),
+                    row_id.into(),
+                    "component".into(),
+                    system.into(),
+                    code.into(),
+                    Arg::Decimal(Some(value.clone())),
+                    unit("system").into(),
+                    unit("code").into(),
+                ],
             )
             .await?;
         }

@@ -564,9 +564,26 @@ impl PatientMapping {
         };
         for (pos, item) in items("identifier").iter().enumerate() {
             let (c, extra) = row_extra::<IdentifierRow>(item);
-            tx.queue(
-                "INSERT INTO patient_identifiers (id, patient_id, position, use_code, system, value, fhir_extra) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                &[Uuid::new_v4().into(), row_id.into(), (pos as i64).into(), c[0].clone().into(), c[1].clone().into(), c[2].clone().into(), Arg::Json(extra)],
+            tx.insert(
+                "patient_identifiers",
+                &[
+                    "id",
+                    "patient_id",
+                    "position",
+                    "use_code",
+                    "system",
+                    "value",
+                    "fhir_extra",
+                ],
+                &[
+                    Uuid::new_v4().into(),
+                    row_id.into(),
+                    (pos as i64).into(),
+                    c[0].clone().into(),
+                    c[1].clone().into(),
+                    c[2].clone().into(),
+                    Arg::Json(extra),
+                ],
             )
             .await?;
         }
@@ -576,8 +593,19 @@ impl PatientMapping {
                 vec![Uuid::new_v4().into(), row_id.into(), (pos as i64).into()];
             args.extend(c.iter().map(|v| Arg::from(v.clone())));
             args.push(Arg::Json(extra));
-            tx.queue(
-                "INSERT INTO patient_contacts (id, patient_id, position, relationship, first_name, last_name, phone, email, fhir_extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            tx.insert(
+                "patient_contacts",
+                &[
+                    "id",
+                    "patient_id",
+                    "position",
+                    "relationship",
+                    "first_name",
+                    "last_name",
+                    "phone",
+                    "email",
+                    "fhir_extra",
+                ],
                 &args,
             )
             .await?;
@@ -697,20 +725,13 @@ impl ResourceMapping for PatientMapping {
         let cols = self.split(tx, resource).await?;
         let mut args: Vec<Arg> = vec![row_id.into(), fhir_id.as_str().into()];
         args.extend(Self::column_args(&cols));
-        let sql = match tx.stamp(row_id) {
-            Some(t) => {
-                args.extend([Arg::Timestamp(Some(t)), Arg::Timestamp(Some(t))]);
-                format!(
-                    "INSERT INTO patients (id, fhir_id, {COLUMNS}, created_at, updated_at) VALUES (?, ?, {})",
-                    placeholders(19)
-                )
-            }
-            None => format!(
-                "INSERT INTO patients (id, fhir_id, {COLUMNS}) VALUES (?, ?, {})",
-                placeholders(17)
-            ),
-        };
-        tx.queue(&sql, &args).await?;
+        let mut columns: Vec<&str> = vec!["id", "fhir_id"];
+        columns.extend(COLUMNS.split(", "));
+        if let Some(t) = tx.stamp(row_id) {
+            args.extend([Arg::Timestamp(Some(t)), Arg::Timestamp(Some(t))]);
+            columns.extend(["created_at", "updated_at"]);
+        }
+        tx.insert("patients", &columns, &args).await?;
         self.write_children(tx, row_id, resource).await
     }
 

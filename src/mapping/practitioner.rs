@@ -132,7 +132,7 @@ pub fn mapping() -> TableMapping {
         params: PARAMS,
         id_column: "fhir_id_given",
         filter: Some("t.role_id IN (SELECT r.id FROM roles r WHERE r.is_clinical)"),
-        insert_defaults: &[("role_id", "(SELECT id FROM roles WHERE name = 'doctor')")],
+        insert_defaults: &[("role_id", "SELECT id FROM roles WHERE name = 'doctor'")],
         index_names: true,
         ..TableMapping::BASE
     }

@@ -1432,14 +1432,36 @@ pub async fn index_meta(
     rows.sort();
     rows.dedup();
     for (param, value, exact) in rows {
-        tx.queue(
-            "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES (?, ?, ?, ?, ?)",
-            &[resource_type.into(), row_id.into(), param.into(), value.into(), exact.into()],
+        tx.insert_detached(
+            "search_strings",
+            &STRING_ROW,
+            &[
+                resource_type.into(),
+                row_id.into(),
+                param.into(),
+                value.into(),
+                exact.into(),
+            ],
         )
         .await?;
     }
     Ok(())
 }
+
+/// The columns of a row of the `search_strings` index.
+pub const STRING_ROW: [&str; 5] = ["resource_type", "row_id", "param", "value", "exact"];
+
+/// The columns of a row of the `search_quantities` index.
+pub const QUANTITY_ROW: [&str; 8] = [
+    "resource_type",
+    "row_id",
+    "param",
+    "code_system",
+    "code",
+    "value",
+    "unit_system",
+    "unit_code",
+];
 
 /// Rewrites the `search_strings` rows of a resource's names (`name`, `family`, `given`).
 pub async fn index_names(
@@ -1486,9 +1508,16 @@ pub async fn index(
         rows.extend(values.into_iter().map(|v| (*param, v)));
     }
     for (param, value) in rows {
-        tx.queue(
-            "INSERT INTO search_strings (resource_type, row_id, param, value, exact) VALUES (?, ?, ?, ?, ?)",
-            &[resource_type.into(), row_id.into(), param.into(), normalize(&value).into(), value.into()],
+        tx.insert_detached(
+            "search_strings",
+            &STRING_ROW,
+            &[
+                resource_type.into(),
+                row_id.into(),
+                param.into(),
+                normalize(&value).into(),
+                value.into(),
+            ],
         )
         .await?;
     }

@@ -26,7 +26,8 @@ pub struct TableMapping {
     pub id_column: &'static str,
     /// A condition (on alias `t`) a row must meet to be a resource of this type.
     pub filter: Option<&'static str>,
-    /// Columns set on insert only, each to an SQL expression of constants.
+    /// Columns set on insert only, each to the `id` a query without parameters finds (a row of a
+    /// seeded table, such as a role).
     pub insert_defaults: &'static [(&'static str, &'static str)],
     /// Columns computed from the whole resource on every write (a choice type's discriminator,
     /// say). The elements they are computed from are kept as sent in fhir_extra.
@@ -92,29 +93,24 @@ impl TableMapping {
         }
         let written: Vec<(&'static str, Arg)> =
             cols.iter().copied().zip(args.iter().cloned()).collect();
-        let mut values = vec!["?"; cols.len()];
-        for (c, expr) in self.insert_defaults {
+        for (c, query) in self.insert_defaults {
             cols.push(c);
-            values.push(expr);
+            let found = tx.fetch_optional(query, &[]).await?;
+            args.push(Arg::OptUuid(found.map(|r| r.uuid("id")).transpose()?));
         }
         if let Some(t) = tx.stamp(row_id) {
             for c in ["created_at", "updated_at"] {
                 cols.push(c);
-                values.push("?");
                 args.push(Arg::Timestamp(Some(t)));
             }
         }
-        let sql = format!(
-            "INSERT INTO {} (id, {}, {}, fhir_extra) VALUES (?, ?, {}, ?)",
-            self.table,
-            self.id_column,
-            cols.join(", "),
-            values.join(", ")
-        );
+        let mut columns = vec!["id", self.id_column];
+        columns.extend(cols);
+        columns.push("fhir_extra");
         let mut all: Vec<Arg> = vec![row_id.into(), fhir_id.as_str().into()];
         all.append(&mut args);
         all.push(Arg::Json(Value::Object(extra)));
-        tx.queue(&sql, &all).await?;
+        tx.insert(self.table, &columns, &all).await?;
         self.index(tx, row_id, resource).await?;
         Ok(written)
     }
@@ -365,17 +361,15 @@ async fn catalog_entry(
         }
         None => {
             let id = Uuid::new_v4();
-            tx.queue(
-                // A catalog whose display is NOT NULL (specialties.name) gets the code when none
-                // is sent.
-                &format!("INSERT INTO {table} (id, code, system, {display_column}) VALUES (?, ?, ?, COALESCE(?, ?))"),
-                &[
-                    id.into(),
-                    code.into(),
-                    system.into(),
-                    display.clone().into(),
-                    Arg::Text((display_column == "name").then(|| code.to_owned())),
-                ],
+            // A catalog whose display is NOT NULL (specialties.name) gets the code when none is
+            // sent.
+            let shown = display
+                .clone()
+                .or_else(|| (display_column == "name").then(|| code.to_owned()));
+            tx.insert(
+                table,
+                &["id", "code", "system", display_column],
+                &[id.into(), code.into(), system.into(), shown.into()],
             )
             .await?;
             (

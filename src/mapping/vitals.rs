@@ -354,22 +354,22 @@ fn value_columns() -> &'static [String] {
 /// The values before the value columns in a new session row's INSERT.
 const HEAD_ARGS: usize = 7;
 
-fn session_insert(dialect: Dialect) -> &'static str {
-    static SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
-        let cols = value_columns();
-        [Dialect::Sqlite, Dialect::Postgres].map(|d| {
-            format!(
-                "INSERT INTO vital_signs (id, patient_id, consultation_id, performer_id, status, measured_at, measured_at_precision, {}) VALUES (?, ?, ?, ?, ?, COALESCE(?, {}), ?, {})",
-                cols.join(", "),
-                d.now(),
-                placeholders(cols.len())
-            )
-        })
+/// The columns of a new session row: [`HEAD_ARGS`] of them, then every value column.
+fn session_columns() -> &'static [&'static str] {
+    static COLUMNS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        let mut out = vec![
+            "id",
+            "patient_id",
+            "consultation_id",
+            "performer_id",
+            "status",
+            "measured_at",
+            "measured_at_precision",
+        ];
+        out.extend(value_columns().iter().map(String::as_str));
+        out
     });
-    match dialect {
-        Dialect::Sqlite => &SQL[0],
-        Dialect::Postgres => &SQL[1],
-    }
+    &COLUMNS
 }
 
 /// A session row this transaction made: the measurements put in it, and its INSERT while that
@@ -493,7 +493,11 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<(Uuid, bool), StoreErr
         Arg::OptUuid(k.encounter),
         Arg::OptUuid(k.performer),
         c.status.clone().into(),
-        Arg::Timestamp(c.effective),
+        // (A measurement without a time is taken now.)
+        Arg::Timestamp(Some(match c.effective {
+            Some(at) => at,
+            None => tx.now().await?,
+        })),
         c.precision.clone(),
     ];
     let cols = value_columns();
@@ -501,7 +505,9 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<(Uuid, bool), StoreErr
         let own = m.slots().iter().position(|s| s.column == *col);
         Arg::Decimal(own.and_then(|i| c.values[i].clone()))
     }));
-    let held = tx.queue_held(session_insert(tx.dialect()), &args).await?;
+    let held = tx
+        .insert_held("vital_signs", session_columns(), &args)
+        .await?;
     if let Some(key) = made_key {
         let mut made = tx.memo::<Vec<Made>>(&key).unwrap_or_default();
         made.push(Made {
@@ -530,14 +536,19 @@ pub async fn insert(
         fhir_id.as_str().into(),
         Arg::Json(Value::Object(leftovers(resource, c))),
     ];
-    let sql = match tx.stamp(row_id) {
-        Some(t) => {
-            args.extend([Arg::Timestamp(Some(t)), Arg::Timestamp(Some(t))]);
-            "INSERT INTO vital_sign_observations (id, vital_sign_id, measurement, fhir_id, fhir_extra, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        }
-        None => "INSERT INTO vital_sign_observations (id, vital_sign_id, measurement, fhir_id, fhir_extra) VALUES (?, ?, ?, ?, ?)",
-    };
-    tx.queue(sql, &args).await?;
+    let mut columns = vec![
+        "id",
+        "vital_sign_id",
+        "measurement",
+        "fhir_id",
+        "fhir_extra",
+    ];
+    if let Some(t) = tx.stamp(row_id) {
+        args.extend([Arg::Timestamp(Some(t)), Arg::Timestamp(Some(t))]);
+        columns.extend(["created_at", "updated_at"]);
+    }
+    tx.insert("vital_sign_observations", &columns, &args)
+        .await?;
     if guarded {
         tx.unguard_vitals(vs).await?;
     }

@@ -9,7 +9,8 @@
 //! ([`LiteTx::commit_sent`]): the next transaction then begins behind it. Statements are prepared once and kept (a cache of the
 //! recurring SQL), and a multi-row INSERT is run as its single-row statement once per row.
 
-use super::{Arg, Queued, StoreError};
+use super::queue::Queued;
+use super::{Arg, StoreError};
 use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 use rusqlite::{Connection, OpenFlags, ToSql};
 use std::path::Path;
@@ -375,7 +376,7 @@ fn run(
     q: &Queued,
     mut out: Option<&mut Vec<LiteRow>>,
 ) -> Result<u64, StoreError> {
-    let mut st = conn.prepare_cached(&q.sql)?;
+    let mut st = conn.prepare_cached(q.row_sql())?;
     let params = st.parameter_count();
     let rows = q.rows.max(1);
     if q.args.len() != params * rows {
@@ -415,7 +416,7 @@ struct Lit<'a>(&'a Arg);
 
 impl ToSql for Lit<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        if let Some(text) = super::lite_text(self.0) {
+        if let Some(text) = super::arg::lite_text(self.0) {
             return Ok(ToSqlOutput::Owned(
                 text.map_or(SqlValue::Null, SqlValue::Text),
             ));
