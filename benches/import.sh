@@ -26,9 +26,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet --bin expediente --example import_bench
-BIN=target/release/expediente
-BENCH=target/release/examples/import_bench
+# EXPEDIENTE_BIN runs another build of the server (to compare two builds on one machine).
+if [ -z "${EXPEDIENTE_BIN:-}" ]; then
+    cargo build --release --quiet --bin expediente --example import_bench
+fi
+BIN="${EXPEDIENTE_BIN:-target/release/expediente}"
+BENCH="${EXPEDIENTE_BENCH_BIN:-target/release/examples/import_bench}"
 
 "$BENCH" prepare --patients "$PATIENTS" --out "$WORK/bundles"
 du -sh "$WORK/bundles"

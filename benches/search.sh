@@ -28,9 +28,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet --bin expediente --example search_bench
-BIN=target/release/expediente
-BENCH=target/release/examples/search_bench
+# EXPEDIENTE_BIN runs another build of the server (to compare two builds on one machine).
+if [ -z "${EXPEDIENTE_BIN:-}" ]; then
+    cargo build --release --quiet --bin expediente --example search_bench
+fi
+BIN="${EXPEDIENTE_BIN:-target/release/expediente}"
+BENCH="${EXPEDIENTE_BENCH_BIN:-target/release/examples/search_bench}"
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -127,6 +127,36 @@ pub(crate) enum Updated {
     },
 }
 
+/// What the interactions keep for the rest of a transaction (its memo), by resource type and
+/// logical id.
+#[derive(Default)]
+pub(crate) struct WriteMemo {
+    /// Heads read ahead (see [`Fhir::prefetch_heads`]), for one use each; `None` when there is
+    /// no row.
+    heads: HashMap<(String, String), Option<Head>>,
+    /// Resources found live or written by the transaction.
+    exists: std::collections::HashSet<(String, String)>,
+    /// The row ids chosen ahead for PUTs that create (see [`Fhir::new_row_for`]).
+    new_rows: HashMap<(String, String), Uuid>,
+}
+
+fn key(resource_type: &str, id: &str) -> (String, String) {
+    (resource_type.to_owned(), id.to_owned())
+}
+
+impl WriteMemo {
+    /// Notes that the transaction found or wrote `resource_type`/`id` live.
+    pub(crate) fn found(tx: &mut Tx, resource_type: &str, id: &str) {
+        tx.memo::<WriteMemo>().exists.insert(key(resource_type, id));
+    }
+
+    /// Whether the transaction found or wrote `resource_type`/`id` live.
+    fn exists(tx: &Tx, resource_type: &str, id: &str) -> bool {
+        tx.peek_memo::<WriteMemo>()
+            .is_some_and(|w| w.exists.contains(&key(resource_type, id)))
+    }
+}
+
 /// The row behind a logical id.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Head {
@@ -214,8 +244,7 @@ impl Fhir {
             let exists = match Id::parse(id) {
                 Some(id) if versioned => {
                     // What this transaction found once stays found (deletes forget it).
-                    let key = format!("exists:{ty}/{id}");
-                    if tx.memo::<bool>(&key).is_some() {
+                    if WriteMemo::exists(tx, ty, id.as_str()) {
                         true
                     } else {
                         let found = self
@@ -223,7 +252,7 @@ impl Fhir {
                             .await?
                             .is_some_and(|h| !h.deleted);
                         if found {
-                            tx.remember(key, true);
+                            WriteMemo::found(tx, ty, id.as_str());
                         }
                         found
                     }
@@ -258,8 +287,10 @@ impl Fhir {
     ) -> Result<Option<Head>> {
         // A transaction may have read it ahead, for one use (see prefetch_heads).
         if let Conn::Tx(tx) = conn {
-            if let Some(h) =
-                tx.take_memo::<Option<Head>>(&format!("head:{}/{id}", m.resource_type()))
+            if let Some(h) = tx
+                .memo::<WriteMemo>()
+                .heads
+                .remove(&key(m.resource_type(), id.as_str()))
             {
                 return Ok(h);
             }
@@ -283,7 +314,9 @@ impl Fhir {
     /// the row before it exists.
     pub(crate) fn new_row_for(tx: &mut Tx, rt: &str, id: &Id) -> Uuid {
         let row = Uuid::new_v4();
-        tx.remember(format!("new-row:{rt}/{id}"), row);
+        tx.memo::<WriteMemo>()
+            .new_rows
+            .insert(key(rt, id.as_str()), row);
         row
     }
 
@@ -291,7 +324,8 @@ impl Fhir {
     /// it).
     pub(crate) fn known_absent(&self, tx: &Tx, rt: &str, id: &Id) -> bool {
         matches!(
-            tx.memo::<Option<Head>>(&format!("head:{rt}/{id}")),
+            tx.peek_memo::<WriteMemo>()
+                .and_then(|w| w.heads.get(&key(rt, id.as_str()))),
             Some(None)
         )
     }
@@ -325,7 +359,9 @@ impl Fhir {
             }
             for id in chunk {
                 let h = found.get(id.as_str()).copied();
-                tx.remember(format!("head:{}/{id}", m.resource_type()), h);
+                tx.memo::<WriteMemo>()
+                    .heads
+                    .insert(key(m.resource_type(), id.as_str()), h);
             }
         }
         Ok(())
@@ -689,7 +725,9 @@ impl Fhir {
                 }
                 // A row id the transaction may have chosen ahead (see new_row_for).
                 let row_id = tx
-                    .take_memo::<Uuid>(&format!("new-row:{resource_type}/{id}"))
+                    .memo::<WriteMemo>()
+                    .new_rows
+                    .remove(&key(resource_type, id.as_str()))
                     .unwrap_or_else(Uuid::new_v4);
                 insert_rows(tx, m, row_id, id, body).await?;
                 (row_id, true, true)
@@ -1013,8 +1051,8 @@ async fn insert_rows(
 /// the resource exists and where, so references to it later need no lookup.
 async fn written(tx: &mut Tx, m: &dyn ResourceMapping, id: &Id, row_id: Uuid) -> Result<()> {
     tx.unguard(row_id).await?;
-    tx.remember(format!("exists:{}/{id}", m.resource_type()), true);
-    tx.remember_row(m.table(), id.as_str(), row_id);
+    WriteMemo::found(tx, m.resource_type(), id.as_str());
+    crate::mapping::memo::remember_row(tx, m.table(), id.as_str(), row_id);
     Ok(())
 }
 

@@ -1089,8 +1089,8 @@ impl Fhir {
                 continue;
             }
             // Found, so there (see check_references), and its row known.
-            tx.remember(format!("exists:{ty}/{id}"), true);
-            tx.remember_row(m.table(), id, *row);
+            super::WriteMemo::found(tx, ty, id);
+            crate::mapping::memo::remember_row(tx, m.table(), id, *row);
             resolved.insert(local.clone(), format!("{ty}/{id}"));
         }
         Ok(resolved)

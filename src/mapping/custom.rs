@@ -7,6 +7,7 @@
 //! patched into their extensions, values it added appear as new extensions, and values it removed
 //! take their extension with them.
 
+use super::memo::MapMemo;
 use super::MapError;
 use crate::fhir::{Issue, IssueType};
 use crate::store::{placeholders, Arg, Conn, StoreError, Tx};
@@ -37,8 +38,10 @@ pub async fn definitions(
     // A transaction reads those of every entity type once, in one query (no FHIR write changes
     // them): a read in the middle of its writes waits for all of them.
     if let Conn::Tx(tx) = conn {
-        const KEY: &str = "custom_fields";
-        let by_type = match tx.memo::<Arc<HashMap<String, Vec<FieldDef>>>>(KEY) {
+        let known = tx
+            .peek_memo::<MapMemo>()
+            .and_then(|m| m.custom_fields.clone());
+        let by_type = match known {
             Some(by_type) => by_type,
             None => {
                 let mut by_type: HashMap<String, Vec<FieldDef>> = HashMap::new();
@@ -50,7 +53,7 @@ pub async fn definitions(
                 }
                 let by_type = Arc::new(by_type);
                 if let Conn::Tx(tx) = conn {
-                    tx.remember(KEY.to_owned(), by_type.clone());
+                    tx.memo::<MapMemo>().custom_fields = Some(by_type.clone());
                 }
                 by_type
             }

@@ -1,5 +1,6 @@
 //! DiagnosticReport ⇄ medical_tests, presentedForm ⇄ its file_attachments.
 
+use super::memo::MapMemo;
 use super::search::{
     date_precision, patient_param, reference_param, ParamKind, SearchParam, Target,
 };
@@ -202,16 +203,18 @@ pub async fn report_of(tx: &mut Tx, report: Uuid, results: &[String]) -> Result<
         }
         crate::store::Dialect::Sqlite => tx.queue_once("PRAGMA defer_foreign_keys = ON").await?,
     }
+    let memo = tx.memo::<MapMemo>();
     for id in results {
-        tx.remember(format!("report-of:{id}"), report);
+        memo.report_of.insert(id.clone(), report);
     }
     Ok(())
 }
 
 /// The report a new result is inserted linked to (see [`report_of`]).
 pub fn linked_report(tx: &mut Tx, fhir_id: &str) -> Option<Uuid> {
-    let report = tx.take_memo::<Uuid>(&format!("report-of:{fhir_id}"))?;
-    tx.remember(format!("linked:{fhir_id}"), report);
+    let memo = tx.memo::<MapMemo>();
+    let report = memo.report_of.remove(fhir_id)?;
+    memo.linked.insert(fhir_id.to_owned(), report);
     Some(report)
 }
 
@@ -260,7 +263,11 @@ async fn link_results(tx: &mut Tx, report: Uuid, resource: &Value) -> Result<(),
     // [`report_of`]) need no UPDATE.
     let ids: Vec<&String> = ids
         .iter()
-        .filter(|i| tx.memo::<Uuid>(&format!("linked:{i}")) != Some(report))
+        .filter(|i| {
+            tx.peek_memo::<MapMemo>()
+                .and_then(|m| m.linked.get(i.as_str()))
+                != Some(&report)
+        })
         .collect();
     if !ids.is_empty() {
         let mut args: Vec<Arg> = vec![report.into()];

@@ -10,6 +10,7 @@ pub mod encounter;
 pub mod fields;
 pub mod filter;
 pub mod medication_request;
+pub mod memo;
 pub mod observation;
 pub mod patient;
 pub mod practitioner;
@@ -106,7 +107,7 @@ pub async fn soft_delete_row(
     version_id: i64,
 ) -> Result<Option<(i64, DateTime<Utc>)>, StoreError> {
     // What the transaction remembered about rows may no longer hold.
-    tx.forget("");
+    tx.forget_all();
     let sql = format!(
         "UPDATE {table} SET deleted_at = {} WHERE id = ? AND version_id = ? AND deleted_at IS NULL",
         tx.dialect().now()

@@ -4,6 +4,7 @@
 //! goes to `fhir_extra` only when the columns cannot rebuild it exactly, and a kept element that
 //! no longer agrees with its columns (the clinic changed them) gets the column values patched in.
 
+use super::memo::MapMemo;
 use super::search::SearchParam;
 use super::spec::{text, Cell, Kind, Seg, Spec};
 use super::{MapError, ResourceMapping};
@@ -236,7 +237,7 @@ impl TableMapping {
                     Kind::Ref { target, table, .. } => {
                         let id = text(&c[0]);
                         let row = match &id {
-                            Some(id) => tx.row_by_fhir_id(table, id).await?,
+                            Some(id) => super::memo::row_by_fhir_id(tx, table, id).await?,
                             None => None,
                         };
                         if let (Some(id), None) = (&id, row) {
@@ -329,11 +330,11 @@ async fn catalog_entry(
     // A transaction looks a code up once: the entry found or added is remembered. One found
     // in the database is shared with the transactions after it for a while.
     let key = format!("catalog:{table}:{code}:{system:?}");
-    if let Some(entry) = tx.memo::<(Uuid, Option<String>)>(&key) {
-        return Ok(entry);
+    if let Some(entry) = tx.peek_memo::<MapMemo>().and_then(|m| m.catalog.get(&key)) {
+        return Ok(entry.clone());
     }
     if let Some(entry) = tx.shared::<(Uuid, Option<String>)>(&key) {
-        tx.remember(key, entry.clone());
+        tx.memo::<MapMemo>().catalog.insert(key, entry.clone());
         return Ok(entry);
     }
     let found = match &system {
@@ -378,7 +379,7 @@ async fn catalog_entry(
             )
         }
     };
-    tx.remember(key, entry.clone());
+    tx.memo::<MapMemo>().catalog.insert(key, entry.clone());
     Ok(entry)
 }
 

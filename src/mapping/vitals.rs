@@ -11,6 +11,7 @@
 //! when its shared facts change while other measurements share the row.
 
 use super::fields::{ordered, resource_head, resource_rest};
+use super::memo::MapMemo;
 use super::spec::{parse_time, ref_id};
 use super::vital_data::{same_number, table, Measurement, LOINC, UCUM};
 use super::MapError;
@@ -18,6 +19,7 @@ use crate::fhir::{instant, Id, Issue, IssueType};
 use crate::store::{placeholders, Arg, Conn, Dialect, Held, Row, StoreError, Tx};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// The status codes the vital_signs.status CHECK accepts (every Observation status).
@@ -285,7 +287,7 @@ struct Keys {
 }
 
 async fn row_of(tx: &mut Tx, table: &str, fhir_id: &str) -> Result<Option<Uuid>, StoreError> {
-    tx.row_by_fhir_id(table, fhir_id).await
+    super::memo::row_by_fhir_id(tx, table, fhir_id).await
 }
 
 async fn keys(tx: &mut Tx, c: &Cols) -> Result<Keys, MapError> {
@@ -372,10 +374,15 @@ fn session_columns() -> &'static [&'static str] {
     &COLUMNS
 }
 
+/// The session rows a transaction made, by session (patient, encounter, performer, time,
+/// precision and status), with the measurements put in each: the next measurement of a session
+/// goes to one of them without a lookup.
+pub type Sessions = HashMap<String, Vec<Made>>;
+
 /// A session row this transaction made: the measurements put in it, and its INSERT while that
 /// waits to be sent.
 #[derive(Clone)]
-struct Made {
+pub struct Made {
     id: Uuid,
     filled: Vec<String>,
     held: Held,
@@ -425,7 +432,7 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<(Uuid, bool), StoreErr
     // the next measurement of the session goes to one of them without a lookup.
     let made_key = c.effective.map(|at| {
         format!(
-            "vital-sessions:{}:{:?}:{:?}:{}:{:?}:{}",
+            "{}:{:?}:{:?}:{}:{:?}:{}",
             k.patient,
             k.encounter,
             k.performer,
@@ -435,11 +442,14 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<(Uuid, bool), StoreErr
         )
     });
     if let Some(key) = &made_key {
-        let mut made = tx.memo::<Vec<Made>>(key).unwrap_or_default();
+        let made = tx
+            .memo::<MapMemo>()
+            .sessions
+            .entry(key.clone())
+            .or_default();
         if let Some(row) = made.iter_mut().find(|r| !r.filled.contains(&m.key)) {
             row.filled.push(m.key.clone());
             let (id, held) = (row.id, row.held);
-            tx.remember(key.clone(), made);
             // Written with the row's INSERT when that still waits (every value of one
             // measurement goes, or none: the INSERT has been sent or it has not).
             if fill_in(tx, c, held) {
@@ -509,13 +519,15 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<(Uuid, bool), StoreErr
         .insert_held("vital_signs", session_columns(), &args)
         .await?;
     if let Some(key) = made_key {
-        let mut made = tx.memo::<Vec<Made>>(&key).unwrap_or_default();
-        made.push(Made {
-            id,
-            filled: vec![m.key.clone()],
-            held,
-        });
-        tx.remember(key, made);
+        tx.memo::<MapMemo>()
+            .sessions
+            .entry(key)
+            .or_default()
+            .push(Made {
+                id,
+                filled: vec![m.key.clone()],
+                held,
+            });
     }
     Ok((id, true))
 }

@@ -34,8 +34,11 @@ pub struct Tx {
     /// Inserts of detached rows still open to more rows, with their place in `queued` (see
     /// [`Tx::insert_detached`]).
     open_detached: Vec<(Arc<Shape>, usize)>,
-    /// Facts the transaction has looked up and may look up again (see [`Tx::memo`]).
-    memo: std::collections::HashMap<String, Box<dyn std::any::Any + Send + Sync>>,
+    /// What the layers above keep for the rest of the transaction: one struct of theirs per
+    /// type (see [`Tx::memo`]).
+    memos: Memos,
+    /// Statements queued once for the whole transaction (see [`Tx::queue_once`]).
+    once: std::collections::HashSet<&'static str>,
     /// Rows this transaction inserted (see [`Tx::is_new`]), with the time written into them
     /// (see [`Tx::stamp`]).
     new_rows: std::collections::HashMap<Uuid, DateTime<Utc>>,
@@ -69,7 +72,8 @@ impl Tx {
             queued: Vec::new(),
             queued_n: 0,
             open_detached: Vec::new(),
-            memo: std::collections::HashMap::new(),
+            memos: Memos::default(),
+            once: std::collections::HashSet::new(),
             new_rows: std::collections::HashMap::new(),
             clock: None,
             sends: 0,
@@ -83,14 +87,22 @@ impl Tx {
         }
     }
 
-    /// A value this transaction remembered under `key`.
-    pub fn memo<T: Clone + Send + Sync + 'static>(&self, key: &str) -> Option<T> {
-        self.memo.get(key)?.downcast_ref::<T>().cloned()
+    /// The memo of type `T` of this transaction, made empty the first time it is asked for:
+    /// a layer above keeps there, in fields of its own, what it has looked up and may look up
+    /// again, or has written and will need again, until the transaction ends or
+    /// [`Tx::forget_all`].
+    pub fn memo<T: Default + Send + Sync + 'static>(&mut self) -> &mut T {
+        self.memos.get_or_default()
     }
 
-    /// Remembers `value` under `key` until the transaction ends (or [`Tx::forget`]).
-    pub fn remember<T: Send + Sync + 'static>(&mut self, key: String, value: T) {
-        self.memo.insert(key, Box::new(value));
+    /// The memo of type `T`, if one was made.
+    pub fn peek_memo<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.memos.get()
+    }
+
+    /// Forgets every memo (a delete: what they say of rows may no longer hold).
+    pub fn forget_all(&mut self) {
+        self.memos = Memos::default();
     }
 
     /// What a transaction found committed under `key` and shared, if not too long ago.
@@ -102,12 +114,6 @@ impl Tx {
     /// never one this transaction wrote itself (it may yet roll back).
     pub fn share<T: Send + Sync + 'static>(&self, key: String, value: T) {
         self.shared.put(key, value, Instant::now());
-    }
-
-    /// Takes what was remembered under `key`: it is forgotten.
-    pub fn take_memo<T: Send + Sync + 'static>(&mut self, key: &str) -> Option<T> {
-        let v = self.memo.remove(key)?;
-        v.downcast::<T>().ok().map(|b| *b)
     }
 
     /// Notes that row `id` is being inserted by this transaction, and the time its insert writes
@@ -154,11 +160,6 @@ impl Tx {
     /// every write queued before it.
     pub fn stamp(&self, id: Uuid) -> Option<DateTime<Utc>> {
         self.new_rows.get(&id).copied()
-    }
-
-    /// Forgets what was remembered under keys starting with `prefix`.
-    pub fn forget(&mut self, prefix: &str) {
-        self.memo.retain(|k, _| !k.starts_with(prefix));
     }
 
     /// A statement whose outcome is not needed: sent with the next statement, at
@@ -319,37 +320,6 @@ impl Tx {
         Ok(())
     }
 
-    /// Tells [`Tx::row_by_fhir_id`] the row just written under a logical id: a reference to it
-    /// later in the transaction needs no lookup.
-    pub fn remember_row(&mut self, table: &str, fhir_id: &str, row_id: Uuid) {
-        self.remember(format!("row:{table}:{fhir_id}"), row_id);
-    }
-
-    /// The row of `table` (a table with `fhir_id` and `deleted_at`) behind a live logical id.
-    /// A row found is remembered for the rest of the transaction (deletes forget them all).
-    pub async fn row_by_fhir_id(
-        &mut self,
-        table: &str,
-        fhir_id: &str,
-    ) -> Result<Option<Uuid>, StoreError> {
-        let key = format!("row:{table}:{fhir_id}");
-        if let Some(id) = self.memo::<Uuid>(&key) {
-            return Ok(Some(id));
-        }
-        let found = self
-            .fetch_optional(
-                &format!("SELECT id FROM {table} WHERE fhir_id = ? AND deleted_at IS NULL"),
-                &[fhir_id.into()],
-            )
-            .await?
-            .map(|r| r.uuid("id"))
-            .transpose()?;
-        if let Some(id) = found {
-            self.remember(key, id);
-        }
-        Ok(found)
-    }
-
     /// Sends the queued writes without waiting for them: on SQLite to the writer's thread (its
     /// statements are prepared once and kept; see the lite module); on PostgreSQL from a task
     /// that owns the connection until they are made (see [`PgTx`]).
@@ -446,13 +416,11 @@ impl Tx {
 
     /// Queues a statement without values the first time it is asked for in this transaction (a
     /// setting for the rest of it).
-    pub async fn queue_once(&mut self, sql: &str) -> Result<(), StoreError> {
-        let key = format!("once:{sql}");
-        if self.memo::<bool>(&key).is_some() {
-            return Ok(());
+    pub async fn queue_once(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        if self.once.insert(sql) {
+            self.queue(sql, &[]).await?;
         }
-        self.remember(key, true);
-        self.queue(sql, &[]).await
+        Ok(())
     }
 
     /// Ends what [`Tx::guard_vitals`] started (on PostgreSQL, the transaction's end does).
@@ -522,5 +490,30 @@ impl Committing {
             Committing::Sent(rx) => rx.await.map_err(|_| StoreError::Closed)?,
             Committing::Done(r) => r,
         }
+    }
+}
+
+/// One value per type, each made empty when first asked for.
+#[derive(Default)]
+struct Memos(std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any + Send + Sync>>);
+
+impl Memos {
+    fn get_or_default<T: Default + Send + Sync + 'static>(&mut self) -> &mut T {
+        let slot = self
+            .0
+            .entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()));
+        match slot.downcast_mut::<T>() {
+            Some(t) => t,
+            // (A slot holds the type it is keyed by.)
+            None => unreachable!(
+                "a memo of another type under {}",
+                std::any::type_name::<T>()
+            ),
+        }
+    }
+
+    fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.0.get(&std::any::TypeId::of::<T>())?.downcast_ref()
     }
 }
