@@ -23,6 +23,8 @@ pub struct MapMemo {
     pub sessions: Sessions,
     /// The custom field definitions of every entity type, once read.
     pub custom_fields: Option<Arc<HashMap<String, Vec<FieldDef>>>>,
+    /// The rows the queries of insert defaults found, by query.
+    pub defaults: HashMap<&'static str, Option<Uuid>>,
     /// Catalog entries found or added (row id and display), by table, code and system.
     pub catalog: HashMap<String, (Uuid, Option<String>)>,
 }

@@ -96,8 +96,7 @@ impl TableMapping {
             cols.iter().copied().zip(args.iter().cloned()).collect();
         for (c, query) in self.insert_defaults {
             cols.push(c);
-            let found = tx.fetch_optional(query, &[]).await?;
-            args.push(Arg::OptUuid(found.map(|r| r.uuid("id")).transpose()?));
+            args.push(Arg::OptUuid(Self::default_row(tx, query).await?));
         }
         if let Some(t) = tx.stamp(row_id) {
             for c in ["created_at", "updated_at"] {
@@ -114,6 +113,30 @@ impl TableMapping {
         tx.insert(self.table, &columns, &all).await?;
         self.index(tx, row_id, resource).await?;
         Ok(written)
+    }
+
+    /// The row a default's query finds (see [`TableMapping::insert_defaults`]): looked up once per
+    /// transaction, and shared with the transactions after it for a while (a read in the middle of
+    /// a transaction's writes waits for all of them).
+    async fn default_row(tx: &mut Tx, query: &'static str) -> Result<Option<Uuid>, StoreError> {
+        if let Some(found) = tx
+            .peek_memo::<MapMemo>()
+            .and_then(|m| m.defaults.get(query))
+        {
+            return Ok(*found);
+        }
+        let key = format!("default:{query}");
+        let found = match tx.shared::<Option<Uuid>>(&key) {
+            Some(found) => found,
+            None => {
+                let row = tx.fetch_optional(query, &[]).await?;
+                let found = row.map(|r| r.uuid("id")).transpose()?;
+                tx.share(key, found);
+                found
+            }
+        };
+        tx.memo::<MapMemo>().defaults.insert(query, found);
+        Ok(found)
     }
 
     /// Writes the search index rows of the resource stored as `row_id`, if the table has any.
