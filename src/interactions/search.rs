@@ -9,7 +9,7 @@ use crate::fhir::bundle::{self, EntryResource, Link, SearchEntry};
 use crate::fhir::subset::{self, Summary};
 use crate::fhir::{Issue, IssueType};
 use crate::mapping::filter::{self, find_param, reference_target, Filter};
-use crate::mapping::search::{closing_paren, sort_key, Ctx, SearchParam, SortKey, COMMON};
+use crate::mapping::search::{sort_key, Cond, Ctx, Rendered, SearchParam, SortKey, COMMON};
 use crate::mapping::{ParamKind, ResourceMapping, Target};
 use crate::store::{one_of, Arg, Conn, Dialect};
 use base64::Engine as _;
@@ -416,66 +416,6 @@ fn include_params(
 }
 
 /// What a search over one type returned for one page.
-/// The WHERE clause of a search: `with` (empty, or `WITH ... ` ahead of the statement, whose
-/// values are `with_args`) and the condition `sql` on `t` with its values `args`.
-pub(super) struct Where {
-    pub(super) with: String,
-    with_args: Vec<Arg>,
-    pub(super) sql: String,
-    args: Vec<Arg>,
-}
-
-impl Where {
-    /// Every value, in statement order, for a statement `{with}SELECT ... WHERE {sql}`.
-    pub(super) fn all_args(&self) -> Vec<Arg> {
-        let mut a = self.with_args.clone();
-        a.extend(self.args.iter().cloned());
-        a
-    }
-}
-
-/// A subquery listing row ids, with its values.
-type RowSet = (String, Vec<Arg>);
-
-/// Takes every row set `t.id IN (SELECT ...)` (uncorrelated, as the conditions build them) out
-/// of `condition`, whose values are `args` in text order: the condition with `t.id IN m{n}` in
-/// their place (numbered from `first`), its remaining values, and each set's query and values.
-fn row_sets(condition: &str, mut args: Vec<Arg>, first: usize) -> (String, Vec<Arg>, Vec<RowSet>) {
-    const PAT: &str = "t.id IN (SELECT ";
-    let mut out = String::with_capacity(condition.len());
-    let mut kept = Vec::new();
-    let mut sets = Vec::new();
-    let mut rest = condition;
-    while let Some(i) = rest.find(PAT) {
-        let boundary = rest[..i]
-            .chars()
-            .next_back()
-            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '.'));
-        let open = i + "t.id IN ".len();
-        let close = closing_paren(rest, open);
-        let (true, Some(close)) = (boundary, close) else {
-            // Not a row set of `t` (or unbalanced): keep it as it is and look further on.
-            let skip = i + PAT.len();
-            let n = rest[..skip].matches('?').count();
-            kept.extend(args.drain(..n));
-            out.push_str(&rest[..skip]);
-            rest = &rest[skip..];
-            continue;
-        };
-        let before = rest[..open].matches('?').count();
-        kept.extend(args.drain(..before));
-        let inner = &rest[open + 1..close];
-        let values: Vec<Arg> = args.drain(..inner.matches('?').count()).collect();
-        out.push_str(&rest[..i]);
-        out.push_str(&format!("t.id IN m{}", first + sets.len()));
-        sets.push((inner.to_owned(), values));
-        rest = &rest[close + 1..];
-    }
-    out.push_str(rest);
-    kept.extend(args);
-    (out, kept, sets)
-}
-
 struct Page {
     ids: Vec<Uuid>,
     total: Option<i64>,
@@ -615,9 +555,7 @@ impl Fhir {
         m: &Arc<dyn ResourceMapping>,
         filters: &[Filter],
         ctx: &Ctx<'_>,
-    ) -> Result<Where> {
-        let mut where_sql = format!("t.deleted_at IS NULL{}", super::filter_sql(m.as_ref()));
-        let mut args: Vec<Arg> = Vec::new();
+    ) -> Result<Rendered> {
         // A reference or id condition leaves few rows: the others then test rows one by one.
         let narrow = filters.iter().any(|f| {
             matches!(f, Filter::Param { param, modifier, .. }
@@ -628,39 +566,11 @@ impl Fhir {
             narrow,
             ..ctx.on(ctx.resource_type)
         };
-        let (mut with, mut with_args) = (Vec::new(), Vec::new());
+        let mut cond = filter::live(m.as_ref());
         for f in filters {
-            let c = filter::filter_sql(f, ctx).map_err(|e| bad(e.0))?;
-            where_sql.push_str(" AND ");
-            if ctx.dialect == Dialect::Sqlite {
-                // SQLite copies a WHERE term into each branch of a UNION ALL view (the
-                // observations) and keeps it outside too, evaluating its subqueries once per
-                // copy; a materialized common table expression is evaluated once and shared.
-                let (text, args_left, sets) = row_sets(&c.text, c.args, with.len());
-                for (sql, values) in sets {
-                    with.push(format!("m{}(id) AS MATERIALIZED ({sql})", with.len()));
-                    with_args.extend(values);
-                }
-                where_sql.push_str(&text);
-                args.extend(args_left);
-            } else {
-                where_sql.push_str(&c.text);
-                args.extend(c.args);
-            }
+            cond = cond.and(filter::filter_sql(f, ctx).map_err(|e| bad(e.0))?);
         }
-        if ctx.dialect == Dialect::Postgres {
-            where_sql = crate::mapping::search::pg_any_arrays(&where_sql);
-        }
-        Ok(Where {
-            with: if with.is_empty() {
-                String::new()
-            } else {
-                format!("WITH {} ", with.join(", "))
-            },
-            with_args,
-            sql: where_sql,
-            args,
-        })
+        Ok(Rendered::of(&cond, ctx.dialect))
     }
 
     /// One page of matching row ids in `_sort` order (then by row id), after or before the
@@ -724,7 +634,7 @@ impl Fhir {
         m: &Arc<dyn ResourceMapping>,
         q: &SearchQuery,
         ctx: &Ctx<'_>,
-        w: &Where,
+        w: &Rendered,
         keys: &[(SortKey, bool)],
     ) -> Result<Page> {
         let table = m.table();
@@ -941,32 +851,44 @@ impl Fhir {
     ) -> Result<Vec<(&'static str, Uuid)>> {
         let mut out = Vec::new();
         let dialect = self.db.dialect();
-        let id_args = one_of(dialect, "r.id", ids).1;
         if !inc.reverse {
             for p in include_params(&self.registry, inc, ty) {
                 let Some(target) = reference_target(p).and_then(|t| self.registry.get(t)) else {
                     continue;
                 };
-                let live = format!("t.deleted_at IS NULL{}", super::filter_sql(target.as_ref()));
-                let (sql, mut args) = match p.target {
+                let reached = match p.target {
                     Target::RefColumn { column, .. } => {
                         let src = self.mapping(ty)?;
-                        (
-                            format!("SELECT t.id FROM {} t WHERE {live} AND t.id IN (SELECT r.{column} FROM {} r WHERE {})", target.table(), src.table(), one_of(dialect, "r.id", ids).0),
-                            vec![],
+                        let (among, args) = one_of(dialect, "r.id", ids);
+                        Cond::in_select(
+                            "t.id",
+                            format!("r.{column}"),
+                            format!("{} r", src.table()),
+                            Cond::Sql(among, args),
                         )
                     }
-                    _ => (
-                        format!("SELECT t.id FROM {} t WHERE {live} AND t.fhir_id IN (SELECT s.exact FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND {})", target.table(), one_of(dialect, "s.row_id", ids).0),
-                        vec![Arg::from(ty), Arg::from(p.name)],
-                    ),
+                    _ => {
+                        let (among, mut args) = one_of(dialect, "s.row_id", ids);
+                        args.splice(0..0, [Arg::from(ty), Arg::from(p.name)]);
+                        Cond::in_select(
+                            "t.fhir_id",
+                            "s.exact",
+                            "search_strings s",
+                            Cond::Sql(
+                                format!("s.resource_type = ? AND s.param = ? AND {among}"),
+                                args,
+                            ),
+                        )
+                    }
                 };
-                args.extend(id_args.iter().cloned());
-                let sql = match self.db.dialect() {
-                    Dialect::Postgres => crate::mapping::search::pg_any_arrays(&sql),
-                    Dialect::Sqlite => sql,
-                };
-                for r in self.db.fetch_all(&sql, &args).await? {
+                let w = Rendered::of(&filter::live(target.as_ref()).and(reached), dialect);
+                let sql = format!(
+                    "{}SELECT t.id FROM {} t WHERE {}",
+                    w.with,
+                    target.table(),
+                    w.sql
+                );
+                for r in self.db.fetch_all(&sql, &w.all_args()).await? {
                     out.push((target.resource_type(), r.uuid("id")?));
                 }
             }
@@ -980,35 +902,44 @@ impl Fhir {
         };
         for source in sources {
             let src = self.mapping(source)?;
-            let live = format!("t.deleted_at IS NULL{}", super::filter_sql(src.as_ref()));
             for p in include_params(&self.registry, inc, source) {
                 if reference_target(p) != Some(ty) {
                     continue;
                 }
-                let (sql, mut args) = match p.target {
-                    Target::RefColumn { column, .. } => (
-                        format!(
-                            "SELECT t.id FROM {} t WHERE {live} AND {}",
-                            src.table(),
-                            one_of(dialect, &format!("t.{column}"), ids).0
-                        ),
-                        vec![],
-                    ),
+                let referring = match p.target {
+                    Target::RefColumn { column, .. } => {
+                        let (among, args) = one_of(dialect, &format!("t.{column}"), ids);
+                        Cond::Sql(among, args)
+                    }
                     _ => {
                         let target = self.mapping(ty)?;
-                        (
-                            format!("SELECT t.id FROM {} t WHERE {live} AND t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.exact IN (SELECT r.fhir_id FROM {} r WHERE {}))", src.table(), target.table(), one_of(dialect, "r.id", ids).0),
-                            vec![Arg::from(source), Arg::from(p.name)],
+                        let (among, args) = one_of(dialect, "r.id", ids);
+                        Cond::in_select(
+                            "t.id",
+                            "s.row_id",
+                            "search_strings s",
+                            Cond::Sql(
+                                "s.resource_type = ? AND s.param = ?".into(),
+                                vec![Arg::from(source), Arg::from(p.name)],
+                            )
+                            .and(Cond::in_select(
+                                "s.exact",
+                                "r.fhir_id",
+                                format!("{} r", target.table()),
+                                Cond::Sql(among, args),
+                            )),
                         )
                     }
                 };
-                args.extend(id_args.iter().cloned());
-                let sql = match self.db.dialect() {
-                    Dialect::Postgres => crate::mapping::search::pg_any_arrays(&sql),
-                    Dialect::Sqlite => sql,
-                };
-                let limited = format!("{sql} LIMIT {}", MAX_INCLUDED + 1);
-                for r in self.db.fetch_all(&limited, &args).await? {
+                let w = Rendered::of(&filter::live(src.as_ref()).and(referring), dialect);
+                let sql = format!(
+                    "{}SELECT t.id FROM {} t WHERE {} LIMIT {}",
+                    w.with,
+                    src.table(),
+                    w.sql,
+                    MAX_INCLUDED + 1
+                );
+                for r in self.db.fetch_all(&sql, &w.all_args()).await? {
                     out.push((source, r.uuid("id")?));
                 }
             }
@@ -1271,45 +1202,8 @@ fn links(base: &str, q: &SearchQuery, page: &Page) -> Vec<Link> {
 
 #[cfg(test)]
 mod tests {
-    use super::{row_sets, split_values, Cursor};
-    use crate::store::Arg;
+    use super::{split_values, Cursor};
     use uuid::Uuid;
-
-    #[test]
-    fn row_sets_move_out_with_their_values() {
-        let t = |s: &str| Arg::from(s);
-        let shown = |a: &[Arg]| -> Vec<String> {
-            a.iter()
-                .map(|a| match a {
-                    Arg::Text(Some(s)) => s.clone(),
-                    _ => "?".into(),
-                })
-                .collect()
-        };
-        let (text, kept, sets) = row_sets(
-            "(t.a = ? AND t.id IN (SELECT x FROM s WHERE s.v IN (?, ?) AND s.k IN (SELECT 1))) OR (xt.id IN (SELECT ?)) OR t.id IN (SELECT y WHERE z = ?)",
-            vec![t("a"), t("b"), t("c"), t("d"), t("e")],
-            3,
-        );
-        assert_eq!(
-            text,
-            "(t.a = ? AND t.id IN m3) OR (xt.id IN (SELECT ?)) OR t.id IN m4"
-        );
-        assert_eq!(shown(&kept), ["a", "d"]);
-        assert_eq!(sets.len(), 2);
-        assert_eq!(
-            sets[0].0,
-            "SELECT x FROM s WHERE s.v IN (?, ?) AND s.k IN (SELECT 1)"
-        );
-        assert_eq!(shown(&sets[0].1), ["b", "c"]);
-        assert_eq!(sets[1].0, "SELECT y WHERE z = ?");
-        assert_eq!(shown(&sets[1].1), ["e"]);
-        let (text, kept, sets) = row_sets("t.code = ?", vec![t("a")], 0);
-        assert_eq!(
-            (text.as_str(), shown(&kept), sets.len()),
-            ("t.code = ?", vec!["a".to_owned()], 0)
-        );
-    }
 
     #[test]
     fn commas_separate_values_unless_escaped() {

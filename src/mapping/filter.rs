@@ -3,7 +3,7 @@
 //! (`_has:Observation:patient:code=`), and the SQL of each. Every level is a subquery on the
 //! indexed columns of its own table; user input only ever becomes a bound value.
 
-use super::search::{condition, Ctx, Modifier, ParamKind, SearchError, SearchParam, Sql, Target};
+use super::search::{condition, Cond, Ctx, Modifier, ParamKind, SearchError, SearchParam, Target};
 use super::Registry;
 
 /// One filter of a search (repeated parameters make several, ANDed).
@@ -144,81 +144,89 @@ pub fn parse(
 }
 
 /// The condition of the rows of `ctx.resource_type` (alias `t`) that a filter keeps.
-pub fn filter_sql(f: &Filter, ctx: &Ctx) -> Result<Sql, SearchError> {
+pub fn filter_sql(f: &Filter, ctx: &Ctx) -> Result<Cond, SearchError> {
     Ok(match f {
         Filter::Param {
             param,
             modifier,
             values,
         } => condition(param, modifier, values, ctx)?,
-        Filter::Nothing => Sql {
-            text: "1 = 0".into(),
-            args: vec![],
-        },
+        Filter::Nothing => Cond::none(),
         Filter::Chain {
             param,
             target,
             inner,
         } => {
-            let (scope, inner_args) = scope(ctx, target, inner)?;
-            let mut args = Vec::new();
-            let text = match param.target {
+            let (from, live) = scope(ctx, target, inner)?;
+            match param.target {
                 Target::RefColumn { column, .. } => {
-                    format!("t.{column} IN (SELECT t.id FROM {scope})")
+                    Cond::in_select(format!("t.{column}"), "t.id", from, live)
                 }
-                _ => {
-                    args.push(ctx.resource_type.into());
-                    args.push(param.name.into());
-                    format!("t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.exact IN (SELECT t.fhir_id FROM {scope}))")
-                }
-            };
-            args.extend(inner_args);
-            Sql { text, args }
+                _ => Cond::in_select(
+                    "t.id",
+                    "s.row_id",
+                    "search_strings s",
+                    index_of(ctx.resource_type, param.name).and(Cond::in_select(
+                        "s.exact",
+                        "t.fhir_id",
+                        from,
+                        live,
+                    )),
+                ),
+            }
         }
         Filter::Has {
             source,
             param,
             inner,
         } => {
-            let (scope, inner_args) = scope(ctx, source, inner)?;
-            let mut args = Vec::new();
-            let text = match param.target {
+            let (from, live) = scope(ctx, source, inner)?;
+            match param.target {
                 Target::RefColumn { column, .. } => {
-                    format!("t.id IN (SELECT t.{column} FROM {scope})")
+                    Cond::in_select("t.id", format!("t.{column}"), from, live)
                 }
-                _ => {
-                    args.push((*source).into());
-                    args.push(param.name.into());
-                    format!("t.fhir_id IN (SELECT s.exact FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.row_id IN (SELECT t.id FROM {scope}))")
-                }
-            };
-            args.extend(inner_args);
-            Sql { text, args }
+                _ => Cond::in_select(
+                    "t.fhir_id",
+                    "s.exact",
+                    "search_strings s",
+                    index_of(source, param.name)
+                        .and(Cond::in_select("s.row_id", "t.id", from, live)),
+                ),
+            }
         }
     })
 }
 
-/// `{table} t WHERE {live rows of the type} AND {inner}`, for a subquery over another type.
+/// The rows of the `search_strings` index (alias `s`) of one parameter of one type.
+fn index_of(resource_type: &str, param: &str) -> Cond {
+    Cond::Sql(
+        "s.resource_type = ? AND s.param = ?".into(),
+        vec![resource_type.into(), param.into()],
+    )
+}
+
+/// `{table} t`, and the condition its live rows of the type that `inner` keeps meet, for a
+/// subquery over another type.
 fn scope(
     ctx: &Ctx,
     resource_type: &'static str,
     inner: &Filter,
-) -> Result<(String, Vec<crate::store::Arg>), SearchError> {
+) -> Result<(String, Cond), SearchError> {
     let m = ctx
         .registry
         .get(resource_type)
         .ok_or_else(|| SearchError(format!("resource type {resource_type} is not hosted")))?;
     let inner = filter_sql(inner, &ctx.on(m.resource_type()))?;
-    let row_filter = m
-        .row_filter()
-        .map(|f| format!(" AND {f}"))
-        .unwrap_or_default();
-    Ok((
-        format!(
-            "{} t WHERE t.deleted_at IS NULL{row_filter} AND {}",
-            m.table(),
-            inner.text
-        ),
-        inner.args,
-    ))
+    Ok((format!("{} t", m.table()), live(m.as_ref()).and(inner)))
+}
+
+/// The condition the rows of a mapping's table (alias `t`) meet to be live resources of its
+/// type: not deleted, and of the type (users are Practitioners only with a clinical role).
+pub fn live(m: &dyn super::ResourceMapping) -> Cond {
+    let mut text = "t.deleted_at IS NULL".to_owned();
+    if let Some(f) = m.row_filter() {
+        text.push_str(" AND ");
+        text.push_str(f);
+    }
+    Cond::And(vec![Cond::sql(text)])
 }

@@ -272,11 +272,31 @@ pub const COMMON: &[SearchParam] = &[
 #[error("{0}")]
 pub struct SearchError(pub String);
 
-/// A SQL condition with its bound values.
-#[derive(Debug, Default)]
-pub struct Sql {
-    pub text: String,
-    pub args: Vec<Arg>,
+pub mod cond;
+pub use cond::{Cond, List, Rendered, Select};
+
+/// SQL without a list subquery, with its values, as a condition.
+fn sql(text: impl Into<String>, args: Vec<Arg>) -> Cond {
+    Cond::Sql(text.into(), args)
+}
+
+/// `t.id` is one of the rows of an index table that `cond` (on alias `s`) keeps.
+fn index_rows(table: &str, cond: &str, args: Vec<Arg>) -> Cond {
+    let alias = table_alias(table);
+    Cond::in_select(
+        "t.id",
+        format!("{alias}.row_id"),
+        format!("{table} {alias}"),
+        sql(cond, args),
+    )
+}
+
+fn table_alias(table: &str) -> &'static str {
+    if table == "search_quantities" {
+        "q"
+    } else {
+        "s"
+    }
 }
 
 /// Where a condition is built: the resource table is always aliased `t` (a subquery for a chain
@@ -360,7 +380,7 @@ pub fn condition(
     modifier: &Modifier,
     values: &[String],
     ctx: &Ctx,
-) -> Result<Sql, SearchError> {
+) -> Result<Cond, SearchError> {
     if *modifier == Modifier::Missing {
         let [v] = values else {
             return Err(SearchError(format!(
@@ -378,80 +398,67 @@ pub fn condition(
                 )))
             }
         };
-        let (text, args) = missing_sql(p, ctx);
-        return Ok(Sql {
-            text: if missing { text } else { format!("NOT {text}") },
-            args,
-        });
+        let c = missing_sql(p, ctx);
+        return Ok(if missing { c } else { Cond::Not(Box::new(c)) });
     }
     let mut parts = Vec::with_capacity(values.len());
-    let mut args = Vec::new();
     for v in values {
-        let (text, mut a) = one_value(p, modifier, v, ctx)?;
-        parts.push(text);
-        args.append(&mut a);
+        parts.push(one_value(p, modifier, v, ctx)?);
     }
-    let text = if parts.len() == 1 {
-        parts.pop().unwrap_or_default()
+    let c = if parts.len() == 1 {
+        parts.pop().unwrap_or_else(Cond::none)
     } else {
-        format!("({})", parts.join(" OR "))
+        Cond::Or(parts)
     };
-    Ok(Sql {
-        // :not matches what has none of the codes, and what has no code at all.
-        text: if *modifier == Modifier::Not {
-            format!("({text}) IS NOT TRUE")
-        } else {
-            text
-        },
-        args,
+    // :not matches what has none of the codes, and what has no code at all.
+    Ok(if *modifier == Modifier::Not {
+        Cond::NotTrue(Box::new(c))
+    } else {
+        c
     })
 }
 
-/// The condition (in parentheses) that a resource has no value for `p`.
-fn missing_sql(p: &SearchParam, ctx: &Ctx) -> (String, Vec<Arg>) {
-    let index = |params: &str| {
-        (
-            format!("(NOT (t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param IN {params})))"),
-            vec![Arg::from(ctx.resource_type)],
-        )
+/// The condition that a resource has no value for `p`.
+fn missing_sql(p: &SearchParam, ctx: &Ctx) -> Cond {
+    let index = |params: &str, mut args: Vec<Arg>| {
+        args.insert(0, Arg::from(ctx.resource_type));
+        Cond::Not(Box::new(index_rows(
+            "search_strings",
+            &format!("s.resource_type = ? AND s.param IN {params}"),
+            args,
+        )))
     };
     match p.target {
-        Target::FhirId | Target::LastUpdated | Target::CodeValueQuantity { .. } => {
-            ("(1 = 0)".into(), vec![])
-        }
+        Target::FhirId | Target::LastUpdated | Target::CodeValueQuantity { .. } => Cond::none(),
         Target::TokenColumn { column, .. }
         | Target::BoolColumn { column }
         | Target::DateColumn { column, .. }
         | Target::CatalogToken { column, .. }
         | Target::RefColumn { column, .. }
         | Target::TokenColumns { code: column, .. }
-        | Target::Quantity { value: column, .. } => (format!("(t.{column} IS NULL)"), vec![]),
+        | Target::Quantity { value: column, .. } => Cond::sql(format!("t.{column} IS NULL")),
         Target::Period { start, end, .. } => {
-            (format!("(t.{start} IS NULL AND t.{end} IS NULL)"), vec![])
+            Cond::sql(format!("(t.{start} IS NULL AND t.{end} IS NULL)"))
         }
         Target::StringIndex
         | Target::CodeIndex { .. }
         | Target::RefIndex { .. }
         | Target::IndexToken
-        | Target::IndexUri => {
-            let (text, mut args) = index("(?)");
-            args.push(p.name.into());
-            (text, args)
-        }
-        Target::ObservationCode { components } => {
-            let (text, args) = index(if components {
+        | Target::IndexUri => index("(?)", vec![p.name.into()]),
+        Target::ObservationCode { components } => Cond::sql("t.code IS NULL").and(index(
+            if components {
                 "('code', 'component-code')"
             } else {
                 "('code')"
-            });
-            (format!("(t.code IS NULL AND {text})"), args)
-        }
-        Target::IdentifierTable { table, foreign_key } => (
-            format!(
-                "(NOT (t.id IN (SELECT i.{foreign_key} FROM {table} i WHERE i.deleted_at IS NULL)))"
-            ),
+            },
             vec![],
-        ),
+        )),
+        Target::IdentifierTable { table, foreign_key } => Cond::Not(Box::new(Cond::in_select(
+            "t.id",
+            format!("i.{foreign_key}"),
+            format!("{table} i"),
+            Cond::sql("i.deleted_at IS NULL"),
+        ))),
     }
 }
 
@@ -583,7 +590,7 @@ fn one_value(
     modifier: &Modifier,
     value: &str,
     ctx: &Ctx,
-) -> Result<(String, Vec<Arg>), SearchError> {
+) -> Result<Cond, SearchError> {
     let bad = |what: &str| SearchError(format!("invalid value for parameter {}: {what}", p.name));
     if value.is_empty() {
         return Err(bad("empty value"));
@@ -598,7 +605,7 @@ fn one_value(
         Modifier::Type(t) => {
             if !matches!(p.target, Target::RefColumn { resource_type, .. } | Target::RefIndex { resource_type } if resource_type == t)
             {
-                return Ok(("1 = 0".into(), vec![]));
+                return Ok(Cond::none());
             }
             if value.contains('/') {
                 value.to_owned()
@@ -610,7 +617,7 @@ fn one_value(
     };
     let value = value.as_str();
     Ok(match p.target {
-        Target::FhirId => ("t.fhir_id = ?".into(), vec![value.into()]),
+        Target::FhirId => sql("t.fhir_id = ?", vec![value.into()]),
         Target::TokenColumn { column, system } => {
             let (sys, code) = token(value);
             let sys_ok = match (sys, system) {
@@ -619,22 +626,24 @@ fn one_value(
                 (Some(None), _) | (Some(Some(_)), None) => false,
             };
             match (sys_ok, code) {
-                (false, _) => ("1 = 0".into(), vec![]),
-                (true, Some(c)) => (format!("t.{column} = ?"), vec![c.into()]),
-                (true, None) => (format!("t.{column} IS NOT NULL"), vec![]),
+                (false, _) => Cond::none(),
+                (true, Some(c)) => sql(format!("t.{column} = ?"), vec![c.into()]),
+                (true, None) => Cond::sql(format!("t.{column} IS NOT NULL")),
             }
         }
         Target::TokenColumns { code, system, .. } => {
             let (cond, args) = token_match(value, &format!("t.{code}"), &format!("t.{system}"))
                 .ok_or_else(|| bad("a token needs a code or a system"))?;
-            (format!("({cond})"), args)
+            sql(format!("({cond})"), args)
         }
         Target::CatalogToken { column, table } => {
             let (cond, args) = token_match(value, "c.code", "c.system")
                 .ok_or_else(|| bad("a token needs a code or a system"))?;
-            (
-                format!("t.{column} IN (SELECT c.id FROM {table} c WHERE {cond})"),
-                args,
+            Cond::in_select(
+                format!("t.{column}"),
+                "c.id",
+                format!("{table} c"),
+                sql(cond, args),
             )
         }
         Target::RefColumn {
@@ -645,9 +654,9 @@ fn one_value(
             let Some(id) = reference_id(value, resource_type, ctx.base_url)
                 .map_err(|_| bad("not a reference to a resource of this server"))?
             else {
-                return Ok(("1 = 0".into(), vec![]));
+                return Ok(Cond::none());
             };
-            (
+            sql(
                 // fhir_id is unique: one row at most, evaluated once (an index condition on t.column).
                 format!("t.{column} = (SELECT r.id FROM {table} r WHERE r.fhir_id = ? AND r.deleted_at IS NULL)"),
                 vec![id.into()],
@@ -691,16 +700,20 @@ fn one_value(
                 Prefix::Ap => (format!("({a_lt} AND {b_gt})"), vec![hi, lo]),
             };
             // A resource without the element has no range to compare.
-            (format!("(({a} IS NOT NULL OR {b} IS NOT NULL) AND {cond})"), args)
+            sql(
+                format!("(({a} IS NOT NULL OR {b} IS NOT NULL) AND {cond})"),
+                args,
+            )
         }
         Target::RefIndex { resource_type } => {
             let Some(id) = reference_id(value, resource_type, ctx.base_url)
                 .map_err(|_| bad("not a reference to a resource of this server"))?
             else {
-                return Ok(("1 = 0".into(), vec![]));
+                return Ok(Cond::none());
             };
-            (
-                "t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.exact = ?)".into(),
+            index_rows(
+                "search_strings",
+                "s.resource_type = ? AND s.param = ? AND s.exact = ?",
                 vec![ctx.resource_type.into(), p.name.into(), id.into()],
             )
         }
@@ -754,20 +767,23 @@ fn one_value(
                 text = format!("({text} OR {vital})");
                 args.extend(vital_args);
             }
-            (text, args)
+            sql(text, args)
         }
         Target::Quantity {
             value: column,
             system,
             code,
-        } => quantity_sql(
-            &format!("t.{column}"),
-            &format!("t.{system}"),
-            &format!("t.{code}"),
-            value,
-            ctx.dialect,
-        )
-        .ok_or_else(|| bad("a quantity is [prefix]number|system|code"))?,
+        } => {
+            let (text, args) = quantity_sql(
+                &format!("t.{column}"),
+                &format!("t.{system}"),
+                &format!("t.{code}"),
+                value,
+                ctx.dialect,
+            )
+            .ok_or_else(|| bad("a quantity is [prefix]number|system|code"))?;
+            sql(text, args)
+        }
         Target::CodeValueQuantity { top, components } => {
             let (code, quantity) = value
                 .split_once('$')
@@ -777,14 +793,14 @@ fn one_value(
                 ..*p
             };
             let mut parts = Vec::new();
-            let mut args = Vec::new();
             if top && !ctx.narrow {
-                let (c, a) = observation_code_rows(code, false, Some(quantity), ctx)
-                    .ok_or_else(|| bad("a composite value is code$[prefix]number|system|code"))?;
-                parts.push(c);
-                args.extend(a);
+                parts.push(
+                    observation_code_rows(code, false, Some(quantity), ctx).ok_or_else(|| {
+                        bad("a composite value is code$[prefix]number|system|code")
+                    })?,
+                );
             } else if top {
-                let (c, a) = one_value(&code_param, &Modifier::None, code, ctx)?;
+                let c = one_value(&code_param, &Modifier::None, code, ctx)?;
                 let (q, b) = quantity_sql(
                     "t.value_quantity",
                     "t.value_unit_system",
@@ -793,9 +809,7 @@ fn one_value(
                     ctx.dialect,
                 )
                 .ok_or_else(|| bad("a quantity is [prefix]number|system|code"))?;
-                parts.push(format!("({c} AND {q})"));
-                args.extend(a);
-                args.extend(b);
+                parts.push(c.and(sql(q, b)));
             }
             if components {
                 let (c, a) = token_match(code, "q.code", "q.code_system")
@@ -808,19 +822,24 @@ fn one_value(
                     ctx.dialect,
                 )
                 .ok_or_else(|| bad("a quantity is [prefix]number|system|code"))?;
-                parts.push(format!("t.id IN (SELECT q.row_id FROM search_quantities q WHERE q.resource_type = 'Observation' AND q.param = 'component' AND {c} AND {q})"));
-                args.extend(a);
-                args.extend(b);
+                let mut values = a;
+                values.extend(b);
+                parts.push(index_rows(
+                    "search_quantities",
+                    &format!(
+                        "q.resource_type = 'Observation' AND q.param = 'component' AND {c} AND {q}"
+                    ),
+                    values,
+                ));
                 // Blood pressure written by the clinic: its components are columns, each with
                 // its own value index (the measurement and column names are mapping data).
                 let rows = vital_component_rows(code, quantity, ctx)
                     .ok_or_else(|| bad("a quantity is [prefix]number|system|code"))?;
-                if let Some((c, a)) = rows {
+                if let Some(c) = rows {
                     parts.push(c);
-                    args.extend(a);
                 }
             }
-            (format!("({})", parts.join(" OR ")), args)
+            Cond::Or(parts)
         }
         Target::BoolColumn { column } => {
             let (sys, code) = token(value);
@@ -832,7 +851,7 @@ fn one_value(
                 Some("false") => false,
                 _ => return Err(bad("expected true or false")),
             };
-            (format!("t.{column} = ?"), vec![Arg::Bool(Some(b))])
+            sql(format!("t.{column} = ?"), vec![Arg::Bool(Some(b))])
         }
         Target::IdentifierTable { table, foreign_key } => {
             // An identifier needs a value or a system: `|` alone names nothing.
@@ -841,19 +860,22 @@ fn one_value(
             }
             let (cond, args) = token_match(value, "i.value", "i.system")
                 .ok_or_else(|| bad("a token needs a code or a system"))?;
-            (
-                format!("t.id IN (SELECT i.{foreign_key} FROM {table} i WHERE i.deleted_at IS NULL AND {cond})"),
-                args,
+            Cond::in_select(
+                "t.id",
+                format!("i.{foreign_key}"),
+                format!("{table} i"),
+                sql(format!("i.deleted_at IS NULL AND {cond}"), args),
             )
         }
         Target::CodeIndex { system } => {
             let (sys, code) = token(value);
             if sys.is_some_and(|s| s != Some(system)) {
-                return Ok(("1 = 0".into(), vec![]));
+                return Ok(Cond::none());
             }
             let code = code.ok_or_else(|| bad("a code is needed"))?;
-            (
-                "t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.exact = ?)".into(),
+            index_rows(
+                "search_strings",
+                "s.resource_type = ? AND s.param = ? AND s.exact = ?",
                 vec![ctx.resource_type.into(), p.name.into(), code.into()],
             )
         }
@@ -864,17 +886,18 @@ fn one_value(
             let cond = cond.replace("s.value IS NULL", "s.value = ''");
             let mut all = vec![Arg::from(ctx.resource_type), Arg::from(p.name)];
             all.append(&mut args);
-            (
-                format!("t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND {cond})"),
+            index_rows(
+                "search_strings",
+                &format!("s.resource_type = ? AND s.param = ? AND {cond}"),
                 all,
             )
         }
-        Target::IndexUri => (
-            "t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND s.exact = ?)".into(),
+        Target::IndexUri => index_rows(
+            "search_strings",
+            "s.resource_type = ? AND s.param = ? AND s.exact = ?",
             vec![ctx.resource_type.into(), p.name.into(), value.into()],
         ),
         Target::StringIndex => {
-            let base = "t.id IN (SELECT s.row_id FROM search_strings s WHERE s.resource_type = ? AND s.param = ? AND ";
             let mut args: Vec<Arg> = vec![ctx.resource_type.into(), p.name.into()];
             let cond = match modifier {
                 Modifier::Exact => {
@@ -907,7 +930,11 @@ fn one_value(
                     }
                 }
             };
-            (format!("{base}{cond})"), args)
+            index_rows(
+                "search_strings",
+                &format!("s.resource_type = ? AND s.param = ? AND {cond}"),
+                args,
+            )
         }
         Target::LastUpdated => {
             let (prefix, rest) = Prefix::split(value);
@@ -917,14 +944,15 @@ fn one_value(
             }
             let (lo, hi) = (Arg::from(r.start), Arg::from(r.end));
             let c = "t.updated_at";
-            match prefix {
+            let (text, args) = match prefix {
                 Prefix::Eq | Prefix::Ap => (format!("({c} >= ? AND {c} < ?)"), vec![lo, hi]),
                 Prefix::Ne => (format!("NOT ({c} >= ? AND {c} < ?)"), vec![lo, hi]),
                 Prefix::Gt | Prefix::Sa => (format!("{c} >= ?"), vec![hi]),
                 Prefix::Lt | Prefix::Eb => (format!("{c} < ?"), vec![lo]),
                 Prefix::Ge => (format!("{c} >= ?"), vec![lo]),
                 Prefix::Le => (format!("{c} < ?"), vec![hi]),
-            }
+            };
+            sql(text, args)
         }
         Target::DateColumn {
             column,
@@ -947,7 +975,7 @@ fn one_value(
                     "CAST(t.{column} + CASE t.{precision_column} WHEN 'year' THEN interval '1 year' WHEN 'month' THEN interval '1 month' ELSE interval '1 day' END AS date)"
                 ),
             };
-            match prefix {
+            let (text, args) = match prefix {
                 Prefix::Eq => (format!("({a} >= ? AND {b} <= ?)"), vec![lo, hi]),
                 Prefix::Ne => (format!("NOT ({a} >= ? AND {b} <= ?)"), vec![lo, hi]),
                 Prefix::Gt => (format!("{b} > ?"), vec![hi]),
@@ -957,7 +985,8 @@ fn one_value(
                 Prefix::Sa => (format!("{a} >= ?"), vec![hi]),
                 Prefix::Eb => (format!("{b} <= ?"), vec![lo]),
                 Prefix::Ap => (format!("({a} < ? AND {b} > ?)"), vec![hi, lo]),
-            }
+            };
+            sql(text, args)
         }
     })
 }
@@ -1041,23 +1070,27 @@ fn observation_code_rows(
     components: bool,
     quantity: Option<&str>,
     ctx: &Ctx,
-) -> Option<(String, Vec<Arg>)> {
+) -> Option<Cond> {
     let (sys, code) = token(token_value);
-    // The arms listing results and those listing vital signs, each with its values.
-    let mut results: Vec<(String, Vec<Arg>)> = Vec::new();
-    let mut vitals: Vec<(String, Vec<Arg>)> = Vec::new();
+    // The arms listing results and those listing vital signs.
+    let mut results: Vec<Select> = Vec::new();
+    let mut vitals: Vec<Select> = Vec::new();
+    let arm = |column: &str, from: &str, cond: String, args: Vec<Arg>| Select {
+        column: column.to_owned(),
+        from: from.to_owned(),
+        cond: sql(cond, args),
+    };
     let q = |value: &str, system: &str, unit: &str| match quantity {
         None => Some(None),
         Some(v) => quantity_sql(value, system, unit, v, ctx.dialect).map(Some),
     };
     // Results, by their code columns.
-    let (c, mut args) = token_match(token_value, "r.code", "r.code_system")?;
-    let mut arm = format!("SELECT r.id FROM medical_test_results r WHERE {c}");
+    let (mut c, mut args) = token_match(token_value, "r.code", "r.code_system")?;
     if let Some((qt, qa)) = q("r.value_quantity", "r.value_unit_system", "r.value_unit")? {
-        arm.push_str(&format!(" AND {qt}"));
+        c.push_str(&format!(" AND {qt}"));
         args.extend(qa);
     }
-    results.push((arm, args));
+    results.push(arm("r.id", "medical_test_results r", c, args));
     // The codings of FHIR-written Observations (and of their components) beyond the code
     // columns.
     let params = if components {
@@ -1081,14 +1114,19 @@ fn observation_code_rows(
     }
     // With a quantity: results by their value column, vital signs by the column of their
     // measurement (column names and units are the mapping's own data).
-    let mut arm = format!("SELECT s.row_id FROM search_strings s JOIN medical_test_results r ON r.id = s.row_id WHERE {coded}");
+    let mut c = coded.clone();
     let mut args = coded_args.clone();
     if let Some((qt, qa)) = q("r.value_quantity", "r.value_unit_system", "r.value_unit")? {
-        arm.push_str(&format!(" AND {qt}"));
+        c.push_str(&format!(" AND {qt}"));
         args.extend(qa);
     }
-    results.push((arm, args));
-    let mut arm = format!("SELECT s.row_id FROM search_strings s JOIN vital_sign_observations o ON o.id = s.row_id JOIN vital_signs v ON v.id = o.vital_sign_id WHERE {coded}");
+    results.push(arm(
+        "s.row_id",
+        "search_strings s JOIN medical_test_results r ON r.id = s.row_id",
+        c,
+        args,
+    ));
+    let mut c = coded;
     let mut args = coded_args;
     let (mut value, mut unit) = (String::new(), String::new());
     for m in &super::vital_data::table().measurements {
@@ -1106,10 +1144,15 @@ fn observation_code_rows(
         "'http://unitsofmeasure.org'",
         &format!("CASE o.measurement{unit} END"),
     )? {
-        arm.push_str(&format!(" AND {qt}"));
+        c.push_str(&format!(" AND {qt}"));
         args.extend(qa);
     }
-    vitals.push((arm, args));
+    vitals.push(arm(
+        "s.row_id",
+        "search_strings s JOIN vital_sign_observations o ON o.id = s.row_id JOIN vital_signs v ON v.id = o.vital_sign_id",
+        c,
+        args,
+    ));
     // Vital signs, by measurement: their codes are data (mappings/vital-signs.json).
     let loinc_matches = |c: &str| is_loinc_token(token_value, c);
     for m in &super::vital_data::table().measurements {
@@ -1122,8 +1165,10 @@ fn observation_code_rows(
             continue;
         }
         match (quantity, &m.value) {
-            (None, _) => vitals.push((
-                "SELECT o.id FROM vital_sign_observations o WHERE o.measurement = ?".into(),
+            (None, _) => vitals.push(arm(
+                "o.id",
+                "vital_sign_observations o",
+                "o.measurement = ?".into(),
                 vec![m.key.as_str().into()],
             )),
             (Some(_), Some(slot)) if own => {
@@ -1135,24 +1180,25 @@ fn observation_code_rows(
                 )??;
                 let mut args: Vec<Arg> = vec![m.key.as_str().into()];
                 args.extend(qa);
-                vitals.push((format!("SELECT o.id FROM vital_sign_observations o JOIN vital_signs v ON v.id = o.vital_sign_id WHERE o.measurement = ? AND {qt}"), args));
+                vitals.push(arm(
+                    "o.id",
+                    "vital_sign_observations o JOIN vital_signs v ON v.id = o.vital_sign_id",
+                    format!("o.measurement = ? AND {qt}"),
+                    args,
+                ));
             }
             _ => {}
         }
     }
     // Each list is tested only against the view's branch of its own source (the other
     // branch's condition folds to false), so no row id is looked up where it cannot be.
-    let mut parts = Vec::new();
-    let mut args = Vec::new();
-    for (source, arms) in [("result", results), ("vital", vitals)] {
-        let (texts, values): (Vec<String>, Vec<Vec<Arg>>) = arms.into_iter().unzip();
-        parts.push(format!(
-            "(t.source = '{source}' AND t.id IN ({}))",
-            texts.join(" UNION ALL ")
-        ));
-        args.extend(values.into_iter().flatten());
-    }
-    Some((format!("({})", parts.join(" OR ")), args))
+    let parts = [("result", results), ("vital", vitals)]
+        .into_iter()
+        .map(|(source, arms)| {
+            Cond::sql(format!("t.source = '{source}'")).and(Cond::In("t.id".into(), List(arms)))
+        })
+        .collect();
+    Some(Cond::Or(parts))
 }
 
 /// Whether a token search value matches the LOINC code `loinc` (the codes of vital signs).
@@ -1166,41 +1212,13 @@ fn is_loinc_token(token_value: &str, loinc: &str) -> bool {
         }
 }
 
-/// On PostgreSQL, rewrites each `x IN (SELECT ...)` of a condition this module built into
-/// `x = ANY (ARRAY(SELECT ...))`: the list is then computed once (an InitPlan) and is an index
-/// condition in every branch of a UNION ALL view, where a semi-join would read the whole view.
-/// The subqueries here never refer to the outer row, which is what makes this exact.
-pub fn pg_any_arrays(sql: &str) -> String {
-    const PAT: &str = " IN (SELECT ";
-    let mut out = String::with_capacity(sql.len() + 64);
-    let mut rest = sql;
-    while let Some(i) = rest.find(PAT) {
-        out.push_str(&rest[..i]);
-        let open = i + " IN ".len();
-        let Some(close) = closing_paren(rest, open) else {
-            out.push_str(&rest[i..]);
-            return out;
-        };
-        let inner = pg_any_arrays(&rest[open + 1..close]);
-        out.push_str(&format!(" = ANY (ARRAY({inner}))"));
-        rest = &rest[close + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// The vital-sign Observations written by the clinic that have a component coded `token_value`
 /// whose value matches `quantity` (the systolic and diastolic columns of blood pressure), as
 /// `t.id IN (...)` over one arm per matching column; `Some(None)` when no component has that
 /// code, `None` when `quantity` is not a quantity.
-fn vital_component_rows(
-    token_value: &str,
-    quantity: &str,
-    ctx: &Ctx,
-) -> Option<Option<(String, Vec<Arg>)>> {
+fn vital_component_rows(token_value: &str, quantity: &str, ctx: &Ctx) -> Option<Option<Cond>> {
     let matches = |c: &str| is_loinc_token(token_value, c);
     let mut arms = Vec::new();
-    let mut args: Vec<Arg> = Vec::new();
     for m in &super::vital_data::table().measurements {
         for slot in &m.components {
             if !slot.code.as_deref().is_some_and(matches) {
@@ -1214,31 +1232,17 @@ fn vital_component_rows(
                 quantity,
                 ctx.dialect,
             )?;
-            arms.push(format!("SELECT o.id FROM vital_sign_observations o JOIN vital_signs v ON v.id = o.vital_sign_id WHERE o.measurement = ? AND {q}"));
-            args.push(m.key.as_str().into());
+            let mut args: Vec<Arg> = vec![m.key.as_str().into()];
             args.extend(a);
+            arms.push(Select {
+                column: "o.id".into(),
+                from: "vital_sign_observations o JOIN vital_signs v ON v.id = o.vital_sign_id"
+                    .into(),
+                cond: sql(format!("o.measurement = ? AND {q}"), args),
+            });
         }
     }
-    Some((!arms.is_empty()).then(|| (format!("t.id IN ({})", arms.join(" UNION ALL ")), args)))
-}
-
-/// The index of the parenthesis closing the one at byte `open` of generated SQL `s` (whose
-/// literals hold no parentheses).
-pub fn closing_paren(s: &str, open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (i, ch) in s[open..].char_indices() {
-        match ch {
-            '(' => depth += 1,
-            ')' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(open + i);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
+    Some((!arms.is_empty()).then(|| Cond::In("t.id".into(), List(arms))))
 }
 
 /// A quantity search value (`[prefix]number|system|code`) on a numeric column expression and
@@ -1297,41 +1301,60 @@ fn quantity_sql(
 }
 
 /// `:text`: a display or text that has a word starting with `value`, case-insensitively.
-fn text_match(target: &Target, value: &str) -> (String, Vec<Arg>) {
+fn text_match(target: &Target, value: &str) -> Cond {
     let v = like_escape(&value.to_lowercase());
     let words = |col: &str, args: &mut Vec<Arg>| {
         args.push(format!("{v}%").into());
         args.push(format!("% {v}%").into());
         format!("(lower({col}) LIKE ? ESCAPE '\\' OR lower({col}) LIKE ? ESCAPE '\\')")
     };
-    let mut args = Vec::new();
-    let text = match *target {
+    match *target {
         Target::TokenColumns {
             text: Some(col), ..
-        } => words(&format!("t.{col}"), &mut args),
+        } => {
+            let mut args = Vec::new();
+            let w = words(&format!("t.{col}"), &mut args);
+            sql(w, args)
+        }
         Target::CatalogToken { column, table } => {
+            let mut args = Vec::new();
             let w = words("c.display", &mut args);
-            format!("t.{column} IN (SELECT c.id FROM {table} c WHERE {w})")
+            Cond::in_select(
+                format!("t.{column}"),
+                "c.id",
+                format!("{table} c"),
+                sql(w, args),
+            )
         }
         Target::ObservationCode { components } => {
+            let mut args = Vec::new();
             let d = words("r.code_display", &mut args);
             let x = words("r.code_text", &mut args);
+            let results = Cond::in_select(
+                "t.id",
+                "r.id",
+                "medical_test_results r",
+                sql(format!("{d} OR {x}"), args),
+            );
+            let mut args = Vec::new();
             let c = words("c.display", &mut args);
             let parts = if components {
                 "('code', 'component')"
             } else {
                 "('code')"
             };
-            format!("(t.id IN (SELECT r.id FROM medical_test_results r WHERE {d} OR {x}) OR EXISTS (SELECT 1 FROM vital_sign_codes c WHERE c.measurement = t.measurement AND c.part IN {parts} AND {c}))")
+            Cond::Or(vec![
+                results,
+                sql(format!("EXISTS (SELECT 1 FROM vital_sign_codes c WHERE c.measurement = t.measurement AND c.part IN {parts} AND {c})"), args),
+            ])
         }
-        _ => "1 = 0".into(),
-    };
-    (text, args)
+        _ => Cond::none(),
+    }
 }
 
 /// `identifier:of-type=system|code|value`: an identifier with that value whose type has that
 /// coding (the type is kept with the identifier's other elements, in its `fhir_extra`).
-fn of_type(p: &SearchParam, value: &str, ctx: &Ctx) -> Option<(String, Vec<Arg>)> {
+fn of_type(p: &SearchParam, value: &str, ctx: &Ctx) -> Option<Cond> {
     let Target::IdentifierTable { table, foreign_key } = p.target else {
         return None;
     };
@@ -1345,7 +1368,7 @@ fn of_type(p: &SearchParam, value: &str, ctx: &Ctx) -> Option<(String, Vec<Arg>)
         Dialect::Postgres => "EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof(i.fhir_extra->'type'->'coding') = 'array' THEN i.fhir_extra->'type'->'coding' ELSE '[]'::json END) c WHERE c->>'code' = ?",
     };
     let mut args: Vec<Arg> = vec![id_value.into(), code.into()];
-    let mut text = format!("t.id IN (SELECT i.{foreign_key} FROM {table} i WHERE i.deleted_at IS NULL AND i.value = ? AND {coding}");
+    let mut text = format!("i.deleted_at IS NULL AND i.value = ? AND {coding}");
     if !system.is_empty() {
         text.push_str(match ctx.dialect {
             Dialect::Sqlite => " AND json_extract(c.value, '$.system') = ?",
@@ -1353,8 +1376,13 @@ fn of_type(p: &SearchParam, value: &str, ctx: &Ctx) -> Option<(String, Vec<Arg>)
         });
         args.push(system.into());
     }
-    text.push_str("))");
-    Some((text, args))
+    text.push(')');
+    Some(Cond::in_select(
+        "t.id",
+        format!("i.{foreign_key}"),
+        format!("{table} i"),
+        sql(text, args),
+    ))
 }
 
 /// `identifier` of the clinical resources whose identifiers have no table of their own: kept in
@@ -1657,18 +1685,6 @@ mod tests {
     }
 
     #[test]
-    fn postgres_lists_become_arrays_at_every_depth() {
-        assert_eq!(
-            pg_any_arrays("t.a IN (SELECT x.id FROM x WHERE x.b IN (SELECT y.id FROM y WHERE (y.c = ?))) AND t.d IN (?, ?)"),
-            "t.a = ANY (ARRAY(SELECT x.id FROM x WHERE x.b = ANY (ARRAY(SELECT y.id FROM y WHERE (y.c = ?))))) AND t.d IN (?, ?)"
-        );
-        assert_eq!(
-            pg_any_arrays("NOT (t.id IN (SELECT 1))"),
-            "NOT (t.id = ANY (ARRAY(SELECT 1)))"
-        );
-    }
-
-    #[test]
     fn like_metacharacters_are_escaped() {
         assert_eq!(like_escape("50%_a\\"), "50\\%\\_a\\\\");
     }
@@ -1691,10 +1707,11 @@ mod tests {
             narrow: false,
         };
         let evil = "x'); DROP TABLE patients; --".to_owned();
-        let sql = condition(&p, &Modifier::None, &[evil], &ctx).unwrap();
-        assert!(!sql.text.contains("DROP"));
+        let c = condition(&p, &Modifier::None, &[evil], &ctx).unwrap();
+        let sql = Rendered::of(&c, Dialect::Postgres);
+        assert!(!sql.sql.contains("DROP"));
         // Type and parameter, then the value as the index range's two ends and the LIKE.
         assert_eq!(sql.args.len(), 5);
-        assert_eq!(sql.text.matches('?').count(), 5);
+        assert_eq!(sql.sql.matches('?').count(), 5);
     }
 }

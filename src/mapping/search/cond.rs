@@ -1,0 +1,294 @@
+//! Search conditions as structures: what a search parameter, a chain or `_has` asks of the rows
+//! of a table (always aliased `t`), rendered to SQL for one engine in one place
+//! ([`Rendered::of`]), every value bound. Nothing parses SQL to change it: the forms each engine
+//! plans best are chosen here, from the structure.
+
+use crate::store::{Arg, Dialect};
+
+/// A condition on the rows of a table aliased `t`.
+#[derive(Debug, Clone)]
+pub enum Cond {
+    /// SQL over `t` (and over tables and columns of the mappings' declarations), with a `?` per
+    /// value: its text never holds a value, and holds no list subquery (that is [`Cond::In`]).
+    Sql(String, Vec<Arg>),
+    /// `expr IN (list)`: an expression of `t` is one of the values a list gives.
+    In(String, List),
+    And(Vec<Cond>),
+    Or(Vec<Cond>),
+    Not(Box<Cond>),
+    /// `(c) IS NOT TRUE`: false or unknown (`:not`, which also keeps rows without a value).
+    NotTrue(Box<Cond>),
+}
+
+/// The values one or more subqueries list (`UNION ALL` of them). None of them refers to the
+/// row `t` outside it: a subquery over a table of its own aliases it `t` too, shadowing the
+/// outer one.
+#[derive(Debug, Clone)]
+pub struct List(pub Vec<Select>);
+
+/// `SELECT {column} FROM {from} WHERE {cond}`.
+#[derive(Debug, Clone)]
+pub struct Select {
+    pub column: String,
+    pub from: String,
+    pub cond: Cond,
+}
+
+impl Cond {
+    /// SQL without values.
+    pub fn sql(text: impl Into<String>) -> Cond {
+        Cond::Sql(text.into(), Vec::new())
+    }
+
+    /// A condition no row meets.
+    pub fn none() -> Cond {
+        Cond::sql("1 = 0")
+    }
+
+    /// `expr IN (SELECT column FROM from WHERE cond)`.
+    pub fn in_select(
+        expr: impl Into<String>,
+        column: impl Into<String>,
+        from: impl Into<String>,
+        cond: Cond,
+    ) -> Cond {
+        Cond::In(
+            expr.into(),
+            List(vec![Select {
+                column: column.into(),
+                from: from.into(),
+                cond,
+            }]),
+        )
+    }
+
+    /// Both conditions.
+    pub fn and(self, other: Cond) -> Cond {
+        match self {
+            Cond::And(mut all) => {
+                all.push(other);
+                Cond::And(all)
+            }
+            c => Cond::And(vec![c, other]),
+        }
+    }
+}
+
+/// A condition as SQL for one engine: the common table expressions it needs (`WITH ...`, with
+/// their values) and the condition itself (with its values).
+#[derive(Debug, Default, Clone)]
+pub struct Rendered {
+    pub with: String,
+    pub with_args: Vec<Arg>,
+    pub sql: String,
+    pub args: Vec<Arg>,
+}
+
+impl Rendered {
+    /// `cond` as SQL for `dialect`. How a list is written is chosen per engine:
+    ///
+    /// - PostgreSQL: `expr = ANY (ARRAY(SELECT ...))`. The list is computed once (an InitPlan)
+    ///   and is an index condition in every branch of a UNION ALL view, where a semi-join would
+    ///   read the whole view.
+    /// - SQLite: a list of `t.id` (outside another list) becomes a materialized common table
+    ///   expression, `t.id IN m0`: SQLite copies a WHERE term into each branch of a UNION ALL
+    ///   view (the observations) and keeps it outside too, evaluating its subqueries once per
+    ///   copy; a materialized one is evaluated once and shared. Other lists stay `IN (...)`.
+    pub fn of(cond: &Cond, dialect: Dialect) -> Rendered {
+        let mut w = Writer {
+            dialect,
+            ctes: Vec::new(),
+            with_args: Vec::new(),
+        };
+        let mut sql = String::new();
+        let mut args = Vec::new();
+        w.cond(cond, true, &mut sql, &mut args);
+        Rendered {
+            with: if w.ctes.is_empty() {
+                String::new()
+            } else {
+                format!("WITH {} ", w.ctes.join(", "))
+            },
+            with_args: w.with_args,
+            sql,
+            args,
+        }
+    }
+
+    /// Every value, in statement order, for a statement `{with}SELECT ... WHERE {sql}` whose
+    /// select list has no values.
+    pub fn all_args(&self) -> Vec<Arg> {
+        let mut a = self.with_args.clone();
+        a.extend(self.args.iter().cloned());
+        a
+    }
+}
+
+struct Writer {
+    dialect: Dialect,
+    ctes: Vec<String>,
+    with_args: Vec<Arg>,
+}
+
+impl Writer {
+    /// Writes `c`; `hoist`: whether a list of `t.id` may become a common table expression
+    /// (not inside one already).
+    fn cond(&mut self, c: &Cond, hoist: bool, out: &mut String, args: &mut Vec<Arg>) {
+        match c {
+            Cond::Sql(text, values) => {
+                out.push_str(text);
+                args.extend(values.iter().cloned());
+            }
+            Cond::And(all) | Cond::Or(all) if all.is_empty() => {
+                out.push_str(if matches!(c, Cond::And(_)) {
+                    "1 = 1"
+                } else {
+                    "1 = 0"
+                });
+            }
+            Cond::And(all) | Cond::Or(all) => {
+                let op = if matches!(c, Cond::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                out.push('(');
+                for (i, item) in all.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(op);
+                    }
+                    self.cond(item, hoist, out, args);
+                }
+                out.push(')');
+            }
+            Cond::Not(inner) => {
+                out.push_str("NOT (");
+                self.cond(inner, hoist, out, args);
+                out.push(')');
+            }
+            Cond::NotTrue(inner) => {
+                out.push('(');
+                self.cond(inner, hoist, out, args);
+                out.push_str(") IS NOT TRUE");
+            }
+            Cond::In(expr, list) => match self.dialect {
+                Dialect::Postgres => {
+                    out.push_str(&format!("{expr} = ANY (ARRAY("));
+                    self.list(list, hoist, out, args);
+                    out.push_str("))");
+                }
+                Dialect::Sqlite if hoist && expr == "t.id" => {
+                    let name = format!("m{}", self.ctes.len());
+                    let (mut sql, mut values) = (String::new(), Vec::new());
+                    self.list(list, false, &mut sql, &mut values);
+                    // (Numbered before the lists inside it are written, so the order of the
+                    // names is the order of their values.)
+                    self.ctes
+                        .push(format!("{name}(id) AS MATERIALIZED ({sql})"));
+                    self.with_args.extend(values);
+                    out.push_str(&format!("{expr} IN {name}"));
+                }
+                Dialect::Sqlite => {
+                    out.push_str(&format!("{expr} IN ("));
+                    self.list(list, hoist, out, args);
+                    out.push(')');
+                }
+            },
+        }
+    }
+
+    fn list(&mut self, list: &List, hoist: bool, out: &mut String, args: &mut Vec<Arg>) {
+        for (i, s) in list.0.iter().enumerate() {
+            if i > 0 {
+                out.push_str(" UNION ALL ");
+            }
+            out.push_str(&format!("SELECT {} FROM {} WHERE ", s.column, s.from));
+            self.cond(&s.cond, hoist, out, args);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Cond {
+        Cond::And(vec![
+            Cond::sql("t.deleted_at IS NULL"),
+            Cond::in_select(
+                "t.patient_id",
+                "t.id",
+                "patients t",
+                Cond::in_select(
+                    "t.id",
+                    "s.row_id",
+                    "search_strings s",
+                    Cond::Sql("s.value = ?".into(), vec![Arg::Int(Some(1))]),
+                ),
+            ),
+            Cond::Not(Box::new(Cond::in_select(
+                "t.id",
+                "s.row_id",
+                "search_strings s",
+                Cond::Sql("s.exact = ?".into(), vec![Arg::Int(Some(2))]),
+            ))),
+            Cond::Sql("t.status = ?".into(), vec![Arg::Int(Some(3))]),
+        ])
+    }
+
+    fn ints(args: &[Arg]) -> Vec<i64> {
+        args.iter()
+            .map(|a| match a {
+                Arg::Int(Some(v)) => *v,
+                _ => -1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn postgres_lists_become_arrays_at_every_depth() {
+        let r = Rendered::of(&sample(), Dialect::Postgres);
+        assert_eq!(r.with, "");
+        assert_eq!(
+            r.sql,
+            "(t.deleted_at IS NULL AND t.patient_id = ANY (ARRAY(SELECT t.id FROM patients t WHERE \
+             t.id = ANY (ARRAY(SELECT s.row_id FROM search_strings s WHERE s.value = ?)))) AND \
+             NOT (t.id = ANY (ARRAY(SELECT s.row_id FROM search_strings s WHERE s.exact = ?))) AND t.status = ?)"
+        );
+        assert_eq!(ints(&r.args), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn sqlite_lists_of_row_ids_become_materialized_tables_with_their_values_first() {
+        let r = Rendered::of(&sample(), Dialect::Sqlite);
+        assert_eq!(
+            r.with,
+            "WITH m0(id) AS MATERIALIZED (SELECT s.row_id FROM search_strings s WHERE s.value = ?), \
+             m1(id) AS MATERIALIZED (SELECT s.row_id FROM search_strings s WHERE s.exact = ?) "
+        );
+        assert_eq!(
+            r.sql,
+            "(t.deleted_at IS NULL AND t.patient_id IN (SELECT t.id FROM patients t WHERE t.id IN m0) \
+             AND NOT (t.id IN m1) AND t.status = ?)"
+        );
+        assert_eq!(ints(&r.with_args), vec![1, 2]);
+        assert_eq!(ints(&r.args), vec![3]);
+        assert_eq!(ints(&r.all_args()), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_list_inside_a_materialized_one_stays_inside_it() {
+        let c = Cond::in_select(
+            "t.id",
+            "t.id",
+            "patients t",
+            Cond::in_select("t.id", "s.row_id", "search_strings s", Cond::sql("1 = 1")),
+        );
+        let r = Rendered::of(&c, Dialect::Sqlite);
+        assert_eq!(
+            r.with,
+            "WITH m0(id) AS MATERIALIZED (SELECT t.id FROM patients t WHERE t.id IN (SELECT s.row_id FROM search_strings s WHERE 1 = 1)) "
+        );
+        assert_eq!(r.sql, "t.id IN m0");
+    }
+}
