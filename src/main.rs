@@ -43,6 +43,8 @@ async fn main() -> anyhow::Result<()> {
             let state = expediente::build_state(&args.db.database_url, 0, None).await?;
             let caller = expediente::interactions::Caller {
                 base_url: "http://localhost/fhir".into(),
+                // The administrator of the clinic's own database.
+                restriction: expediente::mapping::search::Restriction::none(),
             };
             let opts = expediente::import::ImportOptions {
                 batch_size: args.batch_size.max(1),

@@ -49,7 +49,10 @@ impl AppState {
                 .unwrap_or("localhost");
             format!("http://{host}/fhir")
         });
-        Caller { base_url }
+        Caller {
+            base_url,
+            restriction: crate::mapping::search::Restriction::none(),
+        }
     }
 }
 

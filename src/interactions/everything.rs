@@ -156,6 +156,7 @@ impl Fhir {
                 registry: &self.registry,
                 base_url: &caller.base_url,
                 narrow: false,
+                restriction: &caller.restriction,
             };
             let w = self.where_clause(m, &filters, &ctx)?;
             if req.cursor.is_none() {

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::fhir::bundle::{self, HistoryEntry, Link};
 use crate::fhir::{date, instant, Id, Issue, IssueType};
 use crate::interactions::search::{DEFAULT_COUNT, MAX_COUNT};
+use crate::mapping::search::{Cond, Ctx, Rendered};
 use crate::store::Arg;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -79,10 +80,32 @@ impl Fhir {
             where_sql.push_str(" AND last_updated >= ?");
             args.push(s.into());
         }
+        // Only the versions of rows the caller may see (deleted ones included).
+        let ctx = Ctx {
+            dialect: self.db.dialect(),
+            resource_type: rt,
+            registry: &self.registry,
+            base_url: &caller.base_url,
+            narrow: false,
+            restriction: &caller.restriction,
+        };
+        let mut with = String::new();
+        if let Some(c) = caller
+            .restriction
+            .cond(m.as_ref(), &ctx)
+            .map_err(|e| Error::BadRequest(vec![Issue::error(IssueType::Invalid, e.0)]))?
+        {
+            let rows = Cond::in_select("row_id", "t.id", format!("{} t", m.table()), c);
+            let r = Rendered::of(&rows, ctx.dialect);
+            where_sql.push_str(&format!(" AND {}", r.sql));
+            args.extend(r.args);
+            with = r.with;
+            args.splice(0..0, r.with_args);
+        }
         let total = self
             .db
             .fetch_optional(
-                &format!("SELECT count(*) AS n FROM resource_versions WHERE {where_sql}"),
+                &format!("{with}SELECT count(*) AS n FROM resource_versions WHERE {where_sql}"),
                 &args,
             )
             .await?
@@ -110,7 +133,7 @@ impl Fhir {
         let rows = self
             .db
             .fetch_all(
-                &format!("SELECT {seq} AS seq, fhir_id, version_id, method, last_updated, resource FROM resource_versions WHERE {where_sql} ORDER BY last_updated DESC, {seq} DESC LIMIT ?"),
+                &format!("{with}SELECT {seq} AS seq, fhir_id, version_id, method, last_updated, resource FROM resource_versions WHERE {where_sql} ORDER BY last_updated DESC, {seq} DESC LIMIT ?"),
                 &args,
             )
             .await?;

@@ -91,6 +91,9 @@ pub struct Fhir {
 pub struct Caller {
     /// The FHIR base URL as the client reached it (`http://host/fhir`), for fullUrl and links.
     pub base_url: String,
+    /// What the caller may see: searches, includes, `$everything` and history are restricted
+    /// to it (see [`crate::mapping::search::Restriction`]).
+    pub restriction: crate::mapping::search::Restriction,
 }
 
 /// A resource version as served: the resource (absent when deleted) and its meta.

@@ -489,6 +489,7 @@ impl Fhir {
             registry: &self.registry,
             base_url: &caller.base_url,
             narrow: false,
+            restriction: &caller.restriction,
         };
         let page = self.page(&m, &q, &ctx).await?;
         let mut entries = self.entries(caller, &m, &page.ids, "match").await?;
@@ -534,6 +535,7 @@ impl Fhir {
             registry: &self.registry,
             base_url: &caller.base_url,
             narrow: false,
+            restriction: &caller.restriction,
         };
         let w = self.where_clause(m, &q.filters, &ctx)?;
         let sql = format!(
@@ -566,7 +568,7 @@ impl Fhir {
             narrow,
             ..ctx.on(ctx.resource_type)
         };
-        let mut cond = filter::live(m.as_ref());
+        let mut cond = filter::visible(m.as_ref(), ctx).map_err(|e| bad(e.0))?;
         for f in filters {
             cond = cond.and(filter::filter_sql(f, ctx).map_err(|e| bad(e.0))?);
         }
@@ -820,7 +822,7 @@ impl Fhir {
             let mut next: BTreeMap<&'static str, Vec<Uuid>> = BTreeMap::new();
             for inc in includes.iter().filter(|i| round == 0 || i.iterate) {
                 for (ty, rows) in &frontier {
-                    for (target_type, row) in self.follow(inc, ty, rows).await? {
+                    for (target_type, row) in self.follow(caller, inc, ty, rows).await? {
                         if total < MAX_INCLUDED && seen.insert(row) {
                             total += 1;
                             next.entry(target_type).or_default().push(row);
@@ -845,12 +847,24 @@ impl Fhir {
     /// The live rows one include reaches from rows `ids` of type `ty`, with their types.
     async fn follow(
         &self,
+        caller: &Caller,
         inc: &Include,
         ty: &'static str,
         ids: &[Uuid],
     ) -> Result<Vec<(&'static str, Uuid)>> {
         let mut out = Vec::new();
         let dialect = self.db.dialect();
+        let ctx = Ctx {
+            dialect,
+            resource_type: ty,
+            registry: &self.registry,
+            base_url: &caller.base_url,
+            narrow: false,
+            restriction: &caller.restriction,
+        };
+        let visible = |m: &dyn ResourceMapping| {
+            filter::visible(m, &ctx.on(m.resource_type())).map_err(|e| bad(e.0))
+        };
         if !inc.reverse {
             for p in include_params(&self.registry, inc, ty) {
                 let Some(target) = reference_target(p).and_then(|t| self.registry.get(t)) else {
@@ -881,7 +895,7 @@ impl Fhir {
                         )
                     }
                 };
-                let w = Rendered::of(&filter::live(target.as_ref()).and(reached), dialect);
+                let w = Rendered::of(&visible(target.as_ref())?.and(reached), dialect);
                 let sql = format!(
                     "{}SELECT t.id FROM {} t WHERE {}",
                     w.with,
@@ -931,7 +945,7 @@ impl Fhir {
                         )
                     }
                 };
-                let w = Rendered::of(&filter::live(src.as_ref()).and(referring), dialect);
+                let w = Rendered::of(&visible(src.as_ref())?.and(referring), dialect);
                 let sql = format!(
                     "{}SELECT t.id FROM {} t WHERE {} LIMIT {}",
                     w.with,
@@ -994,6 +1008,7 @@ impl Fhir {
                 registry: &self.registry,
                 base_url: &caller.base_url,
                 narrow: false,
+                restriction: &caller.restriction,
             };
             let w = self.where_clause(&m, &q.filters, &ctx)?;
             if let Some(t) = total.as_mut() {

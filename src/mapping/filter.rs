@@ -216,8 +216,22 @@ fn scope(
         .registry
         .get(resource_type)
         .ok_or_else(|| SearchError(format!("resource type {resource_type} is not hosted")))?;
-    let inner = filter_sql(inner, &ctx.on(m.resource_type()))?;
-    Ok((format!("{} t", m.table()), live(m.as_ref()).and(inner)))
+    let on = ctx.on(m.resource_type());
+    let inner = filter_sql(inner, &on)?;
+    Ok((
+        format!("{} t", m.table()),
+        visible(m.as_ref(), &on)?.and(inner),
+    ))
+}
+
+/// The rows of a mapping's table (alias `t`) the caller may see as live resources of its type:
+/// [`live`], and the restriction of the context.
+pub fn visible(m: &dyn super::ResourceMapping, ctx: &Ctx) -> Result<Cond, SearchError> {
+    let mut c = live(m);
+    if let Some(r) = ctx.restriction.cond(m, ctx)? {
+        c = c.and(r);
+    }
+    Ok(c)
 }
 
 /// The condition the rows of a mapping's table (alias `t`) meet to be live resources of its

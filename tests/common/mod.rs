@@ -49,6 +49,8 @@ pub struct TestApp {
     pub url: String,
     pub client: reqwest::Client,
     pub db: Db,
+    /// The server's FHIR service, for what the HTTP layer does not reach.
+    pub fhir: expediente::interactions::Fhir,
     pub engine: Engine,
     cleanup: Cleanup,
 }
@@ -175,6 +177,7 @@ impl TestApp {
             .await
             .expect("server state");
         let db = state.fhir.db.clone();
+        let fhir = state.fhir.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -190,6 +193,7 @@ impl TestApp {
             url: url.clone(),
             client: reqwest::Client::new(),
             db,
+            fhir,
             engine,
             cleanup,
         }

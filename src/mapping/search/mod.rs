@@ -273,7 +273,9 @@ pub const COMMON: &[SearchParam] = &[
 pub struct SearchError(pub String);
 
 pub mod cond;
+pub mod restrict;
 pub use cond::{Cond, List, Rendered, Select};
+pub use restrict::Restriction;
 
 /// SQL without a list subquery, with its values, as a condition.
 fn sql(text: impl Into<String>, args: Vec<Arg>) -> Cond {
@@ -311,6 +313,8 @@ pub struct Ctx<'a> {
     /// patient, an encounter, ids): conditions then test each row (correlated subqueries)
     /// instead of listing every row that matches them.
     pub narrow: bool,
+    /// What the caller may see: every table the search reads is restricted to it.
+    pub restriction: &'a Restriction,
 }
 
 impl Ctx<'_> {
@@ -322,6 +326,7 @@ impl Ctx<'_> {
             registry: self.registry,
             base_url: self.base_url,
             narrow: false,
+            restriction: self.restriction,
         }
     }
 }
@@ -1705,6 +1710,7 @@ mod tests {
             registry: &registry,
             base_url: "http://localhost/fhir",
             narrow: false,
+            restriction: &Restriction::none(),
         };
         let evil = "x'); DROP TABLE patients; --".to_owned();
         let c = condition(&p, &Modifier::None, &[evil], &ctx).unwrap();
