@@ -861,13 +861,10 @@ impl Run<'_> {
         // fit: refreshed each time the data has doubled, the plans follow the growth. ANALYZE
         // runs on a connection of its own while the next groups are written (it blocks no
         // write), one at a time.
-        if loaded >= self.analyze_at
-            && self.fhir.db.dialect() == crate::store::Dialect::Postgres
-            && self.analyzing.as_ref().is_none_or(|a| a.is_finished())
-        {
+        if loaded >= self.analyze_at && self.analyzing.as_ref().is_none_or(|a| a.is_finished()) {
             let db = self.fhir.db.clone();
             self.analyzing = Some(tokio::spawn(async move {
-                if let Err(e) = db.execute("ANALYZE", &[]).await {
+                if let Err(e) = db.refresh_statistics().await {
                     tracing::warn!(error = %e, "ANALYZE failed");
                 }
             }));

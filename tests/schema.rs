@@ -6,6 +6,7 @@ mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::{Engine, TestApp};
+use expediente::mapping::guard;
 use expediente::store::{Arg, Conn, StoreError, TxReads};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -864,10 +865,10 @@ async fn the_write_guard_lasts_one_transaction(engine: Engine) {
     let other = insert_patient(&app, "unguarded").await;
     let (v0, _, _) = stamps(&app, "patients", patient).await;
     let mut tx = app.db.begin().await.unwrap();
-    tx.guard(patient).await.unwrap();
-    tx.guard(other).await.unwrap();
+    guard::guard(&mut tx, patient).await.unwrap();
+    guard::guard(&mut tx, other).await.unwrap();
     assert_eq!(guarded(&mut tx, patient).await, 1);
-    tx.unguard(other).await.unwrap();
+    guard::unguard(&mut tx, other).await.unwrap();
     assert_eq!(guarded(&mut tx, other).await, 0);
     assert_eq!(guarded(&mut tx, patient).await, 1);
     tx.execute(
@@ -876,7 +877,7 @@ async fn the_write_guard_lasts_one_transaction(engine: Engine) {
     )
     .await
     .unwrap();
-    tx.unguard(patient).await.unwrap();
+    guard::unguard(&mut tx, patient).await.unwrap();
     tx.commit().await.unwrap();
     let (v1, _, _) = stamps(&app, "patients", patient).await;
     assert_eq!(v1, v0, "a guarded row is not touched by its children");
@@ -1080,11 +1081,11 @@ async fn vital_signs_written_through_fhir_keep_their_observation_rows_themselves
     };
     let (fhir, direct) = (Uuid::new_v4(), Uuid::new_v4());
     let mut tx = app.db.begin().await.unwrap();
-    tx.guard_vitals(fhir).await.unwrap();
+    guard::guard_vitals(&mut tx, fhir).await.unwrap();
     tx.execute(insert, &[fhir.into(), patient.into()])
         .await
         .unwrap();
-    tx.unguard_vitals(fhir).await.unwrap();
+    guard::unguard_vitals(&mut tx, fhir).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(observations(fhir).await, 0, "the FHIR write keeps its own");
     exec(&app, insert, &[direct.into(), patient.into()]).await;

@@ -11,7 +11,7 @@ use super::{Caller, Fhir, Written};
 use crate::error::{Error, Result};
 use crate::fhir::{Id, Issue, IssueType};
 use crate::mapping::ResourceMapping;
-use crate::store::{Conn, Dialect, Tx};
+use crate::store::{Conn, Tx};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -26,9 +26,6 @@ impl Fhir {
         resource_type: &str,
         criteria: &str,
     ) -> Result<()> {
-        if tx.dialect() != Dialect::Postgres {
-            return Ok(());
-        }
         let mut pairs: Vec<(String, String)> = form_urlencoded::parse(criteria.as_bytes())
             .into_owned()
             .collect();
@@ -44,11 +41,7 @@ impl Fhir {
         let digest = h.finalize();
         let mut key = [0u8; 8];
         key.copy_from_slice(&digest[..8]);
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(?)",
-            &[i64::from_be_bytes(key).into()],
-        )
-        .await?;
+        tx.lock_key(i64::from_be_bytes(key)).await?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::fhir::bundle::{self, Link, SearchEntry};
 use crate::fhir::Id;
 use crate::mapping::filter::{reference_target, Filter};
+use crate::mapping::search::plan::{Keyset, Plan};
 use crate::mapping::search::{Ctx, Modifier};
 use crate::mapping::ResourceMapping;
 use std::sync::Arc;
@@ -158,22 +159,10 @@ impl Fhir {
                 narrow: false,
                 restriction: &caller.restriction,
             };
-            let w = self.where_clause(m, &filters, &ctx)?;
+            let cond = self.where_clause(m, &filters, &ctx)?;
+            let mut plan = Plan::by_id(m.as_ref(), cond, left + 1);
             if req.cursor.is_none() {
-                let r = self
-                    .db
-                    .fetch_optional(
-                        &format!(
-                            "{}SELECT count(*) AS n FROM {} t WHERE {}",
-                            w.with,
-                            m.table(),
-                            w.sql
-                        ),
-                        &w.all_args(),
-                    )
-                    .await?
-                    .ok_or_else(|| anyhow::anyhow!("count returned no row"))?;
-                total += r.bigint("n")?;
+                total += plan.count(&self.db).await?;
             }
             if next.is_some() {
                 if req.cursor.is_some() {
@@ -189,20 +178,18 @@ impl Fhir {
             };
             // One row more than the page holds tells whether another page follows (with the
             // page already full, that is all this query asks).
-            let mut args = w.all_args();
-            let mut sql = format!("{}SELECT t.id FROM {} t WHERE {}", w.with, m.table(), w.sql);
-            if let Some(id) = after {
-                sql.push_str(" AND t.id > ?");
-                args.push(id.into());
-            }
-            sql.push_str(&format!(" ORDER BY t.id LIMIT {}", left + 1));
-            let mut ids: Vec<Uuid> = self
-                .db
-                .fetch_all(&sql, &args)
+            plan.from = after.map(|id| Keyset {
+                after: true,
+                values: vec![],
+                id,
+            });
+            let mut ids: Vec<Uuid> = plan
+                .page(&self.db)
                 .await?
-                .iter()
-                .map(|r| r.uuid("id"))
-                .collect::<Result<_, _>>()?;
+                .0
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
             let more = ids.len() as i64 > left;
             ids.truncate(left as usize);
             left -= ids.len() as i64;

@@ -5,8 +5,8 @@ use crate::error::{Error, Result};
 use crate::fhir::bundle::{self, HistoryEntry, Link};
 use crate::fhir::{date, instant, Id, Issue, IssueType};
 use crate::interactions::search::{DEFAULT_COUNT, MAX_COUNT};
-use crate::mapping::search::{Cond, Ctx, Rendered};
-use crate::store::Arg;
+use crate::mapping::search::Ctx;
+use crate::mapping::versions::HistoryPlan;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -70,16 +70,6 @@ impl Fhir {
     ) -> Result<Value> {
         let m = self.mapping(resource_type)?;
         let rt = m.resource_type();
-        let mut where_sql = String::from("resource_type = ?");
-        let mut args: Vec<Arg> = vec![rt.into()];
-        if let Some(id) = id {
-            where_sql.push_str(" AND fhir_id = ?");
-            args.push(id.as_str().into());
-        }
-        if let Some(s) = q.since {
-            where_sql.push_str(" AND last_updated >= ?");
-            args.push(s.into());
-        }
         // Only the versions of rows the caller may see (deleted ones included).
         let ctx = Ctx {
             dialect: self.db.dialect(),
@@ -89,63 +79,35 @@ impl Fhir {
             narrow: false,
             restriction: &caller.restriction,
         };
-        let mut with = String::new();
-        if let Some(c) = caller
+        let visible = caller
             .restriction
             .cond(m.as_ref(), &ctx)
-            .map_err(|e| Error::BadRequest(vec![Issue::error(IssueType::Invalid, e.0)]))?
-        {
-            let rows = Cond::in_select("row_id", "t.id", format!("{} t", m.table()), c);
-            let r = Rendered::of(&rows, ctx.dialect);
-            where_sql.push_str(&format!(" AND {}", r.sql));
-            args.extend(r.args);
-            with = r.with;
-            args.splice(0..0, r.with_args);
-        }
-        let total = self
-            .db
-            .fetch_optional(
-                &format!("{with}SELECT count(*) AS n FROM resource_versions WHERE {where_sql}"),
-                &args,
-            )
-            .await?
-            .map(|r| r.bigint("n"))
-            .transpose()?
-            .unwrap_or(0);
+            .map_err(|e| Error::BadRequest(vec![Issue::error(IssueType::Invalid, e.0)]))?;
+        let count = q.count.unwrap_or(DEFAULT_COUNT);
+        let plan = HistoryPlan {
+            m: m.as_ref(),
+            id: id.map(Id::as_str),
+            since: q.since,
+            visible,
+            before: q.cursor,
+            limit: count + 1,
+        };
+        let total = plan.count(&self.db).await?;
         if let Some(id) = id {
             if total == 0 {
                 return Err(Error::NotFound(format!("{rt}/{id} is not known")));
             }
         }
-        // Versions of the same instant in the order they were written.
-        let seq = match self.db.dialect() {
-            crate::store::Dialect::Sqlite => "rowid",
-            crate::store::Dialect::Postgres => "seq",
-        };
-        if let Some((t, n)) = q.cursor {
-            where_sql.push_str(&format!(
-                " AND (last_updated < ? OR (last_updated = ? AND {seq} < ?))"
-            ));
-            args.extend([t.into(), t.into(), n.into()]);
-        }
-        let count = q.count.unwrap_or(DEFAULT_COUNT);
-        args.push((count + 1).into());
-        let rows = self
-            .db
-            .fetch_all(
-                &format!("{with}SELECT {seq} AS seq, fhir_id, version_id, method, last_updated, resource FROM resource_versions WHERE {where_sql} ORDER BY last_updated DESC, {seq} DESC LIMIT ?"),
-                &args,
-            )
-            .await?;
+        let rows = plan.rows(&self.db).await?;
         let more = rows.len() as i64 > count;
         let mut entries = Vec::new();
         let mut last = None;
-        for r in rows.iter().take(count as usize) {
-            let fhir_id = r.string("fhir_id")?;
-            let vid = r.int("version_id")?;
-            let method = r.string("method")?;
-            let at = r.timestamp("last_updated")?;
-            last = Some((at, r.bigint("seq")?));
+        for r in rows.into_iter().take(count as usize) {
+            let fhir_id = r.fhir_id;
+            let vid = r.version_id;
+            let method = r.method;
+            let at = r.last_updated;
+            last = Some((at, r.seq));
             let (status, request_url, method) = match method.as_str() {
                 "DELETE" => ("204 No Content", format!("{rt}/{fhir_id}"), "DELETE"),
                 "POST" => ("201 Created", rt.to_owned(), "POST"),
@@ -153,7 +115,13 @@ impl Fhir {
             };
             entries.push(HistoryEntry {
                 full_url: format!("{}/{rt}/{fhir_id}", caller.base_url),
-                resource: r.json_text("resource")?,
+                resource: match r.resource {
+                    Some(text) => Some(
+                        serde_json::from_str(&text)
+                            .map_err(|e| anyhow::anyhow!("a stored version is not JSON: {e}"))?,
+                    ),
+                    None => None,
+                },
                 method: method.to_owned(),
                 request_url,
                 status,

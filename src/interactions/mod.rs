@@ -19,25 +19,14 @@ use crate::error::{Error, Result};
 use crate::fhir::validate::Validators;
 use crate::fhir::{Id, Issue, IssueType};
 use crate::mapping::fields::RowMeta;
-use crate::mapping::{custom, Registry, ResourceMapping};
-use crate::store::{Arg, Conn, Db, Tx};
+use crate::mapping::versions::{self, Head, NewVersion};
+use crate::mapping::{custom, Registry, ResourceMapping, RowWrite};
+use crate::store::{Conn, Db, Tx};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
-
-/// The columns of a row of resource_versions.
-const VERSION_ROW: [&str; 8] = [
-    "id",
-    "resource_type",
-    "row_id",
-    "fhir_id",
-    "version_id",
-    "method",
-    "last_updated",
-    "resource",
-];
 
 /// A row just written, to record as a version (see [`Fhir::record_versions`]).
 pub(crate) struct WrittenRow {
@@ -158,14 +147,6 @@ impl WriteMemo {
         tx.peek_memo::<WriteMemo>()
             .is_some_and(|w| w.exists.contains(&key(resource_type, id)))
     }
-}
-
-/// The row behind a logical id.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Head {
-    row_id: Uuid,
-    version_id: i64,
-    deleted: bool,
 }
 
 impl Fhir {
@@ -298,19 +279,7 @@ impl Fhir {
                 return Ok(h);
             }
         }
-        let sql = format!(
-            "SELECT t.id, t.version_id, t.deleted_at FROM {} t WHERE t.fhir_id = ?{}",
-            m.table(),
-            filter_sql(m)
-        );
-        let Some(r) = conn.fetch_optional(&sql, &[id.as_str().into()]).await? else {
-            return Ok(None);
-        };
-        Ok(Some(Head {
-            row_id: r.uuid("id")?,
-            version_id: r.int("version_id")?,
-            deleted: r.opt_timestamp("deleted_at")?.is_some(),
-        }))
+        Ok(versions::head(conn, m, id.as_str()).await?)
     }
 
     /// The row id a PUT that creates `rt`/`id` will insert, chosen now for writes that name
@@ -341,31 +310,12 @@ impl Fhir {
         m: &dyn ResourceMapping,
         ids: &[Id],
     ) -> Result<()> {
-        for chunk in ids.chunks(500) {
-            let sql = format!(
-                "SELECT t.id, t.fhir_id, t.version_id, t.deleted_at FROM {} t WHERE t.fhir_id IN ({}){}",
-                m.table(),
-                crate::store::placeholders(chunk.len()),
-                filter_sql(m)
-            );
-            let args: Vec<Arg> = chunk.iter().map(|i| i.as_str().into()).collect();
-            let mut found: HashMap<String, Head> = HashMap::new();
-            for r in tx.fetch_all(&sql, &args).await? {
-                found.insert(
-                    r.string("fhir_id")?,
-                    Head {
-                        row_id: r.uuid("id")?,
-                        version_id: r.int("version_id")?,
-                        deleted: r.opt_timestamp("deleted_at")?.is_some(),
-                    },
-                );
-            }
-            for id in chunk {
-                let h = found.get(id.as_str()).copied();
-                tx.memo::<WriteMemo>()
-                    .heads
-                    .insert(key(m.resource_type(), id.as_str()), h);
-            }
+        let names: Vec<&str> = ids.iter().map(Id::as_str).collect();
+        let found = versions::heads(tx, m, &names).await?;
+        let memo = tx.memo::<WriteMemo>();
+        for id in ids {
+            let h = found.get(id.as_str()).copied();
+            memo.heads.insert(key(m.resource_type(), id.as_str()), h);
         }
         Ok(())
     }
@@ -498,19 +448,17 @@ impl Fhir {
                 .remove(&r.row_id)
                 .ok_or_else(|| anyhow::anyhow!("row vanished inside its own transaction"))?;
             let version = version_of(m.resource_type(), Some(resource))?;
-            tx.insert(
-                "resource_versions",
-                &VERSION_ROW,
-                &[
-                    Uuid::new_v4().into(),
-                    m.resource_type().into(),
-                    r.row_id.into(),
-                    version.id.clone().into(),
-                    version.version_id.into(),
-                    r.method.into(),
-                    version.last_updated.into(),
-                    Arg::Text(version.resource.as_ref().map(Value::to_string)),
-                ],
+            versions::record(
+                tx,
+                NewVersion {
+                    resource_type: m.resource_type(),
+                    row_id: r.row_id,
+                    fhir_id: &version.id,
+                    version_id: version.version_id,
+                    method: r.method,
+                    last_updated: version.last_updated,
+                    resource: version.resource.as_ref().map(Value::to_string),
+                },
             )
             .await?;
             out.push(version);
@@ -586,8 +534,17 @@ impl Fhir {
             Id::parse(&row_id.to_string()).ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
         self.check_references(tx, caller, m.resource_type(), body)
             .await?;
-        insert_rows(tx, m, row_id, &id, body).await?;
-        written(tx, m, &id, row_id).await
+        m.write(
+            tx,
+            RowWrite::New {
+                row_id,
+                fhir_id: &id,
+            },
+            body,
+        )
+        .await?;
+        WriteMemo::found(tx, m.resource_type(), id.as_str());
+        Ok(())
     }
 
     /// update: replaces the resource, or creates it under the client's id when it does not exist.
@@ -732,7 +689,15 @@ impl Fhir {
                     .new_rows
                     .remove(&key(resource_type, id.as_str()))
                     .unwrap_or_else(Uuid::new_v4);
-                insert_rows(tx, m, row_id, id, body).await?;
+                m.write(
+                    tx,
+                    RowWrite::New {
+                        row_id,
+                        fhir_id: id,
+                    },
+                    body,
+                )
+                .await?;
                 (row_id, true, true)
             }
             Some(h) => {
@@ -746,18 +711,20 @@ impl Fhir {
                         return Ok(Updated::Unchanged(version));
                     }
                 }
-                tx.guard(h.row_id).await?;
-                if !m.update(tx, h.row_id, if_match, body).await? {
+                let row = RowWrite::Existing {
+                    row_id: h.row_id,
+                    fhir_id: id,
+                    expected_version: if_match,
+                };
+                if !m.write(tx, row, body).await? {
                     return Err(Error::PreconditionFailed(format!(
                         "{resource_type}/{id} was changed by another request; read it again"
                     )));
                 }
-                custom::store(tx, resource_type, h.row_id, body).await?;
-                crate::mapping::search::index_meta(tx, m, h.row_id, body).await?;
                 (h.row_id, h.deleted, false)
             }
         };
-        written(tx, m, id, row_id).await?;
+        WriteMemo::found(tx, resource_type, id.as_str());
         Ok(Updated::Rows {
             row_id,
             created,
@@ -775,29 +742,30 @@ impl Fhir {
         version_id: i64,
         body: &Value,
     ) -> Result<Option<Version>> {
-        let Some(row) = tx
-            .fetch_optional(
-                "SELECT last_updated, CAST(resource AS TEXT) AS resource_text FROM resource_versions WHERE resource_type = ? AND fhir_id = ? AND version_id = ?",
-                &[m.resource_type().into(), id.as_str().into(), version_id.into()],
-            )
-            .await?
+        let Some(stored) = versions::stored(
+            &mut Conn::Tx(tx),
+            m.resource_type(),
+            id.as_str(),
+            version_id,
+        )
+        .await?
         else {
             return Ok(None);
         };
-        let Some(text) = row.text("resource_text")? else {
+        let Some(text) = stored.resource else {
             return Ok(None);
         };
-        let Ok(stored) = serde_json::from_str::<Value>(&text) else {
+        let Ok(served) = serde_json::from_str::<Value>(&text) else {
             return Ok(None);
         };
-        if !same_content(&stored, body) {
+        if !same_content(&served, body) {
             return Ok(None);
         }
         Ok(Some(Version {
             resource_type: m.resource_type(),
             id: id.to_string(),
             version_id,
-            last_updated: row.timestamp("last_updated")?,
+            last_updated: stored.last_updated,
             resource: None,
             raw: Some(text),
         }))
@@ -833,8 +801,15 @@ impl Fhir {
             let row_id = Uuid::new_v4();
             let id = Id::parse(&row_id.to_string())
                 .ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
-            m.insert(&mut tx, row_id, &id, &body).await?;
-            custom::store(&mut tx, m.resource_type(), row_id, &body).await?;
+            m.write(
+                &mut tx,
+                RowWrite::New {
+                    row_id,
+                    fhir_id: &id,
+                },
+                &body,
+            )
+            .await?;
             Ok::<(), Error>(())
         }
         .await;
@@ -866,35 +841,23 @@ impl Fhir {
         id: &Id,
     ) -> Result<Version> {
         let resource_type = m.resource_type();
-        let sql = format!(
-            "SELECT t.id, t.version_id, t.deleted_at, rv.last_updated, CAST(rv.resource AS TEXT) AS resource_text \
-             FROM {} t LEFT JOIN resource_versions rv \
-             ON rv.resource_type = ? AND rv.fhir_id = t.fhir_id AND rv.version_id = t.version_id \
-             WHERE t.fhir_id = ?{}",
-            m.table(),
-            filter_sql(m)
-        );
-        let row = conn
-            .fetch_optional(&sql, &[m.resource_type().into(), id.as_str().into()])
+        let row = versions::current(conn, m, id.as_str())
             .await?
             .ok_or_else(|| not_found(resource_type, id))?;
-        if row.opt_timestamp("deleted_at")?.is_some() {
+        if row.deleted {
             return Err(Error::Gone(format!("{resource_type}/{id} was deleted")));
         }
-        if let (Some(text), Some(at)) = (
-            row.text("resource_text")?,
-            row.opt_timestamp("last_updated")?,
-        ) {
+        if let Some((at, text)) = row.stored {
             return Ok(Version {
                 resource_type: m.resource_type(),
                 id: id.to_string(),
-                version_id: row.int("version_id")?,
+                version_id: row.version_id,
                 last_updated: at,
                 resource: None,
                 raw: Some(text),
             });
         }
-        let mut loaded = m.load(conn, &[row.uuid("id")?]).await?;
+        let mut loaded = m.load(conn, &[row.row_id]).await?;
         custom::apply(conn, m.resource_type(), &mut loaded).await?;
         let (_, resource) = loaded.pop().ok_or_else(|| not_found(resource_type, id))?;
         version_of(m.resource_type(), Some(resource))
@@ -909,18 +872,27 @@ impl Fhir {
         version_id: i64,
     ) -> Result<Version> {
         let m = self.mapping(resource_type)?;
-        let row = self
-            .db
-            .fetch_optional(
-                "SELECT method, last_updated, resource FROM resource_versions WHERE resource_type = ? AND fhir_id = ? AND version_id = ?",
-                &[m.resource_type().into(), id.as_str().into(), version_id.into()],
-            )
-            .await?;
+        let row = versions::stored(
+            &mut Conn::Pool(&self.db),
+            m.resource_type(),
+            id.as_str(),
+            version_id,
+        )
+        .await?;
         match row {
-            Some(r) if r.string("method")? == "DELETE" => Err(Error::Gone(format!(
+            Some(r) if r.method == "DELETE" => Err(Error::Gone(format!(
                 "version {version_id} of {resource_type}/{id} is a deletion"
             ))),
-            Some(r) => version_of(m.resource_type(), r.json_text("resource")?),
+            Some(r) => {
+                let resource = match r.resource {
+                    Some(text) => Some(
+                        serde_json::from_str(&text)
+                            .map_err(|e| anyhow::anyhow!("a stored version is not JSON: {e}"))?,
+                    ),
+                    None => None,
+                };
+                version_of(m.resource_type(), resource)
+            }
             None => {
                 // A version made by a direct SQL write has no history row: it is the current one.
                 match self.read(caller, resource_type, id).await {
@@ -977,19 +949,17 @@ impl Fhir {
                 "{resource_type}/{id} was changed by another request during the delete; retry"
             )));
         };
-        tx.insert(
-            "resource_versions",
-            &VERSION_ROW,
-            &[
-                Uuid::new_v4().into(),
-                m.resource_type().into(),
-                h.row_id.into(),
-                id.as_str().into(),
-                version_id.into(),
-                "DELETE".into(),
-                at.into(),
-                Arg::Text(None),
-            ],
+        versions::record(
+            tx,
+            NewVersion {
+                resource_type: m.resource_type(),
+                row_id: h.row_id,
+                fhir_id: id.as_str(),
+                version_id,
+                method: "DELETE",
+                last_updated: at,
+                resource: None,
+            },
         )
         .await?;
         Ok(true)
@@ -1025,40 +995,7 @@ fn same_content(a: &Value, b: &Value) -> bool {
             .all(|(k, v)| y.get(k) == Some(v))
 }
 
-/// ` AND <the mapping's row filter>`, or nothing.
-pub(crate) fn filter_sql(m: &dyn ResourceMapping) -> String {
-    m.row_filter()
-        .map(|f| format!(" AND {f}"))
-        .unwrap_or_default()
-}
-
 /// Every `reference` string in a resource, with the FHIRPath of its Reference.
-/// The rows of a new resource: the mapping's, its custom field values and its meta index, the
-/// row guarded while they are written (see [`written`] for the end of it).
-async fn insert_rows(
-    tx: &mut Tx,
-    m: &dyn ResourceMapping,
-    row_id: Uuid,
-    id: &Id,
-    body: &Value,
-) -> Result<()> {
-    tx.mark_new(row_id).await?;
-    tx.guard(row_id).await?;
-    m.insert(tx, row_id, id, body).await?;
-    custom::store(tx, m.resource_type(), row_id, body).await?;
-    crate::mapping::search::index_meta(tx, m, row_id, body).await?;
-    Ok(())
-}
-
-/// Ends the write of a resource's rows: the guard is lifted, and the transaction remembers that
-/// the resource exists and where, so references to it later need no lookup.
-async fn written(tx: &mut Tx, m: &dyn ResourceMapping, id: &Id, row_id: Uuid) -> Result<()> {
-    tx.unguard(row_id).await?;
-    WriteMemo::found(tx, m.resource_type(), id.as_str());
-    crate::mapping::memo::remember_row(tx, m.table(), id.as_str(), row_id);
-    Ok(())
-}
-
 /// Where two JSON values first differ, as a path (see [`Fhir::read_back`]).
 #[cfg(debug_assertions)]
 fn differs_at(a: Option<&Value>, b: Option<&Value>, path: &str) -> String {

@@ -6,7 +6,7 @@ use super::{Caller, Fhir, Written};
 use crate::error::{Error, Result};
 use crate::fhir::{Id, Issue, IssueType};
 use crate::mapping::ResourceMapping;
-use crate::store::{Conn, Dialect, Tx};
+use crate::store::{Conn, Tx};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -96,19 +96,9 @@ impl Fhir {
         if_match: Option<i64>,
     ) -> Result<Written> {
         let rt = m.resource_type();
-        if tx.dialect() == Dialect::Postgres {
-            // The row stays as read until the patched version is written: a concurrent update
-            // waits instead of being lost.
-            tx.execute(
-                &format!(
-                    "SELECT 1 FROM {} t WHERE t.fhir_id = ?{} FOR UPDATE",
-                    m.table(),
-                    super::filter_sql(m.as_ref())
-                ),
-                &[id.as_str().into()],
-            )
-            .await?;
-        }
+        // The row stays as read until the patched version is written: a concurrent update
+        // waits instead of being lost.
+        crate::mapping::versions::lock(tx, m.as_ref(), id.as_str()).await?;
         let current = self.read_in(&mut Conn::Tx(tx), m.as_ref(), id).await?;
         if let Some(v) = if_match {
             if v != current.version_id {

@@ -9,9 +9,10 @@ use crate::fhir::bundle::{self, EntryResource, Link, SearchEntry};
 use crate::fhir::subset::{self, Summary};
 use crate::fhir::{Issue, IssueType};
 use crate::mapping::filter::{self, find_param, reference_target, Filter};
-use crate::mapping::search::{sort_key, Cond, Ctx, Rendered, SearchParam, SortKey, COMMON};
+use crate::mapping::search::plan::{self, Keyset, Plan};
+use crate::mapping::search::{sort_key, Cond, Ctx, SearchParam, SortKey, COMMON};
 use crate::mapping::{ParamKind, ResourceMapping, Target};
-use crate::store::{one_of, Arg, Conn, Dialect};
+use crate::store::Conn;
 use base64::Engine as _;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -71,15 +72,16 @@ pub struct SearchQuery {
     cursor: Option<Cursor>,
 }
 
-/// Where a page starts: after or before the row whose sort values and id it carries.
-#[derive(Clone)]
-struct Cursor {
-    after: bool,
-    values: Vec<Option<String>>,
-    id: Uuid,
+/// Where a page starts: after or before the row whose sort values and id it carries; in a
+/// link, as the text [`Encoded::encode`] gives.
+type Cursor = Keyset;
+
+trait Encoded: Sized {
+    fn encode(&self) -> String;
+    fn decode(s: &str, keys: usize) -> Option<Self>;
 }
 
-impl Cursor {
+impl Encoded for Cursor {
     fn encode(&self) -> String {
         let json = serde_json::json!([self.values, self.id.to_string()]);
         let dir = if self.after { "a" } else { "b" };
@@ -537,18 +539,10 @@ impl Fhir {
             narrow: false,
             restriction: &caller.restriction,
         };
-        let w = self.where_clause(m, &q.filters, &ctx)?;
-        let sql = format!(
-            "{}SELECT t.id, t.fhir_id FROM {} t WHERE {} ORDER BY t.id LIMIT {limit}",
-            w.with,
-            m.table(),
-            w.sql
-        );
-        conn.fetch_all(&sql, &w.all_args())
-            .await?
-            .iter()
-            .map(|r| Ok((r.uuid("id")?, r.string("fhir_id")?)))
-            .collect()
+        let cond = self.where_clause(m, &q.filters, &ctx)?;
+        Ok(Plan::by_id(m.as_ref(), cond, limit as i64)
+            .matches(conn)
+            .await?)
     }
 
     /// The WHERE clause of a search of `m` (alias `t`), with its bound values.
@@ -557,7 +551,7 @@ impl Fhir {
         m: &Arc<dyn ResourceMapping>,
         filters: &[Filter],
         ctx: &Ctx<'_>,
-    ) -> Result<Rendered> {
+    ) -> Result<Cond> {
         // A reference or id condition leaves few rows: the others then test rows one by one.
         let narrow = filters.iter().any(|f| {
             matches!(f, Filter::Param { param, modifier, .. }
@@ -572,7 +566,7 @@ impl Fhir {
         for f in filters {
             cond = cond.and(filter::filter_sql(f, ctx).map_err(|e| bad(e.0))?);
         }
-        Ok(Rendered::of(&cond, ctx.dialect))
+        Ok(cond)
     }
 
     /// One page of matching row ids in `_sort` order (then by row id), after or before the
@@ -583,8 +577,7 @@ impl Fhir {
         q: &SearchQuery,
         ctx: &Ctx<'_>,
     ) -> Result<Page> {
-        let w = self.where_clause(m, &q.filters, ctx)?;
-        let table = m.table();
+        let cond = self.where_clause(m, &q.filters, ctx)?;
         let keys: Vec<(SortKey, bool)> = q
             .sort
             .iter()
@@ -594,6 +587,16 @@ impl Fhir {
                     .ok_or_else(|| bad(format!("_sort: {} has no order", s.param.name)))
             })
             .collect::<Result<_>>()?;
+        let plan = Plan {
+            m: m.as_ref(),
+            cond,
+            keys,
+            from: q.cursor.clone(),
+            limit: q.count + 1,
+            // The first page counts every match in the same evaluation of the filters (the
+            // rows must all be found to be ordered anyway) instead of a second query.
+            count_all: q.cursor.is_none() && q.wants_total(),
+        };
         let mut page = if q.summary == Summary::Count || q.count == 0 {
             Page {
                 ids: vec![],
@@ -602,7 +605,7 @@ impl Fhir {
                 previous: None,
             }
         } else {
-            self.page_rows(m, q, ctx, &w, &keys).await?
+            page_of(&self.db, &plan, q).await?
         };
         // A first page that holds every match is its own count; the first page of a longer
         // result was counted by its own query (a window count, one evaluation of the filters).
@@ -614,107 +617,9 @@ impl Fhir {
         } else if page.total.is_some() {
             page.total
         } else {
-            let r = self
-                .db
-                .fetch_optional(
-                    &format!(
-                        "{}SELECT count(*) AS n FROM {table} t WHERE {}",
-                        w.with, w.sql
-                    ),
-                    &w.all_args(),
-                )
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("count returned no row"))?;
-            Some(r.bigint("n")?)
+            Some(plan.count(&self.db).await?)
         };
         Ok(page)
-    }
-
-    /// The rows of one page, with the cursors of the pages around it.
-    async fn page_rows(
-        &self,
-        m: &Arc<dyn ResourceMapping>,
-        q: &SearchQuery,
-        ctx: &Ctx<'_>,
-        w: &Rendered,
-        keys: &[(SortKey, bool)],
-    ) -> Result<Page> {
-        let table = m.table();
-        // Walking backwards (a `previous` link) reverses every order.
-        let backwards = q.cursor.as_ref().is_some_and(|c| !c.after);
-        let text = |e: &str| match ctx.dialect {
-            Dialect::Sqlite => format!("CAST({e} AS TEXT)"),
-            Dialect::Postgres => format!("CAST({e} AS text)"),
-        };
-        let mut select = "SELECT t.id".to_owned();
-        let mut select_args = Vec::new();
-        for (i, (k, _)) in keys.iter().enumerate() {
-            select.push_str(&format!(", {} AS k{i}", text(&k.expr)));
-            select_args.extend(k.args.iter().cloned());
-        }
-        // The first page counts every match in the same evaluation of the filters (the rows
-        // must all be found to be ordered anyway) instead of a second query.
-        let counted = q.cursor.is_none() && q.wants_total();
-        if counted {
-            select.push_str(", count(*) OVER () AS total_matches");
-        }
-        let mut sql = format!("{}{select} FROM {table} t WHERE {}", w.with, w.sql);
-        let mut page_args = w.with_args.clone();
-        page_args.extend(select_args);
-        page_args.extend(w.args.iter().cloned());
-        if let Some(c) = &q.cursor {
-            let (cond, cargs) = after_condition(keys, c, ctx.dialect);
-            sql.push_str(&format!(" AND {cond}"));
-            page_args.extend(cargs);
-        }
-        let mut order = Vec::new();
-        for (k, desc) in keys {
-            // Resources without a value come last, whichever the direction.
-            order.push(format!(
-                "CASE WHEN {} IS NULL THEN 1 ELSE 0 END{}",
-                k.expr,
-                if backwards { " DESC" } else { "" }
-            ));
-            page_args.extend(k.args.iter().cloned());
-            order.push(format!(
-                "{}{}",
-                k.expr,
-                if *desc != backwards { " DESC" } else { "" }
-            ));
-            page_args.extend(k.args.iter().cloned());
-        }
-        order.push(format!("t.id{}", if backwards { " DESC" } else { "" }));
-        sql.push_str(&format!(" ORDER BY {} LIMIT ?", order.join(", ")));
-        page_args.push((q.count + 1).into());
-        let mut rows = Vec::new();
-        let mut total = None;
-        for r in self.db.fetch_all(&sql, &page_args).await? {
-            if counted && total.is_none() {
-                total = Some(r.bigint("total_matches")?);
-            }
-            let mut values = Vec::with_capacity(keys.len());
-            for i in 0..keys.len() {
-                values.push(r.text(&format!("k{i}"))?);
-            }
-            rows.push((r.uuid("id")?, values));
-        }
-        let more = rows.len() as i64 > q.count;
-        rows.truncate(q.count as usize);
-        if backwards {
-            rows.reverse();
-        }
-        let (next, previous) = neighbours(
-            rows.first().cloned(),
-            rows.last().cloned(),
-            q.cursor.as_ref(),
-            more,
-        );
-        Ok(Page {
-            next,
-            previous,
-            ids: rows.into_iter().map(|(id, _)| id).collect(),
-            total,
-        })
     }
 
     /// The entries of rows `ids` of `m`, in that order.
@@ -746,22 +651,14 @@ impl Fhir {
             return Ok(vec![]);
         }
         // The stored rendering of a row's current version is the current resource (as for a
-        // read); only rows changed outside FHIR writes are rebuilt from their columns. One
-        // query: the rows joined to their current versions by the unique (type, id, version).
-        let (among, list) = one_of(self.db.dialect(), "t.id", ids);
-        let mut args: Vec<Arg> = vec![m.resource_type().into()];
-        args.extend(list);
-        let sql = format!(
-            "SELECT t.id, v.fhir_id AS served_id, CAST(v.resource AS TEXT) AS resource_text FROM {} t LEFT JOIN resource_versions v ON v.resource_type = ? AND v.fhir_id = t.fhir_id AND v.version_id = t.version_id WHERE {among}",
-            m.table()
-        );
+        // read); only rows changed outside FHIR writes are rebuilt from their columns.
         // (row, served id, resource)
-        let mut loaded: Vec<(Uuid, String, EntryResource)> = Vec::with_capacity(ids.len());
-        for r in self.db.fetch_all(&sql, &args).await? {
-            if let (Some(id), Some(text)) = (r.text("served_id")?, r.text("resource_text")?) {
-                loaded.push((r.uuid("id")?, id, EntryResource::Text(text)));
-            }
-        }
+        let mut loaded: Vec<(Uuid, String, EntryResource)> =
+            plan::served(&self.db, m.as_ref(), ids)
+                .await?
+                .into_iter()
+                .map(|s| (s.row_id, s.fhir_id, EntryResource::Text(s.text)))
+                .collect();
         let missing: Vec<Uuid> = ids
             .iter()
             .filter(|id| !loaded.iter().any(|(r, _, _)| r == *id))
@@ -853,57 +750,29 @@ impl Fhir {
         ids: &[Uuid],
     ) -> Result<Vec<(&'static str, Uuid)>> {
         let mut out = Vec::new();
-        let dialect = self.db.dialect();
         let ctx = Ctx {
-            dialect,
+            dialect: self.db.dialect(),
             resource_type: ty,
             registry: &self.registry,
             base_url: &caller.base_url,
             narrow: false,
             restriction: &caller.restriction,
         };
-        let visible = |m: &dyn ResourceMapping| {
-            filter::visible(m, &ctx.on(m.resource_type())).map_err(|e| bad(e.0))
-        };
+        // At most one more than a page may include: more is never used.
+        let limit = MAX_INCLUDED as i64 + 1;
+        let here = self.mapping(ty)?;
         if !inc.reverse {
             for p in include_params(&self.registry, inc, ty) {
                 let Some(target) = reference_target(p).and_then(|t| self.registry.get(t)) else {
                     continue;
                 };
-                let reached = match p.target {
-                    Target::RefColumn { column, .. } => {
-                        let src = self.mapping(ty)?;
-                        let (among, args) = one_of(dialect, "r.id", ids);
-                        Cond::in_select(
-                            "t.id",
-                            format!("r.{column}"),
-                            format!("{} r", src.table()),
-                            Cond::Sql(among, args),
-                        )
-                    }
-                    _ => {
-                        let (among, mut args) = one_of(dialect, "s.row_id", ids);
-                        args.splice(0..0, [Arg::from(ty), Arg::from(p.name)]);
-                        Cond::in_select(
-                            "t.fhir_id",
-                            "s.exact",
-                            "search_strings s",
-                            Cond::Sql(
-                                format!("s.resource_type = ? AND s.param = ? AND {among}"),
-                                args,
-                            ),
-                        )
-                    }
-                };
-                let w = Rendered::of(&visible(target.as_ref())?.and(reached), dialect);
-                let sql = format!(
-                    "{}SELECT t.id FROM {} t WHERE {}",
-                    w.with,
-                    target.table(),
-                    w.sql
-                );
-                for r in self.db.fetch_all(&sql, &w.all_args()).await? {
-                    out.push((target.resource_type(), r.uuid("id")?));
+                let cond = plan::included(&ctx, here.as_ref(), p, target.as_ref(), ids)
+                    .map_err(|e| bad(e.0))?;
+                for id in Plan::by_id(target.as_ref(), cond, limit)
+                    .ids(&self.db)
+                    .await?
+                {
+                    out.push((target.resource_type(), id));
                 }
             }
             return Ok(out);
@@ -920,41 +789,10 @@ impl Fhir {
                 if reference_target(p) != Some(ty) {
                     continue;
                 }
-                let referring = match p.target {
-                    Target::RefColumn { column, .. } => {
-                        let (among, args) = one_of(dialect, &format!("t.{column}"), ids);
-                        Cond::Sql(among, args)
-                    }
-                    _ => {
-                        let target = self.mapping(ty)?;
-                        let (among, args) = one_of(dialect, "r.id", ids);
-                        Cond::in_select(
-                            "t.id",
-                            "s.row_id",
-                            "search_strings s",
-                            Cond::Sql(
-                                "s.resource_type = ? AND s.param = ?".into(),
-                                vec![Arg::from(source), Arg::from(p.name)],
-                            )
-                            .and(Cond::in_select(
-                                "s.exact",
-                                "r.fhir_id",
-                                format!("{} r", target.table()),
-                                Cond::Sql(among, args),
-                            )),
-                        )
-                    }
-                };
-                let w = Rendered::of(&visible(src.as_ref())?.and(referring), dialect);
-                let sql = format!(
-                    "{}SELECT t.id FROM {} t WHERE {} LIMIT {}",
-                    w.with,
-                    src.table(),
-                    w.sql,
-                    MAX_INCLUDED + 1
-                );
-                for r in self.db.fetch_all(&sql, &w.all_args()).await? {
-                    out.push((source, r.uuid("id")?));
+                let cond = plan::referring(&ctx, src.as_ref(), p, here.as_ref(), ids)
+                    .map_err(|e| bad(e.0))?;
+                for id in Plan::by_id(src.as_ref(), cond, limit).ids(&self.db).await? {
+                    out.push((source, id));
                 }
             }
         }
@@ -1010,45 +848,22 @@ impl Fhir {
                 narrow: false,
                 restriction: &caller.restriction,
             };
-            let w = self.where_clause(&m, &q.filters, &ctx)?;
+            let cond = self.where_clause(&m, &q.filters, &ctx)?;
+            let plan = Plan {
+                from: q.cursor.as_ref().map(|c| Keyset {
+                    values: vec![],
+                    ..c.clone()
+                }),
+                ..Plan::by_id(m.as_ref(), cond, q.count + 1)
+            };
             if let Some(t) = total.as_mut() {
-                let r = self
-                    .db
-                    .fetch_optional(
-                        &format!(
-                            "{}SELECT count(*) AS n FROM {} t WHERE {}",
-                            w.with,
-                            m.table(),
-                            w.sql
-                        ),
-                        &w.all_args(),
-                    )
-                    .await?
-                    .ok_or_else(|| anyhow::anyhow!("count returned no row"))?;
-                *t += r.bigint("n")?;
+                *t += plan.count(&self.db).await?;
             }
             if q.summary == Summary::Count || q.count == 0 {
                 continue;
             }
-            let mut sql = format!("{}SELECT t.id FROM {} t WHERE {}", w.with, m.table(), w.sql);
-            let mut a = w.all_args();
-            let backwards = q.cursor.as_ref().is_some_and(|c| !c.after);
-            if let Some(c) = &q.cursor {
-                sql.push_str(if backwards {
-                    " AND t.id < ?"
-                } else {
-                    " AND t.id > ?"
-                });
-                a.push(c.id.into());
-            }
-            sql.push_str(if backwards {
-                " ORDER BY t.id DESC LIMIT ?"
-            } else {
-                " ORDER BY t.id LIMIT ?"
-            });
-            a.push((q.count + 1).into());
-            for r in self.db.fetch_all(&sql, &a).await? {
-                rows.push((r.uuid("id")?, m.resource_type()));
+            for r in plan.page(&self.db).await?.0 {
+                rows.push((r.id, m.resource_type()));
             }
         }
         let backwards = q.cursor.as_ref().is_some_and(|c| !c.after);
@@ -1100,6 +915,31 @@ impl Fhir {
 }
 
 /// The cursors of the next and previous pages of a page whose first and last rows (id and sort
+/// The rows of one page of `plan`, with the cursors of the pages around it.
+async fn page_of(db: &crate::store::Db, plan: &Plan<'_>, q: &SearchQuery) -> Result<Page> {
+    let (rows, total) = plan.page(db).await?;
+    let mut rows: Vec<(Uuid, Vec<Option<String>>)> =
+        rows.into_iter().map(|r| (r.id, r.keys)).collect();
+    let more = rows.len() as i64 > q.count;
+    rows.truncate(q.count as usize);
+    // Walking backwards (a `previous` link) read every order reversed.
+    if q.cursor.as_ref().is_some_and(|c| !c.after) {
+        rows.reverse();
+    }
+    let (next, previous) = neighbours(
+        rows.first().cloned(),
+        rows.last().cloned(),
+        q.cursor.as_ref(),
+        more,
+    );
+    Ok(Page {
+        next,
+        previous,
+        ids: rows.into_iter().map(|(id, _)| id).collect(),
+        total,
+    })
+}
+
 /// values) are given, reached through `current`, with `more` rows beyond it in its direction.
 fn neighbours(
     first: Option<(Uuid, Vec<Option<String>>)>,
@@ -1119,68 +959,6 @@ fn neighbours(
         if has_next { cursor(last, true) } else { None },
         if has_prev { cursor(first, false) } else { None },
     )
-}
-
-/// The condition that a row comes after (or, for a backwards cursor, before) the cursor's row
-/// in the order of `keys` then row id, resources without a value last.
-fn after_condition(keys: &[(SortKey, bool)], c: &Cursor, dialect: Dialect) -> (String, Vec<Arg>) {
-    let cast = |ty: &str| match dialect {
-        Dialect::Sqlite if ty == "text" => "?".to_owned(),
-        _ => format!("CAST(? AS {ty})"),
-    };
-    let mut ors = Vec::new();
-    let mut args = Vec::new();
-    // For each i: keys before i equal, key i strictly beyond.
-    for i in 0..=keys.len() {
-        let mut ands = Vec::new();
-        let mut a = Vec::new();
-        for (j, (k, _)) in keys.iter().enumerate().take(i) {
-            match &c.values[j] {
-                None => ands.push(format!("{} IS NULL", k.expr)),
-                Some(v) => {
-                    ands.push(format!("{} = {}", k.expr, cast(k.cast)));
-                    a.extend(k.args.iter().cloned());
-                    a.push(v.clone().into());
-                    continue;
-                }
-            }
-            a.extend(k.args.iter().cloned());
-        }
-        if i == keys.len() {
-            ands.push(if c.after { "t.id > ?" } else { "t.id < ?" }.to_owned());
-            a.push(c.id.into());
-        } else {
-            let (k, desc) = &keys[i];
-            match (&c.values[i], c.after) {
-                // Nothing comes after a missing value but other missing values.
-                (None, true) => continue,
-                (None, false) => {
-                    ands.push(format!("{} IS NOT NULL", k.expr));
-                    a.extend(k.args.iter().cloned());
-                }
-                (Some(v), after) => {
-                    let op = if *desc == after { "<" } else { ">" };
-                    if after {
-                        ands.push(format!(
-                            "({e} {op} {p} OR {e} IS NULL)",
-                            e = k.expr,
-                            p = cast(k.cast)
-                        ));
-                        a.extend(k.args.iter().cloned());
-                        a.push(v.clone().into());
-                        a.extend(k.args.iter().cloned());
-                    } else {
-                        ands.push(format!("{} {op} {}", k.expr, cast(k.cast)));
-                        a.extend(k.args.iter().cloned());
-                        a.push(v.clone().into());
-                    }
-                }
-            }
-        }
-        ors.push(format!("({})", ands.join(" AND ")));
-        args.extend(a);
-    }
-    (format!("({})", ors.join(" OR ")), args)
 }
 
 /// The self, next and previous links of a page: the applied parameters only.
@@ -1217,7 +995,7 @@ fn links(base: &str, q: &SearchQuery, page: &Page) -> Vec<Link> {
 
 #[cfg(test)]
 mod tests {
-    use super::{split_values, Cursor};
+    use super::{split_values, Cursor, Encoded};
     use uuid::Uuid;
 
     #[test]

@@ -9,6 +9,7 @@ pub mod diagnostic_report;
 pub mod encounter;
 pub mod fields;
 pub mod filter;
+pub mod guard;
 pub mod medication_request;
 pub mod memo;
 pub mod observation;
@@ -17,6 +18,7 @@ pub mod practitioner;
 pub mod search;
 pub mod spec;
 pub mod table;
+pub mod versions;
 pub mod vital_data;
 pub mod vitals;
 
@@ -80,6 +82,38 @@ pub trait ResourceMapping: Send + Sync {
         resource: &Value,
     ) -> Result<bool, MapError>;
 
+    /// Writes a resource: everything a write of this type needs, in the caller's transaction.
+    /// Its rows and child rows ([`ResourceMapping::insert`] or [`ResourceMapping::update`]),
+    /// its custom field values, the search index of its meta, and the mark that keeps the
+    /// triggers from versioning the row again while its child rows are rewritten. False (and
+    /// nothing written) when an existing row is no longer at the version expected.
+    async fn write(&self, tx: &mut Tx, row: RowWrite<'_>, body: &Value) -> Result<bool, MapError> {
+        let (row_id, fhir_id) = match row {
+            RowWrite::New { row_id, fhir_id } => {
+                tx.mark_new(row_id).await?;
+                guard::guard(tx, row_id).await?;
+                self.insert(tx, row_id, fhir_id, body).await?;
+                (row_id, fhir_id)
+            }
+            RowWrite::Existing {
+                row_id,
+                fhir_id,
+                expected_version,
+            } => {
+                guard::guard(tx, row_id).await?;
+                if !self.update(tx, row_id, expected_version, body).await? {
+                    return Ok(false);
+                }
+                (row_id, fhir_id)
+            }
+        };
+        custom::store(tx, self.resource_type(), row_id, body).await?;
+        search::index_meta(tx, self.resource_type(), self.search_params(), row_id, body).await?;
+        guard::unguard(tx, row_id).await?;
+        memo::remember_row(tx, self.table(), fhir_id.as_str(), row_id);
+        Ok(true)
+    }
+
     /// Soft-deletes row `row_id` if it is still at `version_id`; returns the version and time of
     /// the deletion, or `None` when another request changed the row first.
     async fn soft_delete(
@@ -97,6 +131,20 @@ pub trait ResourceMapping: Send + Sync {
         conn: &mut Conn<'_>,
         row_ids: &[Uuid],
     ) -> Result<Vec<(Uuid, Value)>, StoreError>;
+}
+
+/// Which row a [`ResourceMapping::write`] writes.
+#[derive(Debug, Clone, Copy)]
+pub enum RowWrite<'a> {
+    /// A new row.
+    New { row_id: Uuid, fhir_id: &'a Id },
+    /// An existing row, rewritten (and undeleted) if still at `expected_version` when one is
+    /// given.
+    Existing {
+        row_id: Uuid,
+        fhir_id: &'a Id,
+        expected_version: Option<i64>,
+    },
 }
 
 /// Soft-deletes one row of a table with the common columns (see [`ResourceMapping::soft_delete`]).

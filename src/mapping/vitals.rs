@@ -390,7 +390,7 @@ pub struct Made {
 
 /// Puts the measurement in session row `id` (guarded for the rest of the write).
 async fn join(tx: &mut Tx, c: &Cols, id: Uuid) -> Result<Uuid, StoreError> {
-    tx.guard_vitals(id).await?;
+    super::guard::guard_vitals(tx, id).await?;
     let mut args = value_args(c);
     args.push(id.into());
     tx.queue(
@@ -496,7 +496,7 @@ async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<(Uuid, bool), StoreErr
         }
     }
     let id = Uuid::new_v4();
-    tx.guard_vitals(id).await?;
+    super::guard::guard_vitals(tx, id).await?;
     let mut args: Vec<Arg> = vec![
         id.into(),
         k.patient.into(),
@@ -562,7 +562,7 @@ pub async fn insert(
     tx.insert("vital_sign_observations", &columns, &args)
         .await?;
     if guarded {
-        tx.unguard_vitals(vs).await?;
+        super::guard::unguard_vitals(tx, vs).await?;
     }
     Ok(())
 }
@@ -663,7 +663,7 @@ pub async fn update(
         && c.effective.is_none_or(|e| e == cur.measured_at)
         && c.status == cur.status;
     let m = c.measurement;
-    tx.guard_vitals(cur.vital_sign_id).await?;
+    super::guard::guard_vitals(tx, cur.vital_sign_id).await?;
     let vs = if cur.row_deleted || (!shared_same && cur.others) {
         // Its own columns leave the shared row; the measurement moves to a row of its own.
         let nulls: Vec<Arg> = m.slots().iter().map(|_| Arg::Decimal(None)).collect();
@@ -709,9 +709,9 @@ pub async fn update(
             ],
         )
         .await?;
-    tx.unguard_vitals(cur.vital_sign_id).await?;
+    super::guard::unguard_vitals(tx, cur.vital_sign_id).await?;
     if vs != cur.vital_sign_id {
-        tx.unguard_vitals(vs).await?;
+        super::guard::unguard_vitals(tx, vs).await?;
     }
     Ok(changed == 1)
 }
@@ -728,7 +728,7 @@ pub async fn soft_delete(
         return Ok(None);
     }
     if let Some(m) = table().by_key(&cur.measurement) {
-        tx.guard_vitals(cur.vital_sign_id).await?;
+        super::guard::guard_vitals(tx, cur.vital_sign_id).await?;
         let mut args: Vec<Arg> = m.slots().iter().map(|_| Arg::Decimal(None)).collect();
         args.push(cur.vital_sign_id.into());
         tx.queue(
@@ -736,7 +736,7 @@ pub async fn soft_delete(
             &args,
         )
         .await?;
-        tx.unguard_vitals(cur.vital_sign_id).await?;
+        super::guard::unguard_vitals(tx, cur.vital_sign_id).await?;
     }
     super::soft_delete_row(tx, "vital_sign_observations", row_id, version_id).await
 }

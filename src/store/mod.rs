@@ -299,6 +299,15 @@ impl Db {
         })
     }
 
+    /// Refreshes the statistics the planner chooses plans by (PostgreSQL's ANALYZE; SQLite
+    /// plans without them).
+    pub async fn refresh_statistics(&self) -> Result<(), StoreError> {
+        if self.dialect() == Dialect::Postgres {
+            self.execute("ANALYZE", &[]).await?;
+        }
+        Ok(())
+    }
+
     /// Answers when the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.fetch_optional("SELECT 1", &[]).await.map(|_| ())

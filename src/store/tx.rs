@@ -382,36 +382,14 @@ impl Tx {
         })
     }
 
-    /// Marks a row as being written through FHIR for the rest of the transaction, so that the
-    /// triggers of its child tables do not touch it again (see the fhir_write_guard table).
-    /// On PostgreSQL the mark is a transaction-local setting (`expediente.write_guard`, read
-    /// through the fhir_write_guard view), which leaves no dead rows behind as a table would.
-    ///
-    /// A row this transaction inserted ([`Tx::mark_new`]) needs no mark on PostgreSQL: the
-    /// triggers that read the mark for such rows also pass over every row whose xmin is the
-    /// current transaction (a resource's row is inserted before the rows that hang from it).
-    /// vital_signs rows are marked with [`Tx::guard_vitals`].
-    pub async fn guard(&mut self, row_id: Uuid) -> Result<(), StoreError> {
-        if self.dialect() == Dialect::Postgres && self.is_new(row_id) {
-            return Ok(());
+    /// Makes the transactions that take the lock `key` take turns until this one ends. SQLite
+    /// has one writer: its transactions take turns anyway.
+    pub async fn lock_key(&mut self, key: i64) -> Result<(), StoreError> {
+        if self.dialect() == Dialect::Postgres {
+            self.execute("SELECT pg_advisory_xact_lock(?)", &[key.into()])
+                .await?;
         }
-        let sql = match self.dialect() {
-            Dialect::Sqlite => "INSERT INTO fhir_write_guard (row_id) VALUES (?)",
-            Dialect::Postgres => "SELECT set_config('expediente.write_guard', concat_ws(',', NULLIF(current_setting('expediente.write_guard', true), ''), CAST(? AS text)), true)",
-        };
-        self.queue(sql, &[row_id.into()]).await
-    }
-
-    /// Marks a vital_signs row as written through FHIR (its vital_sign_observations rows are
-    /// kept by the writer, not by the table's trigger) until [`Tx::unguard_vitals`]. On
-    /// PostgreSQL the transaction says so once for all its vital_signs rows (the
-    /// `expediente.fhir_vitals` setting): every write of that table inside it is a FHIR write.
-    pub async fn guard_vitals(&mut self, row_id: Uuid) -> Result<(), StoreError> {
-        if self.dialect() == Dialect::Sqlite {
-            return self.guard(row_id).await;
-        }
-        self.queue_once("SELECT set_config('expediente.fhir_vitals', 'on', true)")
-            .await
+        Ok(())
     }
 
     /// Queues a statement without values the first time it is asked for in this transaction (a
@@ -421,26 +399,6 @@ impl Tx {
             self.queue(sql, &[]).await?;
         }
         Ok(())
-    }
-
-    /// Ends what [`Tx::guard_vitals`] started (on PostgreSQL, the transaction's end does).
-    pub async fn unguard_vitals(&mut self, row_id: Uuid) -> Result<(), StoreError> {
-        if self.dialect() == Dialect::Sqlite {
-            return self.unguard(row_id).await;
-        }
-        Ok(())
-    }
-
-    /// Ends what [`Tx::guard`] started.
-    pub async fn unguard(&mut self, row_id: Uuid) -> Result<(), StoreError> {
-        if self.dialect() == Dialect::Postgres && self.is_new(row_id) {
-            return Ok(());
-        }
-        let sql = match self.dialect() {
-            Dialect::Sqlite => "DELETE FROM fhir_write_guard WHERE row_id = ?",
-            Dialect::Postgres => "SELECT set_config('expediente.write_guard', array_to_string(array_remove(string_to_array(current_setting('expediente.write_guard', true), ','), CAST(? AS text)), ','), true)",
-        };
-        self.queue(sql, &[row_id.into()]).await
     }
 
     /// Reads that may go side by side, after the writes queued so far (see [`TxReads`]); `None`

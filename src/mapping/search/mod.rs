@@ -273,6 +273,7 @@ pub const COMMON: &[SearchParam] = &[
 pub struct SearchError(pub String);
 
 pub mod cond;
+pub mod plan;
 pub mod restrict;
 pub use cond::{Cond, List, Rendered, Select};
 pub use restrict::Restriction;
@@ -1404,13 +1405,12 @@ pub const CLINICAL_IDENTIFIER: SearchParam = SearchParam {
 /// and its `identifier` rows when the mapping declares [`CLINICAL_IDENTIFIER`].
 pub async fn index_meta(
     tx: &mut crate::store::Tx,
-    m: &dyn crate::mapping::ResourceMapping,
+    resource_type: &str,
+    params: &[SearchParam],
     row_id: uuid::Uuid,
     resource: &serde_json::Value,
 ) -> Result<(), crate::store::StoreError> {
-    let resource_type = m.resource_type();
-    let identifiers = m
-        .search_params()
+    let identifiers = params
         .iter()
         .any(|p| p.name == "identifier" && matches!(p.target, Target::IndexToken));
     if !tx.is_new(row_id) {
