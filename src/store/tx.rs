@@ -49,7 +49,7 @@ pub struct Tx {
     sends: u64,
 }
 
-/// Where the values of a write queued with [`Tx::queue_held`] wait: [`Tx::amend`] changes them
+/// Where the values of a write queued with [`Tx::insert_held`] wait: [`Tx::amend`] changes them
 /// until the write is sent.
 #[derive(Debug, Clone, Copy)]
 pub struct Held {
