@@ -97,7 +97,7 @@ async fn clinic(app: &TestApp) {
 async fn search(app: &TestApp, who: &Caller, rt: &str, query: &str) -> Value {
     let text = app
         .fhir
-        .search(who, rt, &request(query))
+        .search(who, app.fhir.resource_type(rt).unwrap(), &request(query))
         .await
         .unwrap_or_else(|e| panic!("{rt}?{query}: {e:?}"));
     serde_json::from_str(&text).unwrap()
@@ -114,6 +114,7 @@ async fn a_patient_compartment_restriction_holds_on_every_search_path(engine: En
     clinic(&app).await;
     let all = caller(Restriction::none());
     let ana = caller(Restriction::none().patient_compartment("ana"));
+    let observation = app.fhir.resource_type("Observation").unwrap();
 
     // Matches and their total.
     let open = search(&app, &all, "Observation", "_total=accurate").await;
@@ -167,7 +168,7 @@ async fn a_patient_compartment_restriction_holds_on_every_search_path(engine: En
         async move {
             let text = app
                 .fhir
-                .search_compartment(&who, pid, "Observation", &request(""))
+                .search_compartment(&who, pid, observation, &request(""))
                 .await
                 .unwrap();
             ids(&serde_json::from_str(&text).unwrap())
@@ -204,11 +205,7 @@ async fn a_patient_compartment_restriction_holds_on_every_search_path(engine: En
         let who = who.clone();
         async move {
             let q = HistoryQuery::parse(&[]).unwrap();
-            let b = app
-                .fhir
-                .history(&who, "Observation", None, &q)
-                .await
-                .unwrap();
+            let b = app.fhir.history(&who, observation, None, &q).await.unwrap();
             (b["total"].as_i64().unwrap(), ids(&b))
         }
     };

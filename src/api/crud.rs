@@ -113,17 +113,17 @@ pub async fn create(
     body: Body,
 ) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
-    state.fhir.mapping(&rtype)?;
+    let rtype = state.fhir.resource_type(&rtype)?;
     let value = read_body(&state, &headers, body).await?;
     let caller = state.caller(&headers);
     let w = match if_none_exist(&headers)? {
         Some(criteria) => {
             state
                 .fhir
-                .conditional_create(&caller, &rtype, value, &criteria)
+                .conditional_create(&caller, rtype, value, &criteria)
                 .await?
         }
-        None => state.fhir.create(&caller, &rtype, value).await?,
+        None => state.fhir.create(&caller, rtype, value).await?,
     };
     Ok(written(&state, &headers, fmt, w))
 }
@@ -156,13 +156,13 @@ pub async fn conditional_update(
     body: Body,
 ) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
-    state.fhir.mapping(&rtype)?;
+    let rtype = state.fhir.resource_type(&rtype)?;
     let criteria = criteria(&q)?;
     let if_match = format::if_match(&headers)?;
     let value = read_body(&state, &headers, body).await?;
     let w = state
         .fhir
-        .conditional_update(&state.caller(&headers), &rtype, &criteria, value, if_match)
+        .conditional_update(&state.caller(&headers), rtype, &criteria, value, if_match)
         .await?;
     Ok(written(&state, &headers, fmt, w))
 }
@@ -175,12 +175,12 @@ pub async fn conditional_delete(
     headers: HeaderMap,
 ) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
-    state.fhir.mapping(&rtype)?;
+    let rtype = state.fhir.resource_type(&rtype)?;
     let criteria = criteria(&q)?;
     let if_match = format::if_match(&headers)?;
     let deleted = state
         .fhir
-        .conditional_delete(&state.caller(&headers), &rtype, &criteria, if_match)
+        .conditional_delete(&state.caller(&headers), rtype, &criteria, if_match)
         .await?;
     Ok(match prefer(&headers).ret {
         Return::OperationOutcome => {
@@ -233,13 +233,13 @@ pub async fn patch(
     body: Body,
 ) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
-    state.fhir.mapping(&rtype)?;
+    let rtype = state.fhir.resource_type(&rtype)?;
     let id = parse_id(&id)?;
     let if_match = format::if_match(&headers)?;
     let ops = read_patch(&state, &headers, body).await?;
     let w = state
         .fhir
-        .patch(&state.caller(&headers), &rtype, &id, &ops, if_match)
+        .patch(&state.caller(&headers), rtype, &id, &ops, if_match)
         .await?;
     Ok(written(&state, &headers, fmt, w))
 }
@@ -253,13 +253,13 @@ pub async fn conditional_patch(
     body: Body,
 ) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
-    state.fhir.mapping(&rtype)?;
+    let rtype = state.fhir.resource_type(&rtype)?;
     let criteria = criteria(&q)?;
     let if_match = format::if_match(&headers)?;
     let ops = read_patch(&state, &headers, body).await?;
     let w = state
         .fhir
-        .conditional_patch(&state.caller(&headers), &rtype, &criteria, &ops, if_match)
+        .conditional_patch(&state.caller(&headers), rtype, &criteria, &ops, if_match)
         .await?;
     Ok(written(&state, &headers, fmt, w))
 }
@@ -290,13 +290,13 @@ pub async fn update(
     body: Body,
 ) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
-    state.fhir.mapping(&rtype)?;
+    let rtype = state.fhir.resource_type(&rtype)?;
     let id = parse_id(&id)?;
     let if_match = format::if_match(&headers)?;
     let value = read_body(&state, &headers, body).await?;
     let w = state
         .fhir
-        .update(&state.caller(&headers), &rtype, &id, value, if_match)
+        .update(&state.caller(&headers), rtype, &id, value, if_match)
         .await?;
     Ok(written(&state, &headers, fmt, w))
 }
@@ -308,10 +308,10 @@ pub async fn read(
     headers: HeaderMap,
 ) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
-    state.fhir.mapping(&rtype)?;
+    let rtype = state.fhir.resource_type(&rtype)?;
     let id = parse_id(&id)?;
     let caller = state.caller(&headers);
-    let v = state.fhir.read(&caller, &rtype, &id).await?;
+    let v = state.fhir.read(&caller, rtype, &id).await?;
     let h = version_headers(&caller.base_url, &v);
     if not_modified(&headers, &v) {
         let mut res = axum::response::IntoResponse::into_response(StatusCode::NOT_MODIFIED);
@@ -349,13 +349,13 @@ pub async fn vread(
     headers: HeaderMap,
 ) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
-    state.fhir.mapping(&rtype)?;
+    let rtype = state.fhir.resource_type(&rtype)?;
     let id = parse_id(&id)?;
     let vid: i64 = vid.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
         Error::bad_request(IssueType::Invalid, "a version id is a positive integer")
     })?;
     let caller = state.caller(&headers);
-    let v = state.fhir.vread(&caller, &rtype, &id, vid).await?;
+    let v = state.fhir.vread(&caller, rtype, &id, vid).await?;
     let h = version_headers(&caller.base_url, &v);
     Ok(serve_version(v, fmt, h))
 }
@@ -367,12 +367,12 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
-    state.fhir.mapping(&rtype)?;
+    let rtype = state.fhir.resource_type(&rtype)?;
     let id = parse_id(&id)?;
     let if_match = format::if_match(&headers)?;
     state
         .fhir
-        .delete(&state.caller(&headers), &rtype, &id, if_match)
+        .delete(&state.caller(&headers), rtype, &id, if_match)
         .await?;
     Ok(match prefer(&headers).ret {
         Return::OperationOutcome => respond(
@@ -395,7 +395,7 @@ pub async fn validate(
     body: Body,
 ) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
-    state.fhir.mapping(&rtype)?;
+    let rtype = state.fhir.resource_type(&rtype)?;
     let mut value = read_body(&state, &headers, body).await?;
     if value.get("resourceType").and_then(Value::as_str) == Some("Parameters") {
         let resource = value
@@ -416,7 +416,7 @@ pub async fn validate(
     }
     let issues = state
         .fhir
-        .validate(&state.caller(&headers), &rtype, value)
+        .validate(&state.caller(&headers), rtype, value)
         .await?;
     let outcome = if issues.is_empty() {
         information(format!("the {rtype} is valid for this server"))

@@ -30,8 +30,12 @@ async fn run(
     };
     let caller = state.caller(headers);
     let bundle = match scope {
-        Scope::Type(rtype) => state.fhir.search(&caller, rtype, &req).await?,
+        Scope::Type(rtype) => {
+            let rtype = state.fhir.resource_type(rtype)?;
+            state.fhir.search(&caller, rtype, &req).await?
+        }
         Scope::Compartment { patient, rtype } => {
+            let rtype = state.fhir.resource_type(rtype)?;
             state
                 .fhir
                 .search_compartment(&caller, patient, rtype, &req)
@@ -146,9 +150,10 @@ pub async fn history_type(
     let params = query_pairs(&q);
     let fmt = negotiate(&headers, &params)?;
     let hq = HistoryQuery::parse(&params)?;
+    let rtype = state.fhir.resource_type(&rtype)?;
     let bundle = state
         .fhir
-        .history(&state.caller(&headers), &rtype, None, &hq)
+        .history(&state.caller(&headers), rtype, None, &hq)
         .await?;
     Ok(respond(StatusCode::OK, Some(&bundle), fmt, vec![]))
 }
@@ -161,12 +166,12 @@ pub async fn history_instance(
 ) -> Result<Response> {
     let params = query_pairs(&q);
     let fmt = negotiate(&headers, &params)?;
-    state.fhir.mapping(&rtype)?;
+    let rtype = state.fhir.resource_type(&rtype)?;
     let id = parse_id(&id)?;
     let hq = HistoryQuery::parse(&params)?;
     let bundle = state
         .fhir
-        .history(&state.caller(&headers), &rtype, Some(&id), &hq)
+        .history(&state.caller(&headers), rtype, Some(&id), &hq)
         .await?;
     Ok(respond(StatusCode::OK, Some(&bundle), fmt, vec![]))
 }

@@ -7,12 +7,14 @@ pub mod id;
 pub mod json;
 pub mod outcome;
 pub mod profiles;
+pub mod resource_type;
 pub mod subset;
 pub mod text;
 pub mod validate;
 
 pub use id::Id;
 pub use outcome::{Issue, IssueType, Severity};
+pub use resource_type::ResourceType;
 
 /// Formats an instant as FHIR `instant` (UTC, with only the fractional digits it has).
 pub fn instant(ts: &chrono::DateTime<chrono::Utc>) -> String {

@@ -9,6 +9,7 @@
 
 use super::{Caller, Fhir, Written};
 use crate::error::{Error, Result};
+use crate::fhir::ResourceType;
 use crate::fhir::{Id, Issue, IssueType};
 use crate::mapping::ResourceMapping;
 use crate::store::{Conn, Tx};
@@ -134,7 +135,7 @@ impl Fhir {
     pub async fn conditional_create(
         &self,
         caller: &Caller,
-        resource_type: &str,
+        resource_type: ResourceType,
         mut body: Value,
         criteria: &str,
     ) -> Result<Written> {
@@ -172,7 +173,7 @@ impl Fhir {
     pub async fn conditional_update(
         &self,
         caller: &Caller,
-        resource_type: &str,
+        resource_type: ResourceType,
         criteria: &str,
         mut body: Value,
         if_match: Option<i64>,
@@ -200,7 +201,7 @@ impl Fhir {
     pub async fn conditional_delete(
         &self,
         caller: &Caller,
-        resource_type: &str,
+        resource_type: ResourceType,
         criteria: &str,
         if_match: Option<i64>,
     ) -> Result<Option<Id>> {

@@ -102,7 +102,8 @@ impl Fhir {
     ) -> Result<String> {
         let req = parse(params)?;
         // 404 or 410 for a patient who is not there.
-        self.read(caller, "Patient", patient).await?;
+        self.read(caller, self.resource_type("Patient")?, patient)
+            .await?;
         let types = self.compartment_types();
         if let Some(wanted) = &req.types {
             for t in wanted {

@@ -3,6 +3,7 @@
 use super::{Caller, Fhir};
 use crate::error::{Error, Result};
 use crate::fhir::bundle::{self, HistoryEntry, Link};
+use crate::fhir::ResourceType;
 use crate::fhir::{date, instant, Id, Issue, IssueType};
 use crate::interactions::search::{DEFAULT_COUNT, MAX_COUNT};
 use crate::mapping::search::Ctx;
@@ -64,7 +65,7 @@ impl Fhir {
     pub async fn history(
         &self,
         caller: &Caller,
-        resource_type: &str,
+        resource_type: ResourceType,
         id: Option<&Id>,
         q: &HistoryQuery,
     ) -> Result<Value> {

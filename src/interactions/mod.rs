@@ -17,7 +17,7 @@ pub(crate) use transaction::{Answers, Prepared};
 
 use crate::error::{Error, Result};
 use crate::fhir::validate::Validators;
-use crate::fhir::{Id, Issue, IssueType};
+use crate::fhir::{Id, Issue, IssueType, ResourceType};
 use crate::mapping::fields::RowMeta;
 use crate::mapping::versions::{self, Head, NewVersion};
 use crate::mapping::{custom, Registry, ResourceMapping, RowWrite};
@@ -150,8 +150,19 @@ impl WriteMemo {
 }
 
 impl Fhir {
+    /// The hosted type a request names, or 404 when this server does not host it.
+    pub fn resource_type(&self, name: &str) -> Result<ResourceType> {
+        self.registry.resource_type(name).ok_or_else(|| {
+            Error::NotFound(format!(
+                "resource type '{}' is not supported",
+                name.escape_default()
+            ))
+        })
+    }
+
     /// The mapping of a resource type, or 404 when this server does not host it.
-    pub fn mapping(&self, resource_type: &str) -> Result<Arc<dyn ResourceMapping>> {
+    pub fn mapping(&self, resource_type: impl AsRef<str>) -> Result<Arc<dyn ResourceMapping>> {
+        let resource_type = resource_type.as_ref();
         self.registry.get(resource_type).cloned().ok_or_else(|| {
             Error::NotFound(format!(
                 "resource type '{}' is not supported",
@@ -483,7 +494,7 @@ impl Fhir {
     pub async fn create(
         &self,
         caller: &Caller,
-        resource_type: &str,
+        resource_type: ResourceType,
         mut body: Value,
     ) -> Result<Written> {
         let m = self.mapping(resource_type)?;
@@ -551,7 +562,7 @@ impl Fhir {
     pub async fn update(
         &self,
         caller: &Caller,
-        resource_type: &str,
+        resource_type: ResourceType,
         id: &Id,
         body: Value,
         if_match: Option<i64>,
@@ -783,7 +794,7 @@ impl Fhir {
     pub async fn validate(
         &self,
         caller: &Caller,
-        resource_type: &str,
+        resource_type: ResourceType,
         body: Value,
     ) -> Result<Vec<Issue>> {
         let m = self.mapping(resource_type)?;
@@ -827,7 +838,12 @@ impl Fhir {
     /// Every change of a row moves its version_id (the triggers see to it), so when
     /// resource_versions holds the row's current version, that stored rendering is the current
     /// resource and one query answers. Otherwise (a direct SQL write) the mapping builds it.
-    pub async fn read(&self, _caller: &Caller, resource_type: &str, id: &Id) -> Result<Version> {
+    pub async fn read(
+        &self,
+        _caller: &Caller,
+        resource_type: ResourceType,
+        id: &Id,
+    ) -> Result<Version> {
         let m = self.mapping(resource_type)?;
         self.read_in(&mut Conn::Pool(&self.db), m.as_ref(), id)
             .await
@@ -867,7 +883,7 @@ impl Fhir {
     pub async fn vread(
         &self,
         caller: &Caller,
-        resource_type: &str,
+        resource_type: ResourceType,
         id: &Id,
         version_id: i64,
     ) -> Result<Version> {
@@ -910,7 +926,7 @@ impl Fhir {
     pub async fn delete(
         &self,
         _caller: &Caller,
-        resource_type: &str,
+        resource_type: ResourceType,
         id: &Id,
         if_match: Option<i64>,
     ) -> Result<()> {

@@ -4,6 +4,7 @@
 
 use super::{Caller, Fhir, Written};
 use crate::error::{Error, Result};
+use crate::fhir::ResourceType;
 use crate::fhir::{Id, Issue, IssueType};
 use crate::mapping::ResourceMapping;
 use crate::store::{Conn, Tx};
@@ -32,7 +33,7 @@ impl Fhir {
     pub async fn patch(
         &self,
         caller: &Caller,
-        resource_type: &str,
+        resource_type: ResourceType,
         id: &Id,
         ops: &json_patch::Patch,
         if_match: Option<i64>,
@@ -51,7 +52,7 @@ impl Fhir {
     pub async fn conditional_patch(
         &self,
         caller: &Caller,
-        resource_type: &str,
+        resource_type: ResourceType,
         criteria: &str,
         ops: &json_patch::Patch,
         if_match: Option<i64>,

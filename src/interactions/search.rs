@@ -7,6 +7,7 @@ use super::{Caller, Fhir};
 use crate::error::{Error, Result};
 use crate::fhir::bundle::{self, EntryResource, Link, SearchEntry};
 use crate::fhir::subset::{self, Summary};
+use crate::fhir::ResourceType;
 use crate::fhir::{Issue, IssueType};
 use crate::mapping::filter::{self, find_param, reference_target, Filter};
 use crate::mapping::search::plan::{self, Keyset, Plan};
@@ -430,7 +431,7 @@ impl Fhir {
     pub async fn search(
         &self,
         caller: &Caller,
-        resource_type: &str,
+        resource_type: ResourceType,
         req: &SearchRequest,
     ) -> Result<String> {
         self.search_in(caller, resource_type, None, req).await
@@ -442,7 +443,7 @@ impl Fhir {
         &self,
         caller: &Caller,
         patient_id: &str,
-        resource_type: &str,
+        resource_type: ResourceType,
         req: &SearchRequest,
     ) -> Result<String> {
         if crate::fhir::Id::parse(patient_id).is_none() {
@@ -458,7 +459,7 @@ impl Fhir {
     async fn search_in(
         &self,
         caller: &Caller,
-        resource_type: &str,
+        resource_type: ResourceType,
         compartment: Option<&str>,
         req: &SearchRequest,
     ) -> Result<String> {

@@ -1119,22 +1119,23 @@ impl Fhir {
 
     async fn batch_entry(&self, caller: &Caller, e: Entry, opts: BundleOptions) -> Result<Answer> {
         let rep = opts.representation;
+        let rt = self.resource_type(&e.rtype)?;
         match e.method {
             Method::Get => self.get_entry(caller, &e).await,
             Method::Post => {
                 let body = e.resource.unwrap_or_default();
                 let w = match &e.if_none_exist {
-                    Some(c) => self.conditional_create(caller, &e.rtype, body, c).await?,
-                    None => self.create(caller, &e.rtype, body).await?,
+                    Some(c) => self.conditional_create(caller, rt, body, c).await?,
+                    None => self.create(caller, rt, body).await?,
                 };
                 Ok(Answer::written(w, rep))
             }
             Method::Put => {
                 let body = e.resource.unwrap_or_default();
                 let w = match (&e.id, &e.query) {
-                    (Some(id), _) => self.update(caller, &e.rtype, id, body, e.if_match).await?,
+                    (Some(id), _) => self.update(caller, rt, id, body, e.if_match).await?,
                     (None, Some(q)) => {
-                        self.conditional_update(caller, &e.rtype, q, body, e.if_match)
+                        self.conditional_update(caller, rt, q, body, e.if_match)
                             .await?
                     }
                     (None, None) => return Err(anyhow::anyhow!("PUT without target").into()),
@@ -1144,9 +1145,9 @@ impl Fhir {
             Method::Patch => {
                 let ops = e.patch.unwrap_or_default();
                 let w = match (&e.id, &e.query) {
-                    (Some(id), _) => self.patch(caller, &e.rtype, id, &ops, e.if_match).await?,
+                    (Some(id), _) => self.patch(caller, rt, id, &ops, e.if_match).await?,
                     (None, Some(q)) => {
-                        self.conditional_patch(caller, &e.rtype, q, &ops, e.if_match)
+                        self.conditional_patch(caller, rt, q, &ops, e.if_match)
                             .await?
                     }
                     (None, None) => return Err(anyhow::anyhow!("PATCH without target").into()),
@@ -1155,10 +1156,9 @@ impl Fhir {
             }
             Method::Delete => {
                 match (&e.id, &e.query) {
-                    (Some(id), _) => self.delete(caller, &e.rtype, id, e.if_match).await?,
+                    (Some(id), _) => self.delete(caller, rt, id, e.if_match).await?,
                     (None, Some(q)) => {
-                        self.conditional_delete(caller, &e.rtype, q, e.if_match)
-                            .await?;
+                        self.conditional_delete(caller, rt, q, e.if_match).await?;
                     }
                     (None, None) => return Err(anyhow::anyhow!("DELETE without target").into()),
                 }
@@ -1174,13 +1174,14 @@ impl Fhir {
 
     /// A GET entry: a read, a vread or a search.
     async fn get_entry(&self, caller: &Caller, e: &Entry) -> Result<Answer> {
+        let rt = self.resource_type(&e.rtype)?;
         match (&e.id, e.version) {
             (Some(id), Some(v)) => {
-                let ver = self.vread(caller, &e.rtype, id, v).await?;
+                let ver = self.vread(caller, rt, id, v).await?;
                 Ok(Answer::version("200 OK", ver, true))
             }
             (Some(id), None) => {
-                let ver = self.read(caller, &e.rtype, id).await?;
+                let ver = self.read(caller, rt, id).await?;
                 Ok(Answer::version("200 OK", ver, true))
             }
             (None, _) => {
@@ -1196,7 +1197,7 @@ impl Fhir {
                 let text = self
                     .search(
                         caller,
-                        &e.rtype,
+                        rt,
                         &SearchRequest {
                             params,
                             strict: false,

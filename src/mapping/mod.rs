@@ -22,7 +22,7 @@ pub mod versions;
 pub mod vital_data;
 pub mod vitals;
 
-use crate::fhir::{Id, Issue};
+use crate::fhir::{Id, Issue, ResourceType};
 use crate::store::{Conn, StoreError, Tx};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -207,6 +207,13 @@ impl Registry {
         self.by_type.get(resource_type)
     }
 
+    /// The hosted type named `name`, if this server hosts it.
+    pub fn resource_type(&self, name: &str) -> Option<ResourceType> {
+        self.by_type
+            .get_key_value(name)
+            .map(|(k, _)| ResourceType::hosted(k))
+    }
+
     pub fn types(&self) -> Vec<&'static str> {
         self.by_type.keys().copied().collect()
     }
@@ -239,4 +246,24 @@ pub fn element_order(resource_type: &str) -> Vec<String> {
             out
         });
     ORDERS.get(resource_type).cloned().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Registry;
+
+    #[test]
+    fn a_resource_type_is_made_only_for_a_hosted_type_named_exactly() {
+        let r = Registry::standard();
+        let p = r.resource_type("Patient").expect("Patient is hosted");
+        assert_eq!(p.as_str(), "Patient");
+        assert_eq!(p.to_string(), "Patient");
+        for not in ["patient", "Claim", "", "Patient ", "Patient/1", "PATIENT"] {
+            assert!(r.resource_type(not).is_none(), "{not:?}");
+        }
+        assert_eq!(r.types().len(), r.iter().count());
+        for t in r.types() {
+            assert_eq!(r.resource_type(t).map(|x| x.as_str()), Some(t));
+        }
+    }
 }
