@@ -1,0 +1,265 @@
+//! Observation codes, which live in three places: the code columns of results, the other
+//! codings in `search_strings`, and the vital-sign measurements whose LOINC code it is.
+
+use super::*;
+
+/// The Observations with a code, listed from the indexes of each place a code lives (the code
+/// columns of results, the other codings in `search_strings`, the vital-sign measurements whose
+/// LOINC code it is), results and vital signs apart: `(t.source = 'result' AND t.id IN (...))
+/// OR (t.source = 'vital' AND t.id IN (...))`; with `quantity`, only those whose value also
+/// matches it (code-value-quantity).
+pub(super) fn observation_code_rows(
+    token_value: &str,
+    components: bool,
+    quantity: Option<&str>,
+    ctx: &Ctx,
+) -> Option<Cond> {
+    let (sys, code) = token(token_value);
+    // The arms listing results and those listing vital signs.
+    let mut results: Vec<Select> = Vec::new();
+    let mut vitals: Vec<Select> = Vec::new();
+    let arm = |column: &str, from: &str, cond: String, args: Vec<Arg>| Select {
+        column: column.to_owned(),
+        from: from.to_owned(),
+        cond: sql(cond, args),
+    };
+    let q = |value: &str, system: &str, unit: &str| match quantity {
+        None => Some(None),
+        Some(v) => quantity_sql(value, system, unit, v, ctx.dialect).map(Some),
+    };
+    // Results, by their code columns.
+    let (mut c, mut args) = token_match(token_value, "r.code", "r.code_system")?;
+    if let Some((qt, qa)) = q("r.value_quantity", "r.value_unit_system", "r.value_unit")? {
+        c.push_str(&format!(" AND {qt}"));
+        args.extend(qa);
+    }
+    results.push(arm("r.id", "medical_test_results r", c, args));
+    // The codings of FHIR-written Observations (and of their components) beyond the code
+    // columns.
+    let params = if components {
+        "('code', 'component-code')"
+    } else {
+        "('code')"
+    };
+    let mut coded = format!("s.resource_type = 'Observation' AND s.param IN {params}");
+    let mut coded_args: Vec<Arg> = Vec::new();
+    if let Some(c) = code {
+        coded.push_str(" AND s.exact = ?");
+        coded_args.push(c.into());
+    }
+    match sys {
+        Some(Some(system)) => {
+            coded.push_str(" AND s.value = ?");
+            coded_args.push(system.into());
+        }
+        Some(None) => coded.push_str(" AND s.value = ''"),
+        None => {}
+    }
+    // With a quantity: results by their value column, vital signs by the column of their
+    // measurement (column names and units are the mapping's own data).
+    let mut c = coded.clone();
+    let mut args = coded_args.clone();
+    if let Some((qt, qa)) = q("r.value_quantity", "r.value_unit_system", "r.value_unit")? {
+        c.push_str(&format!(" AND {qt}"));
+        args.extend(qa);
+    }
+    results.push(arm(
+        "s.row_id",
+        "search_strings s JOIN medical_test_results r ON r.id = s.row_id",
+        c,
+        args,
+    ));
+    let mut c = coded;
+    let mut args = coded_args;
+    let (mut value, mut unit) = (String::new(), String::new());
+    for m in &crate::mapping::vital_data::table().measurements {
+        if let Some(slot) = &m.value {
+            let key = m.key.replace('\'', "''");
+            value.push_str(&format!(" WHEN '{key}' THEN v.{}", slot.column));
+            unit.push_str(&format!(
+                " WHEN '{key}' THEN '{}'",
+                slot.ucum.replace('\'', "''")
+            ));
+        }
+    }
+    if let Some((qt, qa)) = q(
+        &format!("CASE o.measurement{value} END"),
+        "'http://unitsofmeasure.org'",
+        &format!("CASE o.measurement{unit} END"),
+    )? {
+        c.push_str(&format!(" AND {qt}"));
+        args.extend(qa);
+    }
+    vitals.push(arm(
+        "s.row_id",
+        "search_strings s JOIN vital_sign_observations o ON o.id = s.row_id JOIN vital_signs v ON v.id = o.vital_sign_id",
+        c,
+        args,
+    ));
+    // Vital signs, by measurement: their codes are data (mappings/vital-signs.json).
+    let loinc_matches = |c: &str| is_loinc_token(token_value, c);
+    for m in &crate::mapping::vital_data::table().measurements {
+        let own = loinc_matches(&m.code);
+        let component = components
+            && m.components
+                .iter()
+                .any(|s| s.code.as_deref().is_some_and(&loinc_matches));
+        if !(own || component) {
+            continue;
+        }
+        match (quantity, &m.value) {
+            (None, _) => vitals.push(arm(
+                "o.id",
+                "vital_sign_observations o",
+                "o.measurement = ?".into(),
+                vec![m.key.as_str().into()],
+            )),
+            (Some(_), Some(slot)) if own => {
+                let unit = format!("'{}'", slot.ucum.replace('\'', "''"));
+                let (qt, qa) = q(
+                    &format!("v.{}", slot.column),
+                    "'http://unitsofmeasure.org'",
+                    &unit,
+                )??;
+                let mut args: Vec<Arg> = vec![m.key.as_str().into()];
+                args.extend(qa);
+                vitals.push(arm(
+                    "o.id",
+                    "vital_sign_observations o JOIN vital_signs v ON v.id = o.vital_sign_id",
+                    format!("o.measurement = ? AND {qt}"),
+                    args,
+                ));
+            }
+            _ => {}
+        }
+    }
+    // Each list is tested only against the view's branch of its own source (the other
+    // branch's condition folds to false), so no row id is looked up where it cannot be.
+    let parts = [("result", results), ("vital", vitals)]
+        .into_iter()
+        .map(|(source, arms)| {
+            Cond::sql(format!("t.source = '{source}'")).and(Cond::In("t.id".into(), List(arms)))
+        })
+        .collect();
+    Some(Cond::Or(parts))
+}
+
+/// Whether a token search value matches the LOINC code `loinc` (the codes of vital signs).
+pub(super) fn is_loinc_token(token_value: &str, loinc: &str) -> bool {
+    let (sys, code) = token(token_value);
+    code.is_none_or(|want| want == loinc)
+        && match sys {
+            None => true,
+            Some(Some(s)) => s == crate::mapping::vital_data::LOINC,
+            Some(None) => false,
+        }
+}
+
+/// The vital-sign Observations written by the clinic that have a component coded `token_value`
+/// whose value matches `quantity` (the systolic and diastolic columns of blood pressure), as
+/// `t.id IN (...)` over one arm per matching column; `Some(None)` when no component has that
+/// code, `None` when `quantity` is not a quantity.
+pub(super) fn vital_component_rows(
+    token_value: &str,
+    quantity: &str,
+    ctx: &Ctx,
+) -> Option<Option<Cond>> {
+    let matches = |c: &str| is_loinc_token(token_value, c);
+    let mut arms = Vec::new();
+    for m in &crate::mapping::vital_data::table().measurements {
+        for slot in &m.components {
+            if !slot.code.as_deref().is_some_and(matches) {
+                continue;
+            }
+            let unit = format!("'{}'", slot.ucum.replace('\'', "''"));
+            let (q, a) = quantity_sql(
+                &format!("v.{}", slot.column),
+                "'http://unitsofmeasure.org'",
+                &unit,
+                quantity,
+                ctx.dialect,
+            )?;
+            let mut args: Vec<Arg> = vec![m.key.as_str().into()];
+            args.extend(a);
+            arms.push(Select {
+                column: "o.id".into(),
+                from: "vital_sign_observations o JOIN vital_signs v ON v.id = o.vital_sign_id"
+                    .into(),
+                cond: sql(format!("o.measurement = ? AND {q}"), args),
+            });
+        }
+    }
+    Some((!arms.is_empty()).then(|| Cond::In("t.id".into(), List(arms))))
+}
+
+/// The condition of one value of a parameter of target `ObservationCode`.
+pub(super) fn code_listed(
+    p: &SearchParam,
+    value: &str,
+    ctx: &Ctx,
+    components: bool,
+) -> Result<Cond, SearchError> {
+    let bad = |what: &str| invalid(p, what);
+    Ok({
+        let (sys, code) = token(value);
+        if code.is_none() && !matches!(sys, Some(Some(_))) {
+            return Err(bad("a token needs a code or a system"));
+        }
+        observation_code_rows(value, components, None, ctx)
+            .ok_or_else(|| bad("a token needs a code or a system"))?
+    })
+}
+
+/// The condition of one value of a parameter of target `ObservationCode`.
+pub(super) fn code_tested(
+    p: &SearchParam,
+    value: &str,
+    ctx: &Ctx,
+    components: bool,
+) -> Result<Cond, SearchError> {
+    let bad = |what: &str| invalid(p, what);
+    Ok({
+        let (sys, code) = token(value);
+        if code.is_none() && !matches!(sys, Some(Some(_))) {
+            return Err(bad("a token needs a code or a system"));
+        }
+        let (cols, mut args) = token_match(value, "t.code", "t.code_system")
+            .ok_or_else(|| bad("a token needs a code or a system"))?;
+        let params = if components {
+            "('code', 'component-code')"
+        } else {
+            "('code')"
+        };
+        let mut index = format!("EXISTS (SELECT 1 FROM search_strings s WHERE s.row_id = t.id AND s.resource_type = ? AND s.param IN {params}");
+        args.push(ctx.resource_type.into());
+        let mut vital = "EXISTS (SELECT 1 FROM vital_sign_codes c WHERE c.measurement = t.measurement AND c.part = 'component'".to_owned();
+        let mut vital_args: Vec<Arg> = Vec::new();
+        if let Some(c) = code {
+            index.push_str(" AND s.exact = ?");
+            args.push(c.into());
+            vital.push_str(" AND c.code = ?");
+            vital_args.push(c.into());
+        }
+        match sys {
+            Some(Some(system)) => {
+                index.push_str(" AND s.value = ?");
+                args.push(system.into());
+                vital.push_str(" AND c.system = ?");
+                vital_args.push(system.into());
+            }
+            Some(None) => {
+                index.push_str(" AND s.value = ''");
+                vital.push_str(" AND 1 = 0");
+            }
+            None => {}
+        }
+        index.push(')');
+        vital.push(')');
+        let mut text = format!("(({cols}) OR {index})");
+        if components {
+            text = format!("({text} OR {vital})");
+            args.extend(vital_args);
+        }
+        sql(text, args)
+    })
+}

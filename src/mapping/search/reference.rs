@@ -1,0 +1,83 @@
+//! Reference parameters: a foreign key column, or the `search_strings` index.
+
+use super::*;
+
+/// The id a reference parameter names: `id`, `Type/id`, `Type/id/_history/n` or an absolute URL
+/// of this server (`{base}/Type/id`). `Ok(None)` when it names another type or another server;
+/// `Err` when the id is not a FHIR id.
+pub(super) fn reference_id<'a>(
+    value: &'a str,
+    resource_type: &str,
+    base_url: &str,
+) -> Result<Option<&'a str>, ()> {
+    let mut local = value;
+    if value.contains("://") {
+        match value
+            .strip_prefix(base_url.trim_end_matches('/'))
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            Some(rest) => local = rest,
+            None => return Ok(None),
+        }
+    }
+    let local = match local.split_once("/_history/") {
+        Some((r, _)) => r,
+        None => local,
+    };
+    let id = match local.split_once('/') {
+        None => local,
+        Some((ty, id)) => {
+            if ty != resource_type {
+                return Ok(None);
+            }
+            id
+        }
+    };
+    crate::fhir::Id::parse(id).map(|_| Some(id)).ok_or(())
+}
+
+/// The condition of one value of a parameter of target `RefColumn`.
+pub(super) fn ref_column(
+    p: &SearchParam,
+    value: &str,
+    ctx: &Ctx,
+    column: &'static str,
+    table: &'static str,
+    resource_type: &'static str,
+) -> Result<Cond, SearchError> {
+    let bad = |what: &str| invalid(p, what);
+    Ok({
+        let Some(id) = reference_id(value, resource_type, ctx.base_url)
+            .map_err(|_| bad("not a reference to a resource of this server"))?
+        else {
+            return Ok(Cond::none());
+        };
+        sql(
+                // fhir_id is unique: one row at most, evaluated once (an index condition on t.column).
+                format!("t.{column} = (SELECT r.id FROM {table} r WHERE r.fhir_id = ? AND r.deleted_at IS NULL)"),
+                vec![id.into()],
+            )
+    })
+}
+
+/// The condition of one value of a parameter of target `RefIndex`.
+pub(super) fn ref_index(
+    p: &SearchParam,
+    value: &str,
+    ctx: &Ctx,
+    resource_type: &'static str,
+) -> Result<Cond, SearchError> {
+    let bad = |what: &str| invalid(p, what);
+    Ok({
+        let Some(id) = reference_id(value, resource_type, ctx.base_url)
+            .map_err(|_| bad("not a reference to a resource of this server"))?
+        else {
+            return Ok(Cond::none());
+        };
+        index_rows(
+            "search_strings",
+            "s.resource_type = ? AND s.param = ? AND s.exact = ?",
+            vec![ctx.resource_type.into(), p.name.into(), id.into()],
+        )
+    })
+}
