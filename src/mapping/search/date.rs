@@ -30,6 +30,21 @@ pub fn date_precision(value: Option<&serde_json::Value>) -> Arg {
     Arg::Text(p.map(str::to_owned))
 }
 
+/// The prefix of a date search value and the range of the rest (`ap` widened already); `what`
+/// says what it must be.
+fn range(
+    p: &SearchParam,
+    value: &str,
+    what: &str,
+) -> Result<(Prefix, crate::fhir::date::DateRange), SearchError> {
+    let (prefix, rest) = Prefix::split(value);
+    let mut r = parse_range(rest).ok_or_else(|| invalid(p, what))?;
+    if prefix == Prefix::Ap {
+        r = r.approximate(Utc::now());
+    }
+    Ok((prefix, r))
+}
+
 /// The condition of one value of a parameter of target `Period`.
 pub(super) fn period(
     p: &SearchParam,
@@ -39,13 +54,8 @@ pub(super) fn period(
     end: &'static str,
     end_precision: Option<&'static str>,
 ) -> Result<Cond, SearchError> {
-    let bad = |what: &str| invalid(p, what);
     Ok({
-        let (prefix, rest) = Prefix::split(value);
-        let mut r = parse_range(rest).ok_or_else(|| bad("not a date or dateTime"))?;
-        if prefix == Prefix::Ap {
-            r = r.approximate(Utc::now());
-        }
+        let (prefix, r) = range(p, value, "not a date or dateTime")?;
         let (lo, hi) = (Arg::from(r.start), Arg::from(r.end));
         // The target's range [a, b]: an open start or end reaches out for ever.
         let a = format!("t.{start}");
@@ -82,13 +92,8 @@ pub(super) fn period(
 
 /// The condition of one value of a parameter of target `LastUpdated`.
 pub(super) fn last_updated(p: &SearchParam, value: &str) -> Result<Cond, SearchError> {
-    let bad = |what: &str| invalid(p, what);
     Ok({
-        let (prefix, rest) = Prefix::split(value);
-        let mut r = parse_range(rest).ok_or_else(|| bad("not a date, dateTime or instant"))?;
-        if prefix == Prefix::Ap {
-            r = r.approximate(Utc::now());
-        }
+        let (prefix, r) = range(p, value, "not a date, dateTime or instant")?;
         let (lo, hi) = (Arg::from(r.start), Arg::from(r.end));
         let c = "t.updated_at";
         let (text, args) = match prefix {
@@ -111,13 +116,8 @@ pub(super) fn date_column(
     column: &'static str,
     precision_column: &'static str,
 ) -> Result<Cond, SearchError> {
-    let bad = |what: &str| invalid(p, what);
     Ok({
-        let (prefix, rest) = Prefix::split(value);
-        let mut r = parse_range(rest).ok_or_else(|| bad("not a date or dateTime"))?;
-        if prefix == Prefix::Ap {
-            r = r.approximate(Utc::now());
-        }
+        let (prefix, r) = range(p, value, "not a date or dateTime")?;
         let (lo, hi) = r.days();
         let (lo, hi) = (Arg::Date(Some(lo)), Arg::Date(Some(hi)));
         // The target's own range [a, b): its value to the end of its precision.

@@ -192,25 +192,31 @@ pub(super) fn vital_component_rows(
     Some((!arms.is_empty()).then(|| Cond::In("t.id".into(), List(arms))))
 }
 
-/// The condition of one value of a parameter of target `ObservationCode`.
+/// The system and code of a token that names at least one of them.
+fn coded<'a>(
+    p: &SearchParam,
+    value: &'a str,
+) -> Result<(Option<Option<&'a str>>, Option<&'a str>), SearchError> {
+    let (sys, code) = token(value);
+    if code.is_none() && !matches!(sys, Some(Some(_))) {
+        return Err(invalid(p, "a token needs a code or a system"));
+    }
+    Ok((sys, code))
+}
+
+/// An Observation code, listed from where codes live (see [`observation_code_rows`]).
 pub(super) fn code_listed(
     p: &SearchParam,
     value: &str,
     ctx: &Ctx,
     components: bool,
 ) -> Result<Cond, SearchError> {
-    let bad = |what: &str| invalid(p, what);
-    Ok({
-        let (sys, code) = token(value);
-        if code.is_none() && !matches!(sys, Some(Some(_))) {
-            return Err(bad("a token needs a code or a system"));
-        }
-        observation_code_rows(value, components, None, ctx)
-            .ok_or_else(|| bad("a token needs a code or a system"))?
-    })
+    coded(p, value)?;
+    observation_code_rows(value, components, None, ctx)
+        .ok_or_else(|| invalid(p, "a token needs a code or a system"))
 }
 
-/// The condition of one value of a parameter of target `ObservationCode`.
+/// An Observation code, tested row by row (another condition narrows the rows to a few).
 pub(super) fn code_tested(
     p: &SearchParam,
     value: &str,
@@ -218,11 +224,8 @@ pub(super) fn code_tested(
     components: bool,
 ) -> Result<Cond, SearchError> {
     let bad = |what: &str| invalid(p, what);
+    let (sys, code) = coded(p, value)?;
     Ok({
-        let (sys, code) = token(value);
-        if code.is_none() && !matches!(sys, Some(Some(_))) {
-            return Err(bad("a token needs a code or a system"));
-        }
         let (cols, mut args) = token_match(value, "t.code", "t.code_system")
             .ok_or_else(|| bad("a token needs a code or a system"))?;
         let params = if components {

@@ -36,7 +36,18 @@ pub(super) fn reference_id<'a>(
     crate::fhir::Id::parse(id).map(|_| Some(id)).ok_or(())
 }
 
-/// The condition of one value of a parameter of target `RefColumn`.
+/// The logical id a reference value names on this server; `None` for another type or server.
+fn local_id<'a>(
+    p: &SearchParam,
+    value: &'a str,
+    resource_type: &str,
+    ctx: &Ctx,
+) -> Result<Option<&'a str>, SearchError> {
+    reference_id(value, resource_type, ctx.base_url)
+        .map_err(|_| invalid(p, "not a reference to a resource of this server"))
+}
+
+/// A reference held in a foreign key column.
 pub(super) fn ref_column(
     p: &SearchParam,
     value: &str,
@@ -45,39 +56,29 @@ pub(super) fn ref_column(
     table: &'static str,
     resource_type: &'static str,
 ) -> Result<Cond, SearchError> {
-    let bad = |what: &str| invalid(p, what);
-    Ok({
-        let Some(id) = reference_id(value, resource_type, ctx.base_url)
-            .map_err(|_| bad("not a reference to a resource of this server"))?
-        else {
-            return Ok(Cond::none());
-        };
-        sql(
-                // fhir_id is unique: one row at most, evaluated once (an index condition on t.column).
-                format!("t.{column} = (SELECT r.id FROM {table} r WHERE r.fhir_id = ? AND r.deleted_at IS NULL)"),
-                vec![id.into()],
-            )
-    })
+    let Some(id) = local_id(p, value, resource_type, ctx)? else {
+        return Ok(Cond::none());
+    };
+    // fhir_id is unique: one row at most, evaluated once (an index condition on t.column).
+    Ok(sql(
+        format!("t.{column} = (SELECT r.id FROM {table} r WHERE r.fhir_id = ? AND r.deleted_at IS NULL)"),
+        vec![id.into()],
+    ))
 }
 
-/// The condition of one value of a parameter of target `RefIndex`.
+/// A reference kept in the `search_strings` index.
 pub(super) fn ref_index(
     p: &SearchParam,
     value: &str,
     ctx: &Ctx,
     resource_type: &'static str,
 ) -> Result<Cond, SearchError> {
-    let bad = |what: &str| invalid(p, what);
-    Ok({
-        let Some(id) = reference_id(value, resource_type, ctx.base_url)
-            .map_err(|_| bad("not a reference to a resource of this server"))?
-        else {
-            return Ok(Cond::none());
-        };
-        index_rows(
-            "search_strings",
-            "s.resource_type = ? AND s.param = ? AND s.exact = ?",
-            vec![ctx.resource_type.into(), p.name.into(), id.into()],
-        )
-    })
+    let Some(id) = local_id(p, value, resource_type, ctx)? else {
+        return Ok(Cond::none());
+    };
+    Ok(index_rows(
+        "search_strings",
+        "s.resource_type = ? AND s.param = ? AND s.exact = ?",
+        vec![ctx.resource_type.into(), p.name.into(), id.into()],
+    ))
 }
