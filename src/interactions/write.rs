@@ -1,0 +1,486 @@
+//! create, update and delete: the rows of a write in the caller's transaction, through the
+//! mapping's one write entry point, and what the transaction remembers of them.
+
+use super::*;
+
+/// What [`Fhir::update_rows`] did.
+pub(crate) enum Updated {
+    /// Nothing changed: the current version stands.
+    Unchanged(Version),
+    /// The rows were written; their version is yet to be recorded. `created` when the
+    /// resource did not exist (or was deleted), `inserted` when its rows are new.
+    Rows {
+        row_id: Uuid,
+        created: bool,
+        inserted: bool,
+    },
+}
+
+/// What the interactions keep for the rest of a transaction (its memo), by resource type and
+/// logical id.
+#[derive(Default)]
+pub(crate) struct WriteMemo {
+    /// Heads read ahead (see [`Fhir::prefetch_heads`]), for one use each; `None` when there is
+    /// no row.
+    heads: HashMap<(String, String), Option<Head>>,
+    /// Resources found live or written by the transaction.
+    exists: std::collections::HashSet<(String, String)>,
+    /// The row ids chosen ahead for PUTs that create (see [`Fhir::new_row_for`]).
+    new_rows: HashMap<(String, String), Uuid>,
+}
+
+fn key(resource_type: &str, id: &str) -> (String, String) {
+    (resource_type.to_owned(), id.to_owned())
+}
+
+impl WriteMemo {
+    /// Notes that the transaction found or wrote `resource_type`/`id` live.
+    pub(crate) fn found(tx: &mut Tx, resource_type: &str, id: &str) {
+        tx.memo::<WriteMemo>().exists.insert(key(resource_type, id));
+    }
+
+    /// Whether the transaction found or wrote `resource_type`/`id` live.
+    pub(super) fn exists(tx: &Tx, resource_type: &str, id: &str) -> bool {
+        tx.peek_memo::<WriteMemo>()
+            .is_some_and(|w| w.exists.contains(&key(resource_type, id)))
+    }
+}
+
+impl Fhir {
+    pub(super) async fn head(
+        &self,
+        conn: &mut Conn<'_>,
+        m: &dyn ResourceMapping,
+        id: &Id,
+    ) -> Result<Option<Head>> {
+        // A transaction may have read it ahead, for one use (see prefetch_heads).
+        if let Conn::Tx(tx) = conn {
+            if let Some(h) = tx
+                .memo::<WriteMemo>()
+                .heads
+                .remove(&key(m.resource_type(), id.as_str()))
+            {
+                return Ok(h);
+            }
+        }
+        Ok(versions::head(conn, m, id.as_str()).await?)
+    }
+
+    /// The row id a PUT that creates `rt`/`id` will insert, chosen now for writes that name
+    /// the row before it exists.
+    pub(crate) fn new_row_for(tx: &mut Tx, rt: &str, id: &Id) -> Uuid {
+        let row = Uuid::new_v4();
+        tx.memo::<WriteMemo>()
+            .new_rows
+            .insert(key(rt, id.as_str()), row);
+        row
+    }
+
+    /// Whether [`Fhir::prefetch_heads`] found no row at all for `rt`/`id` (a write to it creates
+    /// it).
+    pub(crate) fn known_absent(&self, tx: &Tx, rt: &str, id: &Id) -> bool {
+        matches!(
+            tx.peek_memo::<WriteMemo>()
+                .and_then(|w| w.heads.get(&key(rt, id.as_str()))),
+            Some(None)
+        )
+    }
+
+    /// Reads the heads of many resources of `m` at once, for the next [`Fhir::head`] of each
+    /// to use (a transaction about to write them).
+    pub(crate) async fn prefetch_heads(
+        &self,
+        tx: &mut Tx,
+        m: &dyn ResourceMapping,
+        ids: &[Id],
+    ) -> Result<()> {
+        let names: Vec<&str> = ids.iter().map(Id::as_str).collect();
+        let found = versions::heads(tx, m, &names).await?;
+        let memo = tx.memo::<WriteMemo>();
+        for id in ids {
+            let h = found.get(id.as_str()).copied();
+            memo.heads.insert(key(m.resource_type(), id.as_str()), h);
+        }
+        Ok(())
+    }
+
+    /// create: a new resource with a server-assigned id.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        resource_type: ResourceType,
+        mut body: Value,
+    ) -> Result<Written> {
+        let m = self.mapping(resource_type)?;
+        self.check(m.as_ref(), &body)?;
+        let row_id = Uuid::new_v4();
+        let mut tx = self.db.begin().await?;
+        self.resolve_conditional_references(&mut tx, caller, &mut body, &mut Default::default())
+            .await?;
+        let version = self
+            .create_in(&mut tx, caller, m.as_ref(), row_id, &body)
+            .await?;
+        tx.commit().await?;
+        Ok(Written {
+            version,
+            created: true,
+        })
+    }
+
+    /// A create inside the caller's transaction, of a body already [checked](Self::check): row
+    /// `row_id`, whose text is also the logical id.
+    pub(super) async fn create_in(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        row_id: Uuid,
+        body: &Value,
+    ) -> Result<Version> {
+        self.create_rows(tx, caller, m, row_id, body).await?;
+        self.record_version(
+            tx,
+            m,
+            WrittenRow::new(tx, row_id, &row_id.to_string(), "POST", Some(body.clone())),
+        )
+        .await
+    }
+
+    /// The rows of a create, without its version record (see [`Fhir::record_versions`]).
+    pub(crate) async fn create_rows(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        row_id: Uuid,
+        body: &Value,
+    ) -> Result<()> {
+        let id =
+            Id::parse(&row_id.to_string()).ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
+        self.check_references(tx, caller, m.resource_type(), body)
+            .await?;
+        m.write(
+            tx,
+            RowWrite::New {
+                row_id,
+                fhir_id: &id,
+            },
+            body,
+        )
+        .await?;
+        WriteMemo::found(tx, m.resource_type(), id.as_str());
+        Ok(())
+    }
+
+    /// update: replaces the resource, or creates it under the client's id when it does not exist.
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        resource_type: ResourceType,
+        id: &Id,
+        body: Value,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        let m = self.mapping(resource_type)?;
+        self.check(m.as_ref(), &body)?;
+        match body.get("id").and_then(Value::as_str) {
+            Some(body_id) if body_id == id.as_str() => {}
+            Some(_) => {
+                return Err(Error::BadRequest(vec![Issue::error(
+                    IssueType::Invalid,
+                    "the id in the body does not match the id in the URL",
+                )
+                .at(format!("{resource_type}.id"))]))
+            }
+            None => {
+                return Err(Error::BadRequest(vec![Issue::error(
+                    IssueType::Required,
+                    "an update must carry the resource id in the body",
+                )
+                .at(format!("{resource_type}.id"))]))
+            }
+        }
+        // Two clients creating the same new id at once: the loser of the unique index retries
+        // once, and then finds the row and updates it.
+        match self
+            .write_update(caller, m.as_ref(), id, &body, if_match)
+            .await
+        {
+            Err(Error::Conflict(_)) => {
+                self.write_update(caller, m.as_ref(), id, &body, if_match)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    pub(super) async fn write_update(
+        &self,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        body: &Value,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        let mut tx = self.db.begin().await?;
+        // A copy only when there is a conditional reference to resolve in it.
+        let mut conditional = false;
+        crate::fhir::references(body, &mut |r| conditional |= r.contains('?'));
+        let resolved;
+        let body = if conditional {
+            let mut copy = body.clone();
+            self.resolve_conditional_references(
+                &mut tx,
+                caller,
+                &mut copy,
+                &mut Default::default(),
+            )
+            .await?;
+            resolved = copy;
+            &resolved
+        } else {
+            body
+        };
+        let written = self
+            .update_in(&mut tx, caller, m, id, body, if_match)
+            .await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// An update (or create under the client's id) inside the caller's transaction, of a body
+    /// already [checked](Self::check) whose id is `id`.
+    pub(super) async fn update_in(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        body: &Value,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        match self.update_rows(tx, caller, m, id, body, if_match).await? {
+            Updated::Unchanged(version) => Ok(Written {
+                version,
+                created: false,
+            }),
+            Updated::Rows {
+                row_id,
+                created,
+                inserted,
+            } => Ok(Written {
+                version: self
+                    .record_version(
+                        tx,
+                        m,
+                        WrittenRow::new(
+                            tx,
+                            row_id,
+                            id.as_str(),
+                            "PUT",
+                            inserted.then(|| body.clone()),
+                        ),
+                    )
+                    .await?,
+                created,
+            }),
+        }
+    }
+
+    /// The rows of an update, without its version record (see [`Fhir::record_versions`]).
+    pub(crate) async fn update_rows(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        body: &Value,
+        if_match: Option<i64>,
+    ) -> Result<Updated> {
+        let resource_type = m.resource_type();
+        self.check_references(tx, caller, resource_type, body)
+            .await?;
+        let head = self.head(&mut Conn::Tx(tx), m, id).await?;
+        let (row_id, created, inserted) = match head {
+            None => {
+                if if_match.is_some() {
+                    return Err(Error::PreconditionFailed(format!(
+                        "{resource_type}/{id} does not exist, so If-Match cannot match"
+                    )));
+                }
+                // A row id the transaction may have chosen ahead (see new_row_for).
+                let row_id = tx
+                    .memo::<WriteMemo>()
+                    .new_rows
+                    .remove(&key(resource_type, id.as_str()))
+                    .unwrap_or_else(Uuid::new_v4);
+                m.write(
+                    tx,
+                    RowWrite::New {
+                        row_id,
+                        fhir_id: id,
+                    },
+                    body,
+                )
+                .await?;
+                (row_id, true, true)
+            }
+            Some(h) => {
+                if let Some(v) = if_match {
+                    if v != h.version_id {
+                        return Err(stale(resource_type, id, v, h.version_id));
+                    }
+                }
+                if !h.deleted {
+                    if let Some(version) = self.unchanged(tx, m, id, h.version_id, body).await? {
+                        return Ok(Updated::Unchanged(version));
+                    }
+                }
+                let row = RowWrite::Existing {
+                    row_id: h.row_id,
+                    fhir_id: id,
+                    expected_version: if_match,
+                };
+                if !m.write(tx, row, body).await? {
+                    return Err(Error::PreconditionFailed(format!(
+                        "{resource_type}/{id} was changed by another request; read it again"
+                    )));
+                }
+                (h.row_id, h.deleted, false)
+            }
+        };
+        WriteMemo::found(tx, resource_type, id.as_str());
+        Ok(Updated::Rows {
+            row_id,
+            created,
+            inserted,
+        })
+    }
+
+    /// The current version, when an update to `body` would change nothing in it (apart from
+    /// meta.versionId and meta.lastUpdated): such an update makes no new version.
+    pub(super) async fn unchanged(
+        &self,
+        tx: &mut Tx,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        version_id: i64,
+        body: &Value,
+    ) -> Result<Option<Version>> {
+        let Some(stored) = versions::stored(
+            &mut Conn::Tx(tx),
+            m.resource_type(),
+            id.as_str(),
+            version_id,
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let Some(text) = stored.resource else {
+            return Ok(None);
+        };
+        let Ok(served) = serde_json::from_str::<Value>(&text) else {
+            return Ok(None);
+        };
+        if !same_content(&served, body) {
+            return Ok(None);
+        }
+        Ok(Some(Version {
+            resource_type: m.resource_type(),
+            id: id.to_string(),
+            version_id,
+            last_updated: stored.last_updated,
+            resource: None,
+            raw: Some(text),
+        }))
+    }
+
+    /// delete: a soft delete (a new version that is a deletion). Deleting twice is harmless.
+    pub async fn delete(
+        &self,
+        _caller: &Caller,
+        resource_type: ResourceType,
+        id: &Id,
+        if_match: Option<i64>,
+    ) -> Result<()> {
+        let m = self.mapping(resource_type)?;
+        let mut tx = self.db.begin().await?;
+        if self.delete_in(&mut tx, m.as_ref(), id, if_match).await? {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// A delete inside the caller's transaction: true when it deleted, false when the resource
+    /// was deleted already.
+    pub(super) async fn delete_in(
+        &self,
+        tx: &mut Tx,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        if_match: Option<i64>,
+    ) -> Result<bool> {
+        let resource_type = m.resource_type();
+        let h = self
+            .head(&mut Conn::Tx(tx), m, id)
+            .await?
+            .ok_or_else(|| not_found(resource_type, id))?;
+        if h.deleted {
+            return Ok(false);
+        }
+        if let Some(v) = if_match {
+            if v != h.version_id {
+                return Err(stale(resource_type, id, v, h.version_id));
+            }
+        }
+        let Some((version_id, at)) = m.soft_delete(tx, h.row_id, h.version_id).await? else {
+            return Err(Error::Conflict(format!(
+                "{resource_type}/{id} was changed by another request during the delete; retry"
+            )));
+        };
+        versions::record(
+            tx,
+            NewVersion {
+                resource_type: m.resource_type(),
+                row_id: h.row_id,
+                fhir_id: id.as_str(),
+                version_id,
+                method: "DELETE",
+                last_updated: at,
+                resource: None,
+            },
+        )
+        .await?;
+        Ok(true)
+    }
+}
+
+/// Whether two renderings of a resource say the same, leaving aside its id and the meta the
+/// server keeps (versionId, lastUpdated).
+fn same_content(a: &Value, b: &Value) -> bool {
+    let (Some(x), Some(y)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let keys = |o: &serde_json::Map<String, Value>| {
+        o.keys().filter(|k| *k != "id" && *k != "meta").count()
+    };
+    if keys(x) != keys(y) {
+        return false;
+    }
+    let meta = |o: &serde_json::Map<String, Value>| {
+        let mut m = o.get("meta").cloned().unwrap_or(Value::Null);
+        if let Some(mo) = m.as_object_mut() {
+            mo.remove("versionId");
+            mo.remove("lastUpdated");
+            if mo.is_empty() {
+                m = Value::Null;
+            }
+        }
+        m
+    };
+    meta(x) == meta(y)
+        && x.iter()
+            .filter(|(k, _)| *k != "id" && *k != "meta")
+            .all(|(k, v)| y.get(k) == Some(v))
+}
