@@ -8,6 +8,7 @@ pub mod json;
 pub mod outcome;
 pub mod profiles;
 pub mod resource_type;
+pub mod search;
 pub mod subset;
 pub mod text;
 pub mod validate;

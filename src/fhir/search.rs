@@ -1,0 +1,118 @@
+//! The search vocabulary of the specification (https://hl7.org/fhir/R4/search.html) that needs
+//! no knowledge of the types a server hosts: values split on commas, the result parameters
+//! (`_count`, `_total`, `_elements`), and the names of `_include` and `_revinclude`.
+
+/// Default and largest page sizes.
+pub const DEFAULT_COUNT: i64 = 20;
+pub const MAX_COUNT: i64 = 1000;
+
+/// Parameters that only concern the representation.
+pub const FORMAT_PARAMS: &[&str] = &["_format", "_pretty"];
+
+/// Splits a value on commas not escaped with a backslash, and unescapes `\,` `\$` `\\`.
+pub fn split_values(v: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(n @ (',' | '$' | '\\')) => out.last_mut().map(|s| s.push(n)).unwrap_or(()),
+                Some(n) => {
+                    if let Some(s) = out.last_mut() {
+                        s.push('\\');
+                        s.push(n);
+                    }
+                }
+                None => out.last_mut().map(|s| s.push('\\')).unwrap_or(()),
+            },
+            ',' => out.push(String::new()),
+            c => out.last_mut().map(|s| s.push(c)).unwrap_or(()),
+        }
+    }
+    out
+}
+
+/// `_count`: a page size, at most [`MAX_COUNT`].
+pub fn count(value: &str) -> Result<i64, String> {
+    let n: i64 = value.parse().map_err(|_| {
+        format!(
+            "_count must be a non-negative integer, not '{}'",
+            value.escape_default()
+        )
+    })?;
+    if n < 0 {
+        return Err("_count must not be negative".into());
+    }
+    Ok(n.min(MAX_COUNT))
+}
+
+/// `_total`: whether a total is wanted (`none`: no; `estimate`, `accurate`: yes).
+pub fn total(value: &str) -> Result<bool, String> {
+    match value {
+        "none" => Ok(false),
+        "estimate" | "accurate" => Ok(true),
+        _ => Err("_total must be none, estimate or accurate".into()),
+    }
+}
+
+/// `_elements`: element names.
+pub fn elements(value: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = value
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if names.iter().any(|n| {
+        !n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    }) {
+        return Err("_elements takes element names".into());
+    }
+    Ok(names)
+}
+
+/// For a parameter named `_include` or `_revinclude` (with a modifier or not): whether it is
+/// a revinclude, and whether it iterates. `None` for any other name.
+pub fn include_name(name: &str) -> Option<Result<(bool, bool), String>> {
+    let (reverse, modifier) = name
+        .strip_prefix("_include")
+        .map(|m| (false, m))
+        .or_else(|| name.strip_prefix("_revinclude").map(|m| (true, m)))?;
+    Some(match modifier {
+        "" => Ok((reverse, false)),
+        ":iterate" | ":recurse" => Ok((reverse, true)),
+        _ => Err(format!(
+            "{} takes no modifier other than :iterate",
+            name.escape_default()
+        )),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commas_separate_values_unless_escaped() {
+        assert_eq!(split_values("a,b"), vec!["a", "b"]);
+        assert_eq!(split_values(r"a\,b,c"), vec!["a,b", "c"]);
+        assert_eq!(split_values(r"x\$y\\z"), vec![r"x$y\z"]);
+        assert_eq!(split_values(r"sys\|x"), vec![r"sys\|x"]);
+    }
+
+    #[test]
+    fn result_parameters_take_their_values_or_say_what_they_take() {
+        assert_eq!(count("5"), Ok(5));
+        assert_eq!(count("1000000"), Ok(MAX_COUNT));
+        assert!(count("-1").is_err() && count("x").is_err());
+        assert_eq!(total("none"), Ok(false));
+        assert_eq!(total("accurate"), Ok(true));
+        assert!(total("all").is_err());
+        assert_eq!(elements("id, name").unwrap(), vec!["id", "name"]);
+        assert!(elements("name;drop").is_err());
+        assert_eq!(include_name("_include"), Some(Ok((false, false))));
+        assert_eq!(include_name("_revinclude:iterate"), Some(Ok((true, true))));
+        assert!(matches!(include_name("_include:x"), Some(Err(_))));
+        assert_eq!(include_name("_id"), None);
+    }
+}
