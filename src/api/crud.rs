@@ -4,8 +4,8 @@ use super::format::{self, negotiate, prefer, respond, Format, Return};
 use super::AppState;
 use crate::error::{Error, Result};
 use crate::fhir::outcome::information;
-use crate::fhir::{json, Id, Issue, IssueType};
-use crate::interactions::{Version, Written};
+use crate::fhir::{json, Id, Issue, IssueType, ResourceType};
+use crate::interactions::{Caller, Version, Written};
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -25,6 +25,30 @@ pub fn parse_id(id: &str) -> Result<Id> {
             IssueType::Invalid,
             "the id in the URL is not a valid FHIR id ([A-Za-z0-9-.]{1,64})",
         )
+    })
+}
+
+/// What a handler first takes from a request on a type: the format asked for, the type (404
+/// when not hosted) and the caller.
+pub struct Req {
+    pub fmt: Format,
+    pub rtype: ResourceType,
+    pub caller: Caller,
+}
+
+/// The [`Req`] of a request on `rtype` with query `q`.
+pub fn request(
+    state: &AppState,
+    headers: &HeaderMap,
+    q: &Option<String>,
+    rtype: &str,
+) -> Result<Req> {
+    let fmt = negotiate(headers, &query_pairs(q))?;
+    let rtype = state.fhir.resource_type(rtype)?;
+    Ok(Req {
+        fmt,
+        rtype,
+        caller: state.caller(headers),
     })
 }
 
@@ -112,10 +136,8 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let fmt = negotiate(&headers, &query_pairs(&q))?;
-    let rtype = state.fhir.resource_type(&rtype)?;
+    let Req { fmt, rtype, caller } = request(&state, &headers, &q, &rtype)?;
     let value = read_body(&state, &headers, body).await?;
-    let caller = state.caller(&headers);
     let w = match if_none_exist(&headers)? {
         Some(criteria) => {
             state
@@ -155,14 +177,13 @@ pub async fn conditional_update(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let fmt = negotiate(&headers, &query_pairs(&q))?;
-    let rtype = state.fhir.resource_type(&rtype)?;
+    let Req { fmt, rtype, caller } = request(&state, &headers, &q, &rtype)?;
     let criteria = criteria(&q)?;
     let if_match = format::if_match(&headers)?;
     let value = read_body(&state, &headers, body).await?;
     let w = state
         .fhir
-        .conditional_update(&state.caller(&headers), rtype, &criteria, value, if_match)
+        .conditional_update(&caller, rtype, &criteria, value, if_match)
         .await?;
     Ok(written(&state, &headers, fmt, w))
 }
@@ -174,13 +195,12 @@ pub async fn conditional_delete(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let fmt = negotiate(&headers, &query_pairs(&q))?;
-    let rtype = state.fhir.resource_type(&rtype)?;
+    let Req { fmt, rtype, caller } = request(&state, &headers, &q, &rtype)?;
     let criteria = criteria(&q)?;
     let if_match = format::if_match(&headers)?;
     let deleted = state
         .fhir
-        .conditional_delete(&state.caller(&headers), rtype, &criteria, if_match)
+        .conditional_delete(&caller, rtype, &criteria, if_match)
         .await?;
     Ok(match prefer(&headers).ret {
         Return::OperationOutcome => {
@@ -232,14 +252,13 @@ pub async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let fmt = negotiate(&headers, &query_pairs(&q))?;
-    let rtype = state.fhir.resource_type(&rtype)?;
+    let Req { fmt, rtype, caller } = request(&state, &headers, &q, &rtype)?;
     let id = parse_id(&id)?;
     let if_match = format::if_match(&headers)?;
     let ops = read_patch(&state, &headers, body).await?;
     let w = state
         .fhir
-        .patch(&state.caller(&headers), rtype, &id, &ops, if_match)
+        .patch(&caller, rtype, &id, &ops, if_match)
         .await?;
     Ok(written(&state, &headers, fmt, w))
 }
@@ -252,14 +271,13 @@ pub async fn conditional_patch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let fmt = negotiate(&headers, &query_pairs(&q))?;
-    let rtype = state.fhir.resource_type(&rtype)?;
+    let Req { fmt, rtype, caller } = request(&state, &headers, &q, &rtype)?;
     let criteria = criteria(&q)?;
     let if_match = format::if_match(&headers)?;
     let ops = read_patch(&state, &headers, body).await?;
     let w = state
         .fhir
-        .conditional_patch(&state.caller(&headers), rtype, &criteria, &ops, if_match)
+        .conditional_patch(&caller, rtype, &criteria, &ops, if_match)
         .await?;
     Ok(written(&state, &headers, fmt, w))
 }
@@ -289,14 +307,13 @@ pub async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let fmt = negotiate(&headers, &query_pairs(&q))?;
-    let rtype = state.fhir.resource_type(&rtype)?;
+    let Req { fmt, rtype, caller } = request(&state, &headers, &q, &rtype)?;
     let id = parse_id(&id)?;
     let if_match = format::if_match(&headers)?;
     let value = read_body(&state, &headers, body).await?;
     let w = state
         .fhir
-        .update(&state.caller(&headers), rtype, &id, value, if_match)
+        .update(&caller, rtype, &id, value, if_match)
         .await?;
     Ok(written(&state, &headers, fmt, w))
 }
@@ -307,10 +324,8 @@ pub async fn read(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let fmt = negotiate(&headers, &query_pairs(&q))?;
-    let rtype = state.fhir.resource_type(&rtype)?;
+    let Req { fmt, rtype, caller } = request(&state, &headers, &q, &rtype)?;
     let id = parse_id(&id)?;
-    let caller = state.caller(&headers);
     let v = state.fhir.read(&caller, rtype, &id).await?;
     let h = version_headers(&caller.base_url, &v);
     if not_modified(&headers, &v) {
@@ -348,13 +363,11 @@ pub async fn vread(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let fmt = negotiate(&headers, &query_pairs(&q))?;
-    let rtype = state.fhir.resource_type(&rtype)?;
+    let Req { fmt, rtype, caller } = request(&state, &headers, &q, &rtype)?;
     let id = parse_id(&id)?;
     let vid: i64 = vid.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
         Error::bad_request(IssueType::Invalid, "a version id is a positive integer")
     })?;
-    let caller = state.caller(&headers);
     let v = state.fhir.vread(&caller, rtype, &id, vid).await?;
     let h = version_headers(&caller.base_url, &v);
     Ok(serve_version(v, fmt, h))
@@ -366,14 +379,10 @@ pub async fn delete(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let fmt = negotiate(&headers, &query_pairs(&q))?;
-    let rtype = state.fhir.resource_type(&rtype)?;
+    let Req { fmt, rtype, caller } = request(&state, &headers, &q, &rtype)?;
     let id = parse_id(&id)?;
     let if_match = format::if_match(&headers)?;
-    state
-        .fhir
-        .delete(&state.caller(&headers), rtype, &id, if_match)
-        .await?;
+    state.fhir.delete(&caller, rtype, &id, if_match).await?;
     Ok(match prefer(&headers).ret {
         Return::OperationOutcome => respond(
             StatusCode::OK,
@@ -394,8 +403,7 @@ pub async fn validate(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let fmt = negotiate(&headers, &query_pairs(&q))?;
-    let rtype = state.fhir.resource_type(&rtype)?;
+    let Req { fmt, rtype, caller } = request(&state, &headers, &q, &rtype)?;
     let mut value = read_body(&state, &headers, body).await?;
     if value.get("resourceType").and_then(Value::as_str) == Some("Parameters") {
         let resource = value
@@ -414,10 +422,7 @@ pub async fn validate(
             )
         })?;
     }
-    let issues = state
-        .fhir
-        .validate(&state.caller(&headers), rtype, value)
-        .await?;
+    let issues = state.fhir.validate(&caller, rtype, value).await?;
     let outcome = if issues.is_empty() {
         information(format!("the {rtype} is valid for this server"))
     } else {
