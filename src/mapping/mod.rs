@@ -147,6 +147,29 @@ pub enum RowWrite<'a> {
     },
 }
 
+/// Rewrites row `row_id` of `table`: `values` into `columns`, undeleting it; with
+/// `expected_version`, only if the row is still at that version. Whether it was written.
+pub async fn rewrite_row(
+    tx: &mut Tx,
+    table: &str,
+    columns: &[&str],
+    mut values: Vec<crate::store::Arg>,
+    row_id: Uuid,
+    expected_version: Option<i64>,
+) -> Result<bool, StoreError> {
+    let sets: Vec<String> = columns.iter().map(|c| format!("{c} = ?")).collect();
+    let mut sql = format!(
+        "UPDATE {table} SET {}, deleted_at = NULL WHERE id = ?",
+        sets.join(", ")
+    );
+    values.push(row_id.into());
+    if let Some(v) = expected_version {
+        sql.push_str(" AND version_id = ?");
+        values.push(v.into());
+    }
+    Ok(tx.execute(&sql, &values).await? > 0)
+}
+
 /// Soft-deletes one row of a table with the common columns (see [`ResourceMapping::soft_delete`]).
 pub async fn soft_delete_row(
     tx: &mut Tx,

@@ -459,27 +459,15 @@ impl ResourceMapping for TableMapping {
         resource: &Value,
     ) -> Result<bool, MapError> {
         let (mut args, extra) = self.split(tx, row_id, resource).await?;
-        let mut sets: Vec<String> = self
-            .all_columns()
-            .iter()
-            .map(|c| format!("{c} = ?"))
-            .collect();
+        let mut columns = self.all_columns();
         for (c, f) in self.derived {
-            sets.push(format!("{c} = ?"));
+            columns.push(c);
             args.push(f(resource));
         }
-        let mut sql = format!(
-            "UPDATE {} SET {}, fhir_extra = ?, deleted_at = NULL WHERE id = ?",
-            self.table,
-            sets.join(", ")
-        );
+        columns.push("fhir_extra");
         args.push(Arg::Json(Value::Object(extra)));
-        args.push(row_id.into());
-        if let Some(v) = expected_version {
-            sql.push_str(" AND version_id = ?");
-            args.push(v.into());
-        }
-        if tx.execute(&sql, &args).await? == 0 {
+        let table = self.table;
+        if !super::rewrite_row(tx, table, &columns, args, row_id, expected_version).await? {
             return Ok(false);
         }
         self.index(tx, row_id, resource).await?;

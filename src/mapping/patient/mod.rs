@@ -312,18 +312,9 @@ impl ResourceMapping for PatientMapping {
         resource: &Value,
     ) -> Result<bool, MapError> {
         let cols = self.split(tx, resource).await?;
-        let sets: Vec<String> = COLUMNS.split(", ").map(|c| format!("{c} = ?")).collect();
-        let mut sql = format!(
-            "UPDATE patients SET {}, deleted_at = NULL WHERE id = ?",
-            sets.join(", ")
-        );
-        let mut args = Self::column_args(&cols);
-        args.push(row_id.into());
-        if let Some(v) = expected_version {
-            sql.push_str(" AND version_id = ?");
-            args.push(v.into());
-        }
-        if tx.execute(&sql, &args).await? == 0 {
+        let columns: Vec<&str> = COLUMNS.split(", ").collect();
+        let args = Self::column_args(&cols);
+        if !super::rewrite_row(tx, "patients", &columns, args, row_id, expected_version).await? {
             return Ok(false);
         }
         self.write_children(tx, row_id, resource).await?;
