@@ -11,7 +11,7 @@ use crate::fhir::bundle::{self, Link, SearchEntry};
 use crate::fhir::Id;
 use crate::mapping::filter::{reference_target, Filter};
 use crate::mapping::search::plan::{Keyset, Plan};
-use crate::mapping::search::{Ctx, Modifier};
+use crate::mapping::search::Modifier;
 use crate::mapping::ResourceMapping;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -152,14 +152,7 @@ impl Fhir {
                     values: vec![format!("ge{since}")],
                 });
             }
-            let ctx = Ctx {
-                dialect: self.db.dialect(),
-                resource_type: rt,
-                registry: &self.registry,
-                base_url: &caller.base_url,
-                narrow: false,
-                restriction: &caller.restriction,
-            };
+            let ctx = self.ctx(caller, rt);
             let cond = self.where_clause(m, &filters, &ctx)?;
             let mut plan = Plan::by_id(m.as_ref(), cond, left + 1);
             if req.cursor.is_none() {

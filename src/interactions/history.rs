@@ -6,7 +6,6 @@ use crate::fhir::bundle::{self, HistoryEntry, Link};
 use crate::fhir::ResourceType;
 use crate::fhir::{date, instant, Id, Issue, IssueType};
 use crate::interactions::search::{DEFAULT_COUNT, MAX_COUNT};
-use crate::mapping::search::Ctx;
 use crate::mapping::versions::HistoryPlan;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -72,14 +71,7 @@ impl Fhir {
         let m = self.mapping(resource_type)?;
         let rt = m.resource_type();
         // Only the versions of rows the caller may see (deleted ones included).
-        let ctx = Ctx {
-            dialect: self.db.dialect(),
-            resource_type: rt,
-            registry: &self.registry,
-            base_url: &caller.base_url,
-            narrow: false,
-            restriction: &caller.restriction,
-        };
+        let ctx = self.ctx(caller, rt);
         let visible = caller
             .restriction
             .cond(m.as_ref(), &ctx)

@@ -85,6 +85,23 @@ impl Fhir {
         })
     }
 
+    /// Where the search conditions on `resource_type` are built for `caller` (what the caller
+    /// may see goes with it).
+    pub(crate) fn ctx<'a>(
+        &'a self,
+        caller: &'a Caller,
+        resource_type: &'static str,
+    ) -> crate::mapping::search::Ctx<'a> {
+        crate::mapping::search::Ctx {
+            dialect: self.db.dialect(),
+            resource_type,
+            registry: &self.registry,
+            base_url: &caller.base_url,
+            narrow: false,
+            restriction: &caller.restriction,
+        }
+    }
+
     /// The mapping of a resource type, or 404 when this server does not host it.
     pub fn mapping(&self, resource_type: impl AsRef<str>) -> Result<Arc<dyn ResourceMapping>> {
         let resource_type = resource_type.as_ref();

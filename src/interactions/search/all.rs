@@ -45,14 +45,7 @@ impl Fhir {
         let mut rows: Vec<(Uuid, &'static str)> = Vec::new();
         for ty in &types {
             let m = self.mapping(ty)?;
-            let ctx = Ctx {
-                dialect: self.db.dialect(),
-                resource_type: m.resource_type(),
-                registry: &self.registry,
-                base_url: &caller.base_url,
-                narrow: false,
-                restriction: &caller.restriction,
-            };
+            let ctx = self.ctx(caller, m.resource_type());
             let cond = self.where_clause(&m, &q.filters, &ctx)?;
             let plan = Plan {
                 from: q.cursor.as_ref().map(|c| Keyset {

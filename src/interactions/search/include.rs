@@ -142,14 +142,7 @@ impl Fhir {
         ids: &[Uuid],
     ) -> Result<Vec<(&'static str, Uuid)>> {
         let mut out = Vec::new();
-        let ctx = Ctx {
-            dialect: self.db.dialect(),
-            resource_type: ty,
-            registry: &self.registry,
-            base_url: &caller.base_url,
-            narrow: false,
-            restriction: &caller.restriction,
-        };
+        let ctx = self.ctx(caller, ty);
         // At most one more than a page may include: more is never used.
         let limit = MAX_INCLUDED as i64 + 1;
         let here = self.mapping(ty)?;

@@ -106,14 +106,7 @@ impl Fhir {
             }
             None => format!("{}/{rt}", caller.base_url),
         };
-        let ctx = Ctx {
-            dialect: self.db.dialect(),
-            resource_type: rt,
-            registry: &self.registry,
-            base_url: &caller.base_url,
-            narrow: false,
-            restriction: &caller.restriction,
-        };
+        let ctx = self.ctx(caller, rt);
         let page = self.page(&m, &q, &ctx).await?;
         let mut entries = self.entries(caller, &m, &page.ids, "match").await?;
         let included = self.includes(caller, rt, &page.ids, &q.includes).await?;
@@ -152,14 +145,7 @@ impl Fhir {
                 criteria.escape_default()
             )));
         }
-        let ctx = Ctx {
-            dialect: conn.dialect(),
-            resource_type: rt,
-            registry: &self.registry,
-            base_url: &caller.base_url,
-            narrow: false,
-            restriction: &caller.restriction,
-        };
+        let ctx = self.ctx(caller, rt);
         let cond = self.where_clause(m, &q.filters, &ctx)?;
         Ok(Plan::by_id(m.as_ref(), cond, limit as i64)
             .matches(conn)
