@@ -213,6 +213,18 @@ async fn unknown_parameters_are_ignored_unless_handling_is_strict(engine: Engine
         .await;
     assert_eq!(strict.status, StatusCode::BAD_REQUEST);
     assert!(strict.outcome()[0].1.contains("nonsense"));
+    // The result parameters are known parameters under strict handling too.
+    let results = app
+        .send(
+            Method::GET,
+            "/fhir/Patient?gender=female&_count=1&_total=accurate&_summary=true&_elements=name&_sort=family&_format=json",
+            None,
+            &[("prefer", "handling=strict")],
+        )
+        .await;
+    assert_eq!(results.status, StatusCode::OK, "{}", results.text);
+    assert_eq!(results.body["total"], 2);
+    assert_eq!(results.body["entry"].as_array().map(Vec::len), Some(1));
 }
 
 async fn search_entries_have_full_url_and_match_mode(engine: Engine) {
