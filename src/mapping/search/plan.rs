@@ -131,18 +131,24 @@ impl Plan<'_> {
         r.bigint("n")
     }
 
-    /// The rows that meet `cond` (at most `limit`, by row id), with their logical ids, read on
-    /// `conn` (a transaction sees its own writes).
-    pub async fn matches(&self, conn: &mut Conn<'_>) -> Result<Vec<(Uuid, String)>, StoreError> {
-        let w = Rendered::of(&self.cond, conn.dialect());
+    /// `SELECT {columns}` of the rows that meet `cond`, at most `limit`, then `order`.
+    fn select(&self, dialect: Dialect, columns: &str, order: &str) -> (String, Vec<Arg>) {
+        let w = Rendered::of(&self.cond, dialect);
         let sql = format!(
-            "{}SELECT t.id, t.fhir_id FROM {} t WHERE {} ORDER BY t.id LIMIT {}",
+            "{}SELECT {columns} FROM {} t WHERE {}{order} LIMIT {}",
             w.with,
             self.m.table(),
             w.sql,
             self.limit
         );
-        conn.fetch_all(&sql, &w.all_args())
+        (sql, w.all_args())
+    }
+
+    /// The rows that meet `cond` (at most `limit`, by row id), with their logical ids, read on
+    /// `conn` (a transaction sees its own writes).
+    pub async fn matches(&self, conn: &mut Conn<'_>) -> Result<Vec<(Uuid, String)>, StoreError> {
+        let (sql, args) = self.select(conn.dialect(), "t.id, t.fhir_id", " ORDER BY t.id");
+        conn.fetch_all(&sql, &args)
             .await?
             .iter()
             .map(|r| Ok((r.uuid("id")?, r.string("fhir_id")?)))
@@ -151,15 +157,8 @@ impl Plan<'_> {
 
     /// The ids of the rows that meet `cond`, at most `limit`, in no particular order.
     pub async fn ids(&self, db: &Db) -> Result<Vec<Uuid>, StoreError> {
-        let w = Rendered::of(&self.cond, db.dialect());
-        let sql = format!(
-            "{}SELECT t.id FROM {} t WHERE {} LIMIT {}",
-            w.with,
-            self.m.table(),
-            w.sql,
-            self.limit
-        );
-        db.fetch_all(&sql, &w.all_args())
+        let (sql, args) = self.select(db.dialect(), "t.id", "");
+        db.fetch_all(&sql, &args)
             .await?
             .iter()
             .map(|r| r.uuid("id"))
