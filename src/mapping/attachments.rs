@@ -160,15 +160,15 @@ pub async fn store(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let mut issues = Vec::new();
-    for (i, a) in sent.iter().enumerate() {
-        if let Some(Err(())) = content(a) {
-            issues.push(
-                Issue::error(IssueType::Value, "the attachment's data is not base64")
-                    .at(format!("DiagnosticReport.presentedForm[{i}].data")),
-            );
-        }
-    }
+    let issues: Vec<Issue> = sent
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| matches!(content(a), Some(Err(()))))
+        .map(|(i, _)| {
+            Issue::error(IssueType::Value, "the attachment's data is not base64")
+                .at(format!("DiagnosticReport.presentedForm[{i}].data"))
+        })
+        .collect();
     if !issues.is_empty() {
         return Err(MapError::Unprocessable(issues));
     }
@@ -183,78 +183,18 @@ pub async fn store(
     };
     for (i, a) in sent.iter().enumerate() {
         let Some(key) = key_of(a) else { continue };
-        let position = json!({"position": i});
         if let Some(at) = existing.iter().position(|f| f.key == key) {
             let f = existing.remove(at);
             if f.position != i as i64 {
                 tx.queue(
                     "UPDATE file_attachments SET fhir_extra = ? WHERE id = ?",
-                    &[Arg::Json(position), f.id.into()],
+                    &[Arg::Json(json!({"position": i})), f.id.into()],
                 )
                 .await?;
             }
             continue;
         }
-        let bytes = content(a).and_then(Result::ok);
-        let size = bytes
-            .as_ref()
-            .map(|b| b.len() as i64)
-            .or_else(|| a.get("size").and_then(Value::as_i64));
-        let sha = bytes.as_deref().map(sha256_hex);
-        let s = |k: &str| Arg::Text(a.get(k).and_then(Value::as_str).map(str::to_owned));
-        let file = [
-            s("title"),
-            s("contentType"),
-            Arg::Int(size),
-            Arg::Text(sha),
-            s("url"),
-            Arg::Bytes(bytes),
-            Arg::Json(position),
-        ];
-        match &owner {
-            // A plain INSERT of values: it goes with the other rows of its table (see
-            // store::arrange).
-            Some((patient, encounter)) => {
-                let mut args = vec![
-                    Uuid::new_v4().into(),
-                    patient.clone(),
-                    encounter.clone(),
-                    report.into(),
-                ];
-                args.extend(file);
-                tx.insert(
-                    "file_attachments",
-                    &[
-                        "id",
-                        "patient_id",
-                        "consultation_id",
-                        "medical_test_id",
-                        "file_name",
-                        "content_type",
-                        "size_bytes",
-                        "sha256",
-                        "storage_path",
-                        "content",
-                        "fhir_extra",
-                    ],
-                    &args,
-                )
-                .await?;
-            }
-            // The file belongs to the report's patient and encounter, read from its row by
-            // the INSERT itself (no round trip).
-            None => {
-                let mut args = vec![Uuid::new_v4().into()];
-                args.extend(file);
-                args.push(report.into());
-                tx.queue(
-                    "INSERT INTO file_attachments (id, patient_id, consultation_id, medical_test_id, file_name, content_type, size_bytes, sha256, storage_path, content, fhir_extra) \
-                     SELECT ?, r.patient_id, r.consultation_id, r.id, ?, ?, ?, ?, ?, ?, ? FROM medical_tests r WHERE r.id = ?",
-                    &args,
-                )
-                .await?;
-            }
-        }
+        add(tx, report, &owner, file_args(a, i)).await?;
     }
     for f in existing {
         tx.queue(
@@ -267,6 +207,79 @@ pub async fn store(
         .await?;
     }
     Ok(())
+}
+
+/// The columns of a new file from file_name on, for attachment `a` at `position`.
+fn file_args(a: &Value, position: usize) -> Vec<Arg> {
+    let bytes = content(a).and_then(Result::ok);
+    let size = bytes
+        .as_ref()
+        .map(|b| b.len() as i64)
+        .or_else(|| a.get("size").and_then(Value::as_i64));
+    let sha = bytes.as_deref().map(sha256_hex);
+    let s = |k: &str| Arg::Text(a.get(k).and_then(Value::as_str).map(str::to_owned));
+    vec![
+        s("title"),
+        s("contentType"),
+        Arg::Int(size),
+        Arg::Text(sha),
+        s("url"),
+        Arg::Bytes(bytes),
+        Arg::Json(json!({"position": position})),
+    ]
+}
+
+/// Adds a file (`file`: its columns from file_name on) to `report`.
+async fn add(
+    tx: &mut Tx,
+    report: Uuid,
+    owner: &Option<(Arg, Arg)>,
+    file: Vec<Arg>,
+) -> Result<(), StoreError> {
+    match owner {
+        // A plain INSERT of values: it goes with the other rows of its table (see
+        // store::arrange).
+        Some((patient, encounter)) => {
+            let mut args = vec![
+                Uuid::new_v4().into(),
+                patient.clone(),
+                encounter.clone(),
+                report.into(),
+            ];
+            args.extend(file);
+            tx.insert(
+                "file_attachments",
+                &[
+                    "id",
+                    "patient_id",
+                    "consultation_id",
+                    "medical_test_id",
+                    "file_name",
+                    "content_type",
+                    "size_bytes",
+                    "sha256",
+                    "storage_path",
+                    "content",
+                    "fhir_extra",
+                ],
+                &args,
+            )
+            .await
+        }
+        // The file belongs to the report's patient and encounter, read from its row by the
+        // INSERT itself (no round trip).
+        None => {
+            let mut args = vec![Uuid::new_v4().into()];
+            args.extend(file);
+            args.push(report.into());
+            tx.queue(
+                "INSERT INTO file_attachments (id, patient_id, consultation_id, medical_test_id, file_name, content_type, size_bytes, sha256, storage_path, content, fhir_extra) \
+                 SELECT ?, r.patient_id, r.consultation_id, r.id, ?, ?, ?, ?, ?, ?, ? FROM medical_tests r WHERE r.id = ?",
+                &args,
+            )
+            .await
+        }
+    }
 }
 
 /// Serves presentedForm: as sent while the files agree with it, else rebuilt from the files.

@@ -222,31 +222,7 @@ pub async fn store(
     if defs.is_empty() {
         return Ok(());
     }
-    let exts = resource
-        .get("extension")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut issues = Vec::new();
-    let mut values: Vec<(&FieldDef, Stored)> = Vec::new();
-    for (i, ext) in exts.iter().enumerate() {
-        let Some(def) = defs
-            .iter()
-            .find(|d| ext.get("url").and_then(Value::as_str) == Some(d.url.as_str()))
-        else {
-            continue;
-        };
-        match value_of(def, ext) {
-            Ok(v) => values.push((def, v)),
-            Err(want) => issues.push(
-                Issue::error(
-                    IssueType::Value,
-                    format!("custom field '{}' needs {want}", def.key),
-                )
-                .at(format!("{resource_type}.extension[{i}]")),
-            ),
-        }
-    }
+    let (values, mut issues) = sent_values(&defs, resource_type, resource);
     // A field of one specialty is required of the resources of that specialty: an Encounter or
     // Practitioner of it, or a resource written in an Encounter of it.
     let specialty = if defs.iter().any(|d| d.required && d.specialty.is_some()) {
@@ -282,35 +258,80 @@ pub async fn store(
         .await?;
     }
     for (def, v) in values {
-        tx.insert(
-            "custom_field_values",
-            &[
-                "id",
-                "custom_field_id",
-                "entity_type",
-                "entity_id",
-                "value_text",
-                "value_number",
-                "value_date",
-                "value_boolean",
-            ],
-            &[
-                Uuid::new_v4().into(),
-                def.id.into(),
-                resource_type.into(),
-                row_id.into(),
-                v.text.into(),
-                Arg::Decimal(v.number),
-                Arg::Date(
-                    v.date
-                        .and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
-                ),
-                Arg::Bool(v.boolean),
-            ],
-        )
-        .await?;
+        insert_value(tx, def, resource_type, row_id, v).await?;
     }
     Ok(())
+}
+
+/// The values of the custom field extensions a resource carries, and the problems of those
+/// whose value is not of their field's type.
+fn sent_values<'d>(
+    defs: &'d [FieldDef],
+    resource_type: &str,
+    resource: &Value,
+) -> (Vec<(&'d FieldDef, Stored)>, Vec<Issue>) {
+    let exts = resource
+        .get("extension")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut issues = Vec::new();
+    let mut values = Vec::new();
+    for (i, ext) in exts.iter().enumerate() {
+        let Some(def) = defs
+            .iter()
+            .find(|d| ext.get("url").and_then(Value::as_str) == Some(d.url.as_str()))
+        else {
+            continue;
+        };
+        match value_of(def, ext) {
+            Ok(v) => values.push((def, v)),
+            Err(want) => issues.push(
+                Issue::error(
+                    IssueType::Value,
+                    format!("custom field '{}' needs {want}", def.key),
+                )
+                .at(format!("{resource_type}.extension[{i}]")),
+            ),
+        }
+    }
+    (values, issues)
+}
+
+async fn insert_value(
+    tx: &mut Tx,
+    def: &FieldDef,
+    resource_type: &str,
+    row_id: Uuid,
+    v: Stored,
+) -> Result<(), StoreError> {
+    tx.insert(
+        "custom_field_values",
+        &[
+            "id",
+            "custom_field_id",
+            "entity_type",
+            "entity_id",
+            "value_text",
+            "value_number",
+            "value_date",
+            "value_boolean",
+        ],
+        &[
+            Uuid::new_v4().into(),
+            def.id.into(),
+            resource_type.into(),
+            row_id.into(),
+            v.text.into(),
+            Arg::Decimal(v.number),
+            Arg::Date(
+                v.date
+                    .and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
+            ),
+            Arg::Bool(v.boolean),
+        ],
+    )
+    .await
 }
 
 /// Brings the custom field extensions of loaded resources in line with the stored values.
@@ -336,6 +357,75 @@ pub async fn apply_with(
     if resources.is_empty() || defs.is_empty() {
         return Ok(());
     }
+    let mut by_entity = stored_values(conn, resource_type, resources).await?;
+    for (row_id, resource) in resources.iter_mut() {
+        let values = by_entity.remove(row_id).unwrap_or_default();
+        let Some(obj) = resource.as_object_mut() else {
+            continue;
+        };
+        let exts = match obj.remove("extension") {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        let exts = merged(defs, exts, &values);
+        if !exts.is_empty() {
+            obj.insert("extension".into(), Value::Array(exts));
+        }
+        let order = super::element_order(resource_type);
+        let taken = std::mem::take(obj);
+        *obj = super::fields::ordered(taken, &order);
+    }
+    Ok(())
+}
+
+/// A resource's extensions with those of custom fields made to carry the stored `values`:
+/// extensions of fields that have no value any more go, fields with a value and no extension
+/// get one.
+fn merged(defs: &[FieldDef], mut exts: Vec<Value>, values: &[(Uuid, Stored)]) -> Vec<Value> {
+    // Extensions of fields that have no value any more go; the others carry the stored value.
+    exts.retain_mut(|ext| {
+        let url = ext
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let Some(def) = defs.iter().find(|d| d.url == url) else {
+            return true;
+        };
+        match (
+            values.iter().find(|(f, _)| *f == def.id),
+            ext.as_object_mut(),
+        ) {
+            (Some((_, stored)), Some(e)) => {
+                set_value(def, e, stored);
+                true
+            }
+            _ => false,
+        }
+    });
+    for (field, stored) in values {
+        let Some(def) = defs.iter().find(|d| d.id == *field) else {
+            continue;
+        };
+        if !exts
+            .iter()
+            .any(|e| e.get("url").and_then(Value::as_str) == Some(def.url.as_str()))
+        {
+            let mut e = Map::new();
+            e.insert("url".into(), json!(def.url));
+            set_value(def, &mut e, stored);
+            exts.push(Value::Object(e));
+        }
+    }
+    exts
+}
+
+/// The stored custom field values of `resources`, by row id.
+async fn stored_values(
+    conn: &mut Conn<'_>,
+    resource_type: &str,
+    resources: &[(Uuid, Value)],
+) -> Result<HashMap<Uuid, Vec<(Uuid, Stored)>>, StoreError> {
     let ids: Vec<Arg> = resources.iter().map(|(id, _)| Arg::Uuid(*id)).collect();
     let mut args: Vec<Arg> = vec![resource_type.into()];
     args.extend(ids.iter().cloned());
@@ -364,58 +454,7 @@ pub async fn apply_with(
             .or_default()
             .push((r.uuid("custom_field_id")?, stored));
     }
-    for (row_id, resource) in resources.iter_mut() {
-        let values = by_entity.remove(row_id).unwrap_or_default();
-        let Some(obj) = resource.as_object_mut() else {
-            continue;
-        };
-        let mut exts = match obj.remove("extension") {
-            Some(Value::Array(a)) => a,
-            _ => Vec::new(),
-        };
-        // Extensions of fields that have no value any more go; the others carry the stored value.
-        exts.retain_mut(|ext| {
-            let url = ext
-                .get("url")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let Some(def) = defs.iter().find(|d| d.url == url) else {
-                return true;
-            };
-            match (
-                values.iter().find(|(f, _)| *f == def.id),
-                ext.as_object_mut(),
-            ) {
-                (Some((_, stored)), Some(e)) => {
-                    set_value(def, e, stored);
-                    true
-                }
-                _ => false,
-            }
-        });
-        for (field, stored) in &values {
-            let Some(def) = defs.iter().find(|d| d.id == *field) else {
-                continue;
-            };
-            if !exts
-                .iter()
-                .any(|e| e.get("url").and_then(Value::as_str) == Some(def.url.as_str()))
-            {
-                let mut e = Map::new();
-                e.insert("url".into(), json!(def.url));
-                set_value(def, &mut e, stored);
-                exts.push(Value::Object(e));
-            }
-        }
-        if !exts.is_empty() {
-            obj.insert("extension".into(), Value::Array(exts));
-        }
-        let order = super::element_order(resource_type);
-        let taken = std::mem::take(obj);
-        *obj = super::fields::ordered(taken, &order);
-    }
-    Ok(())
+    Ok(by_entity)
 }
 
 /// The StructureDefinition of a custom field's extension.

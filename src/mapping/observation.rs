@@ -369,21 +369,42 @@ async fn index_codes(
         )
         .await?;
     }
-    let codings = |concept: Option<&Value>| -> Vec<(String, String)> {
-        concept
-            .and_then(|c| c.get("coding"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| {
-                        let code = c.get("code")?.as_str()?;
-                        let system = c.get("system").and_then(Value::as_str).unwrap_or("");
-                        Some((system.to_owned(), code.to_owned()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    for (param, (system, code)) in coding_rows(resource, vital) {
+        tx.insert_detached(
+            "search_strings",
+            &super::search::STRING_ROW,
+            &[
+                "Observation".into(),
+                row_id.into(),
+                param.into(),
+                system.into(),
+                code.into(),
+            ],
+        )
+        .await?;
+    }
+    index_component_quantities(tx, row_id, resource).await
+}
+
+/// The `(system, code)` of each coding of a CodeableConcept that has a code.
+fn codings(concept: Option<&Value>) -> Vec<(String, String)> {
+    concept
+        .and_then(|c| c.get("coding"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| {
+                    let code = c.get("code")?.as_str()?;
+                    let system = c.get("system").and_then(Value::as_str).unwrap_or("");
+                    Some((system.to_owned(), code.to_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The index rows of [`index_codes`]: parameter and coding, sorted, each once.
+fn coding_rows(resource: &Value, vital: bool) -> Vec<(&'static str, (String, String))> {
     let primary: Option<(String, String)> = if vital {
         super::vital_data::table()
             .measurement_of(resource.get("code"))
@@ -417,21 +438,15 @@ async fn index_codes(
     }
     rows.sort();
     rows.dedup();
-    for (param, (system, code)) in rows {
-        tx.insert_detached(
-            "search_strings",
-            &super::search::STRING_ROW,
-            &[
-                "Observation".into(),
-                row_id.into(),
-                param.into(),
-                system.into(),
-                code.into(),
-            ],
-        )
-        .await?;
-    }
-    // Each component's Quantity under each of its codings, for the composite parameters.
+    rows
+}
+
+/// Each component's Quantity under each of its codings, for the composite parameters.
+async fn index_component_quantities(
+    tx: &mut Tx,
+    row_id: Uuid,
+    resource: &Value,
+) -> Result<(), StoreError> {
     if !tx.is_new(row_id) {
         tx.queue(
             "DELETE FROM search_quantities WHERE row_id = ? AND resource_type = 'Observation'",

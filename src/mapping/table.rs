@@ -169,40 +169,7 @@ impl TableMapping {
             let orig = rest.remove(key);
             let mut cells: Vec<Vec<Cell>> =
                 specs.iter().map(|s| s.project(orig.as_ref())).collect();
-            let mut catalog_ids: Vec<Option<Uuid>> = vec![None; specs.len()];
-            for (i, (s, c)) in specs.iter().zip(cells.iter_mut()).enumerate() {
-                if let Kind::Catalog { table, display, .. } = s.kind {
-                    if let Some(code) = text(&c[0]) {
-                        let (id, display) =
-                            catalog_entry(tx, table, display, &code, text(&c[1]), text(&c[2]))
-                                .await?;
-                        catalog_ids[i] = Some(id);
-                        c[2] = Cell::Text(display);
-                    }
-                }
-                if let Kind::Telecom {
-                    email,
-                    unique_email: true,
-                    ..
-                } = s.kind
-                {
-                    if let Some(e) = text(&c[1]) {
-                        let taken = tx
-                            .fetch_optional(
-                                &format!(
-                                    "SELECT 1 AS x FROM {} WHERE {email} = ? AND id <> ?",
-                                    self.table
-                                ),
-                                &[e.into(), row_id.into()],
-                            )
-                            .await?
-                            .is_some();
-                        if taken {
-                            c[1] = Cell::Text(None);
-                        }
-                    }
-                }
-            }
+            let catalog_ids = self.resolve(tx, row_id, &specs, &mut cells).await?;
             let mut rebuilt = None;
             for (s, c) in specs.iter().zip(&cells) {
                 rebuilt = s.patch(rebuilt, c);
@@ -212,51 +179,11 @@ impl TableMapping {
                     rest.insert(key.to_owned(), o);
                 }
             }
-            for (i, (s, c)) in specs.iter().zip(cells).enumerate() {
+            for ((s, c), catalog_id) in specs.iter().zip(cells).zip(catalog_ids) {
                 let at = || expression(self.resource_type, s.path);
-                if let Some(Cell::Dec(Some(t))) = c.first() {
-                    if crate::store::parse_decimal(t).is_none() {
-                        issues.push(
-                            Issue::error(
-                                IssueType::Value,
-                                "this decimal is beyond what the clinic schema can hold",
-                            )
-                            .at(at()),
-                        );
-                    }
-                }
-                if s.required && text(&c[0]).is_none() && matches!(c[0], Cell::Text(_)) {
-                    let what = match s.kind {
-                        Kind::Ref { target, .. } => {
-                            format!("a reference to a {target} of this server")
-                        }
-                        _ => "a value".to_owned(),
-                    };
-                    issues.push(
-                        Issue::error(
-                            IssueType::Required,
-                            format!("the clinic schema needs {what} here"),
-                        )
-                        .at(at()),
-                    );
-                }
-                if let Some(code) = text(&c[0])
-                    .filter(|v| !s.allowed.is_empty() && !s.allowed.contains(&v.as_str()))
-                {
-                    issues.push(
-                        Issue::error(
-                            IssueType::Value,
-                            format!(
-                                "code '{}' is not one the clinic schema accepts here ({})",
-                                code.escape_default(),
-                                s.allowed.join(", ")
-                            ),
-                        )
-                        .at(at()),
-                    );
-                }
+                issues.extend(problems(s, &c).into_iter().map(|i| i.at(at())));
                 match s.kind {
-                    Kind::Catalog { .. } => args.push(Arg::OptUuid(catalog_ids[i])),
+                    Kind::Catalog { .. } => args.push(Arg::OptUuid(catalog_id)),
                     Kind::Ref { target, table, .. } => {
                         let id = text(&c[0]);
                         let row = match &id {
@@ -289,6 +216,52 @@ impl TableMapping {
         } else {
             Err(MapError::Unprocessable(issues))
         }
+    }
+
+    /// Settles the cells that depend on stored rows: a catalog code becomes the id of its
+    /// catalog row (returned, by spec) and the catalog's display; a unique email another row
+    /// holds is left out of its column.
+    async fn resolve(
+        &self,
+        tx: &mut Tx,
+        row_id: Uuid,
+        specs: &[&Spec],
+        cells: &mut [Vec<Cell>],
+    ) -> Result<Vec<Option<Uuid>>, MapError> {
+        let mut catalog_ids: Vec<Option<Uuid>> = vec![None; specs.len()];
+        for (i, (s, c)) in specs.iter().zip(cells.iter_mut()).enumerate() {
+            if let Kind::Catalog { table, display, .. } = s.kind {
+                if let Some(code) = text(&c[0]) {
+                    let (id, display) =
+                        catalog_entry(tx, table, display, &code, text(&c[1]), text(&c[2])).await?;
+                    catalog_ids[i] = Some(id);
+                    c[2] = Cell::Text(display);
+                }
+            }
+            if let Kind::Telecom {
+                email,
+                unique_email: true,
+                ..
+            } = s.kind
+            {
+                if let Some(e) = text(&c[1]) {
+                    let taken = tx
+                        .fetch_optional(
+                            &format!(
+                                "SELECT 1 AS x FROM {} WHERE {email} = ? AND id <> ?",
+                                self.table
+                            ),
+                            &[e.into(), row_id.into()],
+                        )
+                        .await?
+                        .is_some();
+                    if taken {
+                        c[1] = Cell::Text(None);
+                    }
+                }
+            }
+        }
+        Ok(catalog_ids)
     }
 
     fn assemble(&self, row: &Row, order: &[String]) -> Result<Value, StoreError> {
@@ -523,4 +496,41 @@ impl ResourceMapping for TableMapping {
             .map(|row| Ok((row.uuid("id")?, self.assemble(row, &order)?)))
             .collect()
     }
+}
+
+/// What the clinic schema refuses in the cells of one spec: a decimal beyond its columns, a
+/// missing required value, a code outside the accepted ones.
+fn problems(s: &Spec, c: &[Cell]) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    if let Some(Cell::Dec(Some(t))) = c.first() {
+        if crate::store::parse_decimal(t).is_none() {
+            issues.push(Issue::error(
+                IssueType::Value,
+                "this decimal is beyond what the clinic schema can hold",
+            ));
+        }
+    }
+    if s.required && text(&c[0]).is_none() && matches!(c[0], Cell::Text(_)) {
+        let what = match s.kind {
+            Kind::Ref { target, .. } => format!("a reference to a {target} of this server"),
+            _ => "a value".to_owned(),
+        };
+        issues.push(Issue::error(
+            IssueType::Required,
+            format!("the clinic schema needs {what} here"),
+        ));
+    }
+    if let Some(code) =
+        text(&c[0]).filter(|v| !s.allowed.is_empty() && !s.allowed.contains(&v.as_str()))
+    {
+        issues.push(Issue::error(
+            IssueType::Value,
+            format!(
+                "code '{}' is not one the clinic schema accepts here ({})",
+                code.escape_default(),
+                s.allowed.join(", ")
+            ),
+        ));
+    }
+    issues
 }

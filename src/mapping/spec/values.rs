@@ -23,48 +23,7 @@ pub(super) fn set_key(o: &mut Map<String, Value>, k: &str, v: Option<String>) {
 
 pub(super) fn set_leaf(slot: &mut Value, kind: Kind, cells: &[Cell]) {
     match kind {
-        Kind::Text(_) => *slot = text(&cells[0]).map(Value::String).unwrap_or(Value::Null),
-        Kind::Bool(_) => {
-            *slot = match cells[0] {
-                Cell::Bool(Some(b)) => Value::Bool(b),
-                _ => Value::Null,
-            }
-        }
-        Kind::Decimal(_) => {
-            *slot = match &cells[0] {
-                Cell::Dec(Some(t)) => t
-                    .parse::<serde_json::Number>()
-                    .map(Value::Number)
-                    .unwrap_or(Value::Null),
-                _ => Value::Null,
-            }
-        }
-        Kind::Int(_) => {
-            *slot = match cells[0] {
-                Cell::Int(Some(i)) => Value::from(i),
-                _ => Value::Null,
-            }
-        }
-        Kind::BoolDefault { default, .. } => {
-            *slot = match cells[0] {
-                Cell::Bool(Some(b)) if b != default => Value::Bool(b),
-                _ => Value::Null,
-            }
-        }
-        Kind::Joined { sep, .. } => {
-            let want = text(&cells[0]);
-            if joined(Some(slot), sep) != want {
-                *slot = match want {
-                    Some(w) => Value::Array(
-                        w.split(sep)
-                            .filter(|p| !p.is_empty())
-                            .map(|p| Value::String(p.to_owned()))
-                            .collect(),
-                    ),
-                    None => Value::Null,
-                };
-            }
-        }
+        Kind::Joined { sep, .. } => set_joined(slot, sep, text(&cells[0])),
         Kind::Telecom { unique_email, .. } => {
             let current = Some(slot.take()).filter(|v| !v.is_null());
             let mut email = text(&cells[1]);
@@ -76,118 +35,136 @@ pub(super) fn set_leaf(slot: &mut Value, kind: Kind, cells: &[Cell]) {
                 .unwrap_or(Value::Null);
         }
         Kind::IdentifierOf { system, .. } => {
-            let mut list = match slot.take() {
-                Value::Array(a) => a,
-                _ => Vec::new(),
-            };
-            let at = list
-                .iter()
-                .position(|i| i.get("system").and_then(Value::as_str) == Some(system));
-            match (at, text(&cells[0])) {
-                (Some(i), Some(v)) => list[i]["value"] = Value::String(v),
-                (Some(i), None) => {
-                    list.remove(i);
-                }
-                (None, Some(v)) => list.push(json!({"system": system, "value": v})),
-                (None, None) => {}
-            }
+            let mut list = array(slot.take());
+            by_system(&mut list, system, "value", text(&cells[0]), false);
             *slot = Value::Array(list);
-        }
-        Kind::Time(_) => {
-            *slot = match &cells[0] {
-                Cell::Time(Some(t)) => Value::String(instant(t)),
-                _ => Value::Null,
-            }
         }
         Kind::Concept {
             system, display, ..
-        } => {
-            if !slot.is_object() {
-                *slot = json!({});
-            }
-            let concept = slot.as_object_mut();
-            let Some(concept) = concept else { return };
-            let codings = concept.entry("coding").or_insert(json!([{}]));
-            if codings.as_array().is_none_or(|a| a.is_empty()) {
-                *codings = json!([{}]);
-            }
-            if let Some(c) = codings[0].as_object_mut() {
-                set_key(c, "code", text(&cells[0]));
-                let mut i = 1;
-                if system.is_some() {
-                    set_key(c, "system", text(&cells[i]));
-                    i += 1;
-                }
-                if display.is_some() {
-                    set_key(c, "display", text(&cells[i]));
-                }
-            }
-        }
+        } => set_concept(slot, system.is_some(), display.is_some(), cells),
+        Kind::Catalog { .. } => set_concept(slot, true, true, cells),
         Kind::Coding { system, .. } => {
-            if !slot.is_object() {
-                *slot = json!({});
-            }
-            if let Some(c) = slot.as_object_mut() {
-                set_key(c, "code", text(&cells[0]));
-                if system.is_some() {
-                    set_key(c, "system", text(&cells[1]));
-                }
+            let c = object(slot);
+            set_key(c, "code", text(&cells[0]));
+            if system.is_some() {
+                set_key(c, "system", text(&cells[1]));
             }
         }
         Kind::FixedConcept { system, .. } => {
-            if !slot.is_object() {
-                *slot = json!({});
-            }
-            let Some(concept) = slot.as_object_mut() else {
-                return;
-            };
-            let mut codings = match concept.remove("coding") {
-                Some(Value::Array(a)) => a,
-                _ => Vec::new(),
-            };
-            let at = codings
-                .iter()
-                .position(|c| c.get("system").and_then(Value::as_str) == Some(system));
-            match (at, text(&cells[0])) {
-                (Some(i), Some(code)) => codings[i]["code"] = Value::String(code),
-                (Some(i), None) => {
-                    codings.remove(i);
-                }
-                (None, Some(code)) => codings.insert(0, json!({"system": system, "code": code})),
-                (None, None) => {}
-            }
+            let concept = object(slot);
+            let mut codings = array(concept.remove("coding").unwrap_or(Value::Null));
+            by_system(&mut codings, system, "code", text(&cells[0]), true);
             concept.insert("coding".into(), Value::Array(codings));
         }
-        Kind::Catalog { .. } => set_leaf(
-            slot,
-            Kind::Concept {
-                code: "",
-                system: Some(""),
-                display: Some(""),
-            },
-            cells,
-        ),
         Kind::FixedCoding { system, .. } => {
-            if !slot.is_object() {
-                *slot = json!({});
-            }
-            if let Some(c) = slot.as_object_mut() {
-                let code = text(&cells[0]);
-                set_key(c, "system", code.as_ref().map(|_| system.to_owned()));
-                set_key(c, "code", code);
-            }
+            let c = object(slot);
+            let code = text(&cells[0]);
+            set_key(c, "system", code.as_ref().map(|_| system.to_owned()));
+            set_key(c, "code", code);
         }
         Kind::Ref { target, .. } => {
-            if !slot.is_object() {
-                *slot = json!({});
+            let reference = text(&cells[0]).map(|id| format!("{target}/{id}"));
+            set_key(object(slot), "reference", reference);
+        }
+        Kind::Text(_)
+        | Kind::Bool(_)
+        | Kind::Decimal(_)
+        | Kind::Int(_)
+        | Kind::BoolDefault { .. }
+        | Kind::Time(_) => *slot = scalar(kind, &cells[0]),
+    }
+}
+
+/// The JSON value of a one-column scalar kind (null when the column is).
+fn scalar(kind: Kind, cell: &Cell) -> Value {
+    match (kind, cell) {
+        (Kind::Text(_), Cell::Text(Some(t))) => Value::String(t.clone()),
+        (Kind::Bool(_), Cell::Bool(Some(b))) => Value::Bool(*b),
+        (Kind::BoolDefault { default, .. }, Cell::Bool(Some(b))) if *b != default => {
+            Value::Bool(*b)
+        }
+        (Kind::Decimal(_), Cell::Dec(Some(t))) => t
+            .parse::<serde_json::Number>()
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        (Kind::Int(_), Cell::Int(Some(i))) => Value::from(*i),
+        (Kind::Time(_), Cell::Time(Some(t))) => Value::String(instant(t)),
+        _ => Value::Null,
+    }
+}
+
+/// The slot as an object, made one when it is not.
+fn object(slot: &mut Value) -> &mut Map<String, Value> {
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    match slot {
+        Value::Object(o) => o,
+        _ => unreachable!("the slot was just made an object"),
+    }
+}
+
+/// The elements of an array value (none when it is not one).
+fn array(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    }
+}
+
+/// Sets `key` of the element of `system` in `list` to `v`: changed in place, removed when `v`
+/// is none, added (first or last) when there was none.
+fn by_system(list: &mut Vec<Value>, system: &str, key: &str, v: Option<String>, first: bool) {
+    let at = list
+        .iter()
+        .position(|i| i.get("system").and_then(Value::as_str) == Some(system));
+    match (at, v) {
+        (Some(i), Some(v)) => list[i][key] = Value::String(v),
+        (Some(i), None) => {
+            list.remove(i);
+        }
+        (None, Some(v)) => {
+            let element = json!({"system": system, key: v});
+            if first {
+                list.insert(0, element)
+            } else {
+                list.push(element)
             }
-            if let Some(r) = slot.as_object_mut() {
-                set_key(
-                    r,
-                    "reference",
-                    text(&cells[0]).map(|id| format!("{target}/{id}")),
-                );
-            }
+        }
+        (None, None) => {}
+    }
+}
+
+/// An array of strings stored joined by `sep` in one column (rewritten only when it changed).
+fn set_joined(slot: &mut Value, sep: &str, want: Option<String>) {
+    if joined(Some(slot), sep) != want {
+        *slot = match want {
+            Some(w) => Value::Array(
+                w.split(sep)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| Value::String(p.to_owned()))
+                    .collect(),
+            ),
+            None => Value::Null,
+        };
+    }
+}
+
+/// The first coding of a CodeableConcept: code, then system and display when they are columns.
+fn set_concept(slot: &mut Value, system: bool, display: bool, cells: &[Cell]) {
+    let codings = object(slot).entry("coding").or_insert(json!([{}]));
+    if codings.as_array().is_none_or(|a| a.is_empty()) {
+        *codings = json!([{}]);
+    }
+    if let Some(c) = codings[0].as_object_mut() {
+        set_key(c, "code", text(&cells[0]));
+        let mut i = 1;
+        if system {
+            set_key(c, "system", text(&cells[i]));
+            i += 1;
+        }
+        if display {
+            set_key(c, "display", text(&cells[i]));
         }
     }
 }

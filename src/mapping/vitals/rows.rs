@@ -146,26 +146,7 @@ pub async fn update(
         .await?;
         place(tx, c, &k).await?.0
     } else {
-        let mut args: Vec<Arg> = vec![
-            k.patient.into(),
-            Arg::OptUuid(k.encounter),
-            Arg::OptUuid(k.performer),
-            Arg::Timestamp(c.effective),
-            Arg::Timestamp(c.effective),
-            c.precision.clone(),
-            c.status.clone().into(),
-        ];
-        args.extend(value_args(c));
-        args.push(cur.vital_sign_id.into());
-        tx.queue(
-            &format!(
-                "UPDATE vital_signs SET patient_id = ?, consultation_id = ?, performer_id = ?, measured_at = COALESCE(?, measured_at), \
-                 measured_at_precision = CASE WHEN ? IS NULL THEN measured_at_precision ELSE ? END, status = ?, {} WHERE id = ?",
-                set_columns(m)
-            ),
-            &args,
-        )
-        .await?;
+        rewrite_session(tx, c, &k, cur.vital_sign_id).await?;
         cur.vital_sign_id
     };
     let changed = tx
@@ -184,6 +165,33 @@ pub async fn update(
         crate::mapping::guard::unguard_vitals(tx, vs).await?;
     }
     Ok(changed == 1)
+}
+
+/// Rewrites the session row `id` a measurement keeps: its shared columns and the
+/// measurement's own.
+async fn rewrite_session(tx: &mut Tx, c: &Cols, k: &Keys, id: Uuid) -> Result<(), StoreError> {
+    let m = c.measurement;
+    let mut args: Vec<Arg> = vec![
+        k.patient.into(),
+        Arg::OptUuid(k.encounter),
+        Arg::OptUuid(k.performer),
+        Arg::Timestamp(c.effective),
+        Arg::Timestamp(c.effective),
+        c.precision.clone(),
+        c.status.clone().into(),
+    ];
+    args.extend(value_args(c));
+    args.push(id.into());
+    tx.queue(
+        &format!(
+            "UPDATE vital_signs SET patient_id = ?, consultation_id = ?, performer_id = ?, measured_at = COALESCE(?, measured_at), \
+             measured_at_precision = CASE WHEN ? IS NULL THEN measured_at_precision ELSE ? END, status = ?, {} WHERE id = ?",
+            set_columns(m)
+        ),
+        &args,
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn soft_delete(

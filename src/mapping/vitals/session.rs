@@ -189,40 +189,71 @@ pub(super) async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<(Uuid, bool
     // A patient this transaction inserted has no session rows but the ones it made, all
     // remembered above: nothing older to look for.
     if let Some(at) = c.effective.filter(|_| !tx.is_new(k.patient)) {
-        let same = match tx.dialect() {
-            Dialect::Sqlite => "IS",
-            Dialect::Postgres => "IS NOT DISTINCT FROM",
-        };
-        let empty: Vec<String> = m
-            .slots()
-            .iter()
-            .map(|s| format!("v.{} IS NULL", s.column))
-            .collect();
-        let sql = format!(
-            "SELECT v.id FROM vital_signs v WHERE v.patient_id = ? AND v.consultation_id {same} ? AND v.performer_id {same} ? \
-             AND v.measured_at = ? AND v.measured_at_precision {same} ? AND v.status = ? AND v.deleted_at IS NULL AND {} \
-             AND NOT EXISTS (SELECT 1 FROM vital_sign_observations o WHERE o.vital_sign_id = v.id AND o.measurement = ?) \
-             ORDER BY v.id LIMIT 1",
-            empty.join(" AND ")
-        );
-        let found = tx
-            .fetch_optional(
-                &sql,
-                &[
-                    k.patient.into(),
-                    Arg::OptUuid(k.encounter),
-                    Arg::OptUuid(k.performer),
-                    Arg::Timestamp(Some(at)),
-                    c.precision.clone(),
-                    c.status.clone().into(),
-                    m.key.clone().into(),
-                ],
-            )
-            .await?;
-        if let Some(r) = found {
-            return Ok((join(tx, c, r.uuid("id")?).await?, true));
+        if let Some(id) = stored(tx, c, k, at).await? {
+            return Ok((join(tx, c, id).await?, true));
         }
     }
+    let (id, held) = insert(tx, c, k).await?;
+    if let Some(key) = made_key {
+        tx.memo::<MapMemo>()
+            .sessions
+            .entry(key)
+            .or_default()
+            .push(Made {
+                id,
+                filled: vec![m.key.clone()],
+                held,
+            });
+    }
+    Ok((id, true))
+}
+
+/// A stored live session row of the same patient, encounter, performer, time (`at`) and status
+/// that has no value of this measurement yet.
+async fn stored(
+    tx: &mut Tx,
+    c: &Cols,
+    k: &Keys,
+    at: DateTime<Utc>,
+) -> Result<Option<Uuid>, StoreError> {
+    let m = c.measurement;
+    let same = match tx.dialect() {
+        Dialect::Sqlite => "IS",
+        Dialect::Postgres => "IS NOT DISTINCT FROM",
+    };
+    let empty: Vec<String> = m
+        .slots()
+        .iter()
+        .map(|s| format!("v.{} IS NULL", s.column))
+        .collect();
+    let sql = format!(
+        "SELECT v.id FROM vital_signs v WHERE v.patient_id = ? AND v.consultation_id {same} ? AND v.performer_id {same} ? \
+         AND v.measured_at = ? AND v.measured_at_precision {same} ? AND v.status = ? AND v.deleted_at IS NULL AND {} \
+         AND NOT EXISTS (SELECT 1 FROM vital_sign_observations o WHERE o.vital_sign_id = v.id AND o.measurement = ?) \
+         ORDER BY v.id LIMIT 1",
+        empty.join(" AND ")
+    );
+    let found = tx
+        .fetch_optional(
+            &sql,
+            &[
+                k.patient.into(),
+                Arg::OptUuid(k.encounter),
+                Arg::OptUuid(k.performer),
+                Arg::Timestamp(Some(at)),
+                c.precision.clone(),
+                c.status.clone().into(),
+                m.key.clone().into(),
+            ],
+        )
+        .await?;
+    found.map(|r| r.uuid("id")).transpose()
+}
+
+/// A new session row holding this measurement (its INSERT held open for the measurements of
+/// the same session that follow), guarded for the rest of the write.
+async fn insert(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<(Uuid, Held), StoreError> {
+    let m = c.measurement;
     let id = Uuid::new_v4();
     crate::mapping::guard::guard_vitals(tx, id).await?;
     let mut args: Vec<Arg> = vec![
@@ -246,16 +277,5 @@ pub(super) async fn place(tx: &mut Tx, c: &Cols, k: &Keys) -> Result<(Uuid, bool
     let held = tx
         .insert_held("vital_signs", session_columns(), &args)
         .await?;
-    if let Some(key) = made_key {
-        tx.memo::<MapMemo>()
-            .sessions
-            .entry(key)
-            .or_default()
-            .push(Made {
-                id,
-                filled: vec![m.key.clone()],
-                held,
-            });
-    }
-    Ok((id, true))
+    Ok((id, held))
 }
