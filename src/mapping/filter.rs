@@ -64,64 +64,10 @@ pub fn parse(
     values: Vec<String>,
 ) -> Result<Option<Filter>, SearchError> {
     if let Some(rest) = name.strip_prefix("_has:") {
-        let mut parts = rest.splitn(3, ':');
-        let (Some(source), Some(ref_name), Some(inner_name)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(SearchError(
-                "_has takes the form _has:Type:reference:parameter".into(),
-            ));
-        };
-        let Some(source) = registry.get(source).map(|m| m.resource_type()) else {
-            return Ok(None);
-        };
-        let Some(param) = find_param(registry, source, ref_name) else {
-            return Ok(None);
-        };
-        if reference_target(param) != Some(resource_type) {
-            return Err(SearchError(format!(
-                "_has: {source}.{ref_name} does not refer to {resource_type}"
-            )));
-        }
-        return Ok(
-            parse(registry, source, inner_name, values)?.map(|inner| Filter::Has {
-                source,
-                param,
-                inner: Box::new(inner),
-            }),
-        );
+        return parse_has(registry, resource_type, rest, values);
     }
     if let Some((head, rest)) = name.split_once('.') {
-        let (pname, type_modifier) = match head.split_once(':') {
-            Some((p, t)) => (p, Some(t)),
-            None => (head, None),
-        };
-        let Some(param) = find_param(registry, resource_type, pname) else {
-            return Ok(None);
-        };
-        let Some(target) = reference_target(param) else {
-            return Err(SearchError(format!(
-                "{pname} is not a reference parameter and cannot be chained"
-            )));
-        };
-        if let Some(t) = type_modifier {
-            if let Modifier::Type(t) = Modifier::parse(param, Some(t))? {
-                if t != target {
-                    return Ok(Some(Filter::Nothing));
-                }
-            } else {
-                return Err(SearchError(format!(
-                    "only a resource type may follow {pname}: in a chain"
-                )));
-            }
-        }
-        return Ok(
-            parse(registry, target, rest, values)?.map(|inner| Filter::Chain {
-                param,
-                target,
-                inner: Box::new(inner),
-            }),
-        );
+        return parse_chain(registry, resource_type, head, rest, values);
     }
     let (pname, modifier) = match name.split_once(':') {
         Some((p, m)) => (p, Some(m)),
@@ -141,6 +87,81 @@ pub fn parse(
         modifier,
         values,
     }))
+}
+
+/// `_has:Type:reference:parameter` (`rest`: what follows `_has:`).
+fn parse_has(
+    registry: &Registry,
+    resource_type: &'static str,
+    rest: &str,
+    values: Vec<String>,
+) -> Result<Option<Filter>, SearchError> {
+    let mut parts = rest.splitn(3, ':');
+    let (Some(source), Some(ref_name), Some(inner_name)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(SearchError(
+            "_has takes the form _has:Type:reference:parameter".into(),
+        ));
+    };
+    let Some(source) = registry.get(source).map(|m| m.resource_type()) else {
+        return Ok(None);
+    };
+    let Some(param) = find_param(registry, source, ref_name) else {
+        return Ok(None);
+    };
+    if reference_target(param) != Some(resource_type) {
+        return Err(SearchError(format!(
+            "_has: {source}.{ref_name} does not refer to {resource_type}"
+        )));
+    }
+    Ok(
+        parse(registry, source, inner_name, values)?.map(|inner| Filter::Has {
+            source,
+            param,
+            inner: Box::new(inner),
+        }),
+    )
+}
+
+/// A chain `head.rest`: `head` a reference parameter (with a type modifier or not).
+fn parse_chain(
+    registry: &Registry,
+    resource_type: &'static str,
+    head: &str,
+    rest: &str,
+    values: Vec<String>,
+) -> Result<Option<Filter>, SearchError> {
+    let (pname, type_modifier) = match head.split_once(':') {
+        Some((p, t)) => (p, Some(t)),
+        None => (head, None),
+    };
+    let Some(param) = find_param(registry, resource_type, pname) else {
+        return Ok(None);
+    };
+    let Some(target) = reference_target(param) else {
+        return Err(SearchError(format!(
+            "{pname} is not a reference parameter and cannot be chained"
+        )));
+    };
+    if let Some(t) = type_modifier {
+        if let Modifier::Type(t) = Modifier::parse(param, Some(t))? {
+            if t != target {
+                return Ok(Some(Filter::Nothing));
+            }
+        } else {
+            return Err(SearchError(format!(
+                "only a resource type may follow {pname}: in a chain"
+            )));
+        }
+    }
+    Ok(
+        parse(registry, target, rest, values)?.map(|inner| Filter::Chain {
+            param,
+            target,
+            inner: Box::new(inner),
+        }),
+    )
 }
 
 /// The condition of the rows of `ctx.resource_type` (alias `t`) that a filter keeps.

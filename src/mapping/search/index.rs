@@ -2,6 +2,7 @@
 //! codes, references and meta, rewritten with the resource.
 
 use super::*;
+use serde_json::Value;
 
 /// Rewrites the `_tag`, `_security` and `_profile` index rows of a resource from its `meta`,
 /// and its `identifier` rows when the mapping declares [`CLINICAL_IDENTIFIER`].
@@ -159,82 +160,20 @@ pub async fn index(
     Ok(())
 }
 
-/// The (parameter, value) pairs of the name index: every part of every name.
-pub(super) fn name_index(resource: &serde_json::Value) -> Vec<(&'static str, String)> {
+/// The (parameter, value) pairs of the name index: every part of every name, address and
+/// telecom.
+pub(super) fn name_index(resource: &Value) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    let names = resource
-        .get("name")
-        .and_then(serde_json::Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for n in &names {
-        let strings = |k: &str| -> Vec<String> {
-            match n.get(k) {
-                Some(serde_json::Value::String(s)) => vec![s.clone()],
-                Some(serde_json::Value::Array(a)) => a
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect(),
-                _ => vec![],
-            }
-        };
-        for f in strings("family") {
-            out.push(("family", f.clone()));
-            out.push(("name", f));
-        }
-        for g in strings("given") {
-            out.push(("given", g.clone()));
-            out.push(("name", g));
-        }
-        for k in ["prefix", "suffix", "text"] {
-            for s in strings(k) {
-                out.push(("name", s));
-            }
-        }
+    for n in items(resource, "name") {
+        names(n, &mut out);
     }
-    let items = |k: &str| {
-        resource
-            .get(k)
-            .and_then(serde_json::Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    for a in items("address") {
-        let text = |k: &str| {
-            a.get(k)
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned)
-        };
-        for (k, param) in [
-            ("city", "address-city"),
-            ("state", "address-state"),
-            ("postalCode", "address-postalcode"),
-            ("country", "address-country"),
-        ] {
-            if let Some(v) = text(k) {
-                out.push((param, v.clone()));
-                out.push(("address", v));
-            }
-        }
-        for k in ["district", "text"] {
-            if let Some(v) = text(k) {
-                out.push(("address", v));
-            }
-        }
-        for line in a
-            .get("line")
-            .and_then(serde_json::Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(serde_json::Value::as_str)
-        {
-            out.push(("address", line.to_owned()));
-        }
+    for a in items(resource, "address") {
+        address(a, &mut out);
     }
-    for t in items("telecom") {
-        if let Some(v) = t.get("value").and_then(serde_json::Value::as_str) {
+    for t in items(resource, "telecom") {
+        if let Some(v) = t.get("value").and_then(Value::as_str) {
             out.push(("telecom", v.to_owned()));
-            match t.get("system").and_then(serde_json::Value::as_str) {
+            match t.get("system").and_then(Value::as_str) {
                 Some("phone") => out.push(("phone", v.to_owned())),
                 Some("email") => out.push(("email", v.to_owned())),
                 _ => {}
@@ -244,4 +183,65 @@ pub(super) fn name_index(resource: &serde_json::Value) -> Vec<(&'static str, Str
     out.sort();
     out.dedup();
     out
+}
+
+/// The items of an array element (none when it is absent or not an array).
+fn items<'a>(v: &'a Value, k: &str) -> &'a [Value] {
+    v.get(k)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// The strings of an element that is a string or an array of them.
+fn strings(v: &Value, k: &str) -> Vec<String> {
+    match v.get(k) {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// The index pairs of a HumanName.
+fn names(n: &Value, out: &mut Vec<(&'static str, String)>) {
+    for f in strings(n, "family") {
+        out.push(("family", f.clone()));
+        out.push(("name", f));
+    }
+    for g in strings(n, "given") {
+        out.push(("given", g.clone()));
+        out.push(("name", g));
+    }
+    for k in ["prefix", "suffix", "text"] {
+        for s in strings(n, k) {
+            out.push(("name", s));
+        }
+    }
+}
+
+/// The index pairs of an Address.
+fn address(a: &Value, out: &mut Vec<(&'static str, String)>) {
+    let text = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_owned);
+    for (k, param) in [
+        ("city", "address-city"),
+        ("state", "address-state"),
+        ("postalCode", "address-postalcode"),
+        ("country", "address-country"),
+    ] {
+        if let Some(v) = text(k) {
+            out.push((param, v.clone()));
+            out.push(("address", v));
+        }
+    }
+    for k in ["district", "text"] {
+        if let Some(v) = text(k) {
+            out.push(("address", v));
+        }
+    }
+    for line in items(a, "line").iter().filter_map(Value::as_str) {
+        out.push(("address", line.to_owned()));
+    }
 }

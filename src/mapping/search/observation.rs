@@ -14,63 +14,110 @@ pub(super) fn observation_code_rows(
     quantity: Option<&str>,
     ctx: &Ctx,
 ) -> Option<Cond> {
-    let (sys, code) = token(token_value);
-    // The arms listing results and those listing vital signs.
-    let mut results: Vec<Select> = Vec::new();
-    let mut vitals: Vec<Select> = Vec::new();
-    let arm = |column: &str, from: &str, cond: String, args: Vec<Arg>| Select {
-        column: column.to_owned(),
-        from: from.to_owned(),
-        cond: sql(cond, args),
+    let q = QuantityMatch {
+        value: quantity,
+        dialect: ctx.dialect,
     };
-    let q = |value: &str, system: &str, unit: &str| match quantity {
-        None => Some(None),
-        Some(v) => quantity_sql(value, system, unit, v, ctx.dialect).map(Some),
-    };
-    // Results, by their code columns.
-    let (mut c, mut args) = token_match(token_value, "r.code", "r.code_system")?;
-    if let Some((qt, qa)) = q("r.value_quantity", "r.value_unit_system", "r.value_unit")? {
-        c.push_str(&format!(" AND {qt}"));
-        args.extend(qa);
+    // Results, by their code columns, and the codings of FHIR-written Observations (and of
+    // their components) beyond the code columns.
+    let coded = coding_cond(token_value, components);
+    let results = vec![
+        q.arm(
+            "r.id",
+            "medical_test_results r",
+            token_match(token_value, "r.code", "r.code_system")?,
+            RESULT_VALUE,
+        )?,
+        q.arm(
+            "s.row_id",
+            "search_strings s JOIN medical_test_results r ON r.id = s.row_id",
+            coded.clone(),
+            RESULT_VALUE,
+        )?,
+    ];
+    // With a quantity, vital signs by the column of their measurement (column names and units
+    // are the mapping's own data).
+    let (value, unit) = measurement_cases();
+    let mut vitals = vec![q.arm(
+        "s.row_id",
+        "search_strings s JOIN vital_sign_observations o ON o.id = s.row_id JOIN vital_signs v ON v.id = o.vital_sign_id",
+        coded,
+        (&value, UCUM, &unit),
+    )?];
+    vitals.extend(measurement_arms(token_value, components, &q)?);
+    // Each list is tested only against the view's branch of its own source (the other
+    // branch's condition folds to false), so no row id is looked up where it cannot be.
+    let parts = [("result", results), ("vital", vitals)]
+        .into_iter()
+        .map(|(source, arms)| {
+            Cond::sql(format!("t.source = '{source}'")).and(Cond::In("t.id".into(), List(arms)))
+        })
+        .collect();
+    Some(Cond::Or(parts))
+}
+
+/// The value, unit system and unit columns of a result.
+const RESULT_VALUE: (&str, &str, &str) =
+    ("r.value_quantity", "r.value_unit_system", "r.value_unit");
+const UCUM: &str = "'http://unitsofmeasure.org'";
+
+/// The quantity an Observation's value must also match (code-value-quantity), if any.
+struct QuantityMatch<'a> {
+    value: Option<&'a str>,
+    dialect: Dialect,
+}
+
+impl QuantityMatch<'_> {
+    /// An arm listing `column` of the rows of `from` that `cond` keeps and, with a quantity,
+    /// whose value (value, unit system and unit expressions) matches it.
+    fn arm(
+        &self,
+        column: &str,
+        from: &str,
+        (mut cond, mut args): (String, Vec<Arg>),
+        (value, system, unit): (&str, &str, &str),
+    ) -> Option<Select> {
+        if let Some(v) = self.value {
+            let (qt, qa) = quantity_sql(value, system, unit, v, self.dialect)?;
+            cond.push_str(&format!(" AND {qt}"));
+            args.extend(qa);
+        }
+        Some(Select {
+            column: column.to_owned(),
+            from: from.to_owned(),
+            cond: sql(cond, args),
+        })
     }
-    results.push(arm("r.id", "medical_test_results r", c, args));
-    // The codings of FHIR-written Observations (and of their components) beyond the code
-    // columns.
+}
+
+/// The condition on `search_strings s` of an Observation coding (of its components too).
+fn coding_cond(token_value: &str, components: bool) -> (String, Vec<Arg>) {
+    let (sys, code) = token(token_value);
     let params = if components {
         "('code', 'component-code')"
     } else {
         "('code')"
     };
     let mut coded = format!("s.resource_type = 'Observation' AND s.param IN {params}");
-    let mut coded_args: Vec<Arg> = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
     if let Some(c) = code {
         coded.push_str(" AND s.exact = ?");
-        coded_args.push(c.into());
+        args.push(c.into());
     }
     match sys {
         Some(Some(system)) => {
             coded.push_str(" AND s.value = ?");
-            coded_args.push(system.into());
+            args.push(system.into());
         }
         Some(None) => coded.push_str(" AND s.value = ''"),
         None => {}
     }
-    // With a quantity: results by their value column, vital signs by the column of their
-    // measurement (column names and units are the mapping's own data).
-    let mut c = coded.clone();
-    let mut args = coded_args.clone();
-    if let Some((qt, qa)) = q("r.value_quantity", "r.value_unit_system", "r.value_unit")? {
-        c.push_str(&format!(" AND {qt}"));
-        args.extend(qa);
-    }
-    results.push(arm(
-        "s.row_id",
-        "search_strings s JOIN medical_test_results r ON r.id = s.row_id",
-        c,
-        args,
-    ));
-    let mut c = coded;
-    let mut args = coded_args;
+    (coded, args)
+}
+
+/// The value and unit of a vital-sign Observation `o` of row `v`, as CASE expressions over its
+/// measurement.
+fn measurement_cases() -> (String, String) {
     let (mut value, mut unit) = (String::new(), String::new());
     for m in &crate::mapping::vital_data::table().measurements {
         if let Some(slot) = &m.value {
@@ -82,21 +129,15 @@ pub(super) fn observation_code_rows(
             ));
         }
     }
-    if let Some((qt, qa)) = q(
-        &format!("CASE o.measurement{value} END"),
-        "'http://unitsofmeasure.org'",
-        &format!("CASE o.measurement{unit} END"),
-    )? {
-        c.push_str(&format!(" AND {qt}"));
-        args.extend(qa);
-    }
-    vitals.push(arm(
-        "s.row_id",
-        "search_strings s JOIN vital_sign_observations o ON o.id = s.row_id JOIN vital_signs v ON v.id = o.vital_sign_id",
-        c,
-        args,
-    ));
-    // Vital signs, by measurement: their codes are data (mappings/vital-signs.json).
+    (
+        format!("CASE o.measurement{value} END"),
+        format!("CASE o.measurement{unit} END"),
+    )
+}
+
+/// Vital signs, by measurement: their codes are data (mappings/vital-signs.json).
+fn measurement_arms(token_value: &str, components: bool, q: &QuantityMatch) -> Option<Vec<Select>> {
+    let mut arms = Vec::new();
     let loinc_matches = |c: &str| is_loinc_token(token_value, c);
     for m in &crate::mapping::vital_data::table().measurements {
         let own = loinc_matches(&m.code);
@@ -107,41 +148,24 @@ pub(super) fn observation_code_rows(
         if !(own || component) {
             continue;
         }
-        match (quantity, &m.value) {
-            (None, _) => vitals.push(arm(
-                "o.id",
-                "vital_sign_observations o",
-                "o.measurement = ?".into(),
-                vec![m.key.as_str().into()],
-            )),
+        let keyed = || ("o.measurement = ?".to_owned(), vec![m.key.as_str().into()]);
+        match (q.value, &m.value) {
+            (None, _) => {
+                arms.push(q.arm("o.id", "vital_sign_observations o", keyed(), ("", "", ""))?)
+            }
             (Some(_), Some(slot)) if own => {
                 let unit = format!("'{}'", slot.ucum.replace('\'', "''"));
-                let (qt, qa) = q(
-                    &format!("v.{}", slot.column),
-                    "'http://unitsofmeasure.org'",
-                    &unit,
-                )??;
-                let mut args: Vec<Arg> = vec![m.key.as_str().into()];
-                args.extend(qa);
-                vitals.push(arm(
+                arms.push(q.arm(
                     "o.id",
                     "vital_sign_observations o JOIN vital_signs v ON v.id = o.vital_sign_id",
-                    format!("o.measurement = ? AND {qt}"),
-                    args,
-                ));
+                    keyed(),
+                    (&format!("v.{}", slot.column), UCUM, &unit),
+                )?);
             }
             _ => {}
         }
     }
-    // Each list is tested only against the view's branch of its own source (the other
-    // branch's condition folds to false), so no row id is looked up where it cannot be.
-    let parts = [("result", results), ("vital", vitals)]
-        .into_iter()
-        .map(|(source, arms)| {
-            Cond::sql(format!("t.source = '{source}'")).and(Cond::In("t.id".into(), List(arms)))
-        })
-        .collect();
-    Some(Cond::Or(parts))
+    Some(arms)
 }
 
 /// Whether a token search value matches the LOINC code `loinc` (the codes of vital signs).
