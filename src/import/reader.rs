@@ -152,43 +152,46 @@ impl Reader {
         let name = path.display().to_string();
         if is_ndjson(path) {
             out.alone = true;
-            let text = match std::fs::read_to_string(path) {
-                Ok(t) => t,
-                Err(e) => {
-                    out.failed.push((name, e.to_string(), 0));
-                    return out;
-                }
-            };
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let source = format!("{name}:{}", i + 1);
-                match serde_json::from_str::<Value>(line) {
-                    Ok(r) => {
-                        if let Some(entry) = self.resource_entry(r, &mut out.skipped) {
-                            out.units.push(RawUnit {
-                                source,
-                                entries: vec![entry],
-                                origin: Origin::Line(line.to_owned()),
-                            });
-                        }
-                    }
-                    Err(e) => out.failed.push((source, format!("not JSON: {e}"), 1)),
-                }
+            match std::fs::read_to_string(path) {
+                Ok(text) => self.parse_lines(&name, &text, &mut out),
+                Err(e) => out.failed.push((name, e.to_string(), 0)),
             }
             return out;
         }
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => {
-                out.failed.push((name, e.to_string(), 0));
-                return out;
+        match std::fs::read(path) {
+            Ok(bytes) => self.parse_file(name, path, &bytes, &mut out),
+            Err(e) => out.failed.push((name, e.to_string(), 0)),
+        }
+        out
+    }
+
+    /// An NDJSON file: each line a resource, each a unit of its own.
+    fn parse_lines(&self, name: &str, text: &str, out: &mut Parsed<RawUnit>) {
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
             }
-        };
+            let source = format!("{name}:{}", i + 1);
+            match serde_json::from_str::<Value>(line) {
+                Ok(r) => {
+                    if let Some(entry) = self.resource_entry(r, &mut out.skipped) {
+                        out.units.push(RawUnit {
+                            source,
+                            entries: vec![entry],
+                            origin: Origin::Line(line.to_owned()),
+                        });
+                    }
+                }
+                Err(e) => out.failed.push((source, format!("not JSON: {e}"), 1)),
+            }
+        }
+    }
+
+    /// A JSON file: a transaction or batch Bundle, or one resource.
+    fn parse_file(&self, name: String, path: &Path, bytes: &[u8], out: &mut Parsed<RawUnit>) {
         // A transaction or batch Bundle's entries are parsed one by one, and with
         // --skip-unsupported those of types not hosted (most of a Synthea file) only looked at.
-        if let Ok(top) = serde_json::from_slice::<BundleTop>(&bytes) {
+        if let Ok(top) = serde_json::from_slice::<BundleTop>(bytes) {
             if let (Some("Bundle"), Some(kind @ ("transaction" | "batch")), Some(raw)) =
                 (top.resource_type.as_deref(), top.kind.as_deref(), top.entry)
             {
@@ -196,23 +199,17 @@ impl Reader {
                 for r in raw {
                     match self.read_entry(r) {
                         Ok(e) => read.push(e),
-                        Err(e) => {
-                            out.failed.push((name, e.0, 0));
-                            return out;
-                        }
+                        Err(e) => return out.failed.push((name, e.0, 0)),
                     }
                 }
                 let entries = self.prepare(read, &mut out.skipped);
                 self.units_of(&name, path, kind == "batch", entries, &mut out.units);
-                return out;
+                return;
             }
         }
-        let mut value = match crate::fhir::json::parse_strict(&bytes) {
+        let mut value = match crate::fhir::json::parse_strict(bytes) {
             Ok(v) => v,
-            Err(e) => {
-                out.failed.push((name, e.0, 0));
-                return out;
-            }
+            Err(e) => return out.failed.push((name, e.0, 0)),
         };
         match (
             value.get("resourceType").and_then(Value::as_str),
@@ -246,7 +243,6 @@ impl Reader {
             }
             (None, _) => out.failed.push((name, "not a FHIR resource".into(), 0)),
         }
-        out
     }
 
     /// A bundle's prepared entries as units: the bundle, or each entry of a batch (they stand

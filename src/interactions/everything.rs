@@ -70,7 +70,80 @@ fn parse(params: &[(String, String)]) -> Result<Request> {
     Ok(r)
 }
 
+impl Request {
+    /// Refuses a `_type` that is not a type of the compartment.
+    fn check_types(&self, types: &[(Arc<dyn ResourceMapping>, Option<&str>)]) -> Result<()> {
+        for t in self.types.iter().flatten() {
+            if !types.iter().any(|(m, _)| m.resource_type() == t) {
+                return Err(bad(format!(
+                    "_type: '{}' is not a type of the Patient compartment on this server",
+                    t.escape_default()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether resources of type `rt` are asked for.
+    fn wants(&self, rt: &str) -> bool {
+        self.types
+            .as_ref()
+            .is_none_or(|w| w.iter().any(|t| t == rt))
+    }
+
+    /// The URL of the page starting after `cursor` (the first page without one).
+    fn link(&self, base: &str, cursor: Option<(usize, Uuid)>) -> String {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        if let Some(s) = &self.since {
+            ser.append_pair("_since", s);
+        }
+        if let Some(t) = &self.types {
+            ser.append_pair("_type", &t.join(","));
+        }
+        ser.append_pair("_count", &self.count.to_string());
+        if let Some((pos, id)) = cursor {
+            ser.append_pair("_cursor", &format!("{pos}.{id}"));
+        }
+        format!("{base}?{}", ser.finish())
+    }
+}
+
 impl Fhir {
+    /// The filters of one type's part of the compartment: tied to the patient (the Patient by
+    /// its id), changed from `since` on.
+    fn filters_of(
+        &self,
+        rt: &str,
+        link: Option<&str>,
+        patient: &Id,
+        since: Option<&str>,
+    ) -> Result<Vec<Filter>> {
+        let param = |name: &str| {
+            crate::mapping::filter::find_param(&self.registry, rt, name)
+                .ok_or_else(|| anyhow::anyhow!("{rt} does not declare {name}"))
+        };
+        let mut filters = vec![match link {
+            Some(name) => Filter::Param {
+                param: param(name)?,
+                modifier: Modifier::None,
+                values: vec![format!("Patient/{patient}")],
+            },
+            None => Filter::Param {
+                param: param("_id")?,
+                modifier: Modifier::None,
+                values: vec![patient.to_string()],
+            },
+        }];
+        if let Some(since) = since {
+            filters.push(Filter::Param {
+                param: param("_lastUpdated")?,
+                modifier: Modifier::None,
+                values: vec![format!("ge{since}")],
+            });
+        }
+        Ok(filters)
+    }
+
     /// The types of the Patient compartment, in page order: Patient first, then by name, each
     /// with the parameter that ties it to its patient (none for the Patient itself).
     fn compartment_types(&self) -> Vec<(Arc<dyn ResourceMapping>, Option<&'static str>)> {
@@ -105,16 +178,7 @@ impl Fhir {
         self.read(caller, self.resource_type("Patient")?, patient)
             .await?;
         let types = self.compartment_types();
-        if let Some(wanted) = &req.types {
-            for t in wanted {
-                if !types.iter().any(|(m, _)| m.resource_type() == t) {
-                    return Err(bad(format!(
-                        "_type: '{}' is not a type of the Patient compartment on this server",
-                        t.escape_default()
-                    )));
-                }
-            }
-        }
+        req.check_types(&types)?;
         let mut entries: Vec<SearchEntry> = Vec::new();
         let mut total = 0i64;
         let mut next = None;
@@ -122,36 +186,10 @@ impl Fhir {
         let mut left = req.count;
         for (pos, (m, link)) in types.iter().enumerate() {
             let rt = m.resource_type();
-            if req
-                .types
-                .as_ref()
-                .is_some_and(|w| !w.iter().any(|t| t == rt))
-            {
+            if !req.wants(rt) {
                 continue;
             }
-            let mut filters = vec![match link {
-                Some(name) => Filter::Param {
-                    param: crate::mapping::filter::find_param(&self.registry, rt, name)
-                        .ok_or_else(|| anyhow::anyhow!("compartment parameter vanished"))?,
-                    modifier: Modifier::None,
-                    values: vec![format!("Patient/{patient}")],
-                },
-                None => Filter::Param {
-                    param: crate::mapping::filter::find_param(&self.registry, rt, "_id")
-                        .ok_or_else(|| anyhow::anyhow!("_id is not declared"))?,
-                    modifier: Modifier::None,
-                    values: vec![patient.to_string()],
-                },
-            }];
-            if let Some(since) = &req.since {
-                let p = crate::mapping::filter::find_param(&self.registry, rt, "_lastUpdated")
-                    .ok_or_else(|| anyhow::anyhow!("_lastUpdated is not declared"))?;
-                filters.push(Filter::Param {
-                    param: p,
-                    modifier: Modifier::None,
-                    values: vec![format!("ge{since}")],
-                });
-            }
+            let filters = self.filters_of(rt, *link, patient, req.since.as_deref())?;
             let ctx = self.ctx(caller, rt);
             let cond = self.where_clause(m, &filters, &ctx)?;
             let mut plan = Plan::by_id(m.as_ref(), cond, left + 1);
@@ -196,28 +234,14 @@ impl Fhir {
             entries.extend(self.entries(caller, m, &ids, "match").await?);
         }
         let base = format!("{}/Patient/{patient}/$everything", caller.base_url);
-        let link = |cursor: Option<(usize, Uuid)>| {
-            let mut ser = form_urlencoded::Serializer::new(String::new());
-            if let Some(s) = &req.since {
-                ser.append_pair("_since", s);
-            }
-            if let Some(t) = &req.types {
-                ser.append_pair("_type", &t.join(","));
-            }
-            ser.append_pair("_count", &req.count.to_string());
-            if let Some((pos, id)) = cursor {
-                ser.append_pair("_cursor", &format!("{pos}.{id}"));
-            }
-            format!("{base}?{}", ser.finish())
-        };
         let mut links = vec![Link {
             relation: "self",
-            url: link(req.cursor),
+            url: req.link(&base, req.cursor),
         }];
         if let Some(c) = next {
             links.push(Link {
                 relation: "next",
-                url: link(Some(c)),
+                url: req.link(&base, Some(c)),
             });
         }
         let total = req.cursor.is_none().then_some(total);

@@ -6,7 +6,7 @@ use crate::fhir::bundle::{self, HistoryEntry, Link};
 use crate::fhir::ResourceType;
 use crate::fhir::{date, instant, Id, Issue, IssueType};
 use crate::interactions::search::{DEFAULT_COUNT, MAX_COUNT};
-use crate::mapping::versions::HistoryPlan;
+use crate::mapping::versions::{HistoryPlan, HistoryRow};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -59,6 +59,47 @@ impl HistoryQuery {
     }
 }
 
+impl HistoryQuery {
+    /// The URL of the page from `cursor` on, of `count` entries.
+    fn link(&self, path: &str, count: i64, cursor: Option<String>) -> String {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        ser.append_pair("_count", &count.to_string());
+        if let Some(s) = self.since {
+            ser.append_pair("_since", &instant(&s));
+        }
+        if let Some(c) = cursor {
+            ser.append_pair("_cursor", &c);
+        }
+        format!("{path}?{}", ser.finish())
+    }
+}
+
+/// The history entry of one stored version.
+fn entry_of(base_url: &str, rt: &str, r: HistoryRow) -> Result<HistoryEntry> {
+    let fhir_id = r.fhir_id;
+    let (status, request_url, method) = match r.method.as_str() {
+        "DELETE" => ("204 No Content", format!("{rt}/{fhir_id}"), "DELETE"),
+        "POST" => ("201 Created", rt.to_owned(), "POST"),
+        _ => ("200 OK", format!("{rt}/{fhir_id}"), "PUT"),
+    };
+    let resource = match r.resource {
+        Some(text) => Some(
+            serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("a stored version is not JSON: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(HistoryEntry {
+        full_url: format!("{base_url}/{rt}/{fhir_id}"),
+        resource,
+        method: method.to_owned(),
+        request_url,
+        status,
+        etag: format!("W/\"{}\"", r.version_id),
+        last_modified: instant(&r.last_updated),
+    })
+}
+
 impl Fhir {
     /// Instance history (`id` given) or type history.
     pub async fn history(
@@ -93,50 +134,17 @@ impl Fhir {
         }
         let rows = plan.rows(&self.db).await?;
         let more = rows.len() as i64 > count;
-        let mut entries = Vec::new();
-        let mut last = None;
-        for r in rows.into_iter().take(count as usize) {
-            let fhir_id = r.fhir_id;
-            let vid = r.version_id;
-            let method = r.method;
-            let at = r.last_updated;
-            last = Some((at, r.seq));
-            let (status, request_url, method) = match method.as_str() {
-                "DELETE" => ("204 No Content", format!("{rt}/{fhir_id}"), "DELETE"),
-                "POST" => ("201 Created", rt.to_owned(), "POST"),
-                _ => ("200 OK", format!("{rt}/{fhir_id}"), "PUT"),
-            };
-            entries.push(HistoryEntry {
-                full_url: format!("{}/{rt}/{fhir_id}", caller.base_url),
-                resource: match r.resource {
-                    Some(text) => Some(
-                        serde_json::from_str(&text)
-                            .map_err(|e| anyhow::anyhow!("a stored version is not JSON: {e}"))?,
-                    ),
-                    None => None,
-                },
-                method: method.to_owned(),
-                request_url,
-                status,
-                etag: format!("W/\"{vid}\""),
-                last_modified: instant(&at),
-            });
-        }
+        let page: Vec<HistoryRow> = rows.into_iter().take(count as usize).collect();
+        let last = page.last().map(|r| (r.last_updated, r.seq));
+        let entries = page
+            .into_iter()
+            .map(|r| entry_of(&caller.base_url, rt, r))
+            .collect::<Result<Vec<_>>>()?;
         let path = match id {
             Some(id) => format!("{}/{rt}/{id}/_history", caller.base_url),
             None => format!("{}/{rt}/_history", caller.base_url),
         };
-        let link = |cursor: Option<String>| {
-            let mut ser = form_urlencoded::Serializer::new(String::new());
-            ser.append_pair("_count", &count.to_string());
-            if let Some(s) = q.since {
-                ser.append_pair("_since", &instant(&s));
-            }
-            if let Some(c) = cursor {
-                ser.append_pair("_cursor", &c);
-            }
-            format!("{path}?{}", ser.finish())
-        };
+        let link = |cursor: Option<String>| q.link(&path, count, cursor);
         let mut links = vec![Link {
             relation: "self",
             url: link(q.cursor.map(|(t, n)| format!("{}~{n}", instant(&t)))),

@@ -266,106 +266,115 @@ fn serve(
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     committed: std::sync::mpsc::SyncSender<()>,
 ) {
-    // The first failure of writes nobody waited for, kept for the next command that waits.
-    let mut failed: Option<StoreError> = None;
-    // Why the open transaction's BEGIN failed: everything sent in it fails, until its end.
-    let mut unbegun: Option<String> = None;
-    // A failure already answered: the rest of the transaction fails with it, until its end
-    // (a read that runs beside the one told must not see a transaction missing writes).
-    let mut poisoned: Option<String> = None;
+    let mut writer = WriterThread {
+        conn,
+        committed,
+        failed: None,
+        unbegun: None,
+        poisoned: None,
+    };
     while let Some(cmd) = rx.blocking_recv() {
+        if let Cmd::Close(reply) = cmd {
+            drop(writer);
+            let _ = reply.send(());
+            return;
+        }
+        writer.handle(cmd);
+    }
+}
+
+/// The writer thread's connection and the state of its open transaction.
+struct WriterThread {
+    conn: Connection,
+    committed: std::sync::mpsc::SyncSender<()>,
+    /// The first failure of writes nobody waited for, kept for the next command that waits.
+    failed: Option<StoreError>,
+    /// Why the open transaction's BEGIN failed: everything sent in it fails, until its end.
+    unbegun: Option<String>,
+    /// A failure already answered: the rest of the transaction fails with it, until its end
+    /// (a read that runs beside the one told must not see a transaction missing writes).
+    poisoned: Option<String>,
+}
+
+impl WriterThread {
+    fn handle(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Begin => {
                 // A transaction left open (its end never sent) ends here.
-                if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                failed = None;
-                poisoned = None;
-                unbegun = conn
+                self.rollback_open();
+                self.failed = None;
+                self.poisoned = None;
+                self.unbegun = self
+                    .conn
                     .execute_batch("BEGIN IMMEDIATE")
                     .err()
                     .map(|e| e.to_string());
             }
             Cmd::Run(stmts, permit) => {
-                if failed.is_none() && unbegun.is_none() && poisoned.is_none() {
-                    for q in &stmts {
-                        if let Err(e) = run(&conn, q, None) {
-                            failed = Some(e);
-                            break;
-                        }
+                if self.failed.is_none() && self.unbegun.is_none() && self.poisoned.is_none() {
+                    if let Some(e) = stmts.iter().find_map(|q| run(&self.conn, q, None).err()) {
+                        self.failed = Some(e);
                     }
                 }
                 drop(permit);
             }
             Cmd::Execute(q, reply) => {
-                let r = match settled(&unbegun, &mut failed, &mut poisoned) {
-                    Err(e) => Err(e),
-                    Ok(()) => run(&conn, &q, None),
-                };
+                let r = self.settled().and_then(|()| run(&self.conn, &q, None));
                 let _ = reply.send(r);
             }
             Cmd::Fetch(q, reply) => {
-                let r = match settled(&unbegun, &mut failed, &mut poisoned) {
-                    Err(e) => Err(e),
-                    Ok(()) => {
-                        let mut rows = Vec::new();
-                        run(&conn, &q, Some(&mut rows)).map(|_| rows)
-                    }
-                };
+                let r = self.settled().and_then(|()| {
+                    let mut rows = Vec::new();
+                    run(&self.conn, &q, Some(&mut rows)).map(|_| rows)
+                });
                 let _ = reply.send(r);
             }
             Cmd::Commit(reply) => {
-                let r = match settled(&unbegun, &mut failed, &mut poisoned) {
-                    Err(e) => Err(e),
-                    Ok(()) => conn.execute_batch("COMMIT").map_err(Into::into),
-                };
-                unbegun = None;
-                poisoned = None;
-                if r.is_err() && !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                if r.is_ok() {
+                let r = self
+                    .settled()
+                    .and_then(|()| self.conn.execute_batch("COMMIT").map_err(Into::into));
+                self.unbegun = None;
+                self.poisoned = None;
+                if r.is_err() {
+                    self.rollback_open();
+                } else {
                     // Already awake with a wake-up pending: it will see this commit too.
-                    let _ = committed.try_send(());
+                    let _ = self.committed.try_send(());
                 }
                 let _ = reply.send(r);
             }
             Cmd::Rollback => {
-                failed = None;
-                unbegun = None;
-                poisoned = None;
-                if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
+                self.failed = None;
+                self.unbegun = None;
+                self.poisoned = None;
+                self.rollback_open();
             }
             Cmd::Close(reply) => {
-                drop(committed);
-                drop(conn);
                 let _ = reply.send(());
-                return;
             }
         }
     }
-}
 
-/// Whether the open transaction may go on: not if its BEGIN failed, nor if a write failed (the
-/// failure itself the first time it is told, after that [`StoreError::Failed`]).
-fn settled(
-    unbegun: &Option<String>,
-    failed: &mut Option<StoreError>,
-    poisoned: &mut Option<String>,
-) -> Result<(), StoreError> {
-    if let Some(why) = unbegun {
-        return Err(StoreError::NotBegun(why.clone()));
+    fn rollback_open(&self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
     }
-    if let Some(e) = failed.take() {
-        *poisoned = Some(e.to_string());
-        return Err(e);
-    }
-    match poisoned {
-        Some(why) => Err(StoreError::Failed(why.clone())),
-        None => Ok(()),
+
+    /// Whether the open transaction may go on: not if its BEGIN failed, nor if a write failed
+    /// (the failure itself the first time it is told, after that [`StoreError::Failed`]).
+    fn settled(&mut self) -> Result<(), StoreError> {
+        if let Some(why) = &self.unbegun {
+            return Err(StoreError::NotBegun(why.clone()));
+        }
+        if let Some(e) = self.failed.take() {
+            self.poisoned = Some(e.to_string());
+            return Err(e);
+        }
+        match &self.poisoned {
+            Some(why) => Err(StoreError::Failed(why.clone())),
+            None => Ok(()),
+        }
     }
 }
 

@@ -114,148 +114,156 @@ fn fixed_or_pattern(e: &Value) -> (Option<Value>, Option<Value>) {
     (find("fixed"), find("pattern"))
 }
 
+fn id_of(e: &Value) -> String {
+    e["id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// How each slice of a snapshot is told apart, by its path below the resource.
+fn slices_of(elements: &[&Value]) -> HashMap<String, Matcher> {
+    // The discriminators of every sliced element, by its id.
+    let discriminators: HashMap<String, Vec<(String, String)>> = elements
+        .iter()
+        .filter_map(|e| {
+            let d = e["slicing"]["discriminator"].as_array()?;
+            Some((
+                id_of(e),
+                d.iter()
+                    .map(|x| {
+                        (
+                            x["type"].as_str().unwrap_or_default().to_owned(),
+                            x["path"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect(),
+            ))
+        })
+        .collect();
+    let mut slices = HashMap::new();
+    for e in elements {
+        let id = id_of(e);
+        let Some((root, name)) = id.rsplit_once(':') else {
+            continue;
+        };
+        if name.contains('.') {
+            continue;
+        }
+        let mut m = Matcher::default();
+        for (kind, path) in discriminators.get(root).into_iter().flatten() {
+            if kind == "type" {
+                continue;
+            }
+            match discriminator_value(elements, e, &id, path) {
+                Some(v) => {
+                    let segs = if path == "$this" {
+                        vec![]
+                    } else {
+                        path.split('.').map(str::to_owned).collect()
+                    };
+                    m.conditions.push((segs, v));
+                }
+                // A slice that cannot be told apart is not checked.
+                None => m.unknown = true,
+            }
+        }
+        let below = id.split_once('.').map(|x| x.1).unwrap_or_default();
+        slices.insert(below.to_owned(), m);
+    }
+    slices
+}
+
+/// The value a slice (element `e`, id `id`) fixes at a discriminator's `path`.
+fn discriminator_value(elements: &[&Value], e: &Value, id: &str, path: &str) -> Option<Value> {
+    // The value lies at the slice's element plus the path, nested slices aside.
+    let want = if path == "$this" {
+        id.to_owned()
+    } else {
+        format!("{id}.{path}")
+    };
+    let found = elements.iter().find(|x| {
+        let xid = id_of(x);
+        xid.strip_prefix(id).is_some_and(|rest| {
+            let plain: Vec<&str> = rest
+                .split('.')
+                .map(|s| s.split(':').next().unwrap_or(s))
+                .collect();
+            format!("{id}{}", plain.join(".")) == want
+        })
+    });
+    found
+        .map(|x| fixed_or_pattern(x))
+        .and_then(|(f, p)| f.or(p))
+        .or_else(|| {
+            // An extension slice names its extension by profile, not by a fixed url.
+            (path == "url")
+                .then(|| e["type"][0]["profile"][0].clone())
+                .filter(Value::is_string)
+        })
+}
+
+/// The cardinality, fixed value, pattern and invariant rules of a snapshot's elements.
+fn rules_of(elements: &[&Value]) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for e in elements {
+        let path = steps(&id_of(e));
+        if path.is_empty() {
+            // Invariants on the resource itself.
+            let invariants = invariants_of(e);
+            if !invariants.is_empty() {
+                rules.push(Rule {
+                    path,
+                    min: 0,
+                    max: None,
+                    fixed: None,
+                    pattern: None,
+                    invariants,
+                });
+            }
+            continue;
+        }
+        let (fixed, pattern) = fixed_or_pattern(e);
+        let min = e["min"].as_u64().unwrap_or(0);
+        let max = match e["max"].as_str() {
+            Some("*") | None => None,
+            Some(m) => m.parse().ok(),
+        };
+        let invariants = invariants_of(e);
+        if min == 0
+            && max.is_none()
+            && fixed.is_none()
+            && pattern.is_none()
+            && invariants.is_empty()
+        {
+            continue;
+        }
+        rules.push(Rule {
+            path,
+            min,
+            max,
+            fixed,
+            pattern,
+            invariants,
+        });
+    }
+    rules
+}
+
 impl Profiles {
     pub fn load() -> anyhow::Result<Profiles> {
         let mut by_url = HashMap::new();
         for src in SOURCES {
             let sd: Value = serde_json::from_str(src)?;
             let url = sd["url"].as_str().unwrap_or_default().to_owned();
-            let resource_type = sd["type"].as_str().unwrap_or_default().to_owned();
             let elements: Vec<&Value> = sd["snapshot"]["element"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .collect();
-            let id_of = |e: &Value| e["id"].as_str().unwrap_or_default().to_owned();
-            // The discriminators of every sliced element, by its id.
-            let discriminators: HashMap<String, Vec<(String, String)>> = elements
-                .iter()
-                .filter_map(|e| {
-                    let d = e["slicing"]["discriminator"].as_array()?;
-                    Some((
-                        id_of(e),
-                        d.iter()
-                            .map(|x| {
-                                (
-                                    x["type"].as_str().unwrap_or_default().to_owned(),
-                                    x["path"].as_str().unwrap_or_default().to_owned(),
-                                )
-                            })
-                            .collect(),
-                    ))
-                })
-                .collect();
-            let mut slices = HashMap::new();
-            for e in &elements {
-                let id = id_of(e);
-                let Some((root, name)) = id.rsplit_once(':') else {
-                    continue;
-                };
-                if name.contains('.') {
-                    continue;
-                }
-                let mut m = Matcher::default();
-                for (kind, path) in discriminators.get(root).into_iter().flatten() {
-                    if kind == "type" {
-                        continue;
-                    }
-                    // The value lies at the slice's element plus the path, nested slices aside.
-                    let want = if path == "$this" {
-                        id.clone()
-                    } else {
-                        format!("{id}.{path}")
-                    };
-                    let found = elements.iter().find(|x| {
-                        let xid = id_of(x);
-                        xid.strip_prefix(&id).is_some_and(|rest| {
-                            let plain: Vec<&str> = rest
-                                .split('.')
-                                .map(|s| s.split(':').next().unwrap_or(s))
-                                .collect();
-                            format!("{id}{}", plain.join(".")) == want
-                        })
-                    });
-                    let value = found
-                        .map(|x| fixed_or_pattern(x))
-                        .and_then(|(f, p)| f.or(p))
-                        .or_else(|| {
-                            // An extension slice names its extension by profile, not by a
-                            // fixed url.
-                            (path == "url")
-                                .then(|| e["type"][0]["profile"][0].clone())
-                                .filter(Value::is_string)
-                        });
-                    match value {
-                        Some(v) => {
-                            let segs = if path == "$this" {
-                                vec![]
-                            } else {
-                                path.split('.').map(str::to_owned).collect()
-                            };
-                            m.conditions.push((segs, v));
-                        }
-                        // A slice that cannot be told apart is not checked.
-                        None => m.unknown = true,
-                    }
-                }
-                slices.insert(
-                    id.split_once('.')
-                        .map(|x| x.1)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    m,
-                );
-            }
-            let mut rules = Vec::new();
-            for e in &elements {
-                let path = steps(&id_of(e));
-                if path.is_empty() {
-                    // Invariants on the resource itself.
-                    let invariants = invariants_of(e);
-                    if !invariants.is_empty() {
-                        rules.push(Rule {
-                            path,
-                            min: 0,
-                            max: None,
-                            fixed: None,
-                            pattern: None,
-                            invariants,
-                        });
-                    }
-                    continue;
-                }
-                let (fixed, pattern) = fixed_or_pattern(e);
-                let min = e["min"].as_u64().unwrap_or(0);
-                let max = match e["max"].as_str() {
-                    Some("*") | None => None,
-                    Some(m) => m.parse().ok(),
-                };
-                let invariants = invariants_of(e);
-                if min == 0
-                    && max.is_none()
-                    && fixed.is_none()
-                    && pattern.is_none()
-                    && invariants.is_empty()
-                {
-                    continue;
-                }
-                rules.push(Rule {
-                    path,
-                    min,
-                    max,
-                    fixed,
-                    pattern,
-                    invariants,
-                });
-            }
-            by_url.insert(
-                url,
-                Profile {
-                    resource_type,
-                    rules,
-                    slices,
-                },
-            );
+            let profile = Profile {
+                resource_type: sd["type"].as_str().unwrap_or_default().to_owned(),
+                rules: rules_of(&elements),
+                slices: slices_of(&elements),
+            };
+            by_url.insert(url, profile);
         }
         Ok(Profiles { by_url })
     }

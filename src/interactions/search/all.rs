@@ -8,33 +8,7 @@ impl Fhir {
     /// parameters every resource has, over every hosted type or those `_type` names, in row id
     /// order with keyset paging.
     pub async fn search_all(&self, caller: &Caller, req: &SearchRequest) -> Result<String> {
-        let mut types: Vec<&'static str> = self.registry.types();
-        let mut rest = Vec::new();
-        let mut type_param = None;
-        for (k, v) in &req.params {
-            if k == "_type" {
-                let mut named = Vec::new();
-                for t in v.split(',') {
-                    match self.registry.get(t.trim()) {
-                        Some(m) => named.push(m.resource_type()),
-                        None => {
-                            return Err(bad(format!(
-                                "_type: '{}' is not a resource type this server hosts",
-                                t.escape_default()
-                            )))
-                        }
-                    }
-                }
-                types.retain(|t| named.contains(t));
-                type_param = Some(v.clone());
-            } else {
-                rest.push((k.clone(), v.clone()));
-            }
-        }
-        let sub = SearchRequest {
-            params: rest,
-            strict: req.strict,
-        };
+        let (types, sub, type_param) = self.split_type(req)?;
         let q = SearchQuery::parse(&sub, &self.registry, None)?;
         if !q.includes.is_empty() {
             return Err(bad(
@@ -86,20 +60,7 @@ impl Fhir {
             ids: vec![],
             total,
         };
-        let mut by_type: BTreeMap<&'static str, Vec<Uuid>> = BTreeMap::new();
-        for (id, ty) in &rows {
-            by_type.entry(ty).or_default().push(*id);
-        }
-        let mut loaded = std::collections::HashMap::new();
-        for (ty, ids) in by_type {
-            let m = self.mapping(ty)?;
-            loaded.extend(self.row_entries(caller, &m, &ids, "match").await?);
-        }
-        // In row id order, across types.
-        let mut entries: Vec<SearchEntry> = rows
-            .iter()
-            .filter_map(|(id, _)| loaded.remove(id))
-            .collect();
+        let mut entries = self.entries_in_order(caller, &rows).await?;
         for e in &mut entries {
             q.shape(e);
         }
@@ -109,5 +70,62 @@ impl Fhir {
         }
         let links = links(&caller.base_url, &q, &page);
         Ok(bundle::searchset(page.total, &links, entries))
+    }
+
+    /// The types a search across types covers (every hosted type, or those `_type` names), the
+    /// request without `_type`, and `_type` as sent.
+    fn split_type(
+        &self,
+        req: &SearchRequest,
+    ) -> Result<(Vec<&'static str>, SearchRequest, Option<String>)> {
+        let mut types: Vec<&'static str> = self.registry.types();
+        let mut rest = Vec::new();
+        let mut type_param = None;
+        for (k, v) in &req.params {
+            if k == "_type" {
+                let mut named = Vec::new();
+                for t in v.split(',') {
+                    match self.registry.get(t.trim()) {
+                        Some(m) => named.push(m.resource_type()),
+                        None => {
+                            return Err(bad(format!(
+                                "_type: '{}' is not a resource type this server hosts",
+                                t.escape_default()
+                            )))
+                        }
+                    }
+                }
+                types.retain(|t| named.contains(t));
+                type_param = Some(v.clone());
+            } else {
+                rest.push((k.clone(), v.clone()));
+            }
+        }
+        let sub = SearchRequest {
+            params: rest,
+            strict: req.strict,
+        };
+        Ok((types, sub, type_param))
+    }
+
+    /// The entries of `rows` (row id and type), loaded type by type, in the order of `rows`.
+    async fn entries_in_order(
+        &self,
+        caller: &Caller,
+        rows: &[(Uuid, &'static str)],
+    ) -> Result<Vec<SearchEntry>> {
+        let mut by_type: BTreeMap<&'static str, Vec<Uuid>> = BTreeMap::new();
+        for (id, ty) in rows {
+            by_type.entry(ty).or_default().push(*id);
+        }
+        let mut loaded = std::collections::HashMap::new();
+        for (ty, ids) in by_type {
+            let m = self.mapping(ty)?;
+            loaded.extend(self.row_entries(caller, &m, &ids, "match").await?);
+        }
+        Ok(rows
+            .iter()
+            .filter_map(|(id, _)| loaded.remove(id))
+            .collect())
     }
 }

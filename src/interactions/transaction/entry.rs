@@ -109,7 +109,39 @@ pub(super) fn parse_entry_with(
         .get("request")
         .filter(|r| r.is_object())
         .ok_or_else(|| bad_entry(index, "request", "every entry needs a request"))?;
-    let method = match request.get("method").and_then(Value::as_str) {
+    let method = method_of(index, request)?;
+    let url = request
+        .get("url")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| bad_entry(index, "request.url", "request.url is required"))?;
+    let (rtype, id, version, query) = target_of(index, url, base_url, method)?;
+    let mut entry = Entry {
+        index,
+        full_url,
+        method,
+        rtype,
+        id,
+        version,
+        query,
+        resource: None,
+        patch: None,
+        if_match: request
+            .get("ifMatch")
+            .map(|t| version_tag(index, t))
+            .transpose()?,
+        if_none_exist: request
+            .get("ifNoneExist")
+            .and_then(Value::as_str)
+            .map(|c| c.split_once('?').map_or(c, |(_, q)| q).trim().to_owned())
+            .filter(|c| !c.is_empty()),
+    };
+    carry(&mut entry, resource)?;
+    Ok(entry)
+}
+
+fn method_of(index: usize, request: &Value) -> Result<Method> {
+    Ok(match request.get("method").and_then(Value::as_str) {
         Some("GET") | Some("HEAD") => Method::Get,
         Some("POST") => Method::Post,
         Some("PUT") => Method::Put,
@@ -122,12 +154,13 @@ pub(super) fn parse_entry_with(
                 "request.method must be GET, POST, PUT, PATCH or DELETE",
             ))
         }
-    };
-    let url = request
-        .get("url")
-        .and_then(Value::as_str)
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| bad_entry(index, "request.url", "request.url is required"))?;
+    })
+}
+
+/// What an entry's request URL names: type, id, version and criteria.
+type Target = (String, Option<Id>, Option<i64>, Option<String>);
+
+fn target_of(index: usize, url: &str, base_url: &str, method: Method) -> Result<Target> {
     let own = format!("{base_url}/");
     let local = url
         .strip_prefix(&own)
@@ -168,28 +201,24 @@ pub(super) fn parse_entry_with(
         ),
         _ => return Err(bad_url()),
     };
-    let query = query.filter(|q| !q.is_empty());
-    let mut entry = Entry {
-        index,
-        full_url,
-        method,
-        rtype,
-        id,
-        version,
-        query,
-        resource: None,
-        patch: None,
-        if_match: request
-            .get("ifMatch")
-            .map(|t| version_tag(index, t))
-            .transpose()?,
-        if_none_exist: request
-            .get("ifNoneExist")
-            .and_then(Value::as_str)
-            .map(|c| c.split_once('?').map_or(c, |(_, q)| q).trim().to_owned())
-            .filter(|c| !c.is_empty()),
+    Ok((rtype, id, version, query.filter(|q| !q.is_empty())))
+}
+
+/// Checks the URL form of an entry against its method and puts in what the method carries:
+/// the resource of a POST or PUT, the JSON Patch of a PATCH.
+fn carry(entry: &mut Entry, resource: Option<Value>) -> Result<()> {
+    let index = entry.index;
+    let by_id_or_criteria = |name: &str| {
+        if entry.id.is_none() == entry.query.is_none() {
+            return Err(bad_entry(
+                index,
+                "request.url",
+                format!("a {name} entry's url is [type]/[id] or [type]?[criteria]"),
+            ));
+        }
+        Ok(())
     };
-    match method {
+    match entry.method {
         Method::Post => {
             if entry.id.is_some() || entry.query.is_some() {
                 return Err(bad_entry(
@@ -201,13 +230,7 @@ pub(super) fn parse_entry_with(
             entry.resource = Some(resource_of(index, resource, &entry.rtype)?);
         }
         Method::Put => {
-            if entry.id.is_none() == entry.query.is_none() {
-                return Err(bad_entry(
-                    index,
-                    "request.url",
-                    "a PUT entry's url is [type]/[id] or [type]?[criteria]",
-                ));
-            }
+            by_id_or_criteria("PUT")?;
             let r = resource_of(index, resource, &entry.rtype)?;
             if let Some(id) = &entry.id {
                 match r.get("id").and_then(Value::as_str) {
@@ -231,27 +254,13 @@ pub(super) fn parse_entry_with(
             entry.resource = Some(r);
         }
         Method::Patch => {
-            if entry.id.is_none() == entry.query.is_none() {
-                return Err(bad_entry(
-                    index,
-                    "request.url",
-                    "a PATCH entry's url is [type]/[id] or [type]?[criteria]",
-                ));
-            }
+            by_id_or_criteria("PATCH")?;
             entry.patch = Some(patch_of(index, resource)?);
         }
-        Method::Delete => {
-            if entry.id.is_none() == entry.query.is_none() {
-                return Err(bad_entry(
-                    index,
-                    "request.url",
-                    "a DELETE entry's url is [type]/[id] or [type]?[criteria]",
-                ));
-            }
-        }
+        Method::Delete => by_id_or_criteria("DELETE")?,
         Method::Get => {}
     }
-    Ok(entry)
+    Ok(())
 }
 
 pub(super) fn resource_of(index: usize, resource: Option<Value>, rtype: &str) -> Result<Value> {
