@@ -3,47 +3,41 @@
 use super::search::{
     date_precision, patient_param, reference_param, ParamKind, SearchParam, Target,
 };
-use super::spec::{Kind, Seg, Spec};
+use super::spec::{patient, practitioner, Kind, Seg, Spec};
 use super::table::TableMapping;
 
 const CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
 const VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
 
 static SPECS: &[Spec] = &[
-    Spec {
-        allowed: &["active", "inactive", "resolved"],
-        ..Spec::new(
-            &[Seg::Key("clinicalStatus")],
-            Kind::FixedConcept {
-                code: "clinical_status",
-                system: CLINICAL,
-            },
-        )
-    },
-    Spec {
-        allowed: &[
-            "unconfirmed",
-            "presumed",
-            "confirmed",
-            "refuted",
-            "entered-in-error",
-        ],
-        ..Spec::new(
-            &[Seg::Key("verificationStatus")],
-            Kind::FixedConcept {
-                code: "verification_status",
-                system: VERIFICATION,
-            },
-        )
-    },
-    Spec {
-        allowed: &["allergy", "intolerance"],
-        ..Spec::new(&[Seg::Key("type")], Kind::Text("type"))
-    },
-    Spec {
-        allowed: &["low", "high", "unable-to-assess"],
-        ..Spec::new(&[Seg::Key("criticality")], Kind::Text("criticality"))
-    },
+    Spec::new(
+        &[Seg::Key("clinicalStatus")],
+        Kind::FixedConcept {
+            code: "clinical_status",
+            system: CLINICAL,
+        },
+    )
+    .one_of(&["active", "inactive", "resolved"]),
+    Spec::new(
+        &[Seg::Key("verificationStatus")],
+        Kind::FixedConcept {
+            code: "verification_status",
+            system: VERIFICATION,
+        },
+    )
+    .one_of(&[
+        "unconfirmed",
+        "presumed",
+        "confirmed",
+        "refuted",
+        "entered-in-error",
+    ]),
+    Spec::new(&[Seg::Key("type")], Kind::Text("type")).one_of(&["allergy", "intolerance"]),
+    Spec::new(&[Seg::Key("criticality")], Kind::Text("criticality")).one_of(&[
+        "low",
+        "high",
+        "unable-to-assess",
+    ]),
     Spec::new(
         &[Seg::Key("code")],
         Kind::Catalog {
@@ -52,34 +46,15 @@ static SPECS: &[Spec] = &[
             display: "display",
         },
     ),
-    Spec {
-        required: true,
-        ..Spec::new(
-            &[Seg::Key("patient")],
-            Kind::Ref {
-                column: "patient_id",
-                target: "Patient",
-                table: "patients",
-            },
-        )
-    },
+    patient(&[Seg::Key("patient")]).required(),
     Spec::new(&[Seg::Key("onsetDateTime")], Kind::Time("onset")),
     Spec::new(&[Seg::Key("recordedDate")], Kind::Time("recorded_date")),
+    practitioner(&[Seg::Key("recorder")], "recorder_id"),
     Spec::new(
-        &[Seg::Key("recorder")],
-        Kind::Ref {
-            column: "recorder_id",
-            target: "Practitioner",
-            table: "users",
-        },
-    ),
-    Spec {
-        allowed: &["mild", "moderate", "severe"],
-        ..Spec::new(
-            &[Seg::Key("reaction"), Seg::First, Seg::Key("severity")],
-            Kind::Text("severity"),
-        )
-    },
+        &[Seg::Key("reaction"), Seg::First, Seg::Key("severity")],
+        Kind::Text("severity"),
+    )
+    .one_of(&["mild", "moderate", "severe"]),
     Spec::new(
         &[Seg::Key("reaction"), Seg::First, Seg::Key("description")],
         Kind::Text("reaction"),

@@ -5,7 +5,7 @@ use super::search::{
     date_precision, patient_param, reference_param, ParamKind, SearchParam, Target,
 };
 use super::spec::ref_id;
-use super::spec::{Kind, Seg, Spec};
+use super::spec::{concept, patient, Kind, Seg, Spec, ENCOUNTER};
 use super::table::TableMapping;
 use super::{attachments, MapError, ResourceMapping};
 use crate::fhir::Id;
@@ -16,8 +16,8 @@ use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 static SPECS: &[Spec] = &[
-    Spec {
-        allowed: &[
+    Spec::new(&[Seg::Key("status")], Kind::Text("status"))
+        .one_of(&[
             "registered",
             "partial",
             "preliminary",
@@ -28,10 +28,8 @@ static SPECS: &[Spec] = &[
             "cancelled",
             "entered-in-error",
             "unknown",
-        ],
-        required: true,
-        ..Spec::new(&[Seg::Key("status")], Kind::Text("status"))
-    },
+        ])
+        .required(),
     Spec::new(
         &[Seg::Key("category"), Seg::First],
         Kind::Concept {
@@ -40,36 +38,9 @@ static SPECS: &[Spec] = &[
             display: None,
         },
     ),
-    Spec {
-        required: true,
-        ..Spec::new(
-            &[Seg::Key("code")],
-            Kind::Concept {
-                code: "code",
-                system: Some("code_system"),
-                display: Some("code_display"),
-            },
-        )
-    },
-    Spec {
-        required: true,
-        ..Spec::new(
-            &[Seg::Key("subject")],
-            Kind::Ref {
-                column: "patient_id",
-                target: "Patient",
-                table: "patients",
-            },
-        )
-    },
-    Spec::new(
-        &[Seg::Key("encounter")],
-        Kind::Ref {
-            column: "consultation_id",
-            target: "Encounter",
-            table: "consultations",
-        },
-    ),
+    concept(&[Seg::Key("code")], "code", "code_system", "code_display").required(),
+    patient(&[Seg::Key("subject")]).required(),
+    ENCOUNTER,
     Spec::new(&[Seg::Key("effectiveDateTime")], Kind::Time("effective_at")),
     Spec::new(&[Seg::Key("issued")], Kind::Time("issued_at")),
     Spec::new(

@@ -3,7 +3,7 @@
 use super::search::{
     date_precision, patient_param, reference_param, ParamKind, SearchParam, Target,
 };
-use super::spec::{Kind, Seg, Spec};
+use super::spec::{concept, patient, practitioner, Kind, Seg, Spec};
 use super::table::TableMapping;
 
 const STATUS: &[&str] = &[
@@ -31,48 +31,28 @@ static SPECS: &[Spec] = &[
             display: "name",
         },
     ),
-    Spec {
-        allowed: STATUS,
-        required: true,
-        ..Spec::new(&[Seg::Key("status")], Kind::Text("status"))
-    },
-    Spec {
-        allowed: CLASS,
-        required: true,
-        ..Spec::new(
-            &[Seg::Key("class")],
-            Kind::FixedCoding {
-                code: "class_code",
-                system: ACT_CODE,
-            },
-        )
-    },
+    Spec::new(&[Seg::Key("status")], Kind::Text("status"))
+        .one_of(STATUS)
+        .required(),
     Spec::new(
+        &[Seg::Key("class")],
+        Kind::FixedCoding {
+            code: "class_code",
+            system: ACT_CODE,
+        },
+    )
+    .one_of(CLASS)
+    .required(),
+    concept(
         &[Seg::Key("type"), Seg::First],
-        Kind::Concept {
-            code: "type_code",
-            system: Some("type_system"),
-            display: Some("type_display"),
-        },
+        "type_code",
+        "type_system",
+        "type_display",
     ),
-    Spec {
-        required: true,
-        ..Spec::new(
-            &[Seg::Key("subject")],
-            Kind::Ref {
-                column: "patient_id",
-                target: "Patient",
-                table: "patients",
-            },
-        )
-    },
-    Spec::new(
+    patient(&[Seg::Key("subject")]).required(),
+    practitioner(
         &[Seg::Key("participant"), Seg::First, Seg::Key("individual")],
-        Kind::Ref {
-            column: "doctor_id",
-            target: "Practitioner",
-            table: "users",
-        },
+        "doctor_id",
     ),
     Spec::new(
         &[Seg::Key("period"), Seg::Key("start")],
@@ -82,13 +62,11 @@ static SPECS: &[Spec] = &[
         &[Seg::Key("period"), Seg::Key("end")],
         Kind::Time("period_end"),
     ),
-    Spec::new(
+    concept(
         &[Seg::Key("reasonCode"), Seg::First],
-        Kind::Concept {
-            code: "reason_code",
-            system: Some("reason_system"),
-            display: Some("reason_display"),
-        },
+        "reason_code",
+        "reason_system",
+        "reason_display",
     ),
 ];
 

@@ -3,12 +3,12 @@
 use super::search::{
     date_precision, patient_param, reference_param, ParamKind, SearchParam, Target,
 };
-use super::spec::{Kind, Seg, Spec};
+use super::spec::{patient, practitioner, Kind, Seg, Spec, ENCOUNTER};
 use super::table::TableMapping;
 
 static SPECS: &[Spec] = &[
-    Spec {
-        allowed: &[
+    Spec::new(&[Seg::Key("status")], Kind::Text("status"))
+        .one_of(&[
             "active",
             "on-hold",
             "cancelled",
@@ -17,12 +17,10 @@ static SPECS: &[Spec] = &[
             "stopped",
             "draft",
             "unknown",
-        ],
-        required: true,
-        ..Spec::new(&[Seg::Key("status")], Kind::Text("status"))
-    },
-    Spec {
-        allowed: &[
+        ])
+        .required(),
+    Spec::new(&[Seg::Key("intent")], Kind::Text("intent"))
+        .one_of(&[
             "proposal",
             "plan",
             "order",
@@ -31,10 +29,8 @@ static SPECS: &[Spec] = &[
             "filler-order",
             "instance-order",
             "option",
-        ],
-        required: true,
-        ..Spec::new(&[Seg::Key("intent")], Kind::Text("intent"))
-    },
+        ])
+        .required(),
     Spec::new(
         &[Seg::Key("medicationCodeableConcept")],
         Kind::Catalog {
@@ -43,34 +39,10 @@ static SPECS: &[Spec] = &[
             display: "display",
         },
     ),
-    Spec {
-        required: true,
-        ..Spec::new(
-            &[Seg::Key("subject")],
-            Kind::Ref {
-                column: "patient_id",
-                target: "Patient",
-                table: "patients",
-            },
-        )
-    },
-    Spec::new(
-        &[Seg::Key("encounter")],
-        Kind::Ref {
-            column: "consultation_id",
-            target: "Encounter",
-            table: "consultations",
-        },
-    ),
+    patient(&[Seg::Key("subject")]).required(),
+    ENCOUNTER,
     Spec::new(&[Seg::Key("authoredOn")], Kind::Time("authored_on")),
-    Spec::new(
-        &[Seg::Key("requester")],
-        Kind::Ref {
-            column: "prescriber_id",
-            target: "Practitioner",
-            table: "users",
-        },
-    ),
+    practitioner(&[Seg::Key("requester")], "prescriber_id"),
     Spec::new(
         &[Seg::Key("dosageInstruction"), Seg::First, Seg::Key("text")],
         Kind::Text("dosage_text"),

@@ -6,7 +6,7 @@
 use super::search::{
     date_precision, patient_param, reference_param, ParamKind, SearchParam, Target,
 };
-use super::spec::{parse_time, Kind, Seg, Spec};
+use super::spec::{concept, parse_time, patient, practitioner, Kind, Seg, Spec, ENCOUNTER};
 use super::table::TableMapping;
 use super::{vitals, MapError, ResourceMapping};
 use crate::fhir::{Id, Issue, IssueType};
@@ -19,8 +19,8 @@ use uuid::Uuid;
 const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 
 static SPECS: &[Spec] = &[
-    Spec {
-        allowed: &[
+    Spec::new(&[Seg::Key("status")], Kind::Text("status"))
+        .one_of(&[
             "registered",
             "preliminary",
             "final",
@@ -29,10 +29,8 @@ static SPECS: &[Spec] = &[
             "cancelled",
             "entered-in-error",
             "unknown",
-        ],
-        required: true,
-        ..Spec::new(&[Seg::Key("status")], Kind::Text("status"))
-    },
+        ])
+        .required(),
     Spec::new(
         &[Seg::Key("category"), Seg::First],
         Kind::FixedConcept {
@@ -40,43 +38,15 @@ static SPECS: &[Spec] = &[
             system: CATEGORY,
         },
     ),
-    Spec::new(
-        &[Seg::Key("code")],
-        Kind::Concept {
-            code: "code",
-            system: Some("code_system"),
-            display: Some("code_display"),
-        },
-    ),
+    concept(&[Seg::Key("code")], "code", "code_system", "code_display"),
     Spec::new(
         &[Seg::Key("code"), Seg::Key("text")],
         Kind::Text("code_text"),
     ),
-    Spec::new(
-        &[Seg::Key("subject")],
-        Kind::Ref {
-            column: "patient_id",
-            target: "Patient",
-            table: "patients",
-        },
-    ),
-    Spec::new(
-        &[Seg::Key("encounter")],
-        Kind::Ref {
-            column: "consultation_id",
-            target: "Encounter",
-            table: "consultations",
-        },
-    ),
+    patient(&[Seg::Key("subject")]),
+    ENCOUNTER,
     Spec::new(&[Seg::Key("issued")], Kind::Time("issued_at")),
-    Spec::new(
-        &[Seg::Key("performer"), Seg::First],
-        Kind::Ref {
-            column: "performer_id",
-            target: "Practitioner",
-            table: "users",
-        },
-    ),
+    practitioner(&[Seg::Key("performer"), Seg::First], "performer_id"),
     Spec::new(
         &[Seg::Key("valueQuantity"), Seg::Key("value")],
         Kind::Decimal("value_quantity"),

@@ -56,10 +56,7 @@ static SPECS: &[Spec] = &[
             unique_email: true,
         },
     ),
-    Spec {
-        allowed: GENDER,
-        ..Spec::new(&[Seg::Key("gender")], Kind::Text("gender"))
-    },
+    Spec::new(&[Seg::Key("gender")], Kind::Text("gender")).one_of(GENDER),
 ];
 
 static PARAMS: &[SearchParam] = &[

@@ -108,6 +108,73 @@ impl Spec {
             required: false,
         }
     }
+
+    /// The same spec for a NOT NULL column: the resource must carry a value here.
+    pub const fn required(self) -> Spec {
+        Spec {
+            required: true,
+            ..self
+        }
+    }
+
+    /// The same spec for a column whose CHECK constraint allows only `codes`.
+    pub const fn one_of(self, codes: &'static [&'static str]) -> Spec {
+        Spec {
+            allowed: codes,
+            ..self
+        }
+    }
+}
+
+/// The patient a clinical row belongs to (`patient_id`), at `path` (`subject` or `patient`).
+pub const fn patient(path: &'static [Seg]) -> Spec {
+    Spec::new(
+        path,
+        Kind::Ref {
+            column: "patient_id",
+            target: "Patient",
+            table: "patients",
+        },
+    )
+}
+
+/// The encounter (consultation) a clinical row was written in.
+pub const ENCOUNTER: Spec = Spec::new(
+    &[Seg::Key("encounter")],
+    Kind::Ref {
+        column: "consultation_id",
+        target: "Encounter",
+        table: "consultations",
+    },
+);
+
+/// A clinician of the clinic (a row of `users`) in `column`, referred to at `path`.
+pub const fn practitioner(path: &'static [Seg], column: &'static str) -> Spec {
+    Spec::new(
+        path,
+        Kind::Ref {
+            column,
+            target: "Practitioner",
+            table: "users",
+        },
+    )
+}
+
+/// A CodeableConcept whose first coding's code, system and display have a column each.
+pub const fn concept(
+    path: &'static [Seg],
+    code: &'static str,
+    system: &'static str,
+    display: &'static str,
+) -> Spec {
+    Spec::new(
+        path,
+        Kind::Concept {
+            code,
+            system: Some(system),
+            display: Some(display),
+        },
+    )
 }
 
 /// A column value, compared to decide whether a kept element still agrees with its row.
