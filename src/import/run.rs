@@ -134,7 +134,7 @@ impl Run<'_> {
             let db = self.fhir.db.clone();
             self.analyzing = Some(tokio::spawn(async move {
                 if let Err(e) = db.refresh_statistics().await {
-                    tracing::warn!(error = %e, "ANALYZE failed");
+                    tracing::warn!(error = %e, "refreshing the planner statistics failed");
                 }
             }));
             self.analyze_at = loaded.saturating_mul(2);
