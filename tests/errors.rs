@@ -408,6 +408,71 @@ async fn references_to_hosted_types_must_exist(engine: Engine) {
     );
 }
 
+/// An element whose JSON type is not its definition's (an object sent as a string or an array)
+/// is refused naming it, on every write path, and nothing of the resource is kept.
+async fn an_element_of_the_wrong_json_type_is_refused_not_dropped(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let named = |r: &Reply, at: &str| r.outcome().iter().any(|(_, _, e)| e.as_deref() == Some(at));
+    for meta in [json!("x"), json!([{"tag": [{"code": "t"}]}])] {
+        let p = json!({"resourceType": "Patient", "meta": meta, "name": [{"family": "Tipo"}]});
+        let r = app.post("/fhir/Patient", &p).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{meta}: {}", r.text);
+        assert!(named(&r, "Patient.meta"), "{meta}: {}", r.text);
+    }
+    assert_nothing_written(&app).await;
+
+    let created = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Tipo"}]}))
+        .await;
+    let url = format!("/fhir/Patient/{}", created["id"].as_str().unwrap());
+    let mut bad = created.clone();
+    bad["maritalStatus"] = json!("M");
+    let r = app.put(&url, &bad).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "update: {}", r.text);
+    assert!(named(&r, "Patient.maritalStatus"), "update: {}", r.text);
+
+    let ops = json!([{"op": "add", "path": "/meta", "value": "x"}]);
+    let r = raw(
+        &app,
+        Method::PATCH,
+        &url,
+        Some("application/json-patch+json"),
+        ops.to_string().into_bytes(),
+    )
+    .await;
+    // A patch whose result is not a valid resource is 422 (FHIR R4 http.html#patch).
+    assert_eq!(
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "patch: {}",
+        r.text
+    );
+    assert!(named(&r, "Patient.meta"), "patch: {}", r.text);
+
+    for kind in ["transaction", "batch"] {
+        let bundle = json!({"resourceType": "Bundle", "type": kind, "entry": [{
+            "fullUrl": "urn:uuid:0f6c6ee4-57c2-4b4e-9c53-2a3f0d1f6b10",
+            "resource": {"resourceType": "Patient", "text": "x"},
+            "request": {"method": "POST", "url": "Patient"}
+        }]});
+        let r = app.post("/fhir", &bundle).await;
+        let at = "Bundle.entry[0].resource.text";
+        if kind == "transaction" {
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+            assert!(named(&r, at), "{}", r.text);
+        } else {
+            let answer = &r.body["entry"][0]["response"];
+            assert_eq!(answer["status"], "400 Bad Request", "{}", r.text);
+            assert_eq!(answer["outcome"]["issue"][0]["expression"][0], at);
+        }
+    }
+    // The one patient as created, in one version.
+    assert_eq!(app.count("patients").await, 1);
+    assert_eq!(app.count("resource_versions").await, 1);
+    let now = app.get(&url).await;
+    assert!(now.body.get("maritalStatus").is_none(), "{}", now.text);
+}
+
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -424,4 +489,5 @@ on_both_engines!(
     sql_metacharacters_are_just_data,
     decimals_keep_their_precision_and_huge_counts_are_clamped,
     references_to_hosted_types_must_exist,
+    an_element_of_the_wrong_json_type_is_refused_not_dropped,
 );

@@ -280,12 +280,14 @@ async fn a_bad_bundle_fails_alone_and_the_exit_code_says_so(engine: Engine) {
         json!({"resourceType": "Observation", "id": "nd-obs", "status": "final", "code": {"text": "peso"},
                "subject": {"reference": "Patient/nd-1"}}).to_string(),
         "not json".to_owned(),
+        // An element of the wrong JSON type is refused, not dropped.
+        json!({"resourceType": "Patient", "id": "nd-2", "meta": "x"}).to_string(),
     ];
     std::fs::write(dir.join("e.ndjson"), lines.join("\n")).unwrap();
     let out = import(&app.url, &[dir.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("failed: 6"), "{stdout}");
+    assert!(stdout.contains("failed: 7"), "{stdout}");
     for (what, why) in [
         ("b-bad.json", "Patient/nobody"),
         ("c-unhosted.json", "Claim"),
@@ -293,6 +295,7 @@ async fn a_bad_bundle_fails_alone_and_the_exit_code_says_so(engine: Engine) {
         ("d-twice.json", "duplicate property 'gender'"),
         ("f-batch.json entry 1", "Patient/nadie"),
         ("e.ndjson:3", "not JSON"),
+        ("e.ndjson:4", "resource.meta"),
     ] {
         let line = stdout
             .lines()

@@ -19,10 +19,11 @@ impl Validators {
     /// Compiles a validator for each of `types`.
     pub fn compile(types: &[&'static str]) -> anyhow::Result<Validators> {
         let full: Value = serde_json::from_str(SCHEMA)?;
-        let definitions = full
+        let mut definitions = full
             .get("definitions")
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("the FHIR schema has no definitions"))?;
+        objects_typed(&mut definitions);
         let mut by_type = HashMap::new();
         for &t in types {
             if definitions.get(t).is_none() {
@@ -70,6 +71,30 @@ impl Validators {
             .collect();
         issues.dedup();
         issues
+    }
+}
+
+/// States that the complex types and resources of the schema are JSON objects. The official
+/// schema gives them `properties` but no `type`, and JSON Schema applies `properties` to objects
+/// only: without this, `"meta": "x"` or `"maritalStatus": ["M"]` would pass and be lost. `Element`
+/// (the `_x` of a primitive) may also be `null`, inside the arrays of primitive extensions
+/// (`json_rules` refuses it anywhere else).
+fn objects_typed(definitions: &mut Value) {
+    let Some(defs) = definitions.as_object_mut() else {
+        return;
+    };
+    for (name, def) in defs.iter_mut() {
+        let Some(def) = def.as_object_mut() else {
+            continue;
+        };
+        if def.contains_key("properties") && !def.contains_key("type") {
+            let ty = if name == "Element" {
+                json!(["object", "null"])
+            } else {
+                json!("object")
+            };
+            def.insert("type".into(), ty);
+        }
     }
 }
 
@@ -243,6 +268,44 @@ mod tests {
                 "{want} missing from {places:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_element_of_the_wrong_json_type_is_named() {
+        let v = Validators::compile(&["Patient", "Observation"]).unwrap();
+        for (rt, bad, at) in [
+            ("Patient", json!({"meta": "x"}), "Patient.meta"),
+            ("Patient", json!({"meta": [{"tag": []}]}), "Patient.meta"),
+            (
+                "Patient",
+                json!({"maritalStatus": "M"}),
+                "Patient.maritalStatus",
+            ),
+            ("Patient", json!({"text": 1}), "Patient.text"),
+            ("Patient", json!({"name": {"family": "x"}}), "Patient.name"),
+            (
+                "Patient",
+                json!({"name": [{"period": "2020"}]}),
+                "Patient.name[0].period",
+            ),
+            (
+                "Observation",
+                json!({"status": "final", "code": {"text": "x"}, "valueQuantity": 5}),
+                "Observation.valueQuantity",
+            ),
+        ] {
+            let mut r = bad.clone();
+            r["resourceType"] = json!(rt);
+            let places: Vec<_> = v
+                .validate(rt, &r)
+                .into_iter()
+                .filter_map(|i| i.expression)
+                .collect();
+            assert!(places.iter().any(|p| p == at), "{bad}: {places:?}");
+        }
+        // The gaps of primitive extensions stay allowed.
+        let ok = json!({"resourceType": "Patient", "name": [{"given": ["a", "b"], "_given": [null, {"id": "x"}]}]});
+        assert!(v.validate("Patient", &ok).is_empty());
     }
 
     #[test]
