@@ -95,6 +95,9 @@ impl Error {
                 format!("the request body is larger than the limit of {limit} bytes"),
             ),
             Error::UnsupportedMediaType(m) => one(IssueType::NotSupported, m.clone()),
+            Error::Internal(_) if request_id.is_empty() => {
+                one(IssueType::Exception, "internal server error".into())
+            }
             Error::Internal(_) => one(
                 IssueType::Exception,
                 format!("internal server error (request id {request_id})"),
@@ -156,6 +159,11 @@ mod tests {
         assert_eq!(
             other.outcome("abc")["issue"][0]["diagnostics"],
             "internal server error (request id abc)"
+        );
+        // Without a request to name, no empty parentheses.
+        assert_eq!(
+            other.outcome("")["issue"][0]["diagnostics"],
+            "internal server error"
         );
     }
 }

@@ -45,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
                 base_url: "http://localhost/fhir".into(),
                 // The administrator of the clinic's own database.
                 restriction: expediente::mapping::search::Restriction::none(),
+                request_id: "import".into(),
             };
             let opts = expediente::import::ImportOptions {
                 batch_size: args.batch_size.max(1),

@@ -15,6 +15,7 @@ fn caller(restriction: Restriction) -> Caller {
     Caller {
         base_url: "http://localhost/fhir".into(),
         restriction,
+        request_id: "restriction-test".into(),
     }
 }
 

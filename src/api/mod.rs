@@ -52,6 +52,7 @@ impl AppState {
         Caller {
             base_url,
             restriction: crate::mapping::search::Restriction::none(),
+            request_id: request_id(headers),
         }
     }
 }
@@ -112,6 +113,17 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
+/// The request's id as the request-id layer set it (a client's own id when it sent one): only
+/// a short run of visible ASCII is repeated back in an answer.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("")
+        .to_owned()
+}
+
 async fn health(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(5), state.fhir.db.ping()).await {
         Ok(Ok(())) => (
@@ -158,12 +170,7 @@ impl IntoResponse for Error {
 /// turns any error response not made by this server's handlers (a framework rejection) into an
 /// OperationOutcome too.
 async fn finish_errors(req: Request, next: Next) -> Response {
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let request_id = request_id(req.headers());
     let res = next.run(req).await;
     let status = res.status();
     if let Some(ErrorMark(err)) = res.extensions().get::<ErrorMark>().cloned() {

@@ -51,6 +51,9 @@ pub struct Caller {
     /// What the caller may see: searches, includes, `$everything` and history are restricted
     /// to it (see [`crate::mapping::search::Restriction`]).
     pub restriction: crate::mapping::search::Restriction,
+    /// The id of the request (its `X-Request-ID`), written into the outcome of a failure of the
+    /// server so that the client's report and the log line meet.
+    pub request_id: String,
 }
 
 /// A resource version as served: the resource (absent when deleted) and its meta.

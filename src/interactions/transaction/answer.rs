@@ -50,12 +50,17 @@ impl Answer {
         }
     }
 
-    pub(super) fn failed(e: &Error) -> Answer {
+    /// The answer of an entry that failed; a failure of the server is logged (in the request's
+    /// span) and its outcome names the request.
+    pub(super) fn failed(e: &Error, request_id: &str) -> Answer {
+        if let Error::Internal(inner) = e {
+            tracing::error!(error = ?inner, "bundle entry failed");
+        }
         Answer {
             status: status_line(e),
             version: None,
             body: None,
-            outcome: Some(e.outcome("")),
+            outcome: Some(e.outcome(request_id)),
         }
     }
 
@@ -157,4 +162,23 @@ pub(super) fn response_bundle(kind: &str, answers: Vec<Option<Answer>>, base_url
             .map(|a| a.as_ref().map(|a| a.to_json(base_url)).unwrap_or_else(|| json!({"response": {"status": "200 OK"}})))
             .collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_entry_names_its_request_and_keeps_the_error_inside() {
+        let e = at_entry(
+            Error::Internal(anyhow::anyhow!("connection reset: secret detail")),
+            3,
+            None,
+        );
+        let a = Answer::failed(&e, "5f0c2a1e-request");
+        assert_eq!(a.status, "500 Internal Server Error");
+        let text = a.outcome.unwrap().to_string();
+        assert!(text.contains("(request id 5f0c2a1e-request)"), "{text}");
+        assert!(!text.contains("secret detail"), "{text}");
+    }
 }

@@ -192,7 +192,10 @@ impl Fhir {
         for e in entries.iter().filter(|e| e.method == Method::Get) {
             answers[e.index] = Some(match self.get_entry(caller, e).await {
                 Ok(a) => a,
-                Err(err) => Answer::failed(&at_entry(err, e.index, e.full_url.as_deref())),
+                Err(err) => Answer::failed(
+                    &at_entry(err, e.index, e.full_url.as_deref()),
+                    &caller.request_id,
+                ),
             });
         }
         Ok(response_bundle(
@@ -218,7 +221,9 @@ impl Fhir {
                 Err(err) => Err(err),
             }
             .map_err(|err| at_entry(err, i, full_url));
-            answers.push(Some(answer.unwrap_or_else(|err| Answer::failed(&err))));
+            answers.push(Some(
+                answer.unwrap_or_else(|err| Answer::failed(&err, &caller.request_id)),
+            ));
         }
         Ok(response_bundle("batch-response", answers, &caller.base_url))
     }
