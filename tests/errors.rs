@@ -473,6 +473,61 @@ async fn an_element_of_the_wrong_json_type_is_refused_not_dropped(engine: Engine
     assert!(now.body.get("maritalStatus").is_none(), "{}", now.text);
 }
 
+/// A search beyond the documented limits (parameters per request, values per parameter, links of
+/// a chain) is a 400 too-costly naming the limit, on GET and POST; at the limit it runs.
+async fn searches_beyond_the_limits_are_refused_as_too_costly(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let too_costly = |r: &Reply, limit: &str| {
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        assert_eq!(r.body["issue"][0]["code"], "too-costly", "{}", r.text);
+        let says = r.body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(says.contains(limit), "{says}");
+    };
+    let repeated = |n: usize| vec!["name=a"; n].join("&");
+    let ok = app.get(&format!("/fhir/Patient?{}", repeated(50))).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    too_costly(
+        &app.get(&format!("/fhir/Patient?{}", repeated(351))).await,
+        "the limit is 50 per request",
+    );
+    let ids = |n: usize| {
+        (0..n)
+            .map(|i| format!("id-{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let post = |body: String| {
+        let app = &app;
+        async move {
+            let res = app
+                .client
+                .post(app.url("/fhir/Patient/_search"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            TestApp::reply(res).await
+        }
+    };
+    let ok = post(format!("_id={}", ids(100))).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    too_costly(
+        &post(format!("_id={}", ids(100_000))).await,
+        "lists 100000 values; the limit is 100",
+    );
+    let ok = app
+        .get("/fhir/Observation?subject:Patient.general-practitioner:Practitioner.name=x")
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    too_costly(
+        &app.get("/fhir/Observation?subject.a.b.c.d=x").await,
+        "the limit is 3",
+    );
+}
+
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -490,4 +545,5 @@ on_both_engines!(
     decimals_keep_their_precision_and_huge_counts_are_clamped,
     references_to_hosted_types_must_exist,
     an_element_of_the_wrong_json_type_is_refused_not_dropped,
+    searches_beyond_the_limits_are_refused_as_too_costly,
 );

@@ -6,6 +6,52 @@
 pub const DEFAULT_COUNT: i64 = 20;
 pub const MAX_COUNT: i64 = 1000;
 
+/// The most parameters one search may carry (every name=value pair, result parameters and
+/// includes counted): each is a condition of the query, and their cost adds up.
+pub const MAX_PARAMS: usize = 50;
+/// The most values one parameter may list (`_id=a,b,c`).
+pub const MAX_VALUES: usize = 100;
+/// The most links of one chain or `_has` (`subject:Patient.organization.name` is two).
+pub const MAX_CHAIN: usize = 3;
+
+/// Whether a search stays within the limits above: the first it goes over, said so that the
+/// client can tell what to change.
+pub fn within_limits(params: &[(String, String)]) -> Result<(), String> {
+    if params.len() > MAX_PARAMS {
+        return Err(format!(
+            "this search has {} parameters; the limit is {MAX_PARAMS} per request",
+            params.len()
+        ));
+    }
+    for (name, value) in params {
+        let links = name.matches('.').count() + name.matches("_has:").count();
+        if links > MAX_CHAIN {
+            return Err(format!(
+                "'{}' chains {links} links; the limit is {MAX_CHAIN}",
+                shown(name)
+            ));
+        }
+        // (Split only when there are commas enough: an escaped one separates nothing.)
+        if value.matches(',').count() >= MAX_VALUES {
+            let values = split_values(value).len();
+            if values > MAX_VALUES {
+                return Err(format!(
+                    "'{}' lists {values} values; the limit is {MAX_VALUES} per parameter",
+                    shown(name)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A parameter name as an answer repeats it: escaped, and cut short.
+fn shown(name: &str) -> String {
+    let cut: String = name.chars().take(64).collect();
+    let more = if cut.len() < name.len() { "..." } else { "" };
+    format!("{}{more}", cut.escape_default())
+}
+
 /// Parameters that only concern the representation.
 pub const FORMAT_PARAMS: &[&str] = &["_format", "_pretty"];
 

@@ -111,6 +111,8 @@ impl SearchQuery {
             elements: None,
             cursor: None,
         };
+        vocabulary::within_limits(&req.params)
+            .map_err(|m| Error::BadRequest(vec![Issue::error(IssueType::TooCostly, m)]))?;
         let mut ignored = Vec::new();
         let mut cursor = None;
         for (name, value) in &req.params {
