@@ -20,16 +20,7 @@ const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-catego
 
 static SPECS: &[Spec] = &[
     Spec::new(&[Seg::Key("status")], Kind::Text("status"))
-        .one_of(&[
-            "registered",
-            "preliminary",
-            "final",
-            "amended",
-            "corrected",
-            "cancelled",
-            "entered-in-error",
-            "unknown",
-        ])
+        .one_of(vitals::STATUSES)
         .required(),
     Spec::new(
         &[Seg::Key("category"), Seg::First],

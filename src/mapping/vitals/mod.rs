@@ -29,7 +29,8 @@ pub use rows::{insert, is_vital, load, soft_delete, update};
 use session::*;
 pub use session::{Made, Sessions};
 
-/// The status codes the vital_signs.status CHECK accepts (every Observation status).
+/// The status codes the CHECKs of vital_signs.status and medical_test_results.status accept
+/// (every Observation status).
 pub(super) const STATUSES: &[&str] = &[
     "registered",
     "preliminary",
