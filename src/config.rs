@@ -66,4 +66,22 @@ pub struct ServeArgs {
     /// derived from the Host header.
     #[arg(long, env = "EXPEDIENTE_BASE_URL")]
     pub base_url: Option<String>,
+    /// Seconds a request may take from its headers to its answer; past it, it is stopped
+    /// (its statement ended, its transaction rolled back) and answered 503.
+    #[arg(long, env = "EXPEDIENTE_REQUEST_TIMEOUT", default_value_t = 60)]
+    pub request_timeout: u64,
+    /// Seconds one database statement may run before the database ends it.
+    #[arg(long, env = "EXPEDIENTE_STATEMENT_TIMEOUT", default_value_t = 30)]
+    pub statement_timeout: u64,
+}
+
+impl ServeArgs {
+    pub fn settings(&self) -> crate::Settings {
+        crate::Settings {
+            max_body: self.max_body_bytes,
+            base_url: self.base_url.clone(),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout.max(1)),
+            statement_timeout: std::time::Duration::from_secs(self.statement_timeout.max(1)),
+        }
+    }
 }

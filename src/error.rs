@@ -45,6 +45,23 @@ pub enum Error {
     /// 422: a valid resource whose content the server cannot accept (a rule or constraint).
     #[error("unprocessable entity")]
     Unprocessable(Vec<Issue>),
+    /// 408: the client took too long to send its request.
+    #[error("request timeout")]
+    RequestTimeout,
+    /// 414: the URL is longer than the server reads.
+    #[error("URI too long")]
+    UriTooLong(usize),
+    /// 431: the request's headers are larger than the server reads.
+    #[error("request header fields too large")]
+    HeadersTooLarge(usize),
+    /// 503: the request ran out of time (the statement or request timeout): it was stopped and
+    /// changed nothing.
+    #[error("timed out")]
+    TimedOut,
+    /// 503: the database is unavailable (restarting, unreachable); the request changed nothing
+    /// and may be sent again.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// 500: a failure of the server; details are logged, never sent.
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
@@ -67,6 +84,10 @@ impl Error {
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Error::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::TimedOut | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -95,6 +116,26 @@ impl Error {
                 format!("the request body is larger than the limit of {limit} bytes"),
             ),
             Error::UnsupportedMediaType(m) => one(IssueType::NotSupported, m.clone()),
+            Error::RequestTimeout => one(
+                IssueType::Timeout,
+                "the request was not received in time".into(),
+            ),
+            Error::UriTooLong(limit) => one(
+                IssueType::TooLong,
+                format!("the URL is longer than the limit of {limit} bytes; send a search as POST _search"),
+            ),
+            Error::HeadersTooLarge(limit) => one(
+                IssueType::TooLong,
+                format!("the request's headers are larger than the limit of {limit} bytes"),
+            ),
+            Error::TimedOut => one(
+                IssueType::Timeout,
+                "the request took longer than the server allows and was stopped; it changed nothing (narrow a search, or send less at once)".into(),
+            ),
+            Error::Unavailable(_) => one(
+                IssueType::Transient,
+                "the database is unavailable; the request changed nothing and may be sent again".into(),
+            ),
             Error::Internal(_) if request_id.is_empty() => {
                 one(IssueType::Exception, "internal server error".into())
             }
@@ -122,6 +163,8 @@ impl From<StoreError> for Error {
                 IssueType::Value,
                 "a value is outside what the clinic schema allows for its column",
             )]),
+            StoreError::TimedOut => Error::TimedOut,
+            StoreError::Unavailable(why) => Error::Unavailable(why),
             other => Error::Internal(anyhow::Error::new(other)),
         }
     }

@@ -16,6 +16,31 @@ pub mod store;
 
 use anyhow::Context;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How `serve` runs, beside its database URL.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The largest request body accepted, in bytes.
+    pub max_body: usize,
+    /// The FHIR base URL to put in links; derived from the Host header when absent.
+    pub base_url: Option<String>,
+    /// How long a request may take, from its headers to its answer; past it, it is stopped.
+    pub request_timeout: Duration,
+    /// How long one database statement may run.
+    pub statement_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_body: 16 * 1024 * 1024,
+            base_url: None,
+            request_timeout: Duration::from_secs(60),
+            statement_timeout: store::STATEMENT_TIMEOUT,
+        }
+    }
+}
 
 /// Applies the migrations and writes the mapping tables the database mirrors.
 pub async fn prepare(db: &store::Db) -> anyhow::Result<()> {
@@ -27,12 +52,8 @@ pub async fn prepare(db: &store::Db) -> anyhow::Result<()> {
 }
 
 /// Connects, migrates and builds the application state: what `serve` and the tests share.
-pub async fn build_state(
-    database_url: &str,
-    max_body: usize,
-    base_url: Option<String>,
-) -> anyhow::Result<api::AppState> {
-    let db = store::Db::connect(database_url)
+pub async fn build_state(database_url: &str, settings: Settings) -> anyhow::Result<api::AppState> {
+    let db = store::Db::connect_with(database_url, settings.statement_timeout)
         .await
         .context("connecting to the database")?;
     prepare(&db).await?;
@@ -46,7 +67,8 @@ pub async fn build_state(
             validators: Arc::new(validators),
             profiles: Arc::new(fhir::profiles::Profiles::load().context("loading the profiles")?),
         },
-        max_body,
-        base_url,
+        max_body: settings.max_body,
+        base_url: settings.base_url,
+        request_timeout: settings.request_timeout,
     })
 }

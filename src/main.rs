@@ -40,7 +40,11 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Import(args) => {
-            let state = expediente::build_state(&args.db.database_url, 0, None).await?;
+            let settings = expediente::Settings {
+                max_body: 0,
+                ..Default::default()
+            };
+            let state = expediente::build_state(&args.db.database_url, settings).await?;
             let caller = expediente::interactions::Caller {
                 base_url: "http://localhost/fhir".into(),
                 // The administrator of the clinic's own database.
@@ -62,12 +66,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => {
-            let state = expediente::build_state(
-                &args.db.database_url,
-                args.max_body_bytes,
-                args.base_url.clone(),
-            )
-            .await?;
+            let state = expediente::build_state(&args.db.database_url, args.settings()).await?;
             let db = state.fhir.db.clone();
             let listener = tokio::net::TcpListener::bind(&args.listen)
                 .await

@@ -62,9 +62,7 @@ pub async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Res
     if declared.is_some_and(|n| n > state.max_body) {
         return Err(Error::PayloadTooLarge(state.max_body));
     }
-    let bytes = axum::body::to_bytes(body, state.max_body)
-        .await
-        .map_err(|_| Error::PayloadTooLarge(state.max_body))?;
+    let bytes = state.body_bytes(body).await?;
     json::parse_strict(&bytes)
         .map_err(|e| Error::BadRequest(vec![Issue::error(IssueType::Structure, e.0)]))
 }
@@ -236,9 +234,7 @@ async fn read_patch(
                 .into(),
         ));
     }
-    let bytes = axum::body::to_bytes(body, state.max_body)
-        .await
-        .map_err(|_| Error::PayloadTooLarge(state.max_body))?;
+    let bytes = state.body_bytes(body).await?;
     let doc = json::parse_strict(&bytes)
         .map_err(|e| Error::BadRequest(vec![Issue::error(IssueType::Structure, e.0)]))?;
     crate::interactions::parse_patch(&doc)

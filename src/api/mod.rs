@@ -6,6 +6,9 @@ mod format;
 mod metadata;
 mod profiles;
 mod search;
+mod serve;
+
+pub use serve::serve;
 
 use crate::error::Error;
 use crate::fhir::IssueType;
@@ -32,9 +35,29 @@ pub struct AppState {
     pub max_body: usize,
     /// The FHIR base URL to put in links; derived from the Host header when absent.
     pub base_url: Option<String>,
+    /// How long a request may take (see [`within_time`]).
+    pub request_timeout: Duration,
 }
 
+/// How long a client may take to send a request's body, at most (and at most half the request
+/// timeout).
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest URL (path and query) read: a longer search goes as POST `_search`.
+pub const MAX_URL: usize = 16 * 1024;
+/// The most bytes of headers (names and values) read.
+pub const MAX_HEADERS: usize = 32 * 1024;
+
 impl AppState {
+    /// The request body: 413 past the limit, 408 when it does not come in time.
+    pub(crate) async fn body_bytes(&self, body: Body) -> Result<axum::body::Bytes, Error> {
+        let limit = BODY_TIMEOUT.min(self.request_timeout / 2);
+        match tokio::time::timeout(limit, axum::body::to_bytes(body, self.max_body)).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(_)) => Err(Error::PayloadTooLarge(self.max_body)),
+            Err(_) => Err(Error::RequestTimeout),
+        }
+    }
+
     /// The caller of this request, as far as the server knows it.
     fn caller(&self, headers: &HeaderMap) -> Caller {
         let base_url = self.base_url.clone().unwrap_or_else(|| {
@@ -59,6 +82,7 @@ impl AppState {
 
 /// The whole router: FHIR under /fhir, /health beside it.
 pub fn router(state: AppState) -> Router {
+    let timeout = state.request_timeout;
     let fhir = Router::new()
         .route("/metadata", get(metadata::capabilities))
         .route("/StructureDefinition", get(profiles::search))
@@ -94,6 +118,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(middleware::from_fn_with_state(timeout, within_time))
+        .layer(middleware::from_fn(within_limits))
         .layer(middleware::from_fn(finish_errors))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // Only the route template: paths and queries can carry patient data.
@@ -111,15 +137,47 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::map_request(usable_request_id))
 }
 
-/// The request's id as the request-id layer set it (a client's own id when it sent one): only
-/// a short run of visible ASCII is repeated back in an answer.
+/// Drops a client's X-Request-ID that is not usable as a FHIR id (64 letters, digits, `-` and
+/// `.` at most): the server then makes one.
+async fn usable_request_id(mut req: Request) -> Request {
+    let usable = req
+        .headers()
+        .get("x-request-id")
+        .is_none_or(|v| crate::fhir::Id::parse(v.to_str().unwrap_or("")).is_some());
+    if !usable {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
+}
+
+/// Refuses a URL or headers over [`MAX_URL`] and [`MAX_HEADERS`] (hyper itself refuses heads
+/// larger still: see the serve module).
+async fn within_limits(req: Request, next: Next) -> Response {
+    let url = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if url > MAX_URL {
+        return Error::UriTooLong(MAX_URL).into_response();
+    }
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if headers > MAX_HEADERS {
+        return Error::HeadersTooLarge(MAX_HEADERS).into_response();
+    }
+    next.run(req).await
+}
+
+/// The request's id as the request-id layer set it (a client's own id when it sent a usable
+/// one: see [`usable_request_id`]).
 fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|v| crate::fhir::Id::parse(v).is_some())
         .unwrap_or("")
         .to_owned()
 }
@@ -133,6 +191,16 @@ async fn health(State(state): State<AppState>) -> Response {
         )
             .into_response(),
         _ => Error::Internal(anyhow::anyhow!("database does not answer")).into_response(),
+    }
+}
+
+/// Stops a request that runs past the request timeout: dropping it ends the statement it was
+/// running (see the store) and rolls back what it had begun; the client is told it changed
+/// nothing.
+async fn within_time(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => Error::TimedOut.into_response(),
     }
 }
 
@@ -166,77 +234,78 @@ impl IntoResponse for Error {
     }
 }
 
-/// Logs each error once inside its request span, writes the request id into 500 bodies, and
-/// turns any error response not made by this server's handlers (a framework rejection) into an
-/// OperationOutcome too.
+/// Logs each error once inside its request span and makes every error answer an
+/// OperationOutcome that carries the request id (as its `id`; a 500 names it in its text too):
+/// the handlers' errors, and any error answer not made by them (a framework rejection).
 async fn finish_errors(req: Request, next: Next) -> Response {
     let request_id = request_id(req.headers());
     let res = next.run(req).await;
     let status = res.status();
-    if let Some(ErrorMark(err)) = res.extensions().get::<ErrorMark>().cloned() {
-        if status.is_server_error() {
-            tracing::error!(error = ?err, "request failed");
-            let mut fixed = format::respond(
-                status,
-                Some(&err.outcome(&request_id)),
-                format::Format {
-                    pretty: false,
-                    content_type: format::FHIR_JSON,
-                },
-                vec![],
-            );
-            fixed.headers_mut().extend(
-                res.headers()
-                    .clone()
-                    .into_iter()
-                    .filter(|(k, _)| k.as_ref() != Some(&header::CONTENT_LENGTH)),
-            );
-            return fixed;
-        }
-        tracing::info!(status = status.as_u16(), "request refused");
+    if !status.is_client_error() && !status.is_server_error() {
         return res;
     }
-    let is_fhir = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
-    if status.is_client_error() && !is_fhir {
-        let (parts, body) = res.into_parts();
-        let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
-        let text = String::from_utf8_lossy(&text)
-            .chars()
-            .take(300)
-            .collect::<String>();
-        let msg = if text.is_empty() {
-            status.canonical_reason().unwrap_or("error").to_owned()
-        } else {
-            text
-        };
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            IssueType::TooLong
-        } else {
-            IssueType::Invalid
-        };
-        let oo = crate::fhir::outcome::operation_outcome(&[crate::fhir::Issue::error(code, msg)]);
-        let mut out = Response::from_parts(parts, Body::from(oo.to_string()));
-        out.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(format::FHIR_JSON),
-        );
-        out.headers_mut().remove(header::CONTENT_LENGTH);
-        return out;
+    let (mut parts, body) = res.into_parts();
+    let mut oo = match parts.extensions.get::<ErrorMark>().cloned() {
+        Some(ErrorMark(err)) => {
+            if status.is_server_error() {
+                tracing::error!(error = ?err, "request failed");
+            } else {
+                tracing::info!(status = status.as_u16(), "request refused");
+            }
+            err.outcome(&request_id)
+        }
+        None => foreign_outcome(status, body).await,
+    };
+    if !request_id.is_empty() {
+        if let Some(o) = oo.as_object_mut() {
+            o.shift_insert(1, "id".into(), serde_json::Value::String(request_id));
+        }
     }
-    res
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format::FHIR_JSON),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if matches!(
+        status,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    ) {
+        // The body was not read to its end: the connection cannot carry another request.
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Response::from_parts(parts, Body::from(oo.to_string()))
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+/// The OperationOutcome for an error answer the handlers did not make: its own when it is one,
+/// else one made from its text.
+async fn foreign_outcome(status: StatusCode, body: Body) -> serde_json::Value {
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
         .await
+        .unwrap_or_default();
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+        if v["resourceType"] == "OperationOutcome" {
+            return v;
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes)
+        .chars()
+        .take(300)
+        .collect::<String>();
+    let msg = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE
+        | StatusCode::URI_TOO_LONG
+        | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => IssueType::TooLong,
+        StatusCode::REQUEST_TIMEOUT => IssueType::Timeout,
+        StatusCode::TOO_MANY_REQUESTS => IssueType::Throttled,
+        s if s.is_server_error() => IssueType::Exception,
+        _ => IssueType::Invalid,
+    };
+    crate::fhir::outcome::operation_outcome(&[crate::fhir::Issue::error(code, msg)])
 }

@@ -110,9 +110,7 @@ async fn form_params(
             "POST _search takes an application/x-www-form-urlencoded body".into(),
         ));
     }
-    let bytes = axum::body::to_bytes(body, state.max_body)
-        .await
-        .map_err(|_| Error::PayloadTooLarge(state.max_body))?;
+    let bytes = state.body_bytes(body).await?;
     let mut params = query_pairs(q);
     params.extend(form_urlencoded::parse(&bytes).into_owned());
     Ok(params)

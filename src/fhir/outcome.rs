@@ -44,6 +44,8 @@ pub enum IssueType {
     BusinessRule,
     TooCostly,
     Transient,
+    Timeout,
+    Throttled,
 }
 
 impl IssueType {
@@ -69,6 +71,8 @@ impl IssueType {
             IssueType::BusinessRule => "business-rule",
             IssueType::TooCostly => "too-costly",
             IssueType::Transient => "transient",
+            IssueType::Timeout => "timeout",
+            IssueType::Throttled => "throttled",
         }
     }
 }

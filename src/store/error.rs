@@ -42,11 +42,35 @@ pub enum StoreError {
     /// The write connection has been closed.
     #[error("the database connection is closed")]
     Closed,
+    /// The database ended a statement that ran past the statement timeout (or whose request
+    /// was cancelled).
+    #[error("the statement ran out of time")]
+    TimedOut,
+    /// The database cannot be reached or is shutting down or starting.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => return StoreError::Unavailable(e.to_string()),
+            _ => {}
+        }
         if let sqlx::Error::Database(db) = &e {
+            match db.code().as_deref() {
+                // PostgreSQL's query_canceled; SQLite's SQLITE_INTERRUPT.
+                Some("57014" | "9") => return StoreError::TimedOut,
+                // Connection exceptions; the server shutting down, crashed or starting.
+                Some(c) if c.starts_with("08") || c.starts_with("57P") => {
+                    return StoreError::Unavailable(db.message().to_owned())
+                }
+                _ => {}
+            }
             match db.kind() {
                 ErrorKind::UniqueViolation => return StoreError::Conflict,
                 ErrorKind::ForeignKeyViolation => return StoreError::ForeignKey,
@@ -68,6 +92,9 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ffi;
         if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+            if f.code == ffi::ErrorCode::OperationInterrupted {
+                return StoreError::TimedOut;
+            }
             match f.extended_code {
                 ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
                     return StoreError::Conflict

@@ -10,10 +10,12 @@
 //! recurring SQL), and a multi-row INSERT is run as its single-row statement once per row.
 
 use super::queue::Queued;
+use super::watch::Clock;
 use super::{Arg, StoreError};
 use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 use rusqlite::{Connection, OpenFlags, ToSql};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
@@ -28,8 +30,8 @@ const IN_FLIGHT: usize = 32;
 
 enum Cmd {
     /// Not answered: a BEGIN that fails fails the next command that waits, and the writes
-    /// before it are not run.
-    Begin,
+    /// before it are not run. With the transaction's number (see [`Writer::current`]).
+    Begin(u64),
     /// Writes nobody waits for; the permit is given back when they are done.
     Run(Vec<Queued>, OwnedSemaphorePermit),
     Execute(Queued, oneshot::Sender<Result<u64, StoreError>>),
@@ -45,6 +47,12 @@ pub(super) struct Writer {
     cmds: mpsc::UnboundedSender<Cmd>,
     lock: Arc<Mutex<()>>,
     in_flight: Arc<Semaphore>,
+    /// Ends the statement the thread runs (see [`LiteTx`]'s drop).
+    interrupt: Arc<rusqlite::InterruptHandle>,
+    /// The number of the transaction whose commands the thread runs (from its BEGIN to its
+    /// end; 0 between transactions), and the number the next one takes.
+    current: Arc<AtomicU64>,
+    numbers: Arc<AtomicU64>,
 }
 
 /// A result row read through the write connection: column names and owned values.
@@ -70,13 +78,17 @@ fn closed() -> StoreError {
 
 impl Writer {
     /// Opens `path` (creating it) with the settings of the write connection and starts its
-    /// thread.
-    pub(super) fn open(path: &Path) -> Result<Writer, StoreError> {
-        Writer::open_waiting(path, Duration::from_secs(10))
+    /// thread; each statement ends after `statement_timeout`.
+    pub(super) fn open(path: &Path, statement_timeout: Duration) -> Result<Writer, StoreError> {
+        Writer::open_waiting(path, Duration::from_secs(10), statement_timeout)
     }
 
     /// [`Writer::open`], waiting at most `busy` for another process's write lock.
-    pub(super) fn open_waiting(path: &Path, busy: Duration) -> Result<Writer, StoreError> {
+    pub(super) fn open_waiting(
+        path: &Path,
+        busy: Duration,
+        statement_timeout: Duration,
+    ) -> Result<Writer, StoreError> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -108,15 +120,31 @@ impl Writer {
             .map_err(|e| {
                 StoreError::Config(format!("cannot start the SQLite checkpointer: {e}"))
             })?;
+        let clock = Clock::new(statement_timeout);
+        clock.install(&conn);
+        let interrupt = Arc::new(conn.get_interrupt_handle());
+        let current = Arc::new(AtomicU64::new(0));
         let (cmds, rx) = mpsc::unbounded_channel();
+        let thread = WriterThread {
+            conn,
+            committed,
+            clock,
+            current: current.clone(),
+            failed: None,
+            unbegun: None,
+            poisoned: None,
+        };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || serve(conn, rx, committed))
+            .spawn(move || serve(thread, rx))
             .map_err(|e| StoreError::Config(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Writer {
             cmds,
             lock: Arc::new(Mutex::new(())),
             in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+            interrupt,
+            current,
+            numbers: Arc::new(AtomicU64::new(1)),
         })
     }
 
@@ -134,10 +162,12 @@ impl Writer {
     /// that waits.
     pub(super) async fn begin(&self) -> Result<LiteTx, StoreError> {
         let guard = self.lock.clone().lock_owned().await;
-        self.cmds.send(Cmd::Begin).map_err(|_| closed())?;
+        let number = self.numbers.fetch_add(1, Ordering::Relaxed);
+        self.cmds.send(Cmd::Begin(number)).map_err(|_| closed())?;
         Ok(LiteTx {
             writer: self.clone(),
             open: true,
+            number,
             _guard: guard,
         })
     }
@@ -161,6 +191,8 @@ impl Writer {
 pub(super) struct LiteTx {
     writer: Writer,
     open: bool,
+    /// Its number (see [`Writer::current`]).
+    number: u64,
     // Dropped after `drop` has sent the rollback: the next transaction begins after it.
     _guard: OwnedMutexGuard<()>,
 }
@@ -241,8 +273,14 @@ impl Reads {
 }
 
 impl Drop for LiteTx {
+    /// Rolls back an open transaction, first ending the statement of it that runs, if any
+    /// (its request was cancelled, say). While another transaction's commit is still being
+    /// made, the thread is not in this one, and nothing is interrupted.
     fn drop(&mut self) {
         if self.open {
+            if self.writer.current.load(Ordering::Acquire) == self.number {
+                self.writer.interrupt.interrupt();
+            }
             let _ = self.writer.cmds.send(Cmd::Rollback);
         }
     }
@@ -261,18 +299,7 @@ fn checkpoints(conn: Connection, wake: std::sync::mpsc::Receiver<()>) {
 
 /// The writer thread: commands in order until every sender is gone or [`Cmd::Close`]. Each
 /// commit wakes the checkpointer (`committed`).
-fn serve(
-    conn: Connection,
-    mut rx: mpsc::UnboundedReceiver<Cmd>,
-    committed: std::sync::mpsc::SyncSender<()>,
-) {
-    let mut writer = WriterThread {
-        conn,
-        committed,
-        failed: None,
-        unbegun: None,
-        poisoned: None,
-    };
+fn serve(mut writer: WriterThread, mut rx: mpsc::UnboundedReceiver<Cmd>) {
     while let Some(cmd) = rx.blocking_recv() {
         if let Cmd::Close(reply) = cmd {
             drop(writer);
@@ -287,6 +314,10 @@ fn serve(
 struct WriterThread {
     conn: Connection,
     committed: std::sync::mpsc::SyncSender<()>,
+    /// The deadline of the statement that runs.
+    clock: Arc<Clock>,
+    /// The number of the transaction in progress (see [`Writer::current`]).
+    current: Arc<AtomicU64>,
     /// The first failure of writes nobody waited for, kept for the next command that waits.
     failed: Option<StoreError>,
     /// Why the open transaction's BEGIN failed: everything sent in it fails, until its end.
@@ -299,9 +330,10 @@ struct WriterThread {
 impl WriterThread {
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Begin => {
+            Cmd::Begin(number) => {
                 // A transaction left open (its end never sent) ends here.
                 self.rollback_open();
+                self.current.store(number, Ordering::Release);
                 self.failed = None;
                 self.poisoned = None;
                 self.unbegun = self
@@ -312,17 +344,24 @@ impl WriterThread {
             }
             Cmd::Run(stmts, permit) => {
                 if self.failed.is_none() && self.unbegun.is_none() && self.poisoned.is_none() {
-                    if let Some(e) = stmts.iter().find_map(|q| run(&self.conn, q, None).err()) {
+                    let clock = &self.clock;
+                    let failed = stmts.iter().find_map(|q| {
+                        clock.start();
+                        run(&self.conn, q, None).err()
+                    });
+                    if let Some(e) = failed {
                         self.failed = Some(e);
                     }
                 }
                 drop(permit);
             }
             Cmd::Execute(q, reply) => {
+                self.clock.start();
                 let r = self.settled().and_then(|()| run(&self.conn, &q, None));
                 let _ = reply.send(r);
             }
             Cmd::Fetch(q, reply) => {
+                self.clock.start();
                 let r = self.settled().and_then(|()| {
                     let mut rows = Vec::new();
                     run(&self.conn, &q, Some(&mut rows)).map(|_| rows)
@@ -335,6 +374,7 @@ impl WriterThread {
                     .and_then(|()| self.conn.execute_batch("COMMIT").map_err(Into::into));
                 self.unbegun = None;
                 self.poisoned = None;
+                self.current.store(0, Ordering::Release);
                 if r.is_err() {
                     self.rollback_open();
                 } else {
@@ -344,6 +384,7 @@ impl WriterThread {
                 let _ = reply.send(r);
             }
             Cmd::Rollback => {
+                self.current.store(0, Ordering::Release);
                 self.failed = None;
                 self.unbegun = None;
                 self.poisoned = None;

@@ -10,14 +10,17 @@ mod error;
 mod lite;
 mod migrate;
 mod pg;
+mod pg_conn;
 mod queue;
 mod row;
 mod tx;
+mod watch;
 
+use arg::sqlite_query;
 pub use arg::{parse_decimal, sqlite_timestamp, Arg};
-use arg::{pg_query, pg_sql, sqlite_query};
 pub use error::StoreError;
 pub use lite::LiteRow;
+use pg_conn::PgConn;
 pub use queue::Shape;
 pub use row::Row;
 use tx::TxConn;
@@ -87,7 +90,12 @@ enum Pools {
 pub struct Db {
     pools: Pools,
     shared: Arc<Shared>,
+    /// How long one statement may run before the database ends it.
+    statement_timeout: Duration,
 }
+
+/// How long one statement may run unless told otherwise ([`Db::connect_with`]).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a fact one transaction found stays shared with the next (see [`Tx::share`]).
 const SHARED_FOR: Duration = Duration::from_secs(10);
@@ -155,6 +163,13 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Connects to `url` (`sqlite://path` or `postgres://...`), creating a SQLite file if missing.
     pub async fn connect(url: &str) -> Result<Db, StoreError> {
+        Db::connect_with(url, STATEMENT_TIMEOUT).await
+    }
+
+    /// [`Db::connect`], every statement ended by the database after `statement_timeout`
+    /// (PostgreSQL's `statement_timeout`; on SQLite a progress handler that interrupts it).
+    pub async fn connect_with(url: &str, statement_timeout: Duration) -> Result<Db, StoreError> {
+        let statement_timeout = statement_timeout.max(Duration::from_millis(1));
         if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -171,7 +186,7 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts.clone())
                 .await?;
-            let writer = lite::Writer::open(opts.get_filename())?;
+            let writer = lite::Writer::open(opts.get_filename(), statement_timeout)?;
             let read = SqlitePoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(8)
@@ -185,20 +200,13 @@ impl Db {
                     writer,
                 },
                 shared: Arc::default(),
+                statement_timeout,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            // No statement logging: sqlx logs the text of a slow statement, and the writes
-            // carry their values in their text (patient data stays out of the logs).
-            let opts = PgConnectOptions::from_str(url)?.disable_statement_logging();
-            let pool = PgPoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(opts)
-                .await?;
             Ok(Db {
-                pools: Pools::Postgres(pool),
+                pools: Pools::Postgres(pg_pool(url, statement_timeout).await?),
                 shared: Arc::default(),
+                statement_timeout,
             })
         } else {
             Err(StoreError::Config(
@@ -219,7 +227,14 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.pools {
             Pools::Sqlite { write, .. } => migrate::sqlite().run(write).await?,
-            Pools::Postgres(p) => migrate::postgres().run(p).await?,
+            Pools::Postgres(p) => {
+                // On a connection of their own, without the statement timeout: rewriting a large
+                // table may take longer. Closed afterwards, with its setting.
+                let mut conn = p.acquire().await?;
+                sqlx::Executor::execute(&mut *conn, "SET statement_timeout = 0").await?;
+                migrate::postgres().run(&mut *conn).await?;
+                drop(conn.detach());
+            }
         }
         let sql = match self.dialect() {
             Dialect::Sqlite => {
@@ -250,7 +265,7 @@ impl Db {
                 Tx::new(TxConn::Sqlite(writer.begin().await?), self.shared.clone())
             }
             Pools::Postgres(p) => Tx::new(
-                TxConn::Postgres(pg::PgTx::new(p.begin().await?)),
+                TxConn::Postgres(pg::PgTx::new(PgConn::begin(p).await?)),
                 self.shared.clone(),
             ),
         })
@@ -259,14 +274,19 @@ impl Db {
     /// Runs a query that returns rows, outside any transaction (a read).
     pub async fn fetch_all(&self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
         Ok(match &self.pools {
-            Pools::Sqlite { read, .. } => sqlite_query(sql, args)
-                .fetch_all(read)
+            Pools::Sqlite { read, .. } => {
+                let mut conn = read.acquire().await?;
+                let _watch = watch::Watch::set(&mut conn, self.statement_timeout).await?;
+                sqlite_query(sql, args)
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .into_iter()
+                    .map(Row::Sqlite)
+                    .collect()
+            }
+            Pools::Postgres(p) => PgConn::acquire(p)
                 .await?
-                .into_iter()
-                .map(Row::Sqlite)
-                .collect(),
-            Pools::Postgres(p) => pg_query(&pg_sql(sql), args)
-                .fetch_all(p)
+                .fetch_all(sql, args)
                 .await?
                 .into_iter()
                 .map(Row::Postgres)
@@ -277,12 +297,17 @@ impl Db {
     /// Runs a query that returns at most one row, outside any transaction.
     pub async fn fetch_optional(&self, sql: &str, args: &[Arg]) -> Result<Option<Row>, StoreError> {
         Ok(match &self.pools {
-            Pools::Sqlite { read, .. } => sqlite_query(sql, args)
-                .fetch_optional(read)
+            Pools::Sqlite { read, .. } => {
+                let mut conn = read.acquire().await?;
+                let _watch = watch::Watch::set(&mut conn, self.statement_timeout).await?;
+                sqlite_query(sql, args)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .map(Row::Sqlite)
+            }
+            Pools::Postgres(p) => PgConn::acquire(p)
                 .await?
-                .map(Row::Sqlite),
-            Pools::Postgres(p) => pg_query(&pg_sql(sql), args)
-                .fetch_optional(p)
+                .fetch_optional(sql, args)
                 .await?
                 .map(Row::Postgres),
         })
@@ -292,10 +317,7 @@ impl Db {
     pub async fn execute(&self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
         Ok(match &self.pools {
             Pools::Sqlite { writer, .. } => writer.execute(sql, args).await?,
-            Pools::Postgres(p) => pg_query(&pg_sql(sql), args)
-                .execute(p)
-                .await?
-                .rows_affected(),
+            Pools::Postgres(p) => PgConn::acquire(p).await?.execute(sql, args).await?,
         })
     }
 
@@ -327,6 +349,43 @@ impl Db {
             Pools::Postgres(p) => p.close().await,
         }
     }
+}
+
+/// The PostgreSQL pool: every statement under `statement_timeout`, and every connection's
+/// client checked every second while it runs (PostgreSQL 14 and later), so that a statement
+/// whose connection was closed ends (see [`PgConn`]).
+async fn pg_pool(url: &str, statement_timeout: Duration) -> Result<PgPool, StoreError> {
+    let ms = statement_timeout.as_millis().clamp(1, i32::MAX as u128);
+    // No statement logging: sqlx logs the text of a slow statement, and the writes
+    // carry their values in their text (patient data stays out of the logs).
+    let opts = PgConnectOptions::from_str(url)?
+        .disable_statement_logging()
+        .options([
+            ("statement_timeout", format!("{ms}")),
+            // A transaction left idle (its process stopped answering) gives its locks back.
+            (
+                "idle_in_transaction_session_timeout",
+                format!("{}", ms.saturating_mul(2)),
+            ),
+        ]);
+    Ok(PgPoolOptions::new()
+        .test_before_acquire(false)
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // Older servers do not know the setting: they only notice a closed client
+                // when they next write to it.
+                let _ = sqlx::Executor::execute(
+                    &mut *conn,
+                    "SET client_connection_check_interval = 1000",
+                )
+                .await;
+                Ok(())
+            })
+        })
+        .connect_with(opts)
+        .await?)
 }
 
 /// `?, ?, ?` for `n` values.

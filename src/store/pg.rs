@@ -4,25 +4,34 @@
 //! shape), with the values in binary form. Other statements go bound as they are.
 
 use super::arg::{parse_decimal, pg_query, pg_sql, JsonText};
+use super::pg_conn::PgConn;
 use super::queue::{arrange, Queued, Shape, TableOrder, What};
 use super::{Arg, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::ops::Range;
 use uuid::Uuid;
 
-pub(super) type PgTransaction = sqlx::Transaction<'static, sqlx::Postgres>;
-
 /// A PostgreSQL transaction whose queued writes may be on their way: a task owns the
 /// connection while it sends them, and gives it back with how it went. Whatever comes next
 /// (a read, the next writes, the commit) waits for it first, so the order holds, and a failure
 /// among them surfaces there.
+/// Dropped while writes are on their way, it stops their task: the connection is closed with
+/// its statement (see [`PgConn`]).
 pub(super) struct PgTx {
-    pub tx: Option<PgTransaction>,
-    pub sending: Option<tokio::task::JoinHandle<(PgTransaction, Result<(), StoreError>)>>,
+    pub tx: Option<PgConn>,
+    pub sending: Option<tokio::task::JoinHandle<(PgConn, Result<(), StoreError>)>>,
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if let Some(h) = self.sending.take() {
+            h.abort();
+        }
+    }
 }
 
 impl PgTx {
-    pub fn new(tx: PgTransaction) -> PgTx {
+    pub fn new(tx: PgConn) -> PgTx {
         PgTx {
             tx: Some(tx),
             sending: None,
@@ -30,9 +39,12 @@ impl PgTx {
     }
 
     /// The connection, once the writes on their way have been made.
-    pub async fn conn(&mut self) -> Result<&mut PgTransaction, StoreError> {
-        if let Some(h) = self.sending.take() {
-            let (t, sent) = h.await.map_err(|_| StoreError::Closed)?;
+    pub async fn conn(&mut self) -> Result<&mut PgConn, StoreError> {
+        // Awaited where it is kept: dropped meanwhile, the task is stopped with this.
+        if let Some(h) = self.sending.as_mut() {
+            let done = h.await;
+            self.sending = None;
+            let (t, sent) = done.map_err(|_| StoreError::Closed)?;
             self.tx = Some(t);
             sent?;
         }
@@ -66,7 +78,7 @@ impl PgTx {
     pub async fn commit(mut self) -> Result<(), StoreError> {
         self.conn().await?;
         match self.tx.take() {
-            Some(t) => Ok(t.commit().await?),
+            Some(t) => t.commit().await,
             None => Err(StoreError::Closed),
         }
     }
@@ -271,11 +283,11 @@ pub(super) fn pieces(queued: Vec<Queued>) -> Result<Vec<Piece>, StoreError> {
 }
 
 /// Makes the writes of [`pieces`], in order.
-async fn send(t: &mut PgTransaction, pieces: Vec<Piece>) -> Result<(), StoreError> {
+async fn send(t: &mut PgConn, pieces: Vec<Piece>) -> Result<(), StoreError> {
     for p in pieces {
         match p {
             Piece::Statement(sql, args) => {
-                pg_query(&sql, &args).execute(&mut **t).await?;
+                t.run(pg_query(&sql, &args)).await?;
             }
             Piece::Rows(sql, columns) => {
                 let mut q = sqlx::query(&sql);
@@ -292,7 +304,7 @@ async fn send(t: &mut PgTransaction, pieces: Vec<Piece>) -> Result<(), StoreErro
                         Column::Bytes(v) => q.bind(v),
                     };
                 }
-                q.execute(&mut **t).await?;
+                t.run(q).await?;
             }
         }
     }

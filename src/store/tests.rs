@@ -305,7 +305,9 @@ async fn a_begin_that_fails_fails_its_transaction_and_runs_none_of_its_writes() 
     let (db, path) = sqlite_db().await;
     let before = roles(&db).await;
     // Another connection holds the write lock past the writer's wait.
-    let writer = lite::Writer::open_waiting(&path, Duration::from_millis(50)).unwrap();
+    let writer =
+        lite::Writer::open_waiting(&path, Duration::from_millis(50), super::STATEMENT_TIMEOUT)
+            .unwrap();
     let other = rusqlite::Connection::open(&path).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
     let role = |name: &str| {

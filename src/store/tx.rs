@@ -1,6 +1,6 @@
 //! A database transaction: its reads, and its writes that wait to be sent together.
 
-use super::arg::{keep, pg_query, pg_sql};
+use super::arg::keep;
 use super::pg::PgTx;
 use super::queue::{Queued, Shape, What, MAX_ROWS};
 use super::{lite, Arg, Dialect, Row, Shared, StoreError, TxReads};
@@ -342,10 +342,7 @@ impl Tx {
         self.flush().await?;
         Ok(match &mut self.conn {
             TxConn::Sqlite(t) => t.execute(sql, args).await?,
-            TxConn::Postgres(t) => pg_query(&pg_sql(sql), args)
-                .execute(&mut **t.conn().await?)
-                .await?
-                .rows_affected(),
+            TxConn::Postgres(t) => t.conn().await?.execute(sql, args).await?,
         })
     }
 
@@ -358,8 +355,10 @@ impl Tx {
                 .into_iter()
                 .map(Row::Lite)
                 .collect(),
-            TxConn::Postgres(t) => pg_query(&pg_sql(sql), args)
-                .fetch_all(&mut **t.conn().await?)
+            TxConn::Postgres(t) => t
+                .conn()
+                .await?
+                .fetch_all(sql, args)
                 .await?
                 .into_iter()
                 .map(Row::Postgres)
@@ -375,8 +374,10 @@ impl Tx {
         self.flush().await?;
         Ok(match &mut self.conn {
             TxConn::Sqlite(t) => t.fetch(sql, args).await?.into_iter().next().map(Row::Lite),
-            TxConn::Postgres(t) => pg_query(&pg_sql(sql), args)
-                .fetch_optional(&mut **t.conn().await?)
+            TxConn::Postgres(t) => t
+                .conn()
+                .await?
+                .fetch_optional(sql, args)
                 .await?
                 .map(Row::Postgres),
         })

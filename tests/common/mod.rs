@@ -145,6 +145,14 @@ impl TestApp {
     }
 
     pub async fn spawn_with(engine: Engine, max_body: usize) -> TestApp {
+        let settings = expediente::Settings {
+            max_body,
+            ..Default::default()
+        };
+        Self::spawn_settings(engine, settings).await
+    }
+
+    pub async fn spawn_settings(engine: Engine, settings: expediente::Settings) -> TestApp {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("warn")
@@ -173,7 +181,7 @@ impl TestApp {
                 (format!("{base}/{name}"), Cleanup::Database(name))
             }
         };
-        let state = expediente::build_state(&url, max_body, None)
+        let state = expediente::build_state(&url, settings)
             .await
             .expect("server state");
         let db = state.fhir.db.clone();
