@@ -22,6 +22,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -118,6 +119,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        // A bug that panics answers 500 like any other failure (logged, with the request id)
+        // instead of closing the connection without an answer.
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                Error::Internal(anyhow::anyhow!("a handler panicked")).into_response()
+            },
+        ))
         .layer(middleware::from_fn_with_state(timeout, within_time))
         .layer(middleware::from_fn(within_limits))
         .layer(middleware::from_fn(finish_errors))

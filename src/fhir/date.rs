@@ -98,7 +98,7 @@ pub fn parse_range(s: &str) -> Option<DateRange> {
             })
         }
         10 => {
-            let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+            let d = parse_day(s)?;
             Some(DateRange {
                 start: midnight(d),
                 end: midnight(d + Duration::days(1)),
@@ -108,10 +108,27 @@ pub fn parse_range(s: &str) -> Option<DateRange> {
     }
 }
 
+/// `YYYY-MM-DD` with a four-digit year, as FHIR writes dates (chrono alone also reads signed
+/// years of six digits, at the edge of what its arithmetic holds).
+fn parse_day(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    let shape = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    shape
+        .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        .flatten()
+}
+
 fn parse_date_time(s: &str) -> Option<DateRange> {
     let t = s.find('T')?;
     let (date_part, rest) = (&s[..t], &s[t + 1..]);
-    let date = NaiveDate::parse_from_str(date_part, "%Y-%m-%d").ok()?;
+    let date = parse_day(date_part)?;
     let zone_at = rest.find(['Z', '+', '-']).unwrap_or(rest.len());
     let (time_part, zone) = rest.split_at(zone_at);
     let offset = match zone {

@@ -13,9 +13,12 @@ pub struct JsonError(pub String);
 /// Parses a request body. Nesting deeper than serde_json's limit (128) is an error, not a crash.
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = Strict
-        .deserialize(&mut de)
-        .map_err(|e| JsonError(describe(&e)))?;
+    let start = bytes.as_ptr() as usize;
+    let value = Strict {
+        input: (start, start + bytes.len()),
+    }
+    .deserialize(&mut de)
+    .map_err(|e| JsonError(describe(&e)))?;
     de.end().map_err(|e| JsonError(describe(&e)))?;
     Ok(value)
 }
@@ -25,18 +28,66 @@ fn describe(e: &serde_json::Error) -> String {
     format!("The body is not valid FHIR JSON: {e}")
 }
 
+/// The key under which serde_json hands over a number kept as written (its
+/// arbitrary-precision numbers arrive as a map of this one key).
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
-struct Strict;
+/// Reads one value of the body whose bytes span the addresses `input`.
+#[derive(Clone, Copy)]
+struct Strict {
+    input: (usize, usize),
+}
 
 impl<'de> DeserializeSeed<'de> for Strict {
     type Value = Value;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(StrictVisitor)
+        d.deserialize_any(StrictVisitor { input: self.input })
     }
 }
 
-struct StrictVisitor;
+struct StrictVisitor {
+    input: (usize, usize),
+}
+
+/// A property name, and whether the body wrote it: serde_json's number key is its own static
+/// text, a key of the body is read from the body (or unescaped from it into a new string).
+struct Key {
+    text: String,
+    written: bool,
+}
+
+#[derive(Clone, Copy)]
+struct KeySeed {
+    input: (usize, usize),
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a property name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key, E> {
+        let at = v.as_ptr() as usize;
+        Ok(Key {
+            text: v.to_owned(),
+            written: at >= self.input.0 && at < self.input.1,
+        })
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+        Ok(Key {
+            text: v.to_owned(),
+            written: true,
+        })
+    }
+}
 
 fn check_text<E: de::Error>(s: &str) -> Result<(), E> {
     if s.chars()
@@ -97,21 +148,27 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(Strict)? {
+        while let Some(v) = seq.next_element_seed(Strict { input: self.input })? {
             out.push(v);
         }
         Ok(Value::Array(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
+        let input = self.input;
+        while let Some(Key { text: key, written }) = map.next_key_seed(KeySeed { input })? {
             if key == NUMBER_TOKEN {
+                if written {
+                    return Err(de::Error::custom(
+                        "a property name is serde_json's own number marker",
+                    ));
+                }
                 // serde_json's arbitrary-precision numbers arrive as this one-entry map.
                 let text: String = map.next_value()?;
                 return number(&text);
             }
             check_text(&key)?;
-            let value = map.next_value_seed(Strict)?;
+            let value = map.next_value_seed(Strict { input })?;
             if out.contains_key(&key) {
                 return Err(de::Error::custom(format!(
                     "duplicate property '{}'",
@@ -133,6 +190,20 @@ mod tests {
         assert!(parse_strict(br#"{"id":"a","id":"b"}"#).is_err());
         assert!(parse_strict(br#"{"a":[{"x":1,"x":1}]}"#).is_err());
         assert!(parse_strict(br#"{"a":{"x":1},"b":{"x":1}}"#).is_ok());
+    }
+
+    #[test]
+    fn an_object_is_never_read_as_a_number_whatever_its_keys() {
+        for body in [
+            r#"{"resource":{"$serde_json::private::Number":"0"}}"#,
+            r#"{"a":1,"$serde_json::private::Number":"1"}"#,
+            r#"{"\u0024serde_json::private::Number":"2"}"#,
+        ] {
+            assert!(parse_strict(body.as_bytes()).is_err(), "{body}");
+        }
+        let numbers = parse_strict(b"[1.0, {\"n\": 2e3}]").unwrap();
+        assert_eq!(numbers[0].to_string(), "1.0");
+        assert!(numbers[1]["n"].is_number());
     }
 
     #[test]

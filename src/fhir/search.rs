@@ -55,27 +55,69 @@ fn shown(name: &str) -> String {
 /// Parameters that only concern the representation.
 pub const FORMAT_PARAMS: &[&str] = &["_format", "_pretty"];
 
-/// Splits a value on commas not escaped with a backslash, and unescapes `\,` `\$` `\\`.
+/// Splits a parameter's value at its unescaped commas, unescaping `\,` and `\$`. `\\` and `\|`
+/// stay escaped: a `|` separates the parts of a token or a quantity ([`split_pipe`]), and
+/// [`unescape`] gives the plain value of the other types.
 pub fn split_values(v: &str) -> Vec<String> {
     let mut out = vec![String::new()];
     let mut chars = v.chars();
     while let Some(c) = chars.next() {
+        let Some(last) = out.last_mut() else {
+            break;
+        };
         match c {
             '\\' => match chars.next() {
-                Some(n @ (',' | '$' | '\\')) => out.last_mut().map(|s| s.push(n)).unwrap_or(()),
+                Some(n @ (',' | '$')) => last.push(n),
                 Some(n) => {
-                    if let Some(s) = out.last_mut() {
-                        s.push('\\');
-                        s.push(n);
-                    }
+                    last.push('\\');
+                    last.push(n);
                 }
-                None => out.last_mut().map(|s| s.push('\\')).unwrap_or(()),
+                None => last.push('\\'),
             },
             ',' => out.push(String::new()),
-            c => out.last_mut().map(|s| s.push(c)).unwrap_or(()),
+            c => last.push(c),
         }
     }
     out
+}
+
+/// A value of [`split_values`] with `\|` and `\\` unescaped: the value of a type whose values
+/// have no parts.
+pub fn unescape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut chars = v.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('\\', Some(&n @ ('|' | '\\'))) => {
+                out.push(n);
+                chars.next();
+            }
+            (c, _) => out.push(c),
+        }
+    }
+    out
+}
+
+/// Splits a value of [`split_values`] at its first unescaped `|` (`system|code`,
+/// `number|system|code`): the part before it with `\|` and `\\` unescaped, and the rest as
+/// written (split it again for a third part).
+pub fn split_pipe(v: &str) -> (String, Option<&str>) {
+    let mut first = String::new();
+    let mut chars = v.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.clone().next() {
+                Some((_, n @ ('|' | '\\'))) => {
+                    first.push(n);
+                    chars.next();
+                }
+                _ => first.push('\\'),
+            },
+            '|' => return (first, Some(&v[i + 1..])),
+            c => first.push(c),
+        }
+    }
+    (first, None)
 }
 
 /// `_count`: a page size, at most [`MAX_COUNT`].
@@ -142,8 +184,17 @@ mod tests {
     fn commas_separate_values_unless_escaped() {
         assert_eq!(split_values("a,b"), vec!["a", "b"]);
         assert_eq!(split_values(r"a\,b,c"), vec!["a,b", "c"]);
-        assert_eq!(split_values(r"x\$y\\z"), vec![r"x$y\z"]);
+        assert_eq!(split_values(r"x\$y\\z"), vec![r"x$y\\z"]);
+        assert_eq!(unescape(r"x$y\\z"), r"x$y\z");
         assert_eq!(split_values(r"sys\|x"), vec![r"sys\|x"]);
+        assert_eq!(unescape(r"sys\|x"), "sys|x");
+        assert_eq!(split_values(r"a\\,b"), vec![r"a\\", "b"]);
+        assert_eq!(unescape(r"a\\"), r"a\");
+        assert_eq!(split_values(r"sys\\|x"), vec![r"sys\\|x"]);
+        assert_eq!(split_pipe(r"a\|b|c\|d"), (r"a|b".to_owned(), Some(r"c\|d")));
+        assert_eq!(split_pipe(r"sys\\|x"), (r"sys\".to_owned(), Some("x")));
+        assert_eq!(split_pipe(r"\|"), ("|".to_owned(), None));
+        assert_eq!(split_pipe("code"), ("code".to_owned(), None));
     }
 
     #[test]

@@ -19,12 +19,37 @@ pub fn parse_patch(doc: &Value) -> Result<json_patch::Patch> {
             "a JSON Patch document is an array of operations",
         ));
     }
-    serde_json::from_value(doc.clone()).map_err(|e| {
+    // Each operation's value is taken out before the operations are read and put back after:
+    // read through serde's tagged enums, a number would lose the digits it was written with
+    // (`-0`), or be refused past 128 bits.
+    let mut ops = doc.clone();
+    let mut values = Vec::new();
+    for op in ops.as_array_mut().into_iter().flatten() {
+        let value = op.as_object_mut().and_then(|o| o.remove("value"));
+        if let (Some(o), Some(_)) = (op.as_object_mut(), &value) {
+            o.insert("value".into(), Value::Null);
+        }
+        values.push(value);
+    }
+    let mut patch: json_patch::Patch = serde_json::from_value(ops).map_err(|e| {
         Error::bad_request(
             IssueType::Structure,
             format!("not a valid JSON Patch document: {e}"),
         )
-    })
+    })?;
+    for (op, value) in patch.0.iter_mut().zip(values) {
+        use json_patch::PatchOperation as Op;
+        if let (
+            Op::Add(json_patch::AddOperation { value: v, .. })
+            | Op::Replace(json_patch::ReplaceOperation { value: v, .. })
+            | Op::Test(json_patch::TestOperation { value: v, .. }),
+            Some(value),
+        ) = (op, value)
+        {
+            *v = value;
+        }
+    }
+    Ok(patch)
 }
 
 impl Fhir {

@@ -146,6 +146,23 @@ impl Writer {
                     "1 = 0"
                 });
             }
+            Cond::And(all) if self.dialect == Dialect::Postgres && shares_lists(all) => {
+                self.and_intersected(all, hoist, out, args);
+            }
+            Cond::Or(all) if equalities_of_one(all).is_some() => {
+                // `x = ? OR x = ? ...` as `x IN (?, ?, ...)`: one list, planned once (SQLite
+                // plans each OR term of a long disjunction, and took seconds over hundreds).
+                let expr = equalities_of_one(all).unwrap_or_default();
+                out.push_str(&format!(
+                    "{expr} IN ({})",
+                    crate::store::placeholders(all.len())
+                ));
+                for item in all {
+                    if let Cond::Sql(_, values) = item {
+                        args.extend(values.iter().cloned());
+                    }
+                }
+            }
             Cond::And(all) | Cond::Or(all) => {
                 let op = if matches!(c, Cond::And(_)) {
                     " AND "
@@ -197,6 +214,51 @@ impl Writer {
         }
     }
 
+    /// On PostgreSQL, `all` ANDed with the lists of one expression intersected into one
+    /// (`expr = ANY (ARRAY(SELECT * FROM (l1) i0 INTERSECT SELECT * FROM (l2) i1))`): a hashed
+    /// set operation, linear in the values listed. Each list a condition of its own, every row
+    /// would scan each list's array (as many lists as parameters, as long as their matches).
+    fn and_intersected(
+        &mut self,
+        all: &[Cond],
+        hoist: bool,
+        out: &mut String,
+        args: &mut Vec<Arg>,
+    ) {
+        let mut done = vec![false; all.len()];
+        out.push('(');
+        for i in 0..all.len() {
+            if done[i] {
+                continue;
+            }
+            if i > 0 {
+                out.push_str(" AND ");
+            }
+            let Cond::In(expr, _) = &all[i] else {
+                self.cond(&all[i], hoist, out, args);
+                continue;
+            };
+            out.push_str(&format!("{expr} = ANY (ARRAY("));
+            let mut n = 0;
+            for (j, item) in all.iter().enumerate().skip(i) {
+                if let Cond::In(e, list) = item {
+                    if e == expr {
+                        done[j] = true;
+                        if n > 0 {
+                            out.push_str(" INTERSECT ");
+                        }
+                        out.push_str("SELECT * FROM (");
+                        self.list(list, hoist, out, args);
+                        out.push_str(&format!(") i{n}"));
+                        n += 1;
+                    }
+                }
+            }
+            out.push_str("))");
+        }
+        out.push(')');
+    }
+
     fn list(&mut self, list: &List, hoist: bool, out: &mut String, args: &mut Vec<Arg>) {
         for (i, s) in list.0.iter().enumerate() {
             if i > 0 {
@@ -206,6 +268,37 @@ impl Writer {
             self.cond(&s.cond, hoist, out, args);
         }
     }
+}
+
+/// The expression `x` when every one of `all` (two or more) is `x = ?` with its one value.
+fn equalities_of_one(all: &[Cond]) -> Option<&str> {
+    let mut expr = None;
+    for c in all {
+        let Cond::Sql(text, values) = c else {
+            return None;
+        };
+        let x = text.strip_suffix(" = ?")?;
+        if values.len() != 1 || x.contains('?') || x.contains(' ') || expr.is_some_and(|e| e != x) {
+            return None;
+        }
+        expr = Some(x);
+    }
+    expr.filter(|_| all.len() > 1)
+}
+
+/// Whether two of `all` are lists of one expression.
+fn shares_lists(all: &[Cond]) -> bool {
+    let exprs: Vec<&String> = all
+        .iter()
+        .filter_map(|c| match c {
+            Cond::In(e, _) => Some(e),
+            _ => None,
+        })
+        .collect();
+    exprs
+        .iter()
+        .enumerate()
+        .any(|(i, e)| exprs[i + 1..].contains(e))
 }
 
 #[cfg(test)]
@@ -243,6 +336,64 @@ mod tests {
                 _ => -1,
             })
             .collect()
+    }
+
+    #[test]
+    fn equalities_of_one_column_become_one_list() {
+        let eq = |v: i64| Cond::Sql("t.fhir_id = ?".into(), vec![Arg::Int(Some(v))]);
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let r = Rendered::of(&Cond::Or(vec![eq(1), eq(2), eq(3)]), dialect);
+            assert_eq!(r.sql, "t.fhir_id IN (?, ?, ?)");
+            assert_eq!(ints(&r.args), vec![1, 2, 3]);
+        }
+        // Not when the terms differ, or are more than one expression.
+        let mixed = Cond::Or(vec![
+            eq(1),
+            Cond::Sql("t.b = ?".into(), vec![Arg::Int(Some(2))]),
+        ]);
+        assert_eq!(
+            Rendered::of(&mixed, Dialect::Sqlite).sql,
+            "(t.fhir_id = ? OR t.b = ?)"
+        );
+        let expr = Cond::Or(vec![
+            Cond::Sql("t.a = 1 AND t.b = ?".into(), vec![Arg::Int(Some(1))]),
+            Cond::Sql("t.a = 1 AND t.b = ?".into(), vec![Arg::Int(Some(2))]),
+        ]);
+        assert!(Rendered::of(&expr, Dialect::Sqlite).sql.contains(" OR "));
+    }
+
+    #[test]
+    fn postgres_intersects_the_lists_of_one_expression_into_one_array() {
+        let name = |v: i64| {
+            Cond::in_select(
+                "t.id",
+                "s.row_id",
+                "search_strings s",
+                Cond::Sql("s.value = ?".into(), vec![Arg::Int(Some(v))]),
+            )
+        };
+        let c = Cond::And(vec![
+            Cond::Sql("t.a = ?".into(), vec![Arg::Int(Some(1))]),
+            name(2),
+            Cond::Sql("t.b = ?".into(), vec![Arg::Int(Some(3))]),
+            name(4),
+            name(5),
+        ]);
+        let r = Rendered::of(&c, Dialect::Postgres);
+        assert_eq!(
+            r.sql,
+            "(t.a = ? AND t.id = ANY (ARRAY(\
+             SELECT * FROM (SELECT s.row_id FROM search_strings s WHERE s.value = ?) i0 INTERSECT \
+             SELECT * FROM (SELECT s.row_id FROM search_strings s WHERE s.value = ?) i1 INTERSECT \
+             SELECT * FROM (SELECT s.row_id FROM search_strings s WHERE s.value = ?) i2)) AND t.b = ?)"
+        );
+        assert_eq!(ints(&r.args), vec![1, 2, 4, 5, 3]);
+        // One list of an expression stays as it was.
+        let one = Rendered::of(
+            &Cond::And(vec![name(1), Cond::sql("t.c")]),
+            Dialect::Postgres,
+        );
+        assert!(!one.sql.contains("INTERSECT"));
     }
 
     #[test]

@@ -156,29 +156,32 @@ fn one_value(
     if value.is_empty() {
         return Err(bad("empty value"));
     }
+    // The value as written, for the types whose values have parts separated by `|` (tokens,
+    // quantities), and unescaped for the others.
+    let plain = crate::fhir::search::unescape(value);
     if *modifier == Modifier::Text {
-        return Ok(text_match(&p.target, value));
+        return Ok(text_match(&p.target, &plain));
     }
     if *modifier == Modifier::OfType {
         return of_type(p, value, ctx).ok_or_else(|| bad("of-type takes system|code|value"));
     }
-    let value = match modifier {
+    let plain = match modifier {
         Modifier::Type(t) => {
             if !matches!(p.target, Target::RefColumn { resource_type, .. } | Target::RefIndex { resource_type } if resource_type == t)
             {
                 return Ok(Cond::none());
             }
-            if value.contains('/') {
-                value.to_owned()
+            if plain.contains('/') {
+                plain
             } else {
-                format!("{t}/{value}")
+                format!("{t}/{plain}")
             }
         }
-        _ => value.to_owned(),
+        _ => plain,
     };
-    let value = value.as_str();
+    let plain = plain.as_str();
     Ok(match p.target {
-        Target::FhirId => token::fhir_id(value)?,
+        Target::FhirId => token::fhir_id(plain)?,
         Target::TokenColumn { column, system } => token::token_column(value, column, system)?,
         Target::TokenColumns { code, system, .. } => token::token_columns(p, value, code, system)?,
         Target::CatalogToken { column, table } => token::catalog_token(p, value, column, table)?,
@@ -186,14 +189,14 @@ fn one_value(
             column,
             table,
             resource_type,
-        } => reference::ref_column(p, value, ctx, column, table, resource_type)?,
+        } => reference::ref_column(p, plain, ctx, column, table, resource_type)?,
         Target::Period {
             start,
             end,
             end_precision,
             ..
-        } => date::period(p, value, ctx, start, end, end_precision)?,
-        Target::RefIndex { resource_type } => reference::ref_index(p, value, ctx, resource_type)?,
+        } => date::period(p, plain, ctx, start, end, end_precision)?,
+        Target::RefIndex { resource_type } => reference::ref_index(p, plain, ctx, resource_type)?,
         Target::ObservationCode { components } if !ctx.narrow => {
             observation::code_listed(p, value, ctx, components)?
         }
@@ -214,13 +217,13 @@ fn one_value(
         }
         Target::CodeIndex { system } => token::code_index(p, value, ctx, system)?,
         Target::IndexToken => token::index_token(p, value, ctx)?,
-        Target::IndexUri => token::index_uri(p, value, ctx)?,
-        Target::StringIndex => string::string_index(p, modifier, value, ctx)?,
-        Target::LastUpdated => date::last_updated(p, value)?,
+        Target::IndexUri => token::index_uri(p, plain, ctx)?,
+        Target::StringIndex => string::string_index(p, modifier, plain, ctx)?,
+        Target::LastUpdated => date::last_updated(p, plain)?,
         Target::DateColumn {
             column,
             precision_column,
-        } => date::date_column(p, value, ctx, column, precision_column)?,
+        } => date::date_column(p, plain, ctx, column, precision_column)?,
     })
 }
 
@@ -244,10 +247,18 @@ mod tests {
 
     #[test]
     fn tokens_split_into_system_and_code() {
-        assert_eq!(token("abc"), (None, Some("abc")));
-        assert_eq!(token("http://x|abc"), (Some(Some("http://x")), Some("abc")));
-        assert_eq!(token("|abc"), (Some(None), Some("abc")));
-        assert_eq!(token("http://x|"), (Some(Some("http://x")), None));
+        let t = |v: &str| {
+            let (s, c) = token(v);
+            (s.map(|s| s.map(|s| s.to_owned())), c)
+        };
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(t("abc"), (None, s("abc")));
+        assert_eq!(t("http://x|abc"), (Some(s("http://x")), s("abc")));
+        assert_eq!(t("|abc"), (Some(None), s("abc")));
+        assert_eq!(t("http://x|"), (Some(s("http://x")), None));
+        // An escaped pipe or backslash belongs to the part it is in.
+        assert_eq!(t(r"a\|b|c\|d"), (Some(s("a|b")), s("c|d")));
+        assert_eq!(t(r"a\\|b"), (Some(s(r"a\")), s("b")));
     }
 
     #[test]

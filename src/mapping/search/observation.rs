@@ -217,10 +217,10 @@ pub(super) fn vital_component_rows(
 }
 
 /// The system and code of a token that names at least one of them.
-fn coded<'a>(
+fn coded(
     p: &SearchParam,
-    value: &'a str,
-) -> Result<(Option<Option<&'a str>>, Option<&'a str>), SearchError> {
+    value: &str,
+) -> Result<(Option<Option<String>>, Option<String>), SearchError> {
     let (sys, code) = token(value);
     if code.is_none() && !matches!(sys, Some(Some(_))) {
         return Err(invalid(p, "a token needs a code or a system"));
@@ -263,14 +263,14 @@ pub(super) fn code_tested(
         let mut vital_args: Vec<Arg> = Vec::new();
         if let Some(c) = code {
             index.push_str(" AND s.exact = ?");
-            args.push(c.into());
+            args.push(c.as_str().into());
             vital.push_str(" AND c.code = ?");
             vital_args.push(c.into());
         }
         match sys {
             Some(Some(system)) => {
                 index.push_str(" AND s.value = ?");
-                args.push(system.into());
+                args.push(system.as_str().into());
                 vital.push_str(" AND c.system = ?");
                 vital_args.push(system.into());
             }

@@ -12,20 +12,26 @@ pub(super) fn quantity_sql(
     dialect: Dialect,
 ) -> Option<(String, Vec<Arg>)> {
     let (prefix, rest) = Prefix::split(value);
-    let mut parts = rest.splitn(3, '|');
-    let number = parts.next().unwrap_or_default();
-    let unit_system = parts.next().filter(|s| !s.is_empty());
-    let unit_code = parts.next().filter(|s| !s.is_empty());
+    let (number, units) = crate::fhir::search::split_pipe(rest);
+    let (unit_system, unit_code) = match units.map(crate::fhir::search::split_pipe) {
+        Some((s, c)) => (Some(s), c.map(|c| crate::fhir::search::split_pipe(c).0)),
+        None => (None, None),
+    };
+    let unit_system = unit_system.filter(|s| !s.is_empty());
+    let unit_code = unit_code.filter(|s| !s.is_empty());
+    let number = number.as_str();
     let v = crate::store::parse_decimal(number)?;
     let (col, param) = match dialect {
         Dialect::Sqlite => (format!("CAST({column} AS REAL)"), "CAST(? AS REAL)"),
         Dialect::Postgres => (format!("CAST({column} AS numeric)"), "CAST(? AS numeric)"),
     };
-    // The implicit range of the number's precision: 5.4 stands for [5.35, 5.45).
-    let half = rust_decimal::Decimal::new(5, number_scale(number) + 1);
+    // The implicit range of the number's precision: 5.4 stands for [5.35, 5.45). A number too
+    // precise or too large for that arithmetic (28 digits) is not a value this server searches.
+    let half = rust_decimal::Decimal::try_new(5, number_scale(number).checked_add(1)?).ok()?;
     let t = |d: rust_decimal::Decimal| Arg::Text(Some(d.normalize().to_string()));
-    let (lo, hi) = (v - half, v + half);
-    let tenth = (v / rust_decimal::Decimal::TEN).abs();
+    let (lo, hi) = (v.checked_sub(half)?, v.checked_add(half)?);
+    let tenth = v.checked_div(rust_decimal::Decimal::TEN)?.abs();
+    let (near_lo, near_hi) = (v.checked_sub(tenth)?, v.checked_add(tenth)?);
     let (mut text, mut args) = match prefix {
         Prefix::Eq => (
             format!("({col} >= {param} AND {col} < {param})"),
@@ -41,7 +47,7 @@ pub(super) fn quantity_sql(
         Prefix::Le => (format!("{col} <= {param}"), vec![t(v)]),
         Prefix::Ap => (
             format!("({col} >= {param} AND {col} <= {param})"),
-            vec![t(v - tenth), t(v + tenth)],
+            vec![t(near_lo), t(near_hi)],
         ),
     };
     text = format!("({column} IS NOT NULL AND {text}");

@@ -3,14 +3,19 @@
 
 use super::*;
 
-/// Splits a token into (system, code): `code`, `system|code`, `|code`, `system|`.
-pub(super) fn token(value: &str) -> (Option<Option<&str>>, Option<&str>) {
-    match value.split_once('|') {
-        None => (None, Some(value)),
-        Some((s, c)) => (
-            Some((!s.is_empty()).then_some(s)),
-            (!c.is_empty()).then_some(c),
-        ),
+/// Splits a token into (system, code): `code`, `system|code`, `|code`, `system|`; a `|` or `\`
+/// escaped with `\` belongs to the system or code it is in.
+pub(super) fn token(value: &str) -> (Option<Option<String>>, Option<String>) {
+    let (first, rest) = crate::fhir::search::split_pipe(value);
+    match rest {
+        None => (None, Some(first)),
+        Some(c) => {
+            let code = crate::fhir::search::split_pipe(c).0;
+            (
+                Some((!first.is_empty()).then_some(first)),
+                (!code.is_empty()).then_some(code),
+            )
+        }
     }
 }
 
@@ -97,8 +102,10 @@ pub(super) fn of_type(p: &SearchParam, value: &str, ctx: &Ctx) -> Option<Cond> {
     let Target::IdentifierTable { table, foreign_key } = p.target else {
         return None;
     };
-    let mut parts = value.splitn(3, '|');
-    let (system, code, id_value) = (parts.next()?, parts.next()?, parts.next()?);
+    let (system, rest) = crate::fhir::search::split_pipe(value);
+    let (code, rest) = crate::fhir::search::split_pipe(rest?);
+    let id_value = crate::fhir::search::unescape(rest?);
+    let (system, code, id_value) = (system.as_str(), code.as_str(), id_value.as_str());
     if code.is_empty() || id_value.is_empty() {
         return None;
     }
@@ -197,7 +204,7 @@ pub(super) fn bool_column(
         if sys.is_some_and(|s| s.is_some()) {
             return Err(bad("a boolean has no system"));
         }
-        let b = match code {
+        let b = match code.as_deref() {
             Some("true") => true,
             Some("false") => false,
             _ => return Err(bad("expected true or false")),
@@ -240,7 +247,7 @@ pub(super) fn code_index(
     let bad = |what: &str| invalid(p, what);
     Ok({
         let (sys, code) = token(value);
-        if sys.is_some_and(|s| s != Some(system)) {
+        if sys.is_some_and(|s| s.as_deref() != Some(system)) {
             return Ok(Cond::none());
         }
         let code = code.ok_or_else(|| bad("a code is needed"))?;
