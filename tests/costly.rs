@@ -108,4 +108,53 @@ async fn the_costliest_searches_within_the_limits_are_answered(engine: Engine) {
     assert_eq!(total(&r), 10);
 }
 
-on_both_engines!(the_costliest_searches_within_the_limits_are_answered);
+/// A page whose `_include`/`_revinclude` would add more than 1,000 resources is refused with the
+/// limit named, not cut short without a word; within the limit, the same kind of search answers.
+async fn includes_past_the_limit_are_refused_not_cut(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let patient = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Solis"}]}))
+        .await;
+    let pid = patient["id"].as_str().unwrap().to_owned();
+    let observation = |i: usize| {
+        json!({
+            "fullUrl": format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+            "resource": {
+                "resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                "subject": {"reference": format!("Patient/{pid}")},
+                "valueQuantity": {"value": 60 + i % 40, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}
+            },
+            "request": {"method": "POST", "url": "Observation"}
+        })
+    };
+    let r = app
+        .post(
+            "/fhir",
+            &common::transaction((0..1001).map(observation).collect()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app
+        .get(&format!(
+            "/fhir/Patient?_id={pid}&_revinclude=Observation:subject"
+        ))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let issues = r.outcome();
+    assert_eq!(issues[0].0, "too-costly");
+    assert!(issues[0].1.contains("1000"), "{}", issues[0].1);
+    // 500 Observations include their one patient.
+    let r = app
+        .get(&format!(
+            "/fhir/Observation?subject=Patient/{pid}&_count=500&_include=Observation:subject"
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(TestApp::ids(&r.body).len(), 501);
+}
+
+on_both_engines!(
+    the_costliest_searches_within_the_limits_are_answered,
+    includes_past_the_limit_are_refused_not_cut,
+);

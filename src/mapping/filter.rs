@@ -187,12 +187,10 @@ pub fn filter_sql(f: &Filter, ctx: &Ctx) -> Result<Cond, SearchError> {
                     "t.id",
                     "s.row_id",
                     "search_strings s",
-                    index_of(ctx.resource_type, param.name).and(Cond::in_select(
-                        "s.exact",
-                        "t.fhir_id",
-                        from,
-                        live,
-                    )),
+                    index_of(ctx.resource_type, param.name)
+                        // (An id is short: see `exact_bound`.)
+                        .and(Cond::sql("length(s.exact) <= 250"))
+                        .and(Cond::in_select("s.exact", "t.fhir_id", from, live)),
                 ),
             }
         }

@@ -123,5 +123,10 @@ pub fn postgres() -> Migrator {
             "linked results",
             "../../migrations/postgres/0011_linked_results.sql"
         ),
+        migration!(
+            12,
+            "bounded index keys",
+            "../../migrations/postgres/0012_bounded_index_keys.sql"
+        ),
     ])
 }

@@ -371,7 +371,9 @@ async fn pg_pool(url: &str, statement_timeout: Duration) -> Result<PgPool, Store
     Ok(PgPoolOptions::new()
         .test_before_acquire(false)
         .max_connections(16)
-        .acquire_timeout(Duration::from_secs(30))
+        // While the database is away (restarting, say), a request waits this long for a
+        // connection, then is answered 503: not as long as the database takes to come back.
+        .acquire_timeout(Duration::from_secs(5))
         .after_connect(|conn, _| {
             Box::pin(async move {
                 // Older servers do not know the setting: they only notice a closed client

@@ -112,8 +112,17 @@ impl Fhir {
             for inc in includes.iter().filter(|i| round == 0 || i.iterate) {
                 for (ty, rows) in &frontier {
                     for (target_type, row) in self.follow(caller, inc, ty, rows).await? {
-                        if total < MAX_INCLUDED && seen.insert(row) {
+                        if seen.insert(row) {
                             total += 1;
+                            if total > MAX_INCLUDED {
+                                return Err(crate::error::Error::bad_request(
+                                    crate::fhir::IssueType::TooCostly,
+                                    format!(
+                                        "this page includes more than {MAX_INCLUDED} resources, \
+                                         the limit per page; ask for a smaller page (_count)"
+                                    ),
+                                ));
+                            }
                             next.entry(target_type).or_default().push(row);
                             found.entry(target_type).or_default().push(row);
                         }

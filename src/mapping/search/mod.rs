@@ -227,6 +227,24 @@ fn one_value(
     })
 }
 
+/// The length bound that goes with `s.exact = ?` for `value`: PostgreSQL indexes the exact values
+/// of up to 250 characters in a btree and longer ones by hash (a btree entry holds about
+/// 2.7 KB; see the migration `bounded index keys`), each a partial index that a query naming its
+/// bound can use.
+pub(super) fn exact_bound(value: &str) -> &'static str {
+    if short(value) {
+        " AND length(s.exact) <= 250"
+    } else {
+        " AND length(s.exact) > 250"
+    }
+}
+
+/// Whether `value` is short enough for the partial btree indexes of the migration `bounded
+/// index keys` (250 characters, at most 1,000 bytes).
+pub(super) fn short(value: &str) -> bool {
+    value.chars().count() <= 250
+}
+
 #[cfg(test)]
 mod tests {
     use super::index::name_index;

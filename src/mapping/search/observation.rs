@@ -21,11 +21,20 @@ pub(super) fn observation_code_rows(
     // Results, by their code columns, and the codings of FHIR-written Observations (and of
     // their components) beyond the code columns.
     let coded = coding_cond(token_value, components);
+    let (mut by_code, args) = token_match(token_value, "r.code", "r.code_system")?;
+    // A short code names the partial index of codes and values (see `exact_bound`).
+    if let (_, Some(code)) = token(token_value) {
+        by_code.push_str(if short(&code) {
+            " AND length(r.code) <= 250"
+        } else {
+            " AND length(r.code) > 250"
+        });
+    }
     let results = vec![
         q.arm(
             "r.id",
             "medical_test_results r",
-            token_match(token_value, "r.code", "r.code_system")?,
+            (by_code, args),
             RESULT_VALUE,
         )?,
         q.arm(
@@ -102,6 +111,7 @@ fn coding_cond(token_value: &str, components: bool) -> (String, Vec<Arg>) {
     let mut args: Vec<Arg> = Vec::new();
     if let Some(c) = code {
         coded.push_str(" AND s.exact = ?");
+        coded.push_str(exact_bound(&c));
         args.push(c.into());
     }
     match sys {
@@ -263,6 +273,7 @@ pub(super) fn code_tested(
         let mut vital_args: Vec<Arg> = Vec::new();
         if let Some(c) = code {
             index.push_str(" AND s.exact = ?");
+            index.push_str(exact_bound(&c));
             args.push(c.as_str().into());
             vital.push_str(" AND c.code = ?");
             vital_args.push(c.into());

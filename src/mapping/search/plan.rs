@@ -321,7 +321,8 @@ pub fn referring(
                 "s.row_id",
                 "search_strings s",
                 Cond::Sql(
-                    "s.resource_type = ? AND s.param = ?".into(),
+                    // (An id is short: see `exact_bound`.)
+                    "s.resource_type = ? AND s.param = ? AND length(s.exact) <= 250".into(),
                     vec![Arg::from(source.resource_type()), Arg::from(p.name)],
                 )
                 .and(Cond::in_select(

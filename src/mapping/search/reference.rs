@@ -78,7 +78,10 @@ pub(super) fn ref_index(
     };
     Ok(index_rows(
         "search_strings",
-        "s.resource_type = ? AND s.param = ? AND s.exact = ?",
+        &format!(
+            "s.resource_type = ? AND s.param = ? AND s.exact = ?{}",
+            exact_bound(id)
+        ),
         vec![ctx.resource_type.into(), p.name.into(), id.into()],
     ))
 }

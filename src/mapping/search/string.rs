@@ -14,6 +14,10 @@ pub(super) fn like_escape(s: &str) -> String {
     out
 }
 
+/// The characters of a value PostgreSQL's string index keys (`left(value, 256)`: see the
+/// migration `bounded index keys`).
+const INDEXED_CHARS: usize = 256;
+
 /// The condition of one value of a parameter of target `StringIndex`.
 pub(super) fn string_index(
     p: &SearchParam,
@@ -26,7 +30,7 @@ pub(super) fn string_index(
         let cond = match modifier {
             Modifier::Exact => {
                 args.push(value.into());
-                "s.exact = ?".to_owned()
+                format!("s.exact = ?{}", exact_bound(value))
             }
             Modifier::Contains => {
                 args.push(format!("%{}%", like_escape(&normalize(value))).into());
@@ -41,14 +45,17 @@ pub(super) fn string_index(
                         args.push(format!("{n}\u{10FFFF}").into());
                         "s.value >= ? AND s.value < ?".to_owned()
                     }
-                    // The same range with the operators of the text_pattern_ops index
-                    // (a LIKE with a bound pattern gives a generic plan no index range),
-                    // and the LIKE itself for exactness.
+                    // The same range with the operators of the text_pattern_ops index, on
+                    // the first 256 characters it keys (a LIKE with a bound pattern gives a
+                    // generic plan no index range), and the LIKE itself for exactness.
                     Dialect::Postgres => {
-                        args.push(n.clone().into());
-                        args.push(format!("{n}\u{10FFFF}").into());
+                        let key: String = n.chars().take(INDEXED_CHARS).collect();
+                        args.push(key.clone().into());
+                        args.push(format!("{key}\u{10FFFF}").into());
                         args.push(format!("{}%", like_escape(&n)).into());
-                        "s.value ~>=~ ? AND s.value ~<~ ? AND s.value LIKE ? ESCAPE '\\'".to_owned()
+                        "left(s.value, 256) ~>=~ ? AND left(s.value, 256) ~<~ ? \
+                         AND s.value LIKE ? ESCAPE '\\'"
+                            .to_owned()
                     }
                 }
             }

@@ -253,7 +253,10 @@ pub(super) fn code_index(
         let code = code.ok_or_else(|| bad("a code is needed"))?;
         index_rows(
             "search_strings",
-            "s.resource_type = ? AND s.param = ? AND s.exact = ?",
+            &format!(
+                "s.resource_type = ? AND s.param = ? AND s.exact = ?{}",
+                exact_bound(&code)
+            ),
             vec![ctx.resource_type.into(), p.name.into(), code.into()],
         )
     })
@@ -266,7 +269,10 @@ pub(super) fn index_token(p: &SearchParam, value: &str, ctx: &Ctx) -> Result<Con
         let (cond, mut args) = token_match(value, "s.exact", "s.value")
             .ok_or_else(|| bad("a token needs a code or a system"))?;
         // No system is kept as the empty string.
-        let cond = cond.replace("s.value IS NULL", "s.value = ''");
+        let mut cond = cond.replace("s.value IS NULL", "s.value = ''");
+        if let (_, Some(code)) = token(value) {
+            cond.push_str(exact_bound(&code));
+        }
         let mut all = vec![Arg::from(ctx.resource_type), Arg::from(p.name)];
         all.append(&mut args);
         index_rows(
@@ -281,7 +287,10 @@ pub(super) fn index_token(p: &SearchParam, value: &str, ctx: &Ctx) -> Result<Con
 pub(super) fn index_uri(p: &SearchParam, value: &str, ctx: &Ctx) -> Result<Cond, SearchError> {
     Ok(index_rows(
         "search_strings",
-        "s.resource_type = ? AND s.param = ? AND s.exact = ?",
+        &format!(
+            "s.resource_type = ? AND s.param = ? AND s.exact = ?{}",
+            exact_bound(value)
+        ),
         vec![ctx.resource_type.into(), p.name.into(), value.into()],
     ))
 }
