@@ -1,0 +1,148 @@
+//! The server killed with SIGKILL in the middle of transactions: after a restart, each
+//! transaction is there whole or not at all, every transaction the server acknowledged is
+//! there, and SQLite's file passes its integrity check. The server runs as its own process (the
+//! built `expediente` binary), killed at moments spread over the time one transaction takes.
+
+mod common;
+
+use common::{Engine, TestApp};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TRIALS: usize = 20;
+const ENTRIES: usize = 200;
+const TAG: &str = "http://crash.example/trial";
+
+/// A server process on `url`.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(url: &str) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_expediente"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the server starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = client.get(format!("{base}/health")).send().await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server came up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Server { child, base }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bundle(trial: usize) -> Value {
+    let entries: Vec<Value> = (0..ENTRIES)
+        .map(|i| {
+            json!({
+                "fullUrl": format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+                "resource": {
+                    "resourceType": "Patient",
+                    "meta": {"tag": [{"system": TAG, "code": format!("t{trial}")}]},
+                    "name": [{"family": format!("Trial{trial}"), "given": [format!("N{i}")]}],
+                    "birthDate": "1980-01-01"
+                },
+                "request": {"method": "POST", "url": "Patient"}
+            })
+        })
+        .collect();
+    common::transaction(entries)
+}
+
+/// How many patients of `trial` the server holds.
+async fn stored(base: &str, trial: usize) -> i64 {
+    let r = reqwest::get(format!(
+        "{base}/fhir/Patient?_tag={TAG}|t{trial}&_summary=count"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["total"].as_i64().unwrap()
+}
+
+/// Posts `trial`'s transaction; whether the server acknowledged it.
+async fn post(base: String, trial: usize) -> bool {
+    let res = reqwest::Client::new()
+        .post(format!("{base}/fhir"))
+        .header("content-type", "application/fhir+json")
+        .body(bundle(trial).to_string())
+        .send()
+        .await;
+    matches!(res, Ok(r) if r.status() == 200)
+}
+
+async fn a_killed_server_keeps_each_transaction_whole_or_not_at_all(engine: Engine) {
+    // A database of its own, made and removed by the harness (its server is not used).
+    let app = TestApp::spawn(engine).await;
+    let url = app.url.clone();
+    // How long one transaction takes, committed whole.
+    let server = Server::start(&url).await;
+    let t0 = Instant::now();
+    assert!(post(server.base.clone(), 0).await);
+    let took = t0.elapsed();
+    assert_eq!(stored(&server.base, 0).await, ENTRIES as i64);
+    let mut server = server;
+    let (mut lost, mut kept) = (0, 0);
+    for trial in 1..=TRIALS {
+        // Killed at 0 %, 5 %, ... 95 % of that time after the request left.
+        let after = took.mul_f64((trial - 1) as f64 / TRIALS as f64);
+        let request = tokio::spawn(post(server.base.clone(), trial));
+        tokio::time::sleep(after).await;
+        server.kill();
+        let acknowledged = request.await.unwrap_or(false);
+        server = Server::start(&url).await;
+        let n = stored(&server.base, trial).await;
+        assert!(
+            n == 0 || n == ENTRIES as i64,
+            "trial {trial}: {n} of {ENTRIES} entries survived"
+        );
+        if acknowledged {
+            assert_eq!(n, ENTRIES as i64, "trial {trial}: acknowledged, then lost");
+        }
+        if n == 0 {
+            lost += 1;
+        } else {
+            kept += 1;
+        }
+    }
+    println!("{engine:?}: {TRIALS} kills over {took:?}: {lost} transactions gone whole, {kept} kept whole");
+    assert!(lost > 0, "some kills landed before a commit");
+    // The earlier transaction is intact.
+    assert_eq!(stored(&server.base, 0).await, ENTRIES as i64);
+    server.kill();
+    if engine == Engine::Sqlite {
+        let db = expediente::store::Db::connect(&url).await.unwrap();
+        let check = db.fetch_all("PRAGMA integrity_check", &[]).await.unwrap();
+        assert_eq!(check[0].string("integrity_check").unwrap(), "ok");
+        db.close().await;
+    }
+}
+
+on_both_engines!(a_killed_server_keeps_each_transaction_whole_or_not_at_all);
