@@ -146,3 +146,35 @@ async fn a_killed_server_keeps_each_transaction_whole_or_not_at_all(engine: Engi
 }
 
 on_both_engines!(a_killed_server_keeps_each_transaction_whole_or_not_at_all);
+
+/// SQLite's disk full (its page limit reached, as a full disk would): writes are answered 503
+/// and change nothing, reads go on, and once there is room again writes succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_full_disk_refuses_writes_with_503_and_loses_nothing() {
+    let app = TestApp::spawn(Engine::Sqlite).await;
+    let kept = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Antes"}]}))
+        .await;
+    let patients = app.count("patients").await;
+    // The writer's connection may grow the file no further.
+    let pages = app.db.fetch_all("PRAGMA page_count", &[]).await.unwrap()[0]
+        .int("page_count")
+        .unwrap();
+    app.db
+        .execute(&format!("PRAGMA max_page_count = {pages}"), &[])
+        .await
+        .unwrap();
+    let big = json!({"resourceType": "Patient", "name": [{"family": "x".repeat(200_000)}]});
+    let r = app.post("/fhir/Patient", &big).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.outcome()[0].0, "transient");
+    assert_eq!(app.count("patients").await, patients, "nothing was written");
+    let id = kept["id"].as_str().unwrap();
+    assert_eq!(app.get(&format!("/fhir/Patient/{id}")).await.status, 200);
+    app.db
+        .execute("PRAGMA max_page_count = 1073741823", &[])
+        .await
+        .unwrap();
+    let r = app.post("/fhir/Patient", &big).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}

@@ -65,6 +65,10 @@ impl From<sqlx::Error> for StoreError {
             match db.code().as_deref() {
                 // PostgreSQL's query_canceled; SQLite's SQLITE_INTERRUPT.
                 Some("57014" | "9") => return StoreError::TimedOut,
+                // PostgreSQL's disk_full and out_of_memory; SQLite's SQLITE_FULL.
+                Some("53100" | "53200" | "13") => {
+                    return StoreError::Unavailable(db.message().to_owned())
+                }
                 // Connection exceptions; the server shutting down, crashed or starting.
                 Some(c) if c.starts_with("08") || c.starts_with("57P") => {
                     return StoreError::Unavailable(db.message().to_owned())
@@ -94,6 +98,9 @@ impl From<rusqlite::Error> for StoreError {
         if let rusqlite::Error::SqliteFailure(f, msg) = &e {
             if f.code == ffi::ErrorCode::OperationInterrupted {
                 return StoreError::TimedOut;
+            }
+            if f.code == ffi::ErrorCode::DiskFull {
+                return StoreError::Unavailable("the database's disk is full".into());
             }
             match f.extended_code {
                 ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
