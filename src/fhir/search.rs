@@ -46,7 +46,7 @@ pub fn within_limits(params: &[(String, String)]) -> Result<(), String> {
 }
 
 /// A parameter name as an answer repeats it: escaped, and cut short.
-fn shown(name: &str) -> String {
+pub fn shown(name: &str) -> String {
     let cut: String = name.chars().take(64).collect();
     let more = if cut.len() < name.len() { "..." } else { "" };
     format!("{}{more}", cut.escape_default())
