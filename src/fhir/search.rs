@@ -14,6 +14,21 @@ pub const MAX_VALUES: usize = 100;
 /// The most links of one chain or `_has` (`subject:Patient.organization.name` is two).
 pub const MAX_CHAIN: usize = 3;
 
+/// A NUL is no character of any FHIR value (and PostgreSQL's text cannot hold one): the first
+/// parameter that holds one, named.
+pub fn without_nul(params: &[(String, String)]) -> Result<(), String> {
+    match params
+        .iter()
+        .find(|(n, v)| n.contains('\0') || v.contains('\0'))
+    {
+        Some((name, _)) => Err(format!(
+            "'{}' holds a NUL character, which no search value may",
+            shown(name)
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Whether a search stays within the limits above: the first it goes over, said so that the
 /// client can tell what to change.
 pub fn within_limits(params: &[(String, String)]) -> Result<(), String> {

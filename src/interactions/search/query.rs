@@ -111,20 +111,8 @@ impl SearchQuery {
             elements: None,
             cursor: None,
         };
-        // A NUL is no character of any FHIR value (and PostgreSQL's text cannot hold one).
-        if let Some((name, _)) = req
-            .params
-            .iter()
-            .find(|(n, v)| n.contains('\0') || v.contains('\0'))
-        {
-            return Err(Error::BadRequest(vec![Issue::error(
-                IssueType::Value,
-                format!(
-                    "'{}' holds a NUL character, which no search value may",
-                    vocabulary::shown(name)
-                ),
-            )]));
-        }
+        vocabulary::without_nul(&req.params)
+            .map_err(|m| Error::BadRequest(vec![Issue::error(IssueType::Value, m)]))?;
         vocabulary::within_limits(&req.params)
             .map_err(|m| Error::BadRequest(vec![Issue::error(IssueType::TooCostly, m)]))?;
         let mut ignored = Vec::new();
