@@ -32,15 +32,7 @@ async fn store_patients(app: &TestApp) -> Vec<String> {
 }
 
 async fn post_search(app: &TestApp, body: String) -> common::Reply {
-    let res = app
-        .client
-        .post(app.url("/fhir/Patient/_search"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    TestApp::reply(res).await
+    app.post_form("/fhir/Patient/_search", body).await
 }
 
 fn total(r: &common::Reply) -> i64 {

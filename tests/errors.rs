@@ -500,17 +500,7 @@ async fn searches_beyond_the_limits_are_refused_as_too_costly(engine: Engine) {
     };
     let post = |body: String| {
         let app = &app;
-        async move {
-            let res = app
-                .client
-                .post(app.url("/fhir/Patient/_search"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            TestApp::reply(res).await
-        }
+        async move { app.post_form("/fhir/Patient/_search", body).await }
     };
     let ok = post(format!("_id={}", ids(100))).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);

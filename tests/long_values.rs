@@ -30,15 +30,7 @@ async fn search(app: &TestApp, rtype: &str, param: &str, value: &str) -> Reply {
     let body = form_urlencoded::Serializer::new(String::new())
         .append_pair(param, value)
         .finish();
-    let res = app
-        .client
-        .post(app.url(&format!("/fhir/{rtype}/_search")))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    TestApp::reply(res).await
+    app.post_form(&format!("/fhir/{rtype}/_search"), body).await
 }
 
 /// The search for `value` finds exactly `id`; the one for a value one character off finds none.

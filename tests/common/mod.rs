@@ -248,6 +248,19 @@ impl TestApp {
         }
     }
 
+    /// POSTs a form body (`application/x-www-form-urlencoded`): a POST `_search`.
+    pub async fn post_form(&self, path: &str, body: String) -> Reply {
+        let res = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        Self::reply(res).await
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         self.send(Method::GET, path, None, &[]).await
     }
