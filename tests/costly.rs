@@ -1,6 +1,7 @@
 //! The costliest searches within the limits (every parameter repeated up to the limit, every
 //! value list full) are answered, and rightly, over stored data, under a statement timeout that
-//! a search whose SQL grew faster than its values would run past (503).
+//! a search whose SQL grew faster than its values would run past (503). JSON Patch documents past
+//! their limits are refused.
 
 mod common;
 
@@ -146,7 +147,57 @@ async fn includes_past_the_limit_are_refused_not_cut(engine: Engine) {
     assert_eq!(TestApp::ids(&r.body).len(), 501);
 }
 
+/// A JSON Patch past its limits (operations, what its copies copy, how deep it nests) is a 400
+/// too-costly naming the limit, and the resource is left as it was; a patch within them applies.
+/// A patch the fuzz driver found (a 500: json-patch panicked undoing failed moves) is a 422.
+async fn patches_past_the_limits_are_refused_and_change_nothing(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let created = app
+        .create(&json!({"resourceType": "Practitioner", "name": [{"family": "Copia"}]}))
+        .await;
+    let url = format!("/fhir/Practitioner/{}", created["id"].as_str().unwrap());
+    let refused = |r: &common::Reply, status: u16, code: &str, says: &str| {
+        assert_eq!(r.status, status, "{}", r.text);
+        assert_eq!(r.body["issue"][0]["code"], code, "{}", r.text);
+        let text = r.body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(text.contains(says), "{text}");
+    };
+    let double = json!({"op": "copy", "from": "/name", "path": "/name/-"});
+    let r = app
+        .patch(&url, &Value::Array(vec![double.clone(); 60]))
+        .await;
+    refused(&r, 400, "too-costly", "16777216 nodes and bytes");
+    let nest = json!({"op": "copy", "from": "/name/0", "path": "/name/0/x"});
+    let r = app.patch(&url, &Value::Array(vec![nest; 200])).await;
+    refused(&r, 400, "too-costly", "at most 100 arrays and objects deep");
+    let test = json!({"op": "test", "path": "/id", "value": created["id"]});
+    let r = app
+        .patch(&url, &Value::Array(vec![test.clone(); 1_001]))
+        .await;
+    refused(&r, 400, "too-costly", "at most 1000 operations");
+    let onto = json!({"op": "move", "from": "/id", "path": ""});
+    let r = app.patch(&url, &json!([onto, onto])).await;
+    refused(&r, 422, "processing", "JSON Patch operation 1 ()");
+    let now = app.get(&url).await;
+    assert_eq!(now.body, created, "nothing changed");
+    // Within the limits: a thousand tests and one copy.
+    let mut ops = vec![test; 999];
+    ops.push(json!({"op": "copy", "from": "/name/0", "path": "/name/-"}));
+    let r = app.patch(&url, &Value::Array(ops)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["name"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["meta"]["versionId"], "2");
+}
+
 on_both_engines!(
+    patches_past_the_limits_are_refused_and_change_nothing,
     the_costliest_searches_within_the_limits_are_answered,
     includes_past_the_limit_are_refused_not_cut,
 );

@@ -330,7 +330,7 @@ async fn sql_metacharacters_are_just_data(engine: Engine) {
     assert_eq!(app.count("patients").await, 1);
 }
 
-async fn decimals_keep_their_precision_and_huge_counts_are_clamped(engine: Engine) {
+async fn decimals_keep_their_precision_and_huge_pages_are_refused(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let body = r#"{"resourceType":"Patient","extension":[{"url":"http://example.org/weight-at-birth","valueDecimal":3.50},{"url":"http://example.org/tiny","valueDecimal":0.000120}]}"#;
     let r = raw(
@@ -355,19 +355,30 @@ async fn decimals_keep_their_precision_and_huge_counts_are_clamped(engine: Engin
         "{}",
         back.text
     );
-    let s = app.get("/fhir/Patient?_count=1000000").await;
+    // The largest page is answered; past it, search, history and $everything refuse it.
+    let s = app.get("/fhir/Patient?_count=1000").await;
     assert_eq!(s.status, StatusCode::OK);
     assert!(
         s.body["link"][0]["url"]
             .as_str()
             .unwrap()
             .contains("_count=1000"),
-        "clamped to the largest page"
+        "{}",
+        s.text
     );
-    assert!(!s.body["link"][0]["url"]
-        .as_str()
-        .unwrap()
-        .contains("_count=1000000"));
+    let id = r.body["id"].as_str().unwrap();
+    for (path, past) in [
+        ("/fhir/Patient?_count=".to_owned(), "1000000"),
+        ("/fhir/Patient/_history?_count=".to_owned(), "1001"),
+        (format!("/fhir/Patient/{id}/$everything?_count="), "5000"),
+    ] {
+        let s = app.get(&format!("{path}{past}")).await;
+        assert_eq!(s.status, StatusCode::BAD_REQUEST, "{path}: {}", s.text);
+        assert_eq!(s.body["issue"][0]["code"], "too-costly", "{}", s.text);
+        assert!(s.outcome()[0].1.contains("the limit is 1000"), "{}", s.text);
+        let at = app.get(&format!("{path}1000")).await;
+        assert_eq!(at.status, StatusCode::OK, "{path}: {}", at.text);
+    }
 }
 
 async fn references_to_hosted_types_must_exist(engine: Engine) {
@@ -577,7 +588,7 @@ on_both_engines!(
     unsupported_methods_and_formats_get_operation_outcomes,
     json_formats_and_pretty_printing_are_honoured,
     sql_metacharacters_are_just_data,
-    decimals_keep_their_precision_and_huge_counts_are_clamped,
+    decimals_keep_their_precision_and_huge_pages_are_refused,
     references_to_hosted_types_must_exist,
     an_element_of_the_wrong_json_type_is_refused_not_dropped,
     searches_beyond_the_limits_are_refused_as_too_costly,

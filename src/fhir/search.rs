@@ -2,6 +2,8 @@
 //! no knowledge of the types a server hosts: values split on commas, the result parameters
 //! (`_count`, `_total`, `_elements`), and the names of `_include` and `_revinclude`.
 
+use super::{Issue, IssueType};
+
 /// Default and largest page sizes.
 pub const DEFAULT_COUNT: i64 = 20;
 pub const MAX_COUNT: i64 = 1000;
@@ -135,18 +137,30 @@ pub fn split_pipe(v: &str) -> (String, Option<&str>) {
     (first, None)
 }
 
-/// `_count`: a page size, at most [`MAX_COUNT`].
-pub fn count(value: &str) -> Result<i64, String> {
+/// `_count`: a page size, at most [`MAX_COUNT`] (past it, the issue is `too-costly`).
+pub fn count(value: &str) -> Result<i64, Issue> {
     let n: i64 = value.parse().map_err(|_| {
-        format!(
-            "_count must be a non-negative integer, not '{}'",
-            value.escape_default()
+        Issue::error(
+            IssueType::Invalid,
+            format!(
+                "_count must be a non-negative integer, not '{}'",
+                value.escape_default()
+            ),
         )
     })?;
     if n < 0 {
-        return Err("_count must not be negative".into());
+        return Err(Issue::error(
+            IssueType::Invalid,
+            "_count must not be negative",
+        ));
     }
-    Ok(n.min(MAX_COUNT))
+    if n > MAX_COUNT {
+        return Err(Issue::error(
+            IssueType::TooCostly,
+            format!("_count asks for {n} resources a page; the limit is {MAX_COUNT}"),
+        ));
+    }
+    Ok(n)
 }
 
 /// `_total`: whether a total is wanted (`none`: no; `estimate`, `accurate`: yes).
@@ -215,8 +229,12 @@ mod tests {
     #[test]
     fn result_parameters_take_their_values_or_say_what_they_take() {
         assert_eq!(count("5"), Ok(5));
-        assert_eq!(count("1000000"), Ok(MAX_COUNT));
+        assert_eq!(count("1000"), Ok(MAX_COUNT));
+        let past = count("1001").unwrap_err();
+        assert_eq!(past.code, IssueType::TooCostly);
+        assert!(past.diagnostics.contains("the limit is 1000"));
         assert!(count("-1").is_err() && count("x").is_err());
+        assert!(count("99999999999999999999").is_err());
         assert_eq!(total("none"), Ok(false));
         assert_eq!(total("accurate"), Ok(true));
         assert!(total("all").is_err());

@@ -4,9 +4,9 @@
 //! in a fixed order (the Patient, then type by type, each by row id) and the cursor of the next
 //! page is the last (type, row) served, so resources written meanwhile never shift a page.
 
-use super::search::{bad, DEFAULT_COUNT, MAX_COUNT};
+use super::search::{bad, DEFAULT_COUNT};
 use super::{Caller, Fhir};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fhir::bundle::{self, Link, SearchEntry};
 use crate::fhir::Id;
 use crate::mapping::filter::{reference_target, Filter};
@@ -44,12 +44,10 @@ fn parse(params: &[(String, String)]) -> Result<Request> {
                 )
             }
             "_count" => {
-                r.count = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| bad("_count must be a positive integer".into()))?
-                    .min(MAX_COUNT)
+                r.count = crate::fhir::search::count(v).map_err(|i| Error::BadRequest(vec![i]))?;
+                if r.count == 0 {
+                    return Err(bad("_count must be a positive integer".into()));
+                }
             }
             "_cursor" => {
                 let (t, id) = v

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::fhir::bundle::{self, HistoryEntry, Link};
 use crate::fhir::ResourceType;
 use crate::fhir::{date, instant, Id, Issue, IssueType};
-use crate::interactions::search::{DEFAULT_COUNT, MAX_COUNT};
+use crate::interactions::search::DEFAULT_COUNT;
 use crate::mapping::versions::{HistoryPlan, HistoryRow};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -29,13 +29,9 @@ impl HistoryQuery {
         for (k, v) in params {
             match k.as_str() {
                 "_count" => {
-                    let n: i64 = v
-                        .parse()
-                        .map_err(|_| bad("_count must be a non-negative integer"))?;
-                    if n < 0 {
-                        return Err(bad("_count must not be negative"));
-                    }
-                    q.count = Some(n.min(MAX_COUNT));
+                    q.count = Some(
+                        crate::fhir::search::count(v).map_err(|i| Error::BadRequest(vec![i]))?,
+                    )
                 }
                 "_since" => {
                     let r = date::parse_range(v).ok_or_else(|| bad("_since must be an instant"))?;

@@ -14,7 +14,9 @@ mod transaction;
 mod write;
 
 pub use history::HistoryQuery;
-pub use patch::parse_patch;
+pub use patch::{
+    apply_patch, parse_patch, MAX_PATCH_COPIED, MAX_PATCH_DEPTH, MAX_PATCH_OPERATIONS,
+};
 pub(crate) use recorded::WrittenRow;
 pub use search::{SearchQuery, SearchRequest};
 pub use transaction::BundleOptions;

@@ -11,12 +11,34 @@ use crate::store::{Conn, Tx};
 use serde_json::Value;
 use std::sync::Arc;
 
-/// A JSON Patch document, parsed: 400 when it is not an array of RFC 6902 operations.
+/// Operations in one JSON Patch document; more is refused (400, `too-costly`).
+pub const MAX_PATCH_OPERATIONS: usize = 1_000;
+
+/// Levels of arrays and objects a patched resource may nest (what is stored is read back with
+/// serde_json, which reads at most 128).
+pub const MAX_PATCH_DEPTH: usize = 100;
+
+/// What the `copy` operations of one patch may copy, counted as JSON nodes plus the bytes of
+/// their strings and keys: without it, a few hundred copies of a value into itself would double
+/// the resource each time.
+pub const MAX_PATCH_COPIED: usize = 16 * 1024 * 1024;
+
+/// A JSON Patch document, parsed: 400 when it is not an array of RFC 6902 operations, or has
+/// more than [`MAX_PATCH_OPERATIONS`].
 pub fn parse_patch(doc: &Value) -> Result<json_patch::Patch> {
-    if !doc.is_array() {
+    let Some(list) = doc.as_array() else {
         return Err(Error::bad_request(
             IssueType::Structure,
             "a JSON Patch document is an array of operations",
+        ));
+    };
+    if list.len() > MAX_PATCH_OPERATIONS {
+        return Err(Error::bad_request(
+            IssueType::TooCostly,
+            format!(
+                "a JSON Patch document has at most {MAX_PATCH_OPERATIONS} operations; this one has {}",
+                list.len()
+            ),
         ));
     }
     // Each operation's value is taken out before the operations are read and put back after:
@@ -137,17 +159,8 @@ impl Fhir {
                 .map_err(|e| anyhow::anyhow!("stored resource is not JSON: {e}"))?,
             (None, None) => return Err(anyhow::anyhow!("read gave no resource").into()),
         };
-        json_patch::patch(&mut doc, ops).map_err(|e| {
-            Error::Unprocessable(vec![Issue::error(
-                IssueType::Processing,
-                format!(
-                    "JSON Patch operation {} ({}) cannot be applied: {}",
-                    e.operation,
-                    e.path.as_str().escape_default(),
-                    e.kind
-                ),
-            )])
-        })?;
+        // A failure drops `doc`: no copy to keep it whole.
+        apply_to(&mut doc, ops)?;
         if doc.get("resourceType").and_then(Value::as_str) != Some(rt)
             || doc.get("id").and_then(Value::as_str) != Some(id.as_str())
         {
@@ -166,6 +179,110 @@ impl Fhir {
         self.update_in(tx, caller, m.as_ref(), id, &doc, Some(current.version_id))
             .await
     }
+}
+
+/// Applies `ops` to `doc`, all or nothing: on a failure `doc` is as it was (422, or 400
+/// `too-costly` past [`MAX_PATCH_COPIED`] or [`MAX_PATCH_DEPTH`]; the message names the
+/// operation by its index and path).
+pub fn apply_patch(doc: &mut Value, ops: &json_patch::Patch) -> Result<()> {
+    // The operations go to a copy, dropped on a failure. (json-patch's own `patch` undoes the
+    // applied operations instead, and panics when that undoing fails, as it does after some
+    // failed `move`s.)
+    let mut work = doc.clone();
+    apply_to(&mut work, ops)?;
+    *doc = work;
+    Ok(())
+}
+
+/// Applies `ops` one by one, each first checked for what it would copy and how deep it could
+/// nest the document. On a failure `doc` is left half patched.
+fn apply_to(doc: &mut Value, ops: &json_patch::Patch) -> Result<()> {
+    use json_patch::PatchOperation as Op;
+    let mut copied = 0usize;
+    // An upper bound on the levels of arrays and objects in `doc`.
+    let mut depth = measure(doc, usize::MAX).map_or(usize::MAX, |m| m.depth);
+    for (i, op) in ops.iter().enumerate() {
+        let deepest = match op {
+            Op::Add(a) => a.path.count() + measure(&a.value, usize::MAX).map_or(0, |m| m.depth),
+            Op::Replace(r) => r.path.count() + measure(&r.value, usize::MAX).map_or(0, |m| m.depth),
+            // The value moved sat under `from`, so it is at most `depth - from` levels deep.
+            Op::Move(m) => m.path.count() + depth.saturating_sub(m.from.count()),
+            Op::Copy(c) => match doc.pointer(c.from.as_str()) {
+                Some(from) => {
+                    let m = measure(from, MAX_PATCH_COPIED - copied).ok_or_else(|| {
+                        too_costly(format!(
+                            "the copy operations of one JSON Patch copy at most \
+                             {MAX_PATCH_COPIED} nodes and bytes; operation {i} goes past it"
+                        ))
+                    })?;
+                    copied += m.weight;
+                    c.path.count() + m.depth
+                }
+                None => 0,
+            },
+            Op::Remove(_) | Op::Test(_) => 0,
+        };
+        if deepest > MAX_PATCH_DEPTH {
+            return Err(too_costly(format!(
+                "a patched resource nests at most {MAX_PATCH_DEPTH} arrays and objects deep; \
+                 operation {i} could go past it"
+            )));
+        }
+        depth = depth.max(deepest);
+        json_patch::patch_unsafe(doc, std::slice::from_ref(op)).map_err(|e| {
+            Error::Unprocessable(vec![Issue::error(
+                IssueType::Processing,
+                format!(
+                    "JSON Patch operation {i} ({}) cannot be applied: {}",
+                    e.path.as_str().escape_default(),
+                    e.kind
+                ),
+            )])
+        })?;
+    }
+    Ok(())
+}
+
+fn too_costly(text: String) -> Error {
+    Error::bad_request(IssueType::TooCostly, text)
+}
+
+/// The size of a JSON value: `weight` is one per node plus the bytes of its strings and keys,
+/// `depth` the levels of arrays and objects.
+struct Measure {
+    weight: usize,
+    depth: usize,
+}
+
+/// Measures `v`, or None once its weight passes `limit` (the walk stops there).
+fn measure(v: &Value, limit: usize) -> Option<Measure> {
+    let mut m = Measure {
+        weight: 1,
+        depth: 0,
+    };
+    let add = |m: &mut Measure, key: usize, item: &Value| -> Option<()> {
+        let inner = measure(item, limit.checked_sub(m.weight + key)?)?;
+        m.weight += key + inner.weight;
+        m.depth = m.depth.max(inner.depth + 1);
+        Some(())
+    };
+    match v {
+        Value::String(s) => m.weight += s.len(),
+        Value::Array(items) => {
+            m.depth = 1;
+            for item in items {
+                add(&mut m, 0, item)?;
+            }
+        }
+        Value::Object(map) => {
+            m.depth = 1;
+            for (k, item) in map {
+                add(&mut m, k.len(), item)?;
+            }
+        }
+        _ => {}
+    }
+    (m.weight <= limit).then_some(m)
 }
 
 #[cfg(test)]

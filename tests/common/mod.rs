@@ -248,6 +248,19 @@ impl TestApp {
         }
     }
 
+    /// PATCHes with a JSON Patch document (`application/json-patch+json`).
+    pub async fn patch(&self, path: &str, ops: &Value) -> Reply {
+        let res = self
+            .client
+            .patch(self.url(path))
+            .header("content-type", "application/json-patch+json")
+            .body(ops.to_string())
+            .send()
+            .await
+            .expect("request");
+        Self::reply(res).await
+    }
+
     /// POSTs a form body (`application/x-www-form-urlencoded`): a POST `_search`.
     pub async fn post_form(&self, path: &str, body: String) -> Reply {
         let res = self

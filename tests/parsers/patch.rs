@@ -1,7 +1,8 @@
 //! JSON Patch documents (RFC 6902): parsed or refused, and applied as the operations say.
 
+use expediente::error::Error;
 use expediente::fhir::json::parse_strict;
-use expediente::interactions::parse_patch;
+use expediente::interactions::{apply_patch, parse_patch, MAX_PATCH_COPIED, MAX_PATCH_DEPTH};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -89,9 +90,8 @@ proptest! {
         prop_assert!(parse_patch(&v).is_err());
     }
 
-    // (json_patch::patch is not all or nothing for a `move` whose `add` half fails —
-    // `[{"op":"move","from":"/a","path":"/b/a"}]` on `{"a":null}` leaves `{}` — but the server
-    // discards the document of a patch that fails, so only the error is asserted here.)
+    // (json_patch::patch panics when it cannot undo the operations before a failed one, as
+    // after `[{"op":"move","from":"/id","path":""}]` twice; apply_patch never undoes.)
     #[test]
     fn arbitrary_patches_are_refused_or_applied_and_a_failure_names_its_operation(
         doc in patch_target(),
@@ -102,7 +102,7 @@ proptest! {
     ) {
         if let Ok(patch) = parse_patch(&ops) {
             let mut patched = doc.clone();
-            let applied = catch_unwind(AssertUnwindSafe(|| json_patch::patch(&mut patched, &patch)));
+            let applied = catch_unwind(AssertUnwindSafe(|| apply_patch(&mut patched, &patch)));
             prop_assert!(applied.is_ok(), "{} on {} panicked", ops, doc);
             match applied.unwrap() {
                 Ok(()) => {
@@ -110,10 +110,18 @@ proptest! {
                     prop_assert_eq!(parse_strict(text.as_bytes()).ok(), Some(patched), "{}", ops);
                 }
                 Err(e) => {
-                    // What the 422 says: the index of the operation and its path.
-                    let op = &ops[e.operation];
-                    prop_assert!(e.operation < patch.len(), "{}: {}", ops, e);
-                    prop_assert_eq!(Some(e.path.as_str()), op["path"].as_str(), "{}: {}", ops, e);
+                    // What the 422 says: the index of the operation and its path; the document
+                    // is as it was.
+                    prop_assert_eq!(&patched, &doc);
+                    let says = diagnostics(&e);
+                    let named = (0..patch.len()).any(|i| {
+                        let path = ops[i]["path"].as_str().unwrap_or_default();
+                        says.starts_with(&format!(
+                            "JSON Patch operation {i} ({}) ",
+                            path.escape_default()
+                        ))
+                    });
+                    prop_assert!(named, "{}: {}", ops, says);
                 }
             }
         }
@@ -164,7 +172,7 @@ proptest! {
         let patch = parse_patch(&ops);
         prop_assert!(patch.is_ok(), "{} refused", ops);
         let mut patched = doc.clone();
-        let applied = json_patch::patch(&mut patched, &patch.unwrap());
+        let applied = apply_patch(&mut patched, &patch.unwrap());
         if fails {
             prop_assert!(applied.is_err(), "{} applied to {}", ops, doc);
             prop_assert_eq!(patched, doc);
@@ -187,8 +195,106 @@ proptest! {
         prop_assert!(patch.is_ok(), "{} refused: {:?}", body, patch.err());
         let expected = parse_strict(format!("{{\"a\":{t}}}").as_bytes()).unwrap();
         let mut doc = if op == "test" { expected.clone() } else { serde_json::json!({"a": 0}) };
-        let applied = json_patch::patch(&mut doc, &patch.unwrap());
+        let applied = apply_patch(&mut doc, &patch.unwrap());
         prop_assert!(applied.is_ok(), "{}: {:?}", body, applied.err());
         prop_assert_eq!(doc.to_string(), expected.to_string(), "{}", body);
     }
+}
+
+fn diagnostics(e: &Error) -> String {
+    match e {
+        Error::BadRequest(issues) | Error::Unprocessable(issues) => issues[0].diagnostics.clone(),
+        other => panic!("not a 400 or 422: {other:?}"),
+    }
+}
+
+fn too_costly(e: &Error) -> bool {
+    matches!(e, Error::BadRequest(issues) if issues[0].code == expediente::fhir::IssueType::TooCostly)
+}
+
+fn ops(list: Vec<Value>) -> json_patch::Patch {
+    parse_patch(&Value::Array(list)).expect("a patch")
+}
+
+// Regression (found by the fuzz driver, a 500 on both engines): json_patch::patch panicked
+// undoing a `move` of a member onto the whole document once a later operation failed.
+#[test]
+fn a_failed_patch_after_a_move_onto_the_document_leaves_it_unchanged() {
+    let doc = serde_json::json!({"resourceType": "Practitioner", "id": "p1", "active": true});
+    let step = serde_json::json!({"op": "move", "from": "/id", "path": ""});
+    for n in 1..6 {
+        let mut patched = doc.clone();
+        let r = apply_patch(&mut patched, &ops(vec![step.clone(); n]));
+        if n == 1 {
+            assert_eq!(r.ok(), Some(()));
+            assert_eq!(patched, "p1");
+        } else {
+            assert!(diagnostics(&r.unwrap_err()).starts_with("JSON Patch operation 1 ()"));
+            assert_eq!(patched, doc);
+        }
+    }
+}
+
+#[test]
+fn copies_are_bounded_by_what_they_copy() {
+    // Each copy of the array into itself doubles it: within the limit it is applied, past it
+    // the patch is refused before the copy is made.
+    let doc = serde_json::json!({"a": ["0123456789"]});
+    let step = serde_json::json!({"op": "copy", "from": "/a", "path": "/a/-"});
+    let mut patched = doc.clone();
+    apply_patch(&mut patched, &ops(vec![step.clone(); 10])).unwrap();
+    assert_eq!(patched["a"].as_array().unwrap().len(), 11);
+    let mut patched = doc.clone();
+    let e = apply_patch(&mut patched, &ops(vec![step; 60])).unwrap_err();
+    assert!(too_costly(&e), "{e:?}");
+    assert!(
+        diagnostics(&e).contains(&MAX_PATCH_COPIED.to_string()),
+        "{e:?}"
+    );
+    assert_eq!(patched, doc);
+}
+
+#[test]
+fn patched_documents_are_bounded_in_depth() {
+    // Copying an object into itself nests it one level deeper each time; copying the document's
+    // deepest member under its own deepest point doubles its depth.
+    let doc = serde_json::json!({"a": {}});
+    let step = serde_json::json!({"op": "copy", "from": "/a", "path": "/a/a"});
+    let mut patched = doc.clone();
+    apply_patch(&mut patched, &ops(vec![step.clone(); 50])).unwrap();
+    let text = patched.to_string();
+    assert_eq!(
+        parse_strict(text.as_bytes()).ok(),
+        Some(patched),
+        "read back"
+    );
+    let mut patched = doc.clone();
+    let e = apply_patch(&mut patched, &ops(vec![step; 200])).unwrap_err();
+    assert!(too_costly(&e), "{e:?}");
+    assert!(
+        diagnostics(&e).contains(&MAX_PATCH_DEPTH.to_string()),
+        "{e:?}"
+    );
+    assert_eq!(patched, doc);
+    // An added value deep enough on its own, at a deep path.
+    let mut deep = serde_json::json!(0);
+    for _ in 0..60 {
+        deep = serde_json::json!({ "a": deep });
+    }
+    let mut patched = deep.clone();
+    let path = "/a".repeat(59);
+    let add = serde_json::json!({"op": "add", "path": format!("{path}/b"), "value": deep.clone()});
+    assert!(too_costly(
+        &apply_patch(&mut patched, &ops(vec![add])).unwrap_err()
+    ));
+    assert_eq!(patched, deep);
+}
+
+#[test]
+fn patch_documents_past_the_operation_limit_are_refused() {
+    let test = serde_json::json!({"op": "test", "path": "/a", "value": 1});
+    assert!(parse_patch(&Value::Array(vec![test.clone(); 1_000])).is_ok());
+    let e = parse_patch(&Value::Array(vec![test; 1_001])).unwrap_err();
+    assert!(too_costly(&e), "{e:?}");
+    assert!(diagnostics(&e).contains("at most 1000 operations"), "{e:?}");
 }

@@ -24,7 +24,7 @@ mod all;
 mod include;
 mod query;
 
-pub use crate::fhir::search::{DEFAULT_COUNT, MAX_COUNT};
+pub use crate::fhir::search::DEFAULT_COUNT;
 use include::*;
 use query::*;
 pub use query::{SearchQuery, SearchRequest};

@@ -170,7 +170,9 @@ impl SearchQuery {
     /// any other.
     fn result_param(&mut self, name: &str, value: &str) -> Result<bool> {
         match name {
-            "_count" => self.count = vocabulary::count(value).map_err(bad)?,
+            "_count" => {
+                self.count = vocabulary::count(value).map_err(|i| Error::BadRequest(vec![i]))?
+            }
             "_total" => self.total = Some(vocabulary::total(value).map_err(bad)?),
             "_summary" => {
                 self.summary = Summary::parse(value).ok_or_else(|| {
