@@ -210,6 +210,17 @@ async fn answers_made_before_any_handler_are_outcomes_too(engine: Engine) {
     // A body that does not come in time.
     let slow = b"POST /fhir/Patient HTTP/1.1\r\nhost: x\r\ncontent-type: application/fhir+json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{";
     assert_fhir_error(&raw(&app, slow).await, 408, "a body that never comes");
+    // A chunked body whose chunk size is not hexadecimal is a 400, not a 413; chunked
+    // well, it is read.
+    let post = "POST /fhir/Patient HTTP/1.1\r\nhost: x\r\ncontent-type: application/fhir+json\r\n\
+                transfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+    let broken = format!("{post}zz\r\n{{}}\r\n0\r\n\r\n");
+    let r = raw(&app, broken.as_bytes()).await;
+    assert_fhir_error(&r, 400, "a broken chunked body");
+    assert!(r.text.contains("chunked"), "{}", r.text);
+    let patient = r#"{"resourceType":"Patient","active":true}"#;
+    let good = format!("{post}{:x}\r\n{patient}\r\n0\r\n\r\n", patient.len());
+    assert_eq!(raw(&app, good.as_bytes()).await.status, 201);
     // A well-formed request on the same path is served.
     let ok = raw(
         &app,

@@ -54,6 +54,11 @@ impl AppState {
         let limit = BODY_TIMEOUT.min(self.request_timeout / 2);
         match tokio::time::timeout(limit, axum::body::to_bytes(body, self.max_body)).await {
             Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(e)) if unreadable(&e) => Err(Error::bad_request(
+                IssueType::Structure,
+                "the request body could not be read: its chunked encoding is not well formed, \
+                 or it ended before its length",
+            )),
             Ok(Err(_)) => Err(Error::PayloadTooLarge(self.max_body)),
             Err(_) => Err(Error::RequestTimeout),
         }
@@ -79,6 +84,19 @@ impl AppState {
             request_id: request_id(headers),
         }
     }
+}
+
+/// Whether a body failed to arrive because of its framing (an error of hyper's somewhere in
+/// the chain), rather than by passing the size limit.
+fn unreadable(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<hyper::Error>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// The whole router: FHIR under /fhir, /health beside it.
