@@ -109,7 +109,7 @@ fn pairs(name: &str, value: &str, n: usize) -> Vec<(String, String)> {
 /// Whether `HistoryQuery::parse` should take `params`, written from its documentation.
 fn history_ok(params: &[(String, String)]) -> bool {
     params.iter().all(|(k, v)| match k.as_str() {
-        "_count" => v.parse::<i64>().is_ok_and(|n| n >= 0),
+        "_count" => v.parse::<i64>().is_ok_and(|n| (0..=MAX_COUNT).contains(&n)),
         "_since" => parse_range(v).is_some(),
         "_cursor" => {
             let parts: Vec<&str> = v.split('~').collect();
@@ -189,8 +189,14 @@ proptest! {
                 .prop_map(str::to_owned),
         ]
     ) {
-        let count = s.parse::<i64>().ok().filter(|n| *n >= 0).map(|n| n.min(MAX_COUNT));
+        // A page past the largest is refused as too costly, naming the limit.
+        let count = s.parse::<i64>().ok().filter(|n| (0..=MAX_COUNT).contains(n));
         prop_assert_eq!(vocabulary::count(&s).ok(), count);
+        if let Some(n) = s.parse::<i64>().ok().filter(|n| *n > MAX_COUNT) {
+            let e = vocabulary::count(&s).unwrap_err();
+            prop_assert_eq!(e.code, expediente::fhir::IssueType::TooCostly);
+            prop_assert!(e.diagnostics.contains(&format!("asks for {n} ")), "{}", e.diagnostics);
+        }
         let total = match s.as_str() {
             "none" => Some(false),
             "estimate" | "accurate" => Some(true),
