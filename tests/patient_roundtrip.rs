@@ -178,7 +178,7 @@ async fn general_practitioner_pointing_at_a_user_maps_to_the_foreign_key(engine:
     let app = TestApp::spawn(engine).await;
     app.db
         .execute(
-            "INSERT INTO users (id, fhir_id_given, role_id, first_name, last_name) SELECT ?, 'dr-house', id, 'Gregory', 'House' FROM roles WHERE name = 'doctor'",
+            "INSERT INTO users (id, fhir_id_given, role_id, first_name, last_name) SELECT ?, 'dr-house', id, 'Gregory', 'House' FROM roles WHERE name = 'physician'",
             &[uuid::Uuid::new_v4().into()],
         )
         .await

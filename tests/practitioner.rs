@@ -67,7 +67,7 @@ async fn a_practitioner_created_through_fhir_is_a_doctor_without_credentials(eng
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.text("role").unwrap().as_deref(), Some("doctor"));
+    assert_eq!(row.text("role").unwrap().as_deref(), Some("physician"));
     assert_eq!(
         row.text("password_hash").unwrap(),
         None,
@@ -275,7 +275,7 @@ async fn qualification_and_service_type_share_the_specialties_catalog(engine: En
     // The clinic's own specialty shows on a user it creates.
     app.db
         .execute(
-            "INSERT INTO users (id, fhir_id_given, role_id, specialty_id, last_name) SELECT ?, 'dr-2', r.id, s.id, 'Ruiz' FROM roles r, specialties s WHERE r.name = 'doctor'",
+            "INSERT INTO users (id, fhir_id_given, role_id, specialty_id, last_name) SELECT ?, 'dr-2', r.id, s.id, 'Ruiz' FROM roles r, specialties s WHERE r.name = 'physician'",
             &[uuid::Uuid::new_v4().into()],
         )
         .await

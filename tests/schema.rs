@@ -145,7 +145,7 @@ async fn every_clinical_table_has_the_common_columns(engine: Engine) {
 /// user, a patient, a consultation, a medical test, catalog entries, a custom field...) and
 /// returns (table, id) in the order of [`CLINICAL_TABLES`].
 async fn one_row_in_every_clinical_table(app: &TestApp) -> Vec<(&'static str, Uuid)> {
-    let doctor_role = role_id(app, "doctor").await;
+    let doctor_role = role_id(app, "physician").await;
     let mut rows: Vec<(&'static str, Uuid)> = Vec::new();
 
     let role = insert(
@@ -836,7 +836,7 @@ async fn migrate_is_idempotent(engine: Engine) {
         applied, expected,
         "each migration once, in order, every one a success"
     );
-    assert_eq!(roles, 4, "the four roles are seeded");
+    assert_eq!(roles, 6, "the six roles are seeded");
     assert_eq!(
         app.count("roles").await,
         roles,

@@ -1,6 +1,6 @@
 //! Practitioner ⇄ users with a clinical role.
 //!
-//! A Practitioner created through FHIR is a users row with the `doctor` role and no credentials:
+//! A Practitioner created through FHIR is a users row with the `physician` role and no credentials:
 //! it cannot log in until an administrator gives it some. Users without a clinical role
 //! (administrators, front desk) are not Practitioners.
 
@@ -129,7 +129,7 @@ pub fn mapping() -> TableMapping {
         params: PARAMS,
         id_column: "fhir_id_given",
         filter: Some("t.role_id IN (SELECT r.id FROM roles r WHERE r.is_clinical)"),
-        insert_defaults: &[("role_id", "SELECT id FROM roles WHERE name = 'doctor'")],
+        insert_defaults: &[("role_id", "SELECT id FROM roles WHERE name = 'physician'")],
         index_names: true,
         ..TableMapping::BASE
     }

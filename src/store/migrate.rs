@@ -71,6 +71,16 @@ pub fn sqlite() -> Migrator {
             "linked results",
             "../../migrations/sqlite/0011_linked_results.sql"
         ),
+        migration!(
+            12,
+            "bounded index keys",
+            "../../migrations/sqlite/0012_bounded_index_keys.sql"
+        ),
+        migration!(
+            13,
+            "authorization",
+            "../../migrations/sqlite/0013_authorization.sql"
+        ),
     ])
 }
 
@@ -127,6 +137,11 @@ pub fn postgres() -> Migrator {
             12,
             "bounded index keys",
             "../../migrations/postgres/0012_bounded_index_keys.sql"
+        ),
+        migration!(
+            13,
+            "authorization",
+            "../../migrations/postgres/0013_authorization.sql"
         ),
     ])
 }
