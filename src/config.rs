@@ -23,6 +23,124 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Load Bundles (.json) and NDJSON (.ndjson) files or folders into the database.
     Import(ImportArgs),
+    /// The keys that sign access tokens.
+    Keys(KeysArgs),
+    /// Register, list and remove OAuth clients (apps and backend services).
+    Client(ClientArgs),
+    /// Mint an access token directly against the database and print it.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// The file holding the key that encrypts the signing keys at rest (base64 of 32 bytes;
+    /// made, readable by its owner only, when missing). EXPEDIENTE_KEY, the key itself in
+    /// base64, takes its place when set.
+    #[arg(long, env = "EXPEDIENTE_KEY_FILE", default_value = "expediente.key")]
+    pub key_file: std::path::PathBuf,
+}
+
+impl KeyArgs {
+    pub fn key(&self) -> anyhow::Result<crate::auth::keys::KeyEncryptionKey> {
+        match std::env::var("EXPEDIENTE_KEY") {
+            Ok(k) if !k.trim().is_empty() => crate::auth::keys::KeyEncryptionKey::from_base64(&k),
+            _ => crate::auth::keys::KeyEncryptionKey::from_file(&self.key_file),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new signing key; the old ones stay published until their tokens have expired.
+    Rotate {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    #[command(subcommand)]
+    pub command: ClientCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client. `--secret` prints its secret once; only its hash is kept.
+    Add(ClientAdd),
+    /// The registered clients.
+    List {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Remove a client: its tokens are refused from then on.
+    Remove {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[arg(long)]
+        client_id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("kind").required(true).args(["public", "secret", "jwks", "jwks_url"])))]
+pub struct ClientAdd {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[arg(long)]
+    pub client_id: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A public client (a browser or phone app): PKCE alone.
+    #[arg(long)]
+    pub public: bool,
+    /// A confidential client with a secret (client_secret_basic).
+    #[arg(long)]
+    pub secret: bool,
+    /// A backend client's public keys (a JWKS file): private_key_jwt.
+    #[arg(long)]
+    pub jwks: Option<std::path::PathBuf>,
+    /// Where a backend client publishes its JWKS: private_key_jwt.
+    #[arg(long)]
+    pub jwks_url: Option<String>,
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    /// The most this client may ever be granted (SMART scopes).
+    #[arg(long)]
+    pub scope: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[arg(long)]
+    pub client_id: String,
+    #[arg(long)]
+    pub scope: String,
+    #[arg(long)]
+    pub patient: Option<String>,
+    #[arg(long)]
+    pub encounter: Option<String>,
+    #[arg(long, default_value_t = 3600)]
+    pub expires_in: u64,
+    /// The FHIR base the token is for (the server's --base-url).
+    #[arg(
+        long,
+        env = "EXPEDIENTE_BASE_URL",
+        default_value = "http://127.0.0.1:8080/fhir"
+    )]
+    pub audience: String,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 //! [`fhir`] is the shared vocabulary at the bottom.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;

@@ -65,6 +65,9 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Keys(args) => print(expediente::admin::keys(args.command).await?),
+        Command::Client(args) => print(expediente::admin::client(args.command).await?),
+        Command::Token(args) => print(expediente::admin::token(args).await?),
         Command::Serve(args) => {
             let state = expediente::build_state(&args.db.database_url, args.settings()).await?;
             let db = state.fhir.db.clone();
@@ -79,6 +82,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Writes what a command answers to stdout.
+fn print(text: String) -> anyhow::Result<()> {
+    std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,5 +1,194 @@
 //! Authorization: SMART scopes, the server's signing keys and its access tokens.
+//!
+//! [`Auth`] holds what every server process needs to issue and check tokens: the signing keys
+//! (kept in the database, so that every process on one database signs and verifies alike), the
+//! cache of verified tokens, and the revocations, which every process follows from the
+//! database.
 
+pub mod grant;
 pub mod keys;
+pub mod password;
+pub mod records;
 pub mod scope;
 pub mod token;
+
+use crate::store::Db;
+use jsonwebtoken::DecodingKey;
+use keys::{KeyEncryptionKey, SigningKey};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use token::{Claims, Refusal, Verified};
+
+/// How long an access token lives.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The keys as loaded: the one that signs, and every one still published.
+struct KeyRing {
+    signing: SigningKey,
+    published: HashMap<String, (jsonwebtoken::jwk::Jwk, DecodingKey)>,
+}
+
+pub struct Auth {
+    db: Db,
+    kek: KeyEncryptionKey,
+    ring: RwLock<Arc<KeyRing>>,
+    verified: Verified,
+    /// The revoked jti this process knows of, and the last revocation it has read.
+    revoked: RwLock<(i64, HashSet<String>)>,
+}
+
+impl Auth {
+    /// Loads the keys, making the first one when the database has none.
+    pub async fn load(db: Db, kek: KeyEncryptionKey) -> anyhow::Result<Auth> {
+        let ring = Self::read_ring(&db, &kek).await?;
+        let ring = match ring {
+            Some(r) => r,
+            None => {
+                let (_, stored) = SigningKey::generate_sealed(&kek)?;
+                records::add_signing_key(&db, &stored).await?;
+                Self::read_ring(&db, &kek)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no signing key after making one"))?
+            }
+        };
+        let auth = Auth {
+            db,
+            kek,
+            ring: RwLock::new(Arc::new(ring)),
+            verified: Verified::default(),
+            revoked: RwLock::new((0, HashSet::new())),
+        };
+        auth.follow_revocations().await?;
+        Ok(auth)
+    }
+
+    /// The keys in the database: None when there is none that signs.
+    async fn read_ring(db: &Db, kek: &KeyEncryptionKey) -> anyhow::Result<Option<KeyRing>> {
+        let now = chrono::Utc::now();
+        let mut signing = None;
+        let mut published = HashMap::new();
+        for (stored, retired) in records::signing_keys(db).await? {
+            // A retired key is published while tokens it signed may still be alive.
+            let alive = retired.is_none_or(|r| r + TOKEN_LIFETIME > now);
+            if !alive {
+                continue;
+            }
+            if retired.is_none() && signing.is_none() {
+                signing = Some(SigningKey::open(kek, &stored)?);
+            }
+            let (jwk, key) = keys::decoding_key(&stored.public_jwk)?;
+            published.insert(stored.kid.clone(), (jwk, key));
+        }
+        Ok(signing.map(|signing| KeyRing { signing, published }))
+    }
+
+    fn ring(&self) -> Arc<KeyRing> {
+        self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads the keys again (after a rotation, here or by another process).
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        if let Some(r) = Self::read_ring(&self.db, &self.kek).await? {
+            *self.ring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);
+        }
+        Ok(())
+    }
+
+    /// A new signing key; the old ones stay published until their tokens have expired.
+    pub async fn rotate(&self) -> anyhow::Result<String> {
+        let (key, stored) = SigningKey::generate_sealed(&self.kek)?;
+        records::add_signing_key(&self.db, &stored).await?;
+        self.reload().await?;
+        Ok(key.kid)
+    }
+
+    /// The published keys, as a JWKS document.
+    pub fn jwks(&self) -> serde_json::Value {
+        let ring = self.ring();
+        let mut keys: Vec<_> = ring.published.values().map(|(jwk, _)| jwk).collect();
+        keys.sort_by(|a, b| a.common.key_id.cmp(&b.common.key_id));
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// Signs and records a token with `claims`.
+    pub async fn issue(&self, claims: &Claims) -> anyhow::Result<String> {
+        let token = token::sign(claims, &self.ring().signing)?;
+        records::record_token(&self.db, claims).await?;
+        Ok(token)
+    }
+
+    /// The claims of a valid token for `audience`: from the cache, or checked (reading the
+    /// keys again once when it names one this process does not know yet).
+    pub async fn verify(&self, token: &str, audience: &str) -> Result<Arc<Claims>, Refusal> {
+        let now = chrono::Utc::now().timestamp();
+        let hash = Verified::hash(token);
+        let claims = match self.verified.get(&hash, now) {
+            Some(c) => c,
+            None => {
+                let ring = self.ring();
+                let key_of = |kid: &str| ring.published.get(kid).map(|(_, k)| k.clone());
+                let checked = match token::check(token, key_of, audience, now) {
+                    Err(Refusal::UnknownKey) => {
+                        let _ = self.reload().await;
+                        let ring = self.ring();
+                        let key_of = |kid: &str| ring.published.get(kid).map(|(_, k)| k.clone());
+                        token::check(token, key_of, audience, now)?
+                    }
+                    other => other?,
+                };
+                let c = Arc::new(checked);
+                self.verified.put(hash, c.clone(), now);
+                c
+            }
+        };
+        if claims.aud.trim_end_matches('/') != audience.trim_end_matches('/') {
+            return Err(Refusal::WrongAudience);
+        }
+        if self.is_revoked(&claims.jti) {
+            return Err(Refusal::Revoked);
+        }
+        Ok(claims)
+    }
+
+    fn is_revoked(&self, jti: &str) -> bool {
+        let r = self.revoked.read().unwrap_or_else(|p| p.into_inner());
+        r.1.contains(jti)
+    }
+
+    /// Revokes a token by its jti (of `client_id` when given), here at once and in every other
+    /// process when it next follows the revocations; false when there is no such token.
+    pub async fn revoke(&self, jti: &str, client_id: Option<&str>) -> anyhow::Result<bool> {
+        let done = records::revoke(&self.db, jti, client_id).await?;
+        if done {
+            self.follow_revocations().await?;
+        }
+        Ok(done)
+    }
+
+    /// Reads the revocations made since the last read (by any process).
+    pub async fn follow_revocations(&self) -> anyhow::Result<()> {
+        let since = self.revoked.read().unwrap_or_else(|p| p.into_inner()).0;
+        let new = records::revocations_since(&self.db, since).await?;
+        if let Some((last, _)) = new.last() {
+            let mut r = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+            r.0 = r.0.max(*last);
+            r.1.extend(new.into_iter().map(|(_, jti)| jti));
+        }
+        Ok(())
+    }
+
+    /// Follows the revocations every `every` until the process ends.
+    pub fn follow_in_background(self: &Arc<Self>, every: Duration) {
+        let auth = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(auth) = auth.upgrade() else { break };
+                if let Err(e) = auth.follow_revocations().await {
+                    tracing::warn!(error = %e, "reading the token revocations failed");
+                }
+            }
+        });
+    }
+}
