@@ -2,8 +2,9 @@
 
 use crate::auth::grant::{Denied, TokenRequest};
 use crate::auth::records::{self, Client};
+use crate::auth::users::{self, Account};
 use crate::auth::{keys, password, Auth};
-use crate::config::{ClientAdd, ClientCommand, KeysCommand, TokenArgs};
+use crate::config::{ClientAdd, ClientCommand, KeysCommand, TokenArgs, UserCommand};
 use crate::store::Db;
 use anyhow::Context;
 
@@ -104,6 +105,7 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<String> {
         .grant(&TokenRequest {
             client_id: args.client_id.clone(),
             scope: args.scope,
+            user: args.user.clone(),
             patient: args.patient,
             encounter: args.encounter,
             expires_in: std::time::Duration::from_secs(args.expires_in),
@@ -114,6 +116,107 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<String> {
     match granted {
         Ok((token, _)) => Ok(format!("{token}\n")),
         Err(Denied::UnknownClient) => anyhow::bail!("there is no client {}", args.client_id),
+        Err(Denied::UnknownUser) => {
+            anyhow::bail!("there is no active user {}", args.user.unwrap_or_default())
+        }
         Err(Denied::InvalidScope(why)) => anyhow::bail!("no token: {why}"),
     }
+}
+
+/// The first line of standard input: a password, at least 8 characters.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let p = line.trim_end_matches(['\r', '\n']).to_owned();
+    if p.chars().count() < 8 {
+        anyhow::bail!("a password has at least 8 characters");
+    }
+    Ok(p)
+}
+
+/// `expediente user ...`: what it prints.
+pub async fn user(cmd: UserCommand) -> anyhow::Result<String> {
+    match cmd {
+        UserCommand::Add {
+            db,
+            email,
+            role,
+            practitioner,
+            patient,
+            password_stdin,
+        } => {
+            let hash = match password_stdin {
+                true => Some(password::hash(password_from_stdin()?).await?),
+                false => None,
+            };
+            let db = open(&db.database_url).await?;
+            let out = add_user(&db, &email, &role, practitioner, patient, hash).await;
+            db.close().await;
+            out
+        }
+        UserCommand::List { db } => {
+            let db = open(&db.database_url).await?;
+            let all = users::all(&db).await?;
+            db.close().await;
+            Ok(all
+                .iter()
+                .map(|u| {
+                    let state = if u.active { "active" } else { "disabled" };
+                    let who = u.fhir_user.as_deref().unwrap_or("-");
+                    format!("{}\t{}\t{who}\t{state}\n", u.email, u.role)
+                })
+                .collect())
+        }
+        UserCommand::Disable { db, email } => {
+            let db = open(&db.database_url).await?;
+            let done = users::set_active(&db, &email, false).await?;
+            db.close().await;
+            done.then(String::new)
+                .ok_or_else(|| anyhow::anyhow!("there is no user {email}"))
+        }
+        UserCommand::Passwd { db, email, .. } => {
+            let hash = password::hash(password_from_stdin()?).await?;
+            let db = open(&db.database_url).await?;
+            let done = users::set_password(&db, &email, hash).await?;
+            db.close().await;
+            done.then(String::new)
+                .ok_or_else(|| anyhow::anyhow!("there is no user {email}"))
+        }
+    }
+}
+
+async fn add_user(
+    db: &Db,
+    email: &str,
+    role: &str,
+    practitioner: Option<String>,
+    patient: Option<String>,
+    hash: Option<String>,
+) -> anyhow::Result<String> {
+    let email = email.trim().to_lowercase();
+    if !email.contains('@') || email.chars().any(char::is_whitespace) {
+        anyhow::bail!("{email} is not an email address");
+    }
+    if users::by_email(db, &email).await?.is_some() {
+        anyhow::bail!("a user {email} already exists");
+    }
+    let Some(clinical) = users::role(db, role).await? else {
+        anyhow::bail!("there is no role {role}");
+    };
+    let account = match (&practitioner, &patient) {
+        (Some(id), _) if clinical => Account::Practitioner(id),
+        (Some(_), _) => anyhow::bail!("--practitioner needs a clinical role (physician, nurse)"),
+        (None, Some(id)) if role == "patient" => Account::Patient(id),
+        (None, Some(_)) => anyhow::bail!("--patient goes with the role patient"),
+        (None, None) if role == "patient" => anyhow::bail!("the role patient needs --patient"),
+        (None, None) => Account::New,
+    };
+    users::add(db, &email, role, account, hash).await?;
+    let user = users::by_email(db, &email)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the user was not added"))?;
+    Ok(format!(
+        "{}\n",
+        user.fhir_user.unwrap_or(user.id.to_string())
+    ))
 }

@@ -29,6 +29,58 @@ pub enum Command {
     Client(ClientArgs),
     /// Mint an access token directly against the database and print it.
     Token(TokenArgs),
+    /// Add, list and disable the users who sign in, and set their passwords.
+    User(UserArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    #[command(subcommand)]
+    pub command: UserCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user: a new one, the Practitioner `--practitioner` (a user with a clinical role),
+    /// or the own account of Patient `--patient` (role patient).
+    Add {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[arg(long)]
+        email: String,
+        /// administrator, physician, nurse, receptionist, auditor or patient (or a role the
+        /// clinic added).
+        #[arg(long)]
+        role: String,
+        #[arg(long, conflicts_with = "patient")]
+        practitioner: Option<String>,
+        #[arg(long)]
+        patient: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// The users, one a line: email, role, fhirUser, active or disabled.
+    List {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// The user may no longer sign in or be granted tokens.
+    Disable {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[arg(long)]
+        email: String,
+    },
+    /// Set a user's password, read from the first line of standard input.
+    Passwd {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[arg(long)]
+        email: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +180,9 @@ pub struct TokenArgs {
     pub client_id: String,
     #[arg(long)]
     pub scope: String,
+    /// The user the token acts for (its rights are also within the user's role).
+    #[arg(long)]
+    pub user: Option<String>,
     #[arg(long)]
     pub patient: Option<String>,
     #[arg(long)]

@@ -13,14 +13,34 @@ use std::process::Command;
 const AUDIENCE: &str = "http://clinic.example/fhir";
 
 fn run(app: &TestApp, key_file: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_expediente"))
+    run_with_input(app, key_file, args, "")
+}
+
+fn run_with_input(
+    app: &TestApp,
+    key_file: &Path,
+    args: &[&str],
+    input: &str,
+) -> Result<String, String> {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_expediente"))
         .args(args)
         .args(["--database-url", &app.url])
         .env("EXPEDIENTE_KEY_FILE", key_file)
         .env_remove("EXPEDIENTE_KEY")
         .env_remove("DATABASE_URL")
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if out.status.success() {
@@ -176,4 +196,286 @@ async fn claims_of(auth: &Auth, t: &str) -> String {
     auth.verify(t, AUDIENCE).await.unwrap().jti.clone()
 }
 
-on_both_engines!(clients_and_tokens_from_the_command_line);
+fn user_token(
+    app: &TestApp,
+    key: &Path,
+    email: &str,
+    scope: &str,
+    patient: Option<&str>,
+) -> Result<String, String> {
+    let mut args = vec![
+        "token",
+        "--client-id",
+        "app",
+        "--scope",
+        scope,
+        "--audience",
+        AUDIENCE,
+        "--user",
+        email,
+    ];
+    if let Some(p) = patient {
+        args.extend(["--patient", p]);
+    }
+    Ok(run(app, key, &args)?.trim().to_owned())
+}
+
+async fn users_and_their_roles_bound_what_a_token_grants(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let key = key_file();
+    let kek = KeyEncryptionKey::from_file(&key).unwrap();
+    let auth = Auth::load(app.db.clone(), kek).await.unwrap();
+    run(
+        &app,
+        &key,
+        &[
+            "client",
+            "add",
+            "--client-id",
+            "app",
+            "--public",
+            "--scope",
+            "user/*.cruds patient/*.cruds openid fhirUser",
+        ],
+    )
+    .unwrap();
+    let scope_of = |t: String| {
+        let auth = &auth;
+        async move { auth.verify(&t, AUDIENCE).await.unwrap() }
+    };
+
+    // A receptionist asking for everything gets no Observation.
+    let who = run_with_input(
+        &app,
+        &key,
+        &[
+            "user",
+            "add",
+            "--email",
+            "Front@Clinic.example",
+            "--role",
+            "receptionist",
+            "--password-stdin",
+        ],
+        "recepcion-2026\n",
+    )
+    .unwrap();
+    assert_eq!(who.trim().len(), 36, "a user id: {who}");
+    let c = scope_of(user_token(&app, &key, "front@clinic.example", "user/*.cruds", None).unwrap())
+        .await;
+    assert_eq!(
+        c.scope,
+        "user/Patient.cruds user/Encounter.cruds user/Practitioner.rs"
+    );
+    assert_eq!(c.sub, who.trim());
+    assert!(c.fhir_user.is_none());
+
+    // A physician who is an existing Practitioner; a new password makes no new version.
+    let dr = app
+        .create(&serde_json::json!({"resourceType": "Practitioner", "name": [{"family": "Ruiz"}]}))
+        .await;
+    let dr_id = dr["id"].as_str().unwrap();
+    let who = run_with_input(
+        &app,
+        &key,
+        &[
+            "user",
+            "add",
+            "--email",
+            "ruiz@clinic.example",
+            "--role",
+            "physician",
+            "--practitioner",
+            dr_id,
+            "--password-stdin",
+        ],
+        "doctora-2026\n",
+    )
+    .unwrap();
+    assert_eq!(who.trim(), format!("Practitioner/{dr_id}"));
+    let url = format!("/fhir/Practitioner/{dr_id}");
+    let before = app.get(&url).await.body["meta"]["versionId"].clone();
+    run_with_input(
+        &app,
+        &key,
+        &[
+            "user",
+            "passwd",
+            "--email",
+            "ruiz@clinic.example",
+            "--password-stdin",
+        ],
+        "otra-clave-2026\n",
+    )
+    .unwrap();
+    assert_eq!(
+        app.get(&url).await.body["meta"]["versionId"],
+        before,
+        "credentials are no part of the Practitioner"
+    );
+    let hash = expediente::auth::users::by_email(&app.db, "ruiz@clinic.example")
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash
+        .unwrap();
+    assert!(expediente::auth::password::verify("otra-clave-2026".into(), hash.clone()).await);
+    assert!(!expediente::auth::password::verify("doctora-2026".into(), hash).await);
+    let c = scope_of(
+        user_token(
+            &app,
+            &key,
+            "ruiz@clinic.example",
+            "user/Observation.rs openid fhirUser",
+            None,
+        )
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (c.scope.as_str(), c.fhir_user.as_deref()),
+        (
+            "user/Observation.rs openid fhirUser",
+            Some(format!("Practitioner/{dr_id}").as_str())
+        )
+    );
+
+    // A patient's own account: its patient only, whatever is asked.
+    let p = app
+        .create(&serde_json::json!({"resourceType": "Patient", "name": [{"family": "Lugo"}]}))
+        .await;
+    let other = app
+        .create(&serde_json::json!({"resourceType": "Patient", "name": [{"family": "Mora"}]}))
+        .await;
+    let pid = p["id"].as_str().unwrap();
+    let who = run(
+        &app,
+        &key,
+        &[
+            "user",
+            "add",
+            "--email",
+            "lugo@mail.example",
+            "--role",
+            "patient",
+            "--patient",
+            pid,
+        ],
+    )
+    .unwrap();
+    assert_eq!(who.trim(), format!("Patient/{pid}"));
+    let c =
+        scope_of(user_token(&app, &key, "lugo@mail.example", "user/*.cruds", None).unwrap()).await;
+    assert_eq!(
+        (c.scope.as_str(), c.patient.as_deref()),
+        ("patient/*.rs", Some(pid))
+    );
+    let e = user_token(
+        &app,
+        &key,
+        "lugo@mail.example",
+        "patient/*.rs",
+        other["id"].as_str(),
+    )
+    .unwrap_err();
+    assert!(e.contains("for that patient only"), "{e}");
+
+    // Refusals: bad input to `user add`, a disabled user.
+    for (args, says) in [
+        (
+            vec!["--email", "x@y.example", "--role", "chef"],
+            "no role chef",
+        ),
+        (
+            vec!["--email", "not-an-email", "--role", "nurse"],
+            "not an email",
+        ),
+        (
+            vec!["--email", "front@clinic.example", "--role", "nurse"],
+            "already exists",
+        ),
+        (
+            vec!["--email", "p@y.example", "--role", "patient"],
+            "needs --patient",
+        ),
+        (
+            vec![
+                "--email",
+                "p@y.example",
+                "--role",
+                "patient",
+                "--patient",
+                "nobody",
+            ],
+            "no Patient nobody",
+        ),
+        (
+            vec![
+                "--email",
+                "q@y.example",
+                "--role",
+                "receptionist",
+                "--practitioner",
+                dr_id,
+            ],
+            "clinical role",
+        ),
+        (
+            vec![
+                "--email",
+                "q@y.example",
+                "--role",
+                "physician",
+                "--practitioner",
+                dr_id,
+            ],
+            "without an account",
+        ),
+    ] {
+        let mut all = vec!["user", "add"];
+        all.extend(args);
+        let e = run(&app, &key, &all).unwrap_err();
+        assert!(e.contains(says), "{all:?}: {e}");
+    }
+    let short = run_with_input(
+        &app,
+        &key,
+        &[
+            "user",
+            "passwd",
+            "--email",
+            "front@clinic.example",
+            "--password-stdin",
+        ],
+        "short\n",
+    );
+    assert!(short.unwrap_err().contains("at least 8"));
+    run(
+        &app,
+        &key,
+        &["user", "disable", "--email", "front@clinic.example"],
+    )
+    .unwrap();
+    assert!(
+        user_token(&app, &key, "front@clinic.example", "user/*.rs", None)
+            .unwrap_err()
+            .contains("no active user")
+    );
+    let list = run(&app, &key, &["user", "list"]).unwrap();
+    assert!(
+        list.contains("front@clinic.example\treceptionist\t-\tdisabled\n"),
+        "{list}"
+    );
+    assert!(
+        list.contains(&format!(
+            "ruiz@clinic.example\tphysician\tPractitioner/{dr_id}\tactive\n"
+        )),
+        "{list}"
+    );
+    let _ = std::fs::remove_file(&key);
+}
+
+on_both_engines!(
+    clients_and_tokens_from_the_command_line,
+    users_and_their_roles_bound_what_a_token_grants,
+);

@@ -23,6 +23,30 @@ INSERT INTO roles (name, description, is_clinical, permissions) VALUES
 ALTER TABLE users ADD COLUMN patient_id uuid REFERENCES patients (id);
 CREATE INDEX users_patient_idx ON users (patient_id) WHERE patient_id IS NOT NULL;
 
+-- A user's credentials are no part of the Practitioner: changing only them (a new password, a
+-- sign-in) makes no new version.
+CREATE FUNCTION touch_user() RETURNS trigger AS $$
+BEGIN
+    IF (OLD.password_hash IS DISTINCT FROM NEW.password_hash
+        OR OLD.last_login_at IS DISTINCT FROM NEW.last_login_at)
+       AND (OLD.id, OLD.fhir_id_given, OLD.email, OLD.role_id, OLD.specialty_id, OLD.first_name,
+            OLD.last_name, OLD.phone, OLD.license_number, OLD.gender, OLD.is_active,
+            OLD.version_id, OLD.deleted_at, OLD.fhir_extra::text, OLD.patient_id)
+           IS NOT DISTINCT FROM
+           (NEW.id, NEW.fhir_id_given, NEW.email, NEW.role_id, NEW.specialty_id, NEW.first_name,
+            NEW.last_name, NEW.phone, NEW.license_number, NEW.gender, NEW.is_active,
+            NEW.version_id, NEW.deleted_at, NEW.fhir_extra::text, NEW.patient_id) THEN
+        RETURN NEW;
+    END IF;
+    NEW.created_at := OLD.created_at;
+    NEW.updated_at := clock_timestamp();
+    NEW.version_id := OLD.version_id + 1;
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+DROP TRIGGER users_touch ON users;
+CREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION touch_user();
+
 CREATE TABLE oauth_clients (
     client_id     text PRIMARY KEY CHECK (length(client_id) BETWEEN 1 AND 128),
     name          text,

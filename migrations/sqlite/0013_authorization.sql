@@ -23,6 +23,23 @@ INSERT INTO roles (name, description, is_clinical, permissions) VALUES
 ALTER TABLE users ADD COLUMN patient_id TEXT REFERENCES patients (id);
 CREATE INDEX users_patient_idx ON users (patient_id) WHERE patient_id IS NOT NULL;
 
+-- A user's credentials are no part of the Practitioner: changing only them (a new password, a
+-- sign-in) makes no new version.
+DROP TRIGGER users_touch;
+CREATE TRIGGER users_touch AFTER UPDATE ON users FOR EACH ROW
+WHEN (OLD.password_hash IS NEW.password_hash AND OLD.last_login_at IS NEW.last_login_at)
+    OR OLD.id IS NOT NEW.id OR OLD.fhir_id_given IS NOT NEW.fhir_id_given
+    OR OLD.email IS NOT NEW.email OR OLD.role_id IS NOT NEW.role_id
+    OR OLD.specialty_id IS NOT NEW.specialty_id OR OLD.first_name IS NOT NEW.first_name
+    OR OLD.last_name IS NOT NEW.last_name OR OLD.phone IS NOT NEW.phone
+    OR OLD.license_number IS NOT NEW.license_number OR OLD.gender IS NOT NEW.gender
+    OR OLD.is_active IS NOT NEW.is_active OR OLD.version_id IS NOT NEW.version_id
+    OR OLD.deleted_at IS NOT NEW.deleted_at OR OLD.fhir_extra IS NOT NEW.fhir_extra
+    OR OLD.patient_id IS NOT NEW.patient_id
+BEGIN
+    UPDATE users SET updated_at = (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), version_id = OLD.version_id + 1, created_at = OLD.created_at WHERE id = NEW.id;
+END;
+
 CREATE TABLE oauth_clients (
     client_id     TEXT PRIMARY KEY CHECK (length(client_id) BETWEEN 1 AND 128),
     name          TEXT,

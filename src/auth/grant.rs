@@ -4,6 +4,7 @@
 use super::records::{self, Client};
 use super::scope::{Context, Scopes};
 use super::token::Claims;
+use super::users::{self, User};
 use super::{keys, Auth, TOKEN_LIFETIME};
 
 /// A request for a token, however it came (the token endpoint, the command line).
@@ -11,6 +12,8 @@ use super::{keys, Auth, TOKEN_LIFETIME};
 pub struct TokenRequest {
     pub client_id: String,
     pub scope: String,
+    /// The email of the user the token acts for.
+    pub user: Option<String>,
     pub patient: Option<String>,
     pub encounter: Option<String>,
     pub expires_in: std::time::Duration,
@@ -23,13 +26,16 @@ pub struct TokenRequest {
 pub enum Denied {
     /// No such client (or it was removed).
     UnknownClient,
+    /// No such user, or one who may not sign in.
+    UnknownUser,
     /// Nothing asked for is allowed, or the scopes need what the request lacks.
     InvalidScope(String),
 }
 
 impl Auth {
     /// Grants `req` for its client: the scopes asked for that the client's registration allows
-    /// (see [`Scopes::intersect`]), for at most [`TOKEN_LIFETIME`].
+    /// and, for a user, that the user's role allows (see [`Scopes::intersect`]), for at most
+    /// [`TOKEN_LIFETIME`].
     pub async fn grant(
         &self,
         req: &TokenRequest,
@@ -37,22 +43,46 @@ impl Auth {
         let Some(client) = records::client(&self.db, &req.client_id).await? else {
             return Ok(Err(Denied::UnknownClient));
         };
-        Ok(match granted(&client, req) {
+        let user = match &req.user {
+            Some(email) => match users::by_email(&self.db, email).await? {
+                Some(u) if u.active => Some(u),
+                _ => return Ok(Err(Denied::UnknownUser)),
+            },
+            None => None,
+        };
+        Ok(match granted(&client, user.as_ref(), req) {
             Ok(claims) => Ok((self.issue(&claims).await?, claims)),
             Err(d) => Err(d),
         })
     }
 }
 
-fn granted(client: &Client, req: &TokenRequest) -> Result<Claims, Denied> {
-    let scopes = Scopes::parse(&req.scope).intersect(&Scopes::parse(&client.scope));
+fn granted(client: &Client, user: Option<&User>, req: &TokenRequest) -> Result<Claims, Denied> {
+    let mut scopes = Scopes::parse(&req.scope).intersect(&Scopes::parse(&client.scope));
+    if let Some(u) = user {
+        // A role bounds access to resources; `openid`, `launch` and the like are the client's.
+        scopes.grants = scopes.intersect(&u.permissions).grants;
+    } else {
+        // Without a user, only system/ scopes mean anything.
+        scopes.grants.retain(|g| g.context == Context::System);
+    }
     if scopes.grants.is_empty() {
         return Err(Denied::InvalidScope(
-            "none of the scopes asked for is one this client may be granted".into(),
+            "none of the scopes asked for is one this client (and user) may be granted".into(),
         ));
     }
+    // A patient's own account is always about that patient.
+    let patient = match (user.and_then(|u| u.patient.clone()), &req.patient) {
+        (Some(own), Some(asked)) if own != *asked => {
+            return Err(Denied::InvalidScope(
+                "a patient's account is for that patient only".into(),
+            ))
+        }
+        (Some(own), _) => Some(own),
+        (None, asked) => asked.clone(),
+    };
     let patient_scopes = scopes.grants.iter().any(|g| g.context == Context::Patient);
-    if patient_scopes && req.patient.is_none() {
+    if patient_scopes && patient.is_none() {
         return Err(Denied::InvalidScope(
             "patient/ scopes need a patient in context".into(),
         ));
@@ -62,12 +92,12 @@ fn granted(client: &Client, req: &TokenRequest) -> Result<Claims, Denied> {
     Ok(Claims {
         iss: req.audience.clone(),
         aud: req.audience.clone(),
-        sub: client.client_id.clone(),
+        sub: user.map_or_else(|| client.client_id.clone(), |u| u.id.to_string()),
         client_id: client.client_id.clone(),
         scope: scopes.to_string(),
-        patient: req.patient.clone(),
+        patient,
         encounter: req.encounter.clone(),
-        fhir_user: None,
+        fhir_user: user.and_then(|u| u.fhir_user.clone()),
         iat: now,
         exp: now + lifetime,
         jti: keys::random_token::<16>().map_err(|e| Denied::InvalidScope(e.to_string()))?,

@@ -11,6 +11,7 @@ pub mod password;
 pub mod records;
 pub mod scope;
 pub mod token;
+pub mod users;
 
 use crate::store::Db;
 use jsonwebtoken::DecodingKey;

@@ -229,6 +229,10 @@ impl Scopes {
                 }
             }
         }
+        // What another granted scope covers whole says nothing more.
+        let all = out.grants.clone();
+        out.grants
+            .retain(|g| !all.iter().any(|a| a.v2() != g.v2() && a.includes(g)));
         out.others = self
             .others
             .iter()
@@ -240,6 +244,16 @@ impl Scopes {
 }
 
 impl Grant {
+    /// Whether this scope allows everything `g` allows.
+    fn includes(&self, g: &Grant) -> bool {
+        let context = self.context == g.context
+            || (self.context != Context::Patient && g.context == Context::Patient);
+        let types = self.resource_type.is_none() || self.resource_type == g.resource_type;
+        let actions = self.actions.0 & g.actions.0 == g.actions.0;
+        let filter = self.filter.is_none() || self.filter == g.filter;
+        context && types && actions && filter
+    }
+
     /// What both scopes allow, or None when that is nothing.
     fn meet(&self, other: &Grant) -> Option<Grant> {
         use Context::*;

@@ -101,7 +101,7 @@ async fn a_failed_queued_write_fails_the_next_read_or_the_commit_and_nothing_sta
     // queued writes run, and answered to the read after them.
     let mut tx = db.begin().await.unwrap();
     for _ in 0..2 {
-        tx.queue(insert, &[Uuid::new_v4().into(), "auditor".into()])
+        tx.queue(insert, &[Uuid::new_v4().into(), "archivist".into()])
             .await
             .unwrap();
     }
@@ -115,7 +115,7 @@ async fn a_failed_queued_write_fails_the_next_read_or_the_commit_and_nothing_sta
     // The same at commit.
     let mut tx = db.begin().await.unwrap();
     for _ in 0..2 {
-        tx.queue(insert, &[Uuid::new_v4().into(), "auditor".into()])
+        tx.queue(insert, &[Uuid::new_v4().into(), "archivist".into()])
             .await
             .unwrap();
     }
@@ -124,25 +124,28 @@ async fn a_failed_queued_write_fails_the_next_read_or_the_commit_and_nothing_sta
     assert_eq!(roles(&db).await, before);
     // A transaction dropped open rolls back; the next one runs and commits.
     let mut tx = db.begin().await.unwrap();
-    tx.queue(insert, &[Uuid::new_v4().into(), "auditor".into()])
+    tx.queue(insert, &[Uuid::new_v4().into(), "archivist".into()])
         .await
         .unwrap();
     drop(tx);
     assert_eq!(roles(&db).await, before);
     let mut tx = db.begin().await.unwrap();
-    tx.queue(insert, &[Uuid::new_v4().into(), "auditor".into()])
+    tx.queue(insert, &[Uuid::new_v4().into(), "archivist".into()])
         .await
         .unwrap();
     // A read inside the transaction sees its own queued write.
     let own = tx
-        .fetch_optional("SELECT name FROM roles WHERE name = ?", &["auditor".into()])
+        .fetch_optional(
+            "SELECT name FROM roles WHERE name = ?",
+            &["archivist".into()],
+        )
         .await
         .unwrap()
         .map(|r| r.string("name").unwrap());
-    assert_eq!(own.as_deref(), Some("auditor"));
+    assert_eq!(own.as_deref(), Some("archivist"));
     tx.commit().await.unwrap();
     let mut after = before.clone();
-    after.push("auditor".into());
+    after.push("archivist".into());
     after.sort();
     assert_eq!(roles(&db).await, after);
     drop_sqlite_db(db, path).await;
@@ -275,12 +278,12 @@ async fn a_transaction_dropped_after_its_begin_leaves_no_transaction_open() {
     let mut tx = db.begin().await.unwrap();
     tx.queue(
         "INSERT INTO roles (id, name) VALUES (?, ?)",
-        &[Uuid::new_v4().into(), "auditor".into()],
+        &[Uuid::new_v4().into(), "archivist".into()],
     )
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    assert!(roles(&db).await.contains(&"auditor".to_owned()));
+    assert!(roles(&db).await.contains(&"archivist".to_owned()));
     drop_sqlite_db(db, path).await;
 }
 
@@ -317,7 +320,7 @@ async fn a_begin_that_fails_fails_its_transaction_and_runs_none_of_its_writes() 
         )]
     };
     let mut tx = writer.begin().await.unwrap();
-    tx.run(role("auditor")).await.unwrap();
+    tx.run(role("archivist")).await.unwrap();
     let read = tx.fetch("SELECT name FROM roles", &[]).await;
     assert!(
         matches!(read, Err(StoreError::NotBegun(_))),
@@ -332,9 +335,9 @@ async fn a_begin_that_fails_fails_its_transaction_and_runs_none_of_its_writes() 
     assert_eq!(roles(&db).await, before);
     // The next transaction begins.
     let mut tx = writer.begin().await.unwrap();
-    tx.run(role("auditor")).await.unwrap();
+    tx.run(role("archivist")).await.unwrap();
     tx.commit().await.unwrap();
-    assert!(roles(&db).await.contains(&"auditor".to_owned()));
+    assert!(roles(&db).await.contains(&"archivist".to_owned()));
     assert!(!roles(&db).await.contains(&"clerk".to_owned()));
     writer.close().await;
     drop_sqlite_db(db, path).await;
@@ -346,27 +349,34 @@ async fn a_commit_sent_lets_the_next_transaction_begin_behind_it() {
     let insert = "INSERT INTO roles (id, name) VALUES (?, ?)";
     let mut first = db.begin().await.unwrap();
     first
-        .queue(insert, &[Uuid::new_v4().into(), "auditor".into()])
+        .queue(insert, &[Uuid::new_v4().into(), "archivist".into()])
         .await
         .unwrap();
     let committing = first.commit_sent().await.unwrap();
     // Begun before the first's outcome is known, the second sees the first's row.
     let mut second = db.begin().await.unwrap();
     let seen = second
-        .fetch_optional("SELECT name FROM roles WHERE name = ?", &["auditor".into()])
+        .fetch_optional(
+            "SELECT name FROM roles WHERE name = ?",
+            &["archivist".into()],
+        )
         .await
         .unwrap();
     assert!(seen.is_some());
     committing.outcome().await.unwrap();
     // A failing commit is told by its outcome: the row repeats the unique name.
     second
-        .queue(insert, &[Uuid::new_v4().into(), "auditor".into()])
+        .queue(insert, &[Uuid::new_v4().into(), "archivist".into()])
         .await
         .unwrap();
     let failed = second.commit_sent().await.unwrap().outcome().await;
     assert!(matches!(failed, Err(StoreError::Conflict)), "{failed:?}");
     assert_eq!(
-        roles(&db).await.iter().filter(|r| *r == "auditor").count(),
+        roles(&db)
+            .await
+            .iter()
+            .filter(|r| *r == "archivist")
+            .count(),
         1
     );
     drop_sqlite_db(db, path).await;
