@@ -229,6 +229,8 @@ pub struct DatabaseArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub key: KeyArgs,
     /// Address to listen on.
     #[arg(long, env = "EXPEDIENTE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -249,12 +251,13 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    pub fn settings(&self) -> crate::Settings {
-        crate::Settings {
+    pub fn settings(&self) -> anyhow::Result<crate::Settings> {
+        Ok(crate::Settings {
+            key: Some(self.key.key()?),
             max_body: self.max_body_bytes,
             base_url: self.base_url.clone(),
             request_timeout: std::time::Duration::from_secs(self.request_timeout.max(1)),
             statement_timeout: std::time::Duration::from_secs(self.statement_timeout.max(1)),
-        }
+        })
     }
 }

@@ -31,6 +31,9 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// How long one database statement may run.
     pub statement_timeout: Duration,
+    /// The key that encrypts the signing keys at rest; None: a new one, for this process only
+    /// (tests).
+    pub key: Option<auth::keys::KeyEncryptionKey>,
 }
 
 impl Default for Settings {
@@ -40,6 +43,7 @@ impl Default for Settings {
             base_url: None,
             request_timeout: Duration::from_secs(60),
             statement_timeout: store::STATEMENT_TIMEOUT,
+            key: None,
         }
     }
 }
@@ -53,8 +57,11 @@ pub async fn prepare(db: &store::Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Connects, migrates and builds the application state: what `serve` and the tests share.
-pub async fn build_state(database_url: &str, settings: Settings) -> anyhow::Result<api::AppState> {
+/// Connects, migrates and builds the FHIR service: what `import` needs.
+pub async fn build_fhir(
+    database_url: &str,
+    settings: &Settings,
+) -> anyhow::Result<interactions::Fhir> {
     let db = store::Db::connect_with(database_url, settings.statement_timeout)
         .await
         .context("connecting to the database")?;
@@ -62,13 +69,30 @@ pub async fn build_state(database_url: &str, settings: Settings) -> anyhow::Resu
     let registry = mapping::Registry::standard();
     let validators = fhir::validate::Validators::compile(&registry.types())
         .context("compiling the FHIR schema")?;
+    Ok(interactions::Fhir {
+        db,
+        registry,
+        validators: Arc::new(validators),
+        profiles: Arc::new(fhir::profiles::Profiles::load().context("loading the profiles")?),
+    })
+}
+
+/// Connects, migrates and builds the application state: what `serve` and the tests share.
+pub async fn build_state(database_url: &str, settings: Settings) -> anyhow::Result<api::AppState> {
+    let fhir = build_fhir(database_url, &settings).await?;
+    let key = match settings.key {
+        Some(k) => k,
+        None => auth::keys::KeyEncryptionKey::new_random()?,
+    };
+    let auth = Arc::new(
+        auth::Auth::load(fhir.db.clone(), key)
+            .await
+            .context("loading the signing keys")?,
+    );
+    auth.follow_in_background(auth::REVOCATION_POLL);
     Ok(api::AppState {
-        fhir: interactions::Fhir {
-            db,
-            registry,
-            validators: Arc::new(validators),
-            profiles: Arc::new(fhir::profiles::Profiles::load().context("loading the profiles")?),
-        },
+        fhir,
+        auth,
         max_body: settings.max_body,
         base_url: settings.base_url,
         request_timeout: settings.request_timeout,

@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
                 max_body: 0,
                 ..Default::default()
             };
-            let state = expediente::build_state(&args.db.database_url, settings).await?;
+            let fhir = expediente::build_fhir(&args.db.database_url, &settings).await?;
             let caller = expediente::interactions::Caller {
                 base_url: "http://localhost/fhir".into(),
                 // The administrator of the clinic's own database.
@@ -56,8 +56,8 @@ async fn main() -> anyhow::Result<()> {
                 skip_unsupported: args.skip_unsupported,
                 progress: !args.no_progress,
             };
-            let summary = state.fhir.import(&caller, &args.paths, &opts).await?;
-            state.fhir.db.close().await;
+            let summary = fhir.import(&caller, &args.paths, &opts).await?;
+            fhir.db.close().await;
             // A closed stdout (`| head`) is no reason to fail an import that succeeded.
             let _ = std::io::Write::write_all(&mut std::io::stdout(), summary.report().as_bytes());
             if !summary.failed.is_empty() {
@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(args) => print(expediente::admin::token(args).await?),
         Command::User(args) => print(expediente::admin::user(args.command).await?),
         Command::Serve(args) => {
-            let state = expediente::build_state(&args.db.database_url, args.settings()).await?;
+            let state = expediente::build_state(&args.db.database_url, args.settings()?).await?;
             let db = state.fhir.db.clone();
             let listener = tokio::net::TcpListener::bind(&args.listen)
                 .await

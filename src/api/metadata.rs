@@ -96,6 +96,7 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
         "format": ["application/fhir+json", "json", "application/json"],
         "rest": [{
             "mode": "server",
+            "security": super::oauth::capability_security(base_url),
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}],
             "searchParam": COMMON.iter().map(|p| json!({"name": p.name, "definition": p.definition, "type": p.kind.code(), "documentation": p.documentation})).collect::<Vec<_>>(),

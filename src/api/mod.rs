@@ -4,6 +4,7 @@ mod bundle;
 mod crud;
 mod format;
 mod metadata;
+mod oauth;
 mod profiles;
 mod search;
 mod serve;
@@ -32,6 +33,8 @@ use tower_http::trace::TraceLayer;
 #[derive(Clone)]
 pub struct AppState {
     pub fhir: Fhir,
+    /// Keys, tokens and clients.
+    pub auth: Arc<crate::auth::Auth>,
     /// The largest request body accepted, in bytes.
     pub max_body: usize,
     /// The FHIR base URL to put in links; derived from the Host header when absent.
@@ -104,6 +107,10 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.request_timeout;
     let fhir = Router::new()
         .route("/metadata", get(metadata::capabilities))
+        .route(
+            "/.well-known/smart-configuration",
+            get(oauth::smart_configuration),
+        )
         .route("/StructureDefinition", get(profiles::search))
         .route("/StructureDefinition/{id}", get(profiles::read))
         .route("/", get(search::search_system).post(bundle::process))
@@ -131,9 +138,15 @@ pub fn router(state: AppState) -> Router {
         .route("/{rtype}/{id}/_history/{vid}", get(crud::vread))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
+    let auth = Router::new()
+        .route("/token", post(oauth::token))
+        .route("/introspect", post(oauth::introspect))
+        .route("/revoke", post(oauth::revoke))
+        .route("/jwks", get(oauth::jwks));
     Router::new()
         .route("/health", get(health))
         .nest("/fhir", fhir)
+        .nest("/auth", auth)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -268,6 +281,10 @@ async fn finish_errors(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
     if !status.is_client_error() && !status.is_server_error() {
+        return res;
+    }
+    // The OAuth endpoints answer in RFC 6749's own JSON.
+    if res.extensions().get::<oauth::OAuthAnswer>().is_some() {
         return res;
     }
     let (mut parts, body) = res.into_parts();

@@ -18,6 +18,11 @@ impl std::fmt::Debug for KeyEncryptionKey {
 }
 
 impl KeyEncryptionKey {
+    /// A new random key.
+    pub fn new_random() -> anyhow::Result<KeyEncryptionKey> {
+        Ok(KeyEncryptionKey(random()?))
+    }
+
     /// From its base64 text (32 bytes), as `EXPEDIENTE_KEY` gives it.
     pub fn from_base64(text: &str) -> anyhow::Result<KeyEncryptionKey> {
         use base64::Engine;

@@ -5,6 +5,7 @@
 //! cache of verified tokens, and the revocations, which every process follows from the
 //! database.
 
+pub mod client_auth;
 pub mod grant;
 pub mod keys;
 pub mod password;
@@ -20,6 +21,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use token::{Claims, Refusal, Verified};
+
+/// How often every process reads the revocations made by the others.
+pub const REVOCATION_POLL: Duration = Duration::from_secs(1);
 
 /// How long an access token lives.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);

@@ -204,3 +204,27 @@ pub async fn remove_client(db: &Db, client_id: &str) -> Result<bool, StoreError>
     );
     Ok(db.execute(&sql, &[client_id.into()]).await? > 0)
 }
+
+/// Remembers the jti of a client assertion until it expires: false when it was seen before
+/// (by any process). Expired ones are forgotten on the way.
+pub async fn remember_assertion(
+    db: &Db,
+    client_id: &str,
+    jti: &str,
+    exp: i64,
+) -> Result<bool, StoreError> {
+    let now = Utc::now();
+    db.execute(
+        "DELETE FROM client_assertions WHERE expires_at < ?",
+        &[now.into()],
+    )
+    .await?;
+    let inserted = db
+        .execute(
+            "INSERT INTO client_assertions (client_id, jti, expires_at) VALUES (?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+            &[client_id.into(), jti.into(), at(exp)],
+        )
+        .await?;
+    Ok(inserted == 1)
+}
