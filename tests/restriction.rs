@@ -293,7 +293,91 @@ async fn a_restriction_on_one_type_holds_inside_chains_has_and_everything(engine
         .is_err());
 }
 
+/// The restriction a token's scopes make (`expediente::auth::access`): a patient's compartment
+/// for `patient/` scopes, v2 query filters ORed across scopes, nothing for a type no scope names
+/// or a filter the server cannot apply.
+async fn scopes_become_the_restriction_of_what_a_caller_sees(engine: Engine) {
+    use expediente::auth::access::Access;
+    use expediente::auth::scope::{Action, Scopes};
+    let app = TestApp::spawn(engine).await;
+    clinic(&app).await;
+    let lab = "category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
+    let vital = "category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs";
+    let who = |scopes: &str, patient: Option<&str>| {
+        let access = Access::new(&app.fhir.registry, Scopes::parse(scopes), patient);
+        (caller(access.restriction(Action::Search)), access)
+    };
+    let (c, access) = who("patient/*.rs", Some("ana"));
+    assert!(
+        access.allows(Action::Search, "Observation")
+            && !access.allows(Action::Create, "Observation")
+    );
+    assert_eq!(
+        ids(&search(&app, &c, "Observation", "").await),
+        strs(&["Observation/glu-ana", "Observation/hr-ana"])
+    );
+    assert_eq!(
+        ids(&search(&app, &c, "Patient", "").await),
+        strs(&["Patient/ana"])
+    );
+    assert_eq!(
+        ids(&search(&app, &c, "Encounter", "").await),
+        strs(&["Encounter/enc-ana"])
+    );
+
+    let (c, access) = who(&format!("user/Observation.rs?{lab}"), None);
+    assert!(!access.allows(Action::Read, "Patient"));
+    assert_eq!(
+        ids(&search(&app, &c, "Observation", "").await),
+        strs(&["Observation/glu-ana", "Observation/glu-bob"])
+    );
+    assert_eq!(
+        search(&app, &c, "Patient", "_total=accurate").await["total"],
+        0
+    );
+    // Its includes bring no Patient: the type is not granted.
+    let inc = search(&app, &c, "Observation", "_include=Observation:subject").await;
+    assert_eq!(
+        ids(&inc),
+        strs(&["Observation/glu-ana", "Observation/glu-bob"])
+    );
+
+    let (c, _) = who(
+        &format!("user/Observation.rs?{lab} user/Observation.rs?{vital}"),
+        None,
+    );
+    assert_eq!(
+        search(&app, &c, "Observation", "_total=accurate").await["total"],
+        4
+    );
+    let (c, _) = who(&format!("patient/Observation.rs?{lab}"), Some("ana"));
+    assert_eq!(
+        ids(&search(&app, &c, "Observation", "").await),
+        strs(&["Observation/glu-ana"])
+    );
+    // A filter the server cannot apply grants nothing.
+    let (c, _) = who("user/Observation.rs?nonsense=1", None);
+    assert_eq!(
+        search(&app, &c, "Observation", "_total=accurate").await["total"],
+        0
+    );
+    // No patient for patient/ scopes: nothing.
+    let (c, _) = who("patient/*.rs", None);
+    assert_eq!(
+        search(&app, &c, "Observation", "_total=accurate").await["total"],
+        0
+    );
+    // user/*.rs: everything, no restriction at all.
+    let (c, _) = who("user/*.rs", None);
+    assert!(c.restriction.is_none());
+    assert_eq!(
+        search(&app, &c, "Observation", "_total=accurate").await["total"],
+        4
+    );
+}
+
 on_both_engines!(
+    scopes_become_the_restriction_of_what_a_caller_sees,
     a_patient_compartment_restriction_holds_on_every_search_path,
     a_restriction_on_one_type_holds_inside_chains_has_and_everything,
 );

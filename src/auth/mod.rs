@@ -5,6 +5,7 @@
 //! cache of verified tokens, and the revocations, which every process follows from the
 //! database.
 
+pub mod access;
 pub mod client_auth;
 pub mod grant;
 pub mod keys;

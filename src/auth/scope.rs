@@ -74,6 +74,11 @@ impl Actions {
         Actions(0b11111)
     }
 
+    /// The one action `a`.
+    pub fn only(a: Action) -> Actions {
+        Actions(a.bit())
+    }
+
     pub fn contains(self, a: Action) -> bool {
         self.0 & a.bit() != 0
     }

@@ -14,8 +14,27 @@ pub struct Restriction {
     rules: Vec<Rule>,
 }
 
+/// One way a caller may see rows of a type: those in a patient's compartment, those the filters
+/// keep, or both (neither: every row).
+#[derive(Debug, Clone, Default)]
+pub struct Door {
+    pub compartment: Option<String>,
+    pub filters: std::sync::Arc<Vec<Filter>>,
+}
+
+/// What a caller may see of one type.
+#[derive(Debug, Clone)]
+pub enum Seen {
+    /// Every row.
+    All,
+    /// The rows some door lets through (none: no row).
+    Through(Vec<Door>),
+}
+
 #[derive(Debug, Clone)]
 enum Rule {
+    /// Per type, what may be seen; a type it does not name: nothing.
+    Types(std::sync::Arc<std::collections::HashMap<&'static str, Seen>>),
     /// The resources of the compartment of Patient `id`: the Patient itself, and the
     /// resources whose reference to a Patient names it. Types outside the compartment: none.
     PatientCompartment(String),
@@ -56,18 +75,18 @@ impl Restriction {
         let m = registry
             .get(resource_type)
             .ok_or_else(|| SearchError(format!("resource type {resource_type} is not hosted")))?;
-        let mut filters = Vec::new();
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            let values = value.split(',').map(str::to_owned).collect();
-            let f = filter::parse(registry, m.resource_type(), &name, values)?
-                .ok_or_else(|| SearchError(format!("unknown parameter {name}")))?;
-            filters.push(f);
-        }
+        let filters = filters(registry, m.resource_type(), query)?;
         self.rules.push(Rule::Matching {
             resource_type: m.resource_type(),
             filters: std::sync::Arc::new(filters),
         });
         Ok(self)
+    }
+
+    /// Only what `seen` lets through, type by type: a type it does not name, nothing.
+    pub fn by_type(mut self, seen: std::collections::HashMap<&'static str, Seen>) -> Restriction {
+        self.rules.push(Rule::Types(std::sync::Arc::new(seen)));
+        self
     }
 
     /// The condition the rows of `m` (alias `t`) must meet; `None` when they are not
@@ -95,10 +114,49 @@ impl Restriction {
                     }
                 }
                 Rule::Matching { .. } => {}
+                Rule::Types(seen) => match seen.get(m.resource_type()) {
+                    None => all.push(Cond::none()),
+                    Some(Seen::All) => {}
+                    Some(Seen::Through(doors)) => {
+                        let mut any = Vec::new();
+                        for d in doors {
+                            let mut both = Vec::new();
+                            if let Some(id) = &d.compartment {
+                                both.push(compartment(m, id, &ctx)?);
+                            }
+                            for f in d.filters.iter() {
+                                both.push(filter::filter_sql(f, &ctx)?);
+                            }
+                            any.push(Cond::And(both));
+                        }
+                        all.push(if any.is_empty() {
+                            Cond::none()
+                        } else {
+                            Cond::Or(any)
+                        });
+                    }
+                },
             }
         }
         Ok((!all.is_empty()).then_some(Cond::And(all)))
     }
+}
+
+/// The filters of a search `query` (`category=...|laboratory&code=...`) on `resource_type`:
+/// every parameter must be known.
+pub fn filters(
+    registry: &Registry,
+    resource_type: &'static str,
+    query: &str,
+) -> Result<Vec<Filter>, SearchError> {
+    let mut out = Vec::new();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        let values = value.split(',').map(str::to_owned).collect();
+        let f = filter::parse(registry, resource_type, &name, values)?
+            .ok_or_else(|| SearchError(format!("unknown parameter {name}")))?;
+        out.push(f);
+    }
+    Ok(out)
 }
 
 /// The parameter that puts resources of `m` in a patient's compartment: its first reference

@@ -1,0 +1,110 @@
+//! What a token's scopes let its caller do, interaction by interaction: whether an action on a
+//! type is allowed at all, and the [`Restriction`] of what it may then see or write (a patient's
+//! compartment for `patient/` scopes, the query filters of v2 scopes). A scope whose filter this
+//! server cannot apply grants nothing: an error never widens access.
+
+use super::scope::{Action, Context, Scopes};
+use crate::mapping::search::restrict::{filters, Door, Seen};
+use crate::mapping::search::Restriction;
+use crate::mapping::Registry;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A caller's rights.
+#[derive(Debug, Clone)]
+pub struct Access {
+    scopes: Scopes,
+    /// The restriction of each action, in the order of [`Action::ALL`]; None: everything.
+    restrictions: Option<Arc<[Restriction; 5]>>,
+}
+
+impl Access {
+    /// Every right on everything: the clinic's own administrator (`import`), or a server run
+    /// with `--insecure-no-auth`.
+    pub fn everything() -> Access {
+        Access {
+            scopes: Scopes::parse("system/*.cruds"),
+            restrictions: None,
+        }
+    }
+
+    /// The rights of `scopes`, with `patient` the patient in context.
+    pub fn new(registry: &Registry, scopes: Scopes, patient: Option<&str>) -> Access {
+        let restrictions = Action::ALL.map(|a| restriction(registry, &scopes, patient, a));
+        Access {
+            scopes,
+            restrictions: Some(Arc::new(restrictions)),
+        }
+    }
+
+    /// Whether some scope allows `action` on `resource_type` (the restriction may still leave
+    /// nothing of it).
+    pub fn allows(&self, action: Action, resource_type: &str) -> bool {
+        self.scopes
+            .grants
+            .iter()
+            .any(|g| g.covers(action, resource_type))
+    }
+
+    /// What `action` may reach.
+    pub fn restriction(&self, action: Action) -> Restriction {
+        match &self.restrictions {
+            None => Restriction::none(),
+            Some(r) => r[action as usize].clone(),
+        }
+    }
+
+    /// A scope that would allow `action` on `resource_type`, to name in a refusal.
+    pub fn wanted(action: Action, resource_type: &str) -> String {
+        let letter = super::scope::Actions::only(action);
+        format!("user/{resource_type}.{letter} or patient/{resource_type}.{letter}")
+    }
+}
+
+/// What `action` may reach under `scopes`, type by type.
+fn restriction(
+    registry: &Registry,
+    scopes: &Scopes,
+    patient: Option<&str>,
+    action: Action,
+) -> Restriction {
+    let mut seen = HashMap::new();
+    for m in registry.iter() {
+        let rt = m.resource_type();
+        let mut doors = Vec::new();
+        let mut all = false;
+        for g in scopes.grants.iter().filter(|g| g.covers(action, rt)) {
+            let compartment = match g.context {
+                Context::Patient => match patient {
+                    Some(p) => Some(p.to_owned()),
+                    None => continue,
+                },
+                Context::User | Context::System => None,
+            };
+            let parsed = match &g.filter {
+                Some(q) => match filters(registry, rt, q) {
+                    Ok(f) => f,
+                    Err(_) => continue,
+                },
+                None => Vec::new(),
+            };
+            if compartment.is_none() && parsed.is_empty() {
+                all = true;
+                break;
+            }
+            doors.push(Door {
+                compartment,
+                filters: Arc::new(parsed),
+            });
+        }
+        if all {
+            seen.insert(rt, Seen::All);
+        } else if !doors.is_empty() {
+            seen.insert(rt, Seen::Through(doors));
+        }
+    }
+    if seen.len() == registry.iter().count() && seen.values().all(|s| matches!(s, Seen::All)) {
+        return Restriction::none();
+    }
+    Restriction::none().by_type(seen)
+}
