@@ -14,6 +14,9 @@ pub enum Error {
     /// 400: the request is malformed (bad JSON, invalid resource, bad search value).
     #[error("bad request")]
     BadRequest(Vec<Issue>),
+    /// 403: the caller's token does not allow this; the text names a scope that would.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// 404: no such resource, type or route.
     #[error("not found: {0}")]
     NotFound(String),
@@ -75,6 +78,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
@@ -97,6 +101,7 @@ impl Error {
         let one = |code, msg: String| vec![Issue::error(code, msg)];
         let issues = match self {
             Error::BadRequest(i) | Error::Unprocessable(i) => i.clone(),
+            Error::Forbidden(m) => one(IssueType::Forbidden, m.clone()),
             Error::NotFound(m) => one(IssueType::NotFound, m.clone()),
             Error::MethodNotAllowed => one(
                 IssueType::NotSupported,

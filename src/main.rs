@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
             let caller = expediente::interactions::Caller {
                 base_url: "http://localhost/fhir".into(),
                 // The administrator of the clinic's own database.
-                restriction: expediente::mapping::search::Restriction::none(),
+                access: expediente::auth::access::Access::everything(),
                 request_id: "import".into(),
             };
             let opts = expediente::import::ImportOptions {

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 fn caller(restriction: Restriction) -> Caller {
     Caller {
         base_url: "http://localhost/fhir".into(),
-        restriction,
+        access: expediente::auth::access::Access::restricted(restriction),
         request_id: "restriction-test".into(),
     }
 }
@@ -305,7 +305,12 @@ async fn scopes_become_the_restriction_of_what_a_caller_sees(engine: Engine) {
     let vital = "category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs";
     let who = |scopes: &str, patient: Option<&str>| {
         let access = Access::new(&app.fhir.registry, Scopes::parse(scopes), patient);
-        (caller(access.restriction(Action::Search)), access)
+        let c = Caller {
+            base_url: "http://localhost/fhir".into(),
+            access: access.clone(),
+            request_id: "scopes-test".into(),
+        };
+        (c, access)
     };
     let (c, access) = who("patient/*.rs", Some("ana"));
     assert!(
@@ -331,10 +336,12 @@ async fn scopes_become_the_restriction_of_what_a_caller_sees(engine: Engine) {
         ids(&search(&app, &c, "Observation", "").await),
         strs(&["Observation/glu-ana", "Observation/glu-bob"])
     );
-    assert_eq!(
-        search(&app, &c, "Patient", "_total=accurate").await["total"],
-        0
-    );
+    assert!(matches!(
+        app.fhir
+            .search(&c, app.fhir.resource_type("Patient").unwrap(), &request(""))
+            .await,
+        Err(expediente::error::Error::Forbidden(_))
+    ));
     // Its includes bring no Patient: the type is not granted.
     let inc = search(&app, &c, "Observation", "_include=Observation:subject").await;
     assert_eq!(
@@ -369,14 +376,127 @@ async fn scopes_become_the_restriction_of_what_a_caller_sees(engine: Engine) {
     );
     // user/*.rs: everything, no restriction at all.
     let (c, _) = who("user/*.rs", None);
-    assert!(c.restriction.is_none());
+    assert!(c.access.unrestricted(Action::Search));
     assert_eq!(
         search(&app, &c, "Observation", "_total=accurate").await["total"],
         4
     );
 }
 
+/// Reads meet the scopes too: a type no scope allows is a 403 naming a scope that would; a
+/// resource outside what the caller may reach is a 404, like one that was never written.
+async fn reads_history_and_everything_answer_only_what_the_scopes_reach(engine: Engine) {
+    use expediente::auth::access::Access;
+    use expediente::auth::scope::Scopes;
+    use expediente::error::Error;
+    use expediente::fhir::Id;
+    let app = TestApp::spawn(engine).await;
+    clinic(&app).await;
+    let who = |scopes: &str, patient: Option<&str>| Caller {
+        base_url: "http://localhost/fhir".into(),
+        access: Access::new(&app.fhir.registry, Scopes::parse(scopes), patient),
+        request_id: "reads-test".into(),
+    };
+    let rt = |t: &str| app.fhir.resource_type(t).unwrap();
+    let id = |i: &str| Id::parse(i).unwrap();
+    let read = |c: Caller, t: &'static str, i: &'static str| {
+        let app = &app;
+        async move {
+            app.fhir
+                .read(
+                    &c,
+                    app.fhir.resource_type(t).unwrap(),
+                    &Id::parse(i).unwrap(),
+                )
+                .await
+        }
+    };
+    let ana = who("patient/*.rs", Some("ana"));
+    assert!(read(ana.clone(), "Patient", "ana").await.is_ok());
+    assert!(read(ana.clone(), "Observation", "glu-ana").await.is_ok());
+    for (t, i) in [
+        ("Patient", "bob"),
+        ("Observation", "glu-bob"),
+        ("Encounter", "enc-bob"),
+        ("Observation", "nobody"),
+    ] {
+        assert!(
+            matches!(read(ana.clone(), t, i).await, Err(Error::NotFound(_))),
+            "{t}/{i}"
+        );
+    }
+    assert!(matches!(
+        app.fhir
+            .vread(&ana, rt("Observation"), &id("glu-bob"), 1)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(app
+        .fhir
+        .vread(&ana, rt("Observation"), &id("glu-ana"), 1)
+        .await
+        .is_ok());
+    let q = HistoryQuery::parse(&[]).unwrap();
+    assert!(matches!(
+        app.fhir
+            .history(&ana, rt("Observation"), Some(&id("glu-bob")), &q)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    let h = app
+        .fhir
+        .history(&ana, rt("Observation"), Some(&id("glu-ana")), &q)
+        .await
+        .unwrap();
+    assert_eq!(h["total"], 1);
+    assert!(matches!(
+        app.fhir.everything(&ana, &id("bob"), &[]).await,
+        Err(Error::NotFound(_))
+    ));
+    let mine: Value =
+        serde_json::from_str(&app.fhir.everything(&ana, &id("ana"), &[]).await.unwrap()).unwrap();
+    assert!(
+        ids(&mine)
+            .iter()
+            .all(|i| i.ends_with("-ana") || i == "Patient/ana" || i == "DiagnosticReport/rep-ana"),
+        "{:?}",
+        ids(&mine)
+    );
+
+    // Laboratory Observations only: no Patient at all (403), no vital sign (404).
+    let labs = who("user/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory", None);
+    match read(labs.clone(), "Patient", "ana").await {
+        Err(Error::Forbidden(m)) => assert!(m.contains("user/Patient.r"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        app.fhir.search(&labs, rt("Patient"), &request("")).await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        read(labs.clone(), "Observation", "hr-ana").await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(read(labs.clone(), "Observation", "glu-bob").await.is_ok());
+    // Read without search: a read answers, a search is refused.
+    let r_only = who("patient/Observation.r", Some("ana"));
+    assert!(read(r_only.clone(), "Observation", "hr-ana").await.is_ok());
+    match app
+        .fhir
+        .search(&r_only, rt("Observation"), &request(""))
+        .await
+    {
+        Err(Error::Forbidden(m)) => assert!(m.contains("Observation.s"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        app.fhir.history(&r_only, rt("Observation"), None, &q).await,
+        Err(Error::Forbidden(_))
+    ));
+}
+
 on_both_engines!(
+    reads_history_and_everything_answer_only_what_the_scopes_reach,
     scopes_become_the_restriction_of_what_a_caller_sees,
     a_patient_compartment_restriction_holds_on_every_search_path,
     a_restriction_on_one_type_holds_inside_chains_has_and_everything,

@@ -83,7 +83,7 @@ impl AppState {
         });
         Caller {
             base_url,
-            restriction: crate::mapping::search::Restriction::none(),
+            access: crate::auth::access::Access::everything(),
             request_id: request_id(headers),
         }
     }

@@ -4,7 +4,7 @@
 //! server cannot apply grants nothing: an error never widens access.
 
 use super::scope::{Action, Context, Scopes};
-use crate::mapping::search::restrict::{filters, Door, Seen};
+use crate::mapping::search::restrict::{filters, Door, Seen, UNRESTRICTED};
 use crate::mapping::search::Restriction;
 use crate::mapping::Registry;
 use std::collections::HashMap;
@@ -18,6 +18,12 @@ pub struct Access {
     restrictions: Option<Arc<[Restriction; 5]>>,
 }
 
+impl Default for Access {
+    fn default() -> Self {
+        Access::everything()
+    }
+}
+
 impl Access {
     /// Every right on everything: the clinic's own administrator (`import`), or a server run
     /// with `--insecure-no-auth`.
@@ -25,6 +31,14 @@ impl Access {
         Access {
             scopes: Scopes::parse("system/*.cruds"),
             restrictions: None,
+        }
+    }
+
+    /// Every action, restricted to `restriction` (the server's own uses, and tests).
+    pub fn restricted(restriction: Restriction) -> Access {
+        Access {
+            scopes: Scopes::parse("system/*.cruds"),
+            restrictions: Some(Arc::new(std::array::from_fn(|_| restriction.clone()))),
         }
     }
 
@@ -47,11 +61,16 @@ impl Access {
     }
 
     /// What `action` may reach.
-    pub fn restriction(&self, action: Action) -> Restriction {
+    pub fn restriction(&self, action: Action) -> &Restriction {
         match &self.restrictions {
-            None => Restriction::none(),
-            Some(r) => r[action as usize].clone(),
+            None => &UNRESTRICTED,
+            Some(r) => &r[action as usize],
         }
+    }
+
+    /// Whether nothing is restricted for `action`.
+    pub fn unrestricted(&self, action: Action) -> bool {
+        self.restriction(action).is_none()
     }
 
     /// A scope that would allow `action` on `resource_type`, to name in a refusal.

@@ -107,9 +107,15 @@ impl Fhir {
     ) -> Result<Value> {
         let m = self.mapping(resource_type)?;
         let rt = m.resource_type();
+        // An instance's history is read with `r`, a type's with `s`.
+        let action = match id {
+            Some(_) => crate::auth::scope::Action::Read,
+            None => crate::auth::scope::Action::Search,
+        };
+        caller.may(action, rt)?;
         // Only the versions of rows the caller may see (deleted ones included).
         let ctx = self.ctx(caller, rt);
-        let visible = caller
+        let visible = ctx
             .restriction
             .cond(m.as_ref(), &ctx)
             .map_err(|e| Error::BadRequest(vec![Issue::error(IssueType::Invalid, e.0)]))?;

@@ -9,6 +9,7 @@ mod history;
 mod patch;
 mod read;
 mod recorded;
+mod rights;
 mod search;
 mod transaction;
 mod write;
@@ -50,9 +51,9 @@ pub struct Fhir {
 pub struct Caller {
     /// The FHIR base URL as the client reached it (`http://host/fhir`), for fullUrl and links.
     pub base_url: String,
-    /// What the caller may see: searches, includes, `$everything` and history are restricted
-    /// to it (see [`crate::mapping::search::Restriction`]).
-    pub restriction: crate::mapping::search::Restriction,
+    /// What the caller may do, and see: searches, includes, `$everything` and history are
+    /// restricted to it (see [`crate::auth::access::Access`]).
+    pub access: crate::auth::access::Access,
     /// The id of the request (its `X-Request-ID`), written into the outcome of a failure of the
     /// server so that the client's report and the log line meet.
     pub request_id: String,
@@ -103,7 +104,9 @@ impl Fhir {
             registry: &self.registry,
             base_url: &caller.base_url,
             narrow: false,
-            restriction: &caller.restriction,
+            restriction: caller
+                .access
+                .restriction(crate::auth::scope::Action::Search),
         }
     }
 

@@ -2,6 +2,7 @@
 //! from its rows.
 
 use super::*;
+use crate::auth::scope::Action;
 
 impl Fhir {
     /// read: the current version; 410 when deleted.
@@ -11,13 +12,21 @@ impl Fhir {
     /// resource and one query answers. Otherwise (a direct SQL write) the mapping builds it.
     pub async fn read(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         resource_type: ResourceType,
         id: &Id,
     ) -> Result<Version> {
         let m = self.mapping(resource_type)?;
-        self.read_in(&mut Conn::Pool(&self.db), m.as_ref(), id)
-            .await
+        caller.may(Action::Read, m.resource_type())?;
+        let v = self
+            .read_in(&mut Conn::Pool(&self.db), m.as_ref(), id)
+            .await;
+        // Beyond what the caller may reach, a resource is as absent as one never written.
+        if !caller.access.unrestricted(Action::Read) {
+            self.reachable(&mut Conn::Pool(&self.db), caller, &m, id, Action::Read)
+                .await?;
+        }
+        v
     }
 
     /// read on a connection: the pool, or a transaction that sees its own writes.
@@ -59,6 +68,11 @@ impl Fhir {
         version_id: i64,
     ) -> Result<Version> {
         let m = self.mapping(resource_type)?;
+        caller.may(Action::Read, m.resource_type())?;
+        if !caller.access.unrestricted(Action::Read) {
+            self.reachable(&mut Conn::Pool(&self.db), caller, &m, id, Action::Read)
+                .await?;
+        }
         let row = versions::stored(
             &mut Conn::Pool(&self.db),
             m.resource_type(),

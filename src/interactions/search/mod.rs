@@ -85,6 +85,7 @@ impl Fhir {
     ) -> Result<String> {
         let m = self.mapping(resource_type)?;
         let rt = m.resource_type();
+        caller.may(crate::auth::scope::Action::Search, rt)?;
         let mut q = SearchQuery::parse(req, &self.registry, Some(rt))?;
         let base = match compartment {
             Some(pid) => {

@@ -46,6 +46,9 @@ enum Rule {
     },
 }
 
+/// No restriction, for borrowing.
+pub static UNRESTRICTED: Restriction = Restriction { rules: Vec::new() };
+
 impl Restriction {
     /// No restriction: every resource (the clinic's own administrator, `import`).
     pub fn none() -> Restriction {

@@ -1,0 +1,81 @@
+//! The caller's rights, where an interaction meets them: an action on a type the caller's
+//! scopes do not allow is a 403 naming a scope that would; a resource outside what the caller
+//! may reach is answered as absent (404), so that its existence does not leak.
+
+use super::{Caller, Fhir};
+use crate::auth::access::Access;
+use crate::auth::scope::Action;
+use crate::error::{Error, Result};
+use crate::fhir::Id;
+use crate::mapping::search::plan::Plan;
+use crate::mapping::ResourceMapping;
+use crate::store::Conn;
+use std::sync::Arc;
+
+impl Caller {
+    /// 403 unless some scope of the caller allows `action` on `resource_type`.
+    pub(crate) fn may(&self, action: Action, resource_type: &str) -> Result<()> {
+        if self.access.allows(action, resource_type) {
+            return Ok(());
+        }
+        let what = match action {
+            Action::Create => "create",
+            Action::Read => "read",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Search => "search",
+        };
+        Err(Error::Forbidden(format!(
+            "the access token does not allow to {what} {resource_type}: that takes a scope such as {}",
+            Access::wanted(action, resource_type)
+        )))
+    }
+}
+
+impl Fhir {
+    /// Whether the live resource `id` of `m` is within what `action` may reach (always, for a
+    /// caller whom nothing restricts).
+    pub(crate) async fn within(
+        &self,
+        conn: &mut Conn<'_>,
+        caller: &Caller,
+        m: &Arc<dyn ResourceMapping>,
+        id: &Id,
+        action: Action,
+    ) -> Result<bool> {
+        let restriction = caller.access.restriction(action);
+        if restriction.is_none() {
+            return Ok(true);
+        }
+        let rt = m.resource_type();
+        let filters = crate::mapping::search::restrict::filters(
+            &self.registry,
+            rt,
+            &format!("_id={}", id.as_str()),
+        )
+        .map_err(|e| anyhow::anyhow!("an id as a filter: {}", e.0))?;
+        let mut ctx = self.ctx(caller, rt);
+        ctx.restriction = restriction;
+        let cond = self.where_clause(m, &filters, &ctx)?;
+        Ok(!Plan::by_id(m.as_ref(), cond, 1)
+            .matches(conn)
+            .await?
+            .is_empty())
+    }
+
+    /// 404 unless `id` is within what `action` of `caller` may reach.
+    pub(crate) async fn reachable(
+        &self,
+        conn: &mut Conn<'_>,
+        caller: &Caller,
+        m: &Arc<dyn ResourceMapping>,
+        id: &Id,
+        action: Action,
+    ) -> Result<()> {
+        if self.within(conn, caller, m, id, action).await? {
+            Ok(())
+        } else {
+            Err(super::not_found(m.resource_type(), id))
+        }
+    }
+}
