@@ -73,7 +73,7 @@ fn token(app: &TestApp, key: &Path, client: &str, scope: &str) -> Result<String,
 
 async fn clients_and_tokens_from_the_command_line(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let key = key_file();
+    let key = app.key_file.clone();
     let secret = run(
         &app,
         &key,
@@ -188,7 +188,6 @@ async fn clients_and_tokens_from_the_command_line(engine: Engine) {
     // A removed client gets no more tokens.
     run(&app, &key, &["client", "remove", "--client-id", "svc"]).unwrap();
     assert!(token(&app, &key, "svc", "system/Patient.rs").is_err());
-    let _ = std::fs::remove_file(&key);
     let _ = std::fs::remove_file(&wrong);
 }
 
@@ -222,7 +221,7 @@ fn user_token(
 
 async fn users_and_their_roles_bound_what_a_token_grants(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let key = key_file();
+    let key = app.key_file.clone();
     let kek = KeyEncryptionKey::from_file(&key).unwrap();
     let auth = Auth::load(app.db.clone(), kek).await.unwrap();
     run(
@@ -472,7 +471,6 @@ async fn users_and_their_roles_bound_what_a_token_grants(engine: Engine) {
         )),
         "{list}"
     );
-    let _ = std::fs::remove_file(&key);
 }
 
 on_both_engines!(

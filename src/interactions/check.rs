@@ -118,6 +118,7 @@ impl Fhir {
         body: Value,
     ) -> Result<Vec<Issue>> {
         let m = self.mapping(resource_type)?;
+        caller.may(crate::auth::scope::Action::Create, m.resource_type())?;
         match self.check(m.as_ref(), &body) {
             Ok(()) => {}
             Err(Error::BadRequest(issues)) | Err(Error::Unprocessable(issues)) => {

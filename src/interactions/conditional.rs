@@ -225,7 +225,7 @@ impl Fhir {
         self.lock_criteria(tx, m.resource_type(), criteria).await?;
         let found = self.one_match(tx, caller, m, criteria).await?;
         if let Some(id) = &found {
-            self.delete_in(tx, m.as_ref(), id, if_match).await?;
+            self.delete_in(tx, caller, m.as_ref(), id, if_match).await?;
         }
         Ok(found)
     }

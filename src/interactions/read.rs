@@ -23,8 +23,14 @@ impl Fhir {
             .await;
         // Beyond what the caller may reach, a resource is as absent as one never written.
         if !caller.access.unrestricted(Action::Read) {
-            self.reachable(&mut Conn::Pool(&self.db), caller, &m, id, Action::Read)
-                .await?;
+            self.reachable(
+                &mut Conn::Pool(&self.db),
+                caller,
+                m.as_ref(),
+                id,
+                Action::Read,
+            )
+            .await?;
         }
         v
     }
@@ -70,8 +76,14 @@ impl Fhir {
         let m = self.mapping(resource_type)?;
         caller.may(Action::Read, m.resource_type())?;
         if !caller.access.unrestricted(Action::Read) {
-            self.reachable(&mut Conn::Pool(&self.db), caller, &m, id, Action::Read)
-                .await?;
+            self.reachable(
+                &mut Conn::Pool(&self.db),
+                caller,
+                m.as_ref(),
+                id,
+                Action::Read,
+            )
+            .await?;
         }
         let row = versions::stored(
             &mut Conn::Pool(&self.db),

@@ -39,7 +39,7 @@ impl Fhir {
         &self,
         conn: &mut Conn<'_>,
         caller: &Caller,
-        m: &Arc<dyn ResourceMapping>,
+        m: &dyn ResourceMapping,
         id: &Id,
         action: Action,
     ) -> Result<bool> {
@@ -48,6 +48,7 @@ impl Fhir {
             return Ok(true);
         }
         let rt = m.resource_type();
+        let m: Arc<dyn ResourceMapping> = self.mapping(rt)?;
         let filters = crate::mapping::search::restrict::filters(
             &self.registry,
             rt,
@@ -56,7 +57,7 @@ impl Fhir {
         .map_err(|e| anyhow::anyhow!("an id as a filter: {}", e.0))?;
         let mut ctx = self.ctx(caller, rt);
         ctx.restriction = restriction;
-        let cond = self.where_clause(m, &filters, &ctx)?;
+        let cond = self.where_clause(&m, &filters, &ctx)?;
         Ok(!Plan::by_id(m.as_ref(), cond, 1)
             .matches(conn)
             .await?
@@ -68,7 +69,7 @@ impl Fhir {
         &self,
         conn: &mut Conn<'_>,
         caller: &Caller,
-        m: &Arc<dyn ResourceMapping>,
+        m: &dyn ResourceMapping,
         id: &Id,
         action: Action,
     ) -> Result<()> {
@@ -77,5 +78,32 @@ impl Fhir {
         } else {
             Err(super::not_found(m.resource_type(), id))
         }
+    }
+}
+
+impl Fhir {
+    /// After a write of `id` in `tx`: 403 unless what was written is within what `action` of
+    /// `caller` may reach (a patient's token writes in its own compartment only, a filtered
+    /// scope only what its filter keeps). The transaction is then not committed.
+    pub(crate) async fn written_within(
+        &self,
+        tx: &mut crate::store::Tx,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        action: Action,
+    ) -> Result<()> {
+        if caller.access.unrestricted(action)
+            || self
+                .within(&mut Conn::Tx(tx), caller, m, id, action)
+                .await?
+        {
+            return Ok(());
+        }
+        Err(Error::Forbidden(format!(
+            "the access token does not allow to write this {}: it is outside what its scopes \
+             reach (the patient in context, the filters of its scopes)",
+            m.resource_type()
+        )))
     }
 }

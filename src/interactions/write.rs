@@ -2,6 +2,7 @@
 //! mapping's one write entry point, and what the transaction remembers of them.
 
 use super::*;
+use crate::auth::scope::Action;
 
 /// What [`Fhir::update_rows`] did.
 pub(crate) enum Updated {
@@ -155,6 +156,7 @@ impl Fhir {
         row_id: Uuid,
         body: &Value,
     ) -> Result<()> {
+        caller.may(Action::Create, m.resource_type())?;
         let id =
             Id::parse(&row_id.to_string()).ok_or_else(|| anyhow::anyhow!("uuid is not an id"))?;
         self.check_references(tx, caller, m.resource_type(), body)
@@ -168,6 +170,8 @@ impl Fhir {
             body,
         )
         .await?;
+        self.written_within(tx, caller, m, &id, Action::Create)
+            .await?;
         WriteMemo::found(tx, m.resource_type(), id.as_str());
         Ok(())
     }
@@ -298,9 +302,15 @@ impl Fhir {
         if_match: Option<i64>,
     ) -> Result<Updated> {
         let resource_type = m.resource_type();
+        caller.may(Action::Update, resource_type)?;
         self.check_references(tx, caller, resource_type, body)
             .await?;
         let head = self.head(&mut Conn::Tx(tx), m, id).await?;
+        // What exists beyond the caller's reach is not there to be updated, nor created over.
+        if head.is_some() && !caller.access.unrestricted(Action::Update) {
+            self.reachable(&mut Conn::Tx(tx), caller, m, id, Action::Update)
+                .await?;
+        }
         let (row_id, created, inserted) = match head {
             None => {
                 if if_match.is_some() {
@@ -349,6 +359,8 @@ impl Fhir {
                 (h.row_id, h.deleted, false)
             }
         };
+        self.written_within(tx, caller, m, id, Action::Update)
+            .await?;
         WriteMemo::found(tx, resource_type, id.as_str());
         Ok(Updated::Rows {
             row_id,
@@ -399,14 +411,17 @@ impl Fhir {
     /// delete: a soft delete (a new version that is a deletion). Deleting twice is harmless.
     pub async fn delete(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         resource_type: ResourceType,
         id: &Id,
         if_match: Option<i64>,
     ) -> Result<()> {
         let m = self.mapping(resource_type)?;
         let mut tx = self.db.begin().await?;
-        if self.delete_in(&mut tx, m.as_ref(), id, if_match).await? {
+        if self
+            .delete_in(&mut tx, caller, m.as_ref(), id, if_match)
+            .await?
+        {
             tx.commit().await?;
         }
         Ok(())
@@ -417,11 +432,17 @@ impl Fhir {
     pub(super) async fn delete_in(
         &self,
         tx: &mut Tx,
+        caller: &Caller,
         m: &dyn ResourceMapping,
         id: &Id,
         if_match: Option<i64>,
     ) -> Result<bool> {
         let resource_type = m.resource_type();
+        caller.may(Action::Delete, resource_type)?;
+        if !caller.access.unrestricted(Action::Delete) {
+            self.reachable(&mut Conn::Tx(tx), caller, m, id, Action::Delete)
+                .await?;
+        }
         let h = self
             .head(&mut Conn::Tx(tx), m, id)
             .await?

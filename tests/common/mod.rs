@@ -52,6 +52,9 @@ pub struct TestApp {
     /// The server's FHIR service, for what the HTTP layer does not reach.
     pub fhir: expediente::interactions::Fhir,
     pub engine: Engine,
+    /// The file of the key that encrypts the server's signing keys (for the commands that share
+    /// the database).
+    pub key_file: PathBuf,
     cleanup: Cleanup,
 }
 
@@ -62,6 +65,7 @@ enum Cleanup {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.key_file);
         match &self.cleanup {
             Cleanup::File(p) => {
                 for suffix in ["", "-wal", "-shm"] {
@@ -181,6 +185,13 @@ impl TestApp {
                 (format!("{base}/{name}"), Cleanup::Database(name))
             }
         };
+        let key_file = std::env::temp_dir().join(format!("expediente-test-{tag}.key"));
+        let mut settings = settings;
+        if settings.key.is_none() {
+            settings.key = Some(
+                expediente::auth::keys::KeyEncryptionKey::from_file(&key_file).expect("a key file"),
+            );
+        }
         let state = expediente::build_state(&url, settings)
             .await
             .expect("server state");
@@ -203,6 +214,7 @@ impl TestApp {
             db,
             fhir,
             engine,
+            key_file,
             cleanup,
         }
     }

@@ -85,7 +85,7 @@ impl Fhir {
             let m = self.mapping(&e.rtype)?;
             let gone = match (&e.id, &e.query) {
                 (Some(id), _) => self
-                    .delete_in(tx, m.as_ref(), id, e.if_match)
+                    .delete_in(tx, caller, m.as_ref(), id, e.if_match)
                     .await
                     .map(|_| Some(id.clone())),
                 (None, Some(q)) => {
