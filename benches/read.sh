@@ -79,7 +79,7 @@ run_wrk() {
 echo "GET /fhir/$RESOURCE/{id}, $PATIENTS resources, wrk -t2 -c16 -d$DURATION on $(nproc) cores"
 
 # SQLite
-"$BIN" serve --listen 127.0.0.1:18191 --database-url "sqlite://$WORK/bench.db" >/dev/null 2>&1 &
+"$BIN" serve --insecure-no-auth --key-file "$WORK/key" --listen 127.0.0.1:18191 --database-url "sqlite://$WORK/bench.db" >/dev/null 2>&1 &
 SQLITE_PID=$!
 wait_up 127.0.0.1:18191
 load 127.0.0.1:18191
@@ -91,7 +91,7 @@ kill "$SQLITE_PID"; wait "$SQLITE_PID" 2>/dev/null || true
 DB="expediente_bench_$$"
 psql "$ADMIN_URL" -qc "CREATE DATABASE $DB"
 trap 'kill $(jobs -p) 2>/dev/null || true; psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; rm -rf "$WORK"' EXIT
-"$BIN" serve --listen 127.0.0.1:18192 --database-url "${ADMIN_URL%/*}/$DB" >/dev/null 2>&1 &
+"$BIN" serve --insecure-no-auth --key-file "$WORK/key2" --listen 127.0.0.1:18192 --database-url "${ADMIN_URL%/*}/$DB" >/dev/null 2>&1 &
 PG_PID=$!
 wait_up 127.0.0.1:18192
 load 127.0.0.1:18192

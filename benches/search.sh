@@ -57,7 +57,7 @@ run() {
     log="$WORK/$name.log"
     echo
     echo "=== expediente on $name: $PATIENTS patients, $REPEAT searches each ==="
-    "$BIN" serve --listen "127.0.0.1:$port" --database-url "$url" >"$log" 2>&1 &
+    "$BIN" serve --insecure-no-auth --key-file "$WORK/key" --listen "127.0.0.1:$port" --database-url "$url" >"$log" 2>&1 &
     pid=$!
     wait_up "127.0.0.1:$port" "$log"
     "$BENCH" --base "http://127.0.0.1:$port/fhir" --patients "$PATIENTS" --load --repeat 0

@@ -8,6 +8,17 @@ use crate::config::{ClientAdd, ClientCommand, KeysCommand, TokenArgs, UserComman
 use crate::store::Db;
 use anyhow::Context;
 
+/// What `serve` prints on its first start: how to make an authorised request.
+pub const FIRST_STEPS: &str = "\
+Every /fhir request needs an access token. To get one for a first try:
+
+  echo 'a long password' | expediente user add --email admin@clinic.example --role administrator --password-stdin
+  expediente client add --client-id cli --public --scope 'user/*.cruds'
+  TOKEN=$(expediente token --client-id cli --user admin@clinic.example --scope 'user/*.cruds')
+  curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/fhir/Patient
+
+(add --database-url and --key-file as given to serve; docs/SECURITY.md says more)";
+
 async fn open(database_url: &str) -> anyhow::Result<Db> {
     let db = Db::connect(database_url)
         .await

@@ -248,12 +248,17 @@ pub struct ServeArgs {
     /// Seconds one database statement may run before the database ends it.
     #[arg(long, env = "EXPEDIENTE_STATEMENT_TIMEOUT", default_value_t = 30)]
     pub statement_timeout: u64,
+    /// Serve /fhir without access tokens, every caller an administrator: for local experiments
+    /// only (refused on any address but the loopback).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 impl ServeArgs {
     pub fn settings(&self) -> anyhow::Result<crate::Settings> {
         Ok(crate::Settings {
             key: Some(self.key.key()?),
+            insecure_no_auth: self.insecure_no_auth,
             max_body: self.max_body_bytes,
             base_url: self.base_url.clone(),
             request_timeout: std::time::Duration::from_secs(self.request_timeout.max(1)),

@@ -14,6 +14,10 @@ pub enum Error {
     /// 400: the request is malformed (bad JSON, invalid resource, bad search value).
     #[error("bad request")]
     BadRequest(Vec<Issue>),
+    /// 401: no valid access token; the text says what is wrong with it, the code is RFC 6750's
+    /// (`invalid_token`), absent when no token was sent.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String, Option<&'static str>),
     /// 403: the caller's token does not allow this; the text names a scope that would.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -78,6 +82,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(..) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -101,6 +106,7 @@ impl Error {
         let one = |code, msg: String| vec![Issue::error(code, msg)];
         let issues = match self {
             Error::BadRequest(i) | Error::Unprocessable(i) => i.clone(),
+            Error::Unauthorized(m, _) => one(IssueType::Login, m.clone()),
             Error::Forbidden(m) => one(IssueType::Forbidden, m.clone()),
             Error::NotFound(m) => one(IssueType::NotFound, m.clone()),
             Error::MethodNotAllowed => one(

@@ -34,6 +34,8 @@ pub struct Settings {
     /// The key that encrypts the signing keys at rest; None: a new one, for this process only
     /// (tests).
     pub key: Option<auth::keys::KeyEncryptionKey>,
+    /// Serve `/fhir` without tokens (`--insecure-no-auth`: local experiments only).
+    pub insecure_no_auth: bool,
 }
 
 impl Default for Settings {
@@ -44,6 +46,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(60),
             statement_timeout: store::STATEMENT_TIMEOUT,
             key: None,
+            insecure_no_auth: false,
         }
     }
 }
@@ -96,5 +99,7 @@ pub async fn build_state(database_url: &str, settings: Settings) -> anyhow::Resu
         max_body: settings.max_body,
         base_url: settings.base_url,
         request_timeout: settings.request_timeout,
+        insecure_no_auth: settings.insecure_no_auth,
+        accesses: Default::default(),
     })
 }

@@ -70,11 +70,27 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(args) => print(expediente::admin::token(args).await?),
         Command::User(args) => print(expediente::admin::user(args.command).await?),
         Command::Serve(args) => {
-            let state = expediente::build_state(&args.db.database_url, args.settings()?).await?;
-            let db = state.fhir.db.clone();
             let listener = tokio::net::TcpListener::bind(&args.listen)
                 .await
                 .with_context(|| format!("listening on {}", args.listen))?;
+            if args.insecure_no_auth {
+                if !listener.local_addr()?.ip().is_loopback() {
+                    anyhow::bail!(
+                        "--insecure-no-auth serves every record to anyone: it runs on a loopback \
+                         address only, not on {}",
+                        args.listen
+                    );
+                }
+                tracing::warn!(
+                    "--insecure-no-auth: /fhir answers without access tokens, every caller an \
+                     administrator; for local experiments only"
+                );
+            }
+            let state = expediente::build_state(&args.db.database_url, args.settings()?).await?;
+            if state.auth.is_new() {
+                eprintln!("{}", expediente::admin::FIRST_STEPS);
+            }
+            let db = state.fhir.db.clone();
             tracing::info!(address = %listener.local_addr()?, "expediente is serving FHIR R4 at /fhir");
             expediente::api::serve(listener, expediente::api::router(state), shutdown_signal())
                 .await?;

@@ -207,13 +207,22 @@ async fn answers_made_before_any_handler_are_outcomes_too(engine: Engine) {
         400,
         "not HTTP",
     );
-    // A body that does not come in time.
-    let slow = b"POST /fhir/Patient HTTP/1.1\r\nhost: x\r\ncontent-type: application/fhir+json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{";
-    assert_fhir_error(&raw(&app, slow).await, 408, "a body that never comes");
+    // A body that does not come in time (from a client with a token: one without is refused
+    // before its body is read).
+    let host = app.base.trim_start_matches("http://");
+    let signed = format!("host: {host}\r\nauthorization: Bearer {}", app.token);
+    let slow = format!("POST /fhir/Patient HTTP/1.1\r\n{signed}\r\ncontent-type: application/fhir+json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{{");
+    assert_fhir_error(
+        &raw(&app, slow.as_bytes()).await,
+        408,
+        "a body that never comes",
+    );
     // A chunked body whose chunk size is not hexadecimal is a 400, not a 413; chunked
     // well, it is read.
-    let post = "POST /fhir/Patient HTTP/1.1\r\nhost: x\r\ncontent-type: application/fhir+json\r\n\
-                transfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+    let post = format!(
+        "POST /fhir/Patient HTTP/1.1\r\n{signed}\r\ncontent-type: application/fhir+json\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
     let broken = format!("{post}zz\r\n{{}}\r\n0\r\n\r\n");
     let r = raw(&app, broken.as_bytes()).await;
     assert_fhir_error(&r, 400, "a broken chunked body");

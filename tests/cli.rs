@@ -114,8 +114,10 @@ fn serve_with_no_configuration_uses_expediente_db_and_stops_on_sigterm() {
         .current_dir(&dir)
         .env_remove("DATABASE_URL")
         .env("EXPEDIENTE_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("EXPEDIENTE_KEY")
+        .env_remove("EXPEDIENTE_KEY_FILE")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -158,6 +160,39 @@ fn serve_with_no_configuration_uses_expediente_db_and_stops_on_sigterm() {
     assert!(
         status.success(),
         "a graceful shutdown exits with 0, got {status:?}"
+    );
+    // On its first start it says how to get a token, and keeps its key file to its owner.
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(
+        said.contains("Every /fhir request needs an access token"),
+        "{said}"
+    );
+    assert!(said.contains("expediente token --client-id"), "{said}");
+    let key = std::fs::metadata(dir.join("expediente.key")).expect("the key file");
+    #[cfg(unix)]
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+        0o600
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn insecure_no_auth_is_refused_off_the_loopback() {
+    let dir = temp_dir("insecure");
+    let out = Command::new(bin())
+        .args(["serve", "--insecure-no-auth", "--listen", "0.0.0.0:0"])
+        .current_dir(&dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("loopback"), "{said}");
+    assert!(
+        !dir.join("expediente.db").exists(),
+        "it stopped before opening anything"
     );
     let _ = std::fs::remove_dir_all(dir);
 }

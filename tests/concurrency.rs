@@ -244,11 +244,17 @@ fn serve(url: &str) -> (Server, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_expediente"))
         .args([
             "serve",
+            // (Concurrent writes are the subject here, not tokens.)
+            "--insecure-no-auth",
             "--database-url",
             url,
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
+        .env(
+            "EXPEDIENTE_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

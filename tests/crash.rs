@@ -21,14 +21,23 @@ struct Server {
 }
 
 impl Server {
-    async fn start(url: &str) -> Server {
+    async fn start(url: &str, key_file: &std::path::Path) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_expediente"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            // (What a crash keeps is the subject here, not tokens.)
+            .args([
+                "serve",
+                "--insecure-no-auth",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .env("DATABASE_URL", url)
+            // The key the test's own server made the signing keys with.
+            .env("EXPEDIENTE_KEY_FILE", key_file)
+            .env_remove("EXPEDIENTE_KEY")
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -103,7 +112,7 @@ async fn a_killed_server_keeps_each_transaction_whole_or_not_at_all(engine: Engi
     let app = TestApp::spawn(engine).await;
     let url = app.url.clone();
     // How long one transaction takes, committed whole.
-    let server = Server::start(&url).await;
+    let server = Server::start(&url, &app.key_file).await;
     let t0 = Instant::now();
     assert!(post(server.base.clone(), 0).await);
     let took = t0.elapsed();
@@ -117,7 +126,7 @@ async fn a_killed_server_keeps_each_transaction_whole_or_not_at_all(engine: Engi
         tokio::time::sleep(after).await;
         server.kill();
         let acknowledged = request.await.unwrap_or(false);
-        server = Server::start(&url).await;
+        server = Server::start(&url, &app.key_file).await;
         let n = stored(&server.base, trial).await;
         assert!(
             n == 0 || n == ENTRIES as i64,

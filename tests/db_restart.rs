@@ -37,6 +37,7 @@ struct Answer {
 async fn postgres_restarting_under_writes_answers_503_and_loses_no_acknowledged_write() {
     let app = TestApp::spawn(Engine::Postgres).await;
     let base = app.base.clone();
+    let token = app.token.clone();
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(async move {
         let client = reqwest::Client::builder()
@@ -51,6 +52,7 @@ async fn postgres_restarting_under_writes_answers_503_and_loses_no_acknowledged_
                 json!({"resourceType": "Patient", "name": [{"family": format!("Reinicio{n}")}]});
             let sent = client
                 .post(format!("{base}/fhir/Patient"))
+                .bearer_auth(&token)
                 .header("content-type", "application/fhir+json")
                 .body(patient.to_string())
                 .send()

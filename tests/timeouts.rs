@@ -180,7 +180,8 @@ async fn postgres_a_request_whose_client_leaves_leaves_no_statement_behind() {
     let app = TestApp::spawn(Engine::Postgres).await;
     let (holder, release) = lock_patients(&app).await;
     let url = app.url("/fhir/Patient?family=Nadie");
-    let request = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    let client = app.client.clone();
+    let request = tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) });
     assert_eq!(
         waiting_backends(&app).await,
         1,

@@ -1,5 +1,6 @@
 //! The HTTP API: routes by FHIR interaction, content negotiation, and errors as OperationOutcome.
 
+mod bearer;
 mod bundle;
 mod crud;
 mod format;
@@ -41,6 +42,10 @@ pub struct AppState {
     pub base_url: Option<String>,
     /// How long a request may take (see [`within_time`]).
     pub request_timeout: Duration,
+    /// Serve `/fhir` without tokens, every caller an administrator (`--insecure-no-auth`).
+    pub insecure_no_auth: bool,
+    /// The rights of the tokens met lately.
+    pub accesses: Arc<bearer::Accesses>,
 }
 
 /// How long a client may take to send a request's body, at most (and at most half the request
@@ -83,7 +88,7 @@ impl AppState {
         });
         Caller {
             base_url,
-            access: crate::auth::access::Access::everything(),
+            access: bearer::current(),
             request_id: request_id(headers),
         }
     }
@@ -102,15 +107,17 @@ fn unreadable(e: &axum::Error) -> bool {
     false
 }
 
-/// The whole router: FHIR under /fhir, /health beside it.
-pub fn router(state: AppState) -> Router {
-    let timeout = state.request_timeout;
-    let fhir = Router::new()
+/// The FHIR routes, under /fhir: all but the CapabilityStatement and the SMART discovery
+/// document take an access token.
+fn fhir_routes(state: &AppState) -> Router<AppState> {
+    // Anyone may read what the server is and how to get a token; the rest takes a token.
+    let public = Router::new()
         .route("/metadata", get(metadata::capabilities))
         .route(
             "/.well-known/smart-configuration",
             get(oauth::smart_configuration),
-        )
+        );
+    Router::new()
         .route("/StructureDefinition", get(profiles::search))
         .route("/StructureDefinition/{id}", get(profiles::read))
         .route("/", get(search::search_system).post(bundle::process))
@@ -136,8 +143,19 @@ pub fn router(state: AppState) -> Router {
         .route("/{rtype}/{id}/_history", get(search::history_instance))
         .route("/{rtype}/{id}/{ctype}", get(search::search_compartment))
         .route("/{rtype}/{id}/_history/{vid}", get(crud::vread))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            bearer::require_token,
+        ))
+        .merge(public)
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// The whole router: FHIR under /fhir, /health beside it.
+pub fn router(state: AppState) -> Router {
+    let timeout = state.request_timeout;
+    let fhir = fhir_routes(&state);
     let auth = Router::new()
         .route("/token", post(oauth::token))
         .route("/introspect", post(oauth::introspect))
@@ -268,6 +286,9 @@ impl IntoResponse for Error {
             },
             vec![],
         );
+        if let Error::Unauthorized(m, code) = &self {
+            bearer::challenge(&mut res, m, *code);
+        }
         res.extensions_mut().insert(ErrorMark(Arc::new(self)));
         res
     }

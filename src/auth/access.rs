@@ -34,6 +34,16 @@ impl Access {
         }
     }
 
+    /// No right at all: a request whose token was not checked.
+    pub fn nothing() -> Access {
+        Access {
+            scopes: Scopes::default(),
+            restrictions: Some(Arc::new(std::array::from_fn(|_| {
+                Restriction::none().by_type(HashMap::new())
+            }))),
+        }
+    }
+
     /// Every action, restricted to `restriction` (the server's own uses, and tests).
     pub fn restricted(restriction: Restriction) -> Access {
         Access {

@@ -47,9 +47,15 @@ impl KeyEncryptionKey {
                 options.write(true).create_new(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(|e| {
-                    anyhow::anyhow!("creating the key file {}: {e}", path.display())
-                })?;
+                let mut file = match options.open(path) {
+                    Ok(f) => f,
+                    // Another process made it first: its key is the one.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        return KeyEncryptionKey::from_base64(&std::fs::read_to_string(path)?);
+                    }
+                    Err(e) => anyhow::bail!("creating the key file {}: {e}", path.display()),
+                };
                 std::io::Write::write_all(&mut file, format!("{text}\n").as_bytes())?;
                 tracing::info!(path = %path.display(), "created the key encryption key file");
                 Ok(KeyEncryptionKey(key))

@@ -42,12 +42,15 @@ pub struct Auth {
     verified: Verified,
     /// The revoked jti this process knows of, and the last revocation it has read.
     revoked: RwLock<(i64, HashSet<String>)>,
+    /// Whether this process made the database's first signing key (its first start).
+    new: bool,
 }
 
 impl Auth {
     /// Loads the keys, making the first one when the database has none.
     pub async fn load(db: Db, kek: KeyEncryptionKey) -> anyhow::Result<Auth> {
         let ring = Self::read_ring(&db, &kek).await?;
+        let new = ring.is_none();
         let ring = match ring {
             Some(r) => r,
             None => {
@@ -64,6 +67,7 @@ impl Auth {
             ring: RwLock::new(Arc::new(ring)),
             verified: Verified::default(),
             revoked: RwLock::new((0, HashSet::new())),
+            new,
         };
         auth.follow_revocations().await?;
         Ok(auth)
@@ -87,6 +91,11 @@ impl Auth {
             published.insert(stored.kid.clone(), (jwk, key));
         }
         Ok(signing.map(|signing| KeyRing { signing, published }))
+    }
+
+    /// Whether the database had no signing key before this process made one.
+    pub fn is_new(&self) -> bool {
+        self.new
     }
 
     fn ring(&self) -> Arc<KeyRing> {

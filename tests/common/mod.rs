@@ -52,6 +52,10 @@ pub struct TestApp {
     /// The server's FHIR service, for what the HTTP layer does not reach.
     pub fhir: expediente::interactions::Fhir,
     pub engine: Engine,
+    /// The access token `client` sends: a backend client's, `system/*.cruds`.
+    pub token: String,
+    /// The server's keys and tokens.
+    pub auth: std::sync::Arc<expediente::auth::Auth>,
     /// The file of the key that encrypts the server's signing keys (for the commands that share
     /// the database).
     pub key_file: PathBuf,
@@ -61,6 +65,43 @@ pub struct TestApp {
 enum Cleanup {
     File(PathBuf),
     Database(String),
+}
+
+/// A token for the test client `test-admin` (registered here): `system/*.cruds` for `audience`.
+pub async fn admin_token(state: &expediente::api::AppState, audience: &str) -> String {
+    use expediente::auth::records;
+    if records::client(&state.fhir.db, "test-admin")
+        .await
+        .unwrap()
+        .is_none()
+    {
+        records::add_client(
+            &state.fhir.db,
+            &records::Client {
+                client_id: "test-admin".into(),
+                name: None,
+                kind: "public".into(),
+                secret_hash: None,
+                jwks: None,
+                jwks_url: None,
+                redirect_uris: vec![],
+                scope: "system/*.cruds".into(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let req = expediente::auth::grant::TokenRequest {
+        client_id: "test-admin".into(),
+        scope: "system/*.cruds".into(),
+        user: None,
+        patient: None,
+        encounter: None,
+        expires_in: std::time::Duration::from_secs(3600),
+        audience: audience.to_owned(),
+    };
+    let (token, _) = state.auth.grant(&req).await.unwrap().unwrap();
+    token
 }
 
 impl Drop for TestApp {
@@ -192,6 +233,7 @@ impl TestApp {
                 expediente::auth::keys::KeyEncryptionKey::from_file(&key_file).expect("a key file"),
             );
         }
+        let base_url = settings.base_url.clone();
         let state = expediente::build_state(&url, settings)
             .await
             .expect("server state");
@@ -201,16 +243,30 @@ impl TestApp {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        // The tests act as a backend client with every right, unless they say otherwise.
+        let audience = base_url.unwrap_or_else(|| format!("http://{addr}/fhir"));
+        let token = admin_token(&state, &audience).await;
+        let auth = state.auth.clone();
         let app = expediente::api::router(state);
         tokio::spawn(expediente::api::serve(
             listener,
             app,
             std::future::pending(),
         ));
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
         TestApp {
             base: format!("http://{addr}"),
             url: url.clone(),
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap(),
+            token,
+            auth,
             db,
             fhir,
             engine,
@@ -348,7 +404,11 @@ impl TestApp {
             assert!(!columns.is_empty(), "{table} has no columns");
             let row = columns
                 .iter()
-                .map(|c| format!("COALESCE(CAST(\"{c}\" AS TEXT), '~')"))
+                .map(|c| match self.engine {
+                    // (quote: a BLOB, such as a sealed key, as hex text.)
+                    Engine::Sqlite => format!("quote(\"{c}\")"),
+                    Engine::Postgres => format!("COALESCE(CAST(\"{c}\" AS TEXT), '~')"),
+                })
                 .collect::<Vec<_>>()
                 .join(" || '|' || ");
             let mut rows: Vec<String> = self
