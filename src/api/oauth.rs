@@ -327,21 +327,33 @@ pub async fn token(
     }
 }
 
+/// A request about a token (introspection, revocation): the client it authenticates as (an
+/// assertion's audience the token endpoint or `endpoint`), the FHIR base, and the token.
+async fn about_a_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    endpoint: &str,
+) -> Result<(Client, String, String), OAuthError> {
+    let mut params = form(state, headers, body).await?;
+    let base = state.caller(headers).base_url;
+    let auth = auth_base(&base);
+    let endpoints = [format!("{auth}/token"), format!("{auth}/{endpoint}")];
+    let client = client_of(state, headers, &params, &[&endpoints[0], &endpoints[1]]).await?;
+    let Some(t) = params.remove("token") else {
+        return Err(OAuthError::request("token is missing"));
+    };
+    Ok((client, base, t))
+}
+
 /// `POST /auth/introspect` (RFC 7662), for an authenticated client.
 pub async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OAuthError> {
-    let params = form(&state, &headers, body).await?;
-    let base = state.caller(&headers).base_url;
-    let auth = auth_base(&base);
-    let endpoints = [format!("{auth}/token"), format!("{auth}/introspect")];
-    client_of(&state, &headers, &params, &[&endpoints[0], &endpoints[1]]).await?;
-    let Some(t) = params.get("token") else {
-        return Err(OAuthError::request("token is missing"));
-    };
-    Ok(json_answer(match state.auth.verify(t, &base).await {
+    let (_, base, t) = about_a_token(&state, &headers, body, "introspect").await?;
+    Ok(json_answer(match state.auth.verify(&t, &base).await {
         Ok(c) => {
             let mut v = json!({
                 "active": true,
@@ -376,15 +388,8 @@ pub async fn revoke(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OAuthError> {
-    let params = form(&state, &headers, body).await?;
-    let base = state.caller(&headers).base_url;
-    let auth = auth_base(&base);
-    let endpoints = [format!("{auth}/token"), format!("{auth}/revoke")];
-    let client = client_of(&state, &headers, &params, &[&endpoints[0], &endpoints[1]]).await?;
-    let Some(t) = params.get("token") else {
-        return Err(OAuthError::request("token is missing"));
-    };
-    if let Ok(c) = state.auth.verify(t, &base).await {
+    let (client, base, t) = about_a_token(&state, &headers, body, "revoke").await?;
+    if let Ok(c) = state.auth.verify(&t, &base).await {
         state.auth.revoke(&c.jti, Some(&client.client_id)).await?;
     }
     Ok(json_answer(json!({})))

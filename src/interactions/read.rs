@@ -16,23 +16,27 @@ impl Fhir {
         resource_type: ResourceType,
         id: &Id,
     ) -> Result<Version> {
+        let m = self.readable(caller, resource_type, id).await?;
+        self.read_in(&mut Conn::Pool(&self.db), m.as_ref(), id)
+            .await
+    }
+
+    /// The mapping of a resource `caller` may read: 403 without a read scope for its type, 404
+    /// when it lies beyond the caller's reach (as absent as one never written).
+    async fn readable(
+        &self,
+        caller: &Caller,
+        resource_type: ResourceType,
+        id: &Id,
+    ) -> Result<Arc<dyn ResourceMapping>> {
         let m = self.mapping(resource_type)?;
         caller.may(Action::Read, m.resource_type())?;
-        let v = self
-            .read_in(&mut Conn::Pool(&self.db), m.as_ref(), id)
-            .await;
-        // Beyond what the caller may reach, a resource is as absent as one never written.
         if !caller.access.unrestricted(Action::Read) {
-            self.reachable(
-                &mut Conn::Pool(&self.db),
-                caller,
-                m.as_ref(),
-                id,
-                Action::Read,
-            )
-            .await?;
+            let mut pool = Conn::Pool(&self.db);
+            self.reachable(&mut pool, caller, m.as_ref(), id, Action::Read)
+                .await?;
         }
-        v
+        Ok(m)
     }
 
     /// read on a connection: the pool, or a transaction that sees its own writes.
@@ -73,18 +77,7 @@ impl Fhir {
         id: &Id,
         version_id: i64,
     ) -> Result<Version> {
-        let m = self.mapping(resource_type)?;
-        caller.may(Action::Read, m.resource_type())?;
-        if !caller.access.unrestricted(Action::Read) {
-            self.reachable(
-                &mut Conn::Pool(&self.db),
-                caller,
-                m.as_ref(),
-                id,
-                Action::Read,
-            )
-            .await?;
-        }
+        let m = self.readable(caller, resource_type, id).await?;
         let row = versions::stored(
             &mut Conn::Pool(&self.db),
             m.resource_type(),
