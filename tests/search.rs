@@ -1002,15 +1002,7 @@ async fn compartment_cross_type_and_post(engine: Engine) {
         } else {
             "code=2339-0"
         };
-        let r = app
-            .client
-            .post(app.url(path))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let r = TestApp::reply(r).await;
+        let r = app.post_form(path, body.to_owned()).await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
         assert_eq!(
             matches(&r.body).into_iter().collect::<BTreeSet<_>>(),
