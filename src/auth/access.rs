@@ -1,10 +1,11 @@
 //! What a token's scopes let its caller do, interaction by interaction: whether an action on a
 //! type is allowed at all, and the [`Restriction`] of what it may then see or write (a patient's
-//! compartment for `patient/` scopes, the query filters of v2 scopes). A scope whose filter this
+//! compartment for `patient/` scopes, except for Practitioner, which belongs to no patient; the
+//! query filters of v2 scopes). A scope whose filter this
 //! server cannot apply grants nothing: an error never widens access.
 
 use super::scope::{Action, Context, Scopes};
-use crate::mapping::search::restrict::{filters, Door, Seen, UNRESTRICTED};
+use crate::mapping::search::restrict::{filters, patient_link, Door, Seen, UNRESTRICTED};
 use crate::mapping::search::Restriction;
 use crate::mapping::Registry;
 use std::collections::HashMap;
@@ -90,6 +91,12 @@ impl Access {
     }
 }
 
+/// Whether the resources of `m` belong to a patient's compartment (the Patient, and the types
+/// that refer to one).
+fn in_compartment(m: &dyn crate::mapping::ResourceMapping) -> bool {
+    m.resource_type() == "Patient" || patient_link(m).is_some()
+}
+
 /// What `action` may reach under `scopes`, type by type.
 fn restriction(
     registry: &Registry,
@@ -104,6 +111,8 @@ fn restriction(
         let mut all = false;
         for g in scopes.grants.iter().filter(|g| g.covers(action, rt)) {
             let compartment = match g.context {
+                // Practitioner belongs to no patient: reference data, reached as with user/.
+                Context::Patient if !in_compartment(m.as_ref()) => None,
                 Context::Patient => match patient {
                     Some(p) => Some(p.to_owned()),
                     None => continue,

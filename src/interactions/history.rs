@@ -114,7 +114,8 @@ impl Fhir {
         };
         caller.may(action, rt)?;
         // Only the versions of rows the caller may see (deleted ones included).
-        let ctx = self.ctx(caller, rt);
+        let mut ctx = self.ctx(caller, rt);
+        ctx.restriction = caller.access.restriction(action);
         let visible = ctx
             .restriction
             .cond(m.as_ref(), &ctx)

@@ -2,6 +2,8 @@
 //! or a new PostgreSQL database) and speaks HTTP to it.
 #![allow(dead_code)]
 
+pub mod acting;
+
 use expediente::store::Db;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
