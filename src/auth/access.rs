@@ -17,6 +17,8 @@ pub struct Access {
     scopes: Scopes,
     /// The restriction of each action, in the order of [`Action::ALL`]; None: everything.
     restrictions: Option<Arc<[Restriction; 5]>>,
+    /// The patient in context.
+    patient: Option<Arc<str>>,
 }
 
 impl Default for Access {
@@ -32,6 +34,7 @@ impl Access {
         Access {
             scopes: Scopes::parse("system/*.cruds"),
             restrictions: None,
+            patient: None,
         }
     }
 
@@ -42,6 +45,7 @@ impl Access {
             restrictions: Some(Arc::new(std::array::from_fn(|_| {
                 Restriction::none().by_type(HashMap::new())
             }))),
+            patient: None,
         }
     }
 
@@ -50,6 +54,7 @@ impl Access {
         Access {
             scopes: Scopes::parse("system/*.cruds"),
             restrictions: Some(Arc::new(std::array::from_fn(|_| restriction.clone()))),
+            patient: None,
         }
     }
 
@@ -59,6 +64,7 @@ impl Access {
         Access {
             scopes,
             restrictions: Some(Arc::new(restrictions)),
+            patient: patient.map(Arc::from),
         }
     }
 
@@ -84,6 +90,11 @@ impl Access {
         self.restriction(action).is_none()
     }
 
+    /// The patient in context, if any.
+    pub fn patient(&self) -> Option<&str> {
+        self.patient.as_deref()
+    }
+
     /// A scope that would allow `action` on `resource_type`, to name in a refusal.
     pub fn wanted(action: Action, resource_type: &str) -> String {
         let letter = super::scope::Actions::only(action);
@@ -93,7 +104,7 @@ impl Access {
 
 /// Whether the resources of `m` belong to a patient's compartment (the Patient, and the types
 /// that refer to one).
-fn in_compartment(m: &dyn crate::mapping::ResourceMapping) -> bool {
+pub(crate) fn in_compartment(m: &dyn crate::mapping::ResourceMapping) -> bool {
     m.resource_type() == "Patient" || patient_link(m).is_some()
 }
 

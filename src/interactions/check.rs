@@ -43,7 +43,8 @@ impl Fhir {
     }
 
     /// References are checked: every reference to a type this server hosts must name a resource
-    /// that exists (422 naming the element otherwise). References to other types, contained
+    /// that exists and that the caller may know of (422 naming the element otherwise, the same
+    /// answer for both: see [`Fhir::known_to`]). References to other types, contained
     /// resources (`#x`) and other servers are kept as sent.
     pub(super) async fn check_references(
         &self,
@@ -79,7 +80,10 @@ impl Fhir {
                         let found = self
                             .head(&mut Conn::Tx(tx), target.as_ref(), &id)
                             .await?
-                            .is_some_and(|h| !h.deleted);
+                            .is_some_and(|h| !h.deleted)
+                            && self
+                                .known_to(&mut Conn::Tx(tx), caller, target.as_ref(), &id)
+                                .await?;
                         if found {
                             WriteMemo::found(tx, ty, id.as_str());
                         }

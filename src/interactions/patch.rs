@@ -147,6 +147,22 @@ impl Fhir {
         // The row stays as read until the patched version is written: a concurrent update
         // waits instead of being lost.
         crate::mapping::versions::lock(tx, m.as_ref(), id.as_str()).await?;
+        // Beyond the caller's reach it is not there: nothing of it (a `test` operation, a
+        // version) may answer otherwise.
+        caller.may(crate::auth::scope::Action::Update, rt)?;
+        if !caller
+            .access
+            .unrestricted(crate::auth::scope::Action::Update)
+        {
+            self.reachable(
+                &mut Conn::Tx(tx),
+                caller,
+                m.as_ref(),
+                id,
+                crate::auth::scope::Action::Update,
+            )
+            .await?;
+        }
         let current = self.read_in(&mut Conn::Tx(tx), m.as_ref(), id).await?;
         if let Some(v) = if_match {
             if v != current.version_id {

@@ -8,6 +8,7 @@ use crate::auth::scope::Action;
 use crate::error::{Error, Result};
 use crate::fhir::Id;
 use crate::mapping::search::plan::Plan;
+use crate::mapping::search::Restriction;
 use crate::mapping::ResourceMapping;
 use crate::store::Conn;
 use std::sync::Arc;
@@ -43,7 +44,19 @@ impl Fhir {
         id: &Id,
         action: Action,
     ) -> Result<bool> {
-        let restriction = caller.access.restriction(action);
+        self.meets(conn, caller, m, id, caller.access.restriction(action))
+            .await
+    }
+
+    /// Whether the live resource `id` of `m` is within `restriction`.
+    async fn meets(
+        &self,
+        conn: &mut Conn<'_>,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        restriction: &Restriction,
+    ) -> Result<bool> {
         if restriction.is_none() {
             return Ok(true);
         }
@@ -62,6 +75,30 @@ impl Fhir {
             .matches(conn)
             .await?
             .is_empty())
+    }
+
+    /// Whether a reference to the existing resource `id` of `m` may be accepted from `caller`
+    /// without telling it what it may not know: what it may read, what belongs to its patient
+    /// in context, and what belongs to no patient. Any other answers as absent.
+    pub(crate) async fn known_to(
+        &self,
+        conn: &mut Conn<'_>,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        id: &Id,
+    ) -> Result<bool> {
+        if !crate::auth::access::in_compartment(m)
+            || self.within(conn, caller, m, id, Action::Read).await?
+        {
+            return Ok(true);
+        }
+        match caller.access.patient() {
+            Some(p) => {
+                let theirs = Restriction::none().patient_compartment(p);
+                self.meets(conn, caller, m, id, &theirs).await
+            }
+            None => Ok(false),
+        }
     }
 
     /// 404 unless `id` is within what `action` of `caller` may reach.

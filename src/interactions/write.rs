@@ -303,14 +303,14 @@ impl Fhir {
     ) -> Result<Updated> {
         let resource_type = m.resource_type();
         caller.may(Action::Update, resource_type)?;
-        self.check_references(tx, caller, resource_type, body)
-            .await?;
         let head = self.head(&mut Conn::Tx(tx), m, id).await?;
         // What exists beyond the caller's reach is not there to be updated, nor created over.
         if head.is_some() && !caller.access.unrestricted(Action::Update) {
             self.reachable(&mut Conn::Tx(tx), caller, m, id, Action::Update)
                 .await?;
         }
+        self.check_references(tx, caller, resource_type, body)
+            .await?;
         let (row_id, created, inserted) = match head {
             None => {
                 if if_match.is_some() {
