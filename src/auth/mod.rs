@@ -8,6 +8,7 @@
 pub mod access;
 pub mod client_auth;
 pub mod grant;
+pub mod jwks_url;
 pub mod keys;
 pub mod password;
 pub mod records;
@@ -23,7 +24,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use token::{Claims, Refusal, Verified};
 
-/// How often every process reads the revocations made by the others.
+/// How often every process reads the revocations and the new keys made by the others.
 pub const REVOCATION_POLL: Duration = Duration::from_secs(1);
 
 /// How long an access token lives.
@@ -44,6 +45,11 @@ pub struct Auth {
     revoked: RwLock<(i64, HashSet<String>)>,
     /// Whether this process made the database's first signing key (its first start).
     new: bool,
+    /// When the keys were last read because a token named one unknown here: at most once per
+    /// [`REVOCATION_POLL`], so that forged kids cannot make every request read the database.
+    unknown_kid_read: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The key sets of clients registered with a JWKS URL.
+    client_keys: jwks_url::JwksCache,
 }
 
 impl Auth {
@@ -68,6 +74,8 @@ impl Auth {
             verified: Verified::default(),
             revoked: RwLock::new((0, HashSet::new())),
             new,
+            unknown_kid_read: std::sync::Mutex::new(None),
+            client_keys: Default::default(),
         };
         auth.follow_revocations().await?;
         Ok(auth)
@@ -144,7 +152,7 @@ impl Auth {
                 let ring = self.ring();
                 let key_of = |kid: &str| ring.published.get(kid).map(|(_, k)| k.clone());
                 let checked = match token::check(token, key_of, audience, now) {
-                    Err(Refusal::UnknownKey) => {
+                    Err(Refusal::UnknownKey) if self.may_read_keys_again() => {
                         let _ = self.reload().await;
                         let ring = self.ring();
                         let key_of = |kid: &str| ring.published.get(kid).map(|(_, k)| k.clone());
@@ -164,6 +172,29 @@ impl Auth {
             return Err(Refusal::Revoked);
         }
         Ok(claims)
+    }
+
+    /// Whether an unknown kid may make this process read the keys again now.
+    fn may_read_keys_again(&self) -> bool {
+        let mut last = self
+            .unknown_kid_read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < REVOCATION_POLL) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
+    /// Reads the keys again when another process has made a new one (`keys rotate`).
+    pub async fn follow_keys(&self) -> anyhow::Result<()> {
+        let newest = records::newest_signing_key(&self.db).await?;
+        if newest.is_some_and(|kid| kid != self.ring().signing.kid) {
+            self.reload().await?;
+        }
+        Ok(())
     }
 
     fn is_revoked(&self, jti: &str) -> bool {
@@ -193,7 +224,7 @@ impl Auth {
         Ok(())
     }
 
-    /// Follows the revocations every `every` until the process ends.
+    /// Follows the revocations and the signing keys every `every` until the process ends.
     pub fn follow_in_background(self: &Arc<Self>, every: Duration) {
         let auth = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -202,6 +233,9 @@ impl Auth {
                 let Some(auth) = auth.upgrade() else { break };
                 if let Err(e) = auth.follow_revocations().await {
                     tracing::warn!(error = %e, "reading the token revocations failed");
+                }
+                if let Err(e) = auth.follow_keys().await {
+                    tracing::warn!(error = %e, "reading the signing keys failed");
                 }
             }
         });

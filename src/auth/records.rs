@@ -35,6 +35,17 @@ pub async fn signing_keys(db: &Db) -> Result<Vec<(StoredKey, Option<DateTime<Utc
 }
 
 /// Stores `key` as the one that signs, retiring the others, in one transaction.
+/// The kid of the newest signing key.
+pub async fn newest_signing_key(db: &Db) -> Result<Option<String>, StoreError> {
+    let row = db
+        .fetch_optional(
+            "SELECT kid FROM signing_keys ORDER BY created_at DESC, kid LIMIT 1",
+            &[],
+        )
+        .await?;
+    row.map(|r| r.string("kid")).transpose()
+}
+
 pub async fn add_signing_key(db: &Db, key: &StoredKey) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     let now = tx.now().await?;
