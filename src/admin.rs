@@ -101,6 +101,7 @@ async fn add_client(db: &Db, add: ClientAdd) -> anyhow::Result<String> {
         c.kind = "jwks".into();
         c.jwks = Some(text);
     } else if let Some(url) = add.jwks_url {
+        crate::auth::jwks_url::check_url(&url).map_err(anyhow::Error::msg)?;
         c.kind = "jwks_url".into();
         c.jwks_url = Some(url);
     }

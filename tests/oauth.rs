@@ -4,9 +4,10 @@
 
 mod common;
 
+use common::backend::{assertion, backend_key};
 use common::{Engine, TestApp};
 use expediente::auth::records::{self, Client};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -365,28 +366,6 @@ async fn a_client_with_a_secret_gets_system_tokens_and_nothing_else(engine: Engi
         (junk.status, junk.body),
         (StatusCode::OK, json!({"active": false}))
     );
-}
-
-/// An ES384 key of a backend client: its signing key and public JWK (kid `k1`).
-fn backend_key() -> (EncodingKey, Value) {
-    use p384::pkcs8::EncodePrivateKey;
-    let secret = loop {
-        if let Ok(k) = p384::SecretKey::from_slice(&expediente::auth::keys::random::<48>().unwrap())
-        {
-            break k;
-        }
-    };
-    let enc = EncodingKey::from_ec_der(secret.to_pkcs8_der().unwrap().as_bytes());
-    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&enc, Algorithm::ES384).unwrap();
-    jwk.common.key_id = Some("k1".into());
-    (enc, serde_json::to_value(&jwk).unwrap())
-}
-
-fn assertion(key: &EncodingKey, alg: Algorithm, claims: Value) -> String {
-    let mut h = Header::new(alg);
-    h.kid = Some("k1".into());
-    h.typ = Some("JWT".into());
-    jsonwebtoken::encode(&h, &claims, key).unwrap()
 }
 
 async fn a_backend_client_authenticates_with_a_signed_assertion(engine: Engine) {

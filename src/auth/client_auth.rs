@@ -1,7 +1,8 @@
 //! Client authentication at the token, introspection and revocation endpoints: a secret
 //! (`client_secret_basic`), or a signed assertion (`private_key_jwt`, RFC 7523, as SMART
 //! Backend Services asks: RS384 or ES384, iss = sub = client_id, aud = the token endpoint, exp
-//! at most five minutes ahead, a jti never used before).
+//! at most five minutes ahead, a jti never used before), checked against the keys the client
+//! registered or those at its JWKS URL.
 
 use super::records::{self, Client};
 use super::{password, Auth};
@@ -87,11 +88,16 @@ impl Auth {
                 "the client assertion's issuer is no registered client",
             )));
         };
-        let Some(jwks) = client.jwks.as_deref() else {
-            return Ok(Err(no("this client has registered no keys")));
-        };
-        let Ok(set) = serde_json::from_str::<JwkSet>(jwks) else {
-            return Ok(Err(no("this client's registered keys cannot be read")));
+        let set = match (client.jwks.as_deref(), client.jwks_url.as_deref()) {
+            (Some(jwks), _) => match serde_json::from_str::<JwkSet>(jwks) {
+                Ok(set) => std::sync::Arc::new(set),
+                Err(_) => return Ok(Err(no("this client's registered keys cannot be read"))),
+            },
+            (None, Some(url)) => match self.client_keys.keys(url, header.kid.as_deref()).await {
+                Ok(set) => set,
+                Err(why) => return Ok(Err(no(format!("this client's keys: {why}")))),
+            },
+            (None, None) => return Ok(Err(no("this client has registered no keys"))),
         };
         let key = match header.kid.as_deref() {
             Some(kid) => set.find(kid),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod acting;
+pub mod backend;
 
 use expediente::store::Db;
 use reqwest::{Method, StatusCode};

@@ -1,0 +1,167 @@
+//! Backend clients registered with a JWKS URL (`client add --jwks-url`): their keys are
+//! fetched and cached; a set too large, a server too slow, and a redirect to an internal
+//! address are refused (`invalid_client`), while a redirect on the registered host is followed.
+//! On both engines.
+
+mod common;
+
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::get;
+use common::acting::cli;
+use common::backend::{backend_key, token_form};
+use common::{Engine, TestApp};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A client's own web server: its key set, and ways to misbehave. Listens on every loopback
+/// address, so that a redirect to 127.0.0.2 would be answered if it were followed.
+async fn client_site(jwks: Value) -> (String, u16, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counted = hits.clone();
+    let app =
+        axum::Router::new()
+            .route(
+                "/jwks",
+                get(move || {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let body = jwks.to_string();
+                    async move { ([("content-type", "application/json")], body) }
+                }),
+            )
+            .route(
+                "/big",
+                get(|| async { "x".repeat(1024 * 1024).into_response() }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(20)).await;
+                    "{}"
+                }),
+            )
+            .route("/moved", get(|| async { Redirect::temporary("/jwks") }))
+            .route(
+                "/to-private",
+                get(move || async move {
+                    Redirect::temporary(&format!("http://127.0.0.2:{port}/jwks"))
+                }),
+            )
+            .route(
+                "/to-localhost",
+                get(move || async move {
+                    Redirect::temporary(&format!("http://localhost:{port}/jwks"))
+                }),
+            );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://127.0.0.1:{port}"), port, hits)
+}
+
+async fn ask_token(
+    app: &TestApp,
+    client_id: &str,
+    key: &jsonwebtoken::EncodingKey,
+) -> (u16, Value) {
+    let form = token_form(client_id, &app.url("/auth/token"), key, "system/*.rs");
+    let res = app
+        .client
+        .post(app.url("/auth/token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn keys_are_fetched_from_a_registered_jwks_url(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let (key, jwk) = backend_key();
+    let (site, port, hits) = client_site(json!({"keys": [jwk]})).await;
+    for (id, path) in [
+        ("direct", "/jwks"),
+        ("moved", "/moved"),
+        ("big", "/big"),
+        ("slow", "/slow"),
+        ("to-private", "/to-private"),
+        ("to-localhost", "/to-localhost"),
+    ] {
+        let url = format!("{site}{path}");
+        let args = [
+            "client",
+            "add",
+            "--client-id",
+            id,
+            "--jwks-url",
+            &url,
+            "--scope",
+            "system/*.rs",
+        ];
+        cli(&app, &args, "").expect("client add");
+    }
+    // Only http and https URLs are registered.
+    let args = [
+        "client",
+        "add",
+        "--client-id",
+        "ftp",
+        "--jwks-url",
+        "ftp://keys.example/jwks",
+        "--scope",
+        "system/*.rs",
+    ];
+    assert!(cli(&app, &args, "").is_err());
+
+    // Fetched once, then from the cache.
+    for _ in 0..3 {
+        let (status, body) = ask_token(&app, "direct", &key).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["scope"], "system/*.rs");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "the key set is cached");
+    // A redirect on the registered host is followed.
+    let (status, body) = ask_token(&app, "moved", &key).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    // The refusals: invalid_client, saying why.
+    for (id, why) in [
+        ("big", "more than"),
+        ("to-private", "redirect"),
+        ("to-localhost", "redirect"),
+    ] {
+        let (status, body) = ask_token(&app, id, &key).await;
+        assert_eq!(status, 401, "{id}: {body}");
+        assert_eq!(body["error"], "invalid_client", "{id}");
+        let text = body["error_description"].as_str().unwrap();
+        assert!(text.contains(why), "{id}: {text}");
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "no redirect to an internal address was followed"
+    );
+    // The redirect target answers when asked directly: the refusal above was the policy's.
+    let direct = reqwest::get(format!("http://127.0.0.2:{port}/jwks"))
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 200);
+    let start = Instant::now();
+    let (status, body) = ask_token(&app, "slow", &key).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within"),
+        "{body}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "the fetch is bounded in time"
+    );
+}
+
+on_both_engines!(keys_are_fetched_from_a_registered_jwks_url);
