@@ -4,6 +4,9 @@
 # BENCH_RESOURCE=Observation reads 300 Synthea Observations instead (vital signs and results
 # mixed, with their patients and encounters stored first).
 # Needs wrk (Debian package `wrk`) and PostgreSQL at $BENCH_POSTGRES_URL (default 127.0.0.1:5432).
+# On each engine the same database is served twice: with --insecure-no-auth, and as deployed, with
+# a valid access token (a backend client's, system/*.rs) on every request; the two are run in
+# turn, twice each, so that the cost of authorization is read side by side.
 # Prints requests/s, p50 and p99 for each. Not a test: figures go to docs/BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,8 +68,8 @@ load() {
 }
 
 run_wrk() {
-    local name="$1" addr="$2"
-    wrk -t2 -c16 -d"$DURATION" --latency -s "$WORK/paths.lua" "http://$addr" > "$WORK/wrk.txt"
+    local name="$1" addr="$2" script="${3:-$WORK/paths.lua}"
+    wrk -t2 -c16 -d"$DURATION" --latency -s "$script" "http://$addr" > "$WORK/wrk.txt"
     local rps p50 p99
     rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
     p50=$(awk '$1=="50%" {print $2}' "$WORK/wrk.txt")
@@ -74,6 +77,29 @@ run_wrk() {
     local errors
     errors=$(grep -E "Non-2xx|Socket errors" "$WORK/wrk.txt" || true)
     printf '%-28s %12s req/s   p50 %8s   p99 %8s %s\n' "$name" "$rps" "$p50" "$p99" "$errors"
+}
+
+# Serves the database at $2 on $1 as deployed, and writes a script sending a token for it.
+secured() {
+    local addr="$1" db="$2" key="$3"
+    "$BIN" serve --key-file "$key" --listen "$addr" --database-url "$db" >/dev/null 2>&1 &
+    SECURE_PID=$!
+    wait_up "$addr"
+    "$BIN" client add --client-id bench --public --scope 'system/*.rs' --database-url "$db" >/dev/null
+    local token
+    token=$("$BIN" token --client-id bench --scope 'system/*.rs' --audience "http://$addr/fhir" \
+        --key-file "$key" --database-url "$db")
+    { cat "$WORK/paths.lua"; echo "wrk.headers['Authorization'] = 'Bearer $token'"; } > "$WORK/token.lua"
+    curl -sf -o /dev/null -H "Authorization: Bearer $token" "http://$addr$(cat "$WORK/first.txt")"
+}
+
+# Both servers of one engine, in turn, twice.
+side_by_side() {
+    local engine="$1" open="$2" secure="$3"
+    for round in 1 2; do
+        run_wrk "$engine, no auth ($round)" "$open"
+        run_wrk "$engine, token ($round)" "$secure" "$WORK/token.lua"
+    done
 }
 
 echo "GET /fhir/$RESOURCE/{id}, $PATIENTS resources, wrk -t2 -c16 -d$DURATION on $(nproc) cores"
@@ -84,8 +110,9 @@ SQLITE_PID=$!
 wait_up 127.0.0.1:18191
 load 127.0.0.1:18191
 curl -sf "http://127.0.0.1:18191$(cat "$WORK/first.txt")" > "$WORK/one.json"
-run_wrk "expediente (SQLite)" 127.0.0.1:18191
-kill "$SQLITE_PID"; wait "$SQLITE_PID" 2>/dev/null || true
+secured 127.0.0.1:18194 "sqlite://$WORK/bench.db" "$WORK/key"
+side_by_side "SQLite" 127.0.0.1:18191 127.0.0.1:18194
+kill "$SQLITE_PID" "$SECURE_PID"; wait "$SQLITE_PID" "$SECURE_PID" 2>/dev/null || true
 
 # PostgreSQL
 DB="expediente_bench_$$"
@@ -96,8 +123,9 @@ PG_PID=$!
 wait_up 127.0.0.1:18192
 load 127.0.0.1:18192
 psql "${ADMIN_URL%/*}/$DB" -qc "ANALYZE"
-run_wrk "expediente (PostgreSQL)" 127.0.0.1:18192
-kill "$PG_PID"; wait "$PG_PID" 2>/dev/null || true
+secured 127.0.0.1:18195 "${ADMIN_URL%/*}/$DB" "$WORK/key2"
+side_by_side "PostgreSQL" 127.0.0.1:18192 127.0.0.1:18195
+kill "$PG_PID" "$SECURE_PID"; wait "$PG_PID" "$SECURE_PID" 2>/dev/null || true
 
 # Ceiling: the same bytes from a bare handler.
 target/release/examples/ceiling 127.0.0.1:18193 "$WORK/one.json" &

@@ -504,6 +504,20 @@ async fn a_role_bounds_what_a_token_may_do(engine: Engine) {
     );
     let mut mr = records("ana", "Alvarez", "2339-0")[4].clone();
     mr["status"] = json!("stopped");
+    // A transaction with one entry the role forbids is refused whole.
+    let mut second = vital.clone();
+    second["id"] = json!("ana-vs2");
+    let tx = transaction(vec![
+        json!({"resource": second, "request": {"method": "PUT", "url": "Observation/ana-vs2"}}),
+        json!({"resource": mr.clone(), "request": {"method": "PUT", "url": "MedicationRequest/ana-mr"}}),
+    ]);
+    let r = me.post("/fhir", &tx).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(r.text.contains("MedicationRequest.u"), "{}", r.text);
+    assert_eq!(
+        app.get("/fhir/Observation/ana-vs2").await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(
         me.put("/fhir/MedicationRequest/ana-mr", &mr).await.status,
         StatusCode::FORBIDDEN

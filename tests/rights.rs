@@ -72,7 +72,8 @@ async fn a_patients_token_writes_only_in_its_compartment(engine: Engine) {
     let id = |i: &str| Id::parse(i).unwrap();
     let before = observations(&app).await;
 
-    // Create: for ana yes, for bob no (and nothing written).
+    // Create: for ana yes, for bob no (and nothing written): bob is not there for ana's token,
+    // so a reference to him is refused as one to a patient who does not exist (422).
     assert!(app
         .fhir
         .create(&ana, obs, observation(None, "ana", "laboratory"))
@@ -83,7 +84,7 @@ async fn a_patients_token_writes_only_in_its_compartment(engine: Engine) {
         app.fhir
             .create(&ana, obs, observation(None, "bob", "laboratory"))
             .await,
-        Err(Error::Forbidden(_))
+        Err(Error::Unprocessable(_))
     ));
     assert_eq!(
         observations(&app).await,
@@ -112,7 +113,7 @@ async fn a_patients_token_writes_only_in_its_compartment(engine: Engine) {
             None,
         )
         .await;
-    assert!(matches!(r, Err(Error::Forbidden(_))), "{r:?}");
+    assert!(matches!(r, Err(Error::Unprocessable(_))), "{r:?}");
     assert_eq!(
         app.get("/fhir/Observation/glu-ana").await.body["subject"]["reference"],
         "Patient/ana"
@@ -147,7 +148,7 @@ async fn a_patients_token_writes_only_in_its_compartment(engine: Engine) {
         "bob's is untouched"
     );
     // A conditional update whose criteria would find bob's finds nothing, and its body, about
-    // bob, is refused.
+    // bob (whom ana's token does not know of), is refused.
     let r = app
         .fhir
         .conditional_update(
@@ -158,7 +159,7 @@ async fn a_patients_token_writes_only_in_its_compartment(engine: Engine) {
             None,
         )
         .await;
-    assert!(matches!(r, Err(Error::Forbidden(_))), "{r:?}");
+    assert!(matches!(r, Err(Error::Unprocessable(_))), "{r:?}");
     // A transaction with one entry outside: refused whole.
     let counted = observations(&app).await;
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
@@ -170,7 +171,7 @@ async fn a_patients_token_writes_only_in_its_compartment(engine: Engine) {
         max_entries: 100,
     };
     let r = app.fhir.process_bundle(&ana, bundle, opts).await;
-    assert!(matches!(r, Err(Error::Forbidden(_))), "{r:?}");
+    assert!(matches!(r, Err(Error::Unprocessable(_))), "{r:?}");
     assert_eq!(
         observations(&app).await,
         counted,

@@ -78,8 +78,10 @@ impl Fhir {
     }
 
     /// Whether a reference to the existing resource `id` of `m` may be accepted from `caller`
-    /// without telling it what it may not know: what it may read, what belongs to its patient
-    /// in context, and what belongs to no patient. Any other answers as absent.
+    /// without telling a patient's token of another patient's data: for a caller with a
+    /// patient in context, what it may read, what belongs to that patient, and what belongs to
+    /// no patient; any other answers as absent. A caller without a patient in context (a
+    /// clinician's or a backend's token) may refer to any resource that exists.
     pub(crate) async fn known_to(
         &self,
         conn: &mut Conn<'_>,
@@ -87,18 +89,16 @@ impl Fhir {
         m: &dyn ResourceMapping,
         id: &Id,
     ) -> Result<bool> {
+        let Some(patient) = caller.access.patient() else {
+            return Ok(true);
+        };
         if !crate::auth::access::in_compartment(m)
             || self.within(conn, caller, m, id, Action::Read).await?
         {
             return Ok(true);
         }
-        match caller.access.patient() {
-            Some(p) => {
-                let theirs = Restriction::none().patient_compartment(p);
-                self.meets(conn, caller, m, id, &theirs).await
-            }
-            None => Ok(false),
-        }
+        let theirs = Restriction::none().patient_compartment(patient);
+        self.meets(conn, caller, m, id, &theirs).await
     }
 
     /// 404 unless `id` is within what `action` of `caller` may reach.
