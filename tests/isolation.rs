@@ -170,6 +170,21 @@ async fn reads_and_searches_reach_nothing_of_another_patient(engine: Engine) {
     // Searches: Ana's own, totals included.
     let obs = vec!["ana-obs1".to_owned(), "ana-obs2".to_owned()];
     assert_eq!(found(&me, "/fhir/Observation?_total=accurate").await, obs);
+    // A search without a patient is narrowed to Ana's compartment, type by type.
+    for (ty, ids) in [
+        ("Patient", vec!["ana"]),
+        ("Encounter", vec!["ana-enc"]),
+        ("MedicationRequest", vec!["ana-mr"]),
+        ("DiagnosticReport", vec!["ana-dr"]),
+        ("AllergyIntolerance", vec!["ana-ai"]),
+        ("Practitioner", vec!["dr-ruiz"]),
+    ] {
+        assert_eq!(
+            found(&me, &format!("/fhir/{ty}?_total=accurate")).await,
+            ids,
+            "{ty}"
+        );
+    }
     let count = me.get("/fhir/Observation?_summary=count").await;
     assert_eq!(count.body["total"], 2, "{}", count.text);
     for query in [
@@ -256,6 +271,27 @@ async fn reads_and_searches_reach_nothing_of_another_patient(engine: Engine) {
     let path = next.strip_prefix(&app.base).unwrap_or(&next);
     let r = me.get(path).await;
     nothing_of_beatriz("", &r);
+    // Beatriz's deleted resource is absent for Ana, not gone; Ana's own deleted one is gone.
+    assert!(app
+        .delete("/fhir/AllergyIntolerance/beatriz-ai")
+        .await
+        .status
+        .is_success());
+    assert!(app
+        .delete("/fhir/AllergyIntolerance/ana-ai")
+        .await
+        .status
+        .is_success());
+    for path in [
+        "/fhir/AllergyIntolerance/beatriz-ai",
+        "/fhir/AllergyIntolerance/beatriz-ai/_history/1",
+    ] {
+        assert_eq!(me.get(path).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(
+        me.get("/fhir/AllergyIntolerance/ana-ai").await.status,
+        StatusCode::GONE
+    );
     // A batch of reads: each of Beatriz's is absent.
     let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
         {"request": {"method": "GET", "url": "Observation/beatriz-obs1"}},

@@ -247,6 +247,17 @@ async fn check_form(app: &TestApp, form: &Form, p: &str) {
         } else {
             assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", what("delete"));
         }
+        // What the token deleted is gone for it too, and its versions stay readable.
+        if form.allows('d', rt) && form.allows('r', rt) {
+            assert_eq!(
+                me.get(&at).await.status,
+                StatusCode::GONE,
+                "{}",
+                what("read deleted")
+            );
+            let v1 = me.get(&format!("{at}/_history/1")).await;
+            assert_eq!(v1.status, StatusCode::OK, "{}", what("vread deleted"));
+        }
         // What was refused changed nothing; what was allowed happened.
         let after = app.get(&at).await.status;
         let expected = if form.allows('d', rt) {

@@ -176,6 +176,18 @@ async fn fhir_requests_need_a_valid_token(engine: Engine) {
         &get_with(&app, &path, Some(&format!("Bearer {u}"))).await,
         Some("invalid_token"),
     );
+    // A header pointing at the forger's own keys (jku, x5u, an embedded jwk) is not followed.
+    es.kid = Some(kid.clone());
+    es.jku = Some("https://forger.example/jwks".into());
+    es.x5u = Some("https://forger.example/cert.pem".into());
+    es.jwk =
+        Some(jsonwebtoken::jwk::Jwk::from_encoding_key(&other.encoding, Algorithm::ES256).unwrap());
+    let j =
+        jsonwebtoken::encode(&es, &claims(&app, "system/*.cruds", None), &other.encoding).unwrap();
+    refused(
+        &get_with(&app, &path, Some(&format!("Bearer {j}"))).await,
+        Some("invalid_token"),
+    );
     let real = app
         .auth
         .issue(&claims(&app, "patient/Patient.r", Some("nobody")))

@@ -32,9 +32,18 @@ impl Fhir {
         let m = self.mapping(resource_type)?;
         caller.may(Action::Read, m.resource_type())?;
         if !caller.access.unrestricted(Action::Read) {
+            // A deleted resource that was within reach is gone (410) for its reader as for
+            // anyone; one that was not is absent.
             let mut pool = Conn::Pool(&self.db);
-            self.reachable(&mut pool, caller, m.as_ref(), id, Action::Read)
-                .await?;
+            if !self
+                .within(&mut pool, caller, m.as_ref(), id, Action::Read)
+                .await?
+                && !self
+                    .was_within(&mut pool, caller, m.as_ref(), id, Action::Read)
+                    .await?
+            {
+                return Err(super::not_found(m.resource_type(), id));
+            }
         }
         Ok(m)
     }

@@ -44,11 +44,33 @@ impl Fhir {
         id: &Id,
         action: Action,
     ) -> Result<bool> {
-        self.meets(conn, caller, m, id, caller.access.restriction(action))
+        self.meets(
+            conn,
+            caller,
+            m,
+            id,
+            caller.access.restriction(action),
+            false,
+        )
+        .await
+    }
+
+    /// Whether the resource `id` of `m`, deleted, was within what `action` of `caller` may
+    /// reach: it may then be told it is gone.
+    pub(crate) async fn was_within(
+        &self,
+        conn: &mut Conn<'_>,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        action: Action,
+    ) -> Result<bool> {
+        self.meets(conn, caller, m, id, caller.access.restriction(action), true)
             .await
     }
 
-    /// Whether the live resource `id` of `m` is within `restriction`.
+    /// Whether the resource `id` of `m`, live (or deleted, when `deleted`), is within
+    /// `restriction`.
     async fn meets(
         &self,
         conn: &mut Conn<'_>,
@@ -56,6 +78,7 @@ impl Fhir {
         m: &dyn ResourceMapping,
         id: &Id,
         restriction: &Restriction,
+        deleted: bool,
     ) -> Result<bool> {
         if restriction.is_none() {
             return Ok(true);
@@ -70,7 +93,17 @@ impl Fhir {
         .map_err(|e| anyhow::anyhow!("an id as a filter: {}", e.0))?;
         let mut ctx = self.ctx(caller, rt);
         ctx.restriction = restriction;
-        let cond = self.where_clause(&m, &filters, &ctx)?;
+        let cond = match deleted {
+            false => self.where_clause(&m, &filters, &ctx)?,
+            true => {
+                let bad = |e: crate::mapping::search::SearchError| anyhow::anyhow!("{}", e.0);
+                let mut c = crate::mapping::filter::gone(m.as_ref(), &ctx).map_err(bad)?;
+                for f in &filters {
+                    c = c.and(crate::mapping::filter::filter_sql(f, &ctx).map_err(bad)?);
+                }
+                c
+            }
+        };
         Ok(!Plan::by_id(m.as_ref(), cond, 1)
             .matches(conn)
             .await?
@@ -98,7 +131,7 @@ impl Fhir {
             return Ok(true);
         }
         let theirs = Restriction::none().patient_compartment(patient);
-        self.meets(conn, caller, m, id, &theirs).await
+        self.meets(conn, caller, m, id, &theirs, false).await
     }
 
     /// 404 unless `id` is within what `action` of `caller` may reach.

@@ -253,6 +253,21 @@ pub fn visible(m: &dyn super::ResourceMapping, ctx: &Ctx) -> Result<Cond, Search
     Ok(c)
 }
 
+/// The condition the rows of deleted resources of `m` meet to be within what `ctx` may see:
+/// what a caller may be told is gone (410) rather than absent.
+pub fn gone(m: &dyn super::ResourceMapping, ctx: &Ctx) -> Result<Cond, SearchError> {
+    let mut text = "t.deleted_at IS NOT NULL".to_owned();
+    if let Some(f) = m.row_filter() {
+        text.push_str(" AND ");
+        text.push_str(f);
+    }
+    let mut c = Cond::And(vec![Cond::sql(text)]);
+    if let Some(r) = ctx.restriction.cond(m, ctx)? {
+        c = c.and(r);
+    }
+    Ok(c)
+}
+
 /// The condition the rows of a mapping's table (alias `t`) meet to be live resources of its
 /// type: not deleted, and of the type (users are Practitioners only with a clinical role).
 pub fn live(m: &dyn super::ResourceMapping) -> Cond {
