@@ -240,7 +240,62 @@ async fn a_valid_token_reaches_only_what_its_scopes_reach(engine: Engine) {
     );
 }
 
+/// Expired tokens, their revocations and client assertions are forgotten (from the database
+/// and from memory); live ones are kept and still work.
+async fn expired_tokens_are_forgotten(engine: Engine) {
+    use common::acting::{mint, register};
+    let app = TestApp::spawn(engine).await;
+    register(&app, "short", "system/*.rs");
+    let short = mint(&app, "short", "system/*.rs", &["--expires-in", "1"]).unwrap();
+    let long = mint(&app, "short", "system/*.rs", &[]).unwrap();
+    let jti = |t: &str| {
+        use base64::Engine as _;
+        let body = t.split('.').nth(1).unwrap();
+        let v: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(body)
+                .unwrap(),
+        )
+        .unwrap();
+        v["jti"].as_str().unwrap().to_owned()
+    };
+    assert!(app.auth.revoke(&jti(&short), None).await.unwrap());
+    assert!(app.auth.revoke(&jti(&long), None).await.unwrap());
+    let tokens = app.count("issued_tokens").await;
+    assert_eq!(app.count("token_revocations").await, 2);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    expediente::auth::records::forget_expired(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.count("issued_tokens").await,
+        tokens - 1,
+        "the short one is forgotten"
+    );
+    assert_eq!(
+        app.count("token_revocations").await,
+        1,
+        "the long one's revocation stays"
+    );
+    app.auth.follow_revocations().await.unwrap();
+    let path = "/fhir/Patient";
+    assert_eq!(
+        get_with(&app, path, Some(&format!("Bearer {long}")))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        get_with(&app, path, Some(&format!("Bearer {short}")))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(app.get(path).await.status, StatusCode::OK);
+}
+
 on_both_engines!(
     fhir_requests_need_a_valid_token,
     a_valid_token_reaches_only_what_its_scopes_reach,
+    expired_tokens_are_forgotten,
 );

@@ -19,13 +19,16 @@ pub mod users;
 use crate::store::Db;
 use jsonwebtoken::DecodingKey;
 use keys::{KeyEncryptionKey, SigningKey};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use token::{Claims, Refusal, Verified};
 
 /// How often every process reads the revocations and the new keys made by the others.
 pub const REVOCATION_POLL: Duration = Duration::from_secs(1);
+
+/// Every how many polls a process forgets the expired tokens, revocations and assertions.
+const FORGET_EVERY: u64 = 600;
 
 /// How long an access token lives.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
@@ -41,8 +44,9 @@ pub struct Auth {
     kek: KeyEncryptionKey,
     ring: RwLock<Arc<KeyRing>>,
     verified: Verified,
-    /// The revoked jti this process knows of, and the last revocation it has read.
-    revoked: RwLock<(i64, HashSet<String>)>,
+    /// The revoked jti this process knows of (until their tokens expire), and the last
+    /// revocation it has read.
+    revoked: RwLock<(i64, HashMap<String, i64>)>,
     /// Whether this process made the database's first signing key (its first start).
     new: bool,
     /// When the keys were last read because a token named one unknown here: at most once per
@@ -72,7 +76,7 @@ impl Auth {
             kek,
             ring: RwLock::new(Arc::new(ring)),
             verified: Verified::default(),
-            revoked: RwLock::new((0, HashSet::new())),
+            revoked: RwLock::new((0, HashMap::new())),
             new,
             unknown_kid_read: std::sync::Mutex::new(None),
             client_keys: Default::default(),
@@ -199,7 +203,7 @@ impl Auth {
 
     fn is_revoked(&self, jti: &str) -> bool {
         let r = self.revoked.read().unwrap_or_else(|p| p.into_inner());
-        r.1.contains(jti)
+        r.1.contains_key(jti)
     }
 
     /// Revokes a token by its jti (of `client_id` when given), here at once and in every other
@@ -216,11 +220,14 @@ impl Auth {
     pub async fn follow_revocations(&self) -> anyhow::Result<()> {
         let since = self.revoked.read().unwrap_or_else(|p| p.into_inner()).0;
         let new = records::revocations_since(&self.db, since).await?;
-        if let Some((last, _)) = new.last() {
-            let mut r = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+        let now = chrono::Utc::now().timestamp();
+        let mut r = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+        if let Some((last, _, _)) = new.last() {
             r.0 = r.0.max(*last);
-            r.1.extend(new.into_iter().map(|(_, jti)| jti));
+            r.1.extend(new.into_iter().map(|(_, jti, exp)| (jti, exp)));
         }
+        // An expired token is refused for its expiry: its revocation need not be kept.
+        r.1.retain(|_, exp| *exp > now);
         Ok(())
     }
 
@@ -228,9 +235,14 @@ impl Auth {
     pub fn follow_in_background(self: &Arc<Self>, every: Duration) {
         let auth = Arc::downgrade(self);
         tokio::spawn(async move {
-            loop {
+            for tick in 1u64.. {
                 tokio::time::sleep(every).await;
                 let Some(auth) = auth.upgrade() else { break };
+                if tick % FORGET_EVERY == 0 {
+                    if let Err(e) = records::forget_expired(&auth.db).await {
+                        tracing::warn!(error = %e, "forgetting expired tokens failed");
+                    }
+                }
                 if let Err(e) = auth.follow_revocations().await {
                     tracing::warn!(error = %e, "reading the token revocations failed");
                 }

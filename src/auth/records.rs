@@ -118,17 +118,37 @@ pub async fn revoke(db: &Db, jti: &str, client_id: Option<&str>) -> Result<bool,
     Ok(true)
 }
 
-/// The revocations after `seq`, in order: (seq, jti).
-pub async fn revocations_since(db: &Db, seq: i64) -> Result<Vec<(i64, String)>, StoreError> {
+/// The revocations after `seq`, in order: (seq, jti, the token's expiry as a Unix time).
+pub async fn revocations_since(db: &Db, seq: i64) -> Result<Vec<(i64, String, i64)>, StoreError> {
     let rows = db
         .fetch_all(
-            "SELECT seq, jti FROM token_revocations WHERE seq > ? ORDER BY seq",
+            "SELECT seq, jti, expires_at FROM token_revocations WHERE seq > ? ORDER BY seq",
             &[seq.into()],
         )
         .await?;
     rows.iter()
-        .map(|r| Ok((r.bigint("seq")?, r.string("jti")?)))
+        .map(|r| {
+            Ok((
+                r.bigint("seq")?,
+                r.string("jti")?,
+                r.timestamp("expires_at")?.timestamp(),
+            ))
+        })
         .collect()
+}
+
+/// Forgets the tokens, revocations and client assertions that have expired: nothing can use
+/// them any more.
+pub async fn forget_expired(db: &Db) -> Result<(), StoreError> {
+    let now = Utc::now();
+    for table in ["issued_tokens", "token_revocations", "client_assertions"] {
+        db.execute(
+            &format!("DELETE FROM {table} WHERE expires_at < ?"),
+            &[now.into()],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// A registered OAuth client.
