@@ -1,5 +1,5 @@
 //! The scope matrix over HTTP, with tokens minted by `expediente token`: every hosted type ×
-//! read, vread, search, history, create, update, patch and delete × SMART v1 and v2 scopes ×
+//! read, vread, search, history, create, update, patch, delete and $validate × SMART v1 and v2 ×
 //! patient/, user/ and system/ × `*` and a named type, and v2 query filters. What a scope
 //! allows succeeds; the rest is a 403 and changes nothing. The expected answer comes from a
 //! model of the scopes written here, not from the server's parser. On both engines.
@@ -221,6 +221,13 @@ async fn check_form(app: &TestApp, form: &Form, p: &str) {
             what("create"),
             r.text
         );
+        if creatable {
+            let r = me
+                .post(&format!("/fhir/{rt}/$validate"), &resource(rt, p))
+                .await;
+            let expected = expect(form.allows('c', rt), StatusCode::OK);
+            assert_eq!(r.status, expected, "{}: {}", what("$validate"), r.text);
+        }
         let mut body = resource(rt, p);
         body["id"] = json!(id);
         let r = me.put(&at, &body).await;
