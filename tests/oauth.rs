@@ -476,6 +476,26 @@ async fn a_backend_client_authenticates_with_a_signed_assertion(engine: Engine) 
     )
     .await;
     refused(&wrong_type, 400, "invalid_client");
+    // A scope the client is not registered for: invalid_scope.
+    let unregistered = post_form(
+        &app,
+        "/auth/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/Patient.c"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            (
+                "client_assertion",
+                &assertion(&key, Algorithm::ES384, claims("a-11")),
+            ),
+        ],
+        None,
+    )
+    .await;
+    refused(&unregistered, 400, "invalid_scope");
     // A fresh jti still works after all that.
     assert_eq!(
         ask(assertion(&key, Algorithm::ES384, claims("a-10")))
