@@ -17,11 +17,13 @@ use std::time::{Duration, Instant};
 
 /// A client's own web server: its key set, and ways to misbehave. Listens on every loopback
 /// address, so that a redirect to 127.0.0.2 would be answered if it were followed.
-async fn client_site(jwks: Value) -> (String, u16, Arc<AtomicUsize>) {
+async fn client_site(jwks: Value) -> (String, u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let counted = hits.clone();
+    let broken_hits = Arc::new(AtomicUsize::new(0));
+    let broken = broken_hits.clone();
     let app =
         axum::Router::new()
             .route(
@@ -45,6 +47,13 @@ async fn client_site(jwks: Value) -> (String, u16, Arc<AtomicUsize>) {
             )
             .route("/moved", get(|| async { Redirect::temporary("/jwks") }))
             .route(
+                "/broken",
+                get(move || {
+                    broken.fetch_add(1, Ordering::SeqCst);
+                    async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down") }
+                }),
+            )
+            .route(
                 "/to-private",
                 get(move || async move {
                     Redirect::temporary(&format!("http://127.0.0.2:{port}/jwks"))
@@ -57,7 +66,7 @@ async fn client_site(jwks: Value) -> (String, u16, Arc<AtomicUsize>) {
                 }),
             );
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://127.0.0.1:{port}"), port, hits)
+    (format!("http://127.0.0.1:{port}"), port, hits, broken_hits)
 }
 
 async fn ask_token(
@@ -80,7 +89,7 @@ async fn ask_token(
 async fn keys_are_fetched_from_a_registered_jwks_url(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let (key, jwk) = backend_key();
-    let (site, port, hits) = client_site(json!({"keys": [jwk]})).await;
+    let (site, port, hits, broken_hits) = client_site(json!({"keys": [jwk]})).await;
     for (id, path) in [
         ("direct", "/jwks"),
         ("moved", "/moved"),
@@ -88,6 +97,7 @@ async fn keys_are_fetched_from_a_registered_jwks_url(engine: Engine) {
         ("slow", "/slow"),
         ("to-private", "/to-private"),
         ("to-localhost", "/to-localhost"),
+        ("broken", "/broken"),
     ] {
         let url = format!("{site}{path}");
         let args = [
@@ -148,6 +158,20 @@ async fn keys_are_fetched_from_a_registered_jwks_url(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(direct.status(), 200);
+    // A flood of assertions for a client whose keys cannot be fetched makes one fetch.
+    let flood = (0..8).map(|_| ask_token(&app, "broken", &key));
+    for (status, body) in futures_util::future::join_all(flood).await {
+        assert_eq!(status, 401, "{body}");
+        assert!(
+            body["error_description"].as_str().unwrap().contains("500"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        broken_hits.load(Ordering::SeqCst),
+        1,
+        "one fetch, its failure remembered"
+    );
     let start = Instant::now();
     let (status, body) = ask_token(&app, "slow", &key).await;
     assert_eq!(status, 401, "{body}");

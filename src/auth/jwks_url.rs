@@ -1,5 +1,6 @@
 //! The keys of a backend client registered with a JWKS URL (`client add --jwks-url`): fetched
-//! with a timeout and a size cap, never through a redirect to a private address, and cached.
+//! with a timeout and a size cap, never through a redirect to a private address, and cached
+//! (failures too, briefly).
 //!
 //! The registered URL is the clinic administrator's choice and may name a host on the clinic's
 //! own network. A redirect is another matter: followed at most [`MAX_REDIRECTS`] times, never
@@ -22,35 +23,45 @@ pub const CACHE_FOR: Duration = Duration::from_secs(300);
 pub const REFETCH_AFTER: Duration = Duration::from_secs(30);
 pub const MAX_REDIRECTS: usize = 3;
 
-/// The key sets fetched, by URL.
+/// What the last fetch of one URL gave, and when.
+type Fetched = Option<(Result<Arc<JwkSet>, String>, Instant)>;
+
+/// The key sets fetched, by URL. One fetch per URL at a time (the others wait for its answer),
+/// and a failure is remembered for [`REFETCH_AFTER`]: a flood of assertions naming one client
+/// makes one outbound request, not one each.
 #[derive(Default)]
 pub struct JwksCache {
-    entries: Mutex<HashMap<String, (Arc<JwkSet>, Instant)>>,
+    entries: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Fetched>>>>,
 }
 
 impl JwksCache {
     /// The keys at `url`, from the cache unless they are older than [`CACHE_FOR`], or lack
     /// `kid` and are older than [`REFETCH_AFTER`] (the client may have rotated its keys).
     pub async fn keys(&self, url: &str, kid: Option<&str>) -> Result<Arc<JwkSet>, String> {
-        let cached = self
+        let slot = self
             .entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(url)
-            .cloned();
-        if let Some((set, at)) = cached {
+            .entry(url.to_owned())
+            .or_default()
+            .clone();
+        let mut last = slot.lock().await;
+        if let Some((answer, at)) = last.as_ref() {
             let age = at.elapsed();
-            let has_kid = kid.is_none_or(|k| set.find(k).is_some());
-            if age < CACHE_FOR && (has_kid || age < REFETCH_AFTER) {
-                return Ok(set);
+            let fresh = match answer {
+                Ok(set) => {
+                    let has_kid = kid.is_none_or(|k| set.find(k).is_some());
+                    age < CACHE_FOR && (has_kid || age < REFETCH_AFTER)
+                }
+                Err(_) => age < REFETCH_AFTER,
+            };
+            if fresh {
+                return answer.clone();
             }
         }
-        let set = Arc::new(fetch(url).await?);
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(url.to_owned(), (set.clone(), Instant::now()));
-        Ok(set)
+        let answer = fetch(url).await.map(Arc::new);
+        *last = Some((answer.clone(), Instant::now()));
+        answer
     }
 }
 
