@@ -250,7 +250,11 @@ async fn reads_and_searches_reach_nothing_of_another_patient(engine: Engine) {
     // Type history.
     let h = me.get("/fhir/Observation/_history").await;
     assert_eq!(h.status, StatusCode::OK);
-    assert_eq!(h.body["total"], 2, "{}", h.text);
+    assert_eq!(TestApp::ids(&h.body).len(), 2, "{}", h.text);
+    assert!(
+        h.body.get("total").is_none(),
+        "no total for a patient's token"
+    );
     nothing_of_beatriz("", &h);
     // A paging link made for another token is answered for this one.
     let page = app.get("/fhir/Observation?_count=1&_sort=-_id").await;
@@ -292,6 +296,43 @@ async fn reads_and_searches_reach_nothing_of_another_patient(engine: Engine) {
         me.get("/fhir/AllergyIntolerance/ana-ai").await.status,
         StatusCode::GONE
     );
+    // A result filed under Beatriz, then moved to Ana: Ana's token sees the version that
+    // names her, not the one about Beatriz.
+    let mut moved = observation("beatriz-obs2", "beatriz", BEA_CODE);
+    moved["subject"] = json!({"reference": "Patient/ana"});
+    assert!(app
+        .put("/fhir/Observation/beatriz-obs2", &moved)
+        .await
+        .status
+        .is_success());
+    let h = me.get("/fhir/Observation/beatriz-obs2/_history").await;
+    assert_eq!(h.status, StatusCode::OK, "{}", h.text);
+    let versions: Vec<&str> = h.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, vec!["2"]);
+    assert!(h.body.get("total").is_none());
+    assert_eq!(
+        me.get("/fhir/Observation/beatriz-obs2/_history/1")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        me.get("/fhir/Observation/beatriz-obs2/_history/2")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/fhir/Observation/beatriz-obs2/_history/1")
+            .await
+            .status,
+        StatusCode::OK
+    );
     // A batch of reads: each of Beatriz's is absent.
     let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
         {"request": {"method": "GET", "url": "Observation/beatriz-obs1"}},
@@ -311,11 +352,24 @@ async fn reads_and_searches_reach_nothing_of_another_patient(engine: Engine) {
         .starts_with("200"));
 }
 
+fn mine_without_id() -> Value {
+    let mut o = observation("x", "ana", "2339-0");
+    o.as_object_mut().unwrap().remove("id");
+    o
+}
+
 async fn writes_reach_nothing_of_another_patient(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     clinic(&app).await;
     let token = ana_token(&app, "patient/*.cruds").await;
     let me = app.as_token(&token);
+    let reader = mint(
+        &app,
+        "portal",
+        "patient/*.rs",
+        &["--user", "admin@clinic.example", "--patient", "ana"],
+    )
+    .unwrap();
     let before = app.snapshot().await;
 
     // Beatriz's resources cannot be updated, patched or deleted: they are not there.
@@ -347,20 +401,65 @@ async fn writes_reach_nothing_of_another_patient(engine: Engine) {
     nothing_of_beatriz(&asked, &r);
     assert!(!r.status.is_success(), "{}", r.text);
     // Writing about Beatriz is refused, as about a patient who does not exist.
-    o["id"] = json!("ana-new");
+    o.as_object_mut().unwrap().remove("id");
     o["subject"] = json!({"reference": "Patient/beatriz"});
-    let about_her = me.put("/fhir/Observation/ana-new", &o).await;
+    let about_her = me.post("/fhir/Observation", &o).await;
     o["subject"] = json!({"reference": "Patient/never-was"});
-    let about_nobody = me.put("/fhir/Observation/ana-new", &o).await;
+    let about_nobody = me.post("/fhir/Observation", &o).await;
     assert_eq!(about_her.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(about_her.status, about_nobody.status);
+    // A conditional update that matches nothing, its body naming an id: taken by Beatriz or
+    // free, the same answer; and a token that may not update gets a 403 before any lookup.
+    let mut answers = Vec::new();
+    for id in ["beatriz-obs1", "never-was"] {
+        o["id"] = json!(id);
+        o["subject"] = json!({"reference": "Patient/ana"});
+        let r = me.put("/fhir/Observation?identifier=none|none", &o).await;
+        answers.push((
+            r.status,
+            r.body["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap_or_default()
+                .replace(id, "X"),
+        ));
+    }
+    assert_eq!(answers[0].0, StatusCode::NOT_FOUND, "{answers:?}");
+    assert_eq!(answers[0], answers[1]);
+    for id in ["beatriz", "never-was"] {
+        let body = json!({"resourceType": "Patient", "id": id});
+        let r = app
+            .as_token(&reader)
+            .put("/fhir/Patient?_id=nomatch", &body)
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{id}: {}", r.text);
+    }
+    // Ana's token does not create by update with an id of its choosing: an id taken by
+    // Beatriz, deleted, or free gets the same answer.
+    o["subject"] = json!({"reference": "Patient/ana"});
+    let answers: Vec<(StatusCode, String)> = {
+        let mut out = Vec::new();
+        for id in ["beatriz-obs1", "never-was"] {
+            o["id"] = json!(id);
+            let r = me.put(&format!("/fhir/Observation/{id}"), &o).await;
+            out.push((
+                r.status,
+                r.body["issue"][0]["diagnostics"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .replace(id, "X"),
+            ));
+        }
+        out
+    };
+    assert_eq!(answers[0].0, StatusCode::NOT_FOUND, "{answers:?}");
+    assert_eq!(answers[0], answers[1]);
     // A transaction with a conditional update that would match Beatriz's, and a write about Beatriz:
     // refused whole.
     let mut about_beatriz = observation("x", "beatriz", "2339-0");
     about_beatriz.as_object_mut().unwrap().remove("id");
     let tx = transaction(vec![
-        json!({"resource": observation("ana-obs9", "ana", "2339-0"),
-            "request": {"method": "PUT", "url": "Observation/ana-obs9"}}),
+        json!({"fullUrl": "urn:uuid:0c3f1a52-8a7e-4d0b-9a65-2d7c1f9e0a01", "resource": mine_without_id(),
+            "request": {"method": "POST", "url": "Observation"}}),
         json!({"resource": about_beatriz,
             "request": {"method": "PUT", "url": format!("Observation?identifier={SYS}|obs-beatriz-obs2")}}),
     ]);
@@ -377,8 +476,8 @@ async fn writes_reach_nothing_of_another_patient(engine: Engine) {
     let mut about_ana = observation("x", "ana", "2339-0");
     about_ana.as_object_mut().unwrap().remove("id");
     let tx = transaction(vec![
-        json!({"resource": observation("ana-obs9", "ana", "2339-0"),
-            "request": {"method": "PUT", "url": "Observation/ana-obs9"}}),
+        json!({"fullUrl": "urn:uuid:0c3f1a52-8a7e-4d0b-9a65-2d7c1f9e0a01", "resource": mine_without_id(),
+            "request": {"method": "POST", "url": "Observation"}}),
         json!({"resource": about_ana,
             "request": {"method": "PUT", "url": format!("Observation?identifier={SYS}|obs-beatriz-obs2")}}),
     ]);
@@ -531,28 +630,33 @@ async fn a_role_bounds_what_a_token_may_do(engine: Engine) {
     vital["category"] = json!([{"coding": [{"system": CATEGORY, "code": "vital-signs"}]}]);
     vital["valueQuantity"] =
         json!({"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"});
-    let r = me.put("/fhir/Observation/ana-vs", &vital).await;
+    vital.as_object_mut().unwrap().remove("id");
+    let r = me.post("/fhir/Observation", &vital).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let lab = observation("ana-lab", "ana", "2339-0");
     assert_eq!(
-        me.put("/fhir/Observation/ana-lab", &lab).await.status,
-        StatusCode::FORBIDDEN
+        me.post("/fhir/Observation", &mine_without_id())
+            .await
+            .status,
+        StatusCode::FORBIDDEN,
+        "a laboratory result is no vital sign"
     );
     let mut mr = records("ana", "Alvarez", "2339-0")[4].clone();
     mr["status"] = json!("stopped");
     // A transaction with one entry the role forbids is refused whole.
-    let mut second = vital.clone();
-    second["id"] = json!("ana-vs2");
+    let vitals = "/fhir/Observation?code=8867-4&_total=accurate";
+    let before = app.get(vitals).await.body["total"].clone();
     let tx = transaction(vec![
-        json!({"resource": second, "request": {"method": "PUT", "url": "Observation/ana-vs2"}}),
+        json!({"fullUrl": "urn:uuid:0c3f1a52-8a7e-4d0b-9a65-2d7c1f9e0a02", "resource": vital,
+            "request": {"method": "POST", "url": "Observation"}}),
         json!({"resource": mr.clone(), "request": {"method": "PUT", "url": "MedicationRequest/ana-mr"}}),
     ]);
     let r = me.post("/fhir", &tx).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     assert!(r.text.contains("MedicationRequest.u"), "{}", r.text);
     assert_eq!(
-        app.get("/fhir/Observation/ana-vs2").await.status,
-        StatusCode::NOT_FOUND
+        app.get(vitals).await.body["total"],
+        before,
+        "nothing written"
     );
     assert_eq!(
         me.put("/fhir/MedicationRequest/ana-mr", &mr).await.status,

@@ -62,7 +62,13 @@ impl Form {
     }
 
     fn allows(&self, letter: char, resource_type: &str) -> bool {
-        self.named.is_none_or(|n| n == resource_type) && self.letters().contains(letter)
+        // Practitioner belongs to no patient: patient/ scopes read it, never write it.
+        let unwritable = self.context == Context::Patient
+            && resource_type == "Practitioner"
+            && "cud".contains(letter);
+        self.named.is_none_or(|n| n == resource_type)
+            && self.letters().contains(letter)
+            && !unwritable
     }
 }
 
@@ -394,7 +400,53 @@ async fn a_filtered_scope_reaches_only_what_its_filter_keeps(engine: Engine) {
     }
 }
 
+/// Update as create takes the create right too; a scope's filter may not reach other types
+/// through a chain or `_has` (such a scope grants nothing).
+async fn update_as_create_and_filters_stay_within_the_scopes(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    register(&app, "matrix", "system/*.cruds");
+    fixtures(&app, "u0").await;
+    let updater = mint(&app, "matrix", "system/Observation.u", &[]).unwrap();
+    let me = app.as_token(&updater);
+    let mut o = resource("Observation", "u0");
+    o["id"] = json!("u0-observation");
+    assert_eq!(
+        me.put("/fhir/Observation/u0-observation", &o).await.status,
+        200
+    );
+    o["id"] = json!("u0-new");
+    let r = me.put("/fhir/Observation/u0-new", &o).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("Observation.c"), "{}", r.text);
+    assert_eq!(app.get("/fhir/Observation/u0-new").await.status, 404);
+    let both = mint(&app, "matrix", "system/Observation.cu", &[]).unwrap();
+    let r = app
+        .as_token(&both)
+        .put("/fhir/Observation/u0-new", &o)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // A plain filter narrows; a chained or _has one grants nothing.
+    async fn family(app: &TestApp, scope: &str) -> i64 {
+        let t = mint(app, "matrix", scope, &[]).unwrap();
+        let r = app.as_token(&t).get("/fhir/Patient?_total=accurate").await;
+        assert_eq!(r.status, 200, "{scope}: {}", r.text);
+        r.body["total"].as_i64().unwrap()
+    }
+    assert_eq!(family(&app, "system/Patient.rs").await, 1);
+    assert_eq!(family(&app, "system/Patient.rs?family=u0").await, 1);
+    assert_eq!(family(&app, "system/Patient.rs?family=nobody").await, 0);
+    for sneaky in [
+        "system/Patient.rs?_has:Observation:patient:code=http://loinc.org|2339-0",
+        "system/Patient.rs?general-practitioner.name=Ruiz",
+        "system/Patient.rs?family:contains=u",
+    ] {
+        assert_eq!(family(&app, sneaky).await, 0, "{sneaky}");
+    }
+}
+
 on_both_engines!(
+    update_as_create_and_filters_stay_within_the_scopes,
     every_scope_form_allows_what_it_says_and_nothing_else,
     a_filtered_scope_reaches_only_what_its_filter_keeps,
 );

@@ -1,7 +1,7 @@
 //! What a token's scopes let its caller do, interaction by interaction: whether an action on a
 //! type is allowed at all, and the [`Restriction`] of what it may then see or write (a patient's
-//! compartment for `patient/` scopes, except for Practitioner, which belongs to no patient; the
-//! query filters of v2 scopes). A scope whose filter this
+//! compartment for `patient/` scopes, except for Practitioner, which belongs to no patient and
+//! which they read but never write; the query filters of v2 scopes, plain parameters only). A scope whose filter this
 //! server cannot apply grants nothing: an error never widens access.
 
 use super::scope::{Action, Context, Scopes};
@@ -19,6 +19,9 @@ pub struct Access {
     restrictions: Option<Arc<[Restriction; 5]>>,
     /// The patient in context.
     patient: Option<Arc<str>>,
+    /// The types outside every patient's compartment (Practitioner): `patient/` scopes read
+    /// them, and never write them.
+    outside: Arc<[&'static str]>,
 }
 
 impl Default for Access {
@@ -35,6 +38,7 @@ impl Access {
             scopes: Scopes::parse("system/*.cruds"),
             restrictions: None,
             patient: None,
+            outside: Arc::new([]),
         }
     }
 
@@ -46,6 +50,7 @@ impl Access {
                 Restriction::none().by_type(HashMap::new())
             }))),
             patient: None,
+            outside: Arc::new([]),
         }
     }
 
@@ -55,26 +60,35 @@ impl Access {
             scopes: Scopes::parse("system/*.cruds"),
             restrictions: Some(Arc::new(std::array::from_fn(|_| restriction.clone()))),
             patient: None,
+            outside: Arc::new([]),
         }
     }
 
     /// The rights of `scopes`, with `patient` the patient in context.
     pub fn new(registry: &Registry, scopes: Scopes, patient: Option<&str>) -> Access {
         let restrictions = Action::ALL.map(|a| restriction(registry, &scopes, patient, a));
+        let outside: Vec<&'static str> = registry
+            .iter()
+            .filter(|m| !in_compartment(m.as_ref()))
+            .map(|m| m.resource_type())
+            .collect();
         Access {
             scopes,
             restrictions: Some(Arc::new(restrictions)),
             patient: patient.map(Arc::from),
+            outside: outside.into(),
         }
     }
 
     /// Whether some scope allows `action` on `resource_type` (the restriction may still leave
     /// nothing of it).
     pub fn allows(&self, action: Action, resource_type: &str) -> bool {
-        self.scopes
-            .grants
-            .iter()
-            .any(|g| g.covers(action, resource_type))
+        self.scopes.grants.iter().any(|g| {
+            g.covers(action, resource_type)
+                && !(g.context == Context::Patient
+                    && writes(action)
+                    && self.outside.contains(&resource_type))
+        })
     }
 
     /// What `action` may reach.
@@ -85,9 +99,15 @@ impl Access {
         }
     }
 
-    /// Whether nothing is restricted for `action`.
-    pub fn unrestricted(&self, action: Action) -> bool {
-        self.restriction(action).is_none()
+    /// Whether `action` may reach every resource of `resource_type` (no patient's compartment,
+    /// no filter narrows it).
+    pub fn unrestricted(&self, action: Action, resource_type: &str) -> bool {
+        self.restriction(action).sees_all_of(resource_type)
+    }
+
+    /// Whether the resources of `resource_type` belong to no patient's compartment.
+    pub fn belongs_to_no_patient(&self, resource_type: &str) -> bool {
+        self.outside.contains(&resource_type)
     }
 
     /// The patient in context, if any.
@@ -100,6 +120,19 @@ impl Access {
         let letter = super::scope::Actions::only(action);
         format!("user/{resource_type}.{letter} or patient/{resource_type}.{letter}")
     }
+}
+
+/// Whether the query filter of a scope names only plain parameters (`category=...`): no
+/// chain, no `_has` or other `_` parameter, no modifier.
+fn plain(query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes()).all(|(name, _)| {
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    })
+}
+
+/// Whether `action` writes.
+fn writes(action: Action) -> bool {
+    matches!(action, Action::Create | Action::Update | Action::Delete)
 }
 
 /// Whether the resources of `m` belong to a patient's compartment (the Patient, and the types
@@ -122,7 +155,8 @@ fn restriction(
         let mut all = false;
         for g in scopes.grants.iter().filter(|g| g.covers(action, rt)) {
             let compartment = match g.context {
-                // Practitioner belongs to no patient: reference data, reached as with user/.
+                // Practitioner belongs to no patient: read as with user/, never written.
+                Context::Patient if !in_compartment(m.as_ref()) && writes(action) => continue,
                 Context::Patient if !in_compartment(m.as_ref()) => None,
                 Context::Patient => match patient {
                     Some(p) => Some(p.to_owned()),
@@ -131,6 +165,9 @@ fn restriction(
                 Context::User | Context::System => None,
             };
             let parsed = match &g.filter {
+                // Only plain parameters of the type itself: a chain or `_has` would read other
+                // types beyond the scopes (and grant nothing).
+                Some(q) if !plain(q) => continue,
                 Some(q) => match filters(registry, rt, q) {
                     Ok(f) => f,
                     Err(_) => continue,

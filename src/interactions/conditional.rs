@@ -8,6 +8,7 @@
 //! processes; on SQLite every write transaction already runs alone (one writer).
 
 use super::{Caller, Fhir, Written};
+use crate::auth::scope::Action;
 use crate::error::{Error, Result};
 use crate::fhir::ResourceType;
 use crate::fhir::{Id, Issue, IssueType};
@@ -94,14 +95,27 @@ impl Fhir {
         body_id: Option<&str>,
     ) -> Result<Id> {
         let rt = m.resource_type();
+        caller.may(Action::Update, rt)?;
         self.lock_criteria(tx, rt, criteria).await?;
         match self.one_match(tx, caller, m, criteria).await? {
             None => match body_id {
-                None => new_id(),
+                None => {
+                    let id = new_id()?;
+                    super::write::WriteMemo::fresh(tx, rt, &id);
+                    Ok(id)
+                }
                 Some(b) => {
                     let id = Id::parse(b).ok_or_else(|| {
                         Error::bad_request(IssueType::Invalid, "the id in the body is not valid")
                     })?;
+                    // For a restricted caller, an id beyond its reach is absent, taken or not.
+                    if !caller.access.unrestricted(Action::Update, rt)
+                        && !self
+                            .within(&mut Conn::Tx(tx), caller, m.as_ref(), &id, Action::Update)
+                            .await?
+                    {
+                        return Err(super::not_found(rt, &id));
+                    }
                     let taken = self
                         .head(&mut Conn::Tx(tx), m.as_ref(), &id)
                         .await?
@@ -140,12 +154,15 @@ impl Fhir {
         criteria: &str,
     ) -> Result<Written> {
         let m = self.mapping(resource_type)?;
+        caller.may(Action::Create, m.resource_type())?;
         self.check(m.as_ref(), &body)?;
         let mut tx = self.db.begin().await?;
         if let Some(id) = self
             .existing_for_create(&mut tx, caller, &m, criteria)
             .await?
         {
+            // The match is answered with its content: that takes the read right.
+            caller.may(Action::Read, m.resource_type())?;
             let version = self
                 .read_in(&mut Conn::Tx(&mut tx), m.as_ref(), &id)
                 .await?;
@@ -222,6 +239,7 @@ impl Fhir {
         criteria: &str,
         if_match: Option<i64>,
     ) -> Result<Option<Id>> {
+        caller.may(Action::Delete, m.resource_type())?;
         self.lock_criteria(tx, m.resource_type(), criteria).await?;
         let found = self.one_match(tx, caller, m, criteria).await?;
         if let Some(id) = &found {

@@ -139,10 +139,23 @@ impl Fhir {
         let more = rows.len() as i64 > count;
         let page: Vec<HistoryRow> = rows.into_iter().take(count as usize).collect();
         let last = page.last().map(|r| (r.last_updated, r.seq));
-        let entries = page
+        let mut entries = page
             .into_iter()
             .map(|r| entry_of(&caller.base_url, rt, r))
             .collect::<Result<Vec<_>>>()?;
+        // A patient's token sees only the versions that name its patient, and no total that
+        // would count the others.
+        let total = match caller.access.patient() {
+            Some(_) => {
+                entries.retain(|e| {
+                    e.resource
+                        .as_ref()
+                        .is_none_or(|v| caller.may_see_version(rt, v))
+                });
+                None
+            }
+            None => Some(total),
+        };
         let path = match id {
             Some(id) => format!("{}/{rt}/{id}/_history", caller.base_url),
             None => format!("{}/{rt}/_history", caller.base_url),
@@ -158,6 +171,6 @@ impl Fhir {
                 url: link(Some(format!("{}~{n}", instant(&t)))),
             });
         }
-        Ok(bundle::history(Some(total), &links, entries))
+        Ok(bundle::history(total, &links, entries))
     }
 }

@@ -122,6 +122,7 @@ impl Fhir {
         m: &Arc<dyn ResourceMapping>,
         criteria: &str,
     ) -> Result<Id> {
+        caller.may(crate::auth::scope::Action::Update, m.resource_type())?;
         self.one_match(tx, caller, m, criteria)
             .await?
             .ok_or_else(|| {
@@ -152,7 +153,7 @@ impl Fhir {
         caller.may(crate::auth::scope::Action::Update, rt)?;
         if !caller
             .access
-            .unrestricted(crate::auth::scope::Action::Update)
+            .unrestricted(crate::auth::scope::Action::Update, rt)
         {
             self.reachable(
                 &mut Conn::Tx(tx),

@@ -31,7 +31,7 @@ impl Fhir {
     ) -> Result<Arc<dyn ResourceMapping>> {
         let m = self.mapping(resource_type)?;
         caller.may(Action::Read, m.resource_type())?;
-        if !caller.access.unrestricted(Action::Read) {
+        if !caller.access.unrestricted(Action::Read, m.resource_type()) {
             // A deleted resource that was within reach is gone (410) for its reader as for
             // anyone; one that was not is absent.
             let mut pool = Conn::Pool(&self.db);
@@ -99,13 +99,21 @@ impl Fhir {
                 "version {version_id} of {resource_type}/{id} is a deletion"
             ))),
             Some(r) => {
-                let resource = match r.resource {
+                let resource: Option<Value> = match r.resource {
                     Some(text) => Some(
                         serde_json::from_str(&text)
                             .map_err(|e| anyhow::anyhow!("a stored version is not JSON: {e}"))?,
                     ),
                     None => None,
                 };
+                if resource
+                    .as_ref()
+                    .is_some_and(|v| !caller.may_see_version(m.resource_type(), v))
+                {
+                    return Err(Error::NotFound(format!(
+                        "{resource_type}/{id} has no version {version_id}"
+                    )));
+                }
                 version_of(m.resource_type(), resource)
             }
             None => {

@@ -163,7 +163,7 @@ impl Fhir {
         id: &Id,
         action: Action,
     ) -> Result<()> {
-        if caller.access.unrestricted(action)
+        if caller.access.unrestricted(action, m.resource_type())
             || self
                 .within(&mut Conn::Tx(tx), caller, m, id, action)
                 .await?
@@ -175,5 +175,26 @@ impl Fhir {
              reach (the patient in context, the filters of its scopes)",
             m.resource_type()
         )))
+    }
+}
+
+impl Caller {
+    /// Whether a stored version (`resource`, of type `rt`) may be shown to this caller: for a
+    /// token with a patient in context, only a version that names that patient (a resource
+    /// moved from another patient's record keeps that patient's earlier versions to itself).
+    /// Other callers see every version of what they reach.
+    pub(crate) fn may_see_version(&self, rt: &str, resource: &serde_json::Value) -> bool {
+        let Some(p) = self.access.patient() else {
+            return true;
+        };
+        if rt == "Patient" {
+            return resource.get("id").and_then(serde_json::Value::as_str) == Some(p);
+        }
+        let own = format!("Patient/{p}");
+        let mut named = false;
+        crate::fhir::references_at(resource, &mut |_, r| {
+            named |= r == own || r.ends_with(&format!("/{own}"));
+        });
+        named || self.access.belongs_to_no_patient(rt)
     }
 }

@@ -28,6 +28,9 @@ pub(crate) struct WriteMemo {
     exists: std::collections::HashSet<(String, String)>,
     /// The row ids chosen ahead for PUTs that create (see [`Fhir::new_row_for`]).
     new_rows: HashMap<(String, String), Uuid>,
+    /// Ids the server chose for resources this transaction creates by update (a conditional
+    /// update that found nothing): nobody else's, so a restricted caller may create them.
+    fresh: std::collections::HashSet<(String, String)>,
 }
 
 fn key(resource_type: &str, id: &str) -> (String, String) {
@@ -38,6 +41,13 @@ impl WriteMemo {
     /// Notes that the transaction found or wrote `resource_type`/`id` live.
     pub(crate) fn found(tx: &mut Tx, resource_type: &str, id: &str) {
         tx.memo::<WriteMemo>().exists.insert(key(resource_type, id));
+    }
+
+    /// Notes that the server chose `id` for a new resource of `resource_type`.
+    pub(crate) fn fresh(tx: &mut Tx, resource_type: &str, id: &Id) {
+        tx.memo::<WriteMemo>()
+            .fresh
+            .insert(key(resource_type, id.as_str()));
     }
 
     /// Whether the transaction found or wrote `resource_type`/`id` live.
@@ -291,6 +301,42 @@ impl Fhir {
         }
     }
 
+    /// The head of `id` if `caller` may update it (or create it by update), 403 or 404 if not.
+    ///
+    /// A restricted caller (a patient's token, a filtered scope) updates only what it reaches.
+    /// It does not create by update with an id of its choosing: whether that id is taken beyond
+    /// its reach, deleted, or free, the answer is the same 404, so that it learns nothing of
+    /// what it cannot reach (it creates with POST, or by a conditional update that finds
+    /// nothing). Update as create takes the create right too.
+    async fn updatable(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        id: &Id,
+    ) -> Result<Option<Head>> {
+        let resource_type = m.resource_type();
+        caller.may(Action::Update, resource_type)?;
+        let head = self.head(&mut Conn::Tx(tx), m, id).await?;
+        let fresh = tx
+            .peek_memo::<WriteMemo>()
+            .is_some_and(|w| w.fresh.contains(&key(resource_type, id.as_str())));
+        if !caller.access.unrestricted(Action::Update, resource_type) && !fresh {
+            let live = head.as_ref().is_some_and(|h| !h.deleted);
+            if !live
+                || !self
+                    .within(&mut Conn::Tx(tx), caller, m, id, Action::Update)
+                    .await?
+            {
+                return Err(not_found(resource_type, id));
+            }
+        }
+        if head.as_ref().is_none_or(|h| h.deleted) {
+            caller.may(Action::Create, resource_type)?;
+        }
+        Ok(head)
+    }
+
     /// The rows of an update, without its version record (see [`Fhir::record_versions`]).
     pub(crate) async fn update_rows(
         &self,
@@ -302,13 +348,7 @@ impl Fhir {
         if_match: Option<i64>,
     ) -> Result<Updated> {
         let resource_type = m.resource_type();
-        caller.may(Action::Update, resource_type)?;
-        let head = self.head(&mut Conn::Tx(tx), m, id).await?;
-        // What exists beyond the caller's reach is not there to be updated, nor created over.
-        if head.is_some() && !caller.access.unrestricted(Action::Update) {
-            self.reachable(&mut Conn::Tx(tx), caller, m, id, Action::Update)
-                .await?;
-        }
+        let head = self.updatable(tx, caller, m, id).await?;
         self.check_references(tx, caller, resource_type, body)
             .await?;
         let (row_id, created, inserted) = match head {
@@ -439,7 +479,7 @@ impl Fhir {
     ) -> Result<bool> {
         let resource_type = m.resource_type();
         caller.may(Action::Delete, resource_type)?;
-        if !caller.access.unrestricted(Action::Delete) {
+        if !caller.access.unrestricted(Action::Delete, resource_type) {
             self.reachable(&mut Conn::Tx(tx), caller, m, id, Action::Delete)
                 .await?;
         }

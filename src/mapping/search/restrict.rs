@@ -60,6 +60,17 @@ impl Restriction {
         self.rules.is_empty()
     }
 
+    /// Whether every live row of `resource_type` may be seen.
+    pub fn sees_all_of(&self, resource_type: &str) -> bool {
+        self.rules.iter().all(|r| match r {
+            Rule::Types(seen) => matches!(seen.get(resource_type), Some(Seen::All)),
+            Rule::PatientCompartment(_) => false,
+            Rule::Matching {
+                resource_type: t, ..
+            } => *t != resource_type,
+        })
+    }
+
     /// Only the resources of the compartment of Patient `patient_id`.
     pub fn patient_compartment(mut self, patient_id: &str) -> Restriction {
         self.rules
