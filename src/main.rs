@@ -73,19 +73,7 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(&args.listen)
                 .await
                 .with_context(|| format!("listening on {}", args.listen))?;
-            if args.insecure_no_auth {
-                if !listener.local_addr()?.ip().is_loopback() {
-                    anyhow::bail!(
-                        "--insecure-no-auth serves every record to anyone: it runs on a loopback \
-                         address only, not on {}",
-                        args.listen
-                    );
-                }
-                tracing::warn!(
-                    "--insecure-no-auth: /fhir answers without access tokens, every caller an \
-                     administrator; for local experiments only"
-                );
-            }
+            check_exposure(&args, listener.local_addr()?.ip().is_loopback())?;
             let state = expediente::build_state(&args.db.database_url, args.settings()?).await?;
             if state.auth.is_new() {
                 eprintln!("{}", expediente::admin::FIRST_STEPS);
@@ -128,4 +116,30 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+/// Refuses `--insecure-no-auth` beyond the loopback, and warns of what a server open to others
+/// should not run without.
+fn check_exposure(args: &expediente::config::ServeArgs, loopback: bool) -> anyhow::Result<()> {
+    if args.insecure_no_auth {
+        if !loopback {
+            anyhow::bail!(
+                "--insecure-no-auth serves every record to anyone: it runs on a loopback \
+                 address only, not on {}",
+                args.listen
+            );
+        }
+        tracing::warn!(
+            "--insecure-no-auth: /fhir answers without access tokens, every caller an \
+             administrator; for local experiments only"
+        );
+    }
+    if args.base_url.is_none() && !loopback {
+        tracing::warn!(
+            "no --base-url: the FHIR base, which access tokens and client assertions are \
+             checked against, is taken from each request's Host header; set --base-url when \
+             serving others"
+        );
+    }
+    Ok(())
 }

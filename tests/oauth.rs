@@ -298,8 +298,8 @@ async fn a_client_with_a_secret_gets_system_tokens_and_nothing_else(engine: Engi
         "invalid_request"
     );
 
-    // Revoked: no longer active. Another client cannot revoke it, nor introspect without
-    // authenticating.
+    // Revoked: no longer active. Another client can neither revoke it nor learn about it, and
+    // nobody introspects without authenticating.
     register(
         &app,
         "other",
@@ -319,6 +319,17 @@ async fn a_client_with_a_secret_gets_system_tokens_and_nothing_else(engine: Engi
         .await
         .status,
         200
+    );
+    assert_eq!(
+        post_form(
+            &app,
+            "/auth/introspect",
+            &[("token", &token)],
+            Some(("other", "other-secret-1"))
+        )
+        .await
+        .body,
+        json!({"active": false})
     );
     assert_eq!(
         post_form(

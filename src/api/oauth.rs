@@ -346,15 +346,16 @@ async fn about_a_token(
     Ok((client, base, t))
 }
 
-/// `POST /auth/introspect` (RFC 7662), for an authenticated client.
+/// `POST /auth/introspect` (RFC 7662), for an authenticated client, about its own tokens.
 pub async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OAuthError> {
-    let (_, base, t) = about_a_token(&state, &headers, body, "introspect").await?;
+    let (client, base, t) = about_a_token(&state, &headers, body, "introspect").await?;
     Ok(json_answer(match state.auth.verify(&t, &base).await {
-        Ok(c) => {
+        // A client learns about its own tokens only: another's patient and user are not its.
+        Ok(c) if c.client_id == client.client_id => {
             let mut v = json!({
                 "active": true,
                 "scope": c.scope,
@@ -377,7 +378,7 @@ pub async fn introspect(
             }
             v
         }
-        Err(_) => json!({"active": false}),
+        Ok(_) | Err(_) => json!({"active": false}),
     }))
 }
 

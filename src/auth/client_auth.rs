@@ -95,7 +95,14 @@ impl Auth {
             },
             (None, Some(url)) => match self.client_keys.keys(url, header.kid.as_deref()).await {
                 Ok(set) => set,
-                Err(why) => return Ok(Err(no(format!("this client's keys: {why}")))),
+                Err(why) => {
+                    // The cause stays in the log: told to the caller, it would map what the
+                    // server can reach.
+                    tracing::warn!(client = %client.client_id, reason = %why, "a client's JWKS URL could not be read");
+                    return Ok(Err(no(
+                        "this client's keys could not be read from its JWKS URL",
+                    )));
+                }
             },
             (None, None) => return Ok(Err(no("this client has registered no keys"))),
         };
