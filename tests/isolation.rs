@@ -327,6 +327,31 @@ async fn reads_and_searches_reach_nothing_of_another_patient(engine: Engine) {
             .status,
         StatusCode::OK
     );
+    // Paged one by one, the hidden version leaves no trace: no next page.
+    let paged = me
+        .get("/fhir/Observation/beatriz-obs2/_history?_count=1")
+        .await;
+    assert_eq!(TestApp::ids(&paged.body).len(), 1);
+    let relations: Vec<&str> = paged.body["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["relation"].as_str().unwrap())
+        .collect();
+    assert_eq!(relations, vec!["self"], "{}", paged.text);
+    // A clinician's token with Ana in context (reads not restricted) sees every version.
+    let clinician = mint(
+        &app,
+        "portal",
+        "user/*.rs",
+        &["--user", "admin@clinic.example", "--patient", "ana"],
+    )
+    .unwrap();
+    let v1 = app
+        .as_token(&clinician)
+        .get("/fhir/Observation/beatriz-obs2/_history/1")
+        .await;
+    assert_eq!(v1.status, StatusCode::OK, "{}", v1.text);
     assert_eq!(
         app.get("/fhir/Observation/beatriz-obs2/_history/1")
             .await
@@ -639,6 +664,20 @@ async fn a_role_bounds_what_a_token_may_do(engine: Engine) {
             .status,
         StatusCode::FORBIDDEN,
         "a laboratory result is no vital sign"
+    );
+    // The nurse reads every Observation: a device's own id may be created by update, within
+    // the vital-signs filter only.
+    let mut device = vital.clone();
+    device["id"] = json!("dev-123");
+    let r = me.put("/fhir/Observation/dev-123", &device).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let mut lab = mine_without_id();
+    lab["id"] = json!("dev-124");
+    let r = me.put("/fhir/Observation/dev-124", &lab).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(
+        app.get("/fhir/Observation/dev-124").await.status,
+        StatusCode::NOT_FOUND
     );
     let mut mr = records("ana", "Alvarez", "2339-0")[4].clone();
     mr["status"] = json!("stopped");

@@ -298,6 +298,27 @@ async fn a_client_with_a_secret_gets_system_tokens_and_nothing_else(engine: Engi
         "invalid_request"
     );
 
+    // Bodies are small: past 64 KiB or 20 parameters, invalid_request before any client check.
+    let big = "x".repeat(100 * 1024);
+    refused(
+        &post_form(
+            &app,
+            "/auth/introspect",
+            &[("token", &big)],
+            Some(("lab", "s3cret-of-the-lab")),
+        )
+        .await,
+        400,
+        "invalid_request",
+    );
+    let names: Vec<String> = (0..25).map(|i| format!("p{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    refused(
+        &post_form(&app, "/auth/token", &many, None).await,
+        400,
+        "invalid_request",
+    );
+
     // Revoked: no longer active. Another client can neither revoke it nor learn about it, and
     // nobody introspects without authenticating.
     register(

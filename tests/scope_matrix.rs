@@ -244,12 +244,17 @@ async fn check_form(app: &TestApp, form: &Form, p: &str) {
             what("update"),
             r.text
         );
+        // Without the read right, a write answers without the resource.
+        if r.status == StatusCode::OK && !form.allows('r', rt) {
+            assert_ne!(r.body["resourceType"], rt, "{}: {}", what("update"), r.text);
+        }
         let r = me
             .patch(&at, &json!([{"op": "test", "path": "/id", "value": id}]))
             .await;
+        // A patch reads what it changes: it takes r and u.
         assert_eq!(
             r.status,
-            expect(form.allows('u', rt), StatusCode::OK),
+            expect(form.allows('u', rt) && form.allows('r', rt), StatusCode::OK),
             "{}: {}",
             what("patch"),
             r.text
@@ -425,6 +430,19 @@ async fn update_as_create_and_filters_stay_within_the_scopes(engine: Engine) {
         .put("/fhir/Observation/u0-new", &o)
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
+
+    // A conditional create in a transaction takes the create right, before any lookup.
+    let reader = mint(&app, "matrix", "system/Observation.rs", &[]).unwrap();
+    let mut fresh = resource("Observation", "u0");
+    fresh["identifier"] = json!([{"system": "http://clinic.example/obs", "value": "o-1"}]);
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "fullUrl": "urn:uuid:5b0f6a36-2d1c-4f5e-8a3b-6c7d8e9f0a11", "resource": fresh,
+        "request": {"method": "POST", "url": "Observation", "ifNoneExist": "identifier=http://clinic.example/obs|o-1"}}]});
+    let r = app.as_token(&reader).post("/fhir", &tx).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("Observation.c"), "{}", r.text);
+    let r = app.as_token(&both).post("/fhir", &tx).await;
+    assert_eq!(r.status, 200, "{}", r.text);
 
     // A plain filter narrows; a chained or _has one grants nothing.
     async fn family(app: &TestApp, scope: &str) -> i64 {

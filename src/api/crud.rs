@@ -108,7 +108,13 @@ fn written(state: &AppState, headers: &HeaderMap, fmt: Format, w: Written) -> Re
     } else {
         StatusCode::OK
     };
-    match prefer(headers).ret {
+    let ret = match prefer(headers).ret {
+        Return::Representation if !state.caller(headers).shows(w.version.resource_type) => {
+            Return::Minimal
+        }
+        ret => ret,
+    };
+    match ret {
         Return::Minimal => respond(status, None, fmt, h),
         Return::Representation => match w.version.raw {
             Some(text) => format::respond_text(status, text, fmt, h),

@@ -59,15 +59,24 @@ pub const MAX_HEADERS: usize = 32 * 1024;
 impl AppState {
     /// The request body: 413 past the limit, 408 when it does not come in time.
     pub(crate) async fn body_bytes(&self, body: Body) -> Result<axum::body::Bytes, Error> {
+        self.body_bytes_upto(body, self.max_body).await
+    }
+
+    /// The request body, at most `max` bytes (413 past it).
+    pub(crate) async fn body_bytes_upto(
+        &self,
+        body: Body,
+        max: usize,
+    ) -> Result<axum::body::Bytes, Error> {
         let limit = BODY_TIMEOUT.min(self.request_timeout / 2);
-        match tokio::time::timeout(limit, axum::body::to_bytes(body, self.max_body)).await {
+        match tokio::time::timeout(limit, axum::body::to_bytes(body, max)).await {
             Ok(Ok(bytes)) => Ok(bytes),
             Ok(Err(e)) if unreadable(&e) => Err(Error::bad_request(
                 IssueType::Structure,
                 "the request body could not be read: its chunked encoding is not well formed, \
                  or it ended before its length",
             )),
-            Ok(Err(_)) => Err(Error::PayloadTooLarge(self.max_body)),
+            Ok(Err(_)) => Err(Error::PayloadTooLarge(max)),
             Err(_) => Err(Error::RequestTimeout),
         }
     }

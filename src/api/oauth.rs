@@ -158,6 +158,11 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 }
 
 /// The parameters of a form body, each once (RFC 6749 §3.2).
+/// The largest body the OAuth endpoints read: a client assertion is a few KiB.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+/// The most parameters they read.
+const MAX_FORM_PARAMETERS: usize = 20;
+
 async fn form(
     state: &AppState,
     headers: &HeaderMap,
@@ -173,11 +178,21 @@ async fn form(
         ));
     }
     let bytes = state
-        .body_bytes(body)
+        .body_bytes_upto(body, MAX_FORM_BYTES)
         .await
-        .map_err(|_| OAuthError::request("the body could not be read"))?;
+        .map_err(|e| match e {
+            crate::error::Error::PayloadTooLarge(n) => {
+                OAuthError::request(format!("the body is larger than {n} bytes"))
+            }
+            _ => OAuthError::request("the body could not be read"),
+        })?;
     let mut out = HashMap::new();
     for (k, v) in form_urlencoded::parse(&bytes) {
+        if out.len() == MAX_FORM_PARAMETERS {
+            return Err(OAuthError::request(format!(
+                "the body has more than {MAX_FORM_PARAMETERS} parameters"
+            )));
+        }
         if out.insert(k.to_string(), v.into_owned()).is_some() {
             return Err(OAuthError::request(format!("{k} is given more than once")));
         }

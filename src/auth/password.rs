@@ -29,10 +29,22 @@ pub fn peak() -> usize {
     PEAK.load(Ordering::Relaxed)
 }
 
+/// Gives a permit back when the hash that took it ends (or panics).
+struct Returned;
+
+impl Drop for Returned {
+    fn drop(&mut self) {
+        permits().add_permits(1);
+    }
+}
+
 /// Runs `f` (a hash) on a blocking thread once a permit is free.
 async fn hashing<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-    let _permit = permits().acquire().await?;
+    // The permit goes with the hash: a request dropped while it runs does not free it early.
+    permits().acquire().await?.forget();
+    let permit = Returned;
     Ok(tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
         PEAK.fetch_max(now, Ordering::SeqCst);
         let out = f();
@@ -100,6 +112,31 @@ mod tests {
             assert!(!v.unwrap());
         }
         assert!(super::peak() >= 1);
+        assert!(
+            super::peak() <= super::limit(),
+            "{} > {}",
+            super::peak(),
+            super::limit()
+        );
+        // Requests dropped while their hash runs (a client that leaves) keep its permit until
+        // the hash ends: the next ones wait.
+        for _ in 0..3 {
+            let dropped: Vec<_> = (0..2 * super::limit())
+                .map(|i| {
+                    let h = h.clone();
+                    tokio::spawn(async move { super::verify(format!("gone {i}"), h).await })
+                })
+                .collect();
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            for d in dropped {
+                d.abort();
+            }
+        }
+        let after = (0..2 * super::limit()).map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move { super::verify(format!("next {i}"), h).await })
+        });
+        futures_util::future::join_all(after).await;
         assert!(
             super::peak() <= super::limit(),
             "{} > {}",

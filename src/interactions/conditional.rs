@@ -108,10 +108,12 @@ impl Fhir {
                     let id = Id::parse(b).ok_or_else(|| {
                         Error::bad_request(IssueType::Invalid, "the id in the body is not valid")
                     })?;
-                    // For a restricted caller, an id beyond its reach is absent, taken or not.
+                    // For a caller whose updates and reads are restricted, an id beyond its
+                    // reach is absent, taken or not.
                     if !caller.access.unrestricted(Action::Update, rt)
+                        && !caller.access.unrestricted(Action::Read, rt)
                         && !self
-                            .within(&mut Conn::Tx(tx), caller, m.as_ref(), &id, Action::Update)
+                            .within(&mut Conn::Tx(tx), caller, m.as_ref(), &id, Action::Read)
                             .await?
                     {
                         return Err(super::not_found(rt, &id));

@@ -70,6 +70,52 @@ impl HistoryQuery {
     }
 }
 
+impl Fhir {
+    /// One page of `plan`: at most `count` entries, and the cursor of the next page when there
+    /// is one. When `hiding`, the versions the caller may not see are skipped, reading on
+    /// until the page is full, so that neither its size nor its cursor tells of them.
+    async fn history_page(
+        &self,
+        caller: &Caller,
+        rt: &'static str,
+        mut plan: HistoryPlan<'_>,
+        count: i64,
+        hiding: bool,
+    ) -> Result<(Vec<HistoryEntry>, Option<(DateTime<Utc>, i64)>)> {
+        let mut kept = Vec::new();
+        loop {
+            let rows = plan.rows(&self.db).await?;
+            let exhausted = (rows.len() as i64) <= count;
+            for r in rows {
+                let at = (r.last_updated, r.seq);
+                plan.before = Some(at);
+                let e = entry_of(&caller.base_url, rt, r)?;
+                let seen = !hiding
+                    || e.resource
+                        .as_ref()
+                        .is_none_or(|v| caller.may_see_version(rt, v));
+                if seen {
+                    kept.push((e, at));
+                }
+                if kept.len() as i64 > count {
+                    break;
+                }
+            }
+            if kept.len() as i64 > count || exhausted || !hiding {
+                break;
+            }
+        }
+        let more = kept.len() as i64 > count;
+        kept.truncate(count as usize);
+        let next = if more {
+            kept.last().map(|(_, at)| *at)
+        } else {
+            None
+        };
+        Ok((kept.into_iter().map(|(e, _)| e).collect(), next))
+    }
+}
+
 /// The history entry of one stored version.
 fn entry_of(base_url: &str, rt: &str, r: HistoryRow) -> Result<HistoryEntry> {
     let fhir_id = r.fhir_id;
@@ -135,27 +181,15 @@ impl Fhir {
                 return Err(Error::NotFound(format!("{rt}/{id} is not known")));
             }
         }
-        let rows = plan.rows(&self.db).await?;
-        let more = rows.len() as i64 > count;
-        let page: Vec<HistoryRow> = rows.into_iter().take(count as usize).collect();
-        let last = page.last().map(|r| (r.last_updated, r.seq));
-        let mut entries = page
-            .into_iter()
-            .map(|r| entry_of(&caller.base_url, rt, r))
-            .collect::<Result<Vec<_>>>()?;
         // A patient's token sees only the versions that name its patient, and no total that
         // would count the others.
-        let total = match caller.access.patient() {
-            Some(_) => {
-                entries.retain(|e| {
-                    e.resource
-                        .as_ref()
-                        .is_none_or(|v| caller.may_see_version(rt, v))
-                });
-                None
-            }
-            None => Some(total),
-        };
+        let hiding = caller.access.patient().is_some()
+            && !caller
+                .access
+                .unrestricted(crate::auth::scope::Action::Read, rt);
+        let total = (!hiding).then_some(total);
+        let (entries, last) = self.history_page(caller, rt, plan, count, hiding).await?;
+        let more = last.is_some();
         let path = match id {
             Some(id) => format!("{}/{rt}/{id}/_history", caller.base_url),
             None => format!("{}/{rt}/_history", caller.base_url),

@@ -150,7 +150,10 @@ impl Fhir {
         crate::mapping::versions::lock(tx, m.as_ref(), id.as_str()).await?;
         // Beyond the caller's reach it is not there: nothing of it (a `test` operation, a
         // version) may answer otherwise.
+        // A patch reads what it changes (its `test` operations compare values): it takes
+        // the read right too.
         caller.may(crate::auth::scope::Action::Update, rt)?;
+        caller.may(crate::auth::scope::Action::Read, rt)?;
         if !caller
             .access
             .unrestricted(crate::auth::scope::Action::Update, rt)

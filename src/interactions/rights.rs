@@ -14,6 +14,12 @@ use crate::store::Conn;
 use std::sync::Arc;
 
 impl Caller {
+    /// Whether what a write of `resource_type` stored may be answered with its content: that
+    /// takes the read right (an update-only token learns nothing by writing).
+    pub fn shows(&self, resource_type: &str) -> bool {
+        self.access.allows(Action::Read, resource_type)
+    }
+
     /// 403 unless some scope of the caller allows `action` on `resource_type`.
     pub(crate) fn may(&self, action: Action, resource_type: &str) -> Result<()> {
         if self.access.allows(action, resource_type) {
@@ -180,19 +186,25 @@ impl Fhir {
 
 impl Caller {
     /// Whether a stored version (`resource`, of type `rt`) may be shown to this caller: for a
-    /// token with a patient in context, only a version that names that patient (a resource
+    /// token with a patient in context whose reads of `rt` are restricted (to the compartment),
+    /// only a version that names that patient (a resource
     /// moved from another patient's record keeps that patient's earlier versions to itself).
     /// Other callers see every version of what they reach.
     pub(crate) fn may_see_version(&self, rt: &str, resource: &serde_json::Value) -> bool {
         let Some(p) = self.access.patient() else {
             return true;
         };
+        if self.access.unrestricted(Action::Read, rt) {
+            return true;
+        }
         if rt == "Patient" {
             return resource.get("id").and_then(serde_json::Value::as_str) == Some(p);
         }
         let own = format!("Patient/{p}");
         let mut named = false;
         crate::fhir::references_at(resource, &mut |_, r| {
+            // (`Patient/p/_history/2` names the patient too.)
+            let r = r.split("/_history/").next().unwrap_or(r);
             named |= r == own || r.ends_with(&format!("/{own}"));
         });
         named || self.access.belongs_to_no_patient(rt)

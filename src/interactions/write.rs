@@ -303,11 +303,12 @@ impl Fhir {
 
     /// The head of `id` if `caller` may update it (or create it by update), 403 or 404 if not.
     ///
-    /// A restricted caller (a patient's token, a filtered scope) updates only what it reaches.
-    /// It does not create by update with an id of its choosing: whether that id is taken beyond
-    /// its reach, deleted, or free, the answer is the same 404, so that it learns nothing of
-    /// what it cannot reach (it creates with POST, or by a conditional update that finds
-    /// nothing). Update as create takes the create right too.
+    /// A live resource beyond the caller's update reach is refused (403) if the caller may read
+    /// it, and absent (404) if not. Update as create takes the create right; a caller whose
+    /// updates and reads of the type are both restricted (a patient's token) does not create by
+    /// update with an id of its choosing, unless it names its own deleted resource: an id taken beyond its
+    /// reach, deleted, or free gets the same 404, so that it learns nothing of what it cannot
+    /// read (it creates with POST, or by a conditional update that finds nothing).
     async fn updatable(
         &self,
         tx: &mut Tx,
@@ -315,24 +316,40 @@ impl Fhir {
         m: &dyn ResourceMapping,
         id: &Id,
     ) -> Result<Option<Head>> {
-        let resource_type = m.resource_type();
-        caller.may(Action::Update, resource_type)?;
+        let rt = m.resource_type();
+        caller.may(Action::Update, rt)?;
         let head = self.head(&mut Conn::Tx(tx), m, id).await?;
-        let fresh = tx
-            .peek_memo::<WriteMemo>()
-            .is_some_and(|w| w.fresh.contains(&key(resource_type, id.as_str())));
-        if !caller.access.unrestricted(Action::Update, resource_type) && !fresh {
-            let live = head.as_ref().is_some_and(|h| !h.deleted);
-            if !live
-                || !self
-                    .within(&mut Conn::Tx(tx), caller, m, id, Action::Update)
+        let mut conn = Conn::Tx(tx);
+        if head.as_ref().is_some_and(|h| !h.deleted) {
+            if !caller.access.unrestricted(Action::Update, rt)
+                && !self
+                    .within(&mut conn, caller, m, id, Action::Update)
                     .await?
             {
-                return Err(not_found(resource_type, id));
+                if self.within(&mut conn, caller, m, id, Action::Read).await? {
+                    return Err(Error::Forbidden(format!(
+                        "the access token does not allow to update this {rt}: it is outside \
+                         what its scopes reach"
+                    )));
+                }
+                return Err(not_found(rt, id));
             }
+            return Ok(head);
         }
-        if head.as_ref().is_none_or(|h| h.deleted) {
-            caller.may(Action::Create, resource_type)?;
+        caller.may(Action::Create, rt)?;
+        let fresh = tx
+            .peek_memo::<WriteMemo>()
+            .is_some_and(|w| w.fresh.contains(&key(rt, id.as_str())));
+        let blind = !caller.access.unrestricted(Action::Update, rt)
+            && !caller.access.unrestricted(Action::Read, rt);
+        if !fresh && blind {
+            let own = head.is_some()
+                && self
+                    .was_within(&mut Conn::Tx(tx), caller, m, id, Action::Read)
+                    .await?;
+            if !own {
+                return Err(not_found(rt, id));
+            }
         }
         Ok(head)
     }
@@ -401,6 +418,11 @@ impl Fhir {
         };
         self.written_within(tx, caller, m, id, Action::Update)
             .await?;
+        if created {
+            // What an update creates is within what the caller may create, too.
+            self.written_within(tx, caller, m, id, Action::Create)
+                .await?;
+        }
         WriteMemo::found(tx, resource_type, id.as_str());
         Ok(Updated::Rows {
             row_id,

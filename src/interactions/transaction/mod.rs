@@ -229,8 +229,8 @@ impl Fhir {
     }
 
     async fn batch_entry(&self, caller: &Caller, e: Entry, opts: BundleOptions) -> Result<Answer> {
-        let rep = opts.representation;
         let rt = self.resource_type(&e.rtype)?;
+        let rep = opts.representation && caller.shows(&e.rtype);
         match e.method {
             Method::Get => self.get_entry(caller, &e).await,
             Method::Post => {

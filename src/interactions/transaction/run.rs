@@ -65,7 +65,8 @@ impl Fhir {
         rewrite_references(caller, entries, &mut run)?;
         self.read_ahead(tx, entries, &run).await?;
         let pending = self.writes(tx, caller, entries, &mut run, opts).await?;
-        self.versions(tx, entries, pending, &mut run, opts).await?;
+        self.versions(tx, caller, entries, pending, &mut run, opts)
+            .await?;
         Ok(run.answers)
     }
 
@@ -125,6 +126,9 @@ impl Fhir {
             let target = match (e.method, &e.id, &e.query) {
                 (Method::Post, _, _) => match &e.if_none_exist {
                     Some(c) => {
+                        caller
+                            .may(crate::auth::scope::Action::Create, m.resource_type())
+                            .map_err(at(e))?;
                         let key = (e.rtype.clone(), c.clone());
                         let found = match created_for.get(&key) {
                             Some(id) => Some(id.clone()),
@@ -293,7 +297,7 @@ impl Fhir {
         pending: &mut Vec<PendingRow>,
     ) -> Result<Option<Answer>> {
         let m = self.mapping(&e.rtype)?;
-        let rep = w.opts.representation;
+        let rep = w.opts.representation && caller.shows(m.resource_type());
         let take_body = |e: &mut Entry| e.resource.take().unwrap_or_default();
         match e.method {
             Method::Post if w.existing => {
@@ -355,6 +359,7 @@ impl Fhir {
     async fn versions(
         &self,
         tx: &mut Tx,
+        caller: &Caller,
         entries: &[Entry],
         pending: Vec<PendingRow>,
         run: &mut Run,
@@ -384,7 +389,8 @@ impl Fhir {
             let versions = self.queue_versions(tx, m.as_ref(), rows, loaded).await?;
             for ((i, created), version) in entries.into_iter().zip(versions) {
                 let w = Written { version, created };
-                run.answers[i] = Some(Answer::written(w, opts.representation));
+                let rep = opts.representation && caller.shows(m.resource_type());
+                run.answers[i] = Some(Answer::written(w, rep));
             }
         }
         Ok(())
