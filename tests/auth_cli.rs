@@ -3,51 +3,17 @@
 
 mod common;
 
+use common::acting::cli_with_key;
 use common::{Engine, TestApp};
 use expediente::auth::keys::KeyEncryptionKey;
 use expediente::auth::token::Refusal;
 use expediente::auth::Auth;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const AUDIENCE: &str = "http://clinic.example/fhir";
 
 fn run(app: &TestApp, key_file: &Path, args: &[&str]) -> Result<String, String> {
-    run_with_input(app, key_file, args, "")
-}
-
-fn run_with_input(
-    app: &TestApp,
-    key_file: &Path,
-    args: &[&str],
-    input: &str,
-) -> Result<String, String> {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_expediente"))
-        .args(args)
-        .args(["--database-url", &app.url])
-        .env("EXPEDIENTE_KEY_FILE", key_file)
-        .env_remove("EXPEDIENTE_KEY")
-        .env_remove("DATABASE_URL")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if out.status.success() {
-        Ok(stdout)
-    } else {
-        Err(stderr)
-    }
+    cli_with_key(app, key_file, args, "")
 }
 
 fn key_file() -> PathBuf {
@@ -244,7 +210,7 @@ async fn users_and_their_roles_bound_what_a_token_grants(engine: Engine) {
     };
 
     // A receptionist asking for everything gets no Observation.
-    let who = run_with_input(
+    let who = cli_with_key(
         &app,
         &key,
         &[
@@ -274,7 +240,7 @@ async fn users_and_their_roles_bound_what_a_token_grants(engine: Engine) {
         .create(&serde_json::json!({"resourceType": "Practitioner", "name": [{"family": "Ruiz"}]}))
         .await;
     let dr_id = dr["id"].as_str().unwrap();
-    let who = run_with_input(
+    let who = cli_with_key(
         &app,
         &key,
         &[
@@ -294,7 +260,7 @@ async fn users_and_their_roles_bound_what_a_token_grants(engine: Engine) {
     assert_eq!(who.trim(), format!("Practitioner/{dr_id}"));
     let url = format!("/fhir/Practitioner/{dr_id}");
     let before = app.get(&url).await.body["meta"]["versionId"].clone();
-    run_with_input(
+    cli_with_key(
         &app,
         &key,
         &[
@@ -436,7 +402,7 @@ async fn users_and_their_roles_bound_what_a_token_grants(engine: Engine) {
         let e = run(&app, &key, &all).unwrap_err();
         assert!(e.contains(says), "{all:?}: {e}");
     }
-    let short = run_with_input(
+    let short = cli_with_key(
         &app,
         &key,
         &[

@@ -8,11 +8,21 @@ use serde_json::Value;
 /// Runs `expediente ARGS --database-url URL` against `app`'s database and key; stdout, or
 /// stderr when it fails.
 pub fn cli(app: &TestApp, args: &[&str], input: &str) -> Result<String, String> {
+    cli_with_key(app, &app.key_file, args, input)
+}
+
+/// [`cli`] with another key file than the server's.
+pub fn cli_with_key(
+    app: &TestApp,
+    key_file: &std::path::Path,
+    args: &[&str],
+    input: &str,
+) -> Result<String, String> {
     use std::io::Write;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_expediente"))
         .args(args)
         .args(["--database-url", &app.url])
-        .env("EXPEDIENTE_KEY_FILE", &app.key_file)
+        .env("EXPEDIENTE_KEY_FILE", key_file)
         .env_remove("EXPEDIENTE_KEY")
         .env_remove("DATABASE_URL")
         .stdin(std::process::Stdio::piped())
