@@ -2,6 +2,7 @@
 
 mod bearer;
 mod bundle;
+mod cors;
 mod crud;
 mod format;
 mod metadata;
@@ -164,6 +165,7 @@ fn fhir_routes(state: &AppState) -> Router<AppState> {
 /// The whole router: FHIR under /fhir, /health beside it.
 pub fn router(state: AppState) -> Router {
     let timeout = state.request_timeout;
+    let cors_auth = state.auth.clone();
     let fhir = fhir_routes(&state);
     let auth = Router::new()
         .route("/token", post(oauth::token))
@@ -204,6 +206,9 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::map_request(usable_request_id))
+        // Outermost: a preflight is answered before anything else, and every answer (errors
+        // too) carries the CORS headers a registered browser app needs to read it.
+        .layer(cors::layer(cors_auth))
 }
 
 /// Drops a client's X-Request-ID that is not usable as a FHIR id (64 letters, digits, `-` and

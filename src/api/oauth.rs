@@ -140,6 +140,8 @@ pub fn capability_security(base_url: &str) -> Value {
     let auth = auth_base(base_url);
     let uri = |name: &str, path: &str| json!({"url": name, "valueUri": format!("{auth}/{path}")});
     json!({
+        // Registered browser apps get CORS headers (api::cors).
+        "cors": true,
         "service": [{"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
             "code": "SMART-on-FHIR",
@@ -157,12 +159,12 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     axum::Json(state.auth.jwks()).into_response()
 }
 
-/// The parameters of a form body, each once (RFC 6749 §3.2).
 /// The largest body the OAuth endpoints read: a client assertion is a few KiB.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 /// The most parameters they read.
 const MAX_FORM_PARAMETERS: usize = 20;
 
+/// The parameters of a form body, each once (RFC 6749 §3.2).
 async fn form(
     state: &AppState,
     headers: &HeaderMap,

@@ -54,6 +54,8 @@ pub struct Auth {
     unknown_kid_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// The key sets of clients registered with a JWKS URL.
     client_keys: jwks_url::JwksCache,
+    /// The origins of the registered clients' redirect URIs: the browser apps that may call.
+    origins: RwLock<Arc<std::collections::HashSet<String>>>,
 }
 
 impl Auth {
@@ -80,8 +82,10 @@ impl Auth {
             new,
             unknown_kid_read: std::sync::Mutex::new(None),
             client_keys: Default::default(),
+            origins: Default::default(),
         };
         auth.follow_revocations().await?;
+        auth.follow_clients().await?;
         Ok(auth)
     }
 
@@ -201,6 +205,26 @@ impl Auth {
         Ok(())
     }
 
+    /// Reads the registered clients' origins again (a client added or removed by any process).
+    pub async fn follow_clients(&self) -> anyhow::Result<()> {
+        let origins = records::clients(&self.db)
+            .await?
+            .iter()
+            .flat_map(|c| c.redirect_uris.iter())
+            .filter_map(|uri| origin_of(uri))
+            .collect();
+        *self.origins.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(origins);
+        Ok(())
+    }
+
+    /// Whether `origin` (`https://app.example`) is that of a registered client's redirect URI.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.origins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(origin)
+    }
+
     fn is_revoked(&self, jti: &str) -> bool {
         let r = self.revoked.read().unwrap_or_else(|p| p.into_inner());
         r.1.contains_key(jti)
@@ -231,7 +255,8 @@ impl Auth {
         Ok(())
     }
 
-    /// Follows the revocations and the signing keys every `every` until the process ends.
+    /// Follows the revocations, the signing keys and the clients' origins every `every` until the
+    /// process ends.
     pub fn follow_in_background(self: &Arc<Self>, every: Duration) {
         let auth = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -249,7 +274,17 @@ impl Auth {
                 if let Err(e) = auth.follow_keys().await {
                     tracing::warn!(error = %e, "reading the signing keys failed");
                 }
+                if let Err(e) = auth.follow_clients().await {
+                    tracing::warn!(error = %e, "reading the registered clients failed");
+                }
             }
         });
     }
+}
+
+/// The origin (scheme, host, port) of a URL, as a browser sends it in `Origin`.
+fn origin_of(uri: &str) -> Option<String> {
+    let url = reqwest::Url::parse(uri).ok()?;
+    let origin = url.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
 }
