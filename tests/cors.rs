@@ -84,6 +84,10 @@ async fn only_registered_origins_are_answered(engine: Engine) {
     ] {
         let r = preflight(&app, path, APP).await;
         assert!(r.status().is_success(), "{path}: {}", r.status());
+        assert!(
+            r.headers().contains_key("x-request-id"),
+            "{path}: every answer has its id"
+        );
         assert_eq!(allowed(&r).as_deref(), Some(APP), "{path}");
         let headers = r.headers()["access-control-allow-headers"]
             .to_str()

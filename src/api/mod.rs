@@ -189,6 +189,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(timeout, within_time))
         .layer(middleware::from_fn(within_limits))
         .layer(middleware::from_fn(finish_errors))
+        // Outside the handlers and the error answers: a preflight is answered before them, and
+        // every answer (errors too) carries the CORS headers a registered browser app needs;
+        // inside the request id, which every answer carries.
+        .layer(cors::layer(cors_auth))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // Only the route template: paths and queries can carry patient data.
             let route = req
@@ -206,9 +210,6 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::map_request(usable_request_id))
-        // Outermost: a preflight is answered before anything else, and every answer (errors
-        // too) carries the CORS headers a registered browser app needs to read it.
-        .layer(cors::layer(cors_auth))
 }
 
 /// Drops a client's X-Request-ID that is not usable as a FHIR id (64 letters, digits, `-` and
