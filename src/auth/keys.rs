@@ -67,7 +67,7 @@ impl KeyEncryptionKey {
         }
     }
 
-    fn seal(&self, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
+    pub(super) fn seal(&self, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
         let nonce = random::<12>()?;
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.0));
         let sealed = cipher
@@ -76,7 +76,7 @@ impl KeyEncryptionKey {
         Ok([nonce.as_slice(), &sealed].concat())
     }
 
-    fn open(&self, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
+    pub(super) fn open(&self, sealed: &[u8]) -> anyhow::Result<Vec<u8>> {
         if sealed.len() < 12 {
             anyhow::bail!("a stored signing key is truncated");
         }

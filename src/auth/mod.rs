@@ -7,12 +7,15 @@
 
 pub mod access;
 pub mod client_auth;
+pub mod codes;
 pub mod grant;
 pub mod jwks_url;
 pub mod keys;
+pub mod oidc;
 pub mod password;
 pub mod records;
 pub mod scope;
+pub mod sessions;
 pub mod token;
 pub mod users;
 
@@ -36,7 +39,21 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// The keys as loaded: the one that signs, and every one still published.
 struct KeyRing {
     signing: SigningKey,
+    /// The RSA key of id_tokens, once one was made.
+    id_signing: Option<oidc::IdKey>,
     published: HashMap<String, (jsonwebtoken::jwk::Jwk, DecodingKey)>,
+}
+
+impl KeyRing {
+    /// The key `kid` if it is one that signs access tokens (never the id_token key).
+    fn access_key(&self, kid: &str) -> Option<DecodingKey> {
+        let (jwk, key) = self.published.get(kid)?;
+        let ec = matches!(
+            jwk.algorithm,
+            jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_)
+        );
+        ec.then(|| key.clone())
+    }
 }
 
 pub struct Auth {
@@ -56,6 +73,8 @@ pub struct Auth {
     client_keys: jwks_url::JwksCache,
     /// The origins of the registered clients' redirect URIs: the browser apps that may call.
     origins: RwLock<Arc<std::collections::HashSet<String>>>,
+    /// Held while this process makes the id_token key.
+    id_key_made: tokio::sync::Mutex<()>,
 }
 
 impl Auth {
@@ -83,6 +102,7 @@ impl Auth {
             unknown_kid_read: std::sync::Mutex::new(None),
             client_keys: Default::default(),
             origins: Default::default(),
+            id_key_made: Default::default(),
         };
         auth.follow_revocations().await?;
         auth.follow_clients().await?;
@@ -93,6 +113,7 @@ impl Auth {
     async fn read_ring(db: &Db, kek: &KeyEncryptionKey) -> anyhow::Result<Option<KeyRing>> {
         let now = chrono::Utc::now();
         let mut signing = None;
+        let mut id_signing = None;
         let mut published = HashMap::new();
         for (stored, retired) in records::signing_keys(db).await? {
             // A retired key is published while tokens it signed may still be alive.
@@ -100,13 +121,19 @@ impl Auth {
             if !alive {
                 continue;
             }
-            if retired.is_none() && signing.is_none() {
+            if retired.is_none() && stored.alg == oidc::ID_TOKEN_ALG && id_signing.is_none() {
+                id_signing = Some(oidc::IdKey::open(kek, &stored)?);
+            } else if retired.is_none() && signing.is_none() && stored.alg != oidc::ID_TOKEN_ALG {
                 signing = Some(SigningKey::open(kek, &stored)?);
             }
             let (jwk, key) = keys::decoding_key(&stored.public_jwk)?;
             published.insert(stored.kid.clone(), (jwk, key));
         }
-        Ok(signing.map(|signing| KeyRing { signing, published }))
+        Ok(signing.map(|signing| KeyRing {
+            signing,
+            id_signing,
+            published,
+        }))
     }
 
     /// Whether the database had no signing key before this process made one.
@@ -126,10 +153,17 @@ impl Auth {
         Ok(())
     }
 
-    /// A new signing key; the old ones stay published until their tokens have expired.
+    /// A new signing key (and a new id_token key, once there is one); the old ones stay
+    /// published until their tokens have expired.
     pub async fn rotate(&self) -> anyhow::Result<String> {
         let (key, stored) = SigningKey::generate_sealed(&self.kek)?;
         records::add_signing_key(&self.db, &stored).await?;
+        if self.ring().id_signing.is_some() {
+            let kek = self.kek.clone();
+            let stored =
+                tokio::task::spawn_blocking(move || oidc::IdKey::generate_sealed(&kek)).await??;
+            records::add_signing_key(&self.db, &stored).await?;
+        }
         self.reload().await?;
         Ok(key.kid)
     }
@@ -144,8 +178,13 @@ impl Auth {
 
     /// Signs and records a token with `claims`.
     pub async fn issue(&self, claims: &Claims) -> anyhow::Result<String> {
+        self.issue_in(claims, None).await
+    }
+
+    /// Signs and records a token of the code or refresh token family `family`.
+    pub async fn issue_in(&self, claims: &Claims, family: Option<&str>) -> anyhow::Result<String> {
         let token = token::sign(claims, &self.ring().signing)?;
-        records::record_token(&self.db, claims).await?;
+        records::record_token(&self.db, claims, family).await?;
         Ok(token)
     }
 
@@ -158,12 +197,12 @@ impl Auth {
             Some(c) => c,
             None => {
                 let ring = self.ring();
-                let key_of = |kid: &str| ring.published.get(kid).map(|(_, k)| k.clone());
+                let key_of = |kid: &str| ring.access_key(kid);
                 let checked = match token::check(token, key_of, audience, now) {
                     Err(Refusal::UnknownKey) if self.may_read_keys_again() => {
                         let _ = self.reload().await;
                         let ring = self.ring();
-                        let key_of = |kid: &str| ring.published.get(kid).map(|(_, k)| k.clone());
+                        let key_of = |kid: &str| ring.access_key(kid);
                         token::check(token, key_of, audience, now)?
                     }
                     other => other?,
@@ -198,8 +237,13 @@ impl Auth {
 
     /// Reads the keys again when another process has made a new one (`keys rotate`).
     pub async fn follow_keys(&self) -> anyhow::Result<()> {
-        let newest = records::newest_signing_key(&self.db).await?;
-        if newest.is_some_and(|kid| kid != self.ring().signing.kid) {
+        let current = records::current_signing_keys(&self.db).await?;
+        let ring = self.ring();
+        let mut mine: Vec<&str> = std::iter::once(ring.signing.kid.as_str())
+            .chain(ring.id_signing.as_ref().map(|k| k.kid.as_str()))
+            .collect();
+        mine.sort_unstable();
+        if current.iter().map(String::as_str).ne(mine) {
             self.reload().await?;
         }
         Ok(())

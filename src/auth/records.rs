@@ -34,24 +34,26 @@ pub async fn signing_keys(db: &Db) -> Result<Vec<(StoredKey, Option<DateTime<Utc
         .collect()
 }
 
-/// Stores `key` as the one that signs, retiring the others, in one transaction.
-/// The kid of the newest signing key.
-pub async fn newest_signing_key(db: &Db) -> Result<Option<String>, StoreError> {
-    let row = db
-        .fetch_optional(
-            "SELECT kid FROM signing_keys ORDER BY created_at DESC, kid LIMIT 1",
+/// The kids of the keys that sign (one per algorithm), in order.
+pub async fn current_signing_keys(db: &Db) -> Result<Vec<String>, StoreError> {
+    let rows = db
+        .fetch_all(
+            "SELECT kid FROM signing_keys WHERE retired_at IS NULL ORDER BY kid",
             &[],
         )
         .await?;
-    row.map(|r| r.string("kid")).transpose()
+    rows.iter().map(|r| r.string("kid")).collect()
 }
+
+/// Stores `key` as the one that signs with its algorithm, retiring the others of that
+/// algorithm, in one transaction.
 
 pub async fn add_signing_key(db: &Db, key: &StoredKey) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     let now = tx.now().await?;
     tx.execute(
-        "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL",
-        &[now.into()],
+        "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL AND alg = ?",
+        &[now.into(), key.alg.as_str().into()],
     )
     .await?;
     tx.execute(
@@ -70,10 +72,11 @@ pub async fn add_signing_key(db: &Db, key: &StoredKey) -> Result<(), StoreError>
 }
 
 /// Records an issued token (for introspection and revocation).
-pub async fn record_token(db: &Db, c: &Claims) -> Result<(), StoreError> {
+/// `family`: the code or refresh token family it belongs to.
+pub async fn record_token(db: &Db, c: &Claims, family: Option<&str>) -> Result<(), StoreError> {
     db.execute(
         "INSERT INTO issued_tokens (jti, client_id, subject, scope, patient, encounter, \
-         fhir_user, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         fhir_user, issued_at, expires_at, family) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             c.jti.as_str().into(),
             c.client_id.as_str().into(),
@@ -84,6 +87,7 @@ pub async fn record_token(db: &Db, c: &Claims) -> Result<(), StoreError> {
             c.fhir_user.clone().into(),
             at(c.iat),
             at(c.exp),
+            family.map(str::to_owned).into(),
         ],
     )
     .await
