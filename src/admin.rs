@@ -4,7 +4,7 @@ use crate::auth::grant::{Denied, TokenRequest};
 use crate::auth::records::{self, Client};
 use crate::auth::users::{self, Account};
 use crate::auth::{keys, password, Auth};
-use crate::config::{ClientAdd, ClientCommand, KeysCommand, TokenArgs, UserCommand};
+use crate::config::{ClientAdd, ClientCommand, KeysCommand, LaunchArgs, TokenArgs, UserCommand};
 use crate::store::Db;
 use anyhow::Context;
 
@@ -132,6 +132,48 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<String> {
             anyhow::bail!("there is no active user {}", args.user.unwrap_or_default())
         }
         Err(Denied::InvalidScope(why)) => anyhow::bail!("no token: {why}"),
+    }
+}
+
+/// `expediente launch`: the launch id, once the patient and encounter are found.
+pub async fn launch(args: LaunchArgs) -> anyhow::Result<String> {
+    let fhir = crate::build_fhir(&args.db.database_url, &Default::default()).await?;
+    let caller = crate::interactions::Caller {
+        base_url: "http://localhost/fhir".into(),
+        access: crate::auth::access::Access::everything(),
+        request_id: "launch".into(),
+    };
+    let read = |rtype: &'static str, id: String| {
+        let (fhir, caller) = (&fhir, &caller);
+        async move {
+            let id = crate::fhir::Id::parse(&id).with_context(|| format!("{id} is not an id"))?;
+            let v = fhir
+                .read(caller, fhir.resource_type(rtype)?, &id)
+                .await
+                .map_err(|_| anyhow::anyhow!("there is no {rtype} {id}"))?;
+            let r = match (v.resource, v.raw) {
+                (Some(r), _) => r,
+                (None, Some(raw)) => serde_json::from_str(&raw)?,
+                (None, None) => serde_json::Value::Null,
+            };
+            anyhow::Ok(r)
+        }
+    };
+    read("Patient", args.patient.clone()).await?;
+    if let Some(e) = &args.encounter {
+        let enc = read("Encounter", e.clone()).await?;
+        if enc["subject"]["reference"].as_str() != Some(&format!("Patient/{}", args.patient)) {
+            anyhow::bail!("Encounter {e} is not one of Patient {}", args.patient);
+        }
+    }
+    let auth = Auth::load(fhir.db.clone(), args.key.key()?).await?;
+    let id = auth
+        .mint_launch(&args.client, &args.patient, args.encounter.as_deref())
+        .await?;
+    fhir.db.close().await;
+    match id {
+        Some(id) => Ok(format!("{id}\n")),
+        None => anyhow::bail!("there is no client {}", args.client),
     }
 }
 

@@ -29,6 +29,9 @@ pub enum Command {
     Client(ClientArgs),
     /// Mint an access token directly against the database and print it.
     Token(TokenArgs),
+    /// Start an EHR launch: print a launch id, valid five minutes, that gives app `--client`
+    /// the patient (and encounter) in context.
+    Launch(LaunchArgs),
     /// Add, list and disable the users who sign in, and set their passwords.
     User(UserArgs),
 }
@@ -196,6 +199,23 @@ pub struct TokenArgs {
         default_value = "http://127.0.0.1:8080/fhir"
     )]
     pub audience: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// The client id of the app to launch.
+    #[arg(long)]
+    pub client: String,
+    /// The Patient in context.
+    #[arg(long)]
+    pub patient: String,
+    /// The Encounter in context (one of the patient's).
+    #[arg(long)]
+    pub encounter: Option<String>,
 }
 
 #[derive(Debug, Args)]

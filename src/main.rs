@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys(args) => print(expediente::admin::keys(args.command).await?),
         Command::Client(args) => print(expediente::admin::client(args.command).await?),
         Command::Token(args) => print(expediente::admin::token(args).await?),
+        Command::Launch(args) => print(expediente::admin::launch(args).await?),
         Command::User(args) => print(expediente::admin::user(args.command).await?),
         Command::Serve(args) => {
             let listener = tokio::net::TcpListener::bind(&args.listen)

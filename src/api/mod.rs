@@ -1,15 +1,21 @@
 //! The HTTP API: routes by FHIR interaction, content negotiation, and errors as OperationOutcome.
 
+mod app_tokens;
+mod authorize;
 mod bearer;
 mod bundle;
 mod cors;
 mod crud;
+mod consent;
 mod format;
+mod launch;
 mod metadata;
 mod oauth;
+mod pages;
 mod profiles;
 mod search;
 mod serve;
+mod words;
 
 pub use serve::serve;
 
@@ -126,6 +132,10 @@ fn fhir_routes(state: &AppState) -> Router<AppState> {
         .route(
             "/.well-known/smart-configuration",
             get(oauth::smart_configuration),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(launch::openid_configuration),
         );
     Router::new()
         .route("/StructureDefinition", get(profiles::search))
@@ -171,7 +181,19 @@ pub fn router(state: AppState) -> Router {
         .route("/token", post(oauth::token))
         .route("/introspect", post(oauth::introspect))
         .route("/revoke", post(oauth::revoke))
-        .route("/jwks", get(oauth::jwks));
+        .route("/jwks", get(oauth::jwks))
+        .route(
+            "/authorize",
+            get(authorize::authorize_get).post(authorize::authorize_post),
+        )
+        .route("/flow/{id}", get(authorize::flow))
+        .route("/flow/{id}/signin", post(authorize::sign_in))
+        .route("/flow/{id}/patient", post(consent::pick))
+        .route("/flow/{id}/consent", post(consent::decide))
+        .route("/signout", post(authorize::sign_out))
+        .route("/launch", post(launch::launch))
+        .route("/style.json", get(launch::style))
+        .route("/pages.css", get(launch::pages_css));
     Router::new()
         .route("/health", get(health))
         .nest("/fhir", fhir)

@@ -18,19 +18,31 @@ use std::time::Duration;
 const BACKEND_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
 /// The grant types the token endpoint takes.
-pub const GRANT_TYPES: &[&str] = &["client_credentials"];
+pub const GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token", "client_credentials"];
 /// How clients authenticate at the token endpoint.
 pub const AUTH_METHODS: &[&str] = &["private_key_jwt", "client_secret_basic"];
 /// The algorithms of client assertions.
 pub const ASSERTION_ALGS: &[&str] = &["RS384", "ES384"];
 /// The SMART capabilities this server has.
 pub const CAPABILITIES: &[&str] = &[
+    "launch-ehr",
+    "launch-standalone",
+    "authorize-post",
+    "client-public",
     "client-confidential-symmetric",
     "client-confidential-asymmetric",
     "permission-v1",
     "permission-v2",
     "permission-patient",
     "permission-user",
+    "permission-offline",
+    "permission-online",
+    "sso-openid-connect",
+    "context-banner",
+    "context-style",
+    "context-ehr-patient",
+    "context-ehr-encounter",
+    "context-standalone-patient",
 ];
 
 /// The base of the authorization endpoints for the FHIR base `base_url` (`http://h/fhir` →
@@ -55,7 +67,11 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+    pub(super) fn new(
+        status: StatusCode,
+        error: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
         OAuthError {
             status,
             error,
@@ -64,7 +80,7 @@ impl OAuthError {
         }
     }
 
-    fn request(d: impl Into<String>) -> Self {
+    pub(super) fn request(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
     }
 }
@@ -101,7 +117,7 @@ fn no_store(h: &mut HeaderMap) {
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-fn json_answer(v: Value) -> Response {
+pub(super) fn json_answer(v: Value) -> Response {
     let mut r = (StatusCode::OK, axum::Json(v)).into_response();
     no_store(r.headers_mut());
     r
@@ -120,13 +136,29 @@ pub async fn smart_configuration(State(state): State<AppState>, headers: HeaderM
                 format!("{c}/*.read"),
             ]
         })
+        .chain(
+            [
+                "openid",
+                "fhirUser",
+                "profile",
+                "launch",
+                "launch/patient",
+                "offline_access",
+                "online_access",
+            ]
+            .map(String::from),
+        )
         .collect();
     axum::Json(json!({
+        "issuer": base.trim_end_matches('/'),
+        "authorization_endpoint": format!("{auth}/authorize"),
         "token_endpoint": format!("{auth}/token"),
         "jwks_uri": format!("{auth}/jwks"),
         "introspection_endpoint": format!("{auth}/introspect"),
         "revocation_endpoint": format!("{auth}/revoke"),
         "grant_types_supported": GRANT_TYPES,
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "scopes_supported": scopes,
@@ -148,9 +180,14 @@ pub fn capability_security(base_url: &str) -> Value {
         }]}],
         "extension": [{
             "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-            "extension": [uri("token", "token"), uri("introspect", "introspect"), uri("revoke", "revoke")],
+            "extension": [
+                uri("authorize", "authorize"),
+                uri("token", "token"),
+                uri("introspect", "introspect"),
+                uri("revoke", "revoke"),
+            ],
         }],
-        "description": "SMART Backend Services (client_credentials with private_key_jwt or client_secret_basic); SMART v1 and v2 scopes.",
+        "description": "SMART App Launch (EHR and standalone, PKCE S256, public and confidential clients, OpenID Connect, refresh tokens) and SMART Backend Services (client_credentials with private_key_jwt or client_secret_basic); SMART v1 and v2 scopes.",
     })
 }
 
@@ -165,11 +202,28 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 const MAX_FORM_PARAMETERS: usize = 20;
 
 /// The parameters of a form body, each once (RFC 6749 §3.2).
-async fn form(
+pub(super) async fn form(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<HashMap<String, String>, OAuthError> {
+    let mut out = HashMap::new();
+    for (k, v) in form_fields(state, headers, body, MAX_FORM_PARAMETERS).await? {
+        if out.contains_key(&k) {
+            return Err(OAuthError::request(format!("{k} is given more than once")));
+        }
+        out.insert(k, v);
+    }
+    Ok(out)
+}
+
+/// The fields of a form body, in order, at most `max` of them.
+pub(super) async fn form_fields(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<Vec<(String, String)>, OAuthError> {
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -188,16 +242,14 @@ async fn form(
             }
             _ => OAuthError::request("the body could not be read"),
         })?;
-    let mut out = HashMap::new();
+    let mut out = Vec::new();
     for (k, v) in form_urlencoded::parse(&bytes) {
-        if out.len() == MAX_FORM_PARAMETERS {
+        if out.len() == max {
             return Err(OAuthError::request(format!(
-                "the body has more than {MAX_FORM_PARAMETERS} parameters"
+                "the body has more than {max} parameters"
             )));
         }
-        if out.insert(k.to_string(), v.into_owned()).is_some() {
-            return Err(OAuthError::request(format!("{k} is given more than once")));
-        }
+        out.push((k.into_owned(), v.into_owned()));
     }
     Ok(out)
 }
@@ -287,6 +339,43 @@ async fn client_of(
     authenticated.map_err(|e| unauthorized(e.0, challenge))
 }
 
+/// The client of an App Launch grant: authenticated as a confidential client is, or a public
+/// client naming itself with `client_id` (PKCE, or its refresh token, proves the rest).
+async fn app_client(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    endpoint: &str,
+) -> Result<Client, OAuthError> {
+    let credentials = headers.contains_key(header::AUTHORIZATION)
+        || params.contains_key("client_assertion_type");
+    if credentials {
+        return client_of(state, headers, params, &[endpoint]).await;
+    }
+    let client = match params.get("client_id") {
+        Some(id) => crate::auth::records::client(state.auth.db(), id)
+            .await
+            .map_err(anyhow::Error::from)?,
+        None => None,
+    };
+    match client {
+        Some(c) if c.kind == "public" => Ok(c),
+        Some(_) => Err(OAuthError {
+            challenge: Some("Basic"),
+            ..OAuthError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "this client authenticates with HTTP Basic or a client assertion",
+            )
+        }),
+        None => Err(OAuthError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "the client is not registered (a public client sends client_id)",
+        )),
+    }
+}
+
 /// `POST /auth/token`.
 pub async fn token(
     State(state): State<AppState>,
@@ -298,6 +387,10 @@ pub async fn token(
     let endpoint = format!("{}/token", auth_base(&base));
     match params.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
+        Some("authorization_code" | "refresh_token") => {
+            let client = app_client(&state, &headers, &params, &endpoint).await?;
+            return super::app_tokens::token(&state, &client, &params, &base).await;
+        }
         Some(_) => {
             return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
@@ -409,6 +502,9 @@ pub async fn revoke(
     let (client, base, t) = about_a_token(&state, &headers, body, "revoke").await?;
     if let Ok(c) = state.auth.verify(&t, &base).await {
         state.auth.revoke(&c.jti, Some(&client.client_id)).await?;
+    } else {
+        // A refresh token: it and what its family holds (RFC 7009 §2.1).
+        state.auth.revoke_refresh(&t, &client.client_id).await?;
     }
     Ok(json_answer(json!({})))
 }

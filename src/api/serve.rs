@@ -36,7 +36,7 @@ pub async fn serve(
     let (stop, stopping) = tokio::sync::watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 // Out of file descriptors, say: wait a moment rather than spin.
@@ -48,10 +48,14 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(
-            app.clone()
-                .map_request(|req: Request<Incoming>| req.map(Body::new)),
-        );
+        let peer = super::authorize::Peer(peer.ip());
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |req: Request<Incoming>| {
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(peer);
+                req
+            },
+        ));
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();

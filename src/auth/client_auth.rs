@@ -147,7 +147,7 @@ impl Auth {
 }
 
 /// An argon2id hash of nothing anyone knows, checked for unknown clients.
-const DUMMY_HASH: &str =
+pub(super) const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$mrSC9h0gpDXEJNFNZBoa8oH7JZxjWORbVFHOClQ7a5E";
 
 #[cfg(test)]

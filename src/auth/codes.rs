@@ -18,6 +18,8 @@ pub struct Grant {
     pub encounter: Option<String>,
     /// The browser session it was granted in (online_access lives as long as it does).
     pub session_hash: Option<String>,
+    /// When a refresh token's family ends (every rotation keeps it).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A code, beside its grant.
@@ -81,20 +83,22 @@ fn grant_of(r: &Row) -> Result<Grant, StoreError> {
         patient: r.text("patient")?,
         encounter: r.text("encounter")?,
         session_hash: r.text("session_hash")?.filter(|s| !s.is_empty()),
+        expires_at: r.opt_timestamp("expires_at")?,
     })
 }
 
-/// Takes the code `code`: at most one caller, in any process, ever finds it fresh.
-pub async fn take_code(db: &Db, code: &str) -> Result<Taken<Code>, StoreError> {
+/// Takes the code `code` of `client_id`: at most one caller, in any process, ever finds it
+/// fresh. Another client's code is unknown to this one.
+pub async fn take_code(db: &Db, code: &str, client_id: &str) -> Result<Taken<Code>, StoreError> {
     let h = hash(code);
     let now = Utc::now();
     let row = db
         .fetch_optional(
             "UPDATE authorization_codes SET used_at = ? \
-             WHERE code_hash = ? AND used_at IS NULL AND expires_at > ? \
+             WHERE code_hash = ? AND client_id = ? AND used_at IS NULL AND expires_at > ? \
              RETURNING family, client_id, redirect_uri, code_challenge, scope, user_id, \
-             session_hash, patient, encounter, nonce, launched",
-            &[now.into(), h.as_str().into(), now.into()],
+             session_hash, patient, encounter, nonce, launched, expires_at",
+            &[now.into(), h.as_str().into(), client_id.into(), now.into()],
         )
         .await?;
     if let Some(r) = row {
@@ -106,16 +110,26 @@ pub async fn take_code(db: &Db, code: &str) -> Result<Taken<Code>, StoreError> {
             launched: r.bool("launched")?.unwrap_or(false),
         }));
     }
-    reused(db, "authorization_codes", "code_hash", &h).await
+    reused(db, "authorization_codes", "code_hash", &h, client_id).await
 }
 
-/// The family of a used secret, if it was one.
-async fn reused<T>(db: &Db, table: &str, key: &str, h: &str) -> Result<Taken<T>, StoreError> {
-    let sql = format!("SELECT family FROM {table} WHERE {key} = ? AND used_at IS NOT NULL");
-    Ok(match db.fetch_optional(&sql, &[h.into()]).await? {
-        Some(r) => Taken::Reused(r.string("family")?),
-        None => Taken::Unknown,
-    })
+/// The family of a secret of `client_id` used before, if it is one.
+async fn reused<T>(
+    db: &Db,
+    table: &str,
+    key: &str,
+    h: &str,
+    client_id: &str,
+) -> Result<Taken<T>, StoreError> {
+    let sql = format!(
+        "SELECT family FROM {table} WHERE {key} = ? AND client_id = ? AND used_at IS NOT NULL"
+    );
+    Ok(
+        match db.fetch_optional(&sql, &[h.into(), client_id.into()]).await? {
+            Some(r) => Taken::Reused(r.string("family")?),
+            None => Taken::Unknown,
+        },
+    )
 }
 
 pub async fn add_refresh(
@@ -157,21 +171,46 @@ pub async fn take_refresh(
             "UPDATE refresh_tokens SET used_at = ? \
              WHERE token_hash = ? AND client_id = ? AND used_at IS NULL AND revoked_at IS NULL \
              AND expires_at > ? \
-             RETURNING family, client_id, user_id, scope, patient, encounter, session_hash",
+             RETURNING family, client_id, user_id, scope, patient, encounter, session_hash, \
+             expires_at",
             &[now.into(), h.as_str().into(), client_id.into(), now.into()],
         )
         .await?;
     if let Some(r) = row {
         return Ok(Taken::Fresh(grant_of(&r)?));
     }
-    let sql = "SELECT family FROM refresh_tokens WHERE token_hash = ? AND client_id = ? \
-               AND used_at IS NOT NULL";
-    Ok(
-        match db.fetch_optional(sql, &[h.as_str().into(), client_id.into()]).await? {
-            Some(r) => Taken::Reused(r.string("family")?),
-            None => Taken::Unknown,
-        },
-    )
+    reused(db, "refresh_tokens", "token_hash", &h, client_id).await
+}
+
+/// The scope of the live refresh token `token` of `client_id`.
+pub async fn refresh_scope(
+    db: &Db,
+    token: &str,
+    client_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let row = db
+        .fetch_optional(
+            "SELECT scope FROM refresh_tokens WHERE token_hash = ? AND client_id = ? \
+             AND used_at IS NULL AND revoked_at IS NULL",
+            &[hash(token).into(), client_id.into()],
+        )
+        .await?;
+    row.map(|r| r.string("scope")).transpose()
+}
+
+/// The family of the refresh token `token` of `client_id` (to revoke it), used or not.
+pub async fn refresh_family(
+    db: &Db,
+    token: &str,
+    client_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let row = db
+        .fetch_optional(
+            "SELECT family FROM refresh_tokens WHERE token_hash = ? AND client_id = ?",
+            &[hash(token).into(), client_id.into()],
+        )
+        .await?;
+    row.map(|r| r.string("family")).transpose()
 }
 
 /// Revokes the refresh tokens of `family`, and answers the access tokens it holds that are

@@ -57,7 +57,12 @@ impl Auth {
     }
 }
 
-fn granted(client: &Client, user: Option<&User>, req: &TokenRequest) -> Result<Claims, Denied> {
+/// The claims of a token for `req`, by `client`, acting for `user`.
+pub(super) fn granted(
+    client: &Client,
+    user: Option<&User>,
+    req: &TokenRequest,
+) -> Result<Claims, Denied> {
     let mut scopes = Scopes::parse(&req.scope).intersect(&Scopes::parse(&client.scope));
     if let Some(u) = user {
         // A role bounds access to resources; `openid`, `launch` and the like are the client's.
@@ -66,7 +71,8 @@ fn granted(client: &Client, user: Option<&User>, req: &TokenRequest) -> Result<C
         // Without a user, only system/ scopes mean anything.
         scopes.grants.retain(|g| g.context == Context::System);
     }
-    if scopes.grants.is_empty() {
+    // A user may sign in to an app for their identity alone (`openid fhirUser`).
+    if scopes.grants.is_empty() && (user.is_none() || scopes.others.is_empty()) {
         return Err(Denied::InvalidScope(
             "none of the scopes asked for is one this client (and user) may be granted".into(),
         ));

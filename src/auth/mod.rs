@@ -6,8 +6,11 @@
 //! database.
 
 pub mod access;
+pub mod authorize;
 pub mod client_auth;
 pub mod codes;
+pub mod exchange;
+pub mod consent;
 pub mod grant;
 pub mod jwks_url;
 pub mod keys;
@@ -134,6 +137,11 @@ impl Auth {
             id_signing,
             published,
         }))
+    }
+
+    /// The database of the authorization tables.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Whether the database had no signing key before this process made one.
@@ -299,6 +307,14 @@ impl Auth {
         Ok(())
     }
 
+    /// Forgets the tokens, sessions, codes and sign-in failures that no longer count.
+    pub async fn forget_expired(&self) -> anyhow::Result<()> {
+        records::forget_expired(&self.db).await?;
+        let window = chrono::Duration::from_std(authorize::THROTTLE_WINDOW)?;
+        sessions::forget_expired(&self.db, chrono::Utc::now() - window).await?;
+        Ok(())
+    }
+
     /// Follows the revocations, the signing keys and the clients' origins every `every` until the
     /// process ends.
     pub fn follow_in_background(self: &Arc<Self>, every: Duration) {
@@ -308,7 +324,7 @@ impl Auth {
                 tokio::time::sleep(every).await;
                 let Some(auth) = auth.upgrade() else { break };
                 if tick % FORGET_EVERY == 0 {
-                    if let Err(e) = records::forget_expired(&auth.db).await {
+                    if let Err(e) = auth.forget_expired().await {
                         tracing::warn!(error = %e, "forgetting expired tokens failed");
                     }
                 }

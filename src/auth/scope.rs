@@ -215,6 +215,14 @@ impl Scopes {
         s
     }
 
+    /// Whether everything `self` holds, `other` holds too (a refresh asks for no more).
+    pub fn within(&self, other: &Scopes) -> bool {
+        self.grants
+            .iter()
+            .all(|g| other.grants.iter().any(|o| o.includes(g)))
+            && self.others.iter().all(|o| other.has(o))
+    }
+
     pub fn has(&self, other: &str) -> bool {
         self.others.iter().any(|o| o == other)
     }

@@ -56,6 +56,34 @@ pub async fn by_email(db: &Db, email: &str) -> Result<Option<User>, StoreError> 
         .transpose()
 }
 
+/// The user `id`, unless deleted.
+pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<User>, StoreError> {
+    let sql = format!("{SELECT} WHERE u.id = ? AND u.deleted_at IS NULL");
+    db.fetch_optional(&sql, &[id.into()])
+        .await?
+        .as_ref()
+        .map(user_of)
+        .transpose()
+}
+
+/// The preferred language of the patient whose own account `id` is (`es`, `en-US`...).
+pub async fn patient_language(db: &Db, id: Uuid) -> Result<Option<String>, StoreError> {
+    let row = db
+        .fetch_optional(
+            "SELECT p.preferred_language FROM users u JOIN patients p ON p.id = u.patient_id \
+             WHERE u.id = ?",
+            &[id.into()],
+        )
+        .await?;
+    Ok(row.and_then(|r| r.text("preferred_language").ok().flatten()))
+}
+
+/// Records a sign-in.
+pub async fn signed_in(db: &Db, id: Uuid) -> Result<(), StoreError> {
+    let sql = format!("UPDATE users SET last_login_at = {} WHERE id = ?", db.dialect().now());
+    db.execute(&sql, &[id.into()]).await.map(|_| ())
+}
+
 /// Every user who has an email, by email.
 pub async fn all(db: &Db) -> Result<Vec<User>, StoreError> {
     let sql =
