@@ -24,7 +24,13 @@ pub async fn token(
         };
         state
             .auth
-            .exchange_code(client, code, get("redirect_uri"), get("code_verifier"), base)
+            .exchange_code(
+                client,
+                code,
+                get("redirect_uri"),
+                get("code_verifier"),
+                base,
+            )
             .await?
     } else {
         let Some(t) = get("refresh_token").filter(|c| !c.is_empty()) else {
@@ -36,16 +42,12 @@ pub async fn token(
     match issued {
         Ok(i) => Ok(answer(i, base)),
         Err(Refusal::InvalidRequest(d)) => Err(OAuthError::request(d)),
-        Err(Refusal::InvalidGrant(d)) => Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            d,
-        )),
-        Err(Refusal::InvalidScope(d)) => Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            d,
-        )),
+        Err(Refusal::InvalidGrant(d)) => {
+            Err(OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", d))
+        }
+        Err(Refusal::InvalidScope(d)) => {
+            Err(OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", d))
+        }
     }
 }
 

@@ -36,13 +36,19 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('=').map(str::to_owned))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(COOKIE)?
+                .strip_prefix('=')
+                .map(str::to_owned)
+        })
 }
 
 /// The Set-Cookie of a session token (Secure when the server is reached over https).
 fn set_cookie(token: &str, secure: bool, max_age: i64) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
-    let v = format!("{COOKIE}={token}; Path=/auth; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
+    let v =
+        format!("{COOKIE}={token}; Path=/auth; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -97,20 +103,30 @@ pub async fn authorize_get(
 ) -> Response {
     let mut params = HashMap::new();
     for (k, v) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()).take(40) {
-        params.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+        params
+            .entry(k.into_owned())
+            .or_insert_with(|| v.into_owned());
     }
     authorize(&state, &headers, params).await
 }
 
 /// `POST /auth/authorize` (`authorize-post`).
-pub async fn authorize_post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn authorize_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     match super::oauth::form(&state, &headers, body).await {
         Ok(params) => authorize(&state, &headers, params).await,
         Err(e) => e.into_response(),
     }
 }
 
-async fn authorize(state: &AppState, headers: &HeaderMap, params: HashMap<String, String>) -> Response {
+async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: HashMap<String, String>,
+) -> Response {
     let lang = Lang::of_browser(headers);
     let base = state.caller(headers).base_url;
     let (_, mut pending) = match state.auth.authorization_request(&params, &base).await {
@@ -120,26 +136,28 @@ async fn authorize(state: &AppState, headers: &HeaderMap, params: HashMap<String
         Ok(Ok(c)) => c,
     };
     let existing = match cookie(headers) {
-        Some(token) => sessions::session(&state.auth.db(), &token).await,
+        Some(token) => sessions::session(state.auth.db(), &token).await,
         None => Ok(None),
     };
     let (session, new_cookie) = match existing {
         Err(e) => return failed(lang, e.into()),
         Ok(Some(s)) => (s, None),
-        Ok(None) => match sessions::open(&state.auth.db(), None, ANONYMOUS_SESSION_LIFETIME).await {
+        Ok(None) => match sessions::open(state.auth.db(), None, ANONYMOUS_SESSION_LIFETIME).await {
             Ok((token, s)) => (s, Some(token)),
             Err(e) => return failed(lang, e),
         },
     };
     pending.session_hash = session.hash;
-    if let Err(e) = sessions::add_pending(&state.auth.db(), &pending, REQUEST_LIFETIME).await {
+    if let Err(e) = sessions::add_pending(state.auth.db(), &pending, REQUEST_LIFETIME).await {
         return failed(lang, e.into());
     }
     let mut r = see_other(&format!("{}/flow/{}", auth_path(&base), pending.id));
     if let Some(token) = new_cookie {
         let max_age = SESSION_LIFETIME.as_secs() as i64;
-        r.headers_mut()
-            .insert(header::SET_COOKIE, set_cookie(&token, secure(&base), max_age));
+        r.headers_mut().insert(
+            header::SET_COOKIE,
+            set_cookie(&token, secure(&base), max_age),
+        );
     }
     r
 }
@@ -155,16 +173,29 @@ fn secure(base: &str) -> bool {
 }
 
 /// The session and request of a page: the request must be this browser's.
-pub async fn current(state: &AppState, headers: &HeaderMap, id: &str) -> anyhow::Result<Option<(Session, Pending)>> {
-    let Some(token) = cookie(headers) else { return Ok(None) };
+pub async fn current(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> anyhow::Result<Option<(Session, Pending)>> {
+    let Some(token) = cookie(headers) else {
+        return Ok(None);
+    };
     let db = state.auth.db();
-    let Some(session) = sessions::session(&db, &token).await? else { return Ok(None) };
-    Ok(sessions::pending(&db, id, &session.hash).await?.map(|p| (session, p)))
+    let Some(session) = sessions::session(db, &token).await? else {
+        return Ok(None);
+    };
+    Ok(sessions::pending(db, id, &session.hash)
+        .await?
+        .map(|p| (session, p)))
 }
 
 /// Whether a form's CSRF token is the session's (compared in constant time).
 pub fn csrf_ok(session: &Session, form: &[(String, String)]) -> bool {
-    let given = form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_bytes());
+    let given = form
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_bytes());
     let Some(given) = given else { return false };
     let want = session.csrf.as_bytes();
     given.len() == want.len() && given.iter().zip(want).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
@@ -173,7 +204,7 @@ pub fn csrf_ok(session: &Session, form: &[(String, String)]) -> bool {
 /// The language of the pages for `user`: a patient's own preference, else the browser's.
 pub async fn lang_for(state: &AppState, headers: &HeaderMap, user: Option<&User>) -> Lang {
     if let Some(u) = user.filter(|u| u.patient.is_some()) {
-        if let Ok(Some(tag)) = users::patient_language(&state.auth.db(), u.id).await {
+        if let Ok(Some(tag)) = users::patient_language(state.auth.db(), u.id).await {
             if let Some(l) = Lang::of_tag(&tag) {
                 return l;
             }
@@ -184,8 +215,12 @@ pub async fn lang_for(state: &AppState, headers: &HeaderMap, user: Option<&User>
 
 /// The signed-in user of a session, if still allowed to sign in.
 pub async fn user_of(state: &AppState, session: &Session) -> anyhow::Result<Option<User>> {
-    let Some(id) = session.user_id else { return Ok(None) };
-    Ok(users::by_id(&state.auth.db(), id).await?.filter(|u| u.active))
+    let Some(id) = session.user_id else {
+        return Ok(None);
+    };
+    Ok(users::by_id(state.auth.db(), id)
+        .await?
+        .filter(|u| u.active))
 }
 
 /// `GET /auth/flow/{id}`: the step the request is at.
@@ -212,8 +247,21 @@ pub async fn flow(
 }
 
 /// The sign-in page of a request.
-pub fn sign_in_page(status: StatusCode, lang: Lang, app: &str, session: &Session, id: &str, email: &str, error: Option<&str>) -> Response {
-    page(status, lang, t(lang, "sign_in"), &pages::sign_in(lang, app, id, &session.csrf, email, error))
+pub fn sign_in_page(
+    status: StatusCode,
+    lang: Lang,
+    app: &str,
+    session: &Session,
+    id: &str,
+    email: &str,
+    error: Option<&str>,
+) -> Response {
+    page(
+        status,
+        lang,
+        t(lang, "sign_in"),
+        &pages::sign_in(lang, app, id, &session.csrf, email, error),
+    )
 }
 
 /// `POST /auth/flow/{id}/signin`.
@@ -229,30 +277,51 @@ pub async fn sign_in(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or("");
+    let get = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
     let (email, password) = (get("email"), get("password"));
     let app = super::consent::app_name(&state, &pending).await;
     let address = peer.map(|Extension(Peer(a))| a);
     let user = match state.auth.sign_in(email, password, address).await {
         Err(e) => return failed(lang, e),
         Ok(SignIn::Refused) => {
-            return sign_in_page(StatusCode::UNAUTHORIZED, lang, &app, &session, &id, email, Some("wrong"))
+            return sign_in_page(
+                StatusCode::UNAUTHORIZED,
+                lang,
+                &app,
+                &session,
+                &id,
+                email,
+                Some("wrong"),
+            )
         }
         Ok(SignIn::Throttled) => {
-            return sign_in_page(StatusCode::TOO_MANY_REQUESTS, lang, &app, &session, &id, email, Some("throttled"))
+            return sign_in_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                lang,
+                &app,
+                &session,
+                &id,
+                email,
+                Some("throttled"),
+            )
         }
         Ok(SignIn::Done(u)) => u,
     };
     // A new session for who signed in: a session id known before signing in is worth nothing.
     let db = state.auth.db();
-    let opened = sessions::open(&db, Some(user.id), SESSION_LIFETIME).await;
+    let opened = sessions::open(db, Some(user.id), SESSION_LIFETIME).await;
     let (token, new) = match opened {
         Ok(o) => o,
         Err(e) => return failed(lang, e),
     };
     let moved = async {
-        sessions::move_pending(&db, &pending.id, &new.hash).await?;
-        sessions::end(&db, &session.hash).await
+        sessions::move_pending(db, &pending.id, &new.hash).await?;
+        sessions::end(db, &session.hash).await
     };
     if let Err(e) = moved.await {
         return failed(lang, e.into());
@@ -260,8 +329,10 @@ pub async fn sign_in(
     let base = state.caller(&headers).base_url;
     let mut r = see_other(&format!("{}/flow/{}", auth_path(&base), pending.id));
     let max_age = SESSION_LIFETIME.as_secs() as i64;
-    r.headers_mut()
-        .insert(header::SET_COOKIE, set_cookie(&token, secure(&base), max_age));
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(&token, secure(&base), max_age),
+    );
     r
 }
 
@@ -295,12 +366,17 @@ pub async fn posted(
 pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let lang = Lang::of_browser(&headers);
     if let Some(token) = cookie(&headers) {
-        if let Err(e) = sessions::end(&state.auth.db(), &sessions::hash(&token)).await {
+        if let Err(e) = sessions::end(state.auth.db(), &sessions::hash(&token)).await {
             return failed(lang, e.into());
         }
     }
     let base = state.caller(&headers).base_url;
-    let mut r = page(StatusCode::OK, lang, t(lang, "sign_out"), &format!("<p role=\"status\">{}</p>", t(lang, "signed_out")));
+    let mut r = page(
+        StatusCode::OK,
+        lang,
+        t(lang, "sign_out"),
+        &format!("<p role=\"status\">{}</p>", t(lang, "signed_out")),
+    );
     r.headers_mut()
         .insert(header::SET_COOKIE, set_cookie("", secure(&base), 0));
     r

@@ -3,7 +3,7 @@
 //! taken), and the consent page, whose choices make the scope granted
 //! ([`crate::auth::consent`]).
 
-use super::authorize::{posted, see_other, show, sign_in_page, user_of, lang_for};
+use super::authorize::{lang_for, posted, see_other, show, sign_in_page, user_of};
 use super::pages::{self, page, Found};
 use super::words::{t, Lang};
 use super::AppState;
@@ -35,14 +35,20 @@ pub async fn app_name(state: &AppState, p: &Pending) -> String {
 fn caller_of(state: &AppState, user: &User, base_url: String) -> Caller {
     Caller {
         base_url,
-        access: Access::new(&state.fhir.registry, user.permissions.clone(), user.patient.as_deref()),
+        access: Access::new(
+            &state.fhir.registry,
+            user.permissions.clone(),
+            user.patient.as_deref(),
+        ),
         request_id: String::new(),
     }
 }
 
 /// Whether `user` may see Patient `id`.
 async fn may_see(state: &AppState, user: &User, id: &str) -> anyhow::Result<bool> {
-    let Some(id) = Id::parse(id) else { return Ok(false) };
+    let Some(id) = Id::parse(id) else {
+        return Ok(false);
+    };
     let caller = caller_of(state, user, String::new());
     let rtype = state.fhir.resource_type("Patient")?;
     Ok(state.fhir.read(&caller, rtype, &id).await.is_ok())
@@ -53,7 +59,8 @@ fn needs_patient(p: &Pending, user: &User) -> bool {
     let asked = Scopes::parse(&p.scope);
     p.patient.is_none()
         && user.patient.is_none()
-        && (asked.has("launch/patient") || asked.grants.iter().any(|g| g.context == Context::Patient))
+        && (asked.has("launch/patient")
+            || asked.grants.iter().any(|g| g.context == Context::Patient))
 }
 
 /// The page of the step `p` is at.
@@ -67,11 +74,23 @@ pub async fn step(
     let app = app_name(state, p).await;
     let Some(user) = user_of(state, session).await? else {
         let lang = Lang::of_browser(headers);
-        return Ok(sign_in_page(StatusCode::OK, lang, &app, session, &p.id, "", None));
+        return Ok(sign_in_page(
+            StatusCode::OK,
+            lang,
+            &app,
+            session,
+            &p.id,
+            "",
+            None,
+        ));
     };
     let lang = lang_for(state, headers, Some(&user)).await;
     if needs_patient(p, &user) {
-        let found = if q.trim().is_empty() { None } else { Some(search(state, &user, q.trim()).await?) };
+        let found = if q.trim().is_empty() {
+            None
+        } else {
+            Some(search(state, &user, q.trim()).await?)
+        };
         let body = pages::picker(lang, &p.id, &session.csrf, q, found.as_deref());
         return Ok(page(StatusCode::OK, lang, t(lang, "pick"), &body));
     }
@@ -106,7 +125,9 @@ async fn search(state: &AppState, user: &User, q: &str) -> anyhow::Result<Vec<Fo
             params: vec![(param.into(), q.into()), ("_count".into(), "20".into())],
             strict: false,
         };
-        let Ok(bundle) = state.fhir.search(&caller, rtype, &req).await else { continue };
+        let Ok(bundle) = state.fhir.search(&caller, rtype, &req).await else {
+            continue;
+        };
         let bundle: Value = serde_json::from_str(&bundle)?;
         for e in bundle["entry"].as_array().into_iter().flatten() {
             let r = &e["resource"];
@@ -133,8 +154,15 @@ fn name_of(r: &Value) -> String {
     if let Some(text) = n["text"].as_str() {
         return text.to_owned();
     }
-    let given: Vec<&str> = n["given"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    format!("{} {}", given.join(" "), n["family"].as_str().unwrap_or("")).trim().to_owned()
+    let given: Vec<&str> = n["given"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    format!("{} {}", given.join(" "), n["family"].as_str().unwrap_or(""))
+        .trim()
+        .to_owned()
 }
 
 /// `POST /auth/flow/{id}/patient`: the clinician picks a patient they may see.
@@ -149,9 +177,15 @@ pub async fn pick(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let patient = form.iter().find(|(k, _)| k == "patient").map(|(_, v)| v.clone()).unwrap_or_default();
+    let patient = form
+        .iter()
+        .find(|(k, _)| k == "patient")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     let done = async {
-        let Some(user) = user_of(&state, &session).await? else { return Ok(false) };
+        let Some(user) = user_of(&state, &session).await? else {
+            return Ok(false);
+        };
         if !needs_patient(&pending, &user) || !may_see(&state, &user, &patient).await? {
             return Ok(false);
         }
@@ -190,7 +224,9 @@ pub async fn decide(
     let ticked: HashSet<String> = all("allow").into_iter().collect();
     let categories = all("category");
     let answered = async {
-        let Some(user) = user_of(&state, &session).await? else { return Ok(None) };
+        let Some(user) = user_of(&state, &session).await? else {
+            return Ok(None);
+        };
         if needs_patient(&pending, &user) {
             return Ok(None);
         }

@@ -347,13 +347,26 @@ async fn app_client(
     params: &HashMap<String, String>,
     endpoint: &str,
 ) -> Result<Client, OAuthError> {
-    let credentials = headers.contains_key(header::AUTHORIZATION)
-        || params.contains_key("client_assertion_type");
+    let credentials =
+        headers.contains_key(header::AUTHORIZATION) || params.contains_key("client_assertion_type");
     if credentials {
         return client_of(state, headers, params, &[endpoint]).await;
     }
-    let client = match params.get("client_id") {
-        Some(id) => crate::auth::records::client(state.auth.db(), id)
+    let db = state.auth.db();
+    let named = match (params.get("client_id"), params.get("refresh_token")) {
+        (Some(id), _) => Some(id.clone()),
+        // client-js refreshes for a public client without naming it: the token does.
+        (None, Some(t))
+            if params.get("grant_type").map(String::as_str) == Some("refresh_token") =>
+        {
+            crate::auth::codes::refresh_client(db, t)
+                .await
+                .map_err(anyhow::Error::from)?
+        }
+        (None, _) => None,
+    };
+    let client = match named {
+        Some(id) => crate::auth::records::client(db, &id)
             .await
             .map_err(anyhow::Error::from)?,
         None => None,

@@ -67,7 +67,10 @@ pub fn page(status: StatusCode, lang: Lang, title: &str, body: &str) -> Response
         ),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -78,11 +81,21 @@ pub fn page(status: StatusCode, lang: Lang, title: &str, body: &str) -> Response
 }
 
 fn csrf_field(csrf: &str) -> String {
-    format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(csrf))
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(csrf)
+    )
 }
 
 /// The sign-in form.
-pub fn sign_in(lang: Lang, app: &str, id: &str, csrf: &str, email: &str, error: Option<&str>) -> String {
+pub fn sign_in(
+    lang: Lang,
+    app: &str,
+    id: &str,
+    csrf: &str,
+    email: &str,
+    error: Option<&str>,
+) -> String {
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(t(lang, e))))
         .unwrap_or_default();
@@ -126,12 +139,17 @@ pub fn picker(lang: Lang, id: &str, csrf: &str, q: &str, found: Option<&[Found]>
         esc(t(lang, "search")),
     );
     match found {
-        Some([]) => out.push_str(&format!("<p role=\"status\">{}</p>", esc(t(lang, "no_patients")))),
+        Some([]) => out.push_str(&format!(
+            "<p role=\"status\">{}</p>",
+            esc(t(lang, "no_patients"))
+        )),
         Some(list) => {
             out.push_str("<ul class=\"patients\">");
             for p in list {
                 let about = [
-                    p.birth_date.as_ref().map(|b| format!("{} {}", t(lang, "born"), b)),
+                    p.birth_date
+                        .as_ref()
+                        .map(|b| format!("{} {}", t(lang, "born"), b)),
                     p.identifier.clone(),
                 ]
                 .into_iter()
@@ -177,7 +195,11 @@ fn resource_words(lang: Lang, resource_type: &str, g: &crate::auth::scope::Grant
         Context::Patient => t(lang, "own_record"),
         _ => t(lang, "every_record"),
     };
-    let mut s = format!("{}: {} ({whose})", verbs.join(", "), type_words(lang, resource_type));
+    let mut s = format!(
+        "{}: {} ({whose})",
+        verbs.join(", "),
+        type_words(lang, resource_type)
+    );
     if let Some(f) = &g.filter {
         s.push_str(&format!(" [{f}]"));
     }
@@ -192,14 +214,26 @@ fn capitalised(s: &str) -> String {
 }
 
 /// The consent form.
-pub fn consent(lang: Lang, app: &str, id: &str, csrf: &str, patient: Option<&str>, choices: &[Choice], narrows: bool) -> String {
+pub fn consent(
+    lang: Lang,
+    app: &str,
+    id: &str,
+    csrf: &str,
+    patient: Option<&str>,
+    choices: &[Choice],
+    narrows: bool,
+) -> String {
     let mut out = format!(
         "<p><strong>{}</strong> {}</p>",
         esc(app),
         esc(t(lang, "asks"))
     );
     if let Some(p) = patient {
-        out.push_str(&format!("<p>{}: <strong>{}</strong></p>", esc(t(lang, "patient_context")), esc(p)));
+        out.push_str(&format!(
+            "<p>{}: <strong>{}</strong></p>",
+            esc(t(lang, "patient_context")),
+            esc(p)
+        ));
     }
     out.push_str(&format!(
         "<form method=\"post\" action=\"/auth/flow/{}/consent\">{}<fieldset><legend>{}</legend>",
@@ -209,7 +243,11 @@ pub fn consent(lang: Lang, app: &str, id: &str, csrf: &str, patient: Option<&str
     ));
     for (i, c) in choices.iter().enumerate() {
         let words = match c {
-            Choice::Resource { resource_type, grant, .. } => resource_words(lang, resource_type, grant),
+            Choice::Resource {
+                resource_type,
+                grant,
+                ..
+            } => resource_words(lang, resource_type, grant),
             Choice::Identity => t(lang, "identity").to_owned(),
             Choice::Other(s) => t(lang, s).to_owned(),
         };
@@ -221,7 +259,10 @@ pub fn consent(lang: Lang, app: &str, id: &str, csrf: &str, patient: Option<&str
     }
     out.push_str("</fieldset>");
     if narrows {
-        out.push_str(&format!("<fieldset><legend>{}</legend>", esc(t(lang, "categories"))));
+        out.push_str(&format!(
+            "<fieldset><legend>{}</legend>",
+            esc(t(lang, "categories"))
+        ));
         for (i, c) in CATEGORIES.iter().enumerate() {
             out.push_str(&format!(
                 "<label for=\"k{i}\"><input id=\"k{i}\" type=\"checkbox\" name=\"category\" value=\"{c}\"> {c}</label>"
@@ -252,6 +293,9 @@ pub fn problem(status: StatusCode, lang: Lang, key: &str) -> Response {
 mod tests {
     #[test]
     fn text_is_escaped() {
-        assert_eq!(super::esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            super::esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 }

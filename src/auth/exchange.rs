@@ -60,7 +60,9 @@ impl Auth {
                 // Someone has the code besides the app, or the app replays: what it yielded
                 // is no longer to be trusted.
                 self.revoke_family(&family).await?;
-                return Ok(Err(grant_error("the code was used before; its tokens are revoked")));
+                return Ok(Err(grant_error(
+                    "the code was used before; its tokens are revoked",
+                )));
             }
             Taken::Unknown => return Ok(Err(grant_error("the code is unknown or has expired"))),
         };
@@ -70,7 +72,9 @@ impl Auth {
             )));
         }
         if !pkce_value(verifier) || !pkce_matches(verifier, &c.code_challenge) {
-            return Ok(Err(grant_error("code_verifier does not match the code_challenge")));
+            return Ok(Err(grant_error(
+                "code_verifier does not match the code_challenge",
+            )));
         }
         let nonce = c.nonce.clone();
         let launched = c.launched;
@@ -81,7 +85,8 @@ impl Auth {
             SESSION_LIFETIME
         };
         grant.expires_at = Some(Utc::now() + chrono::Duration::from_std(lifetime)?);
-        self.tokens_for(client, grant, nonce, launched, base, true).await
+        self.tokens_for(client, grant, nonce, launched, base, true)
+            .await
     }
 
     /// New tokens for the refresh token `token` of `client`, for `scope` if given (at most what

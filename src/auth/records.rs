@@ -47,7 +47,6 @@ pub async fn current_signing_keys(db: &Db) -> Result<Vec<String>, StoreError> {
 
 /// Stores `key` as the one that signs with its algorithm, retiring the others of that
 /// algorithm, in one transaction.
-
 pub async fn add_signing_key(db: &Db, key: &StoredKey) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     let now = tx.now().await?;

@@ -187,7 +187,10 @@ pub async fn pick(db: &Db, id: &str, patient: &str) -> Result<(), StoreError> {
 /// Removes a request (answered); false when it was already gone (answered by another tab).
 pub async fn remove_pending(db: &Db, id: &str) -> Result<bool, StoreError> {
     Ok(db
-        .execute("DELETE FROM authorization_requests WHERE id = ?", &[id.into()])
+        .execute(
+            "DELETE FROM authorization_requests WHERE id = ?",
+            &[id.into()],
+        )
         .await?
         > 0)
 }

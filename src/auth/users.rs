@@ -80,7 +80,10 @@ pub async fn patient_language(db: &Db, id: Uuid) -> Result<Option<String>, Store
 
 /// Records a sign-in.
 pub async fn signed_in(db: &Db, id: Uuid) -> Result<(), StoreError> {
-    let sql = format!("UPDATE users SET last_login_at = {} WHERE id = ?", db.dialect().now());
+    let sql = format!(
+        "UPDATE users SET last_login_at = {} WHERE id = ?",
+        db.dialect().now()
+    );
     db.execute(&sql, &[id.into()]).await.map(|_| ())
 }
 

@@ -81,6 +81,11 @@ pub fn sqlite() -> Migrator {
             "authorization",
             "../../migrations/sqlite/0013_authorization.sql"
         ),
+        migration!(
+            14,
+            "app launch",
+            "../../migrations/sqlite/0014_app_launch.sql"
+        ),
     ])
 }
 
@@ -142,6 +147,11 @@ pub fn postgres() -> Migrator {
             13,
             "authorization",
             "../../migrations/postgres/0013_authorization.sql"
+        ),
+        migration!(
+            14,
+            "app launch",
+            "../../migrations/postgres/0014_app_launch.sql"
         ),
     ])
 }

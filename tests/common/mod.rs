@@ -4,6 +4,7 @@
 
 pub mod acting;
 pub mod backend;
+pub mod browser;
 
 use expediente::store::Db;
 use reqwest::{Method, StatusCode};
