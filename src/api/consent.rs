@@ -46,12 +46,29 @@ fn caller_of(state: &AppState, user: &User, base_url: String) -> Caller {
 
 /// Whether `user` may see Patient `id`.
 async fn may_see(state: &AppState, user: &User, id: &str) -> anyhow::Result<bool> {
+    Ok(patient_name(state, user, id).await?.is_some())
+}
+
+/// The name of Patient `id` (and birth date), if `user` may see it.
+async fn patient_name(state: &AppState, user: &User, id: &str) -> anyhow::Result<Option<String>> {
     let Some(id) = Id::parse(id) else {
-        return Ok(false);
+        return Ok(None);
     };
     let caller = caller_of(state, user, String::new());
     let rtype = state.fhir.resource_type("Patient")?;
-    Ok(state.fhir.read(&caller, rtype, &id).await.is_ok())
+    let Ok(v) = state.fhir.read(&caller, rtype, &id).await else {
+        return Ok(None);
+    };
+    let r = match (v.resource, v.raw) {
+        (Some(r), _) => r,
+        (None, Some(raw)) => serde_json::from_str(&raw)?,
+        (None, None) => Value::Null,
+    };
+    let born = r["birthDate"]
+        .as_str()
+        .map(|b| format!(" ({b})"))
+        .unwrap_or_default();
+    Ok(Some(format!("{}{born}", name_of(&r))))
 }
 
 /// Whether the request still needs a patient picked.
@@ -95,10 +112,12 @@ pub async fn step(
         return Ok(page(StatusCode::OK, lang, t(lang, "pick"), &body));
     }
     let patient = p.patient.clone().or_else(|| user.patient.clone());
+    let mut label = None;
     if let Some(id) = &patient {
-        if !may_see(state, &user, id).await? {
+        let Some(name) = patient_name(state, &user, id).await? else {
             return Ok(show(Problem::PatientNotVisible, lang));
-        }
+        };
+        label = Some(name);
     }
     let asked = Scopes::parse(&p.scope);
     let types = state.fhir.registry.types();
@@ -108,7 +127,9 @@ pub async fn step(
         &app,
         &p.id,
         &session.csrf,
-        patient.as_deref(),
+        label
+            .as_deref()
+            .map(|l| (l, user.patient.is_some() && user.patient == patient)),
         &choices,
         consent::narrows(&choices),
     );

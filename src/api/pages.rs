@@ -179,7 +179,12 @@ pub fn picker(lang: Lang, id: &str, csrf: &str, q: &str, found: Option<&[Found]>
 }
 
 /// What a resource choice allows, in plain words.
-fn resource_words(lang: Lang, resource_type: &str, g: &crate::auth::scope::Grant) -> String {
+fn resource_words(
+    lang: Lang,
+    resource_type: &str,
+    g: &crate::auth::scope::Grant,
+    own: bool,
+) -> String {
     let verbs: Vec<&str> = [
         (Action::Read, "r"),
         (Action::Search, "s"),
@@ -192,14 +197,18 @@ fn resource_words(lang: Lang, resource_type: &str, g: &crate::auth::scope::Grant
     .map(|(_, k)| t(lang, k))
     .collect();
     let whose = match g.context {
-        Context::Patient => t(lang, "own_record"),
-        _ => t(lang, "every_record"),
+        // Clinicians belong to no patient's record.
+        _ if resource_type == "Practitioner" => String::new(),
+        Context::Patient if own => format!(" ({})", t(lang, "own_record")),
+        Context::Patient => format!(" ({})", t(lang, "patient_record")),
+        _ => format!(" ({})", t(lang, "every_record")),
     };
-    let mut s = format!(
-        "{}: {} ({whose})",
-        verbs.join(", "),
-        type_words(lang, resource_type)
-    );
+    let verbs = match verbs.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} {} {last}", rest.join(", "), t(lang, "and")),
+        None => String::new(),
+    };
+    let mut s = format!("{verbs}: {}{whose}", type_words(lang, resource_type));
     if let Some(f) = &g.filter {
         s.push_str(&format!(" [{f}]"));
     }
@@ -219,16 +228,18 @@ pub fn consent(
     app: &str,
     id: &str,
     csrf: &str,
-    patient: Option<&str>,
+    patient: Option<(&str, bool)>,
     choices: &[Choice],
     narrows: bool,
 ) -> String {
+    // The patient's name, and whether it is the user's own record.
+    let own = patient.is_some_and(|(_, own)| own);
     let mut out = format!(
         "<p><strong>{}</strong> {}</p>",
         esc(app),
         esc(t(lang, "asks"))
     );
-    if let Some(p) = patient {
+    if let Some((p, _)) = patient {
         out.push_str(&format!(
             "<p>{}: <strong>{}</strong></p>",
             esc(t(lang, "patient_context")),
@@ -247,7 +258,7 @@ pub fn consent(
                 resource_type,
                 grant,
                 ..
-            } => resource_words(lang, resource_type, grant),
+            } => resource_words(lang, resource_type, grant, own),
             Choice::Identity => t(lang, "identity").to_owned(),
             Choice::Other(s) => t(lang, s).to_owned(),
         };

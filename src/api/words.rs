@@ -123,6 +123,12 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("patient_context", "For the patient", "Para el paciente"),
     ("own_record", "your own record", "su propio expediente"),
     (
+        "patient_record",
+        "this patient's record",
+        "el expediente de este paciente",
+    ),
+    ("and", "and", "y"),
+    (
         "every_record",
         "every record you may see",
         "todo expediente que usted pueda ver",

@@ -3,6 +3,7 @@
 //! refresh tokens, id_tokens, and EHR launch; each refusal beside the request it refuses. On
 //! both engines.
 
+mod clients;
 #[path = "../common/mod.rs"]
 mod common;
 mod flows;
@@ -20,7 +21,8 @@ pub const CHALLENGE: &str = "ZL5Y4SKYcM28SPXAH1dJxWLo1k_WpGVBrITbBqBcd-k";
 pub const PASSWORD: &str = "a long password";
 pub const DOCTOR: &str = "dr.ruiz@clinic.example";
 pub const PORTAL: &str = "ana@home.example";
-const SCOPE: &str = "launch launch/patient openid fhirUser profile offline_access online_access \
+pub const SCOPE: &str =
+    "launch launch/patient openid fhirUser profile offline_access online_access \
                      patient/*.cruds user/*.cruds";
 
 pub struct Clinic {
@@ -287,6 +289,7 @@ pub async fn doctor_code(c: &Clinic, b: &Browser, params: &[(&str, &str)]) -> St
     q["code"].clone()
 }
 
+use clients::*;
 use flows::*;
 use refusals::*;
 
@@ -305,4 +308,6 @@ on_both_engines!(
     sign_in_answers_alike_and_is_throttled,
     the_pages_refuse_forged_forms_and_frames,
     launch_ids_are_for_patients_the_clinician_may_see,
+    the_official_javascript_client_launches_in_a_real_browser,
+    the_official_python_client_completes_a_standalone_launch,
 );
