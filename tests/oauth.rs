@@ -104,7 +104,17 @@ async fn discovery_says_what_the_server_does(engine: Engine) {
         format!("{origin}/auth/introspect")
     );
     assert_eq!(c["revocation_endpoint"], format!("{origin}/auth/revoke"));
-    assert_eq!(c["grant_types_supported"], json!(["client_credentials"]));
+    assert_eq!(
+        c["grant_types_supported"],
+        json!(["authorization_code", "refresh_token", "client_credentials"])
+    );
+    assert_eq!(
+        c["authorization_endpoint"],
+        format!("{origin}/auth/authorize")
+    );
+    assert_eq!(c["issuer"], format!("{origin}/fhir"));
+    assert_eq!(c["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(c["response_types_supported"], json!(["code"]));
     assert_eq!(
         c["token_endpoint_auth_methods_supported"],
         json!(["private_key_jwt", "client_secret_basic"])
@@ -126,12 +136,14 @@ async fn discovery_says_what_the_server_does(engine: Engine) {
             "{cap}"
         );
     }
-    // Nothing the next steps add is claimed yet.
-    assert!(c.get("authorization_endpoint").is_none());
-    assert!(!c["capabilities"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("launch-standalone")));
+    // What is not done is not claimed.
+    for absent in ["context-standalone-encounter", "smart-app-state"] {
+        assert!(!c["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(absent)));
+    }
+    assert!(c.get("registration_endpoint").is_none());
     let cs = app.get("/fhir/metadata").await.body;
     let security = &cs["rest"][0]["security"];
     assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");

@@ -308,6 +308,7 @@ on_both_engines!(
     sign_in_answers_alike_and_is_throttled,
     the_pages_refuse_forged_forms_and_frames,
     launch_ids_are_for_patients_the_clinician_may_see,
+    the_picker_finds_only_patients_the_role_may_see,
     the_official_javascript_client_launches_in_a_real_browser,
     the_official_python_client_completes_a_standalone_launch,
 );

@@ -364,3 +364,69 @@ pub async fn launch_ids_are_for_patients_the_clinician_may_see(engine: Engine) {
         401
     );
 }
+
+pub async fn the_picker_finds_only_patients_the_role_may_see(engine: Engine) {
+    let c = clinic(engine).await;
+    // A role that sees clinicians but no patient.
+    c.app
+        .db
+        .execute(
+            "INSERT INTO roles (name, description, is_clinical, permissions) \
+             VALUES ('billing', 'Billing', ?, 'user/Practitioner.rs')",
+            &[Some(false).into()],
+        )
+        .await
+        .unwrap();
+    let hash = expediente::auth::password::hash(PASSWORD.into())
+        .await
+        .unwrap();
+    users::add(
+        &c.app.db,
+        "billing@clinic.example",
+        "billing",
+        Account::New,
+        Some(hash),
+    )
+    .await
+    .unwrap();
+    let b = Browser::new();
+    let page = signed_in(&c, &b, &[], "billing@clinic.example").await;
+    let flow = flow_of(&c, &page);
+    let found = b.get(&format!("{flow}?q=Garc%C3%ADa")).await;
+    assert!(found.fields("patient").is_empty(), "{}", found.body);
+    assert!(found.body.contains("No patient found"));
+    // Picking Ana anyway, with the session's own CSRF token, is refused.
+    let session_csrf = sessions_csrf(&c, &b).await;
+    let r = b
+        .post(
+            &format!("{flow}/patient"),
+            &[("csrf", &session_csrf), ("patient", &c.ana)],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // An EHR launch for Ana stops at a page for this user.
+    let launch = common::acting::cli(
+        &c.app,
+        &["launch", "--client", "app", "--patient", &c.ana],
+        "",
+    )
+    .unwrap();
+    let r = b
+        .get(&authorize_url(
+            &c.app,
+            &[("launch", launch.trim()), ("scope", "launch patient/*.rs")],
+        ))
+        .await;
+    let page = b.get(&c.app.url(&r.location().unwrap())).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+}
+
+/// The CSRF token of `b`'s session, as the database keeps it.
+async fn sessions_csrf(c: &Clinic, b: &Browser) -> String {
+    let token = b.cookie("expediente_session").unwrap();
+    expediente::auth::sessions::session(&c.app.db, &token)
+        .await
+        .unwrap()
+        .unwrap()
+        .csrf
+}
