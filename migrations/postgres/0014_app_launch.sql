@@ -62,12 +62,20 @@ CREATE TABLE refresh_tokens (
     encounter    text,
     -- online_access: the token lives while this browser session does.
     session_hash text,
+    -- true for an EHR launch (need_patient_banner stays false on refresh).
+    launched     boolean NOT NULL DEFAULT false,
     expires_at   timestamptz NOT NULL,
     used_at      timestamptz,
     revoked_at   timestamptz
 );
 CREATE INDEX refresh_tokens_family_idx ON refresh_tokens (family);
 CREATE INDEX refresh_tokens_expiry_idx ON refresh_tokens (expires_at);
+
+-- Families revoked (a code or refresh token used twice): nothing more is issued in them.
+CREATE TABLE revoked_families (
+    family     text PRIMARY KEY,
+    expires_at timestamptz NOT NULL
+);
 
 ALTER TABLE issued_tokens ADD COLUMN family text;
 CREATE INDEX issued_tokens_family_idx ON issued_tokens (family) WHERE family IS NOT NULL;

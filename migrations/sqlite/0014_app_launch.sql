@@ -62,12 +62,20 @@ CREATE TABLE refresh_tokens (
     encounter    TEXT,
     -- online_access: the token lives while this browser session does.
     session_hash TEXT,
+    -- 1 for an EHR launch (need_patient_banner stays false on refresh).
+    launched     INTEGER NOT NULL DEFAULT 0,
     expires_at   TEXT NOT NULL,
     used_at      TEXT,
     revoked_at   TEXT
 );
 CREATE INDEX refresh_tokens_family_idx ON refresh_tokens (family);
 CREATE INDEX refresh_tokens_expiry_idx ON refresh_tokens (expires_at);
+
+-- Families revoked (a code or refresh token used twice): nothing more is issued in them.
+CREATE TABLE revoked_families (
+    family     TEXT PRIMARY KEY,
+    expires_at TEXT NOT NULL
+);
 
 ALTER TABLE issued_tokens ADD COLUMN family TEXT;
 CREATE INDEX issued_tokens_family_idx ON issued_tokens (family) WHERE family IS NOT NULL;

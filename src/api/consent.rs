@@ -262,6 +262,11 @@ pub async fn decide(
         let asked = Scopes::parse(&pending.scope);
         let types = state.fhir.registry.types();
         let scope = consent::granted(&asked, &types, &ticked, &categories);
+        let granted = Scopes::parse(&scope);
+        if granted.grants.is_empty() && !granted.has("openid") {
+            // Nothing allowed is a refusal.
+            return state.auth.decline(&pending).await.map(Some);
+        }
         state.auth.approve(&pending, &user, scope).await
     };
     match answered.await {

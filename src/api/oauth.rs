@@ -345,12 +345,12 @@ async fn app_client(
     state: &AppState,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
-    endpoint: &str,
+    endpoints: &[&str],
 ) -> Result<Client, OAuthError> {
     let credentials =
         headers.contains_key(header::AUTHORIZATION) || params.contains_key("client_assertion_type");
     if credentials {
-        return client_of(state, headers, params, &[endpoint]).await;
+        return client_of(state, headers, params, endpoints).await;
     }
     let db = state.auth.db();
     let named = match (params.get("client_id"), params.get("refresh_token")) {
@@ -401,7 +401,7 @@ pub async fn token(
     match params.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
         Some("authorization_code" | "refresh_token") => {
-            let client = app_client(&state, &headers, &params, &endpoint).await?;
+            let client = app_client(&state, &headers, &params, &[&endpoint]).await?;
             return super::app_tokens::token(&state, &client, &params, &base).await;
         }
         Some(_) => {
@@ -462,7 +462,8 @@ async fn about_a_token(
     let base = state.caller(headers).base_url;
     let auth = auth_base(&base);
     let endpoints = [format!("{auth}/token"), format!("{auth}/{endpoint}")];
-    let client = client_of(state, headers, &params, &[&endpoints[0], &endpoints[1]]).await?;
+    // A public client names itself (RFC 7009 §2.1); the others authenticate.
+    let client = app_client(state, headers, &params, &[&endpoints[0], &endpoints[1]]).await?;
     let Some(t) = params.remove("token") else {
         return Err(OAuthError::request("token is missing"));
     };

@@ -125,6 +125,9 @@ impl Auth {
         };
         let state = get("state");
         let no = |error: &str, d: &str| Ok(Err(back(uri, state, error, d)));
+        if state.is_none() {
+            return no("invalid_request", "state is required");
+        }
         if get("response_type") != Some("code") {
             return no("unsupported_response_type", "response_type is code");
         }
@@ -200,6 +203,10 @@ impl Auth {
                 return Ok(SignIn::Throttled);
             }
         }
+        // The attempt counts as failed until the password is found right.
+        let mut subjects = vec![account.as_str()];
+        subjects.extend(address.as_deref());
+        let at = sessions::add_failure(&self.db, &subjects).await?;
         let user = users::by_email(&self.db, email.trim()).await?;
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
         // An unknown email costs a hash too: the time taken tells nothing.
@@ -210,15 +217,13 @@ impl Auth {
         match user {
             Some(u) if ok && u.active => {
                 sessions::clear_failures(&self.db, &account).await?;
+                if let Some(a) = &address {
+                    sessions::forget_failure(&self.db, a, at).await?;
+                }
                 users::signed_in(&self.db, u.id).await?;
                 Ok(SignIn::Done(u))
             }
-            _ => {
-                let mut subjects = vec![account.as_str()];
-                subjects.extend(address.as_deref());
-                sessions::add_failure(&self.db, &subjects).await?;
-                Ok(SignIn::Refused)
-            }
+            _ => Ok(SignIn::Refused),
         }
     }
 
@@ -244,11 +249,11 @@ impl Auth {
                 encounter: p.encounter.clone(),
                 session_hash: Some(p.session_hash.clone()),
                 expires_at: None,
+                launched: p.launched,
             },
             redirect_uri: p.redirect_uri.clone(),
             code_challenge: p.code_challenge.clone(),
             nonce: p.nonce.clone(),
-            launched: p.launched,
         };
         let expires = Utc::now() + chrono::Duration::from_std(CODE_LIFETIME)?;
         codes::add_code(&self.db, &code, &c, expires).await?;

@@ -20,6 +20,8 @@ pub struct Grant {
     pub session_hash: Option<String>,
     /// When a refresh token's family ends (every rotation keeps it).
     pub expires_at: Option<DateTime<Utc>>,
+    /// An EHR launch: the clinic's application shows the patient.
+    pub launched: bool,
 }
 
 /// A code, beside its grant.
@@ -29,7 +31,6 @@ pub struct Code {
     pub redirect_uri: String,
     pub code_challenge: String,
     pub nonce: Option<String>,
-    pub launched: bool,
 }
 
 /// What taking a code or refresh token found.
@@ -66,7 +67,7 @@ pub async fn add_code(
             g.patient.clone().into(),
             g.encounter.clone().into(),
             c.nonce.clone().into(),
-            Some(c.launched).into(),
+            Some(g.launched).into(),
             expires.into(),
         ],
     )
@@ -84,6 +85,7 @@ fn grant_of(r: &Row) -> Result<Grant, StoreError> {
         encounter: r.text("encounter")?,
         session_hash: r.text("session_hash")?.filter(|s| !s.is_empty()),
         expires_at: r.opt_timestamp("expires_at")?,
+        launched: r.bool("launched")?.unwrap_or(false),
     })
 }
 
@@ -96,6 +98,7 @@ pub async fn take_code(db: &Db, code: &str, client_id: &str) -> Result<Taken<Cod
         .fetch_optional(
             "UPDATE authorization_codes SET used_at = ? \
              WHERE code_hash = ? AND client_id = ? AND used_at IS NULL AND expires_at > ? \
+             AND family NOT IN (SELECT family FROM revoked_families) \
              RETURNING family, client_id, redirect_uri, code_challenge, scope, user_id, \
              session_hash, patient, encounter, nonce, launched, expires_at",
             &[now.into(), h.as_str().into(), client_id.into(), now.into()],
@@ -107,7 +110,6 @@ pub async fn take_code(db: &Db, code: &str, client_id: &str) -> Result<Taken<Cod
             redirect_uri: r.string("redirect_uri")?,
             code_challenge: r.string("code_challenge")?,
             nonce: r.text("nonce")?,
-            launched: r.bool("launched")?.unwrap_or(false),
         }));
     }
     reused(db, "authorization_codes", "code_hash", &h, client_id).await
@@ -143,7 +145,7 @@ pub async fn add_refresh(
 ) -> Result<(), StoreError> {
     db.execute(
         "INSERT INTO refresh_tokens (token_hash, family, client_id, user_id, scope, patient, \
-         encounter, session_hash, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         encounter, session_hash, launched, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             hash(token).into(),
             g.family.as_str().into(),
@@ -153,6 +155,7 @@ pub async fn add_refresh(
             g.patient.clone().into(),
             g.encounter.clone().into(),
             g.session_hash.clone().into(),
+            Some(g.launched).into(),
             expires.into(),
         ],
     )
@@ -173,9 +176,9 @@ pub async fn take_refresh(
         .fetch_optional(
             "UPDATE refresh_tokens SET used_at = ? \
              WHERE token_hash = ? AND client_id = ? AND used_at IS NULL AND revoked_at IS NULL \
-             AND expires_at > ? \
+             AND expires_at > ? AND family NOT IN (SELECT family FROM revoked_families) \
              RETURNING family, client_id, user_id, scope, patient, encounter, session_hash, \
-             expires_at",
+             expires_at, launched",
             &[now.into(), h.as_str().into(), client_id.into(), now.into()],
         )
         .await?;
@@ -231,6 +234,14 @@ pub async fn refresh_family(
 /// Revokes the refresh tokens of `family`, and answers the access tokens it holds that are
 /// not yet revoked (for the caller to revoke: every process must learn of them).
 pub async fn revoke_family(db: &Db, family: &str) -> Result<Vec<String>, StoreError> {
+    // First the mark: a code or refresh token of the family taken from now on is refused, and
+    // whoever took one just before finds the mark after issuing (see `family_revoked`).
+    let until = Utc::now() + chrono::Duration::days(90);
+    db.execute(
+        "INSERT INTO revoked_families (family, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        &[family.into(), until.into()],
+    )
+    .await?;
     db.execute(
         "UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL",
         &[Utc::now().into(), family.into()],
@@ -243,6 +254,17 @@ pub async fn revoke_family(db: &Db, family: &str) -> Result<Vec<String>, StoreEr
         )
         .await?;
     rows.iter().map(|r| r.string("jti")).collect()
+}
+
+/// Whether `family` was revoked.
+pub async fn family_revoked(db: &Db, family: &str) -> Result<bool, StoreError> {
+    Ok(db
+        .fetch_optional(
+            "SELECT family FROM revoked_families WHERE family = ?",
+            &[family.into()],
+        )
+        .await?
+        .is_some())
 }
 
 /// An EHR launch: the patient (and encounter) the clinic's application had open.

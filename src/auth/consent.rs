@@ -27,7 +27,7 @@ pub const CATEGORIES: &[&str] = &[
 
 /// The scopes that are offered as one choice each.
 const OPTIONAL: &[&str] = &["offline_access", "online_access"];
-/// The identity scopes, offered together.
+/// The identity scopes, offered together (`openid`, with `fhirUser` or `profile` if asked).
 const IDENTITY: &[&str] = &["openid", "fhirUser", "profile"];
 
 /// One checkbox of the consent page.
@@ -76,7 +76,7 @@ pub fn choices(asked: &Scopes, types: &[&str]) -> Vec<Choice> {
             });
         }
     }
-    if asked.has("openid") && IDENTITY[1..].iter().any(|s| asked.has(s)) {
+    if asked.has("openid") {
         out.push(Choice::Identity);
     }
     for s in OPTIONAL {
@@ -178,12 +178,12 @@ pub fn granted(
     words.join(" ")
 }
 
-/// Grant `g` for the one type `t`, in v2 letters, without its filter.
+/// Grant `g` for the one type `t`, in v2 letters, with its filter.
 fn typed(g: &Grant, t: &str) -> String {
     let v2 = g.v2();
     let (context, rest) = v2.split_once('/').unwrap_or(("patient", ""));
+    // The letters and any filter: a split scope allows no more than the whole did.
     let letters = rest.split_once('.').map_or("", |(_, l)| l);
-    let letters = letters.split_once('?').map_or(letters, |(l, _)| l);
     format!("{context}/{t}.{letters}")
 }
 
@@ -252,6 +252,17 @@ mod tests {
                 "user/Observation.rs?category=x|y patient/Patient.rs \
                  patient/Observation.rs?category={CATEGORY_SYSTEM}|laboratory"
             )
+        );
+    }
+
+    #[test]
+    fn a_filtered_wildcard_split_by_type_keeps_its_filter() {
+        let asked = Scopes::parse("user/*.rs?status=final");
+        let mut t = all(&asked);
+        t.remove("0:Encounter");
+        assert_eq!(
+            granted(&asked, TYPES, &t, &[]),
+            "user/Patient.rs?status=final user/Observation.rs?status=final"
         );
     }
 

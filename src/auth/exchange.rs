@@ -77,7 +77,6 @@ impl Auth {
             )));
         }
         let nonce = c.nonce.clone();
-        let launched = c.launched;
         let mut grant = c.grant;
         let lifetime = if Scopes::parse(&grant.scope).has("offline_access") {
             OFFLINE_LIFETIME
@@ -85,8 +84,7 @@ impl Auth {
             SESSION_LIFETIME
         };
         grant.expires_at = Some(Utc::now() + chrono::Duration::from_std(lifetime)?);
-        self.tokens_for(client, grant, nonce, launched, base, true)
-            .await
+        self.tokens_for(client, grant, nonce, base, true).await
     }
 
     /// New tokens for the refresh token `token` of `client`, for `scope` if given (at most what
@@ -130,8 +128,7 @@ impl Auth {
         if let Some(asked) = scope {
             grant.scope = asked.to_owned();
         }
-        self.tokens_for(client, grant, None, false, base, false)
-            .await
+        self.tokens_for(client, grant, None, base, false).await
     }
 
     /// The tokens of `grant`: an access token, a refresh token when the scope holds
@@ -141,7 +138,6 @@ impl Auth {
         client: &Client,
         mut grant: Grant,
         nonce: Option<String>,
-        launched: bool,
         base: &str,
         with_id_token: bool,
     ) -> anyhow::Result<Result<Issued, Refusal>> {
@@ -178,9 +174,14 @@ impl Auth {
         } else {
             None
         };
-        let identity = scopes.has("openid") && (scopes.has("fhirUser") || scopes.has("profile"));
-        let id_token = match (with_id_token && identity, &user.fhir_user) {
-            (true, Some(who)) => Some(
+        // An id_token whenever openid is granted; fhirUser in it when asked for and known.
+        let fhir_user = user
+            .fhir_user
+            .as_ref()
+            .filter(|_| scopes.has("fhirUser") || scopes.has("profile"))
+            .map(|who| format!("{}/{who}", base.trim_end_matches('/')));
+        let id_token = if with_id_token && scopes.has("openid") {
+            Some(
                 self.id_token(&IdClaims {
                     iss: base.trim_end_matches('/').to_owned(),
                     sub: user.id.to_string(),
@@ -188,18 +189,25 @@ impl Auth {
                     exp: claims.exp,
                     iat: claims.iat,
                     nonce,
-                    fhir_user: Some(format!("{}/{who}", base.trim_end_matches('/'))),
+                    fhir_user,
                 })
                 .await?,
-            ),
-            _ => None,
+            )
+        } else {
+            None
         };
+        // A reuse detected meanwhile (by any process) revoked the family: what was just issued
+        // goes with it.
+        if codes::family_revoked(&self.db, &grant.family).await? {
+            self.revoke_family(&grant.family).await?;
+            return Ok(Err(grant_error("the grant was revoked")));
+        }
         Ok(Ok(Issued {
             access_token,
             claims,
             refresh_token,
             id_token,
-            launched,
+            launched: grant.launched,
         }))
     }
 }

@@ -206,8 +206,9 @@ pub async fn failures(db: &Db, subject: &str, since: DateTime<Utc>) -> Result<i6
     row.map_or(Ok(0), |r| r.bigint("n"))
 }
 
-/// Records a failed sign-in for each of `subjects`.
-pub async fn add_failure(db: &Db, subjects: &[&str]) -> Result<(), StoreError> {
+/// Records a sign-in attempt as failed for each of `subjects` (before its password is
+/// checked, so that attempts in parallel count too); answers its time, to forget it by.
+pub async fn add_failure(db: &Db, subjects: &[&str]) -> Result<DateTime<Utc>, StoreError> {
     let now = Utc::now();
     for s in subjects {
         db.execute(
@@ -216,7 +217,17 @@ pub async fn add_failure(db: &Db, subjects: &[&str]) -> Result<(), StoreError> {
         )
         .await?;
     }
-    Ok(())
+    Ok(now)
+}
+
+/// Forgets the attempt of `subject` recorded at `at` (it succeeded).
+pub async fn forget_failure(db: &Db, subject: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+    db.execute(
+        "DELETE FROM sign_in_failures WHERE subject = ? AND at = ?",
+        &[subject.into(), at.into()],
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Forgets the failures of `subject` (its account signed in).
@@ -239,6 +250,7 @@ pub async fn forget_expired(db: &Db, failures_before: DateTime<Utc>) -> Result<(
         "authorization_codes",
         "refresh_tokens",
         "launch_contexts",
+        "revoked_families",
     ] {
         db.execute(
             &format!("DELETE FROM {table} WHERE expires_at < ?"),

@@ -289,7 +289,10 @@ pub async fn an_ehr_launch_gives_the_patient_and_encounter_of_its_launch_id(engi
     let b = Browser::new();
     let params = [
         ("launch", launch.trim()),
-        ("scope", "launch openid fhirUser patient/*.rs"),
+        (
+            "scope",
+            "launch openid fhirUser offline_access patient/*.rs",
+        ),
     ];
     let page = signed_in(&c, &b, &params, DOCTOR).await;
     assert!(
@@ -304,10 +307,11 @@ pub async fn an_ehr_launch_gives_the_patient_and_encounter_of_its_launch_id(engi
     assert_eq!(t["patient"], c.ana.as_str());
     assert_eq!(t["encounter"], c.encounter.as_str());
     assert_eq!(t["need_patient_banner"], false);
-    assert!(
-        t.get("refresh_token").is_none(),
-        "no offline_access asked: {t}"
-    );
+    // A refresh keeps the context, and the clinic's application still shows the patient.
+    let (s, r) = refresh(&c, t["refresh_token"].as_str().unwrap(), None).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["patient"], c.ana.as_str());
+    assert_eq!(r["need_patient_banner"], false);
     // The launch id was used: a second authorize with it is sent back with an error.
     let again = b.get(&authorize_url(&c.app, &params)).await;
     let q = query(&again.location().unwrap());
@@ -417,7 +421,13 @@ pub async fn online_access_ends_with_the_session_and_offline_access_does_not(eng
         (400, Some("invalid_grant")),
         "{e}"
     );
-    assert_eq!(refresh(&c, &off_token, None).await.0, 200);
+    let (s, off2) = refresh(&c, &off_token, None).await;
+    assert_eq!(s, 200);
+    // The public app revokes its refresh token by naming itself (RFC 7009): it is done.
+    let live = off2["refresh_token"].as_str().unwrap();
+    let form = [("token", live), ("client_id", "app")];
+    assert_eq!(token_request_at(&c, "/auth/revoke", &form).await.0, 200);
+    assert_eq!(refresh(&c, live, None).await.0, 400);
 }
 
 pub async fn a_confidential_app_authenticates_at_the_token_endpoint(engine: Engine) {
@@ -446,4 +456,30 @@ pub async fn a_confidential_app_authenticates_at_the_token_endpoint(engine: Engi
     let (s, t) = token_request(&c, &form, Some(("dash", "app secret"))).await;
     assert_eq!(s, 200, "{t}");
     assert_eq!(t["patient"], c.ana.as_str());
+    // openid without fhirUser: an id_token all the same, naming no FHIR resource.
+    let params = [
+        ("client_id", "dash"),
+        ("scope", "launch/patient openid patient/Patient.rs"),
+    ];
+    let code = doctor_code(&c, &b, &params).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    let (_, t) = token_request(&c, &form, Some(("dash", "app secret"))).await;
+    let claims = claims_of(t["id_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], "dash");
+    assert!(claims.get("fhirUser").is_none(), "{claims}");
+}
+
+/// The claims of a JWT, unverified.
+fn claims_of(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
 }

@@ -242,11 +242,25 @@ pub async fn token_request(
     form: &[(&str, &str)],
     basic: Option<(&str, &str)>,
 ) -> (u16, Value) {
+    token_request_with(c, "/auth/token", form, basic).await
+}
+
+/// A form posted to another OAuth endpoint by the public app.
+pub async fn token_request_at(c: &Clinic, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    token_request_with(c, path, form, None).await
+}
+
+async fn token_request_with(
+    c: &Clinic,
+    path: &str,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (u16, Value) {
     let body: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
         .finish();
     let mut req = reqwest::Client::new()
-        .post(c.app.url("/auth/token"))
+        .post(c.app.url(path))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body);
     if let Some((id, secret)) = basic {

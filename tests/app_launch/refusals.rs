@@ -147,6 +147,11 @@ pub async fn the_authorize_endpoint_refuses_what_it_cannot_trust(engine: Engine)
         assert_eq!(q.get("state").map(String::as_str), Some("st-123"));
         assert!(!q.contains_key("code"));
     }
+    // Without state: an error, and no state to echo.
+    let r = b.get(&authorize_url(&c.app, &[("state", "")])).await;
+    let q = query(&r.location().unwrap());
+    assert_eq!(q["error"], "invalid_request");
+    assert!(!q.contains_key("state"));
     // The same request, well formed, by POST (authorize-post): to the sign-in page.
     let url = authorize_url(&c.app, &[]);
     let (path, q) = url.split_once('?').unwrap();
@@ -287,6 +292,25 @@ pub async fn the_pages_refuse_forged_forms_and_frames(engine: Engine) {
         .post(&format!("{flow}/consent"), &[("decision", "allow")])
         .await;
     assert_eq!(r.status, 403);
+    // Allowing nothing at all is declining.
+    let csrf = consent_page.field("csrf").unwrap();
+    let r = b
+        .post(
+            &format!("{flow}/consent"),
+            &[("csrf", &csrf), ("decision", "allow")],
+        )
+        .await;
+    assert_eq!(query(&r.location().unwrap())["error"], "access_denied");
+    let r = b.get(&authorize_url(&c.app, &[])).await;
+    let flow = c.app.url(&r.location().unwrap());
+    let picker = b.get(&format!("{flow}?q=MRN-1001")).await;
+    let csrf = picker.field("csrf").unwrap();
+    b.post(
+        &format!("{flow}/patient"),
+        &[("csrf", &csrf), ("patient", &c.ana)],
+    )
+    .await;
+    let consent_page = b.get(&flow).await;
     // Declining sends the app access_denied.
     let r = b
         .post(
