@@ -151,12 +151,7 @@ pub async fn launch(args: LaunchArgs) -> anyhow::Result<String> {
                 .read(caller, fhir.resource_type(rtype)?, &id)
                 .await
                 .map_err(|_| anyhow::anyhow!("there is no {rtype} {id}"))?;
-            let r = match (v.resource, v.raw) {
-                (Some(r), _) => r,
-                (None, Some(raw)) => serde_json::from_str(&raw)?,
-                (None, None) => serde_json::Value::Null,
-            };
-            anyhow::Ok(r)
+            anyhow::Ok(v.into_json().unwrap_or_default())
         }
     };
     read("Patient", args.patient.clone()).await?;

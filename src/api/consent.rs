@@ -59,11 +59,7 @@ async fn patient_name(state: &AppState, user: &User, id: &str) -> anyhow::Result
     let Ok(v) = state.fhir.read(&caller, rtype, &id).await else {
         return Ok(None);
     };
-    let r = match (v.resource, v.raw) {
-        (Some(r), _) => r,
-        (None, Some(raw)) => serde_json::from_str(&raw)?,
-        (None, None) => Value::Null,
-    };
+    let r = v.into_json().unwrap_or_default();
     let born = r["birthDate"]
         .as_str()
         .map(|b| format!(" ({b})"))

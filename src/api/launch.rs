@@ -87,17 +87,8 @@ async fn readable(
     };
     match state.fhir.read(caller, t, &id).await {
         Ok(v) => of.is_none_or(|p| {
-            let subject = v
-                .resource
-                .as_ref()
-                .and_then(|r| r["subject"]["reference"].as_str().map(str::to_owned))
-                .or_else(|| {
-                    v.raw.as_deref().and_then(|raw| {
-                        let r: serde_json::Value = serde_json::from_str(raw).ok()?;
-                        r["subject"]["reference"].as_str().map(str::to_owned)
-                    })
-                });
-            subject.as_deref() == Some(&format!("Patient/{p}"))
+            let r = v.into_json().unwrap_or_default();
+            r["subject"]["reference"].as_str() == Some(&format!("Patient/{p}"))
         }),
         Err(_) => false,
     }

@@ -72,6 +72,15 @@ pub struct Version {
     pub raw: Option<String>,
 }
 
+impl Version {
+    /// The resource as JSON, parsed from its stored text when it was read that way; None when
+    /// deleted.
+    pub fn into_json(self) -> Option<Value> {
+        self.resource
+            .or_else(|| self.raw.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+}
+
 /// The result of a create or update.
 #[derive(Debug)]
 pub struct Written {
