@@ -142,6 +142,7 @@ pub async fn launch(args: LaunchArgs) -> anyhow::Result<String> {
         base_url: "http://localhost/fhir".into(),
         access: crate::auth::access::Access::everything(),
         request_id: "launch".into(),
+        audit: crate::audit::Context::local("launch"),
     };
     let read = |rtype: &'static str, id: String| {
         let (fhir, caller) = (&fhir, &caller);
@@ -268,4 +269,60 @@ async fn add_user(
         "{}\n",
         user.fhir_user.unwrap_or(user.id.to_string())
     ))
+}
+
+/// `expediente audit ...`: what to print, and whether the chain held.
+pub async fn audit(cmd: crate::config::AuditCommand) -> anyhow::Result<(String, bool)> {
+    use crate::audit::verify;
+    use crate::config::AuditCommand;
+    match cmd {
+        AuditCommand::Verify { db, since } => {
+            let since = match since {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Some(
+                        serde_json::from_str::<verify::Checkpoint>(&text)
+                            .with_context(|| format!("{} is not a checkpoint", path.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let db = open(&db.database_url).await?;
+            let report = verify::verify(&db, since.as_ref()).await;
+            db.close().await;
+            let report = report?;
+            let waiting = match report.waiting {
+                0 => String::new(),
+                n => format!("; {n} changes made outside the server wait to be chained"),
+            };
+            Ok(match report.broken {
+                None => (
+                    format!(
+                        "the audit chain holds: {} rows checked, up to row {} ({}){waiting}\n",
+                        report.checked, report.head.seq, report.head.hash
+                    ),
+                    true,
+                ),
+                Some((seq, why)) => (
+                    format!("the audit chain is broken at row {seq}: {why}\n"),
+                    false,
+                ),
+            })
+        }
+        AuditCommand::Checkpoint { db, out } => {
+            let db = open(&db.database_url).await?;
+            let c = verify::checkpoint(&db).await;
+            db.close().await;
+            let text = format!("{}\n", serde_json::to_string(&c?)?);
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    Ok((String::new(), true))
+                }
+                None => Ok((text, true)),
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -36,6 +37,8 @@ pub struct Settings {
     pub key: Option<auth::keys::KeyEncryptionKey>,
     /// Serve `/fhir` without tokens (`--insecure-no-auth`: local experiments only).
     pub insecure_no_auth: bool,
+    /// Write the audit trail (always, but to measure what it costs: `serve --audit off`).
+    pub audit: bool,
 }
 
 impl Default for Settings {
@@ -47,6 +50,7 @@ impl Default for Settings {
             statement_timeout: store::STATEMENT_TIMEOUT,
             key: None,
             insecure_no_auth: false,
+            audit: true,
         }
     }
 }
@@ -73,10 +77,15 @@ pub async fn build_fhir(
     let validators = fhir::validate::Validators::compile(&registry.types())
         .context("compiling the FHIR schema")?;
     Ok(interactions::Fhir {
-        db,
+        db: db.clone(),
         registry,
         validators: Arc::new(validators),
         profiles: Arc::new(fhir::profiles::Profiles::load().context("loading the profiles")?),
+        audit: if settings.audit {
+            audit::Audit::start(db.clone())
+        } else {
+            audit::Audit::off()
+        },
     })
 }
 

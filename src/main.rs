@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
                 // The administrator of the clinic's own database.
                 access: expediente::auth::access::Access::everything(),
                 request_id: "import".into(),
+                audit: expediente::audit::Context::local("import"),
             };
             let opts = expediente::import::ImportOptions {
                 batch_size: args.batch_size.max(1),
@@ -70,6 +71,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(args) => print(expediente::admin::token(args).await?),
         Command::Launch(args) => print(expediente::admin::launch(args).await?),
         Command::User(args) => print(expediente::admin::user(args.command).await?),
+        Command::Audit(args) => {
+            let (text, ok) = expediente::admin::audit(args.command).await?;
+            print(text)?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Serve(args) => {
             let listener = tokio::net::TcpListener::bind(&args.listen)
                 .await
@@ -80,9 +89,12 @@ async fn main() -> anyhow::Result<()> {
                 eprintln!("{}", expediente::admin::FIRST_STEPS);
             }
             let db = state.fhir.db.clone();
+            let audit = state.fhir.audit.clone();
             tracing::info!(address = %listener.local_addr()?, "expediente is serving FHIR R4 at /fhir");
             expediente::api::serve(listener, expediente::api::router(state), shutdown_signal())
                 .await?;
+            // The events of the last requests are stored before the database closes.
+            audit.close().await;
             db.close().await;
             tracing::info!("stopped");
             Ok(())
@@ -134,6 +146,9 @@ fn check_exposure(args: &expediente::config::ServeArgs, loopback: bool) -> anyho
             "--insecure-no-auth: /fhir answers without access tokens, every caller an \
              administrator; for local experiments only"
         );
+    }
+    if args.no_audit_for_measurement && !loopback {
+        anyhow::bail!("--no-audit-for-measurement runs on a loopback address only");
     }
     if args.base_url.is_none() && !loopback {
         tracing::warn!(

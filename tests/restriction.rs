@@ -16,6 +16,7 @@ fn caller(restriction: Restriction) -> Caller {
         base_url: "http://localhost/fhir".into(),
         access: expediente::auth::access::Access::restricted(restriction),
         request_id: "restriction-test".into(),
+        audit: Default::default(),
     }
 }
 
@@ -309,6 +310,7 @@ async fn scopes_become_the_restriction_of_what_a_caller_sees(engine: Engine) {
             base_url: "http://localhost/fhir".into(),
             access: access.clone(),
             request_id: "scopes-test".into(),
+            audit: Default::default(),
         };
         (c, access)
     };
@@ -401,6 +403,7 @@ async fn reads_history_and_everything_answer_only_what_the_scopes_reach(engine: 
         base_url: "http://localhost/fhir".into(),
         access: Access::new(&app.fhir.registry, Scopes::parse(scopes), patient),
         request_id: "reads-test".into(),
+        audit: Default::default(),
     };
     let rt = |t: &str| app.fhir.resource_type(t).unwrap();
     let id = |i: &str| Id::parse(i).unwrap();

@@ -54,6 +54,7 @@ fn who(app: &TestApp, scopes: &str, patient: Option<&str>) -> Caller {
         base_url: "http://localhost/fhir".into(),
         access: Access::new(&app.fhir.registry, Scopes::parse(scopes), patient),
         request_id: "rights-test".into(),
+        audit: Default::default(),
     }
 }
 

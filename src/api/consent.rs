@@ -41,6 +41,7 @@ fn caller_of(state: &AppState, user: &User, base_url: String) -> Caller {
             user.patient.as_deref(),
         ),
         request_id: String::new(),
+        audit: super::audit::current(),
     }
 }
 

@@ -329,6 +329,7 @@ pub async fn read(
     let Req { fmt, rtype, caller } = request(&state, &headers, &q, &rtype)?;
     let id = parse_id(&id)?;
     let v = state.fhir.read(&caller, rtype, &id).await?;
+    super::audit::saw_version(&v);
     let h = version_headers(&caller.base_url, &v);
     if not_modified(&headers, &v) {
         let mut res = axum::response::IntoResponse::into_response(StatusCode::NOT_MODIFIED);
@@ -371,6 +372,7 @@ pub async fn vread(
         Error::bad_request(IssueType::Invalid, "a version id is a positive integer")
     })?;
     let v = state.fhir.vread(&caller, rtype, &id, vid).await?;
+    super::audit::saw_version(&v);
     let h = version_headers(&caller.base_url, &v);
     Ok(serve_version(v, fmt, h))
 }

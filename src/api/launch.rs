@@ -48,6 +48,7 @@ pub async fn launch(
             claims.patient.as_deref(),
         ),
         request_id: String::new(),
+        audit: super::audit::current(),
     };
     let forbidden = |d: &str| OAuthError::new(StatusCode::FORBIDDEN, "access_denied", d);
     if claims.fhir_user.is_none() || !readable(&state, &caller, "Patient", patient, None).await {

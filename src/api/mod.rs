@@ -1,6 +1,7 @@
 //! The HTTP API: routes by FHIR interaction, content negotiation, and errors as OperationOutcome.
 
 mod app_tokens;
+mod audit;
 mod authorize;
 mod bearer;
 mod bundle;
@@ -106,6 +107,7 @@ impl AppState {
             base_url,
             access: bearer::current(),
             request_id: request_id(headers),
+            audit: audit::current(),
         }
     }
 }
@@ -176,6 +178,7 @@ fn fhir_routes(state: &AppState) -> Router<AppState> {
 pub fn router(state: AppState) -> Router {
     let timeout = state.request_timeout;
     let cors_auth = state.auth.clone();
+    let audited = state.clone();
     let fhir = fhir_routes(&state);
     let auth = Router::new()
         .route("/token", post(oauth::token))
@@ -211,6 +214,8 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(timeout, within_time))
         .layer(middleware::from_fn(within_limits))
         .layer(middleware::from_fn(finish_errors))
+        // Every answer, errors and timeouts too, after it is made: its audit event.
+        .layer(middleware::from_fn_with_state(audited, audit::record))
         // Outside the handlers and the error answers: a preflight is answered before them, and
         // every answer (errors too) carries the CORS headers a registered browser app needs;
         // inside the request id, which every answer carries.

@@ -43,6 +43,7 @@ async fn run(
         }
         Scope::System => state.fhir.search_all(&caller, &req).await?,
     };
+    super::audit::saw_bundle(&bundle);
     Ok(respond_text(StatusCode::OK, bundle, fmt, vec![]))
 }
 
@@ -76,6 +77,7 @@ pub async fn search_compartment(
             .fhir
             .everything(&state.caller(&headers), &id, &params)
             .await?;
+        super::audit::saw_bundle(&bundle);
         return Ok(respond_text(StatusCode::OK, bundle, fmt, vec![]));
     }
     let scope = Scope::Compartment {
@@ -153,6 +155,7 @@ pub async fn history_type(
         .fhir
         .history(&state.caller(&headers), rtype, None, &hq)
         .await?;
+    super::audit::saw_bundle_value(&bundle);
     Ok(respond(StatusCode::OK, Some(&bundle), fmt, vec![]))
 }
 
@@ -171,5 +174,6 @@ pub async fn history_instance(
         .fhir
         .history(&state.caller(&headers), rtype, Some(&id), &hq)
         .await?;
+    super::audit::saw_bundle_value(&bundle);
     Ok(respond(StatusCode::OK, Some(&bundle), fmt, vec![]))
 }

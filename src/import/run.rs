@@ -108,16 +108,23 @@ impl Run<'_> {
         // The group before commits first: if it did not, this one ran without its writes, and
         // is rolled back; the units of both run again alone, in order.
         match (group, self.outcome().await) {
-            (Ok((tx, answers)), None) => match tx.commit_sent().await {
-                Ok(commit) => {
-                    self.committing = Some(Sent {
-                        commit,
-                        answers,
-                        parts,
-                    })
+            (Ok((mut tx, answers)), None) => {
+                // The group's audit events go with its writes.
+                let sent = match self.fhir.seal_events(&mut tx, self.caller).await {
+                    Ok(_) => tx.commit_sent().await.map_err(Into::into),
+                    Err(e) => Err(e),
+                };
+                match sent {
+                    Ok(commit) => {
+                        self.committing = Some(Sent {
+                            commit,
+                            answers,
+                            parts,
+                        })
+                    }
+                    Err(e) => self.failed(parts, e).await,
                 }
-                Err(e) => self.failed(parts, e.into()).await,
-            },
+            }
             (Err(e), None) => self.failed(parts, e).await,
             (group, Some((before, e))) => {
                 drop(group);

@@ -168,7 +168,7 @@ impl Fhir {
             let version = self
                 .read_in(&mut Conn::Tx(&mut tx), m.as_ref(), &id)
                 .await?;
-            tx.commit().await?;
+            self.commit(tx, caller).await?;
             return Ok(Written {
                 version,
                 created: false,
@@ -180,7 +180,7 @@ impl Fhir {
         let version = self
             .create_in(&mut tx, caller, m.as_ref(), Uuid::new_v4(), &body)
             .await?;
-        tx.commit().await?;
+        self.commit(tx, caller).await?;
         Ok(Written {
             version,
             created: true,
@@ -211,7 +211,7 @@ impl Fhir {
         let w = self
             .update_in(&mut tx, caller, m.as_ref(), &id, &body, if_match)
             .await?;
-        tx.commit().await?;
+        self.commit(tx, caller).await?;
         Ok(w)
     }
 
@@ -229,7 +229,7 @@ impl Fhir {
         let id = self
             .conditional_delete_in(&mut tx, caller, &m, criteria, if_match)
             .await?;
-        tx.commit().await?;
+        self.commit(tx, caller).await?;
         Ok(id)
     }
 

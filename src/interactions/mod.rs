@@ -44,6 +44,8 @@ pub struct Fhir {
     pub registry: Registry,
     pub validators: Arc<Validators>,
     pub profiles: Arc<crate::fhir::profiles::Profiles>,
+    /// Where read events go; write events are appended in their transaction ([`Fhir::commit`]).
+    pub audit: crate::audit::Audit,
 }
 
 /// Who is asking and where the server is, as the HTTP layer saw it.
@@ -57,6 +59,8 @@ pub struct Caller {
     /// The id of the request (its `X-Request-ID`), written into the outcome of a failure of the
     /// server so that the client's report and the log line meet.
     pub request_id: String,
+    /// Who and where the request comes from, for its audit event.
+    pub audit: crate::audit::Context,
 }
 
 /// A resource version as served: the resource (absent when deleted) and its meta.
@@ -129,6 +133,83 @@ impl Fhir {
             ))
         })
     }
+}
+
+/// The audit events of a transaction's writes, appended when it commits ([`Fhir::commit`]).
+#[derive(Default)]
+pub(crate) struct Audited(Vec<crate::audit::Event>);
+
+/// Notes the audit event of a version written in `tx`.
+pub(crate) fn noted(tx: &mut Tx, action: &str, version: &Version, patients: Vec<String>) {
+    let event = crate::audit::Event {
+        time: crate::audit::stamp(chrono::Utc::now()),
+        category: "rest".into(),
+        action: action.into(),
+        outcome: "success".into(),
+        patients,
+        ..Default::default()
+    }
+    .on(
+        version.resource_type,
+        Some(&version.id),
+        Some(version.version_id),
+    );
+    tx.ledger::<Audited>().0.push(event);
+}
+
+/// Notes an event of `tx` that is no version (a bundle itself).
+pub(crate) fn noted_event(tx: &mut Tx, event: crate::audit::Event) {
+    tx.ledger::<Audited>().0.push(event);
+}
+
+/// Renames the last event noted in `tx` (a patch is written as an update).
+pub(crate) fn renote_last(tx: &mut Tx, action: &str) {
+    if let Some(e) = tx.ledger::<Audited>().0.last_mut() {
+        e.action = action.into();
+    }
+}
+
+impl Fhir {
+    /// Commits `tx` with the audit events of its writes, by `caller`: they are appended to the
+    /// chain in the same transaction, and commit or roll back with it.
+    pub(crate) async fn commit(&self, mut tx: Tx, caller: &Caller) -> Result<()> {
+        let n = self.seal_events(&mut tx, caller).await?;
+        tx.commit().await?;
+        if n > 0 {
+            caller.audit.mark_written();
+        }
+        Ok(())
+    }
+
+    /// Appends the audit events noted in `tx`, by `caller`, to the chain; how many there were.
+    pub(crate) async fn seal_events(&self, tx: &mut Tx, caller: &Caller) -> Result<usize> {
+        let mut events = std::mem::take(&mut tx.ledger::<Audited>().0);
+        if !self.audit.is_on() || events.is_empty() {
+            return Ok(0);
+        }
+        for e in &mut events {
+            by(caller, e);
+        }
+        crate::audit::chain::append(tx, &events).await?;
+        Ok(events.len())
+    }
+
+    /// Records `event`, by `caller`, through the audit queue (a read, a refused attempt):
+    /// answers once it is stored.
+    pub async fn record(&self, caller: &Caller, mut event: crate::audit::Event) -> Result<()> {
+        by(caller, &mut event);
+        self.audit.record(event).await
+    }
+}
+
+/// Says in `e` who made it and from where.
+fn by(caller: &Caller, e: &mut crate::audit::Event) {
+    let who = caller.audit.who();
+    e.agent = who.agent;
+    e.client = who.client;
+    e.source.clone_from(&caller.audit.source);
+    e.user_agent.clone_from(&caller.audit.user_agent);
+    e.request_id.clone_from(&caller.audit.request_id);
 }
 
 fn not_found(resource_type: &str, id: &Id) -> Error {

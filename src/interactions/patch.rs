@@ -90,7 +90,7 @@ impl Fhir {
         let w = self
             .patch_in(&mut tx, caller, &m, id, ops, if_match)
             .await?;
-        tx.commit().await?;
+        self.commit(tx, caller).await?;
         Ok(w)
     }
 
@@ -110,7 +110,7 @@ impl Fhir {
         let w = self
             .patch_in(&mut tx, caller, &m, &id, ops, if_match)
             .await?;
-        tx.commit().await?;
+        self.commit(tx, caller).await?;
         Ok(w)
     }
 
@@ -196,8 +196,14 @@ impl Fhir {
         })?;
         self.resolve_conditional_references(tx, caller, &mut doc, &mut Default::default())
             .await?;
-        self.update_in(tx, caller, m.as_ref(), id, &doc, Some(current.version_id))
-            .await
+        let noted = tx.ledger::<super::Audited>().0.len();
+        let w = self
+            .update_in(tx, caller, m.as_ref(), id, &doc, Some(current.version_id))
+            .await?;
+        if tx.ledger::<super::Audited>().0.len() > noted {
+            super::renote_last(tx, "patch");
+        }
+        Ok(w)
     }
 }
 

@@ -183,6 +183,16 @@ impl Fhir {
                 },
             )
             .await?;
+            let action = match (r.method, version.version_id) {
+                ("POST", _) | ("PUT", 1) => "create",
+                _ => "update",
+            };
+            let patients = version
+                .resource
+                .as_ref()
+                .map(crate::audit::patients_of)
+                .unwrap_or_default();
+            super::noted(tx, action, &version, patients);
             out.push(version);
         }
         Ok(out)

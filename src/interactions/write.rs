@@ -131,7 +131,7 @@ impl Fhir {
         let version = self
             .create_in(&mut tx, caller, m.as_ref(), row_id, &body)
             .await?;
-        tx.commit().await?;
+        self.commit(tx, caller).await?;
         Ok(Written {
             version,
             created: true,
@@ -258,7 +258,7 @@ impl Fhir {
         let written = self
             .update_in(&mut tx, caller, m, id, body, if_match)
             .await?;
-        tx.commit().await?;
+        self.commit(tx, caller).await?;
         Ok(written)
     }
 
@@ -484,7 +484,7 @@ impl Fhir {
             .delete_in(&mut tx, caller, m.as_ref(), id, if_match)
             .await?
         {
-            tx.commit().await?;
+            self.commit(tx, caller).await?;
         }
         Ok(())
     }
@@ -517,6 +517,17 @@ impl Fhir {
                 return Err(stale(resource_type, id, v, h.version_id));
             }
         }
+        // Whose record it was, for the audit event.
+        let patients = if resource_type == "Patient" {
+            vec![id.as_str().to_owned()]
+        } else {
+            let current = self.read_in(&mut Conn::Tx(tx), m, id).await?;
+            current
+                .into_json()
+                .as_ref()
+                .map(crate::audit::patients_of)
+                .unwrap_or_default()
+        };
         let Some((version_id, at)) = m.soft_delete(tx, h.row_id, h.version_id).await? else {
             return Err(Error::Conflict(format!(
                 "{resource_type}/{id} was changed by another request during the delete; retry"
@@ -535,6 +546,15 @@ impl Fhir {
             },
         )
         .await?;
+        let gone = Version {
+            resource_type,
+            id: id.as_str().to_owned(),
+            version_id,
+            last_updated: at,
+            resource: None,
+            raw: None,
+        };
+        super::noted(tx, "delete", &gone, patients);
         Ok(true)
     }
 }

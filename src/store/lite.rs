@@ -39,6 +39,8 @@ enum Cmd {
     Commit(oneshot::Sender<Result<(), StoreError>>),
     Rollback,
     Close(oneshot::Sender<()>),
+    /// Statements run after each BEGIN and before each COMMIT (see [`Writer::mark`]).
+    Marks(&'static str, &'static str),
 }
 
 /// The write connection: cheap to clone.
@@ -133,6 +135,8 @@ impl Writer {
             failed: None,
             unbegun: None,
             poisoned: None,
+            marks: None,
+            marked: false,
         };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -146,6 +150,12 @@ impl Writer {
             current,
             numbers: Arc::new(AtomicU64::new(1)),
         })
+    }
+
+    /// Runs `mark` after each BEGIN and `unmark` before each COMMIT of the server's
+    /// transactions, so triggers can tell the server's changes from any other connection's.
+    pub(super) fn mark(&self, mark: &'static str, unmark: &'static str) {
+        let _ = self.cmds.send(Cmd::Marks(mark, unmark));
     }
 
     async fn ask<T>(
@@ -325,6 +335,10 @@ struct WriterThread {
     /// A failure already answered: the rest of the transaction fails with it, until its end
     /// (a read that runs beside the one told must not see a transaction missing writes).
     poisoned: Option<String>,
+    /// What marks a transaction as the server's, and unmarks it (see [`Writer::mark`]).
+    marks: Option<(&'static str, &'static str)>,
+    /// Whether the open transaction was marked.
+    marked: bool,
 }
 
 impl WriterThread {
@@ -341,6 +355,11 @@ impl WriterThread {
                     .execute_batch("BEGIN IMMEDIATE")
                     .err()
                     .map(|e| e.to_string());
+                // Unmarked when the schema has no mark yet (before its migration).
+                self.marked = self.unbegun.is_none()
+                    && self
+                        .marks
+                        .is_some_and(|(mark, _)| self.conn.execute_batch(mark).is_ok());
             }
             Cmd::Run(stmts, permit) => {
                 if self.failed.is_none() && self.unbegun.is_none() && self.poisoned.is_none() {
@@ -369,9 +388,19 @@ impl WriterThread {
                 let _ = reply.send(r);
             }
             Cmd::Commit(reply) => {
-                let r = self
-                    .settled()
-                    .and_then(|()| self.conn.execute_batch("COMMIT").map_err(Into::into));
+                // A transaction that cannot be unmarked is not committed: it would leave every
+                // later change looking like the server's.
+                let unmark = match self.marks {
+                    Some((_, unmark)) if self.marked => unmark,
+                    _ => "",
+                };
+                self.marked = false;
+                let r = self.settled().and_then(|()| {
+                    self.conn
+                        .execute_batch(unmark)
+                        .and_then(|()| self.conn.execute_batch("COMMIT"))
+                        .map_err(Into::into)
+                });
                 self.unbegun = None;
                 self.poisoned = None;
                 self.current.store(0, Ordering::Release);
@@ -393,10 +422,12 @@ impl WriterThread {
             Cmd::Close(reply) => {
                 let _ = reply.send(());
             }
+            Cmd::Marks(mark, unmark) => self.marks = Some((mark, unmark)),
         }
     }
 
-    fn rollback_open(&self) {
+    fn rollback_open(&mut self) {
+        self.marked = false;
         if !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }

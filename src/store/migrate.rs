@@ -86,6 +86,7 @@ pub fn sqlite() -> Migrator {
             "app launch",
             "../../migrations/sqlite/0014_app_launch.sql"
         ),
+        migration!(15, "audit", "../../migrations/sqlite/0015_audit.sql"),
     ])
 }
 
@@ -153,5 +154,6 @@ pub fn postgres() -> Migrator {
             "app launch",
             "../../migrations/postgres/0014_app_launch.sql"
         ),
+        migration!(15, "audit", "../../migrations/postgres/0015_audit.sql"),
     ])
 }

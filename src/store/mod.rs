@@ -258,6 +258,16 @@ impl Db {
         Ok(())
     }
 
+    /// Marks the server's own transactions: on SQLite `mark` runs after each BEGIN and
+    /// `unmark` before each COMMIT (PostgreSQL connections carry the setting
+    /// `expediente.server = on` instead), so that the schema's triggers can tell a change made
+    /// by the server from one made by any other connection.
+    pub fn mark_transactions(&self, marks: Option<(&'static str, &'static str)>) {
+        if let (Pools::Sqlite { writer, .. }, Some((mark, unmark))) = (&self.pools, marks) {
+            writer.mark(mark, unmark);
+        }
+    }
+
     /// Starts a read-write transaction.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match &self.pools {
@@ -362,6 +372,8 @@ async fn pg_pool(url: &str, statement_timeout: Duration) -> Result<PgPool, Store
         .disable_statement_logging()
         .options([
             ("statement_timeout", format!("{ms}")),
+            // Changes made on this connection are the server's (see `Db::mark_transactions`).
+            ("expediente.server", "on".to_owned()),
             // A transaction left idle (its process stopped answering) gives its locks back.
             (
                 "idle_in_transaction_session_timeout",

@@ -37,6 +37,9 @@ pub struct Tx {
     /// What the layers above keep for the rest of the transaction: one struct of theirs per
     /// type (see [`Tx::memo`]).
     memos: Memos,
+    /// What the layers above record for the end of the transaction: like the memos, but kept
+    /// by [`Tx::forget_all`] (see [`Tx::ledger`]).
+    ledger: Memos,
     /// Statements queued once for the whole transaction (see [`Tx::queue_once`]).
     once: std::collections::HashSet<&'static str>,
     /// Rows this transaction inserted (see [`Tx::is_new`]), with the time written into them
@@ -73,6 +76,7 @@ impl Tx {
             queued_n: 0,
             open_detached: Vec::new(),
             memos: Memos::default(),
+            ledger: Memos::default(),
             once: std::collections::HashSet::new(),
             new_rows: std::collections::HashMap::new(),
             clock: None,
@@ -93,6 +97,13 @@ impl Tx {
     /// [`Tx::forget_all`].
     pub fn memo<T: Default + Send + Sync + 'static>(&mut self) -> &mut T {
         self.memos.get_or_default()
+    }
+
+    /// The ledger entry of type `T` of this transaction, made empty the first time it is asked
+    /// for: what a layer above has done in it and must account for when it ends (never
+    /// forgotten before then).
+    pub fn ledger<T: Default + Send + Sync + 'static>(&mut self) -> &mut T {
+        self.ledger.get_or_default()
     }
 
     /// The memo of type `T`, if one was made.

@@ -125,6 +125,7 @@ impl Fhir {
         let answers = self
             .transaction_in(&mut tx, caller, &mut entries, opts)
             .await?;
+        super::noted_event(&mut tx, bundle_event("import", entries.len()));
         Ok((tx, Answers(answers)))
     }
 
@@ -187,10 +188,11 @@ impl Fhir {
         let answers = self
             .transaction_in(&mut tx, caller, &mut entries, opts)
             .await?;
-        tx.commit().await?;
+        super::noted_event(&mut tx, bundle_event("transaction", entries.len()));
+        self.commit(tx, caller).await?;
         let mut answers: Vec<Option<Answer>> = answers;
         for e in entries.iter().filter(|e| e.method == Method::Get) {
-            answers[e.index] = Some(match self.get_entry(caller, e).await {
+            answers[e.index] = Some(match self.audited_entry(caller, e).await {
                 Ok(a) => a,
                 Err(err) => Answer::failed(
                     &at_entry(err, e.index, e.full_url.as_deref()),
@@ -217,14 +219,31 @@ impl Fhir {
         for (i, e) in raw.iter().enumerate() {
             let full_url = e.get("fullUrl").and_then(Value::as_str);
             let answer = match parse_entry(i, e, &caller.base_url) {
-                Ok(entry) => self.batch_entry(caller, entry, opts).await,
-                Err(err) => Err(err),
+                Ok(entry) if entry.method == Method::Get => {
+                    self.audited_entry(caller, &entry).await
+                }
+                Ok(entry) => {
+                    let what = entry_event(&entry);
+                    let r = self.batch_entry(caller, entry, opts).await;
+                    match &r {
+                        // A write's event went with it.
+                        Ok(_) => r,
+                        Err(err) => self.refused_entry(caller, what, err).await.and(r),
+                    }
+                }
+                Err(err) => {
+                    let what = crate::audit::Event::default();
+                    self.refused_entry(caller, what, &err).await.and(Err(err))
+                }
             }
             .map_err(|err| at_entry(err, i, full_url));
             answers.push(Some(
                 answer.unwrap_or_else(|err| Answer::failed(&err, &caller.request_id)),
             ));
         }
+        self.record(caller, bundle_event("batch", raw.len()))
+            .await?;
+        caller.audit.mark_written();
         Ok(response_bundle("batch-response", answers, &caller.base_url))
     }
 
@@ -281,6 +300,50 @@ impl Fhir {
                 })
             }
         }
+    }
+
+    /// A GET entry, answered and audited (its failure too).
+    async fn audited_entry(&self, caller: &Caller, e: &Entry) -> Result<Answer> {
+        let mut event = entry_event(e);
+        let r = self.get_entry(caller, e).await;
+        match &r {
+            Ok(a) => {
+                event = event.answered(
+                    a.status
+                        .get(..3)
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(200),
+                );
+                let mut seen = Vec::new();
+                if let Some(b) = &a.body {
+                    match b["entry"].as_array() {
+                        Some(entries) => {
+                            event.count = Some(entries.len() as u64);
+                            for x in entries {
+                                seen.extend(crate::audit::patients_of(&x["resource"]));
+                            }
+                        }
+                        None => seen.extend(crate::audit::patients_of(b)),
+                    }
+                }
+                seen.dedup();
+                event.patients = seen;
+                self.record(caller, event).await?;
+            }
+            Err(err) => self.refused_entry(caller, event, err).await?,
+        }
+        r
+    }
+
+    /// Records the failed attempt of an entry.
+    async fn refused_entry(
+        &self,
+        caller: &Caller,
+        event: crate::audit::Event,
+        err: &Error,
+    ) -> Result<()> {
+        self.record(caller, event.answered(err.status().as_u16()))
+            .await
     }
 
     /// A GET entry: a read, a vread or a search.
@@ -437,5 +500,42 @@ mod tests {
             base,
         );
         assert!(matches!(r, Err(Error::BadRequest(_))));
+    }
+}
+
+/// The event of a bundle itself, with `n` entries.
+fn bundle_event(action: &str, n: usize) -> crate::audit::Event {
+    crate::audit::Event {
+        time: crate::audit::stamp(chrono::Utc::now()),
+        category: "rest".into(),
+        action: action.into(),
+        outcome: "success".into(),
+        resource_type: Some("Bundle".into()),
+        count: Some(n as u64),
+        ..Default::default()
+    }
+}
+
+/// The event of an entry, before it is answered.
+fn entry_event(e: &Entry) -> crate::audit::Event {
+    let action = match (e.method, &e.id, e.version) {
+        (Method::Get, Some(_), Some(_)) => "vread",
+        (Method::Get, Some(_), None) => "read",
+        (Method::Get, None, _) => "search-type",
+        (Method::Post, ..) => "create",
+        (Method::Put, ..) => "update",
+        (Method::Patch, ..) => "patch",
+        (Method::Delete, ..) => "delete",
+    };
+    crate::audit::Event {
+        time: crate::audit::stamp(chrono::Utc::now()),
+        category: "rest".into(),
+        action: action.into(),
+        outcome: "success".into(),
+        resource_type: Some(e.rtype.clone()),
+        resource_id: e.id.as_ref().map(|i| i.as_str().to_owned()),
+        version: e.version,
+        query: e.query.clone(),
+        ..Default::default()
     }
 }

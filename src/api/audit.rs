@@ -1,0 +1,173 @@
+//! Every request to /fhir and /auth leaves an audit event, whatever its answer: the outermost
+//! layer makes the request's [`Context`] (where it comes from), the token check names the
+//! caller, the handler tells what it returned, and once the answer is made its event is stored
+//! (a write's event went with the write, in its transaction). The answer waits for its event:
+//! one that cannot be stored turns it into a 500.
+
+use super::authorize::Peer;
+use super::AppState;
+use crate::audit::{Context, Event, Seen};
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+tokio::task_local! {
+    static CONTEXT: Context;
+}
+
+/// The audit context of the request being answered (an empty one outside a request).
+pub fn current() -> Context {
+    CONTEXT.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// Answers the request, then stores its event.
+pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let Some((category, action, rtype, id)) = classify(req.method(), &path) else {
+        return next.run(req).await;
+    };
+    let ctx = Context::new(
+        req.extensions().get::<Peer>().map(|Peer(a)| a.to_string()),
+        header(&req, "user-agent"),
+        header(&req, "x-request-id"),
+    );
+    let res = CONTEXT.scope(ctx.clone(), next.run(req)).await;
+    if ctx.is_written() {
+        return res;
+    }
+    let mut event = Event::now(&ctx, category, action).answered(res.status().as_u16());
+    event.resource_type = rtype;
+    event.resource_id = id;
+    if let Some(seen) = ctx.seen() {
+        apply(&mut event, seen);
+    } else if event.resource_type.as_deref() == Some("Patient") && event.outcome == "success" {
+        event.patients = event.resource_id.iter().cloned().collect();
+    }
+    match state.fhir.audit.record(event).await {
+        Ok(()) => res,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(200).collect())
+}
+
+fn apply(event: &mut Event, seen: Seen) {
+    if let Some(a) = seen.action {
+        event.action = a.into();
+    }
+    if seen.resource_type.is_some() {
+        event.resource_type = seen.resource_type;
+    }
+    if seen.resource_id.is_some() {
+        event.resource_id = seen.resource_id;
+    }
+    event.version = seen.version.or(event.version);
+    event.patients = seen.patients;
+    event.count = seen.count;
+    event.query = seen.query;
+}
+
+type Class = (&'static str, &'static str, Option<String>, Option<String>);
+
+/// What a request is, for its event: category, action, resource type and id; None for what
+/// is not audited (the server's own description, keys, styles, health and metrics).
+fn classify(method: &Method, path: &str) -> Option<Class> {
+    if let Some(rest) = path.strip_prefix("/fhir") {
+        return fhir(method, rest.trim_start_matches('/'));
+    }
+    let rest = path.strip_prefix("/auth/")?;
+    let action = match rest.split('/').collect::<Vec<_>>().as_slice() {
+        ["token"] => "token",
+        ["introspect"] => "introspect",
+        ["revoke"] => "revoke",
+        ["authorize"] => "authorize",
+        ["flow", _] => "authorize",
+        ["flow", _, "signin"] => return Some(("login", "sign-in", None, None)),
+        ["flow", _, "patient"] => "pick-patient",
+        ["flow", _, "consent"] => "consent",
+        ["signout"] => return Some(("login", "sign-out", None, None)),
+        ["launch"] => "launch",
+        _ => return None,
+    };
+    Some(("token", action, None, None))
+}
+
+fn fhir(method: &Method, rest: &str) -> Option<Class> {
+    let parts: Vec<&str> = if rest.is_empty() {
+        vec![]
+    } else {
+        rest.split('/').collect()
+    };
+    let s = |x: &str| Some(x.to_owned());
+    let by_method = |on_type: bool| match *method {
+        Method::GET if on_type => "search-type",
+        Method::GET => "read",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::DELETE => "delete",
+        Method::PATCH => "patch",
+        _ => "other",
+    };
+    let (action, rtype, id) = match parts.as_slice() {
+        [] if *method == Method::POST => ("bundle", None, None),
+        [] | ["_search"] => ("search-system", None, None),
+        ["_history"] => ("history-system", None, None),
+        ["metadata"] | [".well-known", ..] | ["StructureDefinition", ..] => return None,
+        [t] => (by_method(true), s(t), None),
+        [t, "_search"] => ("search-type", s(t), None),
+        [t, "$validate"] => ("validate", s(t), None),
+        [t, "_history"] => ("history-type", s(t), None),
+        [t, id] => (by_method(false), s(t), s(id)),
+        [t, id, "_history"] => ("history-instance", s(t), s(id)),
+        [t, id, "$everything"] => ("everything", s(t), s(id)),
+        [_, _, ctype] => ("search-type", s(ctype), None),
+        [t, id, "_history", _] => ("vread", s(t), s(id)),
+        _ => ("other", None, None),
+    };
+    Some(("rest", action, rtype, id))
+}
+
+/// Tells the request's event which version a read returned.
+pub fn saw_version(v: &crate::interactions::Version) {
+    let patients = match (&v.resource, &v.raw) {
+        (Some(r), _) => crate::audit::patients_of(r),
+        (None, Some(text)) => crate::audit::patients_in_text(text),
+        (None, None) => vec![],
+    };
+    current().saw(Seen {
+        version: Some(v.version_id),
+        patients,
+        count: Some(1),
+        ..Seen::default()
+    });
+}
+
+/// Tells the request's event what a Bundle it answers with returned.
+pub fn saw_bundle(text: &str) {
+    current().saw(crate::audit::seen_in_bundle(text));
+}
+
+/// Tells the request's event what a Bundle (as a value) it answers with returned.
+pub fn saw_bundle_value(bundle: &serde_json::Value) {
+    let entries = bundle["entry"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let mut patients: Vec<String> = Vec::new();
+    for p in entries
+        .iter()
+        .flat_map(|e| crate::audit::patients_of(&e["resource"]))
+    {
+        if !patients.contains(&p) {
+            patients.push(p);
+        }
+    }
+    current().saw(Seen {
+        patients,
+        count: Some(entries.len() as u64),
+        ..Seen::default()
+    });
+}
