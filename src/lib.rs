@@ -110,5 +110,6 @@ pub async fn build_state(database_url: &str, settings: Settings) -> anyhow::Resu
         request_timeout: settings.request_timeout,
         insecure_no_auth: settings.insecure_no_auth,
         accesses: Default::default(),
+        metrics: Default::default(),
     })
 }

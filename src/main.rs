@@ -73,11 +73,11 @@ async fn main() -> anyhow::Result<()> {
         Command::User(args) => print(expediente::admin::user(args.command).await?),
         Command::Audit(args) => {
             let (text, ok) = expediente::admin::audit(args.command).await?;
-            print(text)?;
             if !ok {
+                eprint!("{text}");
                 std::process::exit(1);
             }
-            Ok(())
+            print(text)
         }
         Command::Serve(args) => {
             let listener = tokio::net::TcpListener::bind(&args.listen)

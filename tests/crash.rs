@@ -145,6 +145,25 @@ async fn a_killed_server_keeps_each_transaction_whole_or_not_at_all(engine: Engi
     assert!(lost > 0, "some kills landed before a commit");
     // The earlier transaction is intact.
     assert_eq!(stored(&server.base, 0).await, ENTRIES as i64);
+    // The audit chain holds, and every write that is there (every acknowledged one among
+    // them) has its event: they committed together.
+    let db = expediente::store::Db::connect(&url).await.unwrap();
+    let report = expediente::audit::verify::verify(&db, None).await.unwrap();
+    assert_eq!(report.broken, None, "the chain holds after {TRIALS} kills");
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            db.fetch_all(sql, &[]).await.unwrap()[0]
+                .bigint("n")
+                .unwrap()
+        }
+    };
+    let created = count(
+        "SELECT count(*) AS n FROM audit_logs WHERE action = 'create' AND resource_type = 'Patient'",
+    )
+    .await;
+    assert_eq!(created, count("SELECT count(*) AS n FROM patients").await);
+    db.close().await;
     server.kill();
     if engine == Engine::Sqlite {
         let db = expediente::store::Db::connect(&url).await.unwrap();

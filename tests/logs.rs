@@ -4,6 +4,7 @@
 mod common;
 
 use common::{Engine, TestApp};
+use serde_json::{json, Value};
 use std::sync::{Arc, Mutex, OnceLock};
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -48,7 +49,7 @@ fn logged() -> String {
 async fn a_slow_statement_is_not_logged_with_its_values(engine: Engine) {
     logs();
     let app = TestApp::spawn(engine).await;
-    let marker = format!("Garcia-{}", uuid::Uuid::new_v4().simple());
+    let marker = format!("Marker-{}", uuid::Uuid::new_v4().simple());
     // Longer than sqlx's one-second threshold for slow statements. SQLite has no sleep: the
     // statement counts, and counts twice as far until it takes a second on this machine.
     let mut count = 4_000_000;
@@ -84,4 +85,86 @@ async fn a_slow_statement_is_not_logged_with_its_values(engine: Engine) {
     );
 }
 
-on_both_engines!(a_slow_statement_is_not_logged_with_its_values);
+/// Every name, identifier, birth date, phone and address line of `patients`.
+fn personal_data(patients: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in patients {
+        for n in p["name"].as_array().into_iter().flatten() {
+            out.extend(n["family"].as_str().map(str::to_owned));
+            for g in n["given"].as_array().into_iter().flatten() {
+                out.extend(g.as_str().map(str::to_owned));
+            }
+        }
+        for i in p["identifier"].as_array().into_iter().flatten() {
+            out.extend(i["value"].as_str().map(str::to_owned));
+        }
+        for t in p["telecom"].as_array().into_iter().flatten() {
+            out.extend(t["value"].as_str().map(str::to_owned));
+        }
+        for a in p["address"].as_array().into_iter().flatten() {
+            for l in a["line"].as_array().into_iter().flatten() {
+                out.extend(l.as_str().map(str::to_owned));
+            }
+        }
+        out.extend(p["birthDate"].as_str().map(str::to_owned));
+    }
+    out.retain(|s| s.len() >= 4);
+    out
+}
+
+/// A run of a clinic's day (patients written, read, searched by name and identifier, searches
+/// that fail, writes that are refused, a token that is not one) leaves logs that hold none of the
+/// patients' data, at every level.
+async fn the_logs_of_a_run_hold_no_patient_data(engine: Engine) {
+    logs();
+    let app = TestApp::spawn(engine).await;
+    let patients: Vec<Value> = common::data("synthea/patients.json")
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(8)
+        .cloned()
+        .collect();
+    for p in &patients {
+        let id = p["id"].as_str().unwrap();
+        let r = app.put(&format!("/fhir/Patient/{id}"), p).await;
+        assert!(r.status.is_success(), "{}", r.text);
+        assert_eq!(app.get(&format!("/fhir/Patient/{id}")).await.status, 200);
+        let family = p["name"][0]["family"].as_str().unwrap();
+        let identifier = p["identifier"][1]["value"].as_str().unwrap();
+        let r = app.get(&format!("/fhir/Patient?family={family}")).await;
+        assert_eq!(r.status, 200);
+        let r = app
+            .get(&format!("/fhir/Patient?identifier={identifier}"))
+            .await;
+        assert_eq!(r.status, 200);
+        // Refused, with the data in the request.
+        let r = app.get(&format!("/fhir/Patient?birthdate={family}")).await;
+        assert_eq!(r.status, 400);
+        let mut bad = p.clone();
+        bad["gender"] = json!(family);
+        let r = app.put(&format!("/fhir/Patient/{id}"), &bad).await;
+        assert!(r.status.is_client_error(), "{}", r.text);
+        let r = app
+            .client
+            .get(app.url(&format!("/fhir/Patient?name={family}")))
+            .header("authorization", format!("Bearer {family}.{identifier}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let text = logged();
+    assert!(text.contains("request"), "the requests were logged");
+    for secret in personal_data(&patients).iter().chain([&app.token]) {
+        assert!(
+            !text.contains(secret.as_str()),
+            "'{secret}' reached the logs"
+        );
+    }
+}
+
+on_both_engines!(
+    a_slow_statement_is_not_logged_with_its_values,
+    the_logs_of_a_run_hold_no_patient_data
+);

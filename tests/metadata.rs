@@ -63,10 +63,31 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
             "Observation",
             "Patient",
             "Practitioner",
-            "StructureDefinition"
+            "StructureDefinition",
+            "AuditEvent"
         ],
         "only the mapped types are claimed"
     );
+    // The audit trail is read-only.
+    let audit = resources
+        .iter()
+        .find(|r| r["type"] == "AuditEvent")
+        .unwrap();
+    assert_eq!(
+        audit["interaction"],
+        json!([{"code": "read"}, {"code": "search-type"}])
+    );
+    let names: Vec<&str> = audit["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for p in [
+        "date", "agent", "entity", "patient", "type", "subtype", "action", "outcome", "source",
+    ] {
+        assert!(names.contains(&p), "AuditEvent searches by {p}");
+    }
     let observation = resources
         .iter()
         .find(|r| r["type"] == "Observation")
@@ -142,7 +163,9 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
         ]
     );
     // Every claimed parameter of every type is accepted by the server (strict handling rejects
-    // unknown ones) with a value of its declared type.
+    // unknown ones) with a value of its declared type. (The audit trail takes a scope naming it.)
+    common::acting::register(&app, "auditing", "system/AuditEvent.rs");
+    let audit_token = common::acting::mint(&app, "auditing", "system/AuditEvent.rs", &[]).unwrap();
     for resource in resources {
         let rt = resource["type"].as_str().unwrap();
         for p in resource["searchParam"].as_array().unwrap() {
@@ -155,12 +178,20 @@ async fn capability_statement_describes_exactly_what_works(engine: Engine) {
                 (_, "active") => "true",
                 _ => "x",
             };
+            let auth = format!(
+                "Bearer {}",
+                if rt == "AuditEvent" {
+                    &audit_token
+                } else {
+                    &app.token
+                }
+            );
             let s = app
                 .send(
                     Method::GET,
                     &format!("/fhir/{rt}?{name}={value}"),
                     None,
-                    &[("prefer", "handling=strict")],
+                    &[("prefer", "handling=strict"), ("authorization", &auth)],
                 )
                 .await;
             assert_eq!(s.status, StatusCode::OK, "{rt}?{name}: {}", s.text);

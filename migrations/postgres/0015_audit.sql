@@ -121,3 +121,8 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER audit_logs_outside BEFORE INSERT ON audit_logs FOR EACH ROW EXECUTE FUNCTION audit_logs_from_outside();
+
+-- The audit trail is reached only by scopes that name it (a wildcard does not): the
+-- administrator sees it whole, a patient the events about their own record.
+UPDATE roles SET permissions = permissions || ' user/AuditEvent.rs' WHERE name = 'administrator';
+UPDATE roles SET permissions = permissions || ' patient/AuditEvent.rs' WHERE name = 'patient';

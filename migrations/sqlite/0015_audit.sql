@@ -1137,3 +1137,8 @@ BEGIN
             UNION ALL SELECT 'fhir_extra', OLD.fhir_extra, NULL) WHERE o IS NOT n)));
 END;
 
+
+-- The audit trail is reached only by scopes that name it (a wildcard does not): the
+-- administrator sees it whole, a patient the events about their own record.
+UPDATE roles SET permissions = permissions || ' user/AuditEvent.rs' WHERE name = 'administrator';
+UPDATE roles SET permissions = permissions || ' patient/AuditEvent.rs' WHERE name = 'patient';

@@ -18,6 +18,9 @@ pub async fn token(
     base: &str,
 ) -> Result<Response, OAuthError> {
     let get = |k: &str| params.get(k).map(String::as_str);
+    if get("grant_type") == Some("refresh_token") {
+        super::audit::acted("refresh");
+    }
     let issued = if get("grant_type") == Some("authorization_code") {
         let Some(code) = get("code").filter(|c| !c.is_empty()) else {
             return Err(OAuthError::request("code is missing"));
@@ -40,7 +43,14 @@ pub async fn token(
         state.auth.refresh(client, t, scope, base).await?
     };
     match issued {
-        Ok(i) => Ok(answer(i, base)),
+        Ok(i) => {
+            let c = &i.claims;
+            super::audit::identified(&c.sub, c.fhir_user.as_deref(), &c.client_id);
+            if let Some(p) = &c.patient {
+                super::audit::about_patient(p);
+            }
+            Ok(answer(i, base))
+        }
         Err(Refusal::InvalidRequest(d)) => Err(OAuthError::request(d)),
         Err(Refusal::InvalidGrant(d)) => {
             Err(OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", d))

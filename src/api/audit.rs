@@ -46,6 +46,8 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
     }
     match state.fhir.audit.record(event).await {
         Ok(()) => res,
+        // A refusal stays what it was; an answer with data is not given without its event.
+        Err(_) if res.status().is_client_error() || res.status().is_server_error() => res,
         Err(e) => e.into_response(),
     }
 }
@@ -170,4 +172,41 @@ pub fn saw_bundle_value(bundle: &serde_json::Value) {
         count: Some(entries.len() as u64),
         ..Seen::default()
     });
+}
+
+/// Names the caller of the request: the user (by fhirUser, else by subject unless the subject
+/// is the client itself) and the client.
+pub fn identified(sub: &str, fhir_user: Option<&str>, client_id: &str) {
+    let agent = fhir_user
+        .map(str::to_owned)
+        .or_else(|| (sub != client_id).then(|| sub.to_owned()));
+    current().identify(agent, Some(client_id.to_owned()));
+}
+
+/// Names the request's action more precisely than its route does (`refresh` at the token
+/// endpoint).
+pub fn acted(action: &'static str) {
+    let ctx = current();
+    let mut seen = ctx.seen().unwrap_or_default();
+    seen.action = Some(action);
+    ctx.saw(seen);
+}
+
+/// Names the patient the request is about (the patient in a token's context).
+pub fn about_patient(id: &str) {
+    let ctx = current();
+    let mut seen = ctx.seen().unwrap_or_default();
+    seen.patients = vec![id.to_owned()];
+    ctx.saw(seen);
+}
+
+/// The name of a request's route for the metrics: what it does, never its path.
+pub fn route_name(method: &Method, path: &str) -> &'static str {
+    match classify(method, path) {
+        Some((_, action, ..)) => action,
+        None if path == "/health" => "health",
+        None if path == "/metrics" => "metrics",
+        None if path.starts_with("/fhir") => "description",
+        None => "other",
+    }
 }

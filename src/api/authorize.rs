@@ -286,6 +286,8 @@ pub async fn sign_in(
     let (email, password) = (get("email"), get("password"));
     let app = super::consent::app_name(&state, &pending).await;
     let address = peer.map(|Extension(Peer(a))| a);
+    // A refused sign-in names the app, never the email tried.
+    super::audit::current().identify(None, Some(pending.client_id.clone()));
     let user = match state.auth.sign_in(email, password, address).await {
         Err(e) => return failed(lang, e),
         Ok(SignIn::Refused) => {
@@ -312,6 +314,11 @@ pub async fn sign_in(
         }
         Ok(SignIn::Done(u)) => u,
     };
+    super::audit::identified(
+        &user.id.to_string(),
+        user.fhir_user.as_deref(),
+        &pending.client_id,
+    );
     // A new session for who signed in: a session id known before signing in is worth nothing.
     let db = state.auth.db();
     let opened = sessions::open(db, Some(user.id), SESSION_LIFETIME).await;

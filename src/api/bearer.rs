@@ -39,11 +39,7 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
     let base = state.caller(req.headers()).base_url;
     match state.auth.verify(&token, &base).await {
         Ok(claims) => {
-            let agent = claims
-                .fhir_user
-                .clone()
-                .or_else(|| (claims.sub != claims.client_id).then(|| claims.sub.clone()));
-            super::audit::current().identify(agent, Some(claims.client_id.clone()));
+            super::audit::identified(&claims.sub, claims.fhir_user.as_deref(), &claims.client_id);
             let access = state.accesses.of(&state, &claims);
             ACCESS.scope(access, next.run(req)).await
         }

@@ -84,6 +84,7 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
         "interaction": [{"code": "read"}, {"code": "search-type"}],
         "searchParam": [{"name": "url", "definition": "http://hl7.org/fhir/SearchParameter/StructureDefinition-url", "type": "uri", "documentation": "The extension URL of a custom field"}],
     }));
+    resources.push(audit_events());
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -101,6 +102,35 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}],
             "searchParam": COMMON.iter().map(|p| json!({"name": p.name, "definition": p.definition, "type": p.kind.code(), "documentation": p.documentation})).collect::<Vec<_>>(),
         }]
+    })
+}
+
+/// The audit trail: read and search, nothing else (see [`crate::audit::search`]).
+fn audit_events() -> Value {
+    let params: Vec<Value> = crate::audit::search::PARAMS
+        .iter()
+        .map(|p| {
+            let kind = match *p {
+                "date" => "date",
+                "agent" | "entity" | "patient" | "source" => "reference",
+                "address" => "string",
+                _ => "token",
+            };
+            json!({
+                "name": p,
+                "definition": format!("http://hl7.org/fhir/SearchParameter/AuditEvent-{p}"),
+                "type": kind,
+            })
+        })
+        .collect();
+    json!({
+        "type": "AuditEvent",
+        "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": params,
+        "documentation": "The audit trail, read-only, newest first (_sort=-date or date). A user/ \
+            or system/ scope naming AuditEvent sees every event; patient/AuditEvent.rs the events \
+            about the patient's own record.",
     })
 }
 

@@ -2,6 +2,7 @@
 
 mod app_tokens;
 mod audit;
+mod audit_events;
 mod authorize;
 mod bearer;
 mod bundle;
@@ -11,6 +12,7 @@ mod crud;
 mod format;
 mod launch;
 mod metadata;
+mod metrics;
 mod oauth;
 mod pages;
 mod profiles;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub insecure_no_auth: bool,
     /// The rights of the tokens met lately.
     pub accesses: Arc<bearer::Accesses>,
+    /// Request counts and latencies, for /metrics.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// How long a client may take to send a request's body, at most (and at most half the request
@@ -142,6 +146,10 @@ fn fhir_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/StructureDefinition", get(profiles::search))
         .route("/StructureDefinition/{id}", get(profiles::read))
+        // The audit trail: read-only (the other methods answer 405).
+        .route("/AuditEvent", get(audit_events::search_get))
+        .route("/AuditEvent/_search", post(audit_events::search_post))
+        .route("/AuditEvent/{id}", get(audit_events::read))
         .route("/", get(search::search_system).post(bundle::process))
         .route("/_search", post(search::search_system_post))
         .route(
@@ -199,6 +207,7 @@ pub fn router(state: AppState) -> Router {
         .route("/pages.css", get(launch::pages_css));
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics::metrics))
         .nest("/fhir", fhir)
         .nest("/auth", auth)
         .fallback(not_found)
@@ -215,7 +224,11 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(within_limits))
         .layer(middleware::from_fn(finish_errors))
         // Every answer, errors and timeouts too, after it is made: its audit event.
-        .layer(middleware::from_fn_with_state(audited, audit::record))
+        .layer(middleware::from_fn_with_state(
+            audited.clone(),
+            audit::record,
+        ))
+        .layer(middleware::from_fn_with_state(audited, metrics::observe))
         // Outside the handlers and the error answers: a preflight is answered before them, and
         // every answer (errors too) carries the CORS headers a registered browser app needs;
         // inside the request id, which every answer carries.
@@ -283,12 +296,24 @@ fn request_id(headers: &HeaderMap) -> String {
 
 async fn health(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(5), state.fhir.db.ping()).await {
-        Ok(Ok(())) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            r#"{"status":"ok"}"#,
-        )
-            .into_response(),
+        Ok(Ok(())) => {
+            // The audit queue, when events wait in it.
+            let waiting = state
+                .fhir
+                .audit
+                .stats()
+                .map_or(0, |s| s.depth.load(std::sync::atomic::Ordering::Relaxed));
+            let body = match waiting {
+                0 => r#"{"status":"ok"}"#.to_owned(),
+                n => format!(r#"{{"status":"ok","audit_queue":{n}}}"#),
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
         _ => Error::Internal(anyhow::anyhow!("database does not answer")).into_response(),
     }
 }

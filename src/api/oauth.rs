@@ -414,6 +414,7 @@ pub async fn token(
         None => return Err(OAuthError::request("grant_type is missing")),
     }
     let client = client_of(&state, &headers, &params, &[&endpoint]).await?;
+    super::audit::identified(&client.client_id, None, &client.client_id);
     let Some(scope) = params.get("scope").filter(|s| !s.trim().is_empty()) else {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
@@ -464,6 +465,7 @@ async fn about_a_token(
     let endpoints = [format!("{auth}/token"), format!("{auth}/{endpoint}")];
     // A public client names itself (RFC 7009 §2.1); the others authenticate.
     let client = app_client(state, headers, &params, &[&endpoints[0], &endpoints[1]]).await?;
+    super::audit::identified(&client.client_id, None, &client.client_id);
     let Some(t) = params.remove("token") else {
         return Err(OAuthError::request("token is missing"));
     };

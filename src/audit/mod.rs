@@ -10,6 +10,8 @@
 //! patient's own view).
 
 pub mod chain;
+pub mod fhir;
+pub mod search;
 pub mod verify;
 pub mod writer;
 

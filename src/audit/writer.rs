@@ -118,10 +118,10 @@ impl Audit {
     }
 }
 
+/// A request whose event could not be stored: nothing is served without its event, and the
+/// client may try again (the database is most often what is away).
 fn unrecorded(why: &str) -> crate::error::Error {
-    crate::error::Error::Internal(anyhow::anyhow!(
-        "the audit event could not be stored: {why}"
-    ))
+    crate::error::Error::Unavailable(format!("the audit event could not be stored: {why}"))
 }
 
 async fn run(db: Db, mut rx: mpsc::Receiver<Job>, stats: Arc<Stats>) {

@@ -24,6 +24,15 @@ pub struct Access {
     outside: Arc<[&'static str]>,
 }
 
+/// How much of the audit trail a caller sees (see [`Access::audit_view`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditView {
+    All,
+    /// The events about this patient, without the clinic's internal fields.
+    Patient(String),
+    Nothing,
+}
+
 impl Default for Access {
     fn default() -> Self {
         Access::everything()
@@ -35,7 +44,7 @@ impl Access {
     /// with `--insecure-no-auth`.
     pub fn everything() -> Access {
         Access {
-            scopes: Scopes::parse("system/*.cruds"),
+            scopes: Scopes::parse("system/*.cruds system/AuditEvent.rs"),
             restrictions: None,
             patient: None,
             outside: Arc::new([]),
@@ -89,6 +98,30 @@ impl Access {
                     && writes(action)
                     && self.outside.contains(&resource_type))
         })
+    }
+
+    /// How much of the audit trail `action` may reach: all of it (a `user/` or `system/` scope
+    /// naming AuditEvent), the events about the patient in context (a `patient/` one), or
+    /// nothing.
+    pub fn audit_view(&self, action: Action) -> AuditView {
+        let mut view = AuditView::Nothing;
+        for g in self
+            .scopes
+            .grants
+            .iter()
+            .filter(|g| g.covers(action, "AuditEvent"))
+        {
+            match (g.context, self.patient.as_deref()) {
+                (Context::Patient, Some(p)) => {
+                    if view == AuditView::Nothing {
+                        view = AuditView::Patient(p.to_owned());
+                    }
+                }
+                (Context::Patient, None) => {}
+                _ => return AuditView::All,
+            }
+        }
+        view
     }
 
     /// What `action` may reach.

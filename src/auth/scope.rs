@@ -116,6 +116,10 @@ impl fmt::Display for Actions {
     }
 }
 
+/// The types a wildcard scope (`user/*.rs`) does not reach: only a scope naming them does, and
+/// a role or client allows them only by naming them too.
+pub const NAMED_ONLY: &[&str] = &["AuditEvent"];
+
 /// One resource scope: `patient/Observation.rs?category=...|laboratory`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -167,13 +171,14 @@ impl Grant {
         })
     }
 
-    /// Whether it covers `action` on `resource_type`.
+    /// Whether it covers `action` on `resource_type`. The audit trail is no clinical record: a
+    /// wildcard does not reach it, only a scope that names it ([`NAMED_ONLY`]).
     pub fn covers(&self, action: Action, resource_type: &str) -> bool {
         self.actions.contains(action)
-            && self
-                .resource_type
-                .as_deref()
-                .is_none_or(|t| t == resource_type)
+            && match self.resource_type.as_deref() {
+                Some(t) => t == resource_type,
+                None => !NAMED_ONLY.contains(&resource_type),
+            }
     }
 
     /// The scope in its v2 form (`user/Observation.rs?category=...`).
@@ -261,7 +266,11 @@ impl Grant {
     fn includes(&self, g: &Grant) -> bool {
         let context = self.context == g.context
             || (self.context != Context::Patient && g.context == Context::Patient);
-        let types = self.resource_type.is_none() || self.resource_type == g.resource_type;
+        let types = match (&self.resource_type, &g.resource_type) {
+            (None, Some(t)) => !NAMED_ONLY.contains(&t.as_str()),
+            (None, None) => true,
+            (a, b) => a == b,
+        };
         let actions = self.actions.0 & g.actions.0 == g.actions.0;
         let filter = self.filter.is_none() || self.filter == g.filter;
         context && types && actions && filter
@@ -278,6 +287,8 @@ impl Grant {
         };
         let resource_type = match (&self.resource_type, &other.resource_type) {
             (Some(a), Some(b)) if a != b => return None,
+            // What a wildcard does not reach, it does not grant either.
+            (Some(a), None) | (None, Some(a)) if NAMED_ONLY.contains(&a.as_str()) => return None,
             (Some(a), _) | (None, Some(a)) => Some(a.clone()),
             (None, None) => None,
         };

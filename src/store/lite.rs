@@ -387,31 +387,7 @@ impl WriterThread {
                 });
                 let _ = reply.send(r);
             }
-            Cmd::Commit(reply) => {
-                // A transaction that cannot be unmarked is not committed: it would leave every
-                // later change looking like the server's.
-                let unmark = match self.marks {
-                    Some((_, unmark)) if self.marked => unmark,
-                    _ => "",
-                };
-                self.marked = false;
-                let r = self.settled().and_then(|()| {
-                    self.conn
-                        .execute_batch(unmark)
-                        .and_then(|()| self.conn.execute_batch("COMMIT"))
-                        .map_err(Into::into)
-                });
-                self.unbegun = None;
-                self.poisoned = None;
-                self.current.store(0, Ordering::Release);
-                if r.is_err() {
-                    self.rollback_open();
-                } else {
-                    // Already awake with a wake-up pending: it will see this commit too.
-                    let _ = self.committed.try_send(());
-                }
-                let _ = reply.send(r);
-            }
+            Cmd::Commit(reply) => self.commit(reply),
             Cmd::Rollback => {
                 self.current.store(0, Ordering::Release);
                 self.failed = None;
@@ -424,6 +400,32 @@ impl WriterThread {
             }
             Cmd::Marks(mark, unmark) => self.marks = Some((mark, unmark)),
         }
+    }
+
+    fn commit(&mut self, reply: oneshot::Sender<Result<(), StoreError>>) {
+        // A transaction that cannot be unmarked is not committed: it would leave every later
+        // change looking like the server's.
+        let unmark = match self.marks {
+            Some((_, unmark)) if self.marked => unmark,
+            _ => "",
+        };
+        self.marked = false;
+        let r = self.settled().and_then(|()| {
+            self.conn
+                .execute_batch(unmark)
+                .and_then(|()| self.conn.execute_batch("COMMIT"))
+                .map_err(Into::into)
+        });
+        self.unbegun = None;
+        self.poisoned = None;
+        self.current.store(0, Ordering::Release);
+        if r.is_err() {
+            self.rollback_open();
+        } else {
+            // Already awake with a wake-up pending: it will see this commit too.
+            let _ = self.committed.try_send(());
+        }
+        let _ = reply.send(r);
     }
 
     fn rollback_open(&mut self) {

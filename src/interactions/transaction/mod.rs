@@ -391,6 +391,43 @@ impl Fhir {
     }
 }
 
+/// The event of a bundle itself, with `n` entries.
+fn bundle_event(action: &str, n: usize) -> crate::audit::Event {
+    crate::audit::Event {
+        time: crate::audit::stamp(chrono::Utc::now()),
+        category: "rest".into(),
+        action: action.into(),
+        outcome: "success".into(),
+        resource_type: Some("Bundle".into()),
+        count: Some(n as u64),
+        ..Default::default()
+    }
+}
+
+/// The event of an entry, before it is answered.
+fn entry_event(e: &Entry) -> crate::audit::Event {
+    let action = match (e.method, &e.id, e.version) {
+        (Method::Get, Some(_), Some(_)) => "vread",
+        (Method::Get, Some(_), None) => "read",
+        (Method::Get, None, _) => "search-type",
+        (Method::Post, ..) => "create",
+        (Method::Put, ..) => "update",
+        (Method::Patch, ..) => "patch",
+        (Method::Delete, ..) => "delete",
+    };
+    crate::audit::Event {
+        time: crate::audit::stamp(chrono::Utc::now()),
+        category: "rest".into(),
+        action: action.into(),
+        outcome: "success".into(),
+        resource_type: Some(e.rtype.clone()),
+        resource_id: e.id.as_ref().map(|i| i.as_str().to_owned()),
+        version: e.version,
+        query: e.query.clone(),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,42 +537,5 @@ mod tests {
             base,
         );
         assert!(matches!(r, Err(Error::BadRequest(_))));
-    }
-}
-
-/// The event of a bundle itself, with `n` entries.
-fn bundle_event(action: &str, n: usize) -> crate::audit::Event {
-    crate::audit::Event {
-        time: crate::audit::stamp(chrono::Utc::now()),
-        category: "rest".into(),
-        action: action.into(),
-        outcome: "success".into(),
-        resource_type: Some("Bundle".into()),
-        count: Some(n as u64),
-        ..Default::default()
-    }
-}
-
-/// The event of an entry, before it is answered.
-fn entry_event(e: &Entry) -> crate::audit::Event {
-    let action = match (e.method, &e.id, e.version) {
-        (Method::Get, Some(_), Some(_)) => "vread",
-        (Method::Get, Some(_), None) => "read",
-        (Method::Get, None, _) => "search-type",
-        (Method::Post, ..) => "create",
-        (Method::Put, ..) => "update",
-        (Method::Patch, ..) => "patch",
-        (Method::Delete, ..) => "delete",
-    };
-    crate::audit::Event {
-        time: crate::audit::stamp(chrono::Utc::now()),
-        category: "rest".into(),
-        action: action.into(),
-        outcome: "success".into(),
-        resource_type: Some(e.rtype.clone()),
-        resource_id: e.id.as_ref().map(|i| i.as_str().to_owned()),
-        version: e.version,
-        query: e.query.clone(),
-        ..Default::default()
     }
 }
