@@ -34,6 +34,7 @@ pub async fn keys(cmd: KeysCommand) -> anyhow::Result<String> {
             let db = open(&db.database_url).await?;
             let auth = Auth::load(db.clone(), key.key()?).await?;
             let kid = auth.rotate().await?;
+            noted(&db, "keys-rotate", ("key", &kid), true).await?;
             db.close().await;
             Ok(format!("{kid}\n"))
         }
@@ -45,7 +46,9 @@ pub async fn client(cmd: ClientCommand) -> anyhow::Result<String> {
     match cmd {
         ClientCommand::Add(add) => {
             let db = open(&add.db.database_url).await?;
+            let id = add.client_id.clone();
             let out = add_client(&db, add).await;
+            noted(&db, "client-add", ("client", &id), out.is_ok()).await?;
             db.close().await;
             out
         }
@@ -61,6 +64,7 @@ pub async fn client(cmd: ClientCommand) -> anyhow::Result<String> {
         ClientCommand::Remove { db, client_id } => {
             let db = open(&db.database_url).await?;
             let removed = records::remove_client(&db, &client_id).await?;
+            noted(&db, "client-remove", ("client", &client_id), removed).await?;
             db.close().await;
             if !removed {
                 anyhow::bail!("there is no client {client_id}");
@@ -124,6 +128,8 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<String> {
             audience: args.audience,
         })
         .await?;
+    let target = ("client", args.client_id.as_str());
+    noted(&db, "token", target, matches!(granted, Ok(_))).await?;
     db.close().await;
     match granted {
         Ok((token, _)) => Ok(format!("{token}\n")),
@@ -201,6 +207,7 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<String> {
             };
             let db = open(&db.database_url).await?;
             let out = add_user(&db, &email, &role, practitioner, patient, hash).await;
+            noted_user(&db, "user-add", &email, out.is_ok()).await?;
             db.close().await;
             out
         }
@@ -220,6 +227,7 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<String> {
         UserCommand::Disable { db, email } => {
             let db = open(&db.database_url).await?;
             let done = users::set_active(&db, &email, false).await?;
+            noted_user(&db, "user-disable", &email, done).await?;
             db.close().await;
             done.then(String::new)
                 .ok_or_else(|| anyhow::anyhow!("there is no user {email}"))
@@ -228,6 +236,7 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<String> {
             let hash = password::hash(password_from_stdin()?).await?;
             let db = open(&db.database_url).await?;
             let done = users::set_password(&db, &email, hash).await?;
+            noted_user(&db, "user-password", &email, done).await?;
             db.close().await;
             done.then(String::new)
                 .ok_or_else(|| anyhow::anyhow!("there is no user {email}"))
@@ -269,6 +278,37 @@ async fn add_user(
         "{}\n",
         user.fhir_user.unwrap_or(user.id.to_string())
     ))
+}
+
+/// Records an administration command in the audit trail: who ran it (the system user), what it
+/// did and on what, and whether it succeeded.
+async fn noted(db: &Db, action: &str, target: (&str, &str), ok: bool) -> anyhow::Result<()> {
+    let ctx = crate::audit::Context::local("command line");
+    let who = std::env::var("USER").ok().filter(|u| !u.is_empty());
+    ctx.identify(
+        who.map(|u| format!("system user {u}")),
+        Some("expediente command line".into()),
+    );
+    let mut e = crate::audit::Event::now(&ctx, "admin", action);
+    e.resource_type = Some(target.0.into());
+    e.resource_id = Some(target.1.into());
+    if !ok {
+        e.outcome = "minor-failure".into();
+    }
+    let mut tx = db.begin().await?;
+    crate::audit::chain::append(&mut tx, &[e]).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`noted`] for a user, named by their id (never their email).
+async fn noted_user(db: &Db, action: &str, email: &str, ok: bool) -> anyhow::Result<()> {
+    let email = email.trim().to_lowercase();
+    let id = match users::by_email(db, &email).await? {
+        Some(u) => u.id.to_string(),
+        None => "unknown".into(),
+    };
+    noted(db, action, ("user", &id), ok).await
 }
 
 /// `expediente audit ...`: what to print, and whether the chain held.

@@ -58,6 +58,9 @@ impl Default for Settings {
 /// Applies the migrations and writes the mapping tables the database mirrors.
 pub async fn prepare(db: &store::Db) -> anyhow::Result<()> {
     db.migrate().await.context("applying migrations")?;
+    // The server's own transactions say so: the triggers that record direct changes leave
+    // them to the server's audit.
+    db.mark_transactions(audit::chain::transaction_marks(db.dialect()));
     mapping::vital_data::sync_codes(db)
         .await
         .context("writing the vital-sign codes")?;

@@ -743,7 +743,171 @@ async fn audit_events_are_read_only_and_seen_by_whom_they_concern(engine: Engine
     );
 }
 
+async fn the_command_line_and_refusals_leave_events_and_metrics_count_them(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    // The command line's administration, each command an event (a user named by id).
+    register(&app, "reader", "system/Patient.rs");
+    add_user(&app, "nurse@clinic.example", "nurse", &[]);
+    let token = mint(&app, "reader", "system/Patient.rs", &[]).unwrap();
+    let admin: Vec<Value> = events_after(&app, 0)
+        .await
+        .into_iter()
+        .filter(|e| e["category"] == "admin")
+        .collect();
+    let actions: Vec<&str> = admin
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["client-add", "user-add", "token"], "{admin:#?}");
+    assert_eq!(admin[0]["resource_id"], "reader");
+    let user = admin[1]["resource_id"].as_str().unwrap();
+    assert!(
+        uuid::Uuid::parse_str(user).is_ok(),
+        "the user by id, not email: {user}"
+    );
+    assert_eq!(admin[1]["source"], "local");
+    // What the token allows succeeds and what it does not is refused: both leave their event.
+    let pid = app.create(&patient("Rojas")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reader = app.as_token(&token);
+    let at = last(&app).await;
+    assert_eq!(
+        reader.get(&format!("/fhir/Patient/{pid}")).await.status,
+        200
+    );
+    let e = only_event_after(&app, at).await;
+    assert_eq!(
+        (&e["outcome"], &e["client"]),
+        (&json!("success"), &json!("reader"))
+    );
+    let at = last(&app).await;
+    assert_eq!(reader.get("/fhir/Observation").await.status, 403);
+    let e = only_event_after(&app, at).await;
+    assert_eq!(
+        (&e["outcome"], &e["status"]),
+        (&json!("minor-failure"), &json!(403))
+    );
+    assert_eq!(
+        (&e["action"], &e["client"]),
+        (&json!("search-type"), &json!("reader"))
+    );
+    // The metrics count them.
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"expediente_requests_total{route="read",status="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"expediente_requests_total{route="search-type",status="403"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("expediente_request_duration_seconds_bucket{route=\"read\""));
+    assert!(
+        metrics.contains("expediente_audit_queue_depth 0"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(&pid), "no ids in the metrics");
+}
+
+/// Holds the chain's head from another connection until `release` is sent.
+async fn hold_the_chain(
+    app: &TestApp,
+    held: tokio::sync::oneshot::Sender<()>,
+    release: tokio::sync::oneshot::Receiver<()>,
+) {
+    use sqlx::Connection;
+    match app.engine {
+        Engine::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&app.url).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            held.send(()).unwrap();
+            release.await.unwrap();
+            sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+        }
+        Engine::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&app.url).await.unwrap();
+            let mut tx = c.begin().await.unwrap();
+            sqlx::query("SELECT seq FROM audit_chain FOR UPDATE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            held.send(()).unwrap();
+            release.await.unwrap();
+            tx.rollback().await.unwrap();
+        }
+    }
+}
+
+async fn a_read_waits_for_its_event_and_health_shows_the_queue(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let pid = app.create(&patient("Salas")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let health = || async {
+        reqwest::get(app.url("/health"))
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(health().await, json!({"status": "ok"}));
+    let (held_tx, held) = tokio::sync::oneshot::channel();
+    let (release, release_rx) = tokio::sync::oneshot::channel();
+    let holder = hold_the_chain(&app, held_tx, release_rx);
+    let test = async {
+        held.await.unwrap();
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url(&format!("/fhir/Patient/{pid}")),
+            app.token.clone(),
+        );
+        let read = tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        // The read waits: its event cannot be stored yet, and /health says so.
+        let started = Instant::now();
+        loop {
+            let h = health().await;
+            if h["audit_queue"].as_u64().is_some_and(|n| n >= 1) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the queue shows: {h}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!read.is_finished(), "no answer before its event is stored");
+        release.send(()).unwrap();
+        assert_eq!(read.await.unwrap(), 200);
+        assert_eq!(health().await, json!({"status": "ok"}));
+    };
+    tokio::join!(holder, test);
+    let e = events_after(&app, 0).await;
+    assert_eq!(e.last().unwrap()["action"], "read");
+}
+
 on_both_engines!(
+    the_command_line_and_refusals_leave_events_and_metrics_count_them,
+    a_read_waits_for_its_event_and_health_shows_the_queue,
     audit_events_are_read_only_and_seen_by_whom_they_concern,
     each_interaction_leaves_its_event,
     bundles_leave_an_event_per_entry_and_one_for_themselves,

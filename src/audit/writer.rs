@@ -57,7 +57,6 @@ impl std::fmt::Debug for Audit {
 impl Audit {
     /// Starts the writer of `db`'s audit.
     pub fn start(db: Db) -> Audit {
-        db.mark_transactions(chain::transaction_marks(db.dialect()));
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
         let task = tokio::spawn(run(db, rx, stats.clone()));

@@ -3,7 +3,7 @@
 use super::common::browser::Browser;
 use super::common::Engine;
 use super::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 async fn fhir_get(c: &Clinic, token: &str, path: &str) -> (u16, Value) {
     let r = reqwest::Client::new()
@@ -482,4 +482,76 @@ fn claims_of(jwt: &str) -> Value {
         .decode(payload)
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Each step of a sign-in leaves its audit event: a refused sign-in (without the email tried),
+/// the sign-in, the code exchanged for tokens (naming the patient in context), the refresh and
+/// the revocation, each naming the app and, once known, the user.
+pub async fn the_sign_in_and_token_steps_leave_audit_events(engine: Engine) {
+    let c = clinic(engine).await;
+    let b = Browser::new();
+    let r = b.get(&authorize_url(&c.app, &[])).await;
+    let flow = c.app.url(&r.location().unwrap());
+    let csrf = b.get(&flow).await.field("csrf").unwrap();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("email", DOCTOR),
+        ("password", "not it"),
+    ];
+    assert_eq!(b.post(&format!("{flow}/signin"), &form).await.status, 401);
+    let code = doctor_code(&c, &b, &[]).await;
+    let (_, t) = exchange(&c, &code, Some(VERIFIER)).await;
+    let (s, t2) = refresh(&c, t["refresh_token"].as_str().unwrap(), None).await;
+    assert_eq!(s, 200, "{t2}");
+    let form = [
+        ("token", t2["refresh_token"].as_str().unwrap()),
+        ("client_id", "app"),
+    ];
+    assert_eq!(token_request_at(&c, "/auth/revoke", &form).await.0, 200);
+    let events: Vec<Value> = c
+        .app
+        .db
+        .fetch_all(
+            "SELECT event FROM audit_logs WHERE category IN ('login', 'token') ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(&r.string("event").unwrap()).unwrap())
+        .collect();
+    let of =
+        |action: &str| -> Vec<&Value> { events.iter().filter(|e| e["action"] == action).collect() };
+    let sign_ins = of("sign-in");
+    assert_eq!(sign_ins.len(), 2, "{events:#?}");
+    assert_eq!(sign_ins[0]["outcome"], "minor-failure");
+    assert_eq!(sign_ins[0]["client"], "app");
+    assert!(
+        sign_ins[0].get("agent").is_none(),
+        "a refused sign-in names no one"
+    );
+    assert_eq!(sign_ins[1]["outcome"], "success");
+    let doctor = sign_ins[1]["agent"].as_str().unwrap().to_owned();
+    assert!(doctor.starts_with("Practitioner/"), "{doctor}");
+    let token = of("token");
+    let issued = token
+        .iter()
+        .find(|e| e["outcome"] == "success")
+        .expect("the code exchanged");
+    assert_eq!(issued["agent"], doctor.as_str());
+    assert_eq!(issued["client"], "app");
+    assert_eq!(issued["patients"], json!([c.ana]));
+    let refreshed = of("refresh");
+    assert_eq!(refreshed.len(), 1);
+    assert_eq!(
+        (&refreshed[0]["outcome"], &refreshed[0]["agent"]),
+        (&json!("success"), &json!(doctor))
+    );
+    let revoked = of("revoke");
+    assert_eq!((revoked.len(), &revoked[0]["client"]), (1, &json!("app")));
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(
+        !text.contains(DOCTOR) && !text.contains(PASSWORD),
+        "no email, no password"
+    );
 }

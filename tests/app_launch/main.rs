@@ -325,4 +325,5 @@ on_both_engines!(
     the_picker_finds_only_patients_the_role_may_see,
     the_official_javascript_client_launches_in_a_real_browser,
     the_official_python_client_completes_a_standalone_launch,
+    the_sign_in_and_token_steps_leave_audit_events,
 );

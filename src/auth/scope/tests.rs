@@ -105,3 +105,28 @@ fn an_intersection_keeps_what_both_allow() {
         .grants
         .is_empty());
 }
+
+#[test]
+fn only_a_scope_naming_it_reaches_the_audit_trail() {
+    let wild = Scopes::parse("user/*.cruds");
+    let named = Scopes::parse("user/AuditEvent.rs");
+    assert!(wild.grants[0].covers(Action::Read, "Patient"));
+    assert!(!wild.grants[0].covers(Action::Read, "AuditEvent"));
+    assert!(named.grants[0].covers(Action::Search, "AuditEvent"));
+    // A role's or client's wildcard does not grant it, one naming it does.
+    assert!(named.intersect(&wild).grants.is_empty());
+    let auditor = Scopes::parse("user/Patient.rs user/AuditEvent.rs");
+    assert_eq!(named.intersect(&auditor).to_string(), "user/AuditEvent.rs");
+    // An app asking for everything gets the audit trail only by naming it too.
+    let asked = wild.intersect(&auditor);
+    assert!(asked
+        .grants
+        .iter()
+        .all(|g| !g.covers(Action::Read, "AuditEvent")));
+    assert!(asked
+        .grants
+        .iter()
+        .any(|g| g.covers(Action::Read, "Patient")));
+    // Nor does a wildcard include it, so a refresh cannot widen to it.
+    assert!(!named.within(&wild));
+}
