@@ -129,7 +129,7 @@ pub async fn token(args: TokenArgs) -> anyhow::Result<String> {
         })
         .await?;
     let target = ("client", args.client_id.as_str());
-    noted(&db, "token", target, matches!(granted, Ok(_))).await?;
+    noted(&db, "token", target, granted.is_ok()).await?;
     db.close().await;
     match granted {
         Ok((token, _)) => Ok(format!("{token}\n")),
