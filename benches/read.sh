@@ -4,9 +4,10 @@
 # BENCH_RESOURCE=Observation reads 300 Synthea Observations instead (vital signs and results
 # mixed, with their patients and encounters stored first).
 # Needs wrk (Debian package `wrk`) and PostgreSQL at $BENCH_POSTGRES_URL (default 127.0.0.1:5432).
-# On each engine the same database is served twice: with --insecure-no-auth, and as deployed, with
-# a valid access token (a backend client's, system/*.rs) on every request; the two are run in
-# turn, twice each, so that the cost of authorization is read side by side.
+# On each engine the same database is served three times: with --insecure-no-auth; as deployed, with
+# a valid access token (a backend client's, system/*.rs) on every request and every read audited;
+# and the same with auditing off for the measurement only (--no-audit-for-measurement). They are
+# run in turn, twice each, so that the costs of authorization and of audit are read side by side.
 # Prints requests/s, p50 and p99 for each. Not a test: figures go to docs/BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -79,26 +80,29 @@ run_wrk() {
     printf '%-28s %12s req/s   p50 %8s   p99 %8s %s\n' "$name" "$rps" "$p50" "$p99" "$errors"
 }
 
-# Serves the database at $2 on $1 as deployed, and writes a script sending a token for it.
+# Serves the database at $2 on $1 as deployed (with $4 added to its flags), and writes a script
+# sending a token for it to $WORK/$5.lua.
 secured() {
-    local addr="$1" db="$2" key="$3"
-    "$BIN" serve --key-file "$key" --listen "$addr" --database-url "$db" >/dev/null 2>&1 &
-    SECURE_PID=$!
+    local addr="$1" db="$2" key="$3" flags="$4" script="$5"
+    # shellcheck disable=SC2086
+    "$BIN" serve --key-file "$key" --listen "$addr" --database-url "$db" $flags >/dev/null 2>&1 &
+    SECURE_PIDS="${SECURE_PIDS:-} $!"
     wait_up "$addr"
-    "$BIN" client add --client-id bench --public --scope 'system/*.rs' --database-url "$db" >/dev/null
+    "$BIN" client add --client-id bench --public --scope 'system/*.rs' --database-url "$db" >/dev/null 2>&1 || true
     local token
     token=$("$BIN" token --client-id bench --scope 'system/*.rs' --audience "http://$addr/fhir" \
         --key-file "$key" --database-url "$db")
-    { cat "$WORK/paths.lua"; echo "wrk.headers['Authorization'] = 'Bearer $token'"; } > "$WORK/token.lua"
+    { cat "$WORK/paths.lua"; echo "wrk.headers['Authorization'] = 'Bearer $token'"; } > "$WORK/$script.lua"
     curl -sf -o /dev/null -H "Authorization: Bearer $token" "http://$addr$(cat "$WORK/first.txt")"
 }
 
-# Both servers of one engine, in turn, twice.
+# The servers of one engine, in turn, twice.
 side_by_side() {
-    local engine="$1" open="$2" secure="$3"
+    local engine="$1" open="$2" secure="$3" unaudited="$4"
     for round in 1 2; do
         run_wrk "$engine, no auth ($round)" "$open"
-        run_wrk "$engine, token ($round)" "$secure" "$WORK/token.lua"
+        run_wrk "$engine, token+audit ($round)" "$secure" "$WORK/token.lua"
+        run_wrk "$engine, token, no audit ($round)" "$unaudited" "$WORK/unaudited.lua"
     done
 }
 
@@ -110,9 +114,12 @@ SQLITE_PID=$!
 wait_up 127.0.0.1:18191
 load 127.0.0.1:18191
 curl -sf "http://127.0.0.1:18191$(cat "$WORK/first.txt")" > "$WORK/one.json"
-secured 127.0.0.1:18194 "sqlite://$WORK/bench.db" "$WORK/key"
-side_by_side "SQLite" 127.0.0.1:18191 127.0.0.1:18194
-kill "$SQLITE_PID" "$SECURE_PID"; wait "$SQLITE_PID" "$SECURE_PID" 2>/dev/null || true
+secured 127.0.0.1:18194 "sqlite://$WORK/bench.db" "$WORK/key" "" token
+secured 127.0.0.1:18196 "sqlite://$WORK/bench.db" "$WORK/key" --no-audit-for-measurement unaudited
+side_by_side "SQLite" 127.0.0.1:18191 127.0.0.1:18194 127.0.0.1:18196
+# shellcheck disable=SC2086
+kill "$SQLITE_PID" $SECURE_PIDS; wait "$SQLITE_PID" $SECURE_PIDS 2>/dev/null || true
+SECURE_PIDS=
 
 # PostgreSQL
 DB="expediente_bench_$$"
@@ -123,9 +130,11 @@ PG_PID=$!
 wait_up 127.0.0.1:18192
 load 127.0.0.1:18192
 psql "${ADMIN_URL%/*}/$DB" -qc "ANALYZE"
-secured 127.0.0.1:18195 "${ADMIN_URL%/*}/$DB" "$WORK/key2"
-side_by_side "PostgreSQL" 127.0.0.1:18192 127.0.0.1:18195
-kill "$PG_PID" "$SECURE_PID"; wait "$PG_PID" "$SECURE_PID" 2>/dev/null || true
+secured 127.0.0.1:18195 "${ADMIN_URL%/*}/$DB" "$WORK/key2" "" token
+secured 127.0.0.1:18197 "${ADMIN_URL%/*}/$DB" "$WORK/key2" --no-audit-for-measurement unaudited
+side_by_side "PostgreSQL" 127.0.0.1:18192 127.0.0.1:18195 127.0.0.1:18197
+# shellcheck disable=SC2086
+kill "$PG_PID" $SECURE_PIDS; wait "$PG_PID" $SECURE_PIDS 2>/dev/null || true
 
 # Ceiling: the same bytes from a bare handler.
 target/release/examples/ceiling 127.0.0.1:18193 "$WORK/one.json" &

@@ -266,6 +266,9 @@ pub struct ImportArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Write no audit events: only to measure what auditing costs.
+    #[arg(long, hide = true)]
+    pub no_audit_for_measurement: bool,
 }
 
 #[derive(Debug, Args)]

@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Import(args) => {
             let settings = expediente::Settings {
                 max_body: 0,
+                audit: !args.no_audit_for_measurement,
                 ..Default::default()
             };
             let fhir = expediente::build_fhir(&args.db.database_url, &settings).await?;
@@ -58,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
                 progress: !args.no_progress,
             };
             let summary = fhir.import(&caller, &args.paths, &opts).await?;
+            fhir.audit.close().await;
             fhir.db.close().await;
             // A closed stdout (`| head`) is no reason to fail an import that succeeded.
             let _ = std::io::Write::write_all(&mut std::io::stdout(), summary.report().as_bytes());

@@ -306,12 +306,7 @@ async fn foreign(app: &TestApp, sql: &str) {
 /// Waits until the inbox is chained.
 async fn chained(app: &TestApp) {
     let started = Instant::now();
-    while app
-        .db
-        .fetch_one_i64("SELECT count(*) AS n FROM audit_inbox")
-        .await
-        > 0
-    {
+    while expediente::audit::chain::waiting(&app.db).await.unwrap() {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the inbox is chained"
@@ -740,6 +735,35 @@ async fn audit_events_are_read_only_and_seen_by_whom_they_concern(engine: Engine
             .await
             .status,
         404
+    );
+    // A direct change of her record: she sees that it happened, the clinic sees what changed.
+    foreign(
+        &app,
+        &format!("UPDATE patients SET city = 'Cusco' WHERE fhir_id = '{ana}'"),
+    )
+    .await;
+    chained(&app).await;
+    let find = |bundle: &Value| {
+        resources(bundle)
+            .into_iter()
+            .find(|ae| ae["type"]["code"] == "110110")
+            .unwrap_or_else(|| panic!("the change is there: {bundle:#}"))
+    };
+    let hers = find(&mine.get("/fhir/AuditEvent?type=110110").await.body);
+    assert_eq!(hers["action"], "U");
+    assert!(
+        !hers.to_string().contains("Cusco"),
+        "no values for the patient: {hers}"
+    );
+    let clinics = find(
+        &auditor
+            .get(&format!("/fhir/AuditEvent?patient={ana}&type=110110"))
+            .await
+            .body,
+    );
+    assert!(
+        clinics.to_string().contains("Cusco"),
+        "the values for the clinic: {clinics}"
     );
 }
 

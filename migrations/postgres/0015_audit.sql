@@ -11,6 +11,8 @@ ALTER TABLE audit_logs
     ADD COLUMN request_id text;
 -- The chain assigns seq itself, gapless: not from a sequence, which skips on rollback.
 ALTER TABLE audit_logs ALTER COLUMN seq DROP DEFAULT;
+-- The patient of an event is in audit_log_patients (an event may name several).
+DROP INDEX audit_logs_patient_idx;
 CREATE INDEX audit_logs_agent_idx ON audit_logs (agent, seq);
 CREATE INDEX audit_logs_client_idx ON audit_logs (client_id, seq);
 CREATE INDEX audit_logs_entity_idx ON audit_logs (resource_type, resource_id, seq);
@@ -23,6 +25,16 @@ CREATE TABLE audit_log_patients (
 CREATE INDEX audit_log_patients_idx ON audit_log_patients (patient, seq);
 CREATE INDEX audit_log_patients_seq_idx ON audit_log_patients (seq);
 CREATE TRIGGER audit_log_patients_no_update BEFORE UPDATE OR DELETE ON audit_log_patients FOR EACH ROW EXECUTE FUNCTION audit_logs_append_only();
+
+-- The resources an import's event names (it names them all in one event; these rows find it).
+CREATE TABLE audit_log_entities (
+    seq           bigint NOT NULL,
+    resource_type text NOT NULL,
+    resource_id   text NOT NULL
+);
+CREATE INDEX audit_log_entities_idx ON audit_log_entities (resource_type, resource_id, seq);
+CREATE INDEX audit_log_entities_seq_idx ON audit_log_entities (seq);
+CREATE TRIGGER audit_log_entities_no_update BEFORE UPDATE OR DELETE ON audit_log_entities FOR EACH ROW EXECUTE FUNCTION audit_logs_append_only();
 
 -- The head of the chain: the last sequence number and hash. Appending locks this row until the
 -- appending transaction ends, which is what keeps the sequence gapless with several writers and

@@ -8,6 +8,8 @@ ALTER TABLE audit_logs ADD COLUMN category TEXT;
 ALTER TABLE audit_logs ADD COLUMN agent TEXT;
 ALTER TABLE audit_logs ADD COLUMN resource_version INTEGER;
 ALTER TABLE audit_logs ADD COLUMN request_id TEXT;
+-- The patient of an event is in audit_log_patients (an event may name several).
+DROP INDEX audit_logs_patient_idx;
 CREATE INDEX audit_logs_agent_idx ON audit_logs (agent, seq);
 CREATE INDEX audit_logs_client_idx ON audit_logs (client_id, seq);
 CREATE INDEX audit_logs_entity_idx ON audit_logs (resource_type, resource_id, seq);
@@ -28,6 +30,23 @@ BEGIN
     SELECT RAISE(ABORT, 'audit_logs is append-only');
 END;
 
+-- The resources an import's event names (it names them all in one event; these rows find it).
+CREATE TABLE audit_log_entities (
+    seq           INTEGER NOT NULL,
+    resource_type TEXT NOT NULL,
+    resource_id   TEXT NOT NULL
+);
+CREATE INDEX audit_log_entities_idx ON audit_log_entities (resource_type, resource_id, seq);
+CREATE INDEX audit_log_entities_seq_idx ON audit_log_entities (seq);
+CREATE TRIGGER audit_log_entities_no_update BEFORE UPDATE ON audit_log_entities
+BEGIN
+    SELECT RAISE(ABORT, 'audit_logs is append-only');
+END;
+CREATE TRIGGER audit_log_entities_no_delete BEFORE DELETE ON audit_log_entities
+BEGIN
+    SELECT RAISE(ABORT, 'audit_logs is append-only');
+END;
+
 -- The head of the chain: the last sequence number and hash. SQLite has one writer at a time, so
 -- appending under it keeps the sequence gapless. Rows written before the chain began (start_seq)
 -- are outside it. `writer` is 1 inside the server's own transactions (set after BEGIN, cleared
@@ -37,10 +56,12 @@ CREATE TABLE audit_chain (
     start_seq INTEGER NOT NULL,
     seq       INTEGER NOT NULL,
     hash      TEXT NOT NULL,
-    writer    INTEGER NOT NULL DEFAULT 0
+    writer    INTEGER NOT NULL DEFAULT 0,
+    -- The last row written outside the server that was chained (its rowid).
+    outside_rowid INTEGER NOT NULL DEFAULT 0
 );
-INSERT INTO audit_chain (id, start_seq, seq, hash)
-SELECT 1, coalesce(max(seq), 0), coalesce(max(seq), 0), '0000000000000000000000000000000000000000000000000000000000000000' FROM audit_logs;
+INSERT INTO audit_chain (id, start_seq, seq, hash, outside_rowid)
+SELECT 1, coalesce(max(seq), 0), coalesce(max(seq), 0), '0000000000000000000000000000000000000000000000000000000000000000', coalesce(max(rowid), 0) FROM audit_logs;
 CREATE TRIGGER audit_chain_no_delete BEFORE DELETE ON audit_chain
 BEGIN
     SELECT RAISE(ABORT, 'audit_chain is kept by the server');
@@ -53,19 +74,11 @@ CREATE TABLE audit_inbox (
     event TEXT NOT NULL
 );
 
--- An audit row inserted by anyone else than the server (the clinic application's own log) joins
--- the chain through the inbox.
-CREATE TRIGGER audit_logs_outside BEFORE INSERT ON audit_logs
-WHEN NEW.hash IS NULL OR (SELECT writer FROM audit_chain) = 0
-BEGIN
-    INSERT INTO audit_inbox (event) VALUES (json_object(
-        'kind', 'clinic', 'action', NEW.action, 'table', NEW.resource_type, 'row', NEW.resource_id,
-        'patient', NEW.patient_id, 'user', NEW.user_id, 'client', NEW.client_id,
-        'outcome', NEW.outcome, 'source', NEW.source_ip,
-        'time', coalesce(NEW.recorded_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-        'details', json(coalesce(NEW.details, '{}'))));
-    SELECT RAISE(IGNORE);
-END;
+-- An audit row inserted by anyone else than the server (the clinic application's own log,
+-- without seq and hash) stays as it was written and joins the chain as a copy: the server chains
+-- the rows past outside_rowid (a trigger that diverted them would run for every row the server
+-- appends, and costs as much as the row itself on SQLite).
+CREATE INDEX audit_logs_outside_idx ON audit_logs (seq) WHERE seq IS NULL;
 
 -- Any change of a clinical table not made by the server is recorded with the columns it changed
 -- (old and new values; a file's content is left out).

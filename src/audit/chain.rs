@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 const COLUMNS: &[&str] = &[
+    "id",
     "seq",
     "recorded_at",
     "category",
@@ -52,13 +53,19 @@ pub async fn append(tx: &mut Tx, events: &[Event]) -> Result<(), StoreError> {
         .ok_or_else(|| StoreError::Decode("the audit chain has no head".into()))?;
     let last = row.bigint("seq")?;
     let mut prev = row.string("hash")?;
+    let first = last - n + 1;
+    // All rows of one table, then the other's: consecutive rows of a table go in one statement.
     for (i, e) in events.iter().enumerate() {
-        let seq = last - n + 1 + i as i64;
+        let seq = first + i as i64;
         let text = e.text();
         let h = hash(seq, &prev, &text);
         tx.insert("audit_logs", COLUMNS, &values(seq, e, text, &prev, &h))
             .await?;
+        prev = h;
+    }
+    for (i, e) in events.iter().enumerate() {
         for p in &e.patients {
+            let seq = first + i as i64;
             tx.insert(
                 "audit_log_patients",
                 &["seq", "patient"],
@@ -66,7 +73,17 @@ pub async fn append(tx: &mut Tx, events: &[Event]) -> Result<(), StoreError> {
             )
             .await?;
         }
-        prev = h;
+    }
+    for (i, e) in events.iter().enumerate() {
+        for (t, id) in e.entities.iter().filter_map(|x| entity_key(x)) {
+            let seq = first + i as i64;
+            tx.insert(
+                "audit_log_entities",
+                &["seq", "resource_type", "resource_id"],
+                &[seq.into(), t.into(), id.into()],
+            )
+            .await?;
+        }
     }
     tx.queue(
         "UPDATE audit_chain SET hash = ? WHERE id = 1",
@@ -75,11 +92,20 @@ pub async fn append(tx: &mut Tx, events: &[Event]) -> Result<(), StoreError> {
     .await
 }
 
+/// The type and id of an entity named `Type/id/_history/n`.
+pub fn entity_key(entity: &str) -> Option<(&str, &str)> {
+    let mut parts = entity.split('/');
+    Some((parts.next()?, parts.next()?))
+}
+
 fn values(seq: i64, e: &Event, text: String, prev: &str, h: &str) -> Vec<Arg> {
     let time = DateTime::parse_from_rfc3339(&e.time)
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_else(|_| Utc::now());
     vec![
+        // Time-ordered: each row's key lands at the end of the index, as its sequence number
+        // does (a random one costs an insert in the middle, more than the rest of the row).
+        Uuid::now_v7().into(),
         seq.into(),
         time.into(),
         e.category.as_str().into(),
@@ -140,6 +166,7 @@ pub async fn seal_inbox(tx: &mut Tx, more: &[Event]) -> Result<usize, StoreError
         let v: Value = serde_json::from_str(&r.string("event")?).unwrap_or_default();
         events.push(from_inbox(&v));
     }
+    let outside = outside_rows(tx, &mut events).await?;
     name_patients(tx, &mut events).await?;
     events.extend_from_slice(more);
     if let Some(last) = last {
@@ -147,7 +174,68 @@ pub async fn seal_inbox(tx: &mut Tx, more: &[Event]) -> Result<usize, StoreError
             .await?;
     }
     append(tx, &events).await?;
+    Ok(rows.len() + outside)
+}
+
+/// The rows of audit_logs that the clinic application wrote itself, on SQLite (on PostgreSQL a
+/// trigger sends them to the inbox), as events; how many. They stay as they were written, outside
+/// the chain, and a copy of each joins it.
+async fn outside_rows(tx: &mut Tx, events: &mut Vec<Event>) -> Result<usize, StoreError> {
+    if tx.dialect() != Dialect::Sqlite {
+        return Ok(0);
+    }
+    let rows = tx
+        .fetch_all(
+            "SELECT rowid AS r, action, resource_type, resource_id, patient_id, user_id, client_id, \
+             outcome, source_ip, recorded_at, details FROM audit_logs WHERE seq IS NULL AND \
+             rowid > (SELECT outside_rowid FROM audit_chain WHERE id = 1) ORDER BY rowid LIMIT ?",
+            &[INBOX_BATCH.into()],
+        )
+        .await?;
+    let Some(last) = rows.last() else {
+        return Ok(0);
+    };
+    let last = last.bigint("r")?;
+    for r in &rows {
+        let t = |c: &str| r.text(c).ok().flatten();
+        let details = t("details").and_then(|d| serde_json::from_str::<Value>(&d).ok());
+        let v = serde_json::json!({
+            "kind": "clinic", "action": t("action"), "table": t("resource_type"),
+            "row": t("resource_id"), "patient": t("patient_id"), "user": t("user_id"),
+            "client": t("client_id"), "outcome": t("outcome"), "source": t("source_ip"),
+            "time": t("recorded_at"), "details": details,
+        });
+        events.push(from_inbox(&v));
+    }
+    tx.queue(
+        "UPDATE audit_chain SET outside_rowid = ? WHERE id = 1",
+        &[last.into()],
+    )
+    .await?;
     Ok(rows.len())
+}
+
+/// Whether events made outside the server wait to be chained (looked at without taking the
+/// chain's head).
+pub async fn waiting(db: &crate::store::Db) -> Result<bool, StoreError> {
+    if db
+        .fetch_optional("SELECT id FROM audit_inbox LIMIT 1", &[])
+        .await?
+        .is_some()
+    {
+        return Ok(true);
+    }
+    if db.dialect() != Dialect::Sqlite {
+        return Ok(false);
+    }
+    Ok(db
+        .fetch_optional(
+            "SELECT rowid AS r FROM audit_logs WHERE seq IS NULL AND \
+             rowid > (SELECT outside_rowid FROM audit_chain WHERE id = 1) LIMIT 1",
+            &[],
+        )
+        .await?
+        .is_some())
 }
 
 /// The event of an inbox row.

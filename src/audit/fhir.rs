@@ -197,6 +197,13 @@ fn entities(e: &Event, internal: bool) -> Vec<Value> {
         }
         out.push(entity);
     }
+    for x in &e.entities {
+        out.push(json!({
+            "what": {"reference": x},
+            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+            "role": {"system": ROLE, "code": "4", "display": "Domain Resource"},
+        }));
+    }
     if let (Some(q), true) = (&e.query, internal) {
         use base64::Engine;
         out.push(json!({

@@ -61,9 +61,13 @@ pub struct Event {
     /// A search's query as the server applied it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
-    /// How many resources were returned (includes counted).
+    /// How many resources were returned (includes counted), or written (an import).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// Every resource version an import wrote (`Type/id/_history/n`): an import's event names
+    /// them all instead of taking a row each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entities: Vec<String>,
     /// The network address the request came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,

@@ -198,14 +198,25 @@ impl Query {
     fn entity(&mut self, values: &[&str]) {
         let mut ors = Vec::new();
         for v in values {
+            // An import's event names its resources in audit_log_entities.
             match v.rsplit_once('/') {
                 Some((t, id)) => {
-                    ors.push("(resource_type = ? AND resource_id = ?)");
-                    self.args.push(t.rsplit('/').next().unwrap_or(t).into());
-                    self.args.push(id.into());
+                    ors.push(
+                        "(resource_type = ? AND resource_id = ?) OR seq IN (SELECT seq FROM \
+                         audit_log_entities WHERE resource_type = ? AND resource_id = ?)",
+                    );
+                    let t = t.rsplit('/').next().unwrap_or(t);
+                    for _ in 0..2 {
+                        self.args.push(t.into());
+                        self.args.push(id.into());
+                    }
                 }
                 None => {
-                    ors.push("resource_id = ?");
+                    ors.push(
+                        "resource_id = ? OR seq IN (SELECT seq FROM audit_log_entities \
+                         WHERE resource_id = ?)",
+                    );
+                    self.args.push((*v).into());
                     self.args.push((*v).into());
                 }
             }

@@ -79,7 +79,16 @@ pub async fn verify(db: &Db, since: Option<&Checkpoint>) -> Result<Report, Store
                 &[next.into(), head.seq.into(), PAGE.into()],
             )
             .await?;
-        let patients = patients(db, next, head.seq.min(next + PAGE)).await?;
+        let to = head.seq.min(next + PAGE);
+        let patients = side_rows(db, "patient", "audit_log_patients", next, to).await?;
+        let entities = side_rows(
+            db,
+            "resource_type || '/' || resource_id",
+            "audit_log_entities",
+            next,
+            to,
+        )
+        .await?;
         if rows.is_empty() {
             break;
         }
@@ -89,7 +98,7 @@ pub async fn verify(db: &Db, since: Option<&Checkpoint>) -> Result<Report, Store
                 report.broken = Some((next, format!("row {next} is missing")));
                 return Ok(report);
             }
-            if let Err(why) = check(r, seq, &prev, &patients) {
+            if let Err(why) = check(r, seq, &prev, &patients, &entities) {
                 report.broken = Some((seq, why));
                 return Ok(report);
             }
@@ -135,34 +144,39 @@ async fn at(db: &Db, head: &Head, c: &Checkpoint) -> Result<Result<(), String>, 
     })
 }
 
-/// The patients of rows `from..=to`, by row.
-async fn patients(
+type Side = std::collections::HashMap<i64, Vec<String>>;
+
+/// What a side table (the patients, the entities) says of rows `from..=to`, by row.
+async fn side_rows(
     db: &Db,
+    value: &str,
+    table: &str,
     from: i64,
     to: i64,
-) -> Result<std::collections::HashMap<i64, Vec<String>>, StoreError> {
-    let mut out: std::collections::HashMap<i64, Vec<String>> = Default::default();
+) -> Result<Side, StoreError> {
+    let mut out: Side = Default::default();
+    let sql = format!("SELECT seq, {value} AS v FROM {table} WHERE seq >= ? AND seq <= ?");
     for r in db
-        .fetch_all(
-            "SELECT seq, patient FROM audit_log_patients WHERE seq >= ? AND seq <= ?",
-            &[Arg::from(from), Arg::from(to)],
-        )
+        .fetch_all(&sql, &[Arg::from(from), Arg::from(to)])
         .await?
     {
         out.entry(r.bigint("seq")?)
             .or_default()
-            .push(r.string("patient")?);
+            .push(r.string("v")?);
     }
     Ok(out)
 }
 
+/// Whether side table rows say what the event says.
+fn agrees(side: &Side, seq: i64, mut named: Vec<String>) -> bool {
+    let mut listed = side.get(&seq).cloned().unwrap_or_default();
+    listed.sort();
+    named.sort();
+    listed == named
+}
+
 /// Why row `seq` is wrong, if it is.
-fn check(
-    r: &Row,
-    seq: i64,
-    prev: &str,
-    patients: &std::collections::HashMap<i64, Vec<String>>,
-) -> Result<(), String> {
+fn check(r: &Row, seq: i64, prev: &str, patients: &Side, entities: &Side) -> Result<(), String> {
     let text = r.text("event").ok().flatten().unwrap_or_default();
     let stored_prev = r.text("prev_hash").ok().flatten().unwrap_or_default();
     let stored = r.text("hash").ok().flatten().unwrap_or_default();
@@ -196,13 +210,20 @@ fn check(
             "row {seq}'s columns differ from its event: they were changed"
         ));
     }
-    let mut listed = patients.get(&seq).cloned().unwrap_or_default();
-    let mut named = e.patients.clone();
-    listed.sort();
-    named.sort();
-    if listed != named {
+    if !agrees(patients, seq, e.patients.clone()) {
         return Err(format!(
             "row {seq}'s patients differ from its event: they were changed"
+        ));
+    }
+    let named = e
+        .entities
+        .iter()
+        .filter_map(|x| super::chain::entity_key(x))
+        .map(|(t, id)| format!("{t}/{id}"))
+        .collect();
+    if !agrees(entities, seq, named) {
+        return Err(format!(
+            "row {seq}'s entities differ from its event: they were changed"
         ));
     }
     Ok(())

@@ -110,7 +110,7 @@ impl Run<'_> {
         match (group, self.outcome().await) {
             (Ok((mut tx, answers)), None) => {
                 // The group's audit events go with its writes.
-                let sent = match self.fhir.seal_events(&mut tx, self.caller).await {
+                let sent = match self.fhir.seal_import(&mut tx, self.caller).await {
                     Ok(_) => tx.commit_sent().await.map_err(Into::into),
                     Err(e) => Err(e),
                 };

@@ -504,6 +504,12 @@ pub async fn the_sign_in_and_token_steps_leave_audit_events(engine: Engine) {
     let (s, t2) = refresh(&c, t["refresh_token"].as_str().unwrap(), None).await;
     assert_eq!(s, 200, "{t2}");
     let form = [
+        ("token", t2["access_token"].as_str().unwrap()),
+        ("client_id", "app"),
+    ];
+    let (s, about) = token_request_at(&c, "/auth/introspect", &form).await;
+    assert_eq!((s, &about["active"]), (200, &json!(true)), "{about}");
+    let form = [
         ("token", t2["refresh_token"].as_str().unwrap()),
         ("client_id", "app"),
     ];
@@ -546,6 +552,11 @@ pub async fn the_sign_in_and_token_steps_leave_audit_events(engine: Engine) {
     assert_eq!(
         (&refreshed[0]["outcome"], &refreshed[0]["agent"]),
         (&json!("success"), &json!(doctor))
+    );
+    let introspected = of("introspect");
+    assert_eq!(
+        (introspected.len(), &introspected[0]["client"]),
+        (1, &json!("app"))
     );
     let revoked = of("revoke");
     assert_eq!((revoked.len(), &revoked[0]["client"]), (1, &json!("app")));

@@ -125,7 +125,6 @@ impl Fhir {
         let answers = self
             .transaction_in(&mut tx, caller, &mut entries, opts)
             .await?;
-        super::noted_event(&mut tx, bundle_event("import", entries.len()));
         Ok((tx, Answers(answers)))
     }
 
