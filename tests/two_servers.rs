@@ -290,6 +290,15 @@ async fn two_processes_keep_one_gapless_audit_chain() {
                 .unwrap()
         }
     };
+    // The servers store their read events a few milliseconds after answering.
+    let started = Instant::now();
+    while count("SELECT count(*) AS n FROM audit_logs").await - before < 160 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "every event is stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let rows = count("SELECT count(*) AS n FROM audit_logs").await;
     let distinct = count("SELECT count(DISTINCT seq) AS n FROM audit_logs").await;
     let last = count("SELECT max(seq) AS n FROM audit_logs").await;

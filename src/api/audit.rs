@@ -1,8 +1,8 @@
 //! Every request to /fhir and /auth leaves an audit event, whatever its answer: the outermost
 //! layer makes the request's [`Context`] (where it comes from), the token check names the
-//! caller, the handler tells what it returned, and once the answer is made its event is stored
-//! (a write's event went with the write, in its transaction). The answer waits for its event:
-//! one that cannot be stored turns it into a 500.
+//! caller, the handler tells what it returned, and once the answer is made its event is queued
+//! (a write's event went with the write, in its transaction). The answer waits for room in the
+//! queue; an event that cannot be queued turns a successful answer into a 503.
 
 use super::authorize::Peer;
 use super::AppState;
@@ -21,7 +21,7 @@ pub fn current() -> Context {
     CONTEXT.try_with(Clone::clone).unwrap_or_default()
 }
 
-/// Answers the request, then stores its event.
+/// Answers the request, then queues its event.
 pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let Some((category, action, rtype, id)) = classify(req.method(), &path) else {

@@ -1,8 +1,11 @@
-//! The writer of read events: requests hand their event to a bounded queue and wait until it is
-//! stored; one task per process takes what is waiting, appends it to the chain in one
-//! transaction and answers every request of the batch. Nothing is dropped: when the queue is
-//! full, requests wait to enter it; an event that cannot be stored fails its request. The same
-//! task chains the inbox (direct changes) every second.
+//! The writer of read events: requests hand their event to a bounded queue and are answered;
+//! one task per process takes what is waiting (gathering for a few milliseconds, so that one
+//! transaction stores many), appends it to the chain and commits. Nothing is dropped: a batch
+//! that cannot be stored is tried again until it is, the queue fills meanwhile, and once it is
+//! full requests wait to enter it (and time out, answered 503, if the database stays away). A
+//! graceful stop stores what waits before the database closes; a crash loses what waits, the
+//! events of the reads of its last milliseconds (docs/AUDIT.md). The same task chains the inbox
+//! (direct changes) every second.
 
 use super::{chain, Event};
 use crate::store::Db;
@@ -14,11 +17,19 @@ use tokio::sync::{mpsc, oneshot};
 /// The most events waiting; past it, requests wait to enter.
 const QUEUE: usize = 4096;
 /// The most events appended in one transaction.
-const BATCH: usize = 512;
+const BATCH: usize = 1024;
+/// How long the writer gathers events after the first before it writes them.
+const GATHER: Duration = Duration::from_millis(5);
 /// How often the inbox is looked at.
 const INBOX_EVERY: Duration = Duration::from_secs(1);
+/// How long a stopping writer keeps trying to store what waits.
+const LAST_TRIES: Duration = Duration::from_secs(10);
 
-type Job = (Event, oneshot::Sender<Result<(), String>>);
+enum Job {
+    Event(Box<Event>),
+    /// Answered once every event sent before it is stored.
+    Flush(oneshot::Sender<()>),
+}
 
 /// The audit queue of a process (cheap to clone).
 #[derive(Clone)]
@@ -69,7 +80,7 @@ impl Audit {
         }
     }
 
-    /// No audit at all: only to measure what auditing costs (`serve --audit off`).
+    /// No audit at all: only to measure what auditing costs (`--no-audit-for-measurement`).
     pub fn off() -> Audit {
         Audit { inner: None }
     }
@@ -78,25 +89,34 @@ impl Audit {
         self.inner.is_some()
     }
 
-    /// Stores `event`, waiting until it is stored.
+    fn sender(&self) -> Option<mpsc::Sender<Job>> {
+        self.inner
+            .as_ref()
+            .and_then(|i| i.jobs.lock().ok().and_then(|j| j.clone()))
+    }
+
+    /// Queues `event`, waiting for room in the queue when it is full.
     pub async fn record(&self, event: Event) -> Result<(), crate::error::Error> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
-        let sender = inner.jobs.lock().ok().and_then(|j| j.clone());
-        let Some(sender) = sender else {
+        let Some(sender) = self.sender() else {
             return Err(unrecorded("the audit writer has stopped"));
         };
-        let (done, wait) = oneshot::channel();
         inner.stats.depth.fetch_add(1, Ordering::Relaxed);
-        if sender.send((event, done)).await.is_err() {
+        if sender.send(Job::Event(Box::new(event))).await.is_err() {
             inner.stats.depth.fetch_sub(1, Ordering::Relaxed);
             return Err(unrecorded("the audit writer has stopped"));
         }
-        match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(why)) => Err(unrecorded(&why)),
-            Err(_) => Err(unrecorded("the audit writer has stopped")),
+        Ok(())
+    }
+
+    /// Waits until every event queued before is stored.
+    pub async fn flush(&self) {
+        let Some(sender) = self.sender() else { return };
+        let (done, wait) = oneshot::channel();
+        if sender.send(Job::Flush(done)).await.is_ok() {
+            let _ = wait.await;
         }
     }
 
@@ -117,8 +137,8 @@ impl Audit {
     }
 }
 
-/// A request whose event could not be stored: nothing is served without its event, and the
-/// client may try again (the database is most often what is away).
+/// A request whose event could not be queued: nothing is served without its event, and the
+/// client may try again.
 fn unrecorded(why: &str) -> crate::error::Error {
     crate::error::Error::Unavailable(format!("the audit event could not be stored: {why}"))
 }
@@ -130,14 +150,14 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>, stats: Arc<Stats>) {
         tokio::select! {
             job = rx.recv() => {
                 let Some(job) = job else { break };
-                let mut batch = vec![job];
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(j) => batch.push(j),
-                        Err(_) => break,
-                    }
+                let (events, flushes, open) = gather(job, &mut rx).await;
+                write(&db, events, &stats, !open).await;
+                for f in flushes {
+                    let _ = f.send(());
                 }
-                write(&db, batch, &stats).await;
+                if !open {
+                    break;
+                }
             }
             _ = tick.tick() => {
                 if let Err(e) = seal(&db).await {
@@ -150,42 +170,74 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>, stats: Arc<Stats>) {
     let _ = seal(&db).await;
 }
 
-async fn write(db: &Db, batch: Vec<Job>, stats: &Stats) {
-    let started = Instant::now();
-    let (events, answers): (Vec<Event>, Vec<_>) = batch.into_iter().unzip();
-    let n = events.len();
-    let r = async {
-        let mut tx = db.begin().await?;
-        if db.dialect() == crate::store::Dialect::Postgres {
-            // Committed without waiting for the disk (see docs/AUDIT.md): a read's answer waits
-            // for its event to be committed, not for an fsync, as every commit on SQLite
-            // (synchronous=NORMAL). A later write's commit, which does wait, makes these durable
-            // with it.
-            tx.queue_once("SET LOCAL synchronous_commit = off").await?;
-        }
-        chain::append(&mut tx, &events).await?;
-        tx.commit().await
-    }
-    .await;
-    stats.depth.fetch_sub(n, Ordering::Relaxed);
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    stats
-        .write_micros
-        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-    let r = match r {
-        Ok(()) => {
-            stats.events.fetch_add(n as u64, Ordering::Relaxed);
-            Ok(())
-        }
-        Err(e) => {
-            stats.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, events = n, "audit events could not be stored");
-            Err(e.to_string())
-        }
+/// The events waiting after `first`, gathered for [`GATHER`] at most (less when asked to flush
+/// or when the batch is full); and whether the queue is still open.
+async fn gather(
+    first: Job,
+    rx: &mut mpsc::Receiver<Job>,
+) -> (Vec<Event>, Vec<oneshot::Sender<()>>, bool) {
+    let (mut events, mut flushes) = (Vec::new(), Vec::new());
+    let take = |job: Job, events: &mut Vec<Event>, flushes: &mut Vec<oneshot::Sender<()>>| match job
+    {
+        Job::Event(e) => events.push(*e),
+        Job::Flush(f) => flushes.push(f),
     };
-    for a in answers {
-        let _ = a.send(r.clone());
+    take(first, &mut events, &mut flushes);
+    let until = tokio::time::Instant::now() + GATHER;
+    while events.len() < BATCH && flushes.is_empty() {
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Some(job)) => take(job, &mut events, &mut flushes),
+            Ok(None) => return (events, flushes, false),
+            Err(_) => break,
+        }
     }
+    (events, flushes, true)
+}
+
+/// Stores `events`, trying again until it can (at most [`LAST_TRIES`] when `stopping`).
+async fn write(db: &Db, events: Vec<Event>, stats: &Stats, stopping: bool) {
+    if events.is_empty() {
+        return;
+    }
+    let n = events.len();
+    let first_try = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let started = Instant::now();
+        let r = append(db, &events).await;
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats
+            .write_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match r {
+            Ok(()) => {
+                stats.events.fetch_add(n as u64, Ordering::Relaxed);
+                break;
+            }
+            Err(e) => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                if stopping && first_try.elapsed() > LAST_TRIES {
+                    tracing::error!(error = %e, events = n, "audit events lost: the database is away while stopping");
+                    break;
+                }
+                tracing::error!(error = %e, events = n, "audit events not stored yet; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    stats.depth.fetch_sub(n, Ordering::Relaxed);
+}
+
+async fn append(db: &Db, events: &[Event]) -> Result<(), crate::store::StoreError> {
+    let mut tx = db.begin().await?;
+    if db.dialect() == crate::store::Dialect::Postgres {
+        // Committed without waiting for the disk (docs/AUDIT.md); a later write's commit, which
+        // does wait, makes these durable with it.
+        tx.queue_once("SET LOCAL synchronous_commit = off").await?;
+    }
+    chain::append(&mut tx, events).await?;
+    tx.commit().await
 }
 
 /// Chains what waits in the inbox, a batch at a time.

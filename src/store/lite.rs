@@ -304,8 +304,14 @@ fn checkpoints(conn: Connection, wake: std::sync::mpsc::Receiver<()>) {
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
+        // Many small commits (the audit events of reads) are copied together: a page they all
+        // touch is copied once, not once a commit.
+        std::thread::sleep(CHECKPOINT_PAUSE);
     }
 }
+
+/// The least time between two checkpoints.
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(20);
 
 /// The writer thread: commands in order until every sender is gone or [`Cmd::Close`]. Each
 /// commit wakes the checkpointer (`committed`).

@@ -514,6 +514,7 @@ pub async fn the_sign_in_and_token_steps_leave_audit_events(engine: Engine) {
         ("client_id", "app"),
     ];
     assert_eq!(token_request_at(&c, "/auth/revoke", &form).await.0, 200);
+    c.app.fhir.audit.flush().await;
     let events: Vec<Value> = c
         .app
         .db
