@@ -39,35 +39,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Import(args) => {
-            let settings = expediente::Settings {
-                max_body: 0,
-                audit: !args.no_audit_for_measurement,
-                ..Default::default()
-            };
-            let fhir = expediente::build_fhir(&args.db.database_url, &settings).await?;
-            let caller = expediente::interactions::Caller {
-                base_url: "http://localhost/fhir".into(),
-                // The administrator of the clinic's own database.
-                access: expediente::auth::access::Access::everything(),
-                request_id: "import".into(),
-                audit: expediente::audit::Context::local("import"),
-            };
-            let opts = expediente::import::ImportOptions {
-                batch_size: args.batch_size.max(1),
-                skip_unsupported: args.skip_unsupported,
-                progress: !args.no_progress,
-            };
-            let summary = fhir.import(&caller, &args.paths, &opts).await?;
-            fhir.audit.close().await;
-            fhir.db.close().await;
-            // A closed stdout (`| head`) is no reason to fail an import that succeeded.
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), summary.report().as_bytes());
-            if !summary.failed.is_empty() {
-                std::process::exit(1);
-            }
-            Ok(())
-        }
+        Command::Import(args) => import(args).await,
         Command::Keys(args) => print(expediente::admin::keys(args.command).await?),
         Command::Client(args) => print(expediente::admin::client(args.command).await?),
         Command::Token(args) => print(expediente::admin::token(args).await?),
@@ -102,6 +74,37 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `expediente import`: loads the files, prints the summary, exits 1 when some failed.
+async fn import(args: expediente::config::ImportArgs) -> anyhow::Result<()> {
+    let settings = expediente::Settings {
+        max_body: 0,
+        audit: !args.no_audit_for_measurement,
+        ..Default::default()
+    };
+    let fhir = expediente::build_fhir(&args.db.database_url, &settings).await?;
+    let caller = expediente::interactions::Caller {
+        base_url: "http://localhost/fhir".into(),
+        // The administrator of the clinic's own database.
+        access: expediente::auth::access::Access::everything(),
+        request_id: "import".into(),
+        audit: expediente::audit::Context::local("import"),
+    };
+    let opts = expediente::import::ImportOptions {
+        batch_size: args.batch_size.max(1),
+        skip_unsupported: args.skip_unsupported,
+        progress: !args.no_progress,
+    };
+    let summary = fhir.import(&caller, &args.paths, &opts).await?;
+    fhir.audit.close().await;
+    fhir.db.close().await;
+    // A closed stdout (`| head`) is no reason to fail an import that succeeded.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), summary.report().as_bytes());
+    if !summary.failed.is_empty() {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// Writes what a command answers to stdout.
