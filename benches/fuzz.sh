@@ -20,6 +20,8 @@ OUT="${FUZZ_OUT:-target/fuzz-findings}"
 SEED="${FUZZ_SEED:-$(date +%s)}"
 CONCURRENCY="${FUZZ_CONCURRENCY:-4}"
 WORK="$(mktemp -d)"
+# The servers' audit journals stay out of the working tree.
+export EXPEDIENTE_AUDIT_JOURNAL="$WORK/audit-journal"
 DB=""
 cleanup() {
     kill $(jobs -p) 2>/dev/null || true

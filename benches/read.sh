@@ -17,6 +17,8 @@ PATIENTS="${BENCH_PATIENTS:-300}"
 RESOURCE="${BENCH_RESOURCE:-Patient}"
 DURATION="${BENCH_DURATION:-10s}"
 WORK="$(mktemp -d)"
+# The servers' audit journals stay out of the working tree.
+export EXPEDIENTE_AUDIT_JOURNAL="$WORK/audit-journal"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 cargo build --release --quiet --bin expediente --example ceiling

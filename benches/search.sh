@@ -17,6 +17,8 @@ ADMIN_URL="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 PATIENTS="${BENCH_PATIENTS:-10000}"
 REPEAT="${BENCH_REPEAT:-200}"
 WORK="$(mktemp -d)"
+# The servers' audit journals stay out of the working tree.
+export EXPEDIENTE_AUDIT_JOURNAL="$WORK/audit-journal"
 DB=""
 cleanup() {
     kill $(jobs -p) 2>/dev/null || true

@@ -308,6 +308,15 @@ pub struct ServeArgs {
     /// Write no audit trail: only to measure what auditing costs, on the loopback.
     #[arg(long, hide = true)]
     pub no_audit_for_measurement: bool,
+    /// The folder where the event of each read is written before the read is answered, until
+    /// it is stored in the database (made, readable by its owner only, when missing). A server
+    /// that starts stores what a crashed one left there.
+    #[arg(
+        long,
+        env = "EXPEDIENTE_AUDIT_JOURNAL",
+        default_value = "expediente-audit"
+    )]
+    pub audit_journal: std::path::PathBuf,
 }
 
 impl ServeArgs {
@@ -320,6 +329,7 @@ impl ServeArgs {
             request_timeout: std::time::Duration::from_secs(self.request_timeout.max(1)),
             statement_timeout: std::time::Duration::from_secs(self.statement_timeout.max(1)),
             audit: !self.no_audit_for_measurement,
+            audit_journal: Some(self.audit_journal.clone()),
         })
     }
 }

@@ -37,8 +37,13 @@ pub struct Settings {
     pub key: Option<auth::keys::KeyEncryptionKey>,
     /// Serve `/fhir` without tokens (`--insecure-no-auth`: local experiments only).
     pub insecure_no_auth: bool,
-    /// Write the audit trail (always, but to measure what it costs: `serve --audit off`).
+    /// Write the audit trail (always, but to measure what it costs:
+    /// `serve --no-audit-for-measurement`).
     pub audit: bool,
+    /// The folder of the audit journal, where each read's event is written before the read is
+    /// answered (`serve --audit-journal`); None: no journal (a crash loses the read events of
+    /// its last milliseconds).
+    pub audit_journal: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -51,6 +56,7 @@ impl Default for Settings {
             key: None,
             insecure_no_auth: false,
             audit: true,
+            audit_journal: None,
         }
     }
 }
@@ -84,12 +90,29 @@ pub async fn build_fhir(
         registry,
         validators: Arc::new(validators),
         profiles: Arc::new(fhir::profiles::Profiles::load().context("loading the profiles")?),
-        audit: if settings.audit {
-            audit::Audit::start(db.clone())
-        } else {
-            audit::Audit::off()
-        },
+        audit: start_audit(&db, settings).await?,
     })
+}
+
+/// The audit writer: the events a stopped server left in its journal are stored first.
+async fn start_audit(db: &store::Db, settings: &Settings) -> anyhow::Result<audit::Audit> {
+    if !settings.audit {
+        return Ok(audit::Audit::off());
+    }
+    let journal = match &settings.audit_journal {
+        Some(dir) => {
+            audit::journal::recover(db, dir)
+                .await
+                .context("storing the events left in the audit journal")?;
+            Some(
+                audit::journal::Journal::open(db, dir)
+                    .await
+                    .with_context(|| format!("opening the audit journal in {}", dir.display()))?,
+            )
+        }
+        None => None,
+    };
+    Ok(audit::Audit::start(db.clone(), journal))
 }
 
 /// Connects, migrates and builds the application state: what `serve` and the tests share.

@@ -255,6 +255,10 @@ fn serve(url: &str) -> (Server, String) {
             "EXPEDIENTE_KEY",
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
         )
+        .env(
+            "EXPEDIENTE_AUDIT_JOURNAL",
+            std::env::temp_dir().join(format!("expediente-test-{port}.audit")),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -7,7 +7,9 @@ mod common;
 
 use common::{Engine, TestApp};
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const TRIALS: usize = 20;
@@ -37,6 +39,7 @@ impl Server {
             .env("DATABASE_URL", url)
             // The key the test's own server made the signing keys with.
             .env("EXPEDIENTE_KEY_FILE", key_file)
+            .env("EXPEDIENTE_AUDIT_JOURNAL", common::journal_dir(key_file))
             .env_remove("EXPEDIENTE_KEY")
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
@@ -173,7 +176,95 @@ async fn a_killed_server_keeps_each_transaction_whole_or_not_at_all(engine: Engi
     }
 }
 
-on_both_engines!(a_killed_server_keeps_each_transaction_whole_or_not_at_all);
+on_both_engines!(
+    a_killed_server_keeps_each_transaction_whole_or_not_at_all,
+    a_killed_server_loses_the_event_of_no_answered_read
+);
+
+/// Reads answered until SIGKILL: each one's event was in the journal before its answer left, so
+/// the next server to start stores those the killed one had not, and none is lost.
+async fn a_killed_server_loses_the_event_of_no_answered_read(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let server = Server::start(&app.url, &app.key_file).await;
+    let client = reqwest::Client::new();
+    let made = client
+        .post(format!("{}/fhir/Patient", server.base))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient", "name": [{"family": "Leída"}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let id = made.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, answered) = (client.clone(), answered.clone());
+            let url = format!("{}/fhir/Patient/{id}", server.base);
+            tokio::spawn(async move {
+                loop {
+                    let rid = uuid::Uuid::new_v4().to_string();
+                    match client.get(&url).header("x-request-id", &rid).send().await {
+                        Ok(r) if r.status() == 200 => answered.lock().unwrap().push(rid),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.kill();
+    for r in readers {
+        r.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    assert!(answered.len() > 50, "{} reads answered", answered.len());
+    let stored = || async {
+        let rows = app
+            .db
+            .fetch_all(
+                "SELECT request_id FROM audit_logs WHERE action = 'read'",
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.iter()
+            .filter_map(|r| r.text("request_id").unwrap())
+            .collect::<HashSet<String>>()
+    };
+    let before = stored().await;
+    let waiting = answered.iter().filter(|r| !before.contains(*r)).count();
+    assert!(waiting > 0, "the kill left events in the journal only");
+    let server = Server::start(&app.url, &app.key_file).await;
+    let after = stored().await;
+    let lost: Vec<_> = answered.iter().filter(|r| !after.contains(*r)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} answered reads lost their event",
+        lost.len()
+    );
+    println!(
+        "{engine:?}: {} reads answered, {waiting} of their events stored from the journal",
+        answered.len()
+    );
+    // The killed server's journal file is gone; the running servers' remain.
+    let files = std::fs::read_dir(common::journal_dir(&app.key_file))
+        .unwrap()
+        .count();
+    assert_eq!(
+        files, 2,
+        "the test's own server's journal and the new one's"
+    );
+    let report = expediente::audit::verify::verify(&app.db, None)
+        .await
+        .unwrap();
+    assert_eq!(report.broken, None);
+    server.kill();
+}
 
 /// SQLite's disk full (its page limit reached, as a full disk would): writes are answered 503
 /// and change nothing, reads go on, and once there is room again writes succeed.

@@ -37,6 +37,10 @@ fn serve(app: &TestApp) -> (Server, String) {
         .args(["serve", "--database-url", &app.url, "--base-url", BASE])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("EXPEDIENTE_KEY_FILE", &app.key_file)
+        .env(
+            "EXPEDIENTE_AUDIT_JOURNAL",
+            common::journal_dir(&app.key_file),
+        )
         .env_remove("EXPEDIENTE_KEY")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

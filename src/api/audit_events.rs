@@ -78,6 +78,9 @@ async fn run(
     let fmt = negotiate(headers, &params)?;
     let view = view(state, headers, Action::Search)?;
     let query = Query::parse(&params, &view)?;
+    // The events of the reads this process answered before are in the results: stored now
+    // rather than at the end of the writer's gathering.
+    state.fhir.audit.flush().await;
     let (events, more) = query.run(&state.fhir.db).await?;
     let base = state.caller(headers).base_url;
     let link = |page: Option<i64>| {

@@ -105,7 +105,7 @@ fn values(seq: i64, e: &Event, text: String, prev: &str, h: &str) -> Vec<Arg> {
     vec![
         // Time-ordered: each row's key lands at the end of the index, as its sequence number
         // does (a random one costs an insert in the middle, more than the rest of the row).
-        Uuid::now_v7().into(),
+        e.id.unwrap_or_else(Uuid::now_v7).into(),
         seq.into(),
         time.into(),
         e.category.as_str().into(),

@@ -1,7 +1,7 @@
 //! The audit trail: one event per access or change, appended to a hash-chained sequence in
 //! `audit_logs` (see docs/AUDIT.md). The event of a write is appended in the write's own
-//! transaction ([`chain::append`]); the events of reads go through the [`writer::Audit`] queue,
-//! which appends them in batches and answers each request only once its event is stored.
+//! transaction ([`chain::append`]); the events of reads are written to the process's
+//! [`journal`] and go through the [`writer::Audit`] queue, which appends them in batches.
 //! Changes made outside the server (the clinic application writing its tables directly) are
 //! recorded by triggers into an inbox and chained from there ([`chain::seal_inbox`]).
 //!
@@ -11,6 +11,7 @@
 
 pub mod chain;
 pub mod fhir;
+pub mod journal;
 pub mod search;
 pub mod verify;
 pub mod writer;
@@ -31,6 +32,10 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// absent fields left out) is what the chain hashes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// The id its row takes (made when it is stored, unless given before: an event written to
+    /// the journal keeps its id there). Not part of the text.
+    #[serde(skip)]
+    pub id: Option<uuid::Uuid>,
     /// When, in UTC, to the millisecond (`2026-12-06T10:00:00.123Z`).
     pub time: String,
     /// What kind of event: `rest` (a FHIR interaction), `login`, `token`, `admin` (the command

@@ -1,12 +1,17 @@
 //! The writer of read events: requests hand their event to a bounded queue and are answered;
-//! one task per process takes what is waiting (gathering for a few milliseconds, so that one
-//! transaction stores many), appends it to the chain and commits. Nothing is dropped: a batch
-//! that cannot be stored is tried again until it is, the queue fills meanwhile, and once it is
-//! full requests wait to enter it (and time out, answered 503, if the database stays away). A
-//! graceful stop stores what waits before the database closes; a crash loses what waits, the
-//! events of the reads of its last milliseconds (docs/AUDIT.md). The same task chains the inbox
-//! (direct changes) every second.
+//! one task per process takes what is waiting, appends it to the chain and commits. With a
+//! [`Journal`] (as `serve` runs), each event is first written to the journal file, so a crash
+//! loses none of the answered reads, and the writer gathers events for longer: on SQLite for up to a second, one
+//! transaction then storing thousands, which costs far less per event than many small ones
+//! (docs/BENCHMARKS.md). Without one (the tests' in-process servers, `import`) it
+//! gathers for a few milliseconds, and a crash loses the events waiting.
+//!
+//! Nothing is dropped: a batch that cannot be stored is tried again until it is, the queue
+//! fills meanwhile, and once it is full requests wait to enter it (and time out, answered 503,
+//! if the database stays away). A graceful stop stores what waits before the database closes.
+//! The same task chains the inbox (direct changes) every second.
 
+use super::journal::{Journal, Retired};
 use super::{chain, Event};
 use crate::store::Db;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,6 +25,12 @@ const QUEUE: usize = 4096;
 const BATCH: usize = 1024;
 /// How long the writer gathers events after the first before it writes them.
 const GATHER: Duration = Duration::from_millis(5);
+/// The same with a journal, where waiting costs no durability. On SQLite, a commit writes each
+/// page it changed to the log, so a second's events stored at once write each index page that
+/// many of them touch once for all (the read cost of audit fell by half). PostgreSQL gains
+/// nothing past some milliseconds and its answers wait longer behind a large batch.
+const JOURNALED_SQLITE: (Duration, usize) = (Duration::from_secs(1), 16384);
+const JOURNALED_POSTGRES: (Duration, usize) = (Duration::from_millis(50), 2048);
 /// How often the inbox is looked at.
 const INBOX_EVERY: Duration = Duration::from_secs(1);
 /// How long a stopping writer keeps trying to store what waits.
@@ -39,6 +50,7 @@ pub struct Audit {
 
 struct Inner {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    journal: Option<Arc<Journal>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     stats: Arc<Stats>,
 }
@@ -66,14 +78,16 @@ impl std::fmt::Debug for Audit {
 }
 
 impl Audit {
-    /// Starts the writer of `db`'s audit.
-    pub fn start(db: Db) -> Audit {
+    /// Starts the writer of `db`'s audit, writing each event to `journal` first when given.
+    pub fn start(db: Db, journal: Option<Journal>) -> Audit {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
-        let task = tokio::spawn(run(db, rx, stats.clone()));
+        let journal = journal.map(Arc::new);
+        let task = tokio::spawn(run(db, rx, stats.clone(), journal.clone()));
         Audit {
             inner: Some(Arc::new(Inner {
                 jobs: Mutex::new(Some(tx)),
+                journal,
                 task: Mutex::new(Some(task)),
                 stats,
             })),
@@ -95,20 +109,30 @@ impl Audit {
             .and_then(|i| i.jobs.lock().ok().and_then(|j| j.clone()))
     }
 
-    /// Queues `event`, waiting for room in the queue when it is full.
-    pub async fn record(&self, event: Event) -> Result<(), crate::error::Error> {
+    /// Queues `event` (written to the journal first, when there is one), waiting for room in
+    /// the queue when it is full.
+    pub async fn record(&self, mut event: Event) -> Result<(), crate::error::Error> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
-        let Some(sender) = self.sender() else {
-            return Err(unrecorded("the audit writer has stopped"));
-        };
+        let stopped = || unrecorded("the audit writer has stopped");
+        let sender = self.sender().ok_or_else(stopped)?;
+        let permit = sender.reserve().await.map_err(|_| stopped())?;
         inner.stats.depth.fetch_add(1, Ordering::Relaxed);
-        if sender.send(Job::Event(Box::new(event))).await.is_err() {
-            inner.stats.depth.fetch_sub(1, Ordering::Relaxed);
-            return Err(unrecorded("the audit writer has stopped"));
-        }
-        Ok(())
+        let Some(journal) = &inner.journal else {
+            permit.send(Job::Event(Box::new(event)));
+            return Ok(());
+        };
+        let id = uuid::Uuid::now_v7();
+        event.id = Some(id);
+        let text = event.text();
+        journal
+            .write(id, &text, move || permit.send(Job::Event(Box::new(event))))
+            .map_err(|e| {
+                inner.stats.depth.fetch_sub(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "the audit journal could not be written");
+                unrecorded("the audit journal could not be written")
+            })
     }
 
     /// Waits until every event queued before is stored.
@@ -143,15 +167,31 @@ fn unrecorded(why: &str) -> crate::error::Error {
     crate::error::Error::Unavailable(format!("the audit event could not be stored: {why}"))
 }
 
-async fn run(db: Db, mut rx: mpsc::Receiver<Job>, stats: Arc<Stats>) {
+async fn run(
+    db: Db,
+    mut rx: mpsc::Receiver<Job>,
+    stats: Arc<Stats>,
+    journal: Option<Arc<Journal>>,
+) {
     let mut tick = tokio::time::interval(INBOX_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let limits = match journal {
+        Some(_) if db.dialect() == crate::store::Dialect::Sqlite => JOURNALED_SQLITE,
+        Some(_) => JOURNALED_POSTGRES,
+        None => (GATHER, BATCH),
+    };
+    let mut files = Files::default();
     loop {
         tokio::select! {
             job = rx.recv() => {
                 let Some(job) = job else { break };
-                let (events, flushes, open) = gather(job, &mut rx).await;
-                write(&db, events, &stats, !open).await;
+                let (events, flushes, open) = gather(job, &mut rx, limits).await;
+                let n = events.len() as u64;
+                if write(&db, events, &stats, !open).await {
+                    files.stored(n, journal.as_deref());
+                } else {
+                    files.lost = true;
+                }
                 for f in flushes {
                     let _ = f.send(());
                 }
@@ -168,13 +208,48 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>, stats: Arc<Stats>) {
     }
     // The last changes made while stopping.
     let _ = seal(&db).await;
+    if let (Some(j), false) = (journal, files.lost) {
+        j.finish();
+    }
 }
 
-/// The events waiting after `first`, gathered for [`GATHER`] at most (less when asked to flush
-/// or when the batch is full); and whether the queue is still open.
+/// The journal files the writer moved on from, and how many journaled events it stored.
+#[derive(Default)]
+struct Files {
+    stored: u64,
+    retired: Vec<Retired>,
+    /// Events were given up on (the database away while stopping): the files stay, for the
+    /// next start to store.
+    lost: bool,
+}
+
+impl Files {
+    /// `n` more events are stored: the files whose events all are go; a large journal moves
+    /// to a new file.
+    fn stored(&mut self, n: u64, journal: Option<&Journal>) {
+        let Some(journal) = journal else { return };
+        self.stored += n;
+        let stored = self.stored;
+        let (done, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retired)
+            .into_iter()
+            .partition(|r| r.upto <= stored);
+        self.retired = kept;
+        done.into_iter().for_each(Retired::remove);
+        match journal.rotate() {
+            Ok(Some(r)) if r.upto <= stored => r.remove(),
+            Ok(Some(r)) => self.retired.push(r),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "could not start a new audit journal file"),
+        }
+    }
+}
+
+/// The events waiting after `first`, gathered for `window` at most (less when asked to flush
+/// or when the batch reaches `most`); and whether the queue is still open.
 async fn gather(
     first: Job,
     rx: &mut mpsc::Receiver<Job>,
+    (window, most): (Duration, usize),
 ) -> (Vec<Event>, Vec<oneshot::Sender<()>>, bool) {
     let (mut events, mut flushes) = (Vec::new(), Vec::new());
     let take = |job: Job, events: &mut Vec<Event>, flushes: &mut Vec<oneshot::Sender<()>>| match job
@@ -183,8 +258,8 @@ async fn gather(
         Job::Flush(f) => flushes.push(f),
     };
     take(first, &mut events, &mut flushes);
-    let until = tokio::time::Instant::now() + GATHER;
-    while events.len() < BATCH && flushes.is_empty() {
+    let until = tokio::time::Instant::now() + window;
+    while events.len() < most && flushes.is_empty() {
         match tokio::time::timeout_at(until, rx.recv()).await {
             Ok(Some(job)) => take(job, &mut events, &mut flushes),
             Ok(None) => return (events, flushes, false),
@@ -194,11 +269,13 @@ async fn gather(
     (events, flushes, true)
 }
 
-/// Stores `events`, trying again until it can (at most [`LAST_TRIES`] when `stopping`).
-async fn write(db: &Db, events: Vec<Event>, stats: &Stats, stopping: bool) {
+/// Stores `events`, trying again until it can (at most [`LAST_TRIES`] when `stopping`);
+/// whether they were stored.
+async fn write(db: &Db, events: Vec<Event>, stats: &Stats, stopping: bool) -> bool {
     if events.is_empty() {
-        return;
+        return true;
     }
+    let mut stored = true;
     let n = events.len();
     let first_try = Instant::now();
     let mut pause = Duration::from_millis(50);
@@ -217,7 +294,8 @@ async fn write(db: &Db, events: Vec<Event>, stats: &Stats, stopping: bool) {
             Err(e) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
                 if stopping && first_try.elapsed() > LAST_TRIES {
-                    tracing::error!(error = %e, events = n, "audit events lost: the database is away while stopping");
+                    tracing::error!(error = %e, events = n, "audit events not stored: the database is away while stopping");
+                    stored = false;
                     break;
                 }
                 tracing::error!(error = %e, events = n, "audit events not stored yet; trying again");
@@ -227,6 +305,7 @@ async fn write(db: &Db, events: Vec<Event>, stats: &Stats, stopping: bool) {
         }
     }
     stats.depth.fetch_sub(n, Ordering::Relaxed);
+    stored
 }
 
 async fn append(db: &Db, events: &[Event]) -> Result<(), crate::store::StoreError> {

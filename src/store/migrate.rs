@@ -87,6 +87,11 @@ pub fn sqlite() -> Migrator {
             "../../migrations/sqlite/0014_app_launch.sql"
         ),
         migration!(15, "audit", "../../migrations/sqlite/0015_audit.sql"),
+        migration!(
+            16,
+            "audit journal",
+            "../../migrations/sqlite/0016_audit_journal.sql"
+        ),
     ])
 }
 
@@ -155,5 +160,10 @@ pub fn postgres() -> Migrator {
             "../../migrations/postgres/0014_app_launch.sql"
         ),
         migration!(15, "audit", "../../migrations/postgres/0015_audit.sql"),
+        migration!(
+            16,
+            "audit journal",
+            "../../migrations/postgres/0016_audit_journal.sql"
+        ),
     ])
 }

@@ -66,6 +66,11 @@ pub struct TestApp {
     cleanup: Cleanup,
 }
 
+/// The audit journal folder of the test server whose key file is `key_file`.
+pub fn journal_dir(key_file: &std::path::Path) -> PathBuf {
+    key_file.with_extension("audit")
+}
+
 enum Cleanup {
     File(PathBuf),
     Database(String),
@@ -111,6 +116,7 @@ pub async fn admin_token(state: &expediente::api::AppState, audience: &str) -> S
 impl Drop for TestApp {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.key_file);
+        let _ = std::fs::remove_dir_all(journal_dir(&self.key_file));
         match &self.cleanup {
             Cleanup::File(p) => {
                 for suffix in ["", "-wal", "-shm"] {
@@ -232,6 +238,10 @@ impl TestApp {
         };
         let key_file = std::env::temp_dir().join(format!("expediente-test-{tag}.key"));
         let mut settings = settings;
+        // Read events go through the journal, as `serve` writes them.
+        settings
+            .audit_journal
+            .get_or_insert_with(|| journal_dir(&key_file));
         if settings.key.is_none() {
             settings.key = Some(
                 expediente::auth::keys::KeyEncryptionKey::from_file(&key_file).expect("a key file"),
