@@ -21,6 +21,7 @@ const COLUMNS: &[&str] = &[
     "client_id",
     "resource_type",
     "resource_id",
+    "patient",
     "resource_version",
     "source_ip",
     "request_id",
@@ -64,6 +65,9 @@ pub async fn append(tx: &mut Tx, events: &[Event]) -> Result<(), StoreError> {
         prev = h;
     }
     for (i, e) in events.iter().enumerate() {
+        if the_patient(e).is_some() {
+            continue;
+        }
         for p in &e.patients {
             let seq = first + i as i64;
             tx.insert(
@@ -92,6 +96,15 @@ pub async fn append(tx: &mut Tx, events: &[Event]) -> Result<(), StoreError> {
     .await
 }
 
+/// The patient of an event about exactly one, kept in the event's row (`patient`); an event
+/// about several lists them in audit_log_patients.
+pub fn the_patient(e: &Event) -> Option<&str> {
+    match e.patients.as_slice() {
+        [one] => Some(one),
+        _ => None,
+    }
+}
+
 /// The type and id of an entity named `Type/id/_history/n`.
 pub fn entity_key(entity: &str) -> Option<(&str, &str)> {
     let mut parts = entity.split('/');
@@ -115,6 +128,7 @@ fn values(seq: i64, e: &Event, text: String, prev: &str, h: &str) -> Vec<Arg> {
         e.client.clone().into(),
         e.resource_type.clone().into(),
         e.resource_id.clone().into(),
+        the_patient(e).map(str::to_owned).into(),
         Arg::Int(e.version),
         e.source.clone().into(),
         e.request_id.clone().into(),

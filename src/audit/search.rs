@@ -82,8 +82,10 @@ impl Query {
     }
 
     fn patient(&mut self, id: &str) {
-        self.conds
-            .push("seq IN (SELECT seq FROM audit_log_patients WHERE patient = ?)".into());
+        self.conds.push(
+            "(patient = ? OR seq IN (SELECT seq FROM audit_log_patients WHERE patient = ?))".into(),
+        );
+        self.args.push(id.into());
         self.args.push(id.into());
     }
 
@@ -184,14 +186,17 @@ impl Query {
     /// `patient=Patient/id` (or the id alone).
     fn patients(&mut self, values: &[&str]) {
         let marks = vec!["?"; values.len()].join(", ");
+        // An event about one patient names it in its row, one about several in
+        // audit_log_patients.
         self.conds.push(format!(
-            "seq IN (SELECT seq FROM audit_log_patients WHERE patient IN ({marks}))"
+            "(patient IN ({marks}) OR seq IN (SELECT seq FROM audit_log_patients WHERE patient IN ({marks})))"
         ));
-        self.args.extend(
-            values
-                .iter()
-                .map(|v| Arg::from(v.rsplit('/').next().unwrap_or(v))),
-        );
+        let ids: Vec<Arg> = values
+            .iter()
+            .map(|v| Arg::from(v.rsplit('/').next().unwrap_or(v)))
+            .collect();
+        self.args.extend(ids.iter().cloned());
+        self.args.extend(ids);
     }
 
     /// `entity=Type/id` (or a bare id, of any type).

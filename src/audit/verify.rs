@@ -75,7 +75,7 @@ pub async fn verify(db: &Db, since: Option<&Checkpoint>) -> Result<Report, Store
             .fetch_all(
                 "SELECT seq, recorded_at, category, action, outcome, agent, client_id, \
                  resource_type, resource_id, resource_version, source_ip, request_id, event, \
-                 prev_hash, hash FROM audit_logs WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
+                 patient, prev_hash, hash FROM audit_logs WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
                 &[next.into(), head.seq.into(), PAGE.into()],
             )
             .await?;
@@ -168,8 +168,12 @@ async fn side_rows(
 }
 
 /// Whether side table rows say what the event says.
-fn agrees(side: &Side, seq: i64, mut named: Vec<String>) -> bool {
-    let mut listed = side.get(&seq).cloned().unwrap_or_default();
+fn agrees(side: &Side, seq: i64, named: Vec<String>) -> bool {
+    same(side.get(&seq).cloned().unwrap_or_default(), named)
+}
+
+/// Whether two lists hold the same values, in any order.
+fn same(mut listed: Vec<String>, mut named: Vec<String>) -> bool {
     listed.sort();
     named.sort();
     listed == named
@@ -192,17 +196,17 @@ fn check(r: &Row, seq: i64, prev: &str, patients: &Side, entities: &Side) -> Res
     }
     let e: Event = serde_json::from_str(&text)
         .map_err(|_| format!("row {seq}'s event is not an audit event"))?;
-    let same = |col: &str, v: &Option<String>| r.text(col).ok().flatten() == *v;
+    let column_is = |col: &str, v: &Option<String>| r.text(col).ok().flatten() == *v;
     let time = r.timestamp("recorded_at").map(stamp).ok();
-    let columns_agree = same("category", &Some(e.category.clone()))
-        && same("action", &Some(e.action.clone()))
-        && same("outcome", &Some(e.outcome.clone()))
-        && same("agent", &e.agent)
-        && same("client_id", &e.client)
-        && same("resource_type", &e.resource_type)
-        && same("resource_id", &e.resource_id)
-        && same("source_ip", &e.source)
-        && same("request_id", &e.request_id)
+    let columns_agree = column_is("category", &Some(e.category.clone()))
+        && column_is("action", &Some(e.action.clone()))
+        && column_is("outcome", &Some(e.outcome.clone()))
+        && column_is("agent", &e.agent)
+        && column_is("client_id", &e.client)
+        && column_is("resource_type", &e.resource_type)
+        && column_is("resource_id", &e.resource_id)
+        && column_is("source_ip", &e.source)
+        && column_is("request_id", &e.request_id)
         && r.opt_int("resource_version").ok().flatten() == e.version
         && time.as_deref() == Some(e.time.as_str());
     if !columns_agree {
@@ -210,7 +214,10 @@ fn check(r: &Row, seq: i64, prev: &str, patients: &Side, entities: &Side) -> Res
             "row {seq}'s columns differ from its event: they were changed"
         ));
     }
-    if !agrees(patients, seq, e.patients.clone()) {
+    // The patient of an event about one is in its row (rows before that have none there).
+    let mut listed = patients.get(&seq).cloned().unwrap_or_default();
+    listed.extend(r.text("patient").ok().flatten());
+    if !same(listed, e.patients.clone()) {
         return Err(format!(
             "row {seq}'s patients differ from its event: they were changed"
         ));
