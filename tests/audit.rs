@@ -408,9 +408,15 @@ async fn a_changed_or_removed_row_breaks_the_chain_there(engine: Engine) {
         .await
         .unwrap();
     let err = verify(&app, &[]).unwrap_err();
-    assert!(err.contains("broken at row 2") && err.contains("patients"), "{err}");
+    assert!(
+        err.contains("broken at row 2") && err.contains("patients"),
+        "{err}"
+    );
     app.db
-        .execute("UPDATE audit_logs SET patient = resource_id WHERE seq = 2", &[])
+        .execute(
+            "UPDATE audit_logs SET patient = resource_id WHERE seq = 2",
+            &[],
+        )
         .await
         .unwrap();
     assert!(verify(&app, &[]).is_ok());

@@ -14,3 +14,9 @@ CREATE INDEX audit_logs_client_idx ON audit_logs (client_id, seq) WHERE client_i
 -- about several lists them in audit_log_patients: one index entry instead of a row and two.
 ALTER TABLE audit_logs ADD COLUMN patient TEXT;
 CREATE INDEX audit_logs_patient_one_idx ON audit_logs (patient, seq) WHERE patient IS NOT NULL;
+
+-- An event about a Patient resource and that patient alone (a read of a Patient) is found by
+-- entity through the patient index: the entity index leaves it out.
+DROP INDEX audit_logs_entity_idx;
+CREATE INDEX audit_logs_entity_idx ON audit_logs (resource_type, resource_id, seq)
+    WHERE patient IS NULL OR resource_type <> 'Patient' OR resource_id <> patient;

@@ -14,6 +14,9 @@ use crate::store::{Arg, Db};
 /// The most events in one page, and how many when `_count` is not given.
 pub const MAX_COUNT: i64 = 1000;
 const DEFAULT_COUNT: i64 = 50;
+/// The rows the entity index holds (its WHERE, word for word, so that SQLite uses it).
+const ENTITY_INDEXED: &str =
+    "patient IS NULL OR resource_type <> 'Patient' OR resource_id <> patient";
 
 /// The parameters of an AuditEvent search, and the modifiers they take.
 pub const PARAMS: &[&str] = &[
@@ -203,28 +206,35 @@ impl Query {
     fn entity(&mut self, values: &[&str]) {
         let mut ors = Vec::new();
         for v in values {
-            // An import's event names its resources in audit_log_entities.
-            match v.rsplit_once('/') {
-                Some((t, id)) => {
-                    ors.push(
-                        "(resource_type = ? AND resource_id = ?) OR seq IN (SELECT seq FROM \
-                         audit_log_entities WHERE resource_type = ? AND resource_id = ?)",
-                    );
-                    let t = t.rsplit('/').next().unwrap_or(t);
-                    for _ in 0..2 {
-                        self.args.push(t.into());
-                        self.args.push(id.into());
-                    }
+            let (t, id) = match v.rsplit_once('/') {
+                Some((t, id)) => (Some(t.rsplit('/').next().unwrap_or(t)), id),
+                None => (None, *v),
+            };
+            // The entity index leaves out the events about a Patient and that patient alone
+            // (the patient index finds them), and an import's event names its resources in
+            // audit_log_entities.
+            let (kind, kind_side) = match t {
+                Some(t) => {
+                    self.args.push(t.into());
+                    ("resource_type = ? AND ", "resource_type = ? AND ")
                 }
-                None => {
-                    ors.push(
-                        "resource_id = ? OR seq IN (SELECT seq FROM audit_log_entities \
-                         WHERE resource_id = ?)",
-                    );
-                    self.args.push((*v).into());
-                    self.args.push((*v).into());
-                }
+                None => ("", ""),
+            };
+            self.args.push(id.into());
+            ors.push(format!("({kind}resource_id = ? AND ({ENTITY_INDEXED}))"));
+            if t.is_none() || t == Some("Patient") {
+                ors.push(
+                    "(patient = ? AND resource_type = 'Patient' AND resource_id = patient)".into(),
+                );
+                self.args.push(id.into());
             }
+            ors.push(format!(
+                "seq IN (SELECT seq FROM audit_log_entities WHERE {kind_side}resource_id = ?)"
+            ));
+            if let Some(t) = t {
+                self.args.push(t.into());
+            }
+            self.args.push(id.into());
         }
         self.conds.push(format!("({})", ors.join(" OR ")));
     }
