@@ -138,6 +138,8 @@ fn fhir(method: &Method, rest: &str) -> Option<Class> {
 /// Tells the request's event which version a read returned.
 pub fn saw_version(v: &crate::interactions::Version) {
     let patients = match (&v.resource, &v.raw) {
+        // A Patient is its own patient: its id is known without reading its text.
+        _ if v.resource_type == "Patient" => vec![v.id.clone()],
         (Some(r), _) => crate::audit::patients_of(r),
         (None, Some(text)) => crate::audit::patients_in_text(text),
         (None, None) => vec![],

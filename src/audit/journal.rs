@@ -79,10 +79,10 @@ impl Journal {
         })
     }
 
-    /// Writes the line of the event `id` with canonical `text`, then calls `then` (which hands
-    /// the event to the writer) while no other line can be written: the writer receives the
-    /// events in the order of the journal.
-    pub fn write(&self, id: Uuid, text: &str, then: impl FnOnce()) -> io::Result<()> {
+    /// Writes the line of the event `id` with canonical `text`, then calls `then` with the text
+    /// (it hands the event to the writer) while no other line can be written: the writer
+    /// receives the events in the order of the journal.
+    pub fn write(&self, id: Uuid, text: String, then: impl FnOnce(String)) -> io::Result<()> {
         let mut line = Vec::with_capacity(text.len() + 38);
         line.extend_from_slice(id.hyphenated().to_string().as_bytes());
         line.push(b'\t');
@@ -95,7 +95,7 @@ impl Journal {
         st.file.write_all(&line)?;
         st.bytes += line.len() as u64;
         st.written += 1;
-        then();
+        then(text);
         Ok(())
     }
 

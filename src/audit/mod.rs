@@ -36,6 +36,9 @@ pub struct Event {
     /// the journal keeps its id there). Not part of the text.
     #[serde(skip)]
     pub id: Option<uuid::Uuid>,
+    /// Its text, once made for the journal: stored as it was written there, not made again.
+    #[serde(skip)]
+    pub written: Option<String>,
     /// When, in UTC, to the millisecond (`2026-12-06T10:00:00.123Z`).
     pub time: String,
     /// What kind of event: `rest` (a FHIR interaction), `login`, `token`, `admin` (the command
@@ -106,6 +109,9 @@ impl Event {
 
     /// The event's canonical text (see docs/AUDIT.md).
     pub fn text(&self) -> String {
+        if let Some(t) = &self.written {
+            return t.clone();
+        }
         serde_json::to_string(self).unwrap_or_default()
     }
 

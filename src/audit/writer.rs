@@ -127,7 +127,10 @@ impl Audit {
         event.id = Some(id);
         let text = event.text();
         journal
-            .write(id, &text, move || permit.send(Job::Event(Box::new(event))))
+            .write(id, text, move |text| {
+                event.written = Some(text);
+                permit.send(Job::Event(Box::new(event)))
+            })
             .map_err(|e| {
                 inner.stats.depth.fetch_sub(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "the audit journal could not be written");
