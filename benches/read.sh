@@ -7,15 +7,19 @@
 # On each engine the same database is served three times: with --insecure-no-auth; as deployed, with
 # a valid access token (a backend client's, system/*.rs) on every request and every read audited;
 # and the same with auditing off for the measurement only (--no-audit-for-measurement). They are
-# run in turn, twice each, so that the costs of authorization and of audit are read side by side.
-# Prints requests/s, p50 and p99 for each. Not a test: figures go to docs/BENCHMARKS.md.
+# run in turn, round after round (BENCH_ROUNDS, default 6, of BENCH_DURATION each, default 5 s),
+# so that the costs of authorization and of audit are read side by side: this machine's speed
+# drifts by more than those costs from one minute to the next, so each round's three runs are
+# compared with each other and the medians of the rounds' ratios are printed.
+# Prints requests/s, p50 and p99 for each run. Not a test: figures go to docs/BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 ADMIN_URL="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 PATIENTS="${BENCH_PATIENTS:-300}"
 RESOURCE="${BENCH_RESOURCE:-Patient}"
-DURATION="${BENCH_DURATION:-10s}"
+DURATION="${BENCH_DURATION:-5s}"
+ROUNDS="${BENCH_ROUNDS:-6}"
 WORK="$(mktemp -d)"
 # The servers' audit journals stay out of the working tree.
 export EXPEDIENTE_AUDIT_JOURNAL="$WORK/audit-journal"
@@ -80,6 +84,7 @@ run_wrk() {
     local errors
     errors=$(grep -E "Non-2xx|Socket errors" "$WORK/wrk.txt" || true)
     printf '%-28s %12s req/s   p50 %8s   p99 %8s %s\n' "$name" "$rps" "$p50" "$p99" "$errors"
+    LAST_RPS="$rps"
 }
 
 # Serves the database at $2 on $1 as deployed (with $4 added to its flags), and writes a script
@@ -98,14 +103,29 @@ secured() {
     curl -sf -o /dev/null -H "Authorization: Bearer $token" "http://$addr$(cat "$WORK/first.txt")"
 }
 
-# The servers of one engine, in turn, twice.
+# The servers of one engine, in turn, round after round; then the medians of the rounds' ratios.
 side_by_side() {
-    local engine="$1" open="$2" secure="$3" unaudited="$4"
-    for round in 1 2; do
+    local engine="$1" open="$2" secure="$3" unaudited="$4" round
+    : > "$WORK/rounds"
+    for round in $(seq "$ROUNDS"); do
         run_wrk "$engine, no auth ($round)" "$open"
+        local o="$LAST_RPS"
         run_wrk "$engine, token+audit ($round)" "$secure" "$WORK/token.lua"
+        local a="$LAST_RPS"
         run_wrk "$engine, token, no audit ($round)" "$unaudited" "$WORK/unaudited.lua"
+        echo "$o $a $LAST_RPS" >> "$WORK/rounds"
     done
+    python3 - "$engine" "$WORK/rounds" <<'PY'
+import statistics, sys
+engine, rows = sys.argv[1], [list(map(float, l.split())) for l in open(sys.argv[2]) if l.strip()]
+med = lambda xs: statistics.median(xs)
+audit = [r[1] / r[2] for r in rows]
+print(f"{engine}, medians of {len(rows)} rounds: no auth {med([r[0] for r in rows]):.0f} req/s, "
+      f"token+audit {med([r[1] for r in rows]):.0f}, token without audit {med([r[2] for r in rows]):.0f}")
+print(f"{engine}, audit on / off in the same round: median {med(audit):.2f} "
+      f"(rounds: {' '.join(f'{x:.2f}' for x in audit)}); "
+      f"token without audit / no auth: median {med([r[2] / r[0] for r in rows]):.2f}")
+PY
 }
 
 echo "GET /fhir/$RESOURCE/{id}, $PATIENTS resources, wrk -t2 -c16 -d$DURATION on $(nproc) cores"

@@ -8,19 +8,28 @@
 //! own name for itself (audit_chain.instance), so a folder may serve several databases. Each
 //! line is an event's row id, a tab, and the event's canonical text. The process that writes a
 //! file holds a lock on it: a file that can be locked is one whose process has ended.
-//! Writing a line is a plain write (no fsync): the line survives the process, as a committed
-//! SQLite transaction does with synchronous = NORMAL; a power cut can lose the last ones.
+//! A file is made at its full size, filled with zeros (so a full disk is an error when a file
+//! is made, never when a line is written), and mapped into memory: writing a line is a copy
+//! into the mapping, with no system call, and ends with its newline, so a line without one was
+//! cut short. Nothing is synced: the line is in the kernel's page cache and survives the
+//! process, as a committed SQLite transaction does with synchronous = NORMAL; a power cut can
+//! lose the last ones.
 
 use super::Event;
 use crate::store::{Db, StoreError};
+use memmap2::MmapMut;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use uuid::Uuid;
 
-/// Past this size the journal goes on in a new file; the old one is removed once stored.
-const ROTATE_AT: u64 = 4 * 1024 * 1024;
+/// The size of a journal file.
+const FILE_SIZE: usize = 8 * 1024 * 1024;
+/// Past this much the writer moves the journal on to a new file (made before it is needed); the
+/// old one is removed once stored. A line that does not fit in the rest of a file (the writer
+/// behind) moves it on at once.
+const ROTATE_AT: usize = 4 * 1024 * 1024;
 /// Events stored in one transaction while recovering a journal.
 const RECOVER_BATCH: usize = 1000;
 
@@ -32,23 +41,33 @@ pub struct Journal {
 }
 
 struct State {
-    file: File,
-    path: PathBuf,
-    bytes: u64,
+    file: Mapped,
+    bytes: usize,
     /// Events written so far, in every file: the writer stores them in this order.
     written: u64,
+    /// Files moved on from because a line did not fit, for the writer to take.
+    full: Vec<Retired>,
+}
+
+/// A journal file, locked and mapped.
+struct Mapped {
+    map: MmapMut,
+    path: PathBuf,
+    /// Held open: its lock tells that this process is running.
+    _file: File,
 }
 
 /// A file the journal moved on from: removable once `upto` events are stored.
 pub struct Retired {
-    path: PathBuf,
-    _file: File,
+    file: Mapped,
     pub upto: u64,
 }
 
 impl Retired {
     pub fn remove(self) {
-        if let Err(e) = std::fs::remove_file(&self.path) {
+        let Mapped { map, path, _file } = self.file;
+        drop(map);
+        if let Err(e) = std::fs::remove_file(&path) {
             tracing::warn!(error = %e, "could not remove a stored audit journal file");
         }
     }
@@ -66,15 +85,15 @@ impl Journal {
     pub async fn open(db: &Db, dir: &Path) -> anyhow::Result<Journal> {
         let instance = instance(db).await?;
         make_dir(dir)?;
-        let (file, path) = new_file(dir, &instance)?;
+        let file = new_file(dir, &instance, FILE_SIZE)?;
         Ok(Journal {
             dir: dir.to_owned(),
             instance,
             state: Mutex::new(State {
                 file,
-                path,
                 bytes: 0,
                 written: 0,
+                full: Vec::new(),
             }),
         })
     }
@@ -83,49 +102,65 @@ impl Journal {
     /// (it hands the event to the writer) while no other line can be written: the writer
     /// receives the events in the order of the journal.
     pub fn write(&self, id: Uuid, text: String, then: impl FnOnce(String)) -> io::Result<()> {
-        let mut line = Vec::with_capacity(text.len() + 38);
-        line.extend_from_slice(id.hyphenated().to_string().as_bytes());
-        line.push(b'\t');
-        line.extend_from_slice(text.as_bytes());
-        line.push(b'\n');
-        let mut st = self
-            .state
-            .lock()
-            .map_err(|_| io::Error::other("poisoned"))?;
-        st.file.write_all(&line)?;
-        st.bytes += line.len() as u64;
+        let mut hyphenated = Uuid::encode_buffer();
+        let id = id.hyphenated().encode_lower(&mut hyphenated).as_bytes();
+        let len = id.len() + 1 + text.len() + 1;
+        let mut st = self.lock()?;
+        if st.bytes + len > st.file.map.len() {
+            let file = new_file(&self.dir, &self.instance, len.max(FILE_SIZE))?;
+            let r = st.move_on(file);
+            st.full.push(r);
+        }
+        let at = st.bytes;
+        let line = &mut st.file.map[at..at + len];
+        line[..id.len()].copy_from_slice(id);
+        line[id.len()] = b'\t';
+        line[id.len() + 1..len - 1].copy_from_slice(text.as_bytes());
+        // The newline last: a line that has one was written whole.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+        line[len - 1] = b'\n';
+        st.bytes += len;
         st.written += 1;
         then(text);
         Ok(())
     }
 
-    /// Goes on in a new file when the current one is large: the old one, returned, is removed
-    /// once the events written to it are stored.
-    pub fn rotate(&self) -> io::Result<Option<Retired>> {
-        let mut st = self
-            .state
-            .lock()
-            .map_err(|_| io::Error::other("poisoned"))?;
-        if st.bytes < ROTATE_AT {
-            return Ok(None);
+    fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, State>> {
+        self.state.lock().map_err(|_| io::Error::other("poisoned"))
+    }
+
+    /// The files the journal moved on from since last asked: each is removed once the events
+    /// written to it are stored. Past [`ROTATE_AT`] it moves on to a new file, made before the
+    /// journal is locked.
+    pub fn rotate(&self) -> io::Result<Vec<Retired>> {
+        if self.lock()?.bytes < ROTATE_AT {
+            return Ok(std::mem::take(&mut self.lock()?.full));
         }
-        let (file, path) = new_file(&self.dir, &self.instance)?;
-        let old_file = std::mem::replace(&mut st.file, file);
-        let old_path = std::mem::replace(&mut st.path, path);
-        st.bytes = 0;
-        Ok(Some(Retired {
-            path: old_path,
-            _file: old_file,
-            upto: st.written,
-        }))
+        let file = new_file(&self.dir, &self.instance, FILE_SIZE)?;
+        let mut st = self.lock()?;
+        let r = st.move_on(file);
+        st.full.push(r);
+        Ok(std::mem::take(&mut st.full))
     }
 
     /// Removes the current file: every event written to it is stored.
     pub fn finish(&self) {
         if let Ok(st) = self.state.lock() {
-            if let Err(e) = std::fs::remove_file(&st.path) {
+            if let Err(e) = std::fs::remove_file(&st.file.path) {
                 tracing::warn!(error = %e, "could not remove the audit journal file");
             }
+        }
+    }
+}
+
+impl State {
+    /// Goes on in `file`; the one before is returned.
+    fn move_on(&mut self, file: Mapped) -> Retired {
+        let old = std::mem::replace(&mut self.file, file);
+        self.bytes = 0;
+        Retired {
+            file: old,
+            upto: self.written,
         }
     }
 }
@@ -138,15 +173,38 @@ fn make_dir(dir: &Path) -> io::Result<()> {
     b.create(dir)
 }
 
-fn new_file(dir: &Path, instance: &str) -> io::Result<(File, PathBuf)> {
+/// A new journal file of `size` bytes, locked, filled with zeros and mapped.
+fn new_file(dir: &Path, instance: &str, size: usize) -> io::Result<Mapped> {
     let path = dir.join(format!("{instance}-{}.journal", Uuid::now_v7().simple()));
     let mut o = OpenOptions::new();
-    o.append(true).create_new(true);
+    o.read(true).write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    let file = o.open(&path)?;
+    let mut file = o.open(&path)?;
     file.try_lock().map_err(io::Error::other)?;
-    Ok((file, path))
+    let zeros = [0u8; 64 * 1024];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(zeros.len());
+        file.write_all(&zeros[..n])?;
+        left -= n;
+    }
+    let map = map(&file)?;
+    Ok(Mapped {
+        map,
+        path,
+        _file: file,
+    })
+}
+
+/// Maps `file` into memory, for writing.
+#[allow(unsafe_code)]
+fn map(file: &File) -> io::Result<MmapMut> {
+    // SAFETY: the file was just made by this process (create_new), in a folder of its owner
+    // only, with its lock held for as long as the mapping lives: no other process truncates or
+    // writes it (a recovering server skips locked files), so the mapped bytes stay backed and
+    // are changed by this process only, through the journal's mutex.
+    unsafe { MmapMut::map_mut(file) }
 }
 
 /// The database's own name for itself.
@@ -174,15 +232,13 @@ pub async fn recover(db: &Db, dir: &Path) -> anyhow::Result<usize> {
         if !(name.starts_with(&format!("{instance}-")) && name.ends_with(".journal")) {
             continue;
         }
-        let Ok(mut file) = OpenOptions::new().read(true).write(true).open(&path) else {
+        let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
             continue;
         };
         if file.try_lock().is_err() {
             continue; // its process is running
         }
-        let mut text = String::new();
-        file.read_to_string(&mut text)?;
-        let events = unstored(db, parse(&text)).await?;
+        let events = unstored(db, parse(&std::fs::read(&path)?)).await?;
         for batch in events.chunks(RECOVER_BATCH) {
             let mut tx = db.begin().await?;
             super::chain::append(&mut tx, batch).await?;
@@ -200,11 +256,16 @@ pub async fn recover(db: &Db, dir: &Path) -> anyhow::Result<usize> {
     Ok(total)
 }
 
-/// The events of a journal's text (a line cut short by a crash, whose read was not answered, is
-/// left out).
-fn parse(text: &str) -> Vec<Event> {
-    text.lines()
+/// The events of a journal file's bytes: its whole lines (a line cut short by a crash, whose
+/// read was not answered, has no newline; the zeros after the last line are no line).
+fn parse(bytes: &[u8]) -> Vec<Event> {
+    let Some(end) = bytes.iter().rposition(|b| *b == b'\n') else {
+        return vec![];
+    };
+    bytes[..end]
+        .split(|b| *b == b'\n')
         .filter_map(|line| {
+            let line = std::str::from_utf8(line).ok()?;
             let (id, event) = line.split_once('\t')?;
             let mut e: Event = serde_json::from_str(event).ok()?;
             e.id = Some(Uuid::parse_str(id).ok()?);
@@ -244,9 +305,57 @@ mod tests {
         let id = Uuid::now_v7();
         let whole = format!("{id}\t{}\n", e.text());
         let cut = &whole[..whole.len() - 5];
-        let parsed = parse(&format!("{whole}{cut}"));
+        let parsed = parse(format!("{whole}{cut}\0\0\0").as_bytes());
         assert_eq!(parsed.len(), 1);
         assert_eq!(parsed[0].id, Some(id));
         assert_eq!(parsed[0].text(), e.text());
+    }
+
+    #[test]
+    fn a_line_that_does_not_fit_moves_the_journal_on_and_every_line_is_kept() {
+        let dir = std::env::temp_dir().join(format!("journal-test-{}", Uuid::now_v7().simple()));
+        make_dir(&dir).unwrap();
+        let event = |n: usize| Event {
+            time: "2026-12-06T10:00:00.000Z".into(),
+            category: "rest".into(),
+            action: "read".into(),
+            outcome: "success".into(),
+            resource_id: Some(format!("{n:0>200}")),
+            ..Event::default()
+        };
+        // Room for three lines exactly.
+        let line = 36 + 1 + event(0).text().len() + 1;
+        let journal = Journal {
+            dir: dir.clone(),
+            instance: "test".into(),
+            state: Mutex::new(State {
+                file: new_file(&dir, "test", 3 * line).unwrap(),
+                bytes: 0,
+                written: 0,
+                full: Vec::new(),
+            }),
+        };
+        let mut handed = Vec::new();
+        for n in 0..5 {
+            journal
+                .write(Uuid::now_v7(), event(n).text(), |t| handed.push(t))
+                .unwrap();
+        }
+        let retired = journal.rotate().unwrap();
+        assert_eq!(retired.len(), 1, "the first file held three lines");
+        assert_eq!(retired[0].upto, 3);
+        let mut lines = parse(&std::fs::read(&retired[0].file.path).unwrap());
+        let current = journal.state.lock().unwrap().file.path.clone();
+        lines.extend(parse(&std::fs::read(&current).unwrap()));
+        let texts: Vec<String> = lines.iter().map(Event::text).collect();
+        assert_eq!(
+            texts, handed,
+            "every line, in the order handed to the writer"
+        );
+        assert_eq!(texts, (0..5).map(|n| event(n).text()).collect::<Vec<_>>());
+        retired.into_iter().for_each(Retired::remove);
+        journal.finish();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir(&dir).unwrap();
     }
 }

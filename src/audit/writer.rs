@@ -191,7 +191,7 @@ async fn run(
                 let (events, flushes, open) = gather(job, &mut rx, limits).await;
                 let n = events.len() as u64;
                 if write(&db, events, &stats, !open).await {
-                    files.stored(n, journal.as_deref());
+                    files.stored(n, journal.as_ref()).await;
                 } else {
                     files.lost = true;
                 }
@@ -229,8 +229,10 @@ struct Files {
 impl Files {
     /// `n` more events are stored: the files whose events all are go; a large journal moves
     /// to a new file.
-    fn stored(&mut self, n: u64, journal: Option<&Journal>) {
-        let Some(journal) = journal else { return };
+    async fn stored(&mut self, n: u64, journal: Option<&Arc<Journal>>) {
+        let Some(journal) = journal.cloned() else {
+            return;
+        };
         self.stored += n;
         let stored = self.stored;
         let (done, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retired)
@@ -238,10 +240,18 @@ impl Files {
             .partition(|r| r.upto <= stored);
         self.retired = kept;
         done.into_iter().for_each(Retired::remove);
-        match journal.rotate() {
-            Ok(Some(r)) if r.upto <= stored => r.remove(),
-            Ok(Some(r)) => self.retired.push(r),
-            Ok(None) => {}
+        // A new file is written full of zeros: not on the runtime's threads.
+        match tokio::task::spawn_blocking(move || journal.rotate()).await {
+            Ok(Ok(files)) => {
+                for r in files {
+                    if r.upto <= stored {
+                        r.remove();
+                    } else {
+                        self.retired.push(r);
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "could not start a new audit journal file"),
             Err(e) => tracing::error!(error = %e, "could not start a new audit journal file"),
         }
     }
