@@ -133,8 +133,11 @@ impl Journal {
     /// written to it are stored. Past [`ROTATE_AT`] it moves on to a new file, made before the
     /// journal is locked.
     pub fn rotate(&self) -> io::Result<Vec<Retired>> {
-        if self.lock()?.bytes < ROTATE_AT {
-            return Ok(std::mem::take(&mut self.lock()?.full));
+        {
+            let mut st = self.lock()?;
+            if st.bytes < ROTATE_AT {
+                return Ok(std::mem::take(&mut st.full));
+            }
         }
         let file = new_file(&self.dir, &self.instance, FILE_SIZE)?;
         let mut st = self.lock()?;

@@ -241,8 +241,11 @@ impl Files {
         self.retired = kept;
         done.into_iter().for_each(Retired::remove);
         // A new file is written full of zeros: not on the runtime's threads.
-        match tokio::task::spawn_blocking(move || journal.rotate()).await {
-            Ok(Ok(files)) => {
+        let files = tokio::task::spawn_blocking(move || journal.rotate())
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match files {
+            Ok(files) => {
                 for r in files {
                     if r.upto <= stored {
                         r.remove();
@@ -251,7 +254,6 @@ impl Files {
                     }
                 }
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "could not start a new audit journal file"),
             Err(e) => tracing::error!(error = %e, "could not start a new audit journal file"),
         }
     }
