@@ -8,8 +8,9 @@ use common::{Engine, TestApp};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// The last sequence number of the chain.
+/// The last row's number, once the events of the reads answered are stored.
 async fn last(app: &TestApp) -> i64 {
+    app.fhir.audit.flush().await;
     app.db
         .fetch_one_i64("SELECT coalesce(max(seq), 0) AS n FROM audit_logs")
         .await
