@@ -76,16 +76,31 @@ load() {
     done < "$WORK/load.txt"
 }
 
+# The CPU time a process has used (all its threads, user and system), in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 run_wrk() {
     local name="$1" addr="$2" script="${3:-$WORK/paths.lua}"
+    local pid before
+    pid=$(pgrep -f -- "--listen $addr" | head -1 || true)
+    [ -n "$pid" ] && before=$(cpu_ticks "$pid")
     wrk -t2 -c16 -d"$DURATION" --latency -s "$script" "http://$addr" > "$WORK/wrk.txt"
-    local rps p50 p99
+    # What the server does after the last answer (an audit batch) is its cost too, and must not
+    # slow the next run: wait for it.
+    sleep 1.5
+    local rps p50 p99 requests cpu=""
     rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
     p50=$(awk '$1=="50%" {print $2}' "$WORK/wrk.txt")
     p99=$(awk '$1=="99%" {print $2}' "$WORK/wrk.txt")
+    requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
+    LAST_CPU=0
+    if [ -n "$pid" ] && [ "${requests:-0}" -gt 0 ]; then
+        LAST_CPU=$(( ($(cpu_ticks "$pid") - before) * 1000000 / $(getconf CLK_TCK) / requests ))
+        cpu="   cpu ${LAST_CPU} us/req"
+    fi
     local errors
     errors=$(grep -E "Non-2xx|Socket errors" "$WORK/wrk.txt" || true)
-    printf '%-28s %12s req/s   p50 %8s   p99 %8s %s\n' "$name" "$rps" "$p50" "$p99" "$errors"
+    printf '%-28s %12s req/s   p50 %8s   p99 %8s%s %s\n' "$name" "$rps" "$p50" "$p99" "$cpu" "$errors"
     LAST_RPS="$rps"
 }
 
@@ -110,17 +125,17 @@ side_by_side() {
     local engine="$1" open="$2" secure="$3" unaudited="$4" round
     : > "$WORK/rounds"
     for round in $(seq "$ROUNDS"); do
-        local o a u
+        local o a u oc ac uc
         if (( round % 2 )); then
-            run_wrk "$engine, no auth ($round)" "$open"; o="$LAST_RPS"
-            run_wrk "$engine, token+audit ($round)" "$secure" "$WORK/token.lua"; a="$LAST_RPS"
-            run_wrk "$engine, token, no audit ($round)" "$unaudited" "$WORK/unaudited.lua"; u="$LAST_RPS"
+            run_wrk "$engine, no auth ($round)" "$open"; o="$LAST_RPS"; oc="$LAST_CPU"
+            run_wrk "$engine, token+audit ($round)" "$secure" "$WORK/token.lua"; a="$LAST_RPS"; ac="$LAST_CPU"
+            run_wrk "$engine, token, no audit ($round)" "$unaudited" "$WORK/unaudited.lua"; u="$LAST_RPS"; uc="$LAST_CPU"
         else
-            run_wrk "$engine, token, no audit ($round)" "$unaudited" "$WORK/unaudited.lua"; u="$LAST_RPS"
-            run_wrk "$engine, token+audit ($round)" "$secure" "$WORK/token.lua"; a="$LAST_RPS"
-            run_wrk "$engine, no auth ($round)" "$open"; o="$LAST_RPS"
+            run_wrk "$engine, token, no audit ($round)" "$unaudited" "$WORK/unaudited.lua"; u="$LAST_RPS"; uc="$LAST_CPU"
+            run_wrk "$engine, token+audit ($round)" "$secure" "$WORK/token.lua"; a="$LAST_RPS"; ac="$LAST_CPU"
+            run_wrk "$engine, no auth ($round)" "$open"; o="$LAST_RPS"; oc="$LAST_CPU"
         fi
-        echo "$o $a $u" >> "$WORK/rounds"
+        echo "$o $a $u $oc $ac $uc" >> "$WORK/rounds"
     done
     python3 - "$engine" "$WORK/rounds" <<'PY'
 import statistics, sys
@@ -132,6 +147,14 @@ print(f"{engine}, medians of {len(rows)} rounds: no auth {med([r[0] for r in row
 print(f"{engine}, audit on / off in the same round: median {med(audit):.2f} "
       f"(rounds: {' '.join(f'{x:.2f}' for x in audit)}); "
       f"token without audit / no auth: median {med([r[2] / r[0] for r in rows]):.2f}")
+# CPU time per request drifts less with the machine's speed than throughput does (on PostgreSQL
+# it is the server's alone: the database's work is not in it).
+cpu = [r[4] / r[5] for r in rows if r[5] > 0]
+if cpu:
+    print(f"{engine}, server CPU per request: no auth {med([r[3] for r in rows]):.0f} us, "
+          f"token+audit {med([r[4] for r in rows]):.0f} us, token without audit "
+          f"{med([r[5] for r in rows]):.0f} us; with audit / without, in the same round: median "
+          f"{med(cpu):.2f} (rounds: {' '.join(f'{x:.2f}' for x in cpu)})")
 PY
 }
 
