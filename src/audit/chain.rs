@@ -60,7 +60,7 @@ pub async fn append(tx: &mut Tx, events: &[Event]) -> Result<(), StoreError> {
         let seq = first + i as i64;
         let text = e.text();
         let h = hash(seq, &prev, &text);
-        tx.insert("audit_logs", COLUMNS, &values(seq, e, text, &prev, &h))
+        tx.insert_vec("audit_logs", COLUMNS, values(seq, e, text, &prev, &h))
             .await?;
         prev = h;
     }

@@ -143,29 +143,7 @@ pub fn outcome_of(status: u16) -> &'static str {
 
 /// A time as events write it.
 pub fn stamp(t: DateTime<Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    if !(0..=9999).contains(&t.year()) {
-        return t.to_rfc3339_opts(SecondsFormat::Millis, true);
-    }
-    // Made digit by digit: every request's event has one, and chrono's formatter costs more
-    // than the rest of the event.
-    let ms = (t.nanosecond() / 1_000_000).min(999);
-    let mut out = String::with_capacity(24);
-    for (n, width, after) in [
-        (t.year() as u32, 4, '-'),
-        (t.month(), 2, '-'),
-        (t.day(), 2, 'T'),
-        (t.hour(), 2, ':'),
-        (t.minute(), 2, ':'),
-        (t.second(), 2, '.'),
-        (ms, 3, 'Z'),
-    ] {
-        for p in (0..width).rev() {
-            out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
-        }
-        out.push(after);
-    }
-    out
+    crate::store::millis_text(&t).unwrap_or_else(|| t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
 /// The hash of the row `seq` with `event`, after the row whose hash is `prev`: SHA-256 of

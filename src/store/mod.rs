@@ -17,7 +17,7 @@ mod tx;
 mod watch;
 
 use arg::sqlite_query;
-pub use arg::{parse_decimal, sqlite_timestamp, Arg};
+pub use arg::{millis_text, parse_decimal, sqlite_timestamp, Arg};
 pub use error::StoreError;
 pub use lite::LiteRow;
 use pg_conn::PgConn;

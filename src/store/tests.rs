@@ -433,3 +433,21 @@ fn sqlite_timestamps_sort_as_text() {
     assert_eq!(a, "2026-01-02T03:04:05.100Z");
     assert!(b < a);
 }
+
+#[test]
+fn a_sqlite_timestamp_is_what_chrono_writes() {
+    let chrono_text = |t: &DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    let mut t = DateTime::parse_from_rfc3339("0001-01-01T00:00:00.000Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    while chrono::Datelike::year(&t) < 9999 {
+        assert_eq!(sqlite_timestamp(&t), chrono_text(&t));
+        // A step that moves every field, the milliseconds included.
+        t += chrono::Duration::milliseconds(86_400_000 * 97 + 3_661_007);
+    }
+    let far =
+        DateTime::parse_from_rfc3339("+12026-05-06T07:08:09.5Z").map(|t| t.with_timezone(&Utc));
+    if let Ok(far) = far {
+        assert_eq!(sqlite_timestamp(&far), chrono_text(&far));
+    }
+}

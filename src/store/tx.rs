@@ -1,6 +1,6 @@
 //! A database transaction: its reads, and its writes that wait to be sent together.
 
-use super::arg::keep;
+use super::arg::{keep, keep_owned};
 use super::pg::PgTx;
 use super::queue::{Queued, Shape, What, MAX_ROWS};
 use super::{lite, Arg, Dialect, Row, Shared, StoreError, TxReads};
@@ -215,22 +215,54 @@ impl Tx {
         columns: &[&str],
         values: &[Arg],
     ) -> Result<(), StoreError> {
-        debug_assert_eq!(columns.len(), values.len(), "a value per column of {table}");
+        self.insert_with(table, columns, values.len(), |lite, into| {
+            keep(lite, into, values)
+        })
+        .await
+    }
+
+    /// [`Tx::insert`] of values the caller has no more use for: they are moved, not copied.
+    pub async fn insert_vec(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        values: Vec<Arg>,
+    ) -> Result<(), StoreError> {
+        self.insert_with(table, columns, values.len(), |lite, into| {
+            keep_owned(lite, into, values)
+        })
+        .await
+    }
+
+    async fn insert_with(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        n: usize,
+        put: impl FnOnce(bool, &mut Vec<Arg>),
+    ) -> Result<(), StoreError> {
+        debug_assert_eq!(columns.len(), n, "a value per column of {table}");
         let lite = self.is_lite();
         if let Some(last) = self.queued.last_mut() {
             if last.rows < MAX_ROWS && last.shape().is_some_and(|s| s.is(table, columns)) {
-                keep(lite, &mut last.args, values);
+                put(lite, &mut last.args);
                 last.rows += 1;
                 return Ok(());
             }
         }
         let shape = self.shape(table, columns);
-        self.push_rows(shape, values).await
+        let mut kept = Vec::with_capacity(n);
+        put(lite, &mut kept);
+        self.push_kept(shape, kept).await
     }
 
     async fn push_rows(&mut self, shape: Arc<Shape>, values: &[Arg]) -> Result<(), StoreError> {
         let mut kept = Vec::with_capacity(values.len());
         keep(self.is_lite(), &mut kept, values);
+        self.push_kept(shape, kept).await
+    }
+
+    async fn push_kept(&mut self, shape: Arc<Shape>, kept: Vec<Arg>) -> Result<(), StoreError> {
         self.queued.push(Queued {
             what: What::Insert(shape),
             args: kept,
