@@ -151,26 +151,27 @@ impl Kind {
         }
     }
 
-    fn column(self, values: &[&Arg]) -> Column {
+    /// The array of `values` (taken: texts and bytes move into it).
+    fn column(self, values: impl Iterator<Item = Arg>) -> Column {
         macro_rules! take {
             ($variant:ident, $($pat:pat => $e:expr),+) => {
-                Column::$variant(values.iter().map(|a| match a { $($pat => $e,)+ _ => None }).collect())
+                Column::$variant(values.map(|a| match a { $($pat => $e,)+ _ => None }).collect())
             };
         }
         match self {
-            Kind::Uuid => take!(Uuid, Arg::Uuid(v) => Some(*v), Arg::OptUuid(v) => *v),
-            Kind::Text => take!(Text, Arg::Text(v) => v.clone()),
-            Kind::Int => take!(Int, Arg::Int(v) => *v),
-            Kind::Bool => take!(Bool, Arg::Bool(v) => *v),
+            Kind::Uuid => take!(Uuid, Arg::Uuid(v) => Some(v), Arg::OptUuid(v) => v),
+            Kind::Text => take!(Text, Arg::Text(v) => v),
+            Kind::Int => take!(Int, Arg::Int(v) => v),
+            Kind::Bool => take!(Bool, Arg::Bool(v) => v),
             Kind::Json => take!(Json,
                 Arg::Json(v) => Some(JsonText(v.to_string())),
                 Arg::OptJson(v) => v.as_ref().map(|v| JsonText(v.to_string()))),
-            Kind::Timestamp => take!(Timestamp, Arg::Timestamp(v) => *v),
-            Kind::Date => take!(Date, Arg::Date(v) => *v),
+            Kind::Timestamp => take!(Timestamp, Arg::Timestamp(v) => v),
+            Kind::Date => take!(Date, Arg::Date(v) => v),
             Kind::Decimal => {
                 take!(Decimal, Arg::Decimal(v) => v.as_deref().and_then(parse_decimal))
             }
-            Kind::Bytes => take!(Bytes, Arg::Bytes(v) => v.clone()),
+            Kind::Bytes => take!(Bytes, Arg::Bytes(v) => v),
         }
     }
 }
@@ -201,9 +202,10 @@ fn runs(args: &[Arg], width: usize) -> Result<Vec<Run>, StoreError> {
     // Per column of the current run: its kind, and whether only NULLs gave it.
     let mut kinds: Vec<(Kind, bool)> = Vec::new();
     let mut start = 0;
+    let mut row_kinds = Vec::with_capacity(width);
     for r in 0..rows {
         let row = &args[r * width..(r + 1) * width];
-        let mut row_kinds = Vec::with_capacity(width);
+        row_kinds.clear();
         for a in row {
             let k = Kind::of(a)
                 .ok_or_else(|| StoreError::Decode("a list of ids cannot be inserted".into()))?;
@@ -219,9 +221,9 @@ fn runs(args: &[Arg], width: usize) -> Result<Vec<Run>, StoreError> {
             start = r;
         }
         if kinds.is_empty() {
-            kinds = row_kinds;
+            kinds.extend_from_slice(&row_kinds);
         } else {
-            for (k, rk) in kinds.iter_mut().zip(row_kinds) {
+            for (k, rk) in kinds.iter_mut().zip(row_kinds.iter().copied()) {
                 if k.1 && !rk.1 {
                     *k = rk;
                 }
@@ -249,10 +251,13 @@ fn unnest_sql(shape: &Shape, kinds: &[Kind]) -> String {
     )
 }
 
+/// What a value taken into its column leaves behind.
+const NULL: Arg = Arg::Int(None);
+
 /// Queued writes, in the order they are sent, ready for PostgreSQL.
 pub(super) fn pieces(queued: Vec<Queued>) -> Result<Vec<Piece>, StoreError> {
     let mut out = Vec::with_capacity(queued.len());
-    for q in queued {
+    for mut q in queued {
         match &q.what {
             What::Statement(sql) => out.push(Piece::Statement(pg_sql(sql), q.args)),
             What::Insert(shape) => {
@@ -269,9 +274,11 @@ pub(super) fn pieces(queued: Vec<Queued>) -> Result<Vec<Piece>, StoreError> {
                         .iter()
                         .enumerate()
                         .map(|(c, k)| {
-                            let values: Vec<&Arg> =
-                                rows.clone().map(|r| &q.args[r * width + c]).collect();
-                            k.column(&values)
+                            let args = &mut q.args;
+                            k.column(
+                                rows.clone()
+                                    .map(|r| std::mem::replace(&mut args[r * width + c], NULL)),
+                            )
                         })
                         .collect();
                     out.push(Piece::Rows(unnest_sql(shape, &kinds), columns));
