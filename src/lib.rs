@@ -130,7 +130,7 @@ pub async fn build_state(database_url: &str, settings: Settings) -> anyhow::Resu
             .context("loading the signing keys")?,
     );
     auth.follow_in_background(auth::REVOCATION_POLL);
-    Ok(api::AppState {
+    Ok(api::AppState::new(api::ServerState {
         fhir,
         auth,
         max_body: settings.max_body,
@@ -139,5 +139,5 @@ pub async fn build_state(database_url: &str, settings: Settings) -> anyhow::Resu
         insecure_no_auth: settings.insecure_no_auth,
         accesses: Default::default(),
         metrics: Default::default(),
-    })
+    }))
 }

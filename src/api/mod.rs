@@ -40,9 +40,26 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
-/// What every handler shares.
+/// What every handler shares: cheap to clone (every layer of every request clones it).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<ServerState>);
+
+impl AppState {
+    pub fn new(state: ServerState) -> AppState {
+        AppState(Arc::new(state))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = ServerState;
+
+    fn deref(&self) -> &ServerState {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct ServerState {
     pub fhir: Fhir,
     /// Keys, tokens and clients.
     pub auth: Arc<crate::auth::Auth>,

@@ -1,57 +1,66 @@
-//! Validation of resources against the official FHIR R4 JSON Schema, compiled once per resource
-//! type at start-up and shared by every request.
+//! Validation of resources against the official FHIR R4 JSON Schema, compiled on the first
+//! validation and shared by every request after it.
 
 use super::{Issue, IssueType};
 use jsonschema::paths::LocationSegment;
 use jsonschema::Validator;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// The official FHIR R4 JSON Schema, embedded.
 pub const SCHEMA: &str = include_str!("../../fhir-profiles/fhir.schema.json");
 
-/// Schema validators, one per resource type the server hosts.
+/// The schema validator of the resource types the server hosts.
 pub struct Validators {
-    by_type: HashMap<&'static str, Validator>,
+    types: Vec<&'static str>,
+    /// Made when first needed (in about a tenth of a second): a server that only reads never
+    /// holds the compiled schema, the largest part of its memory.
+    validator: OnceLock<Result<Validator, String>>,
 }
 
 impl Validators {
-    /// Compiles a validator for each of `types`.
+    /// The validator of `types`, compiled when first used ([`Validators::ready`] compiles it
+    /// now).
     pub fn compile(types: &[&'static str]) -> anyhow::Result<Validators> {
-        let full: Value = serde_json::from_str(SCHEMA)?;
-        let mut definitions = full
-            .get("definitions")
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("the FHIR schema has no definitions"))?;
-        objects_typed(&mut definitions);
-        let mut by_type = HashMap::new();
-        for &t in types {
-            if definitions.get(t).is_none() {
-                anyhow::bail!("the FHIR schema does not define {t}");
-            }
-            let schema = json!({
-                "$schema": "http://json-schema.org/draft-06/schema#",
-                "id": "http://hl7.org/fhir/json-schema/4.0",
-                "definitions": definitions,
-                "$ref": format!("#/definitions/{t}"),
-            });
-            let validator = jsonschema::options()
-                .should_validate_formats(false)
-                .build(&schema)
-                .map_err(|e| anyhow::anyhow!("cannot compile the schema of {t}: {e}"))?;
-            by_type.insert(t, validator);
-        }
-        Ok(Validators { by_type })
+        Ok(Validators {
+            types: types.to_vec(),
+            validator: OnceLock::new(),
+        })
+    }
+
+    /// Compiles the validator now, if it was not yet: an error names what the schema lacks.
+    pub fn ready(&self) -> anyhow::Result<&Validator> {
+        self.validator
+            .get_or_init(|| build(&self.types))
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// Every schema problem of `resource` as a `resource_type`, each with its FHIRPath location.
     /// An empty list means valid.
     pub fn validate(&self, resource_type: &str, resource: &Value) -> Vec<Issue> {
-        let Some(validator) = self.by_type.get(resource_type) else {
+        if !self.types.contains(&resource_type) {
             return vec![Issue::error(
                 IssueType::NotSupported,
                 format!("resource type {resource_type} is not supported"),
             )];
+        }
+        if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type) {
+            return vec![Issue::error(
+                IssueType::Structure,
+                format!("resourceType must be \"{resource_type}\""),
+            )
+            .at(format!("{resource_type}.resourceType"))];
+        }
+        let validator = match self.ready() {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "the FHIR schema cannot be compiled");
+                return vec![Issue::error(
+                    IssueType::Exception,
+                    "the server cannot check resources against the FHIR schema",
+                )];
+            }
         };
         let mut issues: Vec<Issue> = validator
             .iter_errors(resource)
@@ -72,6 +81,41 @@ impl Validators {
         issues.dedup();
         issues
     }
+}
+
+/// One validator for all of `types`: each resource is checked against its own type's
+/// definition, chosen by its `resourceType`. The definitions are compiled once: a type's
+/// definition reaches nearly all the others (through `contained`), so a validator per type held
+/// as many copies of the whole schema as there were types.
+fn build(types: &[&'static str]) -> Result<Validator, String> {
+    let mut full: Value = serde_json::from_str(SCHEMA).map_err(|e| e.to_string())?;
+    let mut definitions = full
+        .get_mut("definitions")
+        .map(Value::take)
+        .ok_or("the FHIR schema has no definitions")?;
+    drop(full);
+    objects_typed(&mut definitions);
+    without_descriptions(&mut definitions);
+    let mut by_type = Vec::with_capacity(types.len());
+    for &t in types {
+        if definitions.get(t).is_none() {
+            return Err(format!("the FHIR schema does not define {t}"));
+        }
+        by_type.push(json!({
+            "if": {"properties": {"resourceType": {"const": t}}},
+            "then": {"$ref": format!("#/definitions/{t}")},
+        }));
+    }
+    let schema = json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "id": "http://hl7.org/fhir/json-schema/4.0",
+        "definitions": definitions,
+        "allOf": by_type,
+    });
+    jsonschema::options()
+        .should_validate_formats(false)
+        .build(&schema)
+        .map_err(|e| format!("cannot compile the FHIR schema: {e}"))
 }
 
 /// States that the complex types and resources of the schema are JSON objects. The official
@@ -95,6 +139,22 @@ fn objects_typed(definitions: &mut Value) {
             };
             def.insert("type".into(), ty);
         }
+    }
+}
+
+/// Leaves out the schema's descriptions (more than half of its text): the validator keeps the
+/// schema it was built from, and a description checks nothing. An element named `description`
+/// stays: its schema is an object, a description a string.
+fn without_descriptions(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            if o.get("description").is_some_and(Value::is_string) {
+                o.shift_remove("description");
+            }
+            o.values_mut().for_each(without_descriptions);
+        }
+        Value::Array(a) => a.iter_mut().for_each(without_descriptions),
+        _ => {}
     }
 }
 
@@ -306,6 +366,40 @@ mod tests {
         // The gaps of primitive extensions stay allowed.
         let ok = json!({"resourceType": "Patient", "name": [{"given": ["a", "b"], "_given": [null, {"id": "x"}]}]});
         assert!(v.validate("Patient", &ok).is_empty());
+    }
+
+    #[test]
+    fn the_hosted_types_compile_once_and_an_unknown_type_is_named() {
+        let types = crate::mapping::Registry::standard().types();
+        assert!(Validators::compile(&types).unwrap().ready().is_ok());
+        let err = Validators::compile(&["Patient", "Nonexistent"])
+            .unwrap()
+            .ready()
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.to_string().contains("Nonexistent"), "{err}");
+    }
+
+    #[test]
+    fn an_element_named_description_is_still_checked() {
+        // The schema's descriptions are left out; Location's `description` element is not.
+        let v = Validators::compile(&["Encounter"]).unwrap();
+        let encounter = |description: Value| {
+            json!({
+                "resourceType": "Encounter", "status": "finished",
+                "class": {"code": "AMB"},
+                "contained": [{"resourceType": "Location", "id": "room", "description": description}]
+            })
+        };
+        assert_eq!(v.validate("Encounter", &encounter(json!("Room 5"))), vec![]);
+        // (A contained resource is one of all resources: its problems are named at it.)
+        let issues = v.validate("Encounter", &encounter(json!(5)));
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.expression.as_deref() == Some("Encounter.contained[0]")),
+            "{issues:?}"
+        );
     }
 
     #[test]

@@ -200,30 +200,27 @@ pub async fn soft_delete_row(
     Ok(Some((r.int("version_id")?, r.timestamp("updated_at")?)))
 }
 
-/// The mapped resource types, by name.
+/// The mapped resource types, by name (cheap to clone).
 #[derive(Clone)]
 pub struct Registry {
-    by_type: BTreeMap<&'static str, Arc<dyn ResourceMapping>>,
+    by_type: Arc<BTreeMap<&'static str, Arc<dyn ResourceMapping>>>,
 }
 
 impl Registry {
     /// Every resource type this build of the server hosts.
     pub fn standard() -> Registry {
-        let mut r = Registry {
-            by_type: BTreeMap::new(),
-        };
-        r.add(Arc::new(patient::PatientMapping::new()));
-        r.add(Arc::new(encounter::mapping()));
-        r.add(Arc::new(practitioner::mapping()));
-        r.add(Arc::new(allergy::mapping()));
-        r.add(Arc::new(medication_request::mapping()));
-        r.add(Arc::new(diagnostic_report::mapping()));
-        r.add(Arc::new(observation::ObservationMapping::new()));
-        r
-    }
-
-    fn add(&mut self, m: Arc<dyn ResourceMapping>) {
-        self.by_type.insert(m.resource_type(), m);
+        let all: [Arc<dyn ResourceMapping>; 7] = [
+            Arc::new(patient::PatientMapping::new()),
+            Arc::new(encounter::mapping()),
+            Arc::new(practitioner::mapping()),
+            Arc::new(allergy::mapping()),
+            Arc::new(medication_request::mapping()),
+            Arc::new(diagnostic_report::mapping()),
+            Arc::new(observation::ObservationMapping::new()),
+        ];
+        Registry {
+            by_type: Arc::new(all.into_iter().map(|m| (m.resource_type(), m)).collect()),
+        }
     }
 
     pub fn get(&self, resource_type: &str) -> Option<&Arc<dyn ResourceMapping>> {

@@ -71,7 +71,6 @@ pub fn one_of(dialect: Dialect, column: &str, ids: &[Uuid]) -> (String, Vec<Arg>
     }
 }
 
-#[derive(Clone)]
 enum Pools {
     Sqlite {
         read: SqlitePool,
@@ -88,7 +87,7 @@ enum Pools {
 /// A handle on the database: cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct Db {
-    pools: Pools,
+    pools: Arc<Pools>,
     shared: Arc<Shared>,
     /// How long one statement may run before the database ends it.
     statement_timeout: Duration,
@@ -194,17 +193,17 @@ impl Db {
                 .connect_with(opts.read_only(false))
                 .await?;
             Ok(Db {
-                pools: Pools::Sqlite {
+                pools: Arc::new(Pools::Sqlite {
                     read,
                     write,
                     writer,
-                },
+                }),
                 shared: Arc::default(),
                 statement_timeout,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Ok(Db {
-                pools: Pools::Postgres(pg_pool(url, statement_timeout).await?),
+                pools: Arc::new(Pools::Postgres(pg_pool(url, statement_timeout).await?)),
                 shared: Arc::default(),
                 statement_timeout,
             })
@@ -216,7 +215,7 @@ impl Db {
     }
 
     pub fn dialect(&self) -> Dialect {
-        match self.pools {
+        match *self.pools {
             Pools::Sqlite { .. } => Dialect::Sqlite,
             Pools::Postgres(_) => Dialect::Postgres,
         }
@@ -225,7 +224,7 @@ impl Db {
     /// Applies the migrations of this engine, then reads the foreign keys of the schema (see
     /// [`arrange`]).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.pools {
+        match &*self.pools {
             Pools::Sqlite { write, .. } => migrate::sqlite().run(write).await?,
             Pools::Postgres(p) => {
                 // On a connection of their own, without the statement timeout: rewriting a large
@@ -263,14 +262,14 @@ impl Db {
     /// `expediente.server = on` instead), so that the schema's triggers can tell a change made
     /// by the server from one made by any other connection.
     pub fn mark_transactions(&self, marks: Option<(&'static str, &'static str)>) {
-        if let (Pools::Sqlite { writer, .. }, Some((mark, unmark))) = (&self.pools, marks) {
+        if let (Pools::Sqlite { writer, .. }, Some((mark, unmark))) = (&*self.pools, marks) {
             writer.mark(mark, unmark);
         }
     }
 
     /// Starts a read-write transaction.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(match &self.pools {
+        Ok(match &*self.pools {
             Pools::Sqlite { writer, .. } => {
                 Tx::new(TxConn::Sqlite(writer.begin().await?), self.shared.clone())
             }
@@ -283,7 +282,7 @@ impl Db {
 
     /// Runs a query that returns rows, outside any transaction (a read).
     pub async fn fetch_all(&self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
-        Ok(match &self.pools {
+        Ok(match &*self.pools {
             Pools::Sqlite { read, .. } => {
                 let mut conn = read.acquire().await?;
                 let _watch = watch::Watch::set(&mut conn, self.statement_timeout).await?;
@@ -306,7 +305,7 @@ impl Db {
 
     /// Runs a query that returns at most one row, outside any transaction.
     pub async fn fetch_optional(&self, sql: &str, args: &[Arg]) -> Result<Option<Row>, StoreError> {
-        Ok(match &self.pools {
+        Ok(match &*self.pools {
             Pools::Sqlite { read, .. } => {
                 let mut conn = read.acquire().await?;
                 let _watch = watch::Watch::set(&mut conn, self.statement_timeout).await?;
@@ -325,7 +324,7 @@ impl Db {
 
     /// Runs a statement outside any transaction.
     pub async fn execute(&self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
-        Ok(match &self.pools {
+        Ok(match &*self.pools {
             Pools::Sqlite { writer, .. } => writer.execute(sql, args).await?,
             Pools::Postgres(p) => PgConn::acquire(p).await?.execute(sql, args).await?,
         })
@@ -346,7 +345,7 @@ impl Db {
     }
 
     pub async fn close(&self) {
-        match &self.pools {
+        match &*self.pools {
             Pools::Sqlite {
                 read,
                 write,
