@@ -85,8 +85,7 @@ pub async fn build_fhir(
         .context("connecting to the database")?;
     prepare(&db).await?;
     let registry = mapping::Registry::standard();
-    let validators = fhir::validate::Validators::compile(&registry.types())
-        .context("compiling the FHIR schema")?;
+    let validators = fhir::validate::Validators::new(&registry.types());
     Ok(interactions::Fhir {
         db: db.clone(),
         registry,

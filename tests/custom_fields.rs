@@ -215,8 +215,7 @@ async fn each_field_has_a_structure_definition(engine: Engine) {
         "boolean"
     );
     let validators =
-        expediente::fhir::validate::Validators::compile(&["StructureDefinition", "Bundle"])
-            .unwrap();
+        expediente::fhir::validate::Validators::new(&["StructureDefinition", "Bundle"]);
     assert!(
         validators.validate("StructureDefinition", sd).is_empty(),
         "{:?}",

@@ -11,13 +11,12 @@ use std::sync::OnceLock;
 fn validators() -> &'static Validators {
     static V: OnceLock<Validators> = OnceLock::new();
     V.get_or_init(|| {
-        Validators::compile(&[
+        Validators::new(&[
             "Bundle",
             "OperationOutcome",
             "CapabilityStatement",
             "Patient",
         ])
-        .expect("schema")
     })
 }
 
