@@ -261,16 +261,75 @@ async fn bundles_leave_an_event_per_entry_and_one_for_themselves(engine: Engine)
         (&e["action"], &e["outcome"]),
         (&json!("bundle"), &json!("minor-failure"))
     );
-    // A batch: each entry's event, the failed one too, then the batch's.
+    // A batch: each entry's event, the failed one too, then the batch's. Its writes are first
+    // tried together: the refused update sends them one by one. (A refusal's event goes through
+    // the audit queue, and may be stored after the writes that follow it.)
     let at = last(&app).await;
+    let mut invalid = patient("Mamani");
+    invalid["id"] = json!("mamani");
+    invalid["gender"] = json!("sometimes");
     let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
         {"resource": patient("Ticona"), "request": {"method": "POST", "url": "Patient"}},
+        {"resource": patient("Quispe"), "request": {"method": "POST", "url": "Patient"}},
+        {"resource": invalid, "request": {"method": "PUT", "url": "Patient/mamani"}},
+        {"resource": patient("Condori"), "request": {"method": "POST", "url": "Patient"}},
         {"request": {"method": "GET", "url": "Patient/not-there"}},
     ]});
     let r = app.post("/fhir", &batch).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let events = events_after(&app, at).await;
-    let got: Vec<(&str, &str)> = events
+    let mut got = outcomes(&events);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("batch", "success"),
+            ("create", "success"),
+            ("create", "success"),
+            ("create", "success"),
+            ("read", "minor-failure"),
+            ("update", "minor-failure"),
+        ]
+    );
+    let created: Vec<&Value> = events.iter().filter(|e| e["action"] == "create").collect();
+    for (i, entry) in [0, 1, 3].into_iter().enumerate() {
+        let location = r.body["entry"][entry]["response"]["location"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            created[i]["resource_id"],
+            location.split('/').nth(1).unwrap()
+        );
+    }
+    assert_eq!(events.last().unwrap()["action"], "batch");
+    // Writes that all succeed commit together, each with its own event.
+    let at = last(&app).await;
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": patient("Huanca"), "request": {"method": "POST", "url": "Patient"}},
+        {"resource": patient("Choque"), "request": {"method": "POST", "url": "Patient"}},
+    ]});
+    let r = app.post("/fhir", &batch).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let events = events_after(&app, at).await;
+    assert_eq!(
+        outcomes(&events),
+        [
+            ("create", "success"),
+            ("create", "success"),
+            ("batch", "success")
+        ]
+    );
+    for (i, e) in r.body["entry"].as_array().unwrap().iter().enumerate() {
+        let location = e["response"]["location"].as_str().unwrap();
+        let id = location.split('/').nth(1).unwrap();
+        assert_eq!(events[i]["resource_id"], id, "{}", events[i]);
+    }
+    assert!(verify(&app, &[]).unwrap().contains("holds"));
+}
+
+/// Each event's action and outcome.
+fn outcomes(events: &[Value]) -> Vec<(&str, &str)> {
+    events
         .iter()
         .map(|e| {
             (
@@ -278,16 +337,7 @@ async fn bundles_leave_an_event_per_entry_and_one_for_themselves(engine: Engine)
                 e["outcome"].as_str().unwrap(),
             )
         })
-        .collect();
-    assert_eq!(
-        got,
-        [
-            ("create", "success"),
-            ("read", "minor-failure"),
-            ("batch", "success")
-        ]
-    );
-    assert!(verify(&app, &[]).unwrap().contains("holds"));
+        .collect()
 }
 
 /// Runs `sql` on a connection of its own, as the clinic application would.

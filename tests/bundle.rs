@@ -342,6 +342,49 @@ async fn a_batch_answers_each_entry_on_its_own(engine: Engine) {
     );
 }
 
+async fn a_batch_of_conditional_creates_sees_its_earlier_entries(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let npi = |n: &str| {
+        json!({"resourceType": "Practitioner",
+               "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": n}],
+               "name": [{"family": format!("Npi{n}")}]})
+    };
+    let conditional = |n: &str| {
+        json!({"resource": npi(n), "request": {"method": "POST", "url": "Practitioner",
+               "ifNoneExist": format!("identifier=http://hl7.org/fhir/sid/us-npi|{n}")}})
+    };
+    let first = app.post("/fhir", &batch(vec![conditional("100")])).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let before = app.count("users").await;
+    // The writes of a batch are tried together: each entry still sees the ones before it.
+    let r = app
+        .post(
+            "/fhir",
+            &batch(vec![
+                conditional("100"),
+                conditional("200"),
+                conditional("200"),
+                conditional("300"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let e = r.body["entry"].as_array().unwrap();
+    let statuses: Vec<&str> = e
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["200 OK", "201 Created", "200 OK", "201 Created"]);
+    let location = |i: usize| e[i]["response"]["location"].as_str().unwrap().to_owned();
+    assert_eq!(location(0), first.body["entry"][0]["response"]["location"]);
+    assert_eq!(
+        location(1),
+        location(2),
+        "the repeated criteria find the first"
+    );
+    assert_eq!(app.count("users").await, before + 2);
+}
+
 async fn a_transaction_with_types_not_hosted_is_refused_naming_them(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let before = app.snapshot().await;
@@ -562,6 +605,7 @@ on_both_engines!(
     a_failed_transaction_leaves_every_table_as_it_was,
     entries_are_processed_delete_post_put_get,
     a_batch_answers_each_entry_on_its_own,
+    a_batch_of_conditional_creates_sees_its_earlier_entries,
     a_transaction_with_types_not_hosted_is_refused_naming_them,
     malformed_bundles_are_refused,
     a_created_resource_keeps_the_time_it_was_answered_with,

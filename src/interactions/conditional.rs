@@ -152,39 +152,40 @@ impl Fhir {
         &self,
         caller: &Caller,
         resource_type: ResourceType,
-        mut body: Value,
+        body: Value,
         criteria: &str,
     ) -> Result<Written> {
         let m = self.mapping(resource_type)?;
         caller.may(Action::Create, m.resource_type())?;
         self.check(m.as_ref(), &body)?;
         let mut tx = self.db.begin().await?;
-        if let Some(id) = self
-            .existing_for_create(&mut tx, caller, &m, criteria)
-            .await?
-        {
+        let written = self
+            .conditional_create_within(&mut tx, caller, &m, &body, criteria)
+            .await?;
+        self.commit(tx, caller).await?;
+        Ok(written)
+    }
+
+    /// [`Fhir::conditional_create`] inside the caller's transaction, of a body already
+    /// [checked](Self::check) for a caller who may create.
+    pub(super) async fn conditional_create_within(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &Arc<dyn ResourceMapping>,
+        body: &Value,
+        criteria: &str,
+    ) -> Result<Written> {
+        if let Some(id) = self.existing_for_create(tx, caller, m, criteria).await? {
             // The match is answered with its content: that takes the read right.
             caller.may(Action::Read, m.resource_type())?;
-            let version = self
-                .read_in(&mut Conn::Tx(&mut tx), m.as_ref(), &id)
-                .await?;
-            self.commit(tx, caller).await?;
+            let version = self.read_in(&mut Conn::Tx(tx), m.as_ref(), &id).await?;
             return Ok(Written {
                 version,
                 created: false,
             });
         }
-        let mut cache = HashMap::new();
-        self.resolve_conditional_references(&mut tx, caller, &mut body, &mut cache)
-            .await?;
-        let version = self
-            .create_in(&mut tx, caller, m.as_ref(), Uuid::new_v4(), &body)
-            .await?;
-        self.commit(tx, caller).await?;
-        Ok(Written {
-            version,
-            created: true,
-        })
+        self.create_within(tx, caller, m.as_ref(), body).await
     }
 
     /// conditional update (`PUT [type]?criteria`): updates the one match, creates when nothing
@@ -194,25 +195,40 @@ impl Fhir {
         caller: &Caller,
         resource_type: ResourceType,
         criteria: &str,
-        mut body: Value,
+        body: Value,
         if_match: Option<i64>,
     ) -> Result<Written> {
         let m = self.mapping(resource_type)?;
         self.check(m.as_ref(), &body)?;
         let mut tx = self.db.begin().await?;
-        let body_id = body.get("id").and_then(Value::as_str).map(str::to_owned);
-        let id = self
-            .conditional_target(&mut tx, caller, &m, criteria, body_id.as_deref())
-            .await?;
-        body["id"] = Value::String(id.to_string());
-        let mut cache = HashMap::new();
-        self.resolve_conditional_references(&mut tx, caller, &mut body, &mut cache)
-            .await?;
         let w = self
-            .update_in(&mut tx, caller, m.as_ref(), &id, &body, if_match)
+            .conditional_update_within(&mut tx, caller, &m, criteria, body, if_match)
             .await?;
         self.commit(tx, caller).await?;
         Ok(w)
+    }
+
+    /// [`Fhir::conditional_update`] inside the caller's transaction, of a body already
+    /// [checked](Self::check).
+    pub(super) async fn conditional_update_within(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &Arc<dyn ResourceMapping>,
+        criteria: &str,
+        mut body: Value,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        let body_id = body.get("id").and_then(Value::as_str).map(str::to_owned);
+        let id = self
+            .conditional_target(tx, caller, m, criteria, body_id.as_deref())
+            .await?;
+        body["id"] = Value::String(id.to_string());
+        let mut cache = HashMap::new();
+        self.resolve_conditional_references(tx, caller, &mut body, &mut cache)
+            .await?;
+        self.update_in(tx, caller, m.as_ref(), &id, &body, if_match)
+            .await
     }
 
     /// conditional delete (`DELETE [type]?criteria`): deletes the one match and answers its id,

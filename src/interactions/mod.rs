@@ -4,6 +4,7 @@
 
 mod check;
 mod conditional;
+mod delete;
 mod everything;
 mod history;
 mod patch;

@@ -120,22 +120,52 @@ impl Fhir {
         &self,
         caller: &Caller,
         resource_type: ResourceType,
-        mut body: Value,
+        body: Value,
     ) -> Result<Written> {
         let m = self.mapping(resource_type)?;
         self.check(m.as_ref(), &body)?;
-        let row_id = Uuid::new_v4();
         let mut tx = self.db.begin().await?;
-        self.resolve_conditional_references(&mut tx, caller, &mut body, &mut Default::default())
-            .await?;
-        let version = self
-            .create_in(&mut tx, caller, m.as_ref(), row_id, &body)
+        let written = self
+            .create_within(&mut tx, caller, m.as_ref(), &body)
             .await?;
         self.commit(tx, caller).await?;
+        Ok(written)
+    }
+
+    /// [`Fhir::create`] inside the caller's transaction, of a body already
+    /// [checked](Self::check).
+    pub(super) async fn create_within(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        body: &Value,
+    ) -> Result<Written> {
+        let body = self.resolved(tx, caller, body).await?;
+        let version = self.create_in(tx, caller, m, Uuid::new_v4(), &body).await?;
         Ok(Written {
             version,
             created: true,
         })
+    }
+
+    /// `body` with its conditional references resolved (see
+    /// [`Fhir::resolve_conditional_references`]): a copy only when it has one.
+    pub(super) async fn resolved<'b>(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        body: &'b Value,
+    ) -> Result<std::borrow::Cow<'b, Value>> {
+        let mut conditional = false;
+        crate::fhir::references(body, &mut |r| conditional |= r.contains('?'));
+        if !conditional {
+            return Ok(std::borrow::Cow::Borrowed(body));
+        }
+        let mut copy = body.clone();
+        self.resolve_conditional_references(tx, caller, &mut copy, &mut Default::default())
+            .await?;
+        Ok(std::borrow::Cow::Owned(copy))
     }
 
     /// A create inside the caller's transaction, of a body already [checked](Self::check): row
@@ -196,24 +226,7 @@ impl Fhir {
         if_match: Option<i64>,
     ) -> Result<Written> {
         let m = self.mapping(resource_type)?;
-        self.check(m.as_ref(), &body)?;
-        match body.get("id").and_then(Value::as_str) {
-            Some(body_id) if body_id == id.as_str() => {}
-            Some(_) => {
-                return Err(Error::BadRequest(vec![Issue::error(
-                    IssueType::Invalid,
-                    "the id in the body does not match the id in the URL",
-                )
-                .at(format!("{resource_type}.id"))]))
-            }
-            None => {
-                return Err(Error::BadRequest(vec![Issue::error(
-                    IssueType::Required,
-                    "an update must carry the resource id in the body",
-                )
-                .at(format!("{resource_type}.id"))]))
-            }
-        }
+        self.check_update(m.as_ref(), id, &body)?;
         // Two clients creating the same new id at once: the loser of the unique index retries
         // once, and then finds the row and updates it.
         match self
@@ -228,6 +241,31 @@ impl Fhir {
         }
     }
 
+    /// What an update checks before it touches the database: the body, and that its id is the
+    /// one in the URL.
+    pub(super) fn check_update(
+        &self,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        body: &Value,
+    ) -> Result<()> {
+        self.check(m, body)?;
+        let resource_type = m.resource_type();
+        match body.get("id").and_then(Value::as_str) {
+            Some(body_id) if body_id == id.as_str() => Ok(()),
+            Some(_) => Err(Error::BadRequest(vec![Issue::error(
+                IssueType::Invalid,
+                "the id in the body does not match the id in the URL",
+            )
+            .at(format!("{resource_type}.id"))])),
+            None => Err(Error::BadRequest(vec![Issue::error(
+                IssueType::Required,
+                "an update must carry the resource id in the body",
+            )
+            .at(format!("{resource_type}.id"))])),
+        }
+    }
+
     pub(super) async fn write_update(
         &self,
         caller: &Caller,
@@ -237,29 +275,26 @@ impl Fhir {
         if_match: Option<i64>,
     ) -> Result<Written> {
         let mut tx = self.db.begin().await?;
-        // A copy only when there is a conditional reference to resolve in it.
-        let mut conditional = false;
-        crate::fhir::references(body, &mut |r| conditional |= r.contains('?'));
-        let resolved;
-        let body = if conditional {
-            let mut copy = body.clone();
-            self.resolve_conditional_references(
-                &mut tx,
-                caller,
-                &mut copy,
-                &mut Default::default(),
-            )
-            .await?;
-            resolved = copy;
-            &resolved
-        } else {
-            body
-        };
         let written = self
-            .update_in(&mut tx, caller, m, id, body, if_match)
+            .update_within(&mut tx, caller, m, id, body, if_match)
             .await?;
         self.commit(tx, caller).await?;
         Ok(written)
+    }
+
+    /// [`Fhir::update`] inside the caller's transaction, of a body that passed
+    /// [`Fhir::check_update`].
+    pub(super) async fn update_within(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        m: &dyn ResourceMapping,
+        id: &Id,
+        body: &Value,
+        if_match: Option<i64>,
+    ) -> Result<Written> {
+        let body = self.resolved(tx, caller, body).await?;
+        self.update_in(tx, caller, m, id, &body, if_match).await
     }
 
     /// An update (or create under the client's id) inside the caller's transaction, of a body
@@ -468,94 +503,6 @@ impl Fhir {
             resource: None,
             raw: Some(text),
         }))
-    }
-
-    /// delete: a soft delete (a new version that is a deletion). Deleting twice is harmless.
-    pub async fn delete(
-        &self,
-        caller: &Caller,
-        resource_type: ResourceType,
-        id: &Id,
-        if_match: Option<i64>,
-    ) -> Result<()> {
-        let m = self.mapping(resource_type)?;
-        let mut tx = self.db.begin().await?;
-        if self
-            .delete_in(&mut tx, caller, m.as_ref(), id, if_match)
-            .await?
-        {
-            self.commit(tx, caller).await?;
-        }
-        Ok(())
-    }
-
-    /// A delete inside the caller's transaction: true when it deleted, false when the resource
-    /// was deleted already.
-    pub(super) async fn delete_in(
-        &self,
-        tx: &mut Tx,
-        caller: &Caller,
-        m: &dyn ResourceMapping,
-        id: &Id,
-        if_match: Option<i64>,
-    ) -> Result<bool> {
-        let resource_type = m.resource_type();
-        caller.may(Action::Delete, resource_type)?;
-        if !caller.access.unrestricted(Action::Delete, resource_type) {
-            self.reachable(&mut Conn::Tx(tx), caller, m, id, Action::Delete)
-                .await?;
-        }
-        let h = self
-            .head(&mut Conn::Tx(tx), m, id)
-            .await?
-            .ok_or_else(|| not_found(resource_type, id))?;
-        if h.deleted {
-            return Ok(false);
-        }
-        if let Some(v) = if_match {
-            if v != h.version_id {
-                return Err(stale(resource_type, id, v, h.version_id));
-            }
-        }
-        // Whose record it was, for the audit event.
-        let patients = if resource_type == "Patient" {
-            vec![id.as_str().to_owned()]
-        } else {
-            let current = self.read_in(&mut Conn::Tx(tx), m, id).await?;
-            current
-                .into_json()
-                .as_ref()
-                .map(crate::audit::patients_of)
-                .unwrap_or_default()
-        };
-        let Some((version_id, at)) = m.soft_delete(tx, h.row_id, h.version_id).await? else {
-            return Err(Error::Conflict(format!(
-                "{resource_type}/{id} was changed by another request during the delete; retry"
-            )));
-        };
-        versions::record(
-            tx,
-            NewVersion {
-                resource_type: m.resource_type(),
-                row_id: h.row_id,
-                fhir_id: id.as_str(),
-                version_id,
-                method: "DELETE",
-                last_updated: at,
-                resource: None,
-            },
-        )
-        .await?;
-        let gone = Version {
-            resource_type,
-            id: id.as_str().to_owned(),
-            version_id,
-            last_updated: at,
-            resource: None,
-            raw: None,
-        };
-        super::noted(tx, "delete", &gone, patients);
-        Ok(true)
     }
 }
 

@@ -32,6 +32,16 @@ impl Answer {
         Answer::version(status, w.version, representation)
     }
 
+    /// A delete's answer.
+    pub(super) fn deleted() -> Answer {
+        Answer {
+            status: "204 No Content",
+            version: None,
+            body: None,
+            outcome: None,
+        }
+    }
+
     pub(super) fn version(status: &'static str, mut v: Version, representation: bool) -> Answer {
         let body = if representation {
             v.resource

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 mod answer;
+mod batch;
 mod entry;
 mod order;
 mod refs;
@@ -204,101 +205,6 @@ impl Fhir {
             answers,
             &caller.base_url,
         ))
-    }
-
-    /// A batch: each entry on its own transaction, in the order given.
-    pub async fn batch(
-        &self,
-        caller: &Caller,
-        bundle: &Value,
-        opts: BundleOptions,
-    ) -> Result<Value> {
-        let raw = entries_of(bundle, "batch", opts.max_entries)?;
-        let mut answers = Vec::with_capacity(raw.len());
-        for (i, e) in raw.iter().enumerate() {
-            let full_url = e.get("fullUrl").and_then(Value::as_str);
-            let answer = match parse_entry(i, e, &caller.base_url) {
-                Ok(entry) if entry.method == Method::Get => {
-                    self.audited_entry(caller, &entry).await
-                }
-                Ok(entry) => {
-                    let what = entry_event(&entry);
-                    let r = self.batch_entry(caller, entry, opts).await;
-                    match &r {
-                        // A write's event went with it.
-                        Ok(_) => r,
-                        Err(err) => self.refused_entry(caller, what, err).await.and(r),
-                    }
-                }
-                Err(err) => {
-                    let what = crate::audit::Event::default();
-                    self.refused_entry(caller, what, &err).await.and(Err(err))
-                }
-            }
-            .map_err(|err| at_entry(err, i, full_url));
-            answers.push(Some(
-                answer.unwrap_or_else(|err| Answer::failed(&err, &caller.request_id)),
-            ));
-        }
-        self.record(caller, bundle_event("batch", raw.len()))
-            .await?;
-        caller.audit.mark_written();
-        Ok(response_bundle("batch-response", answers, &caller.base_url))
-    }
-
-    async fn batch_entry(&self, caller: &Caller, e: Entry, opts: BundleOptions) -> Result<Answer> {
-        let rt = self.resource_type(&e.rtype)?;
-        let rep = opts.representation && caller.shows(&e.rtype);
-        match e.method {
-            Method::Get => self.get_entry(caller, &e).await,
-            Method::Post => {
-                let body = e.resource.unwrap_or_default();
-                let w = match &e.if_none_exist {
-                    Some(c) => self.conditional_create(caller, rt, body, c).await?,
-                    None => self.create(caller, rt, body).await?,
-                };
-                Ok(Answer::written(w, rep))
-            }
-            Method::Put => {
-                let body = e.resource.unwrap_or_default();
-                let w = match (&e.id, &e.query) {
-                    (Some(id), _) => self.update(caller, rt, id, body, e.if_match).await?,
-                    (None, Some(q)) => {
-                        self.conditional_update(caller, rt, q, body, e.if_match)
-                            .await?
-                    }
-                    (None, None) => return Err(anyhow::anyhow!("PUT without target").into()),
-                };
-                Ok(Answer::written(w, rep))
-            }
-            Method::Patch => {
-                let ops = e.patch.unwrap_or_default();
-                let w = match (&e.id, &e.query) {
-                    (Some(id), _) => self.patch(caller, rt, id, &ops, e.if_match).await?,
-                    (None, Some(q)) => {
-                        self.conditional_patch(caller, rt, q, &ops, e.if_match)
-                            .await?
-                    }
-                    (None, None) => return Err(anyhow::anyhow!("PATCH without target").into()),
-                };
-                Ok(Answer::written(w, rep))
-            }
-            Method::Delete => {
-                match (&e.id, &e.query) {
-                    (Some(id), _) => self.delete(caller, rt, id, e.if_match).await?,
-                    (None, Some(q)) => {
-                        self.conditional_delete(caller, rt, q, e.if_match).await?;
-                    }
-                    (None, None) => return Err(anyhow::anyhow!("DELETE without target").into()),
-                }
-                Ok(Answer {
-                    status: "204 No Content",
-                    version: None,
-                    body: None,
-                    outcome: None,
-                })
-            }
-        }
     }
 
     /// A GET entry, answered and audited (its failure too).
