@@ -385,6 +385,59 @@ async fn a_batch_of_conditional_creates_sees_its_earlier_entries(engine: Engine)
     assert_eq!(app.count("users").await, before + 2);
 }
 
+async fn concurrent_transactions_adding_one_new_code_all_succeed(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    stub(&app, "Patient", "ana").await;
+    // Each transaction names a medication and a substance the catalogs do not hold yet.
+    let bundle = |i: usize| {
+        transaction(vec![
+            post(
+                &format!("urn:uuid:44444444-0000-4000-8000-00000000000{i}"),
+                json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+                       "subject": {"reference": "Patient/ana"},
+                       "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "990001"}]}}),
+            ),
+            post(
+                &format!("urn:uuid:55555555-0000-4000-8000-00000000000{i}"),
+                json!({"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/ana"},
+                       "code": {"coding": [{"system": "http://snomed.info/sct", "code": "990002"}]}}),
+            ),
+        ])
+    };
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let req = app
+            .client
+            .post(app.url("/fhir"))
+            .header("content-type", "application/fhir+json")
+            .body(bundle(i).to_string());
+        tasks.push(tokio::spawn(async move {
+            let r = req.send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }));
+    }
+    for t in tasks {
+        let (status, text) = t.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    for (table, code) in [("medications", "990001"), ("allergies", "990002")] {
+        let rows = app
+            .db
+            .fetch_all(
+                &format!("SELECT count(*) AS n FROM {table} WHERE code = ?"),
+                &[code.into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            rows[0].bigint("n").unwrap(),
+            1,
+            "{table} holds the code once"
+        );
+    }
+    assert_eq!(app.count("prescriptions").await, 6);
+}
+
 async fn a_transaction_with_types_not_hosted_is_refused_naming_them(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let before = app.snapshot().await;
@@ -606,6 +659,7 @@ on_both_engines!(
     entries_are_processed_delete_post_put_get,
     a_batch_answers_each_entry_on_its_own,
     a_batch_of_conditional_creates_sees_its_earlier_entries,
+    concurrent_transactions_adding_one_new_code_all_succeed,
     a_transaction_with_types_not_hosted_is_refused_naming_them,
     malformed_bundles_are_refused,
     a_created_resource_keeps_the_time_it_was_answered_with,

@@ -333,6 +333,9 @@ async fn catalog_entry(
         tx.memo::<MapMemo>().catalog.insert(key, entry.clone());
         return Ok(entry);
     }
+    // Two transactions adding the same new code at once: the second waits here for the first
+    // to end, and then finds its row instead of failing on the catalog's unique index.
+    tx.lock_key(lock_of(&key)).await?;
     let found = match &system {
         Some(sys) => {
             tx.fetch_optional(
@@ -377,6 +380,15 @@ async fn catalog_entry(
     };
     tx.memo::<MapMemo>().catalog.insert(key, entry.clone());
     Ok(entry)
+}
+
+/// The transaction lock of a catalog key (see [`crate::store::Tx::lock_key`]).
+fn lock_of(key: &str) -> i64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
 }
 
 /// A FHIRPath for a spec's path, for error messages.
