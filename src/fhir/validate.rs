@@ -5,7 +5,8 @@ use super::{Issue, IssueType};
 use jsonschema::paths::LocationSegment;
 use jsonschema::Validator;
 use serde_json::{json, Value};
-use std::sync::OnceLock;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The official FHIR R4 JSON Schema, embedded.
 pub const SCHEMA: &str = include_str!("../../fhir-profiles/fhir.schema.json");
@@ -16,6 +17,10 @@ pub struct Validators {
     /// Made when first needed (in about a tenth of a second): a server that only reads never
     /// holds the compiled schema, the largest part of its memory.
     validator: OnceLock<Result<Validator, String>>,
+    /// The validators of the types of contained resources, each made when first met: a
+    /// resource's `contained` may hold any of the 146 resource types, and compiling them all
+    /// in every validator held nearly the whole schema in memory.
+    contained: Mutex<HashMap<String, Arc<Result<Validator, String>>>>,
 }
 
 impl Validators {
@@ -25,6 +30,7 @@ impl Validators {
         Validators {
             types: types.to_vec(),
             validator: OnceLock::new(),
+            contained: Mutex::new(HashMap::new()),
         }
     }
 
@@ -62,38 +68,128 @@ impl Validators {
                 )];
             }
         };
-        let mut issues: Vec<Issue> = validator
-            .iter_errors(resource)
-            .map(|e| {
-                let mut expr = resource_type.to_owned();
-                for seg in e.instance_path().iter() {
-                    match seg {
-                        LocationSegment::Property(p) => {
-                            expr.push('.');
-                            expr.push_str(&p);
-                        }
-                        LocationSegment::Index(i) => expr.push_str(&format!("[{i}]")),
-                    }
-                }
-                Issue::error(IssueType::Structure, e.masked().to_string()).at(expr)
-            })
-            .collect();
+        let mut issues = problems(validator, resource, resource_type);
+        let contained = resource.get("contained").and_then(Value::as_array);
+        for (i, r) in contained.into_iter().flatten().enumerate() {
+            self.check_contained(r, &format!("{resource_type}.contained[{i}]"), &mut issues);
+        }
         issues.dedup();
         issues
     }
+
+    /// The problems of a contained resource (at `at`), against its own type's definition.
+    fn check_contained(&self, r: &Value, at: &str, issues: &mut Vec<Issue>) {
+        let Some(rt) = r.get("resourceType").and_then(Value::as_str) else {
+            // (Not an object: the container's validator named it.)
+            if r.is_object() {
+                issues.push(
+                    Issue::error(
+                        IssueType::Required,
+                        "a contained resource needs a resourceType",
+                    )
+                    .at(at),
+                );
+            }
+            return;
+        };
+        if r.get("contained").is_some() {
+            issues.push(
+                Issue::error(
+                    IssueType::Invariant,
+                    "a contained resource cannot contain resources (dom-2)",
+                )
+                .at(format!("{at}.contained")),
+            );
+        }
+        // Only the schema's own resource types are compiled (and remembered): any other name
+        // is refused without a cost.
+        if !resource_types().contains(rt) {
+            issues.push(
+                Issue::error(
+                    IssueType::NotSupported,
+                    format!("{} is not a FHIR R4 resource type", rt.escape_default()),
+                )
+                .at(format!("{at}.resourceType")),
+            );
+            return;
+        }
+        let validator = {
+            let mut known = self.contained.lock().unwrap_or_else(|e| e.into_inner());
+            known
+                .entry(rt.to_owned())
+                .or_insert_with(|| Arc::new(build(&[rt])))
+                .clone()
+        };
+        match validator.as_ref() {
+            Ok(v) => issues.extend(problems(v, r, at)),
+            Err(e) => {
+                tracing::error!(error = %e, "the FHIR schema cannot be compiled");
+                issues.push(Issue::error(
+                    IssueType::Exception,
+                    "the server cannot check resources against the FHIR schema",
+                ));
+            }
+        }
+    }
+}
+
+/// The names of the schema's resource types (its discriminator's mapping).
+fn resource_types() -> &'static BTreeSet<String> {
+    static NAMES: OnceLock<BTreeSet<String>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            discriminator: Discriminator,
+        }
+        #[derive(serde::Deserialize)]
+        struct Discriminator {
+            mapping: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
+        }
+        serde_json::from_str::<Head>(SCHEMA)
+            .map(|h| h.discriminator.mapping.into_keys().collect())
+            .unwrap_or_default()
+    })
+}
+
+/// What `validator` finds wrong with `resource`, each at its FHIRPath under `at`.
+fn problems(validator: &Validator, resource: &Value, at: &str) -> Vec<Issue> {
+    validator
+        .iter_errors(resource)
+        .map(|e| {
+            let mut expr = at.to_owned();
+            for seg in e.instance_path().iter() {
+                match seg {
+                    LocationSegment::Property(p) => {
+                        expr.push('.');
+                        expr.push_str(&p);
+                    }
+                    LocationSegment::Index(i) => expr.push_str(&format!("[{i}]")),
+                }
+            }
+            Issue::error(IssueType::Structure, e.masked().to_string()).at(expr)
+        })
+        .collect()
 }
 
 /// One validator for all of `types`: each resource is checked against its own type's
-/// definition, chosen by its `resourceType`. The definitions are compiled once: a type's
-/// definition reaches nearly all the others (through `contained`), so a validator per type held
-/// as many copies of the whole schema as there were types.
-fn build(types: &[&'static str]) -> Result<Validator, String> {
+/// definition, chosen by its `resourceType`, with only the definitions that one of them uses.
+/// A contained resource is an object here, and checked on its own (see
+/// [`Validators::validate`]): through `contained`, each type's definition reached nearly all the
+/// others.
+fn build(types: &[&str]) -> Result<Validator, String> {
     let mut full: Value = serde_json::from_str(SCHEMA).map_err(|e| e.to_string())?;
     let mut definitions = full
         .get_mut("definitions")
         .map(Value::take)
         .ok_or("the FHIR schema has no definitions")?;
     drop(full);
+    if let Some(list) = definitions.get_mut("ResourceList") {
+        *list = json!({"type": "object"});
+    }
+    let used = used_by(&definitions, types);
+    if let Some(defs) = definitions.as_object_mut() {
+        defs.retain(|name, _| used.contains(name.as_str()));
+    }
     objects_typed(&mut definitions);
     without_descriptions(&mut definitions);
     let mut by_type = Vec::with_capacity(types.len());
@@ -116,6 +212,32 @@ fn build(types: &[&'static str]) -> Result<Validator, String> {
         .should_validate_formats(false)
         .build(&schema)
         .map_err(|e| format!("cannot compile the FHIR schema: {e}"))
+}
+
+/// The definitions that `types` use, themselves included: those their `$ref`s name, and so on.
+fn used_by(definitions: &Value, types: &[&str]) -> BTreeSet<String> {
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(r) = o.get("$ref").and_then(Value::as_str) {
+                    out.extend(r.strip_prefix("#/definitions/"));
+                }
+                o.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut used = BTreeSet::new();
+    let mut next: Vec<&str> = types.to_vec();
+    while let Some(name) = next.pop() {
+        if used.insert(name.to_owned()) {
+            if let Some(def) = definitions.get(name) {
+                refs(def, &mut next);
+            }
+        }
+    }
+    used
 }
 
 /// States that the complex types and resources of the schema are JSON objects. The official
@@ -391,14 +513,58 @@ mod tests {
             })
         };
         assert_eq!(v.validate("Encounter", &encounter(json!("Room 5"))), vec![]);
-        // (A contained resource is one of all resources: its problems are named at it.)
+        // A contained resource is checked against its own type: its problems are named in it.
         let issues = v.validate("Encounter", &encounter(json!(5)));
         assert!(
             issues
                 .iter()
-                .any(|i| i.expression.as_deref() == Some("Encounter.contained[0]")),
+                .any(|i| i.expression.as_deref() == Some("Encounter.contained[0].description")),
             "{issues:?}"
         );
+    }
+
+    #[test]
+    fn contained_resources_are_checked_as_their_own_type() {
+        let v = Validators::new(&["Observation"]);
+        let observation = |contained: Value| {
+            json!({
+                "resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "contained": contained
+            })
+        };
+        let places = |contained: Value| -> Vec<String> {
+            v.validate("Observation", &observation(contained))
+                .into_iter()
+                .filter_map(|i| i.expression)
+                .collect()
+        };
+        let medication = json!({"resourceType": "Medication", "id": "m", "code": {"text": "x"}});
+        assert!(places(json!([medication])).is_empty());
+        assert_eq!(resource_types().len(), 146);
+        for (contained, at) in [
+            (
+                json!([{"resourceType": "Medication", "id": "m", "code": "x"}]),
+                "Observation.contained[0].code",
+            ),
+            (
+                json!([{"resourceType": "Nonexistent", "id": "n"}]),
+                "Observation.contained[0].resourceType",
+            ),
+            (json!([{"id": "n"}]), "Observation.contained[0]"),
+            // A name of the schema that is no resource type is not one either.
+            (
+                json!([{"resourceType": "HumanName", "family": "x"}]),
+                "Observation.contained[0].resourceType",
+            ),
+            (json!(["text"]), "Observation.contained[0]"),
+            (
+                json!([{"resourceType": "Medication", "id": "m", "contained": [medication]}]),
+                "Observation.contained[0].contained",
+            ),
+        ] {
+            let found = places(contained.clone());
+            assert!(found.iter().any(|p| p == at), "{contained}: {found:?}");
+        }
     }
 
     #[test]

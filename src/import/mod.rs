@@ -146,6 +146,7 @@ impl Fhir {
         opts: &ImportOptions,
     ) -> anyhow::Result<Summary> {
         let started = Instant::now();
+        self.db.bulk_writes().await?;
         let files = sources(paths)?;
         let total: u64 = files.iter().map(|f| f.bytes).sum();
         let bar = if opts.progress {

@@ -98,12 +98,15 @@ impl Writer {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(busy)?;
-        // A large transaction (a bundle, an import group) keeps its pages in memory (256 MiB of
-        // cache at most instead of 2: the index pages that random UUID keys land on, which a
-        // smaller cache spilled and read again) and its statement journals too.
+        // A large transaction (a bundle) keeps its pages in memory (16 MiB of cache at most
+        // instead of 2: the index pages that random UUID keys land on, which a smaller cache
+        // spilled and read again) and its statement journals too. The cache is the server's
+        // to keep: it fills with what is written (the audit trail grows with every read) and
+        // is not given back, so it stays small; an import asks for more (see
+        // [`super::Db::bulk_writes`]).
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-             PRAGMA cache_size = -262144; PRAGMA temp_store = memory;",
+             PRAGMA cache_size = -16384; PRAGMA temp_store = memory;",
         )?;
         conn.set_prepared_statement_cache_capacity(1000);
         // The log is copied into the database by a thread of its own after each commit (see

@@ -280,6 +280,16 @@ impl Db {
         })
     }
 
+    /// Sizes the database for a bulk load (an import): on SQLite the writer's page cache grows
+    /// to 256 MiB, which a load of thousands of records reads again and again (the index
+    /// pages its random UUID keys land on). PostgreSQL sizes its own buffers.
+    pub async fn bulk_writes(&self) -> Result<(), StoreError> {
+        if let Pools::Sqlite { writer, .. } = &*self.pools {
+            writer.execute("PRAGMA cache_size = -262144", &[]).await?;
+        }
+        Ok(())
+    }
+
     /// Runs a query that returns rows, outside any transaction (a read).
     pub async fn fetch_all(&self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
         Ok(match &*self.pools {
