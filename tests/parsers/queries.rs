@@ -91,6 +91,7 @@ fn over_the_limits(params: &[(String, String)]) -> bool {
         || params.iter().any(|(name, value)| {
             name.matches('.').count() + name.matches("_has:").count() > MAX_CHAIN
                 || count_values(value) > MAX_VALUES
+                || (name == "_count" && value.parse::<i64>().is_ok_and(|n| n > MAX_COUNT))
         })
 }
 
