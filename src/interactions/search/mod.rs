@@ -201,9 +201,9 @@ impl Fhir {
             keys,
             from: q.cursor.clone(),
             limit: q.count + 1,
-            // A first page asked for a count counts every match in the same evaluation of the
-            // filters instead of a second query.
-            count_all: q.cursor.is_none() && q.counts(),
+            // The first page counts every match in the same evaluation of the filters (the
+            // rows must all be found to be ordered anyway) instead of a second query.
+            count_all: q.cursor.is_none() && q.wants_total(),
         };
         let mut page = if q.summary == Summary::Count || q.count == 0 {
             Page {
@@ -216,13 +216,12 @@ impl Fhir {
             page_of(&self.db, &plan, q).await?
         };
         // A first page that holds every match is its own count; the first page of a longer
-        // result asked for a count was counted by its own query (a window count, one
-        // evaluation of the filters).
+        // result was counted by its own query (a window count, one evaluation of the filters).
         let complete = q.cursor.is_none() && page.next.is_none() && q.count > 0;
-        page.total = if complete && q.summary != Summary::Count && (q.free_total() || q.counts()) {
-            Some(page.ids.len() as i64)
-        } else if !q.counts() {
+        page.total = if !q.wants_total() {
             None
+        } else if complete && q.summary != Summary::Count {
+            Some(page.ids.len() as i64)
         } else if page.total.is_some() {
             page.total
         } else {

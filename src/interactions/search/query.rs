@@ -36,8 +36,8 @@ pub struct SearchQuery {
     /// The parameters applied, for the self link.
     pub(super) applied: Vec<(String, String)>,
     pub(super) count: i64,
-    /// `_total`: `Some(false)` for none, `Some(true)` for estimate or accurate; by default a
-    /// total only where it costs nothing (see [`SearchQuery::counts`]).
+    /// `_total`: `Some(false)` for none, `Some(true)` for estimate or accurate; by default the
+    /// first page has a total and the pages after it do not (counting every page costs).
     pub(super) total: Option<bool>,
     pub(super) sort: Vec<Sort>,
     pub(super) includes: Vec<Include>,
@@ -231,17 +231,9 @@ impl SearchQuery {
         subset::summary(resource, &t, self.summary);
     }
 
-    /// Whether every match is counted for this page's total: when the client asks for it
-    /// (`_total=accurate` or `estimate`, `_summary=count`). Otherwise a total is given only
-    /// when it costs nothing (see [`SearchQuery::free_total`]): counting every match of a
-    /// broad search costs more than its page.
-    pub(super) fn counts(&self) -> bool {
-        self.summary == Summary::Count || self.total == Some(true)
-    }
-
-    /// Whether a first page that holds every match carries their number (unless `_total=none`).
-    pub(super) fn free_total(&self) -> bool {
-        self.total != Some(false) && self.cursor.is_none()
+    /// Whether this page's Bundle carries a total.
+    pub(super) fn wants_total(&self) -> bool {
+        self.summary == Summary::Count || self.total.unwrap_or(self.cursor.is_none())
     }
 }
 
