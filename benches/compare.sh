@@ -7,7 +7,9 @@
 # every access audited. On each engine:
 #   - `expediente import` of the same bundles into a fresh database (its own resources/s);
 #   - POST /fhir of each bundle over HTTP, one client posting one bundle at a time, into a fresh
-#     database, BENCH_RUNS times (default 3); on PostgreSQL also with 4 clients posting at once;
+#     database, BENCH_RUNS times (default 3); on PostgreSQL also with 4 clients posting at once
+#     (the two batch bundles go first, one request each; the transaction bundles' own rate,
+#     after them, is printed too);
 #   - resident memory of the server: idle after start, and after the load, reads and searches;
 #   - GET Patient/{id} and GET Observation/{id}, wrk with 16 connections for BENCH_DURATION
 #     (default 5s), next to the bare axum handler answering the same bytes (the ceiling);
@@ -119,7 +121,8 @@ engine() {
             serve "$url"
             [ "$c" = 1 ] && [ "$i" = 1 ] && figure "$name.rss_idle" "$(rss_mb "$PID")"
             "$BENCH" load --base "http://$ADDR/fhir" --token "$TOKEN" --clients "$c" "$WORK/bundles" | tee "$WORK/load.txt"
-            figure "$name.http$c" "$(rate < "$WORK/load.txt")"
+            figure "$name.http$c" "$(head -1 "$WORK/load.txt" | rate)"
+            figure "$name.tx$c" "$(sed -n 's/^transactions: .*(\([0-9]*\) resources\/s).*/\1/p' "$WORK/load.txt")"
             if [ "$c" = 1 ] && [ "$i" = "$RUNS" ]; then
                 searches "$name" "http://$ADDR/fhir" "$TOKEN"
                 reads "$name.Patient" "$ADDR" "$WORK/$name-Patient.lua"
@@ -138,7 +141,8 @@ engine PostgreSQL pg
 if [ -n "$PEER" ]; then
     echo "=== peer at $PEER ==="
     "$BENCH" load --base "$PEER" --token "${PEER_TOKEN:-}" "$WORK/bundles" | tee "$WORK/load.txt"
-    figure "peer.http1" "$(rate < "$WORK/load.txt")"
+    figure "peer.http1" "$(head -1 "$WORK/load.txt" | rate)"
+    figure "peer.tx1" "$(sed -n 's/^transactions: .*(\([0-9]*\) resources\/s).*/\1/p' "$WORK/load.txt")"
     searches peer "$PEER" "${PEER_TOKEN:-}"
     hostport="${PEER#http://}"
     reads peer.Patient "${hostport%%/*}" "$WORK/peer-Patient.lua"
@@ -186,6 +190,9 @@ row("bundles over HTTP, 1 client, resources/s", [span(f"{e}.http1") for e in eng
 row("  share of the import rate", [share(f"{e}.http1", f"{e}.import") if e != "peer" else "" for e in engines])
 row("bundles over HTTP, 4 clients, resources/s", [span(f"{e}.http4") if e == "PostgreSQL" else "" for e in engines])
 row("  4 clients / 1 client", [(f"{statistics.median(num('PostgreSQL.http4')) / statistics.median(num('PostgreSQL.http1')):.2f}×" if num('PostgreSQL.http4') else "—") if e == "PostgreSQL" else "" for e in engines])
+row("transaction bundles alone (after the batches), 1 client", [span(f"{e}.tx1") for e in engines])
+row("transaction bundles alone, 4 clients", [span(f"{e}.tx4") if e == "PostgreSQL" else "" for e in engines])
+row("  4 clients / 1 client", [(f"{statistics.median(num('PostgreSQL.tx4')) / statistics.median(num('PostgreSQL.tx1')):.2f}×" if num('PostgreSQL.tx4') else "—") if e == "PostgreSQL" else "" for e in engines])
 for rt in ["Patient", "Observation"]:
     row(f"GET {rt}/{{id}}, 16 connections, req/s", [med(f"{e}.{rt}.rps") for e in engines])
     row("  share of the ceiling / p99", [f"{share(f'{e}.{rt}.rps', 'ceiling.rps')} / {one(f'{e}.{rt}.p99')}" for e in engines])
