@@ -281,9 +281,9 @@ impl Db {
     }
 
     /// Sizes the database for a bulk load (an import): on SQLite the writer's page cache grows
-    /// to 64 MiB, for the index pages that a load's random UUID keys land on (an import of 1,000
-    /// Synthea patients ran as fast with 64 as with 128 or 256, and peaked at 235 MB instead of
-    /// 305 or 450). PostgreSQL sizes its own buffers.
+    /// to 64 MiB, for the index pages that a load's random UUID keys land on (an import of a
+    /// 1,000-patient Synthea set ran as fast with 64 as with 128 or 256, and peaked at 235 MB
+    /// instead of 305 or 450). PostgreSQL sizes its own buffers.
     pub async fn bulk_writes(&self) -> Result<(), StoreError> {
         if let Pools::Sqlite { writer, .. } = &*self.pools {
             writer.execute("PRAGMA cache_size = -65536", &[]).await?;
