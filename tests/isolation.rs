@@ -580,6 +580,35 @@ async fn writes_reach_nothing_of_another_patient(engine: Engine) {
     let r = TestApp::reply(with_criteria).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     nothing_of_beatriz("obs-beatriz-obs1", &r);
+    // A batch (its writes tried together first): Ana's own writes are made, each write that
+    // reaches Beatriz is refused as if she did not exist.
+    let mut about_beatriz = observation("x", "beatriz", "2339-0");
+    about_beatriz.as_object_mut().unwrap().remove("id");
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": mine_without_id(), "request": {"method": "POST", "url": "Observation"}},
+        {"resource": observation("beatriz-obs1", "ana", "2339-0"),
+            "request": {"method": "PUT", "url": "Observation/beatriz-obs1"}},
+        {"request": {"method": "DELETE", "url": "Observation/beatriz-obs1"}},
+        {"resource": about_beatriz, "request": {"method": "POST", "url": "Observation"}},
+        {"resource": mine_without_id(), "request": {"method": "POST", "url": "Observation"}},
+    ]});
+    let r = me.post("/fhir", &batch).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    nothing_of_beatriz(&batch.to_string(), &r);
+    let statuses: Vec<&str> = r.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses[0].starts_with("201"), "{statuses:?}");
+    assert!(
+        statuses[1].starts_with("403") || statuses[1].starts_with("404"),
+        "{statuses:?}"
+    );
+    assert!(statuses[2].starts_with("404"), "{statuses:?}");
+    assert!(statuses[3].starts_with("422"), "{statuses:?}");
+    assert!(statuses[4].starts_with("201"), "{statuses:?}");
     // Beatriz's record is as it was.
     for r in records("beatriz", "Benitez", BEA_CODE) {
         let at = format!(
