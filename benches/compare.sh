@@ -50,17 +50,7 @@ CEILING="${CEILING_BIN:-target/release/examples/ceiling}"
 : > "$WORK/figures"
 figure() { echo "$1 $2" >> "$WORK/figures"; }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_up() {
-    for _ in $(seq 300); do
-        curl -sf "http://$1/health" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "the server at $1 did not start" >&2
-    return 1
-}
+source benches/lib.sh
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
 # fresh NAME ENGINE: a new empty database's URL (SQLite file or PostgreSQL database).

@@ -37,19 +37,7 @@ fi
 BIN="${EXPEDIENTE_BIN:-target/release/expediente}"
 BENCH="${EXPEDIENTE_BENCH_BIN:-target/release/examples/search_bench}"
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_up() {
-    for _ in $(seq 300); do
-        curl -sf "http://$1/health" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "the server at $1 did not start; its log:" >&2
-    tail -n 20 "$2" >&2
-    return 1
-}
+source benches/lib.sh
 
 # run NAME DATABASE_URL ANALYZE_COMMAND...: serve DATABASE_URL, load, analyze, search, stop.
 run() {
