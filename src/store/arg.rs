@@ -172,37 +172,7 @@ pub(super) fn pg_sql(sql: &str) -> String {
     out
 }
 
-pub(super) type SqliteQuery<'q> =
-    sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 pub(super) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
-
-pub(super) fn sqlite_query<'q>(sql: &'q str, args: &[Arg]) -> SqliteQuery<'q> {
-    let mut q = sqlx::query(sql);
-    for a in args {
-        q = match a {
-            Arg::Uuid(v) => q.bind(v.hyphenated().to_string()),
-            Arg::OptUuid(v) => q.bind(v.map(|u| u.hyphenated().to_string())),
-            Arg::Text(v) => q.bind(v.clone()),
-            Arg::Int(v) => q.bind(*v),
-            Arg::Bool(v) => q.bind(*v),
-            Arg::Json(v) => q.bind(v.to_string()),
-            Arg::OptJson(v) => q.bind(v.as_ref().map(Value::to_string)),
-            Arg::Timestamp(v) => q.bind(v.as_ref().map(sqlite_timestamp)),
-            Arg::Date(v) => q.bind(v.map(|d| d.format("%Y-%m-%d").to_string())),
-            Arg::Decimal(v) => q.bind(v.clone()),
-            Arg::Bytes(v) => q.bind(v.clone()),
-            Arg::UuidList(v) => q.bind(
-                Value::Array(
-                    v.iter()
-                        .map(|u| Value::String(u.hyphenated().to_string()))
-                        .collect(),
-                )
-                .to_string(),
-            ),
-        };
-    }
-    q
-}
 
 /// JSON sent to PostgreSQL as `json`, its text as is: a `jsonb` parameter would be normalised
 /// before it reaches a `json` column (`1e-22` becoming `0.0000000000000000000001`). PostgreSQL

@@ -64,6 +64,10 @@ pub struct LiteRow {
 }
 
 impl LiteRow {
+    pub(super) fn new(columns: Arc<[String]>, values: Vec<SqlValue>) -> LiteRow {
+        LiteRow { columns, values }
+    }
+
     /// The value of column `col`.
     pub(super) fn get(&self, col: &str) -> Result<&SqlValue, StoreError> {
         self.columns
@@ -189,6 +193,12 @@ impl Writer {
     pub(super) async fn execute(&self, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
         let _guard = self.lock.lock().await;
         self.ask(|r| Cmd::Execute(Queued::one(sql, args), r)).await
+    }
+
+    /// Runs one statement that returns rows (a write's `RETURNING`) outside any transaction.
+    pub(super) async fn fetch(&self, sql: &str, args: &[Arg]) -> Result<Vec<LiteRow>, StoreError> {
+        let _guard = self.lock.lock().await;
+        self.ask(|r| Cmd::Fetch(Queued::one(sql, args), r)).await
     }
 
     /// Closes the connection (checkpointing its log) once what was sent before is done.
@@ -503,8 +513,8 @@ fn run(
     Ok(changed)
 }
 
-/// An [`Arg`] bound as the sqlx binding of [`super::sqlite_query`] would bind it.
-struct Lit<'a>(&'a Arg);
+/// An [`Arg`] bound as SQLite keeps it (see [`super::arg::lite_text`]).
+pub(super) struct Lit<'a>(pub(super) &'a Arg);
 
 impl ToSql for Lit<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {

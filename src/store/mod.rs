@@ -12,11 +12,11 @@ mod migrate;
 mod pg;
 mod pg_conn;
 mod queue;
+mod readers;
 mod row;
 mod tx;
 mod watch;
 
-use arg::sqlite_query;
 pub use arg::{millis_text, parse_decimal, sqlite_timestamp, Arg};
 pub use error::StoreError;
 pub use lite::LiteRow;
@@ -27,6 +27,7 @@ use tx::TxConn;
 pub use tx::{Committing, Held, Tx};
 
 use queue::{table_order, TableOrder};
+use readers::{Fetched, Readers};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -73,7 +74,8 @@ pub fn one_of(dialect: Dialect, column: &str, ids: &[Uuid]) -> (String, Vec<Arg>
 
 enum Pools {
     Sqlite {
-        read: SqlitePool,
+        /// The read connections (see the readers module).
+        read: Readers,
         /// The connection migrations run on.
         write: SqlitePool,
         /// The connection every write transaction runs on (see the lite module): SQLite has a
@@ -89,8 +91,6 @@ enum Pools {
 pub struct Db {
     pools: Arc<Pools>,
     shared: Arc<Shared>,
-    /// How long one statement may run before the database ends it.
-    statement_timeout: Duration,
 }
 
 /// How long one statement may run unless told otherwise ([`Db::connect_with`]).
@@ -186,12 +186,7 @@ impl Db {
                 .connect_with(opts.clone())
                 .await?;
             let writer = lite::Writer::open(opts.get_filename(), statement_timeout)?;
-            let read = SqlitePoolOptions::new()
-                .test_before_acquire(false)
-                .max_connections(8)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(opts.read_only(false))
-                .await?;
+            let read = Readers::open(opts.get_filename(), statement_timeout)?;
             Ok(Db {
                 pools: Arc::new(Pools::Sqlite {
                     read,
@@ -199,13 +194,11 @@ impl Db {
                     writer,
                 }),
                 shared: Arc::default(),
-                statement_timeout,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Ok(Db {
                 pools: Arc::new(Pools::Postgres(pg_pool(url, statement_timeout).await?)),
                 shared: Arc::default(),
-                statement_timeout,
             })
         } else {
             Err(StoreError::Config(
@@ -293,44 +286,40 @@ impl Db {
 
     /// Runs a query that returns rows, outside any transaction (a read).
     pub async fn fetch_all(&self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
-        Ok(match &*self.pools {
-            Pools::Sqlite { read, .. } => {
-                let mut conn = read.acquire().await?;
-                let _watch = watch::Watch::set(&mut conn, self.statement_timeout).await?;
-                sqlite_query(sql, args)
-                    .fetch_all(&mut *conn)
-                    .await?
-                    .into_iter()
-                    .map(Row::Sqlite)
-                    .collect()
-            }
-            Pools::Postgres(p) => PgConn::acquire(p)
-                .await?
-                .fetch_all(sql, args)
-                .await?
-                .into_iter()
-                .map(Row::Postgres)
-                .collect(),
-        })
+        self.fetch_at_most(sql, args, usize::MAX).await
     }
 
     /// Runs a query that returns at most one row, outside any transaction.
     pub async fn fetch_optional(&self, sql: &str, args: &[Arg]) -> Result<Option<Row>, StoreError> {
-        Ok(match &*self.pools {
-            Pools::Sqlite { read, .. } => {
-                let mut conn = read.acquire().await?;
-                let _watch = watch::Watch::set(&mut conn, self.statement_timeout).await?;
-                sqlite_query(sql, args)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .map(Row::Sqlite)
+        Ok(self.fetch_at_most(sql, args, 1).await?.into_iter().next())
+    }
+
+    /// The first `max` rows of a query, outside any transaction. On SQLite a statement that
+    /// writes goes to the write connection.
+    async fn fetch_at_most(
+        &self,
+        sql: &str,
+        args: &[Arg],
+        max: usize,
+    ) -> Result<Vec<Row>, StoreError> {
+        let rows = match &*self.pools {
+            Pools::Sqlite { read, writer, .. } => match read.fetch(sql, args, max).await? {
+                Fetched::Rows(rows) => rows,
+                Fetched::Writes => writer.fetch(sql, args).await?,
+            },
+            Pools::Postgres(p) => {
+                let mut conn = PgConn::acquire(p).await?;
+                return Ok(if max == 1 {
+                    conn.fetch_optional(sql, args).await?.into_iter().collect()
+                } else {
+                    conn.fetch_all(sql, args).await?
+                }
+                .into_iter()
+                .map(Row::Postgres)
+                .collect());
             }
-            Pools::Postgres(p) => PgConn::acquire(p)
-                .await?
-                .fetch_optional(sql, args)
-                .await?
-                .map(Row::Postgres),
-        })
+        };
+        Ok(rows.into_iter().take(max).map(Row::Lite).collect())
     }
 
     /// Runs a statement outside any transaction.
@@ -363,7 +352,7 @@ impl Db {
                 writer,
             } => {
                 writer.close().await;
-                read.close().await;
+                read.close();
                 write.close().await;
             }
             Pools::Postgres(p) => p.close().await,

@@ -5,13 +5,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row as _;
 use uuid::Uuid;
 
 pub enum Row {
-    Sqlite(SqliteRow),
-    /// Read inside a write transaction on SQLite (through its writer's connection).
+    /// A SQLite row, read by a read connection or by the write connection.
     Lite(LiteRow),
     Postgres(PgRow),
 }
@@ -28,7 +26,7 @@ impl Row {
 
     pub fn opt_uuid(&self, col: &str) -> Result<Option<Uuid>, StoreError> {
         match self {
-            Row::Sqlite(_) | Row::Lite(_) => match self.text(col)? {
+            Row::Lite(_) => match self.text(col)? {
                 Some(s) => Uuid::parse_str(&s)
                     .map(Some)
                     .map_err(|_| bad(col, "not a UUID")),
@@ -40,7 +38,6 @@ impl Row {
 
     pub fn text(&self, col: &str) -> Result<Option<String>, StoreError> {
         Ok(match self {
-            Row::Sqlite(r) => r.try_get(col)?,
             Row::Lite(r) => match r.get(col)? {
                 SqlValue::Null => None,
                 SqlValue::Text(s) => Some(s.clone()),
@@ -59,7 +56,6 @@ impl Row {
     /// An `integer` column (int4 on PostgreSQL).
     pub fn int(&self, col: &str) -> Result<i64, StoreError> {
         Ok(match self {
-            Row::Sqlite(r) => r.try_get::<i64, _>(col)?,
             Row::Lite(_) => self
                 .opt_int(col)?
                 .ok_or_else(|| bad(col, "unexpected NULL"))?,
@@ -70,7 +66,6 @@ impl Row {
     /// A `bigint` column or an aggregate such as `count(*)`.
     pub fn bigint(&self, col: &str) -> Result<i64, StoreError> {
         Ok(match self {
-            Row::Sqlite(r) => r.try_get::<i64, _>(col)?,
             Row::Lite(_) => self
                 .opt_int(col)?
                 .ok_or_else(|| bad(col, "unexpected NULL"))?,
@@ -81,7 +76,6 @@ impl Row {
     /// An integer column of either width, NULL allowed.
     pub fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
         Ok(match self {
-            Row::Sqlite(r) => r.try_get::<Option<i64>, _>(col)?,
             Row::Lite(r) => match r.get(col)? {
                 SqlValue::Null => None,
                 SqlValue::Integer(i) => Some(*i),
@@ -97,7 +91,6 @@ impl Row {
     /// A numeric column as its exact text.
     pub fn decimal(&self, col: &str) -> Result<Option<String>, StoreError> {
         Ok(match self {
-            Row::Sqlite(r) => r.try_get::<Option<String>, _>(col)?,
             Row::Lite(_) => self.text(col)?,
             Row::Postgres(r) => r
                 .try_get::<Option<rust_decimal::Decimal>, _>(col)?
@@ -108,7 +101,6 @@ impl Row {
     /// A binary column.
     pub fn bytes(&self, col: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(match self {
-            Row::Sqlite(r) => r.try_get(col)?,
             Row::Lite(r) => match r.get(col)? {
                 SqlValue::Null => None,
                 SqlValue::Blob(b) => Some(b.clone()),
@@ -121,7 +113,6 @@ impl Row {
 
     pub fn bool(&self, col: &str) -> Result<Option<bool>, StoreError> {
         Ok(match self {
-            Row::Sqlite(r) => r.try_get(col)?,
             Row::Lite(_) => self.opt_int(col)?.map(|i| i != 0),
             Row::Postgres(r) => r.try_get(col)?,
         })
@@ -129,7 +120,7 @@ impl Row {
 
     pub fn json(&self, col: &str) -> Result<Option<Value>, StoreError> {
         match self {
-            Row::Sqlite(_) | Row::Lite(_) => match self.text(col)? {
+            Row::Lite(_) => match self.text(col)? {
                 Some(s) => serde_json::from_str(&s)
                     .map(Some)
                     .map_err(|_| bad(col, "not JSON")),
@@ -158,7 +149,7 @@ impl Row {
 
     pub fn opt_timestamp(&self, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         match self {
-            Row::Sqlite(_) | Row::Lite(_) => match self.text(col)? {
+            Row::Lite(_) => match self.text(col)? {
                 Some(s) => parse_sqlite_timestamp(&s)
                     .map(Some)
                     .ok_or_else(|| bad(col, "not a timestamp")),
@@ -170,7 +161,7 @@ impl Row {
 
     pub fn date(&self, col: &str) -> Result<Option<NaiveDate>, StoreError> {
         match self {
-            Row::Sqlite(_) | Row::Lite(_) => match self.text(col)? {
+            Row::Lite(_) => match self.text(col)? {
                 Some(s) => NaiveDate::parse_from_str(&s, "%Y-%m-%d")
                     .map(Some)
                     .map_err(|_| bad(col, "not a date")),

@@ -1,0 +1,230 @@
+//! SQLite's read connections, run on the thread that asks.
+//!
+//! A read through a connection on a thread of its own costs two or more hand-overs between
+//! threads, which cost more than most reads do themselves (a resource by id, a page of one
+//! patient's records: some microseconds of SQLite's work). So a read first runs on the
+//! runtime thread of its request, within a short budget ([`BUDGET`]). One still running at
+//! the end of it is ended and run again from the start on a blocking thread, within the
+//! statement timeout, where it may be stopped by its request's cancellation: no request holds
+//! a runtime thread for longer than the budget, and a long search costs the budget once more.
+//!
+//! Reads see what was committed when they start, as any SQLite read does: nothing is cached.
+//! A statement that writes (an `UPDATE ... RETURNING` outside a transaction) is not run here
+//! ([`Fetched::Writes`]): it goes to the write connection.
+
+use super::lite::{Lit, LiteRow};
+use super::watch::Clock;
+use super::{Arg, StoreError};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a read may run on its request's thread before it moves to a blocking thread.
+/// The five searches of the benchmark and a read by id end well within it.
+const BUDGET: Duration = Duration::from_micros(500);
+
+/// The most read connections open at once (and reads running at once).
+const CONNECTIONS: usize = 8;
+
+/// How long a read on a blocking thread waits for a lock another connection holds (the
+/// recovery of a log after a crash, say); on the request's thread it does not wait.
+const BUSY: Duration = Duration::from_secs(10);
+
+/// The read connections: cheap to clone.
+#[derive(Clone)]
+pub(super) struct Readers {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    timeout: Duration,
+    idle: Mutex<Vec<Reader>>,
+    permits: Arc<Semaphore>,
+}
+
+struct Reader {
+    conn: Connection,
+    clock: Arc<Clock>,
+}
+
+/// What a statement gave.
+pub(super) enum Fetched {
+    Rows(Vec<LiteRow>),
+    /// The statement writes: it was not run.
+    Writes,
+}
+
+impl Readers {
+    /// The read connections of the database at `path`, each statement ended after `timeout`;
+    /// one is opened now, to fail early.
+    pub(super) fn open(path: &Path, timeout: Duration) -> Result<Readers, StoreError> {
+        let inner = Inner {
+            path: path.to_owned(),
+            timeout,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(CONNECTIONS)),
+        };
+        let first = inner.connect()?;
+        inner.give_back(first);
+        Ok(Readers {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Closes the idle connections; a read asked for afterwards fails.
+    pub(super) fn close(&self) {
+        self.inner.permits.close();
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Runs `sql`, keeping at most `max` rows.
+    pub(super) async fn fetch(
+        &self,
+        sql: &str,
+        args: &[Arg],
+        max: usize,
+    ) -> Result<Fetched, StoreError> {
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let reader = self.inner.take()?;
+        let started = Instant::now();
+        reader.clock.start_within(BUDGET.min(self.inner.timeout));
+        reader.conn.busy_timeout(Duration::ZERO)?;
+        match reader.fetch(sql, args, max) {
+            Err(e) if over_budget(&e) && started.elapsed() < self.inner.timeout => {}
+            done => {
+                self.inner.give_back(reader);
+                return done;
+            }
+        }
+        let left = self.inner.timeout.saturating_sub(started.elapsed());
+        self.on_blocking_thread(reader, permit, sql.to_owned(), args.to_vec(), max, left)
+            .await
+    }
+
+    /// Runs the statement again on a blocking thread, for at most `left`; stopped if this
+    /// future is dropped.
+    async fn on_blocking_thread(
+        &self,
+        reader: Reader,
+        permit: OwnedSemaphorePermit,
+        sql: String,
+        args: Vec<Arg>,
+        max: usize,
+        left: Duration,
+    ) -> Result<Fetched, StoreError> {
+        let clock = reader.clock.clone();
+        let run = clock.start_within(left);
+        let mut stop = Stop(Some((clock, run)));
+        let inner = self.inner.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let r = reader
+                .conn
+                .busy_timeout(BUSY)
+                .map_err(StoreError::from)
+                .and_then(|()| reader.fetch(&sql, &args, max));
+            inner.give_back(reader);
+            drop(permit);
+            r
+        })
+        .await;
+        stop.0 = None;
+        done.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Whether a read on its request's thread was ended by the budget (or found a lock held).
+fn over_budget(e: &StoreError) -> bool {
+    match e {
+        StoreError::TimedOut => true,
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+            f.code == rusqlite::ErrorCode::DatabaseBusy
+                || f.code == rusqlite::ErrorCode::DatabaseLocked
+        }
+        _ => false,
+    }
+}
+
+/// Stops a statement on a blocking thread when its read is dropped.
+struct Stop(Option<(Arc<Clock>, u64)>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if let Some((clock, run)) = self.0.take() {
+            clock.stop(run);
+        }
+    }
+}
+
+impl Inner {
+    fn connect(&self) -> Result<Reader, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // Reads only: a statement that writes is sent to the write connection before it runs
+        // (see [`Fetched::Writes`]), and this makes sure.
+        conn.execute_batch("PRAGMA query_only = ON;")?;
+        conn.set_prepared_statement_cache_capacity(256);
+        let clock = Clock::new(self.timeout);
+        clock.install(&conn);
+        Ok(Reader { conn, clock })
+    }
+
+    fn take(&self) -> Result<Reader, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(r) => Ok(r),
+            None => self.connect(),
+        }
+    }
+
+    fn give_back(&self, reader: Reader) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(reader);
+    }
+}
+
+impl Reader {
+    fn fetch(&self, sql: &str, args: &[Arg], max: usize) -> Result<Fetched, StoreError> {
+        let mut st = self.conn.prepare_cached(sql)?;
+        if !st.readonly() {
+            return Ok(Fetched::Writes);
+        }
+        if args.len() != st.parameter_count() {
+            return Err(StoreError::Decode(format!(
+                "{} values for {} parameters",
+                args.len(),
+                st.parameter_count()
+            )));
+        }
+        for (i, a) in args.iter().enumerate() {
+            st.raw_bind_parameter(i + 1, Lit(a))?;
+        }
+        let columns: Arc<[String]> = st.column_names().into_iter().map(str::to_owned).collect();
+        let mut rows = Vec::new();
+        let mut result = st.raw_query();
+        while rows.len() < max {
+            let Some(r) = result.next()? else { break };
+            let values = (0..columns.len())
+                .map(|i| r.get(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.push(LiteRow::new(columns.clone(), values));
+        }
+        Ok(Fetched::Rows(rows))
+    }
+}
