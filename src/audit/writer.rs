@@ -170,35 +170,72 @@ fn unrecorded(why: &str) -> crate::error::Error {
     crate::error::Error::Unavailable(format!("the audit event could not be stored: {why}"))
 }
 
-async fn run(
-    db: Db,
-    mut rx: mpsc::Receiver<Job>,
-    stats: Arc<Stats>,
-    journal: Option<Arc<Journal>>,
-) {
-    let mut tick = tokio::time::interval(INBOX_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// The writer: one part gathers the queued events into batches while the other stores the
+/// batch before, so that requests find room in the queue while a batch is stored (a second of
+/// reads, thousands of events, takes a fifth of a second to store on SQLite: the queue filled
+/// meanwhile, and requests waited).
+async fn run(db: Db, rx: mpsc::Receiver<Job>, stats: Arc<Stats>, journal: Option<Arc<Journal>>) {
     let limits = match journal {
         Some(_) if db.dialect() == crate::store::Dialect::Sqlite => JOURNALED_SQLITE,
         Some(_) => JOURNALED_POSTGRES,
         None => (GATHER, BATCH),
     };
+    // One batch gathered while one is stored: no more.
+    let (batches, todo) = mpsc::channel(1);
+    tokio::join!(
+        gather_all(rx, batches, limits),
+        store_all(db, todo, stats, journal)
+    );
+}
+
+/// A batch of events, the flushes answered once it is stored, and whether it is the last.
+struct Batch {
+    events: Vec<Event>,
+    flushes: Vec<oneshot::Sender<()>>,
+    last: bool,
+}
+
+async fn gather_all(
+    mut rx: mpsc::Receiver<Job>,
+    batches: mpsc::Sender<Batch>,
+    limits: (Duration, usize),
+) {
+    while let Some(job) = rx.recv().await {
+        let (events, flushes, open) = gather(job, &mut rx, limits).await;
+        let batch = Batch {
+            events,
+            flushes,
+            last: !open,
+        };
+        if batches.send(batch).await.is_err() || !open {
+            return;
+        }
+    }
+}
+
+async fn store_all(
+    db: Db,
+    mut todo: mpsc::Receiver<Batch>,
+    stats: Arc<Stats>,
+    journal: Option<Arc<Journal>>,
+) {
+    let mut tick = tokio::time::interval(INBOX_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut files = Files::default();
     loop {
         tokio::select! {
-            job = rx.recv() => {
-                let Some(job) = job else { break };
-                let (events, flushes, open) = gather(job, &mut rx, limits).await;
-                let n = events.len() as u64;
-                if write(&db, events, &stats, !open).await {
+            batch = todo.recv() => {
+                let Some(batch) = batch else { break };
+                let n = batch.events.len() as u64;
+                if write(&db, batch.events, &stats, batch.last).await {
                     files.stored(n, journal.as_ref()).await;
                 } else {
                     files.lost = true;
                 }
-                for f in flushes {
+                for f in batch.flushes {
                     let _ = f.send(());
                 }
-                if !open {
+                if batch.last {
                     break;
                 }
             }
