@@ -261,8 +261,42 @@ async fn long_reads_answer_in_full_within_the_timeout(engine: Engine) {
     }
 }
 
+/// Long reads do not hold the runtime's threads: with endless reads running on most of the read
+/// connections, a short read still answers at once, and the endless ones end when dropped.
+async fn long_reads_leave_the_runtime_to_the_others(engine: Engine) {
+    let app = TestApp::spawn_settings(
+        engine,
+        settings(Duration::from_secs(60), Duration::from_secs(60)),
+    )
+    .await;
+    let endless: Vec<_> = (0..6)
+        .map(|_| {
+            let db = app.db.clone();
+            tokio::spawn(async move { db.fetch_all(endless(engine), &[]).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let one = app.db.fetch_all("SELECT 1 AS n", &[]).await.unwrap();
+        assert_eq!(one[0].int("n").unwrap(), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a short read waited {:?} behind the long ones",
+            started.elapsed()
+        );
+    }
+    for e in &endless {
+        assert!(!e.is_finished(), "the endless reads were running");
+    }
+    for e in endless {
+        e.abort();
+    }
+}
+
 on_both_engines!(
     statements_past_the_timeout_are_ended,
+    long_reads_leave_the_runtime_to_the_others,
     dropped_statements_give_their_connections_back,
     long_reads_answer_in_full_within_the_timeout,
 );
