@@ -6,7 +6,9 @@
 //! runtime thread of its request, within a short budget ([`BUDGET`]). One still running at
 //! the end of it is ended and run again from the start on a blocking thread, within the
 //! statement timeout, where it may be stopped by its request's cancellation: no request holds
-//! a runtime thread for longer than the budget, and a long search costs the budget once more.
+//! a runtime thread for longer than the budget. The statement is remembered (by a hash of its
+//! text, which holds no values: they are bound) and goes to a blocking thread at once the next
+//! times, so that a search that always runs long pays the budget once, not on every request.
 //!
 //! Reads see what was committed when they start, as any SQLite read does: nothing is cached.
 //! A statement that writes (an `UPDATE ... RETURNING` outside a transaction) is not run here
@@ -16,6 +18,7 @@ use super::lite::{Lit, LiteRow};
 use super::watch::Clock;
 use super::{Arg, StoreError};
 use rusqlite::{Connection, OpenFlags};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,7 +46,12 @@ struct Inner {
     timeout: Duration,
     idle: Mutex<Vec<Reader>>,
     permits: Arc<Semaphore>,
+    /// The hashes of statements that outran the budget (see the module).
+    long: Mutex<HashSet<u64>>,
 }
+
+/// The most statements remembered as long; past it, they are all forgotten.
+const LONG_MAX: usize = 4096;
 
 struct Reader {
     conn: Connection,
@@ -66,6 +74,7 @@ impl Readers {
             timeout,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(CONNECTIONS)),
+            long: Mutex::new(HashSet::new()),
         };
         let first = inner.connect()?;
         inner.give_back(first);
@@ -100,13 +109,18 @@ impl Readers {
             .map_err(|_| StoreError::Closed)?;
         let reader = self.inner.take()?;
         let started = Instant::now();
-        reader.clock.start_within(BUDGET.min(self.inner.timeout));
-        reader.conn.busy_timeout(Duration::ZERO)?;
-        match reader.fetch(sql, args, max) {
-            Err(e) if over_budget(&e) && started.elapsed() < self.inner.timeout => {}
-            done => {
-                self.inner.give_back(reader);
-                return done;
+        let shape = hash(sql);
+        if !self.inner.is_long(shape) {
+            reader.clock.start_within(BUDGET.min(self.inner.timeout));
+            reader.conn.busy_timeout(Duration::ZERO)?;
+            match reader.fetch(sql, args, max) {
+                Err(e) if over_budget(&e) && started.elapsed() < self.inner.timeout => {
+                    self.inner.runs_long(shape);
+                }
+                done => {
+                    self.inner.give_back(reader);
+                    return done;
+                }
             }
         }
         let left = self.inner.timeout.saturating_sub(started.elapsed());
@@ -145,6 +159,12 @@ impl Readers {
     }
 }
 
+/// A statement's text, hashed.
+fn hash(sql: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(sql)
+}
+
 /// Whether a read on its request's thread was ended by the budget (or found a lock held).
 fn over_budget(e: &StoreError) -> bool {
     match e {
@@ -181,6 +201,21 @@ impl Inner {
         let clock = Clock::new(self.timeout);
         clock.install(&conn);
         Ok(Reader { conn, clock })
+    }
+
+    fn is_long(&self, shape: u64) -> bool {
+        self.long
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&shape)
+    }
+
+    fn runs_long(&self, shape: u64) {
+        let mut long = self.long.lock().unwrap_or_else(|p| p.into_inner());
+        if long.len() >= LONG_MAX {
+            long.clear();
+        }
+        long.insert(shape);
     }
 
     fn take(&self) -> Result<Reader, StoreError> {
