@@ -64,8 +64,19 @@ pub struct LiteRow {
 }
 
 impl LiteRow {
-    pub(super) fn new(columns: Arc<[String]>, values: Vec<SqlValue>) -> LiteRow {
-        LiteRow { columns, values }
+    /// The names of a statement's result columns, shared by its rows.
+    pub(super) fn columns_of(st: &rusqlite::Statement) -> Arc<[String]> {
+        st.column_names().into_iter().map(str::to_owned).collect()
+    }
+
+    /// Row `r` of a statement whose result columns are `columns`.
+    pub(super) fn read(r: &rusqlite::Row, columns: &Arc<[String]>) -> rusqlite::Result<LiteRow> {
+        Ok(LiteRow {
+            columns: columns.clone(),
+            values: (0..columns.len())
+                .map(|i| r.get::<_, SqlValue>(i))
+                .collect::<Result<_, _>>()?,
+        })
     }
 
     /// The value of column `col`.
@@ -487,24 +498,14 @@ fn run(
             q.args.len()
         )));
     }
-    let columns: Option<Arc<[String]>> = out
-        .is_some()
-        .then(|| st.column_names().into_iter().map(str::to_owned).collect());
+    let columns = out.is_some().then(|| LiteRow::columns_of(&st));
     let mut changed = 0;
     for row in 0..rows {
-        for (i, a) in q.args[row * params..(row + 1) * params].iter().enumerate() {
-            st.raw_bind_parameter(i + 1, Lit(a))?;
-        }
+        bind(&mut st, &q.args[row * params..(row + 1) * params])?;
         let mut result = st.raw_query();
         while let Some(r) = result.next()? {
             if let (Some(out), Some(columns)) = (out.as_deref_mut(), &columns) {
-                let values = (0..columns.len())
-                    .map(|i| r.get::<_, SqlValue>(i))
-                    .collect::<Result<Vec<_>, _>>()?;
-                out.push(LiteRow {
-                    columns: columns.clone(),
-                    values,
-                });
+                out.push(LiteRow::read(r, columns)?);
             }
         }
         drop(result);
@@ -513,8 +514,16 @@ fn run(
     Ok(changed)
 }
 
+/// Binds `args` to the statement's parameters, in order.
+pub(super) fn bind(st: &mut rusqlite::Statement, args: &[Arg]) -> rusqlite::Result<()> {
+    for (i, a) in args.iter().enumerate() {
+        st.raw_bind_parameter(i + 1, Lit(a))?;
+    }
+    Ok(())
+}
+
 /// An [`Arg`] bound as SQLite keeps it (see [`super::arg::lite_text`]).
-pub(super) struct Lit<'a>(pub(super) &'a Arg);
+struct Lit<'a>(&'a Arg);
 
 impl ToSql for Lit<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {

@@ -14,7 +14,7 @@
 //! A statement that writes (an `UPDATE ... RETURNING` outside a transaction) is not run here
 //! ([`Fetched::Writes`]): it goes to the write connection.
 
-use super::lite::{Lit, LiteRow};
+use super::lite::{bind, LiteRow};
 use super::watch::Clock;
 use super::{Arg, StoreError};
 use rusqlite::{Connection, OpenFlags};
@@ -247,18 +247,13 @@ impl Reader {
                 st.parameter_count()
             )));
         }
-        for (i, a) in args.iter().enumerate() {
-            st.raw_bind_parameter(i + 1, Lit(a))?;
-        }
-        let columns: Arc<[String]> = st.column_names().into_iter().map(str::to_owned).collect();
+        bind(&mut st, args)?;
+        let columns = LiteRow::columns_of(&st);
         let mut rows = Vec::new();
         let mut result = st.raw_query();
         while rows.len() < max {
             let Some(r) = result.next()? else { break };
-            let values = (0..columns.len())
-                .map(|i| r.get(i))
-                .collect::<Result<Vec<_>, _>>()?;
-            rows.push(LiteRow::new(columns.clone(), values));
+            rows.push(LiteRow::read(r, &columns)?);
         }
         Ok(Fetched::Rows(rows))
     }
