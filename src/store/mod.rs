@@ -286,40 +286,36 @@ impl Db {
 
     /// Runs a query that returns rows, outside any transaction (a read).
     pub async fn fetch_all(&self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
-        self.fetch_at_most(sql, args, usize::MAX).await
+        Ok(match &*self.pools {
+            Pools::Sqlite { read, writer, .. } => lite_fetch(read, writer, sql, args, usize::MAX)
+                .await?
+                .into_iter()
+                .map(Row::Lite)
+                .collect(),
+            Pools::Postgres(p) => PgConn::acquire(p)
+                .await?
+                .fetch_all(sql, args)
+                .await?
+                .into_iter()
+                .map(Row::Postgres)
+                .collect(),
+        })
     }
 
     /// Runs a query that returns at most one row, outside any transaction.
     pub async fn fetch_optional(&self, sql: &str, args: &[Arg]) -> Result<Option<Row>, StoreError> {
-        Ok(self.fetch_at_most(sql, args, 1).await?.into_iter().next())
-    }
-
-    /// The first `max` rows of a query, outside any transaction. On SQLite a statement that
-    /// writes goes to the write connection.
-    async fn fetch_at_most(
-        &self,
-        sql: &str,
-        args: &[Arg],
-        max: usize,
-    ) -> Result<Vec<Row>, StoreError> {
-        let rows = match &*self.pools {
-            Pools::Sqlite { read, writer, .. } => match read.fetch(sql, args, max).await? {
-                Fetched::Rows(rows) => rows,
-                Fetched::Writes => writer.fetch(sql, args).await?,
-            },
-            Pools::Postgres(p) => {
-                let mut conn = PgConn::acquire(p).await?;
-                return Ok(if max == 1 {
-                    conn.fetch_optional(sql, args).await?.into_iter().collect()
-                } else {
-                    conn.fetch_all(sql, args).await?
-                }
+        Ok(match &*self.pools {
+            Pools::Sqlite { read, writer, .. } => lite_fetch(read, writer, sql, args, 1)
+                .await?
                 .into_iter()
-                .map(Row::Postgres)
-                .collect());
-            }
-        };
-        Ok(rows.into_iter().take(max).map(Row::Lite).collect())
+                .next()
+                .map(Row::Lite),
+            Pools::Postgres(p) => PgConn::acquire(p)
+                .await?
+                .fetch_optional(sql, args)
+                .await?
+                .map(Row::Postgres),
+        })
     }
 
     /// Runs a statement outside any transaction.
@@ -399,6 +395,26 @@ async fn pg_pool(url: &str, statement_timeout: Duration) -> Result<PgPool, Store
         })
         .connect_with(opts)
         .await?)
+}
+
+/// The first `max` rows of a query on SQLite, outside any transaction: on a read connection, or
+/// on the write connection for a statement that writes.
+async fn lite_fetch(
+    read: &Readers,
+    writer: &lite::Writer,
+    sql: &str,
+    args: &[Arg],
+    max: usize,
+) -> Result<Vec<LiteRow>, StoreError> {
+    Ok(match read.fetch(sql, args, max).await? {
+        Fetched::Rows(rows) => rows,
+        Fetched::Writes => writer
+            .fetch(sql, args)
+            .await?
+            .into_iter()
+            .take(max)
+            .collect(),
+    })
 }
 
 /// `?, ?, ?` for `n` values.
