@@ -15,7 +15,7 @@ impl Fhir {
                 "_include and _revinclude need a resource type to search".into(),
             ));
         }
-        let mut total = q.wants_total().then_some(0i64);
+        let mut total = q.counts().then_some(0i64);
         let mut rows: Vec<(Uuid, &'static str)> = Vec::new();
         for ty in &types {
             let m = self.mapping(ty)?;
@@ -44,6 +44,9 @@ impl Fhir {
             rows.reverse();
         }
         let more = rows.len() as i64 > q.count;
+        if total.is_none() && !more && q.summary != Summary::Count {
+            total = q.complete_total(rows.len());
+        }
         rows.truncate(q.count.max(0) as usize);
         if backwards {
             rows.reverse();

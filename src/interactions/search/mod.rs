@@ -201,9 +201,10 @@ impl Fhir {
             keys,
             from: q.cursor.clone(),
             limit: q.count + 1,
-            // The first page counts every match in the same evaluation of the filters (the
-            // rows must all be found to be ordered anyway) instead of a second query.
-            count_all: q.cursor.is_none() && q.wants_total(),
+            // A first page asked for a count counts every match in the same evaluation of the
+            // filters (the rows must all be found to be ordered anyway) instead of a second
+            // query.
+            count_all: q.cursor.is_none() && q.counts(),
         };
         let mut page = if q.summary == Summary::Count || q.count == 0 {
             Page {
@@ -215,17 +216,13 @@ impl Fhir {
         } else {
             page_of(&self.db, &plan, q).await?
         };
-        // A first page that holds every match is its own count; the first page of a longer
-        // result was counted by its own query (a window count, one evaluation of the filters).
-        let complete = q.cursor.is_none() && page.next.is_none() && q.count > 0;
-        page.total = if !q.wants_total() {
-            None
-        } else if complete && q.summary != Summary::Count {
-            Some(page.ids.len() as i64)
-        } else if page.total.is_some() {
-            page.total
-        } else {
-            Some(plan.count(&self.db).await?)
+        // A first page that holds every match is its own count.
+        let complete = q.summary != Summary::Count && page.next.is_none();
+        let known = complete.then(|| q.complete_total(page.ids.len())).flatten();
+        page.total = match (known, page.total) {
+            (Some(n), _) | (None, Some(n)) => Some(n),
+            (None, None) if q.counts() => Some(plan.count(&self.db).await?),
+            (None, None) => None,
         };
         Ok(page)
     }

@@ -36,8 +36,9 @@ pub struct SearchQuery {
     /// The parameters applied, for the self link.
     pub(super) applied: Vec<(String, String)>,
     pub(super) count: i64,
-    /// `_total`: `Some(false)` for none, `Some(true)` for estimate or accurate; by default the
-    /// first page has a total and the pages after it do not (counting every page costs).
+    /// `_total`: `Some(false)` for none, `Some(true)` for estimate or accurate; by default a
+    /// total is given only when it costs nothing: on a first page that holds every match
+    /// (counting a long result means finding every match, where a page needs only its own).
     pub(super) total: Option<bool>,
     pub(super) sort: Vec<Sort>,
     pub(super) includes: Vec<Include>,
@@ -231,9 +232,17 @@ impl SearchQuery {
         subset::summary(resource, &t, self.summary);
     }
 
-    /// Whether this page's Bundle carries a total.
-    pub(super) fn wants_total(&self) -> bool {
-        self.summary == Summary::Count || self.total.unwrap_or(self.cursor.is_none())
+    /// Whether this page's Bundle carries a total, counted if need be: `_summary=count`,
+    /// `_total=estimate` or `accurate` (an estimate is counted exactly), or `_count=0` (no
+    /// entries: the total is all it can ask for) unless `_total=none`.
+    pub(super) fn counts(&self) -> bool {
+        self.summary == Summary::Count || self.total.unwrap_or(self.count == 0)
+    }
+
+    /// Whether a first page of `n` rows that holds every match carries `n` as its total: unless
+    /// `_total=none`.
+    pub(super) fn complete_total(&self, n: usize) -> Option<i64> {
+        (self.total != Some(false) && self.cursor.is_none() && self.count > 0).then_some(n as i64)
     }
 }
 
