@@ -265,31 +265,41 @@ pub fn patient_id(reference: &str) -> Option<String> {
     (head == "Patient" || head.ends_with("/Patient")).then(|| id.to_owned())
 }
 
+/// The members of a resource that name its patients (every other member is skipped unread),
+/// of any JSON type: a member that is not what FHIR makes it names no patient, and leaves the
+/// rest of a Bundle readable.
+#[derive(Deserialize)]
+struct Linked {
+    #[serde(rename = "resourceType")]
+    resource_type: Option<Value>,
+    id: Option<Value>,
+    subject: Option<Value>,
+    patient: Option<Value>,
+}
+
+impl Linked {
+    fn patients(self) -> Vec<String> {
+        if self.resource_type.as_ref().and_then(Value::as_str) == Some("Patient") {
+            return self
+                .id
+                .as_ref()
+                .and_then(Value::as_str)
+                .map(|id| vec![id.to_owned()])
+                .unwrap_or_default();
+        }
+        [self.subject, self.patient]
+            .iter()
+            .flatten()
+            .filter_map(|r| r["reference"].as_str().and_then(patient_id))
+            .collect()
+    }
+}
+
 /// Patients of a resource given as JSON text, without building the whole value.
 pub fn patients_in_text(text: &str) -> Vec<String> {
-    #[derive(Deserialize)]
-    struct Ref {
-        reference: Option<String>,
-    }
-    #[derive(Deserialize)]
-    struct Linked {
-        #[serde(rename = "resourceType")]
-        resource_type: Option<String>,
-        id: Option<String>,
-        subject: Option<Ref>,
-        patient: Option<Ref>,
-    }
-    let Ok(r) = serde_json::from_str::<Linked>(text) else {
-        return vec![];
-    };
-    if r.resource_type.as_deref() == Some("Patient") {
-        return r.id.into_iter().collect();
-    }
-    [r.subject, r.patient]
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.reference.as_deref().and_then(patient_id))
-        .collect()
+    serde_json::from_str::<Linked>(text)
+        .map(Linked::patients)
+        .unwrap_or_default()
 }
 
 /// What a searchset or history Bundle (as JSON text) returned: how many resources, the
@@ -300,9 +310,10 @@ pub fn seen_in_bundle(text: &str) -> Seen {
         relation: Option<String>,
         url: Option<String>,
     }
+    // Each resource is read once, for the members that name its patients.
     #[derive(Deserialize)]
     struct Entry {
-        resource: Option<Box<serde_json::value::RawValue>>,
+        resource: Option<Linked>,
     }
     #[derive(Deserialize)]
     struct Bundle {
@@ -315,12 +326,11 @@ pub fn seen_in_bundle(text: &str) -> Seen {
         return Seen::default();
     };
     let mut patients: Vec<String> = Vec::new();
-    for e in &b.entry {
-        if let Some(r) = &e.resource {
-            for p in patients_in_text(r.get()) {
-                if !patients.contains(&p) {
-                    patients.push(p);
-                }
+    let count = b.entry.len() as u64;
+    for r in b.entry.into_iter().filter_map(|e| e.resource) {
+        for p in r.patients() {
+            if !patients.contains(&p) {
+                patients.push(p);
             }
         }
     }
@@ -332,7 +342,7 @@ pub fn seen_in_bundle(text: &str) -> Seen {
         .and_then(|u| u.split_once('?').map(|(_, q)| q.to_owned()));
     Seen {
         patients,
-        count: Some(b.entry.len() as u64),
+        count: Some(count),
         query,
         ..Seen::default()
     }
@@ -342,6 +352,37 @@ pub fn seen_in_bundle(text: &str) -> Seen {
 mod tests {
     use super::*;
     use chrono::{Datelike, TimeZone};
+
+    #[test]
+    fn a_bundle_tells_its_patients_count_and_query() {
+        let bundle = serde_json::json!({
+            "resourceType": "Bundle",
+            "link": [
+                {"relation": "next", "url": "http://x/fhir/Observation?_cursor=a"},
+                {"relation": "self", "url": "http://x/fhir/Observation?code=1"}
+            ],
+            "entry": [
+                {"resource": {"resourceType": "Patient", "id": "ana", "name": [{"family": "A"}]}},
+                {"resource": {"resourceType": "Observation", "id": "o1",
+                              "subject": {"reference": "Patient/bea"}, "valueString": "}{"}},
+                {"resource": {"resourceType": "Observation", "id": "o2",
+                              "subject": {"reference": "Group/g"}}},
+                // Not FHIR: names no patient, and the rest is still read.
+                {"resource": {"resourceType": "Observation", "id": 7, "subject": "Patient/eve"}},
+                {"resource": {"resourceType": "AllergyIntolerance", "id": "a1",
+                              "patient": {"reference": "http://x/fhir/Patient/ana"}}}
+            ]
+        });
+        let seen = seen_in_bundle(&bundle.to_string());
+        assert_eq!(seen.patients, vec!["ana".to_owned(), "bea".to_owned()]);
+        assert_eq!(seen.count, Some(5));
+        assert_eq!(seen.query.as_deref(), Some("code=1"));
+        assert_eq!(
+            patients_in_text(r#"{"resourceType":"Patient","id":"ana"}"#),
+            vec!["ana".to_owned()]
+        );
+        assert!(patients_in_text("not json").is_empty());
+    }
 
     #[test]
     fn a_stamp_is_what_chrono_writes() {
