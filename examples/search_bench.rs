@@ -16,7 +16,8 @@
 //! observations, diagnostic reports and medication requests, with `PUT {base}/{Type}/{id}`, 8
 //! requests at a time. Refusals are printed and counted; the load goes on.
 //!
-//! Then, unless R is 0, it times seven searches, one request at a time on one keep-alive client,
+//! Then, unless R is 0, it times seven searches, one request at a time on one kept HTTP/1.1
+//! connection with TCP_NODELAY written by hand (a client library can cost more than a search),
 //! each 20 times as warm-up and R times (default 200) measured, with values drawn from the loaded
 //! data. The values are recomputed from the same Synthea files and N (a fixed-seed generator), so
 //! a run without `--load` searches the data an earlier `--load` stored. Searches send
@@ -25,11 +26,15 @@
 
 use anyhow::{bail, Context};
 use futures_util::stream::{self, StreamExt};
-use reqwest::{Client, StatusCode};
+use reqwest::Client;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+#[path = "shared/kept.rs"]
+mod kept;
+use kept::Conn;
 
 const USAGE: &str = "usage: search_bench --base http://127.0.0.1:PORT/fhir --patients N \
                      [--load] [--repeat R] [--data DIR]";
@@ -756,7 +761,7 @@ fn show(v: Option<f64>, decimals: usize) -> String {
 }
 
 /// Runs `case`: the first WARMUP queries unmeasured, the rest measured.
-async fn run(client: &Client, base: &str, case: &Case) -> Figures {
+fn run(conn: &mut Conn, case: &Case) -> Figures {
     let mut f = Figures {
         name: case.name,
         ok: Vec::new(),
@@ -766,30 +771,23 @@ async fn run(client: &Client, base: &str, case: &Case) -> Figures {
         non_200: 0,
         queries: case.queries.len().saturating_sub(WARMUP),
     };
-    let url = format!("{base}/{}", case.resource_type);
     let mut reported = false;
     for (n, query) in case.queries.iter().enumerate() {
+        let rel = format!(
+            "{}?{}",
+            case.resource_type,
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .finish()
+        );
         let start = Instant::now();
-        let answer = client
-            .get(&url)
-            .query(query)
-            .header("accept", "application/fhir+json")
-            .header("prefer", "handling=strict")
-            .send()
-            .await;
-        let answer = match answer {
-            Ok(r) => {
-                let status = r.status();
-                r.bytes().await.map(|b| (status, b))
-            }
-            Err(e) => Err(e),
-        };
+        let answer = conn.send("GET", &rel, None);
         let elapsed = start.elapsed();
         if n < WARMUP {
             continue;
         }
         let (status, body) = match answer {
-            Ok((StatusCode::OK, body)) => {
+            Ok((200, body)) => {
                 f.ok.push(elapsed);
                 let bundle: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 f.entries += bundle["entry"].as_array().map_or(0, Vec::len) as u64;
@@ -821,10 +819,14 @@ async fn run(client: &Client, base: &str, case: &Case) -> Figures {
     f
 }
 
-async fn search(client: &Client, base: &str, src: &Source, patients: usize, repeat: usize) {
+fn search(base: &str, src: &Source, patients: usize, repeat: usize) -> anyhow::Result<()> {
+    let mut conn = Conn::open(base, None)?;
+    conn.extra = "Prefer: handling=strict\r\n".to_owned();
+    // The kept connection answers before anything is timed on it.
+    conn.json("metadata")?;
     println!(
         "searches: {patients} patients, {WARMUP} warm-up + {repeat} measured requests each, \
-         one request at a time (Prefer: handling=strict)"
+         one request at a time over one kept connection with TCP_NODELAY (Prefer: handling=strict)"
     );
     let mut all = Vec::new();
     for case in cases(src, patients, WARMUP + repeat) {
@@ -835,7 +837,7 @@ async fn search(client: &Client, base: &str, src: &Source, patients: usize, repe
             );
             continue;
         }
-        let f = run(client, base, &case).await;
+        let f = run(&mut conn, &case);
         println!(
             "{:<62} median {:>8} ms  p99 {:>8} ms  entries {:>6}  total {:>8}  non-200 {}/{}",
             f.name,
@@ -863,6 +865,7 @@ async fn search(client: &Client, base: &str, src: &Source, patients: usize, repe
             f.queries
         );
     }
+    Ok(())
 }
 
 #[tokio::main]
@@ -892,7 +895,7 @@ async fn main() -> anyhow::Result<()> {
         load(&client, &args.base, &src, args.patients).await;
     }
     if args.repeat > 0 {
-        search(&client, &args.base, &src, args.patients, args.repeat).await;
+        search(&args.base, &src, args.patients, args.repeat)?;
     }
     Ok(())
 }
