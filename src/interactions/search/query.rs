@@ -239,8 +239,8 @@ impl SearchQuery {
         self.summary == Summary::Count || self.total.unwrap_or(self.count == 0)
     }
 
-    /// Whether a first page of `n` rows that holds every match carries `n` as its total: unless
-    /// `_total=none`.
+    /// The total of a first page of `n` rows that holds every match: `n`, unless `_total=none`
+    /// (or the page was not read: `_count=0`).
     pub(super) fn complete_total(&self, n: usize) -> Option<i64> {
         (self.total != Some(false) && self.cursor.is_none() && self.count > 0).then_some(n as i64)
     }
