@@ -329,3 +329,37 @@ on_both_engines!(
     parallel_updates_make_a_gapless_version_line,
     opposite_order_transactions_neither_deadlock_nor_corrupt,
 );
+
+#[tokio::test]
+async fn locks_taken_together_are_held_until_the_transaction_ends() {
+    let app = TestApp::spawn(Engine::Postgres).await;
+    // Does another transaction get lock `k` at once? (It does not wait for it.)
+    let free = |k: i64| {
+        let db = app.db.clone();
+        async move {
+            let mut other = db.begin().await.unwrap();
+            let r = other
+                .fetch_optional("SELECT pg_try_advisory_xact_lock(?) AS got", &[k.into()])
+                .await
+                .unwrap()
+                .unwrap();
+            let got = r.bool("got").unwrap().unwrap();
+            other.commit().await.unwrap();
+            got
+        }
+    };
+    assert!(free(7).await && free(-3).await && free(11).await);
+    let mut tx = app.db.begin().await.unwrap();
+    tx.lock_keys(&[11, -3, 7, 7]).await.unwrap();
+    // Taken again, alone or with others: nothing waits on its own locks.
+    tx.lock_key(7).await.unwrap();
+    tx.lock_keys(&[-3, 12]).await.unwrap();
+    for k in [7, -3, 11, 12] {
+        assert!(!free(k).await, "lock {k} is held");
+    }
+    assert!(free(8).await, "only the keys asked for are held");
+    tx.commit().await.unwrap();
+    for k in [7, -3, 11, 12] {
+        assert!(free(k).await, "lock {k} ends with its transaction");
+    }
+}

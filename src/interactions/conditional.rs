@@ -20,6 +20,27 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// The lock of the criteria of a conditional write on `resource_type`: a hash of the type and
+/// the (sorted) parameters.
+pub(crate) fn criteria_key(resource_type: &str, criteria: &str) -> i64 {
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(criteria.as_bytes())
+        .into_owned()
+        .collect();
+    pairs.sort();
+    let mut h = Sha256::new();
+    h.update(resource_type.as_bytes());
+    for (k, v) in &pairs {
+        h.update([0]);
+        h.update(k.as_bytes());
+        h.update([1]);
+        h.update(v.as_bytes());
+    }
+    let digest = h.finalize();
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(key)
+}
+
 impl Fhir {
     /// Makes writes with the same criteria take turns until this transaction ends.
     pub(crate) async fn lock_criteria(
@@ -28,22 +49,7 @@ impl Fhir {
         resource_type: &str,
         criteria: &str,
     ) -> Result<()> {
-        let mut pairs: Vec<(String, String)> = form_urlencoded::parse(criteria.as_bytes())
-            .into_owned()
-            .collect();
-        pairs.sort();
-        let mut h = Sha256::new();
-        h.update(resource_type.as_bytes());
-        for (k, v) in &pairs {
-            h.update([0]);
-            h.update(k.as_bytes());
-            h.update([1]);
-            h.update(v.as_bytes());
-        }
-        let digest = h.finalize();
-        let mut key = [0u8; 8];
-        key.copy_from_slice(&digest[..8]);
-        tx.lock_key(i64::from_be_bytes(key)).await?;
+        tx.lock_key(criteria_key(resource_type, criteria)).await?;
         Ok(())
     }
 

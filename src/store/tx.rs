@@ -9,6 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
+/// The advisory locks a PostgreSQL transaction holds: taken once, they last until it ends.
+#[derive(Default)]
+struct HeldLocks(std::collections::HashSet<i64>);
+
 /// The most statements kept waiting before they are sent anyway: on PostgreSQL, a round trip
 /// each time; on SQLite a hand-over to its writer, which writes them while the transaction goes
 /// on.
@@ -429,10 +433,37 @@ impl Tx {
     /// Makes the transactions that take the lock `key` take turns until this one ends. SQLite
     /// has one writer: its transactions take turns anyway.
     pub async fn lock_key(&mut self, key: i64) -> Result<(), StoreError> {
-        if self.dialect() == Dialect::Postgres {
-            self.execute("SELECT pg_advisory_xact_lock(?)", &[key.into()])
-                .await?;
+        self.lock_keys(&[key]).await
+    }
+
+    /// [`Tx::lock_key`] of each of `keys` this transaction does not hold yet, in one statement,
+    /// in the order of the keys (two transactions taking sets that share keys take them in one
+    /// order, so neither waits on the other in a circle).
+    pub async fn lock_keys(&mut self, keys: &[i64]) -> Result<(), StoreError> {
+        if self.dialect() != Dialect::Postgres {
+            return Ok(());
         }
+        let held = &self.ledger::<HeldLocks>().0;
+        let mut wanted: Vec<i64> = keys.iter().copied().filter(|k| !held.contains(k)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        match wanted.as_slice() {
+            [] => return Ok(()),
+            [key] => {
+                self.execute("SELECT pg_advisory_xact_lock(?)", &[(*key).into()])
+                    .await?
+            }
+            _ => {
+                let list: Vec<String> = wanted.iter().map(i64::to_string).collect();
+                self.execute(
+                    "SELECT pg_advisory_xact_lock(k::int8) FROM unnest(string_to_array(?, ',')) \
+                     WITH ORDINALITY AS u(k, n) ORDER BY n",
+                    &[list.join(",").into()],
+                )
+                .await?
+            }
+        };
+        self.ledger::<HeldLocks>().0.extend(wanted);
         Ok(())
     }
 

@@ -81,6 +81,18 @@ impl Fhir {
         opts: BundleOptions,
     ) -> Option<Vec<Answer>> {
         let mut tx = self.db.begin().await.ok()?;
+        // The criteria of the run's conditional writes, locked at once (each entry would take
+        // its own in a round trip of its own).
+        let keys: Vec<i64> = run
+            .iter()
+            .filter_map(|e| {
+                let criteria = e.if_none_exist.as_ref().or(e.query.as_ref())?;
+                Some(crate::interactions::conditional::criteria_key(
+                    &e.rtype, criteria,
+                ))
+            })
+            .collect();
+        tx.lock_keys(&keys).await.ok()?;
         let mut out = Vec::with_capacity(run.len());
         for e in run {
             out.push(self.batch_entry_in(&mut tx, caller, e, opts).await.ok()?);
