@@ -1218,6 +1218,112 @@ async fn vital_signs_dated_to_the_day_are_searched_as_the_whole_day(engine: Engi
     .await;
 }
 
+/// Reads every page of `query` forwards, then back from the last page, and returns the ids
+/// of both walks (the backward one put back in reading order).
+async fn both_ways(app: &TestApp, query: &str) -> (Vec<String>, Vec<String>) {
+    let mut page = app.get(&format!("/fhir/{query}")).await.body;
+    let mut forwards = matches(&page);
+    while let Some(next) = link(&page, "next") {
+        page = get_url(app, &next).await.body;
+        forwards.extend(matches(&page));
+    }
+    let mut pages = vec![matches(&page)];
+    while let Some(previous) = link(&page, "previous") {
+        page = get_url(app, &previous).await.body;
+        pages.push(matches(&page));
+    }
+    pages.reverse();
+    (forwards, pages.concat())
+}
+
+async fn a_common_code_is_walked_in_row_order_past_rows_that_do_not_match(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let patient =
+        json!({"resourceType": "Patient", "id": "walker", "name": [{"family": "Walker"}]});
+    assert!(app
+        .put("/fhir/Patient/walker", &patient)
+        .await
+        .status
+        .is_success());
+    // 200 heart rates (vital_signs rows) and 200 glucose results, half of them coded by the
+    // laboratory first and LOINC second (the search index holds the second coding).
+    let entries = (0..400)
+        .map(|i| {
+            let (c, cat) = match i % 4 {
+                0 | 2 => (code(LOINC, "8867-4", "Heart rate"), "vital-signs"),
+                1 => (code(LOINC, "2339-0", "Glucose"), "laboratory"),
+                _ => (
+                    json!({"coding": [{"system": "http://lab.example/codes", "code": "GLU"},
+                        {"system": LOINC, "code": "2339-0"}]}),
+                    "laboratory",
+                ),
+            };
+            let o = json!({"resourceType": "Observation", "id": format!("walk-{i}"), "status": "final",
+                "code": c, "category": category(cat), "subject": {"reference": "Patient/walker"},
+                "effectiveDateTime": "2024-01-10T09:15:00Z", "valueQuantity": quantity(60 + i, "/min")});
+            json!({"resource": o, "request": {"method": "PUT", "url": format!("Observation/walk-{i}")}})
+        })
+        .collect();
+    let r = app.post("/fhir", &common::transaction(entries)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let db = &app.db;
+    let rows = |sql: &'static str| async move {
+        db.fetch_all(sql, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.string("fhir_id").unwrap())
+            .collect::<Vec<_>>()
+    };
+    let vitals = rows("SELECT fhir_id FROM vital_sign_observations ORDER BY id").await;
+    let results = rows("SELECT fhir_id FROM medical_test_results ORDER BY id").await;
+    assert_eq!((vitals.len(), results.len()), (200, 200));
+    // In the order of the rows' ids (the pages' order), all but the last three of each code
+    // are deleted: a page of one or two walks its first rounds past deleted rows only, and
+    // finds the rest the usual way.
+    let deletes = vitals[..197]
+        .iter()
+        .chain(&results[..197])
+        .map(|id| json!({"request": {"method": "DELETE", "url": format!("Observation/{id}")}}))
+        .collect();
+    let r = app.post("/fhir", &common::transaction(deletes)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for (code, live) in [("8867-4", &vitals[197..]), ("2339-0", &results[197..])] {
+        for query in [
+            format!("Observation?code={LOINC}|{code}&_count=2"),
+            format!("Observation?code={code}&_count=1"),
+            format!("Observation?code-value-quantity={LOINC}|{code}$gt0&_count=2"),
+            format!("Observation?code={code}&_count=5"),
+        ] {
+            let (forwards, backwards) = both_ways(&app, &query).await;
+            assert_eq!(
+                forwards, live,
+                "{query}: the live rows, in row order, once each"
+            );
+            assert_eq!(backwards, live, "{query}: walked back");
+        }
+        // A value the walk tests on each row, and a count asked for.
+        let value = |id: &String| id.trim_start_matches("walk-").parse::<i64>().unwrap() + 60;
+        let threshold = value(&live[1]);
+        let high: Vec<String> = live
+            .iter()
+            .filter(|id| value(id) > threshold)
+            .cloned()
+            .collect();
+        let query =
+            format!("Observation?code-value-quantity={LOINC}|{code}$gt{threshold}&_count=1");
+        assert_eq!(both_ways(&app, &query).await.0, high, "{query}");
+        let counted = app
+            .get(&format!(
+                "/fhir/Observation?code={code}&_count=2&_total=accurate"
+            ))
+            .await
+            .body;
+        assert_eq!(counted["total"], 3);
+        assert_eq!(matches(&counted), live[..2].to_vec());
+    }
+}
+
 on_both_engines!(
     strings_match_start_exact_and_contains,
     tokens_with_systems_not_text_of_type_and_missing,
@@ -1232,4 +1338,5 @@ on_both_engines!(
     paging_walks_a_thousand_matches_exactly_once_while_rows_are_inserted,
     search_entries_show_changes_the_clinic_made_with_sql,
     vital_signs_dated_to_the_day_are_searched_as_the_whole_day,
+    a_common_code_is_walked_in_row_order_past_rows_that_do_not_match,
 );

@@ -92,6 +92,11 @@ pub fn sqlite() -> Migrator {
             "audit journal",
             "../../migrations/sqlite/0016_audit_journal.sql"
         ),
+        migration!(
+            17,
+            "walked codes",
+            "../../migrations/sqlite/0017_walked_codes.sql"
+        ),
     ])
 }
 
@@ -164,6 +169,11 @@ pub fn postgres() -> Migrator {
             16,
             "audit journal",
             "../../migrations/postgres/0016_audit_journal.sql"
+        ),
+        migration!(
+            17,
+            "walked codes",
+            "../../migrations/postgres/0017_walked_codes.sql"
         ),
     ])
 }

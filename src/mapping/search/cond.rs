@@ -18,6 +18,10 @@ pub enum Cond {
     Not(Box<Cond>),
     /// `(c) IS NOT TRUE`: false or unknown (`:not`, which also keeps rows without a value).
     NotTrue(Box<Cond>),
+    /// A condition (written as the first) that holds for exactly the rows whose `t.id` the list
+    /// gives, each select of which an index reads in row id order: a page can walk the list in
+    /// that order and stop at its end instead of finding every match first ([`super::walk`]).
+    Walkable(Box<Cond>, List),
 }
 
 /// The values one or more subqueries list (`UNION ALL` of them). None of them refers to the
@@ -115,6 +119,19 @@ impl Rendered {
         }
     }
 
+    /// The selects of `list` as one `UNION ALL`, with their values (lists inside them stay
+    /// inside).
+    pub fn of_list(list: &List, dialect: Dialect) -> (String, Vec<Arg>) {
+        let mut w = Writer {
+            dialect,
+            ctes: Vec::new(),
+            with_args: Vec::new(),
+        };
+        let (mut sql, mut args) = (String::new(), Vec::new());
+        w.list(list, false, &mut sql, &mut args);
+        (sql, args)
+    }
+
     /// Every value, in statement order, for a statement `{with}SELECT ... WHERE {sql}` whose
     /// select list has no values.
     pub fn all_args(&self) -> Vec<Arg> {
@@ -178,16 +195,13 @@ impl Writer {
                 }
                 out.push(')');
             }
-            Cond::Not(inner) => {
-                out.push_str("NOT (");
+            Cond::Not(inner) | Cond::NotTrue(inner) => {
+                let not = matches!(c, Cond::Not(_));
+                out.push_str(if not { "NOT (" } else { "(" });
                 self.cond(inner, hoist, out, args);
-                out.push(')');
+                out.push_str(if not { ")" } else { ") IS NOT TRUE" });
             }
-            Cond::NotTrue(inner) => {
-                out.push('(');
-                self.cond(inner, hoist, out, args);
-                out.push_str(") IS NOT TRUE");
-            }
+            Cond::Walkable(inner, _) => self.cond(inner, hoist, out, args),
             Cond::In(expr, list) => match self.dialect {
                 Dialect::Postgres => {
                     out.push_str(&format!("{expr} = ANY (ARRAY("));

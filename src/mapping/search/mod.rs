@@ -18,6 +18,7 @@ pub mod restrict;
 mod sort;
 mod string;
 mod token;
+mod walk;
 pub use cond::{Cond, List, Rendered, Select};
 pub use date::date_precision;
 pub use index::{index, index_meta, index_names, QUANTITY_ROW, STRING_ROW};

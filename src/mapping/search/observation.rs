@@ -54,6 +54,9 @@ pub(super) fn observation_code_rows(
         (&value, UCUM, &unit),
     )?];
     vitals.extend(measurement_arms(token_value, components, &q)?);
+    // A page can walk every list in row id order (the indexes of codes and of measurements
+    // end with the row id).
+    let all = List(results.iter().chain(&vitals).cloned().collect());
     // Each list is tested only against the view's branch of its own source (the other
     // branch's condition folds to false), so no row id is looked up where it cannot be.
     let parts = [("result", results), ("vital", vitals)]
@@ -62,7 +65,7 @@ pub(super) fn observation_code_rows(
             Cond::sql(format!("t.source = '{source}'")).and(Cond::In("t.id".into(), List(arms)))
         })
         .collect();
-    Some(Cond::Or(parts))
+    Some(Cond::Walkable(Box::new(Cond::Or(parts)), all))
 }
 
 /// The value, unit system and unit columns of a result.

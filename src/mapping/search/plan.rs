@@ -55,6 +55,17 @@ impl Plan<'_> {
     /// The page: its rows in the order read (descending when walking backwards), at most
     /// `limit`, and the count of all when asked for.
     pub async fn page(&self, db: &Db) -> Result<(Vec<PageRow>, Option<i64>), StoreError> {
+        // In row id order and uncounted, a list an index reads in that order is walked.
+        if self.keys.is_empty() && !self.count_all {
+            if let Some((rest, list)) = super::walk::split(&self.cond) {
+                return Ok((self.walk(db, &rest, list).await?, None));
+            }
+        }
+        self.scan(db).await
+    }
+
+    /// The page, read by one query that finds every row meeting `cond`.
+    pub(super) async fn scan(&self, db: &Db) -> Result<(Vec<PageRow>, Option<i64>), StoreError> {
         let dialect = db.dialect();
         let backwards = self.from.as_ref().is_some_and(|f| !f.after);
         let mut cond = self.cond.clone();

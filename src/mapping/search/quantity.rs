@@ -158,6 +158,10 @@ pub(super) fn code_value_quantity(
                 parts.push(c);
             }
         }
-        Cond::Or(parts)
+        // (One part stays itself: a code and value alone can be walked.)
+        match <[Cond; 1]>::try_from(parts) {
+            Ok([one]) => one,
+            Err(parts) => Cond::Or(parts),
+        }
     })
 }

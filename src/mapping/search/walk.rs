@@ -1,0 +1,143 @@
+//! Walking a page. When a search's condition holds a list whose selects an index reads in row
+//! id order ([`Cond::Walkable`]: a code, a code and a value) and its other conditions each test
+//! a row by its own columns, a page in row id order is read by taking the list's next rows in
+//! that order, a few at a time, and testing the other conditions on those rows alone, until
+//! the page is full. The page holds the same rows, in the same order, as the plan's query
+//! would find; the matches past its end are never read. A list of tens of thousands of rows
+//! (a common code across all patients) costs a page, not every match found, probed and sorted.
+//!
+//! Each round is one statement (one snapshot). A walk whose other conditions keep few of the
+//! list's rows stops after [`ROUNDS`] rounds and finds the rest of its page the usual way.
+
+use super::plan::{Keyset, PageRow, Plan};
+use super::{Cond, List, Rendered};
+use crate::store::{Db, Dialect, StoreError};
+use uuid::Uuid;
+
+/// The rounds a walk takes before the plan's query finds the rest of its page. The first reads
+/// twice the page's rows from the list, each other four times as many as the one before.
+const ROUNDS: usize = 3;
+
+/// The other conditions of `cond` and its walkable list, when a page can walk it: `cond` is a
+/// conjunction holding one walkable list, and its other members hold no list.
+pub(super) fn split(cond: &Cond) -> Option<(Cond, &List)> {
+    let Cond::And(all) = cond else {
+        return None;
+    };
+    let i = all.iter().position(|c| matches!(c, Cond::Walkable(..)))?;
+    let Cond::Walkable(_, list) = &all[i] else {
+        return None;
+    };
+    let rest: Vec<Cond> = all
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, c)| c.clone())
+        .collect();
+    rest.iter().all(row_test).then_some((Cond::And(rest), list))
+}
+
+/// Whether `c` tests a row by its own columns: it holds no list.
+fn row_test(c: &Cond) -> bool {
+    match c {
+        Cond::Sql(..) => true,
+        Cond::In(..) | Cond::Walkable(..) => false,
+        Cond::And(all) | Cond::Or(all) => all.iter().all(row_test),
+        Cond::Not(c) | Cond::NotTrue(c) => row_test(c),
+    }
+}
+
+impl Plan<'_> {
+    /// The page (as [`Plan::page`] reads it, without sort keys or a count), walking `list`;
+    /// `rest` holds the other conditions.
+    pub(super) async fn walk(
+        &self,
+        db: &Db,
+        rest: &Cond,
+        list: &List,
+    ) -> Result<Vec<PageRow>, StoreError> {
+        let backwards = self.from.as_ref().is_some_and(|f| !f.after);
+        let mut from = self.from.as_ref().map(|f| f.id);
+        let mut rows = Vec::new();
+        let mut chunk = self.limit.saturating_mul(2).max(1);
+        for _ in 0..ROUNDS {
+            let read = self.round(db, rest, list, from, backwards, chunk).await?;
+            let exhausted = (read.len() as i64) < chunk;
+            for (id, passed) in read {
+                // A row two selects list comes twice in a row (the next round starts past it).
+                if passed && (rows.len() as i64) < self.limit && from != Some(id) {
+                    rows.push(PageRow { id, keys: vec![] });
+                }
+                from = Some(id);
+            }
+            if rows.len() as i64 >= self.limit || exhausted {
+                return Ok(rows);
+            }
+            chunk = chunk.saturating_mul(4);
+        }
+        // The rest of the page, after the rows walked, the usual way.
+        let rest_of_page = Plan {
+            m: self.m,
+            cond: self.cond.clone(),
+            keys: Vec::new(),
+            from: from.map(|id| Keyset {
+                after: !backwards,
+                values: Vec::new(),
+                id,
+            }),
+            limit: self.limit - rows.len() as i64,
+            count_all: false,
+        };
+        rows.extend(rest_of_page.scan(db).await?.0);
+        Ok(rows)
+    }
+
+    /// The list's next `chunk` rows after (walking backwards, before) `from`, in that order,
+    /// each with whether it meets `rest`: one statement.
+    async fn round(
+        &self,
+        db: &Db,
+        rest: &Cond,
+        list: &List,
+        from: Option<Uuid>,
+        backwards: bool,
+        chunk: i64,
+    ) -> Result<Vec<(Uuid, bool)>, StoreError> {
+        let dialect = db.dialect();
+        let (arms, mut args) = Rendered::of_list(list, dialect);
+        let (op, dir) = if backwards { ("<", " DESC") } else { (">", "") };
+        let after = match from {
+            Some(id) => {
+                args.push(id.into());
+                format!(" WHERE id {op} ?")
+            }
+            None => String::new(),
+        };
+        // (No list in `rest`: nothing to put before the statement. The chunk is written in it:
+        // PostgreSQL plans a walk that stops early only when it knows how few rows it takes.)
+        let w = Rendered::of(rest, dialect);
+        args.extend(w.all_args());
+        let (table, cond) = (self.m.table(), &w.sql);
+        let sql = match dialect {
+            Dialect::Sqlite => format!(
+                "WITH d(id) AS ({arms}), \
+                 c(id) AS MATERIALIZED (SELECT id FROM d{after} ORDER BY id{dir} LIMIT {chunk}), \
+                 p(id) AS MATERIALIZED (SELECT t.id FROM {table} t WHERE {cond} AND t.id IN c) \
+                 SELECT c.id, c.id IN p AS passed FROM c ORDER BY c.id{dir}"
+            ),
+            Dialect::Postgres => format!(
+                "WITH d(id) AS ({arms}), \
+                 c AS MATERIALIZED (SELECT id FROM d{after} ORDER BY id{dir} LIMIT {chunk}), \
+                 p AS MATERIALIZED (SELECT t.id FROM {table} t WHERE {cond} \
+                 AND t.id = ANY (ARRAY(SELECT id FROM c))) \
+                 SELECT c.id, EXISTS (SELECT 1 FROM p WHERE p.id = c.id) AS passed \
+                 FROM c ORDER BY c.id{dir}"
+            ),
+        };
+        let mut read = Vec::new();
+        for r in db.fetch_all(&sql, &args).await? {
+            read.push((r.uuid("id")?, r.bool("passed")?.unwrap_or(false)));
+        }
+        Ok(read)
+    }
+}
