@@ -119,16 +119,15 @@ impl Rendered {
         }
     }
 
-    /// The selects of `list` as one `UNION ALL`, with their values (lists inside them stay
-    /// inside).
-    pub fn of_list(list: &List, dialect: Dialect) -> (String, Vec<Arg>) {
+    /// The condition of one select of a list, with its values (lists inside it stay inside).
+    pub fn of_select(select: &Select, dialect: Dialect) -> (String, Vec<Arg>) {
         let mut w = Writer {
             dialect,
             ctes: Vec::new(),
             with_args: Vec::new(),
         };
         let (mut sql, mut args) = (String::new(), Vec::new());
-        w.list(list, false, &mut sql, &mut args);
+        w.cond(&select.cond, false, &mut sql, &mut args);
         (sql, args)
     }
 

@@ -104,30 +104,43 @@ impl Plan<'_> {
         chunk: i64,
     ) -> Result<Vec<(Uuid, bool)>, StoreError> {
         let dialect = db.dialect();
-        let (arms, mut args) = Rendered::of_list(list, dialect);
         let (op, dir) = if backwards { ("<", " DESC") } else { (">", "") };
-        let after = match from {
-            Some(id) => {
-                args.push(id.into());
-                format!(" WHERE id {op} ?")
-            }
-            None => String::new(),
-        };
-        // (No list in `rest`: nothing to put before the statement. The chunk is written in it:
-        // PostgreSQL plans a walk that stops early only when it knows how few rows it takes.)
+        // Each select its own next rows (an index in row id order stops at the chunk's end,
+        // and PostgreSQL plans it so only with the limit beside it), then the first of all.
+        let mut arms = Vec::new();
+        let mut args = Vec::new();
+        for (i, s) in list.0.iter().enumerate() {
+            let (cond, values) = Rendered::of_select(s, dialect);
+            args.extend(values);
+            let col = &s.column;
+            let after = match from {
+                Some(id) => {
+                    args.push(id.into());
+                    format!(" AND {col} {op} ?")
+                }
+                None => String::new(),
+            };
+            arms.push(format!(
+                "SELECT * FROM (SELECT {col} AS id FROM {} WHERE ({cond}){after} \
+                 ORDER BY {col}{dir} LIMIT {chunk}) a{i}",
+                s.from
+            ));
+        }
+        let arms = arms.join(" UNION ALL ");
+        // (No list in `rest`: nothing to put before the statement.)
         let w = Rendered::of(rest, dialect);
         args.extend(w.all_args());
         let (table, cond) = (self.m.table(), &w.sql);
         let sql = match dialect {
             Dialect::Sqlite => format!(
                 "WITH d(id) AS ({arms}), \
-                 c(id) AS MATERIALIZED (SELECT id FROM d{after} ORDER BY id{dir} LIMIT {chunk}), \
+                 c(id) AS MATERIALIZED (SELECT id FROM d ORDER BY id{dir} LIMIT {chunk}), \
                  p(id) AS MATERIALIZED (SELECT t.id FROM {table} t WHERE {cond} AND t.id IN c) \
                  SELECT c.id, c.id IN p AS passed FROM c ORDER BY c.id{dir}"
             ),
             Dialect::Postgres => format!(
                 "WITH d(id) AS ({arms}), \
-                 c AS MATERIALIZED (SELECT id FROM d{after} ORDER BY id{dir} LIMIT {chunk}), \
+                 c AS MATERIALIZED (SELECT id FROM d ORDER BY id{dir} LIMIT {chunk}), \
                  p AS MATERIALIZED (SELECT t.id FROM {table} t WHERE {cond} \
                  AND t.id = ANY (ARRAY(SELECT id FROM c))) \
                  SELECT c.id, EXISTS (SELECT 1 FROM p WHERE p.id = c.id) AS passed \
