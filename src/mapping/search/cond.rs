@@ -19,9 +19,10 @@ pub enum Cond {
     /// `(c) IS NOT TRUE`: false or unknown (`:not`, which also keeps rows without a value).
     NotTrue(Box<Cond>),
     /// A condition (written as the first) that holds for exactly the rows whose `t.id` the list
-    /// gives, each select of which an index reads in row id order: a page can walk the list in
-    /// that order and stop at its end instead of finding every match first ([`super::walk`]).
-    Walkable(Box<Cond>, List),
+    /// gives and that meet the row test (the third), each select of the list one an index reads
+    /// in row id order: a page can walk the list in that order, testing each row, and stop at
+    /// its end instead of finding every match first ([`super::walk`]).
+    Walkable(Box<Cond>, List, Box<Cond>),
 }
 
 /// The values one or more subqueries list (`UNION ALL` of them). None of them refers to the
@@ -200,7 +201,7 @@ impl Writer {
                 self.cond(inner, hoist, out, args);
                 out.push_str(if not { ")" } else { ") IS NOT TRUE" });
             }
-            Cond::Walkable(inner, _) => self.cond(inner, hoist, out, args),
+            Cond::Walkable(inner, ..) => self.cond(inner, hoist, out, args),
             Cond::In(expr, list) => match self.dialect {
                 Dialect::Postgres => {
                     out.push_str(&format!("{expr} = ANY (ARRAY("));

@@ -8,6 +8,10 @@ use super::*;
 /// LOINC code it is), results and vital signs apart: `(t.source = 'result' AND t.id IN (...))
 /// OR (t.source = 'vital' AND t.id IN (...))`; with `quantity`, only those whose value also
 /// matches it (code-value-quantity).
+///
+/// A page can walk the Observations of the code in row id order (the indexes of codes and of
+/// measurements end with the row id), testing the value on each row: the walk reads a bounded
+/// number of rows whether few or most of the code's values match.
 pub(super) fn observation_code_rows(
     token_value: &str,
     components: bool,
@@ -18,6 +22,42 @@ pub(super) fn observation_code_rows(
         value: quantity,
         dialect: ctx.dialect,
     };
+    let (results, vitals) = code_arms(token_value, components, &q)?;
+    let (walked, test) = match quantity {
+        None => (
+            List(results.iter().chain(&vitals).cloned().collect()),
+            Cond::And(vec![]),
+        ),
+        Some(v) => {
+            let code_only = QuantityMatch { value: None, ..q };
+            let (r, o) = code_arms(token_value, components, &code_only)?;
+            let value = ("t.value_quantity", "t.value_unit_system", "t.value_unit");
+            let (text, args) = quantity_sql(value.0, value.1, value.2, v, ctx.dialect)?;
+            (List(r.into_iter().chain(o).collect()), sql(text, args))
+        }
+    };
+    // Each list is tested only against the view's branch of its own source (the other
+    // branch's condition folds to false), so no row id is looked up where it cannot be.
+    let parts = [("result", results), ("vital", vitals)]
+        .into_iter()
+        .map(|(source, arms)| {
+            Cond::sql(format!("t.source = '{source}'")).and(Cond::In("t.id".into(), List(arms)))
+        })
+        .collect();
+    Some(Cond::Walkable(
+        Box::new(Cond::Or(parts)),
+        walked,
+        Box::new(test),
+    ))
+}
+
+/// The selects listing the results and the vital signs with a code (and, with a quantity in
+/// `q`, a value).
+fn code_arms(
+    token_value: &str,
+    components: bool,
+    q: &QuantityMatch,
+) -> Option<(Vec<Select>, Vec<Select>)> {
     // Results, by their code columns, and the codings of FHIR-written Observations (and of
     // their components) beyond the code columns.
     let coded = coding_cond(token_value, components);
@@ -53,19 +93,8 @@ pub(super) fn observation_code_rows(
         coded,
         (&value, UCUM, &unit),
     )?];
-    vitals.extend(measurement_arms(token_value, components, &q)?);
-    // A page can walk every list in row id order (the indexes of codes and of measurements
-    // end with the row id).
-    let all = List(results.iter().chain(&vitals).cloned().collect());
-    // Each list is tested only against the view's branch of its own source (the other
-    // branch's condition folds to false), so no row id is looked up where it cannot be.
-    let parts = [("result", results), ("vital", vitals)]
-        .into_iter()
-        .map(|(source, arms)| {
-            Cond::sql(format!("t.source = '{source}'")).and(Cond::In("t.id".into(), List(arms)))
-        })
-        .collect();
-    Some(Cond::Walkable(Box::new(Cond::Or(parts)), all))
+    vitals.extend(measurement_arms(token_value, components, q)?);
+    Some((results, vitals))
 }
 
 /// The value, unit system and unit columns of a result.

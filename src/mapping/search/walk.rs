@@ -18,22 +18,24 @@ use uuid::Uuid;
 /// twice the page's rows from the list, each other four times as many as the one before.
 const ROUNDS: usize = 3;
 
-/// The other conditions of `cond` and its walkable list, when a page can walk it: `cond` is a
-/// conjunction holding one walkable list, and its other members hold no list.
+/// The other conditions of `cond` (with the list's row test) and its walkable list, when a page
+/// can walk it: `cond` is a conjunction holding one walkable list, and its other members hold no
+/// list.
 pub(super) fn split(cond: &Cond) -> Option<(Cond, &List)> {
     let Cond::And(all) = cond else {
         return None;
     };
     let i = all.iter().position(|c| matches!(c, Cond::Walkable(..)))?;
-    let Cond::Walkable(_, list) = &all[i] else {
+    let Cond::Walkable(_, list, test) = &all[i] else {
         return None;
     };
-    let rest: Vec<Cond> = all
+    let mut rest: Vec<Cond> = all
         .iter()
         .enumerate()
         .filter(|(j, _)| *j != i)
         .map(|(_, c)| c.clone())
         .collect();
+    rest.push(test.as_ref().clone());
     rest.iter().all(row_test).then_some((Cond::And(rest), list))
 }
 
