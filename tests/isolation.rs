@@ -187,6 +187,44 @@ async fn reads_and_searches_reach_nothing_of_another_patient(engine: Engine) {
     }
     let count = me.get("/fhir/Observation?_summary=count").await;
     assert_eq!(count.body["total"], 2, "{}", count.text);
+    // A code across patients, without a count, is walked row by row: Ana's token walks only
+    // Ana's, and the clinic's sees Beatriz's the same way.
+    for (code, ana, clinic) in [
+        ("2339-0", obs.clone(), obs.clone()),
+        (
+            BEA_CODE,
+            vec![],
+            vec!["beatriz-obs1".to_owned(), "beatriz-obs2".to_owned()],
+        ),
+    ] {
+        for query in [
+            format!("/fhir/Observation?code={code}&_count=1"),
+            format!("/fhir/Observation?code-value-quantity=http://loinc.org|{code}$gt6&_count=1"),
+        ] {
+            let mut mine = Vec::new();
+            let mut page = me.get(&query).await;
+            loop {
+                assert_eq!(page.status, StatusCode::OK, "{query}: {}", page.text);
+                nothing_of_beatriz(&query, &page);
+                mine.extend(TestApp::ids(&page.body));
+                let Some(next) = page.body["link"].as_array().and_then(|l| {
+                    l.iter()
+                        .find(|l| l["relation"] == "next")
+                        .and_then(|l| l["url"].as_str())
+                }) else {
+                    break;
+                };
+                let next = next.trim_start_matches(&app.base).to_owned();
+                page = me.get(&next).await;
+            }
+            mine.sort();
+            assert_eq!(mine, ana, "{query}");
+            let all = app.get(&query.replace("_count=1", "_count=10")).await;
+            let mut seen = TestApp::ids(&all.body);
+            seen.sort();
+            assert_eq!(seen, clinic, "{query}");
+        }
+    }
     for query in [
         "Observation?subject.name=Benitez",
         "Observation?patient=beatriz",
