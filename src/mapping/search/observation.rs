@@ -31,8 +31,7 @@ pub(super) fn observation_code_rows(
         Some(v) => {
             let code_only = QuantityMatch { value: None, ..q };
             let (r, o) = code_arms(token_value, components, &code_only)?;
-            let value = ("t.value_quantity", "t.value_unit_system", "t.value_unit");
-            let (text, args) = quantity_sql(value.0, value.1, value.2, v, ctx.dialect)?;
+            let (text, args) = observation_value(v, ctx.dialect)?;
             (List(r.into_iter().chain(o).collect()), sql(text, args))
         }
     };

@@ -63,6 +63,18 @@ pub(super) fn quantity_sql(
     Some((text, args))
 }
 
+/// A quantity search value on an Observation's value as the `observations` view gives it (a
+/// row's own value, tested row by row).
+pub(super) fn observation_value(value: &str, dialect: Dialect) -> Option<(String, Vec<Arg>)> {
+    quantity_sql(
+        "t.value_quantity",
+        "t.value_unit_system",
+        "t.value_unit",
+        value,
+        dialect,
+    )
+}
+
 /// The digits after the decimal point of a number as written (`5.40` has 2; `1e2` has 0).
 pub(super) fn number_scale(number: &str) -> u32 {
     let mantissa = number.split(['e', 'E']).next().unwrap_or(number);
@@ -120,14 +132,8 @@ pub(super) fn code_value_quantity(
             );
         } else if top {
             let c = one_value(&code_param, &Modifier::None, code, ctx)?;
-            let (q, b) = quantity_sql(
-                "t.value_quantity",
-                "t.value_unit_system",
-                "t.value_unit",
-                quantity,
-                ctx.dialect,
-            )
-            .ok_or_else(|| bad("a quantity is [prefix]number|system|code"))?;
+            let (q, b) = observation_value(quantity, ctx.dialect)
+                .ok_or_else(|| bad("a quantity is [prefix]number|system|code"))?;
             parts.push(c.and(sql(q, b)));
         }
         if components {
