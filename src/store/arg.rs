@@ -24,6 +24,8 @@ pub enum Arg {
     /// A list of UUIDs: a `uuid[]` on PostgreSQL (`col = ANY (?)`); on SQLite a JSON array of
     /// their texts (see [`one_of`], which gives SQLite one placeholder per id instead).
     UuidList(Vec<Uuid>),
+    /// A list of texts (NULL among them): a `text[]` on PostgreSQL; on SQLite a JSON array.
+    TextList(Vec<Option<String>>),
 }
 
 impl From<Uuid> for Arg {
@@ -120,6 +122,7 @@ pub(super) fn lite_text(a: &Arg) -> Option<Option<String>> {
             )
             .to_string(),
         ),
+        Arg::TextList(v) => Some(serde_json::json!(v).to_string()),
         Arg::Text(_) | Arg::Int(_) | Arg::Bool(_) | Arg::Decimal(_) | Arg::Bytes(_) => return None,
     })
 }
@@ -218,6 +221,7 @@ pub(super) fn pg_query<'q>(sql: &'q str, args: &[Arg]) -> PgQuery<'q> {
             Arg::Decimal(v) => q.bind(v.as_deref().and_then(parse_decimal)),
             Arg::Bytes(v) => q.bind(v.clone()),
             Arg::UuidList(v) => q.bind(v.clone()),
+            Arg::TextList(v) => q.bind(v.clone()),
         };
     }
     q

@@ -133,7 +133,7 @@ impl Kind {
             Arg::Date(_) => Kind::Date,
             Arg::Decimal(_) => Kind::Decimal,
             Arg::Bytes(_) => Kind::Bytes,
-            Arg::UuidList(_) => return None,
+            Arg::UuidList(_) | Arg::TextList(_) => return None,
         })
     }
 
@@ -187,7 +187,7 @@ fn is_null(a: &Arg) -> bool {
         Arg::Timestamp(v) => v.is_none(),
         Arg::Date(v) => v.is_none(),
         Arg::Bytes(v) => v.is_none(),
-        Arg::Uuid(_) | Arg::Json(_) | Arg::UuidList(_) => false,
+        Arg::Uuid(_) | Arg::Json(_) | Arg::UuidList(_) | Arg::TextList(_) => false,
     }
 }
 

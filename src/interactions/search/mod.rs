@@ -131,6 +131,35 @@ impl Fhir {
         criteria: &str,
         limit: usize,
     ) -> Result<Vec<(Uuid, String)>> {
+        let cond = self.criteria_cond(caller, m, criteria)?;
+        Ok(Plan::by_id(m.as_ref(), cond, limit as i64)
+            .matches(conn)
+            .await?)
+    }
+
+    /// [`Fhir::matches_in`] of several criteria (each of its type, with its limit), read
+    /// together where their SQL allows (see [`crate::mapping::search::many`]).
+    pub(crate) async fn matches_each_in(
+        &self,
+        conn: &mut Conn<'_>,
+        caller: &Caller,
+        each: &[(&Arc<dyn ResourceMapping>, &str, usize)],
+    ) -> Result<Vec<Vec<(Uuid, String)>>> {
+        let mut plans = Vec::with_capacity(each.len());
+        for (m, criteria, limit) in each {
+            let cond = self.criteria_cond(caller, m, criteria)?;
+            plans.push(Plan::by_id(m.as_ref(), cond, *limit as i64));
+        }
+        Ok(crate::mapping::search::many::matches_each(&plans, conn).await?)
+    }
+
+    /// The condition of conditional criteria: the rows of `m` the caller may see that match.
+    fn criteria_cond(
+        &self,
+        caller: &Caller,
+        m: &Arc<dyn ResourceMapping>,
+        criteria: &str,
+    ) -> Result<Cond> {
         let rt = m.resource_type();
         let params: Vec<(String, String)> = form_urlencoded::parse(criteria.as_bytes())
             .into_owned()
@@ -147,10 +176,7 @@ impl Fhir {
             )));
         }
         let ctx = self.ctx(caller, rt);
-        let cond = self.where_clause(m, &q.filters, &ctx)?;
-        Ok(Plan::by_id(m.as_ref(), cond, limit as i64)
-            .matches(conn)
-            .await?)
+        self.where_clause(m, &q.filters, &ctx)
     }
 
     /// The WHERE clause of a search of `m` (alias `t`), with its bound values.

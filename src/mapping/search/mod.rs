@@ -9,6 +9,7 @@ use chrono::Utc;
 pub mod cond;
 mod date;
 mod index;
+pub mod many;
 mod observation;
 mod params;
 pub mod plan;
