@@ -12,6 +12,29 @@ fn batch(entries: Vec<Value>) -> Value {
     json!({"resourceType": "Bundle", "type": "batch", "entry": entries})
 }
 
+/// A practitioner with a US NPI.
+fn npi(n: &str) -> Value {
+    json!({"resourceType": "Practitioner",
+           "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": n}],
+           "name": [{"family": format!("Npi{n}")}]})
+}
+
+/// A batch entry creating the practitioner with NPI `n` unless one has it.
+fn conditional(n: &str) -> Value {
+    json!({"resource": npi(n), "request": {"method": "POST", "url": "Practitioner",
+           "ifNoneExist": format!("identifier=http://hl7.org/fhir/sid/us-npi|{n}")}})
+}
+
+/// The status of each entry of a response Bundle.
+fn statuses(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn lab_result(subject: &str, encounter: &str) -> Value {
     json!({
         "resourceType": "Observation",
@@ -304,10 +327,7 @@ async fn a_batch_answers_each_entry_on_its_own(engine: Engine) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["type"], "batch-response");
     let e = r.body["entry"].as_array().unwrap();
-    let statuses: Vec<&str> = e
-        .iter()
-        .map(|e| e["response"]["status"].as_str().unwrap())
-        .collect();
+    let statuses = statuses(&r.body);
     assert_eq!(
         statuses,
         [
@@ -344,15 +364,6 @@ async fn a_batch_answers_each_entry_on_its_own(engine: Engine) {
 
 async fn a_batch_of_conditional_creates_sees_its_earlier_entries(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let npi = |n: &str| {
-        json!({"resourceType": "Practitioner",
-               "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": n}],
-               "name": [{"family": format!("Npi{n}")}]})
-    };
-    let conditional = |n: &str| {
-        json!({"resource": npi(n), "request": {"method": "POST", "url": "Practitioner",
-               "ifNoneExist": format!("identifier=http://hl7.org/fhir/sid/us-npi|{n}")}})
-    };
     let first = app.post("/fhir", &batch(vec![conditional("100")])).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
     let before = app.count("users").await;
@@ -370,10 +381,7 @@ async fn a_batch_of_conditional_creates_sees_its_earlier_entries(engine: Engine)
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let e = r.body["entry"].as_array().unwrap();
-    let statuses: Vec<&str> = e
-        .iter()
-        .map(|e| e["response"]["status"].as_str().unwrap())
-        .collect();
+    let statuses = statuses(&r.body);
     assert_eq!(statuses, ["200 OK", "201 Created", "200 OK", "201 Created"]);
     let location = |i: usize| e[i]["response"]["location"].as_str().unwrap().to_owned();
     assert_eq!(location(0), first.body["entry"][0]["response"]["location"]);
@@ -383,6 +391,125 @@ async fn a_batch_of_conditional_creates_sees_its_earlier_entries(engine: Engine)
         "the repeated criteria find the first"
     );
     assert_eq!(app.count("users").await, before + 2);
+}
+
+async fn a_batch_entry_finds_what_an_earlier_entry_of_its_run_wrote(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let before = app.count("users").await;
+    // The conditional creates find nothing when the run begins; each still sees the resource
+    // an entry before it made (a PUT, a plain POST) as it would one by one.
+    let r = app
+        .post(
+            "/fhir",
+            &batch(vec![
+                json!({"resource": {"id": "put-first", "resourceType": "Practitioner",
+                       "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "400"}]},
+                       "request": {"method": "PUT", "url": "Practitioner/put-first"}}),
+                conditional("400"),
+                json!({"resource": npi("500"), "request": {"method": "POST", "url": "Practitioner"}}),
+                conditional("500"),
+                conditional("600"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let e = r.body["entry"].as_array().unwrap();
+    let statuses = statuses(&r.body);
+    assert_eq!(
+        statuses,
+        [
+            "201 Created",
+            "200 OK",
+            "201 Created",
+            "200 OK",
+            "201 Created"
+        ]
+    );
+    let id = |i: usize| located(&e[i]);
+    assert_eq!(id(1), "Practitioner/put-first");
+    assert_eq!(id(3), id(2), "the plain POST's practitioner is found");
+    assert_eq!(app.count("users").await, before + 3);
+}
+
+async fn a_batch_keeps_an_email_another_practitioner_holds_out_of_its_column(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let doctor = |n: &str, email: &str| {
+        json!({"resource": {"resourceType": "Practitioner",
+               "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": n}],
+               "name": [{"family": format!("Npi{n}")}],
+               "telecom": [{"system": "email", "value": email, "use": "work"}]},
+               "request": {"method": "POST", "url": "Practitioner",
+               "ifNoneExist": format!("identifier=http://hl7.org/fhir/sid/us-npi|{n}")}})
+    };
+    let held = app
+        .post("/fhir", &batch(vec![doctor("700", "held@example.org")]))
+        .await;
+    assert_eq!(held.status, StatusCode::OK, "{}", held.text);
+    let r = app
+        .post(
+            "/fhir",
+            &batch(vec![
+                doctor("701", "twice@example.org"),
+                doctor("702", "twice@example.org"),
+                doctor("703", "held@example.org"),
+                doctor("704", "own@example.org"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let e = r.body["entry"].as_array().unwrap();
+    let mut ids = Vec::new();
+    for (i, email) in ["twice", "twice", "held", "own"].iter().enumerate() {
+        assert_eq!(e[i]["response"]["status"], "201 Created", "{}", r.text);
+        let path = located(&e[i]);
+        // Nothing is lost: each reads back with the email it was sent with.
+        let back = app.get(&format!("/fhir/{path}")).await;
+        assert_eq!(
+            back.body["telecom"][0]["value"],
+            format!("{email}@example.org"),
+            "{path}"
+        );
+        ids.push(path.trim_start_matches("Practitioner/").to_owned());
+    }
+    // The column holds an email once: the first to write it.
+    let mut columns = Vec::new();
+    for id in &ids {
+        let row = app
+            .db
+            .fetch_optional(
+                "SELECT email FROM users WHERE fhir_id = ?",
+                &[id.as_str().into()],
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        columns.push(row.text("email").unwrap());
+    }
+    assert_eq!(
+        columns,
+        [
+            Some("twice@example.org".to_owned()),
+            None,
+            None,
+            Some("own@example.org".to_owned())
+        ]
+    );
+    if engine == Engine::Postgres {
+        // The entries were written together, in one transaction (they would not be if one
+        // had failed on the column's unique index and the run had been done one by one).
+        let xmins = app
+            .db
+            .fetch_optional(
+                "SELECT count(DISTINCT xmin::text) AS n FROM users WHERE license_number IN ('701', '702', '703', '704')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .bigint("n")
+            .unwrap();
+        assert_eq!(xmins, 1);
+    }
 }
 
 async fn concurrent_transactions_adding_one_new_code_all_succeed(engine: Engine) {
@@ -659,6 +786,8 @@ on_both_engines!(
     entries_are_processed_delete_post_put_get,
     a_batch_answers_each_entry_on_its_own,
     a_batch_of_conditional_creates_sees_its_earlier_entries,
+    a_batch_entry_finds_what_an_earlier_entry_of_its_run_wrote,
+    a_batch_keeps_an_email_another_practitioner_holds_out_of_its_column,
     concurrent_transactions_adding_one_new_code_all_succeed,
     a_transaction_with_types_not_hosted_is_refused_naming_them,
     malformed_bundles_are_refused,

@@ -27,6 +27,9 @@ pub struct MapMemo {
     pub defaults: HashMap<&'static str, Option<Uuid>>,
     /// Catalog entries found or added (row id and display), by table, code and system.
     pub catalog: HashMap<String, (Uuid, Option<String>)>,
+    /// Unique emails no row held when a run of writes began, by table, until one is written
+    /// (see [`super::emails`]).
+    pub free_emails: std::collections::HashSet<(&'static str, String)>,
 }
 
 /// Tells [`row_by_fhir_id`] the row just written under a logical id: a reference to it later

@@ -6,6 +6,7 @@ pub mod allergy;
 pub mod attachments;
 pub mod custom;
 pub mod diagnostic_report;
+mod emails;
 pub mod encounter;
 pub mod fields;
 pub mod filter;
@@ -62,6 +63,12 @@ pub trait ResourceMapping: Send + Sync {
 
     /// The search parameters this mapping answers, besides `_id` and `_lastUpdated`.
     fn search_params(&self) -> &'static [SearchParam];
+
+    /// Reads, in one go, what writing `resources` (a run of writes about to be made in `tx`)
+    /// would otherwise look up one write at a time, and keeps it in the transaction's memo.
+    async fn prefetch(&self, _tx: &mut Tx, _resources: &[&Value]) -> Result<(), MapError> {
+        Ok(())
+    }
 
     /// Stores a new resource as row `row_id` with logical id `fhir_id`.
     async fn insert(

@@ -244,7 +244,11 @@ impl TableMapping {
                 ..
             } = s.kind
             {
-                if let Some(e) = text(&c[1]) {
+                let e = text(&c[1]);
+                let known_free = e
+                    .as_ref()
+                    .is_some_and(|e| super::emails::take_free(tx, self.table, e));
+                if let Some(e) = e.filter(|_| !known_free) {
                     let taken = tx
                         .fetch_optional(
                             &format!(
@@ -422,6 +426,24 @@ impl ResourceMapping for TableMapping {
 
     fn row_filter(&self) -> Option<&'static str> {
         self.filter
+    }
+
+    async fn prefetch(&self, tx: &mut Tx, resources: &[&Value]) -> Result<(), MapError> {
+        for s in self.specs {
+            if let Kind::Telecom {
+                email,
+                unique_email: true,
+                ..
+            } = s.kind
+            {
+                let emails = resources
+                    .iter()
+                    .filter_map(|r| text(&s.project(r.get(s.top()))[1]))
+                    .collect();
+                super::emails::learn_free(tx, self.table, email, emails).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn insert(

@@ -175,9 +175,12 @@ pub struct NewVersion<'a> {
     pub resource: Option<String>,
 }
 
-/// Records a version in the transaction (it is written with the rows it records).
+/// Records a version in the transaction (it is written with the rows it records). The table
+/// has no foreign keys and no triggers: its row joins the open insert of versions wherever it
+/// is in the queue (see [`Tx::insert_detached`]), so that the rows of a run of writes go
+/// together instead of one between each two rows of the resources' own tables.
 pub async fn record(tx: &mut Tx, v: NewVersion<'_>) -> Result<(), StoreError> {
-    tx.insert(
+    tx.insert_detached(
         "resource_versions",
         &VERSION_ROW,
         &[

@@ -74,6 +74,14 @@ impl Fhir {
     }
 
     /// Write entries in one database transaction; `None`, with nothing written, when one fails.
+    ///
+    /// A read in a transaction waits for the writes queued before it, so an entry that reads
+    /// before it writes would send the run's rows a few at a time. What the entries would read
+    /// is therefore read for all of them before the first write ([`Fhir::batch_read_ahead`]): whether
+    /// each conditional create's criteria find anything, and the mappings' own lookups (which
+    /// unique emails are free). A conditional create whose criteria found nothing then creates
+    /// without looking again, which [`Fhir::still_unmatched`] checks when the run ends: when
+    /// an entry before it wrote a match, the run fails and is done one entry at a time.
     async fn batch_together(
         &self,
         caller: &Caller,
@@ -93,12 +101,102 @@ impl Fhir {
             })
             .collect();
         tx.lock_keys(&keys).await.ok()?;
+        let unmatched = self.batch_read_ahead(&mut tx, caller, run).await.ok()?;
         let mut out = Vec::with_capacity(run.len());
-        for e in run {
-            out.push(self.batch_entry_in(&mut tx, caller, e, opts).await.ok()?);
+        for (e, unmatched) in run.iter().zip(&unmatched) {
+            out.push(
+                self.batch_entry_in(&mut tx, caller, e, opts, *unmatched)
+                    .await
+                    .ok()?,
+            );
+        }
+        if !self
+            .still_unmatched(&mut tx, caller, run, &unmatched, &out)
+            .await
+            .ok()?
+        {
+            return None;
         }
         self.commit(tx, caller).await.ok()?;
         Some(out)
+    }
+
+    /// For each entry of a run, whether it is a conditional create whose criteria find
+    /// nothing now, before any of the run's writes: read in one go. The mappings of the
+    /// resources the run writes read ahead too ([`ResourceMapping::prefetch`]).
+    async fn batch_read_ahead(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        run: &[Entry],
+    ) -> Result<Vec<bool>> {
+        let mut bodies: std::collections::BTreeMap<&str, Vec<&Value>> = Default::default();
+        for e in run {
+            if let (Method::Post | Method::Put, Some(body)) = (e.method, &e.resource) {
+                bodies.entry(e.rtype.as_str()).or_default().push(body);
+            }
+        }
+        for (rt, bodies) in bodies {
+            let m = self.mapping(self.resource_type(rt)?)?;
+            m.prefetch(tx, &bodies).await?;
+        }
+        let mut asked = Vec::new();
+        for (i, e) in run.iter().enumerate() {
+            if let (Method::Post, Some(c)) = (e.method, &e.if_none_exist) {
+                asked.push((i, self.mapping(self.resource_type(&e.rtype)?)?, c.as_str()));
+            }
+        }
+        let each: Vec<_> = asked.iter().map(|(_, m, c)| (m, *c, 1)).collect();
+        let found = self
+            .matches_each_in(&mut Conn::Tx(tx), caller, &each)
+            .await?;
+        let mut unmatched = vec![false; run.len()];
+        for ((i, ..), found) in asked.iter().zip(found) {
+            unmatched[*i] = found.is_empty();
+        }
+        Ok(unmatched)
+    }
+
+    /// Whether the conditional creates [`Fhir::batch_read_ahead`] found unmatched would still
+    /// have found nothing in their turn: no resource an entry before them wrote (created or
+    /// changed) meets their criteria now. Read in one go, after the run's writes.
+    async fn still_unmatched(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        run: &[Entry],
+        unmatched: &[bool],
+        answers: &[Answer],
+    ) -> Result<bool> {
+        let limit = run.len() + 1;
+        let mut asked = Vec::new();
+        for (i, e) in run.iter().enumerate() {
+            if let (true, Some(c)) = (unmatched[i], &e.if_none_exist) {
+                asked.push((i, self.mapping(self.resource_type(&e.rtype)?)?, c.as_str()));
+            }
+        }
+        if asked.is_empty() {
+            return Ok(true);
+        }
+        let each: Vec<_> = asked.iter().map(|(_, m, c)| (m, *c, limit)).collect();
+        let found = self
+            .matches_each_in(&mut Conn::Tx(tx), caller, &each)
+            .await?;
+        for ((j, m, _), found) in asked.iter().zip(found) {
+            let before = &answers[..*j];
+            let written_before = |id: &str| {
+                before.iter().any(|a| {
+                    a.version
+                        .as_ref()
+                        .is_some_and(|v| v.resource_type == m.resource_type() && v.id == id)
+                })
+            };
+            // As many as the limit: more may hide behind it.
+            if found.len() >= limit || found.iter().any(|(_, id)| written_before(id)) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// One entry on its own, answered and audited (its failure too).
@@ -138,7 +236,7 @@ impl Fhir {
         let mut retried = false;
         loop {
             let mut tx = self.db.begin().await?;
-            match self.batch_entry_in(&mut tx, caller, e, opts).await {
+            match self.batch_entry_in(&mut tx, caller, e, opts, false).await {
                 Ok(answer) => {
                     self.commit(tx, caller).await?;
                     return Ok(answer);
@@ -154,13 +252,14 @@ impl Fhir {
     }
 
     /// A write entry inside the caller's transaction, checked as the interaction it names
-    /// would check it.
+    /// would check it; `unmatched`: a conditional create known to match nothing.
     async fn batch_entry_in(
         &self,
         tx: &mut Tx,
         caller: &Caller,
         e: &Entry,
         opts: BundleOptions,
+        unmatched: bool,
     ) -> Result<Answer> {
         use crate::auth::scope::Action;
         let m = self.mapping(self.resource_type(&e.rtype)?)?;
@@ -172,8 +271,12 @@ impl Fhir {
                 Some(c) => {
                     caller.may(Action::Create, m.resource_type())?;
                     self.check(m.as_ref(), body)?;
-                    self.conditional_create_within(tx, caller, &m, body, c)
-                        .await?
+                    if unmatched {
+                        self.create_within(tx, caller, m.as_ref(), body).await?
+                    } else {
+                        self.conditional_create_within(tx, caller, &m, body, c)
+                            .await?
+                    }
                 }
                 None => {
                     self.check(m.as_ref(), body)?;
