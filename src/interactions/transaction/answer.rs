@@ -112,14 +112,21 @@ impl Answer {
 pub(super) fn status_line(e: &Error) -> &'static str {
     match e.status().as_u16() {
         400 => "400 Bad Request",
+        401 => "401 Unauthorized",
+        403 => "403 Forbidden",
         404 => "404 Not Found",
         405 => "405 Method Not Allowed",
+        406 => "406 Not Acceptable",
+        408 => "408 Request Timeout",
         409 => "409 Conflict",
         410 => "410 Gone",
         412 => "412 Precondition Failed",
         413 => "413 Payload Too Large",
+        414 => "414 URI Too Long",
         415 => "415 Unsupported Media Type",
         422 => "422 Unprocessable Entity",
+        431 => "431 Request Header Fields Too Large",
+        503 => "503 Service Unavailable",
         _ => "500 Internal Server Error",
     }
 }
@@ -153,6 +160,7 @@ pub(super) fn at_entry(e: Error, index: usize, full_url: Option<&str>) -> Error 
         Error::BadRequest(i) => Error::BadRequest(issues(i)),
         Error::Unprocessable(i) => Error::Unprocessable(issues(i)),
         Error::NotFound(m) => Error::NotFound(name(m)),
+        Error::Forbidden(m) => Error::Forbidden(name(m)),
         Error::Conflict(m) => Error::Conflict(name(m)),
         Error::Gone(m) => Error::Gone(name(m)),
         Error::PreconditionFailed(m) => Error::PreconditionFailed(name(m)),
@@ -190,5 +198,20 @@ mod tests {
         let text = a.outcome.unwrap().to_string();
         assert!(text.contains("(request id 5f0c2a1e-request)"), "{text}");
         assert!(!text.contains("secret detail"), "{text}");
+    }
+
+    #[test]
+    fn an_entry_refused_answers_the_status_it_would_alone() {
+        for e in [
+            Error::Forbidden("the access token does not allow it".into()),
+            Error::NotAcceptable("no such format".into()),
+            Error::RequestTimeout,
+            Error::TimedOut,
+            Error::UriTooLong(9000),
+        ] {
+            let alone = e.status().as_u16().to_string();
+            let a = Answer::failed(&at_entry(e, 0, None), "r");
+            assert!(a.status.starts_with(&alone), "{alone}: {}", a.status);
+        }
     }
 }
