@@ -12,6 +12,9 @@
 
 use super::*;
 
+/// A conditional create of a run: its place in the run, its mapping and its criteria.
+type Asked<'e> = (usize, Arc<dyn ResourceMapping>, &'e str);
+
 /// The most write entries of a batch tried together in one database transaction.
 const GROUP: usize = 200;
 
@@ -140,12 +143,7 @@ impl Fhir {
             let m = self.mapping(self.resource_type(rt)?)?;
             m.prefetch(tx, &bodies).await?;
         }
-        let mut asked = Vec::new();
-        for (i, e) in run.iter().enumerate() {
-            if let (Method::Post, Some(c)) = (e.method, &e.if_none_exist) {
-                asked.push((i, self.mapping(self.resource_type(&e.rtype)?)?, c.as_str()));
-            }
-        }
+        let asked = self.conditional_creates(run, |_| true)?;
         let each: Vec<_> = asked.iter().map(|(_, m, c)| (m, *c, 1)).collect();
         let found = self
             .matches_each_in(&mut Conn::Tx(tx), caller, &each)
@@ -155,6 +153,22 @@ impl Fhir {
             unmatched[*i] = found.is_empty();
         }
         Ok(unmatched)
+    }
+
+    /// The conditional creates of a run that `pick` keeps (by place in the run): place, mapping
+    /// and criteria.
+    fn conditional_creates<'e>(
+        &self,
+        run: &'e [Entry],
+        pick: impl Fn(usize) -> bool,
+    ) -> Result<Vec<Asked<'e>>> {
+        let mut out = Vec::new();
+        for (i, e) in run.iter().enumerate() {
+            if let (Method::Post, Some(c), true) = (e.method, &e.if_none_exist, pick(i)) {
+                out.push((i, self.mapping(self.resource_type(&e.rtype)?)?, c.as_str()));
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the conditional creates [`Fhir::batch_read_ahead`] found unmatched would still
@@ -169,12 +183,7 @@ impl Fhir {
         answers: &[Answer],
     ) -> Result<bool> {
         let limit = run.len() + 1;
-        let mut asked = Vec::new();
-        for (i, e) in run.iter().enumerate() {
-            if let (true, Some(c)) = (unmatched[i], &e.if_none_exist) {
-                asked.push((i, self.mapping(self.resource_type(&e.rtype)?)?, c.as_str()));
-            }
-        }
+        let asked = self.conditional_creates(run, |i| unmatched[i])?;
         if asked.is_empty() {
             return Ok(true);
         }
