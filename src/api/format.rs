@@ -175,8 +175,40 @@ pub fn etag(version: i64) -> HeaderValue {
 }
 
 pub fn last_modified(ts: &DateTime<Utc>) -> HeaderValue {
-    HeaderValue::from_str(&ts.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+    HeaderValue::from_str(&http_date(ts))
         .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+}
+
+/// An HTTP date (RFC 9110 §5.6.7, `Sun, 06 Nov 1994 08:49:37 GMT`), written field by field:
+/// chrono's `format` reads its pattern again on every call, and every read answers one.
+fn http_date(ts: &DateTime<Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let two = |out: &mut String, n: u32| {
+        out.push(char::from(b'0' + (n / 10 % 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+    };
+    let mut out = String::with_capacity(29);
+    out.push_str(DAYS[ts.weekday().num_days_from_monday() as usize]);
+    out.push_str(", ");
+    two(&mut out, ts.day());
+    out.push(' ');
+    out.push_str(MONTHS[ts.month0() as usize]);
+    out.push(' ');
+    let year = ts.year().clamp(0, 9999) as u32;
+    two(&mut out, year / 100);
+    two(&mut out, year % 100);
+    out.push(' ');
+    two(&mut out, ts.hour());
+    out.push(':');
+    two(&mut out, ts.minute());
+    out.push(':');
+    two(&mut out, ts.second());
+    out.push_str(" GMT");
+    out
 }
 
 /// A FHIR JSON response from JSON text already serialised (re-indented if `_pretty`).
@@ -235,6 +267,25 @@ pub fn respond(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_http_date_is_what_the_pattern_writes() {
+        use chrono::TimeZone;
+        let pattern = "%a, %d %b %Y %H:%M:%S GMT";
+        let mut at = chrono::Utc
+            .with_ymd_and_hms(1994, 11, 6, 8, 49, 37)
+            .unwrap();
+        assert_eq!(super::http_date(&at), "Sun, 06 Nov 1994 08:49:37 GMT");
+        // Every weekday and month, the ends of days and years, leap days.
+        for _ in 0..500 {
+            assert_eq!(super::http_date(&at), at.format(pattern).to_string());
+            at += chrono::Duration::seconds(86_400 * 3 + 3_599 * 7 + 59);
+        }
+        let end = chrono::Utc
+            .with_ymd_and_hms(2024, 12, 31, 23, 59, 59)
+            .unwrap();
+        assert_eq!(super::http_date(&end), "Tue, 31 Dec 2024 23:59:59 GMT");
+    }
+
     use super::*;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

@@ -6,9 +6,13 @@
 //! runtime thread of its request, within a short budget ([`BUDGET`]). One still running at
 //! the end of it is ended and run again from the start on a blocking thread, within the
 //! statement timeout, where it may be stopped by its request's cancellation: no request holds
-//! a runtime thread for longer than the budget. The statement is remembered (by a hash of its
-//! text, which holds no values: they are bound) and goes to a blocking thread at once the next
-//! times, so that a search that always runs long pays the budget once, not on every request.
+//! a runtime thread for longer than the budget. When it runs past the budget on the blocking
+//! thread too, the statement is remembered (by a hash of its text, which holds no values: they
+//! are bound) and goes to a blocking thread at once the next times, so that a search that
+//! always runs long pays the budget once, not on every request. The budget is time on the
+//! clock, and a thread can be paused by the system in the middle of a read (on a busy machine,
+//! for milliseconds): one such pause must not send every later read of its kind to a blocking
+//! thread, two hand-overs each.
 //!
 //! Reads see what was committed when they start, as any SQLite read does: nothing is cached.
 //! A statement that writes (an `UPDATE ... RETURNING` outside a transaction) is not run here
@@ -44,6 +48,8 @@ pub(super) struct Readers {
 struct Inner {
     path: PathBuf,
     timeout: Duration,
+    budget: Duration,
+    long_after: Duration,
     idle: Mutex<Vec<Reader>>,
     permits: Arc<Semaphore>,
     /// The hashes of statements that outran the budget (see the module).
@@ -69,9 +75,22 @@ impl Readers {
     /// The read connections of the database at `path`, each statement ended after `timeout`;
     /// one is opened now, to fail early.
     pub(super) fn open(path: &Path, timeout: Duration) -> Result<Readers, StoreError> {
+        Readers::open_with(path, timeout, BUDGET, BUDGET)
+    }
+
+    /// The same, a read moving to a blocking thread after `budget` on its request's thread and
+    /// remembered as long when it runs past `long_after` there.
+    fn open_with(
+        path: &Path,
+        timeout: Duration,
+        budget: Duration,
+        long_after: Duration,
+    ) -> Result<Readers, StoreError> {
         let inner = Inner {
             path: path.to_owned(),
             timeout,
+            budget,
+            long_after,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(CONNECTIONS)),
             long: Mutex::new(HashSet::new()),
@@ -111,12 +130,12 @@ impl Readers {
         let started = Instant::now();
         let shape = hash(sql);
         if !self.inner.is_long(shape) {
-            reader.clock.start_within(BUDGET.min(self.inner.timeout));
+            reader
+                .clock
+                .start_within(self.inner.budget.min(self.inner.timeout));
             reader.conn.busy_timeout(Duration::ZERO)?;
             match reader.fetch(sql, args, max) {
-                Err(e) if over_budget(&e) && started.elapsed() < self.inner.timeout => {
-                    self.inner.runs_long(shape);
-                }
+                Err(e) if over_budget(&e) && started.elapsed() < self.inner.timeout => {}
                 done => {
                     self.inner.give_back(reader);
                     return done;
@@ -124,19 +143,24 @@ impl Readers {
             }
         }
         let left = self.inner.timeout.saturating_sub(started.elapsed());
-        self.on_blocking_thread(reader, permit, sql.to_owned(), args.to_vec(), max, left)
-            .await
+        let moved = Moved {
+            sql: sql.to_owned(),
+            args: args.to_vec(),
+            max,
+            shape,
+        };
+        self.on_blocking_thread(reader, permit, moved, left).await
     }
 
     /// Runs the statement again on a blocking thread, for at most `left`; stopped if this
-    /// future is dropped.
+    /// future is dropped. When it runs past the budget there too, it is remembered as long: a
+    /// read that only seemed long (its thread was paused by the system while the clock ran, or
+    /// it found a lock held once) keeps its place on the request's thread.
     async fn on_blocking_thread(
         &self,
         reader: Reader,
         permit: OwnedSemaphorePermit,
-        sql: String,
-        args: Vec<Arg>,
-        max: usize,
+        moved: Moved,
         left: Duration,
     ) -> Result<Fetched, StoreError> {
         let clock = reader.clock.clone();
@@ -144,11 +168,21 @@ impl Readers {
         let mut stop = Stop(Some((clock, run)));
         let inner = self.inner.clone();
         let done = tokio::task::spawn_blocking(move || {
+            let Moved {
+                sql,
+                args,
+                max,
+                shape,
+            } = moved;
+            let started = Instant::now();
             let r = reader
                 .conn
                 .busy_timeout(BUSY)
                 .map_err(StoreError::from)
                 .and_then(|()| reader.fetch(&sql, &args, max));
+            if started.elapsed() > inner.long_after {
+                inner.runs_long(shape);
+            }
             inner.give_back(reader);
             drop(permit);
             r
@@ -157,6 +191,15 @@ impl Readers {
         stop.0 = None;
         done.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// A statement moved to a blocking thread.
+struct Moved {
+    sql: String,
+    args: Vec<Arg>,
+    max: usize,
+    /// Its text's hash.
+    shape: u64,
 }
 
 /// A statement's text, hashed.
@@ -256,5 +299,54 @@ impl Reader {
             rows.push(LiteRow::read(r, &columns)?);
         }
         Ok(Fetched::Rows(rows))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recursive count to `n`: about a dozen steps of SQLite's machine a number.
+    fn count_to(n: u64) -> String {
+        format!(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) \
+             SELECT count(*) AS n FROM c"
+        )
+    }
+
+    async fn counted(readers: &Readers, sql: &str) -> i64 {
+        match readers.fetch(sql, &[], 1).await.unwrap() {
+            Fetched::Rows(rows) => crate::store::Row::Lite(rows.into_iter().next().unwrap())
+                .int("n")
+                .unwrap(),
+            Fetched::Writes => panic!("a count does not write"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_a_read_long_on_its_blocking_thread_too_is_remembered_as_long() {
+        let dir = std::env::temp_dir().join(format!("expediente-readers-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.db");
+        Connection::open(&path).unwrap();
+        // No time at all on the request's thread: every read that reaches SQLite's progress
+        // handler moves, as one paused by the system would.
+        let long_after = Duration::from_millis(50);
+        let readers =
+            Readers::open_with(&path, Duration::from_secs(30), Duration::ZERO, long_after).unwrap();
+        // A short count moves, runs quickly on its blocking thread, and is not remembered:
+        // its next run starts on the request's thread again.
+        let short = count_to(3_000);
+        assert_eq!(counted(&readers, &short).await, 3_000);
+        assert!(!readers.inner.is_long(hash(&short)));
+        // A long one is remembered.
+        let long = count_to(5_000_000);
+        let started = Instant::now();
+        assert_eq!(counted(&readers, &long).await, 5_000_000);
+        assert!(started.elapsed() > long_after, "{:?}", started.elapsed());
+        assert!(readers.inner.is_long(hash(&long)));
+        assert!(!readers.inner.is_long(hash(&short)));
+        readers.close();
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
