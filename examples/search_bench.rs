@@ -1,6 +1,7 @@
 //! Search benchmark: times FHIR searches against a server holding replicated Synthea patients.
 //!
 //! `search_bench --base http://127.0.0.1:PORT/fhir --patients N [--load] [--repeat R] [--data DIR]`
+//! `search_bench --patients N --ndjson OUT_DIR [--data DIR]`
 //!
 //! Patient number i (0 <= i < N) is replica k = i / 20 of the (i % 20)-th Synthea patient in
 //! tests/data/synthea/patients.json. Every replicated resource gets the id `{t}{k}x{index}`, where
@@ -9,12 +10,16 @@
 //! the replica of its target in the same replica k, and every identifier value gets `-{k}`
 //! appended, so `Patient?identifier=` finds exactly one patient. Practitioners are stored once
 //! under their own ids; references to them (by `urn:uuid:` or by `Practitioner?identifier=` NPI)
-//! become `Practitioner/{id}`. References to types the extracts do not hold are kept as sent.
+//! become `Practitioner/{id}`. References to types the extracts do not hold become literal
+//! references (`Organization/{id}`, `Condition/{id}`).
 //!
 //! With `--load` the program stores, in this order and one type after the other (so every
 //! reference names a stored resource): the practitioners, the N patients, their encounters,
 //! observations, diagnostic reports and medication requests, with `PUT {base}/{Type}/{id}`, 8
-//! requests at a time. Refusals are printed and counted; the load goes on.
+//! requests at a time. Refusals are printed and counted; the load goes on. With `--ndjson` it
+//! writes the same resources instead, one NDJSON file per type in `OUT_DIR`, for
+//! `expediente import` (which writes each under its id, as the PUT does, through the same
+//! transaction code), and ends.
 //!
 //! Then, unless R is 0, it times seven searches, one request at a time on one kept HTTP/1.1
 //! connection with TCP_NODELAY written by hand (a client library can cost more than a search),
@@ -37,7 +42,8 @@ mod kept;
 use kept::Conn;
 
 const USAGE: &str = "usage: search_bench --base http://127.0.0.1:PORT/fhir --patients N \
-                     [--load] [--repeat R] [--data DIR]";
+                     [--load] [--repeat R] [--data DIR]\n       \
+                     search_bench --patients N --ndjson OUT_DIR [--data DIR]";
 /// Requests in flight while loading.
 const CONCURRENCY: usize = 8;
 /// Unmeasured requests before each search's measured ones.
@@ -53,6 +59,7 @@ struct Args {
     load: bool,
     repeat: usize,
     data: PathBuf,
+    ndjson: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -61,6 +68,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut load = false;
     let mut repeat = 200;
     let mut data = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/synthea"));
+    let mut ndjson = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -83,6 +91,7 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--data" => data = PathBuf::from(value("--data")?),
             "--load" => load = true,
+            "--ndjson" => ndjson = Some(PathBuf::from(value("--ndjson")?)),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -90,7 +99,11 @@ fn parse_args() -> anyhow::Result<Args> {
             other => bail!("unknown argument '{other}'\n{USAGE}"),
         }
     }
-    let base = base.with_context(|| format!("--base is required\n{USAGE}"))?;
+    let base = match (base, &ndjson) {
+        (Some(b), _) => b,
+        (None, Some(_)) => String::new(),
+        (None, None) => bail!("--base is required\n{USAGE}"),
+    };
     let patients = patients.with_context(|| format!("--patients is required\n{USAGE}"))?;
     if patients == 0 {
         bail!("--patients must be at least 1");
@@ -101,6 +114,7 @@ fn parse_args() -> anyhow::Result<Args> {
         load,
         repeat,
         data,
+        ndjson,
     })
 }
 
@@ -162,6 +176,18 @@ impl Kind {
 /// The id of replica `k` of the `index`-th resource of a file (practitioners keep their own).
 fn replica_id(kind: Kind, index: usize, k: usize) -> String {
     format!("{}{k}x{index}", kind.prefix())
+}
+
+/// A `urn:uuid:` reference in `field` to a resource the extracts do not hold, as a literal
+/// reference of the type Synthea puts there.
+fn held_elsewhere(field: &str, reference: &str) -> Option<String> {
+    let id = reference.strip_prefix("urn:uuid:")?;
+    let rtype = match field {
+        "serviceProvider" => "Organization",
+        "reasonReference" => "Condition",
+        _ => return None,
+    };
+    Some(format!("{rtype}/{id}"))
 }
 
 /// The Synthea extracts, indexed by id and by owning patient.
@@ -285,8 +311,15 @@ impl Source {
         (id, r)
     }
 
-    /// Rewrites every `reference` in `v` that names a Synthea resource to its replica `k`.
+    /// Rewrites every `reference` in `v` that names a Synthea resource to its replica `k`, and
+    /// one that names a resource the extracts do not hold (an encounter's organization, a
+    /// prescription's condition) to a literal reference of its type: a `urn:uuid:` names an
+    /// entry of a Bundle, and an import wraps each NDJSON line in one.
     fn rewrite(&self, v: &mut Value, k: usize) {
+        self.rewrite_under(v, k, "");
+    }
+
+    fn rewrite_under(&self, v: &mut Value, k: usize, field: &str) {
         match v {
             Value::Object(fields) => {
                 for (key, child) in fields.iter_mut() {
@@ -294,13 +327,17 @@ impl Source {
                         Value::String(s) if key == "reference" => {
                             if let Some(target) = self.target(s, k) {
                                 *s = target;
+                            } else if let Some(literal) = held_elsewhere(field, s) {
+                                *s = literal;
                             }
                         }
-                        _ => self.rewrite(child, k),
+                        _ => self.rewrite_under(child, k, key),
                     }
                 }
             }
-            Value::Array(items) => items.iter_mut().for_each(|c| self.rewrite(c, k)),
+            Value::Array(items) => items
+                .iter_mut()
+                .for_each(|c| self.rewrite_under(c, k, field)),
             _ => {}
         }
     }
@@ -868,10 +905,40 @@ fn search(base: &str, src: &Source, patients: usize, repeat: usize) -> anyhow::R
     Ok(())
 }
 
+/// Writes what `--load` stores as one NDJSON file per type under `dir`, named in load order.
+fn write_ndjson(dir: &Path, src: &Source, patients: usize) -> anyhow::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let start = Instant::now();
+    let mut total = 0usize;
+    for (n, kind) in Kind::ALL.into_iter().enumerate() {
+        let path = dir.join(format!("{n}-{}.ndjson", kind.resource_type()));
+        let file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        for (index, k) in src.load_items(kind, patients) {
+            let (_, body) = src.replica(kind, index, k);
+            serde_json::to_writer(&mut out, &body)?;
+            out.write_all(b"\n")?;
+            total += 1;
+        }
+        out.flush()?;
+    }
+    println!(
+        "wrote {total} resources for {patients} patients to {} in {:.1} s",
+        dir.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let src = Source::read(&args.data)?;
+    if let Some(dir) = &args.ndjson {
+        return write_ndjson(dir, &src, args.patients);
+    }
     let client = Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
         .tcp_nodelay(true)
