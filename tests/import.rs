@@ -422,7 +422,67 @@ async fn sql_metacharacters_in_every_text_of_an_imported_bundle_are_stored_as_se
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// An NDJSON file is read in parts of at most 500 lines: one of 1,203 lines imports every line
+/// whatever part it falls in, refers across parts, and reports a bad line by its number.
+async fn a_long_ndjson_file_imports_line_by_line_across_its_parts(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let dir = std::env::temp_dir().join(format!(
+        "expediente-ndjson-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text: Vec<u8> = Vec::new();
+    for n in 1..=1203 {
+        let line = match n {
+            750 => b"{\"resourceType\": \"Patient\", ".to_vec(),
+            // Not UTF-8: refused alone, the lines after it read.
+            1001 => b"{\"resourceType\": \"Patient\", \"id\": \"\xff\"}".to_vec(),
+            // An observation of the first line's patient, two parts after it.
+            1203 => json!({"resourceType": "Observation", "id": "nd-last", "status": "final",
+                           "code": {"text": "peso"}, "subject": {"reference": "Patient/nd-1"}})
+            .to_string()
+            .into_bytes(),
+            _ => json!({"resourceType": "Patient", "id": format!("nd-{n}"),
+                        "name": [{"family": format!("Linea{n}")}]})
+            .to_string()
+            .into_bytes(),
+        };
+        text.extend(line);
+        // The last line has no end of line.
+        if n < 1203 {
+            text.push(b'\n');
+        }
+    }
+    std::fs::write(dir.join("long.ndjson"), text).unwrap();
+    let out = import(&app.url, &[dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("imported 1201 resources"), "{stdout}");
+    assert!(stdout.contains("failed: 2"), "{stdout}");
+    for (what, why) in [
+        ("long.ndjson:750", "not JSON"),
+        ("long.ndjson:1001", "not UTF-8"),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{what}: {stdout}"));
+        assert!(line.contains(why), "{line}");
+    }
+    assert_eq!(app.count("patients").await, 1200);
+    for n in [1, 499, 500, 501, 749, 751, 1000, 1002, 1202] {
+        let p = app.get(&format!("/fhir/Patient/nd-{n}")).await;
+        assert_eq!(p.status, 200, "nd-{n}: {}", p.text);
+        assert_eq!(p.body["name"][0]["family"], format!("Linea{n}"));
+    }
+    let o = app.get("/fhir/Observation/nd-last").await;
+    assert_eq!(o.status, 200, "{}", o.text);
+    assert_eq!(o.body["subject"]["reference"], "Patient/nd-1");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 on_both_engines!(
+    a_long_ndjson_file_imports_line_by_line_across_its_parts,
     every_synthea_bundle_imports_and_reads_back_as_sent,
     a_bad_bundle_fails_alone_and_the_exit_code_says_so,
     sql_metacharacters_in_every_text_of_an_imported_bundle_are_stored_as_sent,

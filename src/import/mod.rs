@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod lines;
 mod reader;
 mod run;
 mod sources;
@@ -191,7 +192,12 @@ impl Fhir {
             .name("import-reader".into())
             .spawn(move || {
                 for f in &files {
-                    if send.blocking_send(reader.file(f)).is_err() {
+                    let sent = if is_ndjson(&f.path) {
+                        reader.ndjson(f, |part| send.blocking_send(part).is_ok())
+                    } else {
+                        send.blocking_send(reader.file(f)).is_ok()
+                    };
+                    if !sent {
                         break;
                     }
                 }

@@ -71,9 +71,28 @@ pub(super) struct Parsed<U> {
     pub(super) units: Vec<U>,
     /// The units of an NDJSON file are grouped among themselves only.
     pub(super) alone: bool,
+    /// Of an NDJSON file, read in parts ([`super::lines`]): whether this is its first part, and
+    /// its last.
+    pub(super) first: bool,
+    pub(super) last: bool,
     pub(super) failed: Vec<(String, String, u64)>,
     pub(super) skipped: BTreeMap<String, u64>,
     pub(super) bytes: u64,
+}
+
+impl<U> Parsed<U> {
+    /// Nothing read yet, of a file part of `bytes` bytes (`alone`: of an NDJSON file).
+    pub(super) fn empty(alone: bool, bytes: u64) -> Parsed<U> {
+        Parsed {
+            units: Vec::new(),
+            alone,
+            first: false,
+            last: false,
+            failed: Vec::new(),
+            skipped: BTreeMap::new(),
+            bytes,
+        }
+    }
 }
 
 /// Reads and prepares files; it runs on a thread of its own, ahead of the transactions.
@@ -86,10 +105,16 @@ pub(super) struct Reader {
 impl Reader {
     /// A file's units, parsed and checked as their transactions will check them.
     pub(super) fn file(&self, f: &Source) -> Parsed<Unit> {
-        let parsed = self.parse(&f.path, f.bytes);
+        self.prepared(self.parse(&f.path, f.bytes))
+    }
+
+    /// Units as read, parsed and checked as their transactions will check them.
+    pub(super) fn prepared(&self, parsed: Parsed<RawUnit>) -> Parsed<Unit> {
         let mut out = Parsed {
             units: Vec::with_capacity(parsed.units.len()),
             alone: parsed.alone,
+            first: parsed.first,
+            last: parsed.last,
             failed: parsed.failed,
             skipped: parsed.skipped,
             bytes: parsed.bytes,
@@ -141,23 +166,10 @@ impl Reader {
         }
     }
 
+    /// A JSON file's units (an NDJSON file is read in parts: [`super::lines`]).
     pub(super) fn parse(&self, path: &Path, bytes: u64) -> Parsed<RawUnit> {
-        let mut out = Parsed {
-            units: Vec::new(),
-            alone: false,
-            failed: Vec::new(),
-            skipped: BTreeMap::new(),
-            bytes,
-        };
+        let mut out = Parsed::empty(false, bytes);
         let name = path.display().to_string();
-        if is_ndjson(path) {
-            out.alone = true;
-            match std::fs::read_to_string(path) {
-                Ok(text) => self.parse_lines(&name, &text, &mut out),
-                Err(e) => out.failed.push((name, e.to_string(), 0)),
-            }
-            return out;
-        }
         match std::fs::read(path) {
             Ok(bytes) => self.parse_file(name, path, &bytes, &mut out),
             Err(e) => out.failed.push((name, e.to_string(), 0)),
@@ -165,25 +177,23 @@ impl Reader {
         out
     }
 
-    /// An NDJSON file: each line a resource, each a unit of its own.
-    fn parse_lines(&self, name: &str, text: &str, out: &mut Parsed<RawUnit>) {
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let source = format!("{name}:{}", i + 1);
-            match serde_json::from_str::<Value>(line) {
-                Ok(r) => {
-                    if let Some(entry) = self.resource_entry(r, &mut out.skipped) {
-                        out.units.push(RawUnit {
-                            source,
-                            entries: vec![entry],
-                            origin: Origin::Line(line.to_owned()),
-                        });
-                    }
+    /// Line `n` of NDJSON file `name`: a resource, a unit of its own.
+    pub(super) fn parse_line(&self, name: &str, n: usize, line: &str, out: &mut Parsed<RawUnit>) {
+        if line.trim().is_empty() {
+            return;
+        }
+        let source = format!("{name}:{n}");
+        match serde_json::from_str::<Value>(line) {
+            Ok(r) => {
+                if let Some(entry) = self.resource_entry(r, &mut out.skipped) {
+                    out.units.push(RawUnit {
+                        source,
+                        entries: vec![entry],
+                        origin: Origin::Line(line.trim_end().to_owned()),
+                    });
                 }
-                Err(e) => out.failed.push((source, format!("not JSON: {e}"), 1)),
             }
+            Err(e) => out.failed.push((source, format!("not JSON: {e}"), 1)),
         }
     }
 
