@@ -10,7 +10,7 @@
 # each 20 times as warm-up and $BENCH_REPEAT times measured (default 200), with values drawn from
 # the loaded data. Runs on a fresh SQLite file and on a fresh PostgreSQL database created at
 # $BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test); statistics are refreshed
-# (ANALYZE) after the load and before the searches.
+# (ANALYZE) after the load and before the searches. BENCH_ENGINES="postgres" (or "sqlite") runs one.
 # Prints the load rate and, per search, the median and p99 latency, the mean number of entries
 # and the count of non-200 answers. Not a test: figures go to docs/BENCHMARKS.md.
 set -euo pipefail
@@ -69,9 +69,14 @@ run() {
 
 echo "search benchmark on $(nproc) cores"
 
+# BENCH_ENGINES picks the engines (default both).
+ENGINES="${BENCH_ENGINES:-sqlite postgres}"
+
 # SQLite
 SQLITE_FILE="$WORK/bench.db"
-if command -v sqlite3 >/dev/null; then
+if [[ " $ENGINES " != *" sqlite "* ]]; then
+    :
+elif command -v sqlite3 >/dev/null; then
     run SQLite "sqlite://$SQLITE_FILE" sqlite3 "$SQLITE_FILE" 'PRAGMA optimize; ANALYZE;'
 else
     echo "(no sqlite3 command line: the SQLite database is searched without ANALYZE)"
@@ -79,6 +84,8 @@ else
 fi
 
 # PostgreSQL
-DB="expediente_bench_search_$$"
-psql "$ADMIN_URL" -qc "CREATE DATABASE $DB"
-run PostgreSQL "${ADMIN_URL%/*}/$DB" psql "${ADMIN_URL%/*}/$DB" -qc "ANALYZE"
+if [[ " $ENGINES " == *" postgres "* ]]; then
+    DB="expediente_bench_search_$$"
+    psql "$ADMIN_URL" -qc "CREATE DATABASE $DB"
+    run PostgreSQL "${ADMIN_URL%/*}/$DB" psql "${ADMIN_URL%/*}/$DB" -qc "ANALYZE"
+fi
