@@ -229,6 +229,17 @@ async fn every_synthea_bundle_imports_and_reads_back_as_sent(engine: Engine) {
     }
 }
 
+/// Each failure `what` is on a line of the import's summary that gives `why`.
+fn reported(stdout: &str, failures: &[(&str, &str)]) {
+    for (what, why) in failures {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{what}: {stdout}"));
+        assert!(line.contains(why), "{line}");
+    }
+}
+
 async fn a_bad_bundle_fails_alone_and_the_exit_code_says_so(engine: Engine) {
     let app = TestApp::spawn(engine).await;
     let dir = std::env::temp_dir().join(format!(
@@ -288,21 +299,18 @@ async fn a_bad_bundle_fails_alone_and_the_exit_code_says_so(engine: Engine) {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("failed: 7"), "{stdout}");
-    for (what, why) in [
-        ("b-bad.json", "Patient/nobody"),
-        ("c-unhosted.json", "Claim"),
-        ("d-broken.json", ""),
-        ("d-twice.json", "duplicate property 'gender'"),
-        ("f-batch.json entry 1", "Patient/nadie"),
-        ("e.ndjson:3", "not JSON"),
-        ("e.ndjson:4", "resource.meta"),
-    ] {
-        let line = stdout
-            .lines()
-            .find(|l| l.contains(what))
-            .unwrap_or_else(|| panic!("{what}: {stdout}"));
-        assert!(line.contains(why), "{line}");
-    }
+    reported(
+        &stdout,
+        &[
+            ("b-bad.json", "Patient/nobody"),
+            ("c-unhosted.json", "Claim"),
+            ("d-broken.json", ""),
+            ("d-twice.json", "duplicate property 'gender'"),
+            ("f-batch.json entry 1", "Patient/nadie"),
+            ("e.ndjson:3", "not JSON"),
+            ("e.ndjson:4", "resource.meta"),
+        ],
+    );
     assert_eq!(
         app.get("/fhir/Patient/0d0e0000-0000-4000-8000-000000000001")
             .await
@@ -459,16 +467,13 @@ async fn a_long_ndjson_file_imports_line_by_line_across_its_parts(engine: Engine
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("imported 1201 resources"), "{stdout}");
     assert!(stdout.contains("failed: 2"), "{stdout}");
-    for (what, why) in [
-        ("long.ndjson:750", "not JSON"),
-        ("long.ndjson:1001", "not UTF-8"),
-    ] {
-        let line = stdout
-            .lines()
-            .find(|l| l.contains(what))
-            .unwrap_or_else(|| panic!("{what}: {stdout}"));
-        assert!(line.contains(why), "{line}");
-    }
+    reported(
+        &stdout,
+        &[
+            ("long.ndjson:750", "not JSON"),
+            ("long.ndjson:1001", "not UTF-8"),
+        ],
+    );
     assert_eq!(app.count("patients").await, 1200);
     for n in [1, 499, 500, 501, 749, 751, 1000, 1002, 1202] {
         let p = app.get(&format!("/fhir/Patient/nd-{n}")).await;

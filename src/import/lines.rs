@@ -14,7 +14,7 @@ impl Reader {
     /// false when `send` refused one (the import stops).
     pub(super) fn ndjson(&self, f: &Source, mut send: impl FnMut(Parsed<Unit>) -> bool) -> bool {
         let name = f.path.display().to_string();
-        let mut part = Parsed::empty(true, 0);
+        let mut part = Parsed::empty(0);
         part.first = true;
         let mut input = match std::fs::File::open(&f.path) {
             Ok(file) => std::io::BufReader::with_capacity(1 << 16, file),
@@ -51,7 +51,7 @@ impl Reader {
             let end = read == 0;
             if end || part.units.len() + part.failed.len() >= PART_LINES || text >= PART_BYTES {
                 part.last = end;
-                let full = std::mem::replace(&mut part, Parsed::empty(true, 0));
+                let full = std::mem::replace(&mut part, Parsed::empty(0));
                 if !send(self.prepared(full)) {
                     return false;
                 }

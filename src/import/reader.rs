@@ -69,10 +69,9 @@ pub(super) enum Read {
 /// What reading one file gave: the units to run, what could not be read, what was dropped.
 pub(super) struct Parsed<U> {
     pub(super) units: Vec<U>,
-    /// The units of an NDJSON file are grouped among themselves only.
-    pub(super) alone: bool,
-    /// Of an NDJSON file, read in parts ([`super::lines`]): whether this is its first part, and
-    /// its last.
+    /// The units of an NDJSON file are grouped among themselves only, and it is read in parts
+    /// ([`super::lines`]): whether this is the first part of one, and the last (false for a
+    /// JSON file, whose units join the groups around them).
     pub(super) first: bool,
     pub(super) last: bool,
     pub(super) failed: Vec<(String, String, u64)>,
@@ -81,11 +80,10 @@ pub(super) struct Parsed<U> {
 }
 
 impl<U> Parsed<U> {
-    /// Nothing read yet, of a file part of `bytes` bytes (`alone`: of an NDJSON file).
-    pub(super) fn empty(alone: bool, bytes: u64) -> Parsed<U> {
+    /// Nothing read yet, of a file (or part) of `bytes` bytes.
+    pub(super) fn empty(bytes: u64) -> Parsed<U> {
         Parsed {
             units: Vec::new(),
-            alone,
             first: false,
             last: false,
             failed: Vec::new(),
@@ -112,7 +110,6 @@ impl Reader {
     pub(super) fn prepared(&self, parsed: Parsed<RawUnit>) -> Parsed<Unit> {
         let mut out = Parsed {
             units: Vec::with_capacity(parsed.units.len()),
-            alone: parsed.alone,
             first: parsed.first,
             last: parsed.last,
             failed: parsed.failed,
@@ -168,7 +165,7 @@ impl Reader {
 
     /// A JSON file's units (an NDJSON file is read in parts: [`super::lines`]).
     pub(super) fn parse(&self, path: &Path, bytes: u64) -> Parsed<RawUnit> {
-        let mut out = Parsed::empty(false, bytes);
+        let mut out = Parsed::empty(bytes);
         let name = path.display().to_string();
         match std::fs::read(path) {
             Ok(bytes) => self.parse_file(name, path, &bytes, &mut out),

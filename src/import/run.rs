@@ -50,13 +50,13 @@ impl Run<'_> {
         for (what, why, n) in p.failed {
             self.fail(what, why, n);
         }
-        if p.alone && p.first {
+        if p.first {
             self.flush().await;
         }
         for u in p.units {
             self.queue(u).await;
         }
-        if p.alone && p.last {
+        if p.last {
             // A file's lines are not grouped with the next file's.
             self.flush().await;
         }
