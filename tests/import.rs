@@ -229,6 +229,13 @@ async fn every_synthea_bundle_imports_and_reads_back_as_sent(engine: Engine) {
     }
 }
 
+/// A new empty directory under the system's temporary one, its name starting with `prefix`.
+fn fresh_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Each failure `what` is on a line of the import's summary that gives `why`.
 fn reported(stdout: &str, failures: &[(&str, &str)]) {
     for (what, why) in failures {
@@ -242,11 +249,7 @@ fn reported(stdout: &str, failures: &[(&str, &str)]) {
 
 async fn a_bad_bundle_fails_alone_and_the_exit_code_says_so(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let dir = std::env::temp_dir().join(format!(
-        "expediente-import-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("expediente-import");
     let good = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": "urn:uuid:0d0e0000-0000-4000-8000-000000000001",
          "resource": {"resourceType": "Patient", "id": "0d0e0000-0000-4000-8000-000000000001", "name": [{"family": "Buena"}]},
@@ -367,11 +370,7 @@ async fn sql_metacharacters_in_every_text_of_an_imported_bundle_are_stored_as_se
     let app = TestApp::spawn(engine).await;
     let evil =
         " x'); DROP TABLE patients; -- $$ $q$ E'\\x' \\' /* */ ? $1 %_ ; ñ \u{1F600} \u{202E}";
-    let dir = std::env::temp_dir().join(format!(
-        "expediente-import-evil-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("expediente-import-evil");
     let mut files = Vec::new();
     // Two patients whose references to practitioners are conditional, the practitioners, and
     // a patient of a bundle of its own.
@@ -434,11 +433,7 @@ async fn sql_metacharacters_in_every_text_of_an_imported_bundle_are_stored_as_se
 /// whatever part it falls in, refers across parts, and reports a bad line by its number.
 async fn a_long_ndjson_file_imports_line_by_line_across_its_parts(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let dir = std::env::temp_dir().join(format!(
-        "expediente-ndjson-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("expediente-ndjson");
     let mut text: Vec<u8> = Vec::new();
     for n in 1..=1203 {
         let line = match n {
