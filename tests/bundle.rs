@@ -433,14 +433,6 @@ async fn a_batch_entry_finds_what_an_earlier_entry_of_its_run_wrote(engine: Engi
 
 async fn a_batch_keeps_an_email_another_practitioner_holds_out_of_its_column(engine: Engine) {
     let app = TestApp::spawn(engine).await;
-    let doctor = |n: &str, email: &str| {
-        json!({"resource": {"resourceType": "Practitioner",
-               "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": n}],
-               "name": [{"family": format!("Npi{n}")}],
-               "telecom": [{"system": "email", "value": email, "use": "work"}]},
-               "request": {"method": "POST", "url": "Practitioner",
-               "ifNoneExist": format!("identifier=http://hl7.org/fhir/sid/us-npi|{n}")}})
-    };
     let held = app
         .post("/fhir", &batch(vec![doctor("700", "held@example.org")]))
         .await;
@@ -510,6 +502,85 @@ async fn a_batch_keeps_an_email_another_practitioner_holds_out_of_its_column(eng
             .unwrap();
         assert_eq!(xmins, 1);
     }
+}
+
+/// A doctor with NPI `n` and `email`, created unless one has the NPI.
+fn doctor(n: &str, email: &str) -> Value {
+    json!({"resource": {"resourceType": "Practitioner",
+           "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": n}],
+           "name": [{"family": format!("Npi{n}")}],
+           "telecom": [{"system": "email", "value": email, "use": "work"}]},
+           "request": {"method": "POST", "url": "Practitioner",
+           "ifNoneExist": format!("identifier=http://hl7.org/fhir/sid/us-npi|{n}")}})
+}
+
+/// Batches longer than one run of writes (200 entries): on PostgreSQL two runs go to the
+/// database side by side unless one could see or take what the other writes; each entry is
+/// answered as it would be one after the other.
+async fn a_long_batch_answers_each_entry_as_if_in_turn(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let users = app.count("users").await;
+    // The last entry looks for the first one's NPI, 398 entries later: it finds it.
+    let mut entries: Vec<Value> = (0..399).map(|i| conditional(&format!("9{i:03}"))).collect();
+    entries.push(conditional("9000"));
+    let r = app.post("/fhir", &batch(entries)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let s = statuses(&r.body);
+    assert!(s[..399].iter().all(|s| s == "201 Created"), "{s:?}");
+    assert_eq!(s[399], "200 OK");
+    let e = r.body["entry"].as_array().unwrap();
+    assert_eq!(located(&e[399]), located(&e[0]));
+    let ids: std::collections::HashSet<String> = e.iter().map(located).collect();
+    assert_eq!(ids.len(), 399);
+    assert_eq!(app.count("users").await, users + 399);
+
+    // Two doctors share an email in different runs: the column holds it for the first.
+    let mut entries: Vec<Value> = (0..400)
+        .map(|i| doctor(&format!("8{i:03}"), &format!("d{i}@example.org")))
+        .collect();
+    entries[3] = doctor("8003", "shared@example.org");
+    entries[399] = doctor("8399", "shared@example.org");
+    let r = app.post("/fhir", &batch(entries)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(statuses(&r.body).iter().all(|s| s == "201 Created"));
+    let holder = app
+        .db
+        .fetch_optional(
+            "SELECT license_number FROM users WHERE email = 'shared@example.org'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        holder.text("license_number").unwrap().as_deref(),
+        Some("8003")
+    );
+
+    // A result in the second run refers to a patient the first run writes.
+    let mut entries: Vec<Value> = (0..400)
+        .map(|i| {
+            json!({"resource": {"resourceType": "Patient", "id": format!("long-{i}")},
+                   "request": {"method": "PUT", "url": format!("Patient/long-{i}")}})
+        })
+        .collect();
+    let mut result = lab_result("Patient/long-0", "");
+    result.as_object_mut().unwrap().remove("encounter");
+    entries[399] = json!({"resource": result, "request": {"method": "POST", "url": "Observation"}});
+    let r = app.post("/fhir", &batch(entries)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(
+        statuses(&r.body).iter().all(|s| s == "201 Created"),
+        "{}",
+        r.text
+    );
+    let back = app.get("/fhir/Observation?subject=Patient/long-0").await;
+    assert_eq!(
+        back.body["entry"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        back.text
+    );
 }
 
 async fn concurrent_transactions_adding_one_new_code_all_succeed(engine: Engine) {
@@ -788,6 +859,7 @@ on_both_engines!(
     a_batch_of_conditional_creates_sees_its_earlier_entries,
     a_batch_entry_finds_what_an_earlier_entry_of_its_run_wrote,
     a_batch_keeps_an_email_another_practitioner_holds_out_of_its_column,
+    a_long_batch_answers_each_entry_as_if_in_turn,
     concurrent_transactions_adding_one_new_code_all_succeed,
     a_transaction_with_types_not_hosted_is_refused_naming_them,
     malformed_bundles_are_refused,

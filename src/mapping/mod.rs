@@ -70,6 +70,13 @@ pub trait ResourceMapping: Send + Sync {
         Ok(())
     }
 
+    /// The unique values writing `resource` would take (an email that a column's unique index
+    /// gives one row), each named with its table and column: two runs of a batch that would
+    /// take one go to the database one after the other.
+    fn claims(&self, _resource: &Value) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Stores a new resource as row `row_id` with logical id `fhir_id`.
     async fn insert(
         &self,

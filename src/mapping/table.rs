@@ -12,6 +12,7 @@ use crate::fhir::{Id, Issue, IssueType};
 use crate::store::{placeholders, Arg, Conn, Row, StoreError, Tx};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// Computes a column's value from a whole resource.
@@ -40,6 +41,27 @@ pub struct TableMapping {
 }
 
 impl TableMapping {
+    /// The emails of `resources` bound for a column with a unique index, by column.
+    fn unique_emails(&self, resources: &[&Value]) -> Vec<(&'static str, BTreeSet<String>)> {
+        self.specs
+            .iter()
+            .filter_map(|s| match s.kind {
+                Kind::Telecom {
+                    email,
+                    unique_email: true,
+                    ..
+                } => Some((
+                    email,
+                    resources
+                        .iter()
+                        .filter_map(|r| text(&s.project(r.get(s.top()))[1]))
+                        .collect(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The defaults of the optional parts.
     pub const BASE: TableMapping = TableMapping {
         resource_type: "",
@@ -429,21 +451,21 @@ impl ResourceMapping for TableMapping {
     }
 
     async fn prefetch(&self, tx: &mut Tx, resources: &[&Value]) -> Result<(), MapError> {
-        for s in self.specs {
-            if let Kind::Telecom {
-                email,
-                unique_email: true,
-                ..
-            } = s.kind
-            {
-                let emails = resources
-                    .iter()
-                    .filter_map(|r| text(&s.project(r.get(s.top()))[1]))
-                    .collect();
-                super::emails::learn_free(tx, self.table, email, emails).await?;
-            }
+        for (column, emails) in self.unique_emails(resources) {
+            super::emails::learn_free(tx, self.table, column, emails).await?;
         }
         Ok(())
+    }
+
+    fn claims(&self, resource: &Value) -> Vec<String> {
+        self.unique_emails(&[resource])
+            .into_iter()
+            .flat_map(|(column, emails)| {
+                emails
+                    .into_iter()
+                    .map(move |e| format!("{}.{column}={e}", self.table))
+            })
+            .collect()
     }
 
     async fn insert(

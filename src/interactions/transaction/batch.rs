@@ -8,7 +8,8 @@
 //! together, with every write's audit event. When one fails, that transaction is rolled back
 //! and the run is done again entry by entry, each in its own transaction: the answers, the
 //! audit trail and what is stored are then exactly those of entries run one by one. A GET entry
-//! ends a run, so that it sees the writes before it.
+//! ends a run, so that it sees the writes before it. On PostgreSQL two runs that do not touch
+//! each other's resources go to the database side by side (docs/BUNDLES.md).
 
 use super::*;
 
@@ -17,6 +18,8 @@ type Asked<'e> = (usize, Arc<dyn ResourceMapping>, &'e str);
 
 /// The most write entries of a batch tried together in one database transaction.
 const GROUP: usize = 200;
+/// The most runs of a batch sent to PostgreSQL at once.
+const SIDE_BY_SIDE: usize = 2;
 
 impl Fhir {
     /// A batch: each entry on its own, in the order given.
@@ -28,29 +31,67 @@ impl Fhir {
     ) -> Result<Value> {
         let raw = entries_of(bundle, "batch", opts.max_entries)?;
         let mut answers = Vec::with_capacity(raw.len());
-        let mut run: Vec<Entry> = Vec::new();
+        let mut stretch: Vec<Entry> = Vec::new();
         for (i, e) in raw.iter().enumerate() {
             match parse_entry(i, e, &caller.base_url) {
-                Ok(entry) if entry.method != Method::Get => {
-                    run.push(entry);
-                    if run.len() == GROUP {
-                        self.batch_run(caller, std::mem::take(&mut run), opts, &mut answers)
-                            .await;
-                    }
-                }
+                Ok(entry) if entry.method != Method::Get => stretch.push(entry),
                 other => {
-                    self.batch_run(caller, std::mem::take(&mut run), opts, &mut answers)
+                    self.batch_stretch(caller, std::mem::take(&mut stretch), opts, &mut answers)
                         .await;
                     let full_url = e.get("fullUrl").and_then(Value::as_str);
                     answers.push(Some(self.batch_one(caller, other, full_url, opts).await));
                 }
             }
         }
-        self.batch_run(caller, run, opts, &mut answers).await;
+        self.batch_stretch(caller, stretch, opts, &mut answers)
+            .await;
         self.record(caller, bundle_event("batch", raw.len()))
             .await?;
         caller.audit.mark_written();
         Ok(response_bundle("batch-response", answers, &caller.base_url))
+    }
+
+    /// Consecutive write entries, in runs of [`GROUP`]. On PostgreSQL, where each connection
+    /// has a process of its own, two runs that do not touch each other's resources
+    /// ([`Touches`]) go to the database side by side; their answers keep the entries' order.
+    async fn batch_stretch(
+        &self,
+        caller: &Caller,
+        stretch: Vec<Entry>,
+        opts: BundleOptions,
+        answers: &mut Vec<Option<Answer>>,
+    ) {
+        let width = match self.db.dialect() {
+            crate::store::Dialect::Postgres => SIDE_BY_SIDE,
+            crate::store::Dialect::Sqlite => 1,
+        };
+        let mut runs: Vec<Vec<Entry>> = Vec::new();
+        for e in stretch {
+            match runs.last_mut() {
+                Some(run) if run.len() < GROUP => run.push(e),
+                _ => runs.push(vec![e]),
+            }
+        }
+        let mut runs = runs.into_iter().peekable();
+        while let Some(first) = runs.next() {
+            let mut touched = Touches::of(&first, |t| self.mapping(t).ok());
+            let mut wave = vec![first];
+            while wave.len() < width {
+                let Some(next) = runs.peek() else { break };
+                let touches = Touches::of(next, |t| self.mapping(t).ok());
+                if !touched.apart(&touches) {
+                    break;
+                }
+                touched.join(touches);
+                wave.extend(runs.next());
+            }
+            let done = futures_util::future::join_all(
+                wave.into_iter()
+                    .map(|run| self.batch_run(caller, run, opts)),
+            )
+            .await;
+            answers.extend(done.into_iter().flatten().map(Some));
+        }
     }
 
     /// A run of write entries: together when they all succeed, else one by one.
@@ -59,21 +100,21 @@ impl Fhir {
         caller: &Caller,
         run: Vec<Entry>,
         opts: BundleOptions,
-        answers: &mut Vec<Option<Answer>>,
-    ) {
+    ) -> Vec<Answer> {
         if run.len() > 1 {
             if let Some(together) = self.batch_together(caller, &run, opts).await {
-                answers.extend(together.into_iter().map(Some));
-                return;
+                return together;
             }
         }
+        let mut answers = Vec::with_capacity(run.len());
         for e in run {
             let full_url = e.full_url.clone();
-            answers.push(Some(
+            answers.push(
                 self.batch_one(caller, Ok(e), full_url.as_deref(), opts)
                     .await,
-            ));
+            );
         }
+        answers
     }
 
     /// Write entries in one database transaction; `None`, with nothing written, when one fails.

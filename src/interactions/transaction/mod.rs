@@ -28,6 +28,7 @@ mod entry;
 mod order;
 mod refs;
 mod run;
+mod touches;
 
 pub(crate) use answer::Answers;
 use answer::*;
@@ -35,6 +36,7 @@ pub(crate) use entry::Prepared;
 use entry::*;
 use order::*;
 use refs::*;
+use touches::Touches;
 
 /// A write whose version is yet to be recorded: its entry, its row and whether it created.
 type PendingRow = (usize, WrittenRow, bool);
