@@ -42,7 +42,7 @@ mod kept;
 use kept::Conn;
 
 const USAGE: &str = "usage: search_bench --base http://127.0.0.1:PORT/fhir --patients N \
-                     [--load] [--repeat R] [--data DIR]\n       \
+                     [--load] [--repeat R] [--only TEXT] [--data DIR]\n       \
                      search_bench --patients N --ndjson OUT_DIR [--data DIR]";
 /// Requests in flight while loading.
 const CONCURRENCY: usize = 8;
@@ -60,6 +60,8 @@ struct Args {
     repeat: usize,
     data: PathBuf,
     ndjson: Option<PathBuf>,
+    /// Only the searches whose name holds this text.
+    only: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -69,6 +71,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut repeat = 200;
     let mut data = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/synthea"));
     let mut ndjson = None;
+    let mut only = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -92,6 +95,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--data" => data = PathBuf::from(value("--data")?),
             "--load" => load = true,
             "--ndjson" => ndjson = Some(PathBuf::from(value("--ndjson")?)),
+            "--only" => only = Some(value("--only")?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -115,6 +119,7 @@ fn parse_args() -> anyhow::Result<Args> {
         repeat,
         data,
         ndjson,
+        only,
     })
 }
 
@@ -856,7 +861,13 @@ fn run(conn: &mut Conn, case: &Case) -> Figures {
     f
 }
 
-fn search(base: &str, src: &Source, patients: usize, repeat: usize) -> anyhow::Result<()> {
+fn search(
+    base: &str,
+    src: &Source,
+    patients: usize,
+    repeat: usize,
+    only: Option<&str>,
+) -> anyhow::Result<()> {
     let mut conn = Conn::open(base, None)?;
     conn.extra = "Prefer: handling=strict\r\n".to_owned();
     // The kept connection answers before anything is timed on it.
@@ -867,6 +878,9 @@ fn search(base: &str, src: &Source, patients: usize, repeat: usize) -> anyhow::R
     );
     let mut all = Vec::new();
     for case in cases(src, patients, WARMUP + repeat) {
+        if only.is_some_and(|o| !case.name.contains(o)) {
+            continue;
+        }
         if case.queries.len() <= WARMUP {
             println!(
                 "{:<62} skipped: the loaded patients hold no data for it",
@@ -962,7 +976,13 @@ async fn main() -> anyhow::Result<()> {
         load(&client, &args.base, &src, args.patients).await;
     }
     if args.repeat > 0 {
-        search(&args.base, &src, args.patients, args.repeat)?;
+        search(
+            &args.base,
+            &src,
+            args.patients,
+            args.repeat,
+            args.only.as_deref(),
+        )?;
     }
     Ok(())
 }
