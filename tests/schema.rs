@@ -872,6 +872,50 @@ async fn migrate_is_idempotent(engine: Engine) {
     );
 }
 
+/// The statistics rows of `index` (SQLite).
+async fn index_stats(app: &TestApp, index: &str) -> i64 {
+    count_where(app, "sqlite_stat1", "idx = ?", &[index.into()]).await
+}
+
+/// SQLite: an index a migration makes again (dropped and created) loses its statistics; when
+/// the database has statistics, migrating gives it its own again, and a database never
+/// analyzed stays without.
+#[tokio::test]
+async fn sqlite_indexes_made_again_by_a_migration_get_statistics_again() {
+    let app = TestApp::spawn(Engine::Sqlite).await;
+    let analyzed = |app: &TestApp| {
+        let db = app.db.clone();
+        async move {
+            db.fetch_optional(
+                "SELECT 1 AS x FROM sqlite_master WHERE name = 'sqlite_stat1'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .is_some()
+        }
+    };
+    let named = json!({"resourceType": "Patient", "id": "stats", "name": [{"family": "Stat"}]});
+    assert_eq!(
+        app.put("/fhir/Patient/stats", &named).await.status,
+        StatusCode::CREATED
+    );
+    app.db.migrate().await.unwrap();
+    assert!(!analyzed(&app).await, "a database never analyzed stays so");
+
+    app.db.execute("ANALYZE", &[]).await.unwrap();
+    let index = "search_strings_lookup_idx";
+    assert_eq!(index_stats(&app, index).await, 1);
+    // What a migration's DROP INDEX and CREATE INDEX leave.
+    app.db
+        .execute("DELETE FROM sqlite_stat1 WHERE idx = ?", &[index.into()])
+        .await
+        .unwrap();
+    assert_eq!(index_stats(&app, index).await, 0);
+    app.db.migrate().await.unwrap();
+    assert_eq!(index_stats(&app, index).await, 1);
+}
+
 async fn guarded(tx: &mut expediente::store::Tx, id: Uuid) -> i64 {
     tx.fetch_optional(
         "SELECT count(*) AS n FROM fhir_write_guard WHERE row_id = ?",

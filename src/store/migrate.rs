@@ -97,6 +97,11 @@ pub fn sqlite() -> Migrator {
             "walked codes",
             "../../migrations/sqlite/0017_walked_codes.sql"
         ),
+        migration!(
+            18,
+            "covering strings",
+            "../../migrations/sqlite/0018_covering_strings.sql"
+        ),
     ])
 }
 

@@ -218,7 +218,10 @@ impl Db {
     /// [`arrange`]).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &*self.pools {
-            Pools::Sqlite { write, .. } => migrate::sqlite().run(write).await?,
+            Pools::Sqlite { write, .. } => {
+                migrate::sqlite().run(write).await?;
+                self.analyze_new_indexes().await?;
+            }
             Pools::Postgres(p) => {
                 // On a connection of their own, without the statement timeout: rewriting a large
                 // table may take longer. Closed afterwards, with its setting.
@@ -324,6 +327,36 @@ impl Db {
             Pools::Sqlite { writer, .. } => writer.execute(sql, args).await?,
             Pools::Postgres(p) => PgConn::acquire(p).await?.execute(sql, args).await?,
         })
+    }
+
+    /// SQLite: statistics for each index a migration made on a table that has them (an index
+    /// dropped and made again loses its own). Without, the planner weighs that index by its
+    /// defaults against the others' measured figures, and can pick a plan a hundred times
+    /// slower (docs/BENCHMARKS.md). A database never analyzed stays so.
+    async fn analyze_new_indexes(&self) -> Result<(), StoreError> {
+        let analyzed = self
+            .fetch_optional(
+                "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'",
+                &[],
+            )
+            .await?;
+        if analyzed.is_none() {
+            return Ok(());
+        }
+        let missing = self
+            .fetch_all(
+                "SELECT m.name AS name FROM sqlite_master m WHERE m.type = 'index' \
+                 AND m.sql IS NOT NULL AND m.tbl_name IN (SELECT tbl FROM sqlite_stat1) \
+                 AND m.name NOT IN (SELECT idx FROM sqlite_stat1 WHERE idx IS NOT NULL)",
+                &[],
+            )
+            .await?;
+        for r in missing {
+            let name = r.string("name")?;
+            self.execute(&format!("ANALYZE \"{}\"", name.replace('"', "\"\"")), &[])
+                .await?;
+        }
+        Ok(())
     }
 
     /// Refreshes the statistics the planner chooses plans by (PostgreSQL's ANALYZE; SQLite

@@ -229,6 +229,12 @@ fn one_value(
     })
 }
 
+/// The test of a token's system on `search_strings s` when its code is tested too: an
+/// expression, which no index serves. The lookup index (`resource_type, param, value, row_id`)
+/// gives a system's rows in row id order, and SQLite chose it over the code's index for a page
+/// in row id order, reading every row of the system (`http://loinc.org`) to find one code's.
+pub(super) const SYSTEM_BESIDE_CODE: &str = "s.value || '' = ?";
+
 /// The length bound that goes with `s.exact = ?` for `value`: PostgreSQL indexes the exact values
 /// of up to 250 characters in a btree and longer ones by hash (a btree entry holds about
 /// 2.7 KB; see the migration `bounded index keys`), each a partial index that a query naming its

@@ -147,7 +147,13 @@ fn coding_cond(token_value: &str, components: bool) -> (String, Vec<Arg>) {
     }
     match sys {
         Some(Some(system)) => {
-            coded.push_str(" AND s.value = ?");
+            // With a code, the code's index finds the rows.
+            coded.push_str(" AND ");
+            coded.push_str(if args.is_empty() {
+                "s.value = ?"
+            } else {
+                super::SYSTEM_BESIDE_CODE
+            });
             args.push(system.into());
         }
         Some(None) => coded.push_str(" AND s.value = ''"),

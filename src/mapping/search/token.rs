@@ -271,6 +271,7 @@ pub(super) fn index_token(p: &SearchParam, value: &str, ctx: &Ctx) -> Result<Con
         // No system is kept as the empty string.
         let mut cond = cond.replace("s.value IS NULL", "s.value = ''");
         if let (_, Some(code)) = token(value) {
+            cond = cond.replace("s.value = ?", super::SYSTEM_BESIDE_CODE);
             cond.push_str(exact_bound(&code));
         }
         let mut all = vec![Arg::from(ctx.resource_type), Arg::from(p.name)];
