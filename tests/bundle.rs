@@ -7,6 +7,7 @@ use chrono::SubsecRound;
 use common::{located, post, stub, transaction, Engine, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 fn batch(entries: Vec<Value>) -> Value {
     json!({"resourceType": "Bundle", "type": "batch", "entry": entries})
@@ -581,6 +582,56 @@ async fn a_long_batch_answers_each_entry_as_if_in_turn(engine: Engine) {
         "{}",
         back.text
     );
+}
+
+/// PostgreSQL: a batch entry that the database aborts to break a deadlock is run again, as a
+/// transaction is, and answered as if nothing had happened.
+#[tokio::test]
+async fn postgres_a_batch_entry_aborted_by_a_deadlock_is_run_again() {
+    let app = TestApp::spawn(Engine::Postgres).await;
+    stub(&app, "Patient", "first").await;
+    stub(&app, "Patient", "second").await;
+    let mut result = lab_result("Patient/first", "");
+    result.as_object_mut().unwrap().remove("encounter");
+    result["id"] = json!("moved");
+    assert_eq!(
+        app.put("/fhir/Observation/moved", &result).await.status,
+        StatusCode::CREATED
+    );
+    result["subject"] = json!({"reference": "Patient/second"});
+    let entry =
+        json!({"resource": result, "request": {"method": "PUT", "url": "Observation/moved"}});
+
+    // Another transaction holds the second patient's row; the entry's update takes the
+    // result's row, then waits for the patient's (its new subject) ...
+    let mut other = app.db.begin().await.unwrap();
+    other
+        .fetch_optional(
+            "SELECT id FROM patients WHERE fhir_id = 'second' FOR UPDATE",
+            &[],
+        )
+        .await
+        .unwrap();
+    let bundle = batch(vec![entry]);
+    let deadlock = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // ... and this one asks for the result's row: a deadlock, which PostgreSQL breaks by
+        // aborting the entry's transaction, the first to wait.
+        other
+            .fetch_optional(
+                "SELECT id FROM medical_test_results WHERE fhir_id = 'moved' FOR UPDATE",
+                &[],
+            )
+            .await
+            .unwrap();
+        drop(other);
+    };
+    let (r, ()) = tokio::join!(app.post("/fhir", &bundle), deadlock);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(statuses(&r.body), ["200 OK"], "{}", r.text);
+    let back = app.get("/fhir/Observation/moved").await;
+    assert_eq!(back.body["subject"]["reference"], "Patient/second");
+    assert_eq!(back.body["meta"]["versionId"], "2");
 }
 
 async fn concurrent_transactions_adding_one_new_code_all_succeed(engine: Engine) {

@@ -4,12 +4,17 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use std::borrow::Cow;
 
 macro_rules! migration {
-    ($version:expr, $name:expr, $path:expr) => {
+    ($engine:literal, $version:expr, $name:expr, $file:literal) => {
         Migration::new(
             $version,
             Cow::Borrowed($name),
             MigrationType::Simple,
-            Cow::Borrowed(include_str!($path)),
+            Cow::Borrowed(include_str!(concat!(
+                "../../migrations/",
+                $engine,
+                "/",
+                $file
+            ))),
             false,
         )
     };
@@ -24,161 +29,80 @@ fn migrator(migrations: Vec<Migration>) -> Migrator {
 
 pub fn sqlite() -> Migrator {
     migrator(vec![
+        migration!("sqlite", 1, "foundation", "0001_foundation.sql"),
+        migration!("sqlite", 2, "clinical", "0002_clinical.sql"),
         migration!(
-            1,
-            "foundation",
-            "../../migrations/sqlite/0001_foundation.sql"
-        ),
-        migration!(2, "clinical", "../../migrations/sqlite/0002_clinical.sql"),
-        migration!(
+            "sqlite",
             3,
             "custom field entities",
-            "../../migrations/sqlite/0003_custom_field_entities.sql"
+            "0003_custom_field_entities.sql"
         ),
+        migration!("sqlite", 4, "observations", "0004_observations.sql"),
+        migration!("sqlite", 5, "report files", "0005_report_files.sql"),
+        migration!("sqlite", 6, "search", "0006_search.sql"),
+        migration!("sqlite", 7, "search indexes", "0007_search_indexes.sql"),
         migration!(
-            4,
-            "observations",
-            "../../migrations/sqlite/0004_observations.sql"
-        ),
-        migration!(
-            5,
-            "report files",
-            "../../migrations/sqlite/0005_report_files.sql"
-        ),
-        migration!(6, "search", "../../migrations/sqlite/0006_search.sql"),
-        migration!(
-            7,
-            "search indexes",
-            "../../migrations/sqlite/0007_search_indexes.sql"
-        ),
-        migration!(
+            "sqlite",
             8,
             "identifier indexes",
-            "../../migrations/sqlite/0008_identifier_indexes.sql"
+            "0008_identifier_indexes.sql"
         ),
+        migration!("sqlite", 9, "write costs", "0009_write_costs.sql"),
+        migration!("sqlite", 10, "write order", "0010_write_order.sql"),
+        migration!("sqlite", 11, "linked results", "0011_linked_results.sql"),
         migration!(
-            9,
-            "write costs",
-            "../../migrations/sqlite/0009_write_costs.sql"
-        ),
-        migration!(
-            10,
-            "write order",
-            "../../migrations/sqlite/0010_write_order.sql"
-        ),
-        migration!(
-            11,
-            "linked results",
-            "../../migrations/sqlite/0011_linked_results.sql"
-        ),
-        migration!(
+            "sqlite",
             12,
             "bounded index keys",
-            "../../migrations/sqlite/0012_bounded_index_keys.sql"
+            "0012_bounded_index_keys.sql"
         ),
+        migration!("sqlite", 13, "authorization", "0013_authorization.sql"),
+        migration!("sqlite", 14, "app launch", "0014_app_launch.sql"),
+        migration!("sqlite", 15, "audit", "0015_audit.sql"),
+        migration!("sqlite", 16, "audit journal", "0016_audit_journal.sql"),
+        migration!("sqlite", 17, "walked codes", "0017_walked_codes.sql"),
         migration!(
-            13,
-            "authorization",
-            "../../migrations/sqlite/0013_authorization.sql"
-        ),
-        migration!(
-            14,
-            "app launch",
-            "../../migrations/sqlite/0014_app_launch.sql"
-        ),
-        migration!(15, "audit", "../../migrations/sqlite/0015_audit.sql"),
-        migration!(
-            16,
-            "audit journal",
-            "../../migrations/sqlite/0016_audit_journal.sql"
-        ),
-        migration!(
-            17,
-            "walked codes",
-            "../../migrations/sqlite/0017_walked_codes.sql"
-        ),
-        migration!(
+            "sqlite",
             18,
             "covering strings",
-            "../../migrations/sqlite/0018_covering_strings.sql"
+            "0018_covering_strings.sql"
         ),
     ])
 }
 
 pub fn postgres() -> Migrator {
     migrator(vec![
+        migration!("postgres", 1, "foundation", "0001_foundation.sql"),
+        migration!("postgres", 2, "clinical", "0002_clinical.sql"),
         migration!(
-            1,
-            "foundation",
-            "../../migrations/postgres/0001_foundation.sql"
-        ),
-        migration!(2, "clinical", "../../migrations/postgres/0002_clinical.sql"),
-        migration!(
+            "postgres",
             3,
             "custom field entities",
-            "../../migrations/postgres/0003_custom_field_entities.sql"
+            "0003_custom_field_entities.sql"
         ),
+        migration!("postgres", 4, "observations", "0004_observations.sql"),
+        migration!("postgres", 5, "report files", "0005_report_files.sql"),
+        migration!("postgres", 6, "search", "0006_search.sql"),
+        migration!("postgres", 7, "search indexes", "0007_search_indexes.sql"),
         migration!(
-            4,
-            "observations",
-            "../../migrations/postgres/0004_observations.sql"
-        ),
-        migration!(
-            5,
-            "report files",
-            "../../migrations/postgres/0005_report_files.sql"
-        ),
-        migration!(6, "search", "../../migrations/postgres/0006_search.sql"),
-        migration!(
-            7,
-            "search indexes",
-            "../../migrations/postgres/0007_search_indexes.sql"
-        ),
-        migration!(
+            "postgres",
             8,
             "identifier indexes",
-            "../../migrations/postgres/0008_identifier_indexes.sql"
+            "0008_identifier_indexes.sql"
         ),
+        migration!("postgres", 9, "write costs", "0009_write_costs.sql"),
+        migration!("postgres", 10, "write order", "0010_write_order.sql"),
+        migration!("postgres", 11, "linked results", "0011_linked_results.sql"),
         migration!(
-            9,
-            "write costs",
-            "../../migrations/postgres/0009_write_costs.sql"
-        ),
-        migration!(
-            10,
-            "write order",
-            "../../migrations/postgres/0010_write_order.sql"
-        ),
-        migration!(
-            11,
-            "linked results",
-            "../../migrations/postgres/0011_linked_results.sql"
-        ),
-        migration!(
+            "postgres",
             12,
             "bounded index keys",
-            "../../migrations/postgres/0012_bounded_index_keys.sql"
+            "0012_bounded_index_keys.sql"
         ),
-        migration!(
-            13,
-            "authorization",
-            "../../migrations/postgres/0013_authorization.sql"
-        ),
-        migration!(
-            14,
-            "app launch",
-            "../../migrations/postgres/0014_app_launch.sql"
-        ),
-        migration!(15, "audit", "../../migrations/postgres/0015_audit.sql"),
-        migration!(
-            16,
-            "audit journal",
-            "../../migrations/postgres/0016_audit_journal.sql"
-        ),
-        migration!(
-            17,
-            "walked codes",
-            "../../migrations/postgres/0017_walked_codes.sql"
-        ),
+        migration!("postgres", 13, "authorization", "0013_authorization.sql"),
+        migration!("postgres", 14, "app launch", "0014_app_launch.sql"),
+        migration!("postgres", 15, "audit", "0015_audit.sql"),
+        migration!("postgres", 16, "audit journal", "0016_audit_journal.sql"),
+        migration!("postgres", 17, "walked codes", "0017_walked_codes.sql"),
     ])
 }

@@ -368,6 +368,15 @@ impl Db {
         Ok(())
     }
 
+    /// How many write transactions the database works on at once: PostgreSQL, each in a
+    /// process of its own, as many as the pool holds; SQLite has one writer.
+    pub fn writers_at_once(&self) -> usize {
+        match &*self.pools {
+            Pools::Sqlite { .. } => 1,
+            Pools::Postgres(p) => p.options().get_max_connections() as usize,
+        }
+    }
+
     /// Answers when the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.fetch_optional("SELECT 1", &[]).await.map(|_| ())

@@ -18,7 +18,8 @@ type Asked<'e> = (usize, Arc<dyn ResourceMapping>, &'e str);
 
 /// The most write entries of a batch tried together in one database transaction.
 const GROUP: usize = 200;
-/// The most runs of a batch sent to PostgreSQL at once.
+/// The most runs of a batch sent to the database at once (where it writes more than one
+/// transaction at a time).
 const SIDE_BY_SIDE: usize = 2;
 
 impl Fhir {
@@ -61,10 +62,7 @@ impl Fhir {
         opts: BundleOptions,
         answers: &mut Vec<Option<Answer>>,
     ) {
-        let width = match self.db.dialect() {
-            crate::store::Dialect::Postgres => SIDE_BY_SIDE,
-            crate::store::Dialect::Sqlite => 1,
-        };
+        let width = self.db.writers_at_once().min(SIDE_BY_SIDE);
         let mut runs: Vec<Vec<Entry>> = Vec::new();
         for e in stretch {
             match runs.last_mut() {
@@ -281,20 +279,27 @@ impl Fhir {
 
     /// A write entry in its own database transaction. Two clients creating the same new id
     /// at once: the loser of the unique index retries once, and then finds the row and updates
-    /// it.
+    /// it. One that the database aborts in favour of a concurrent one (a deadlock, which two
+    /// runs side by side can meet on rows both insert) is run again, as a transaction is.
     async fn batch_entry(&self, caller: &Caller, e: &Entry, opts: BundleOptions) -> Result<Answer> {
         let mut retried = false;
+        let mut aborted = 0;
         loop {
             let mut tx = self.db.begin().await?;
-            match self.batch_entry_in(&mut tx, caller, e, opts, false).await {
-                Ok(answer) => {
-                    self.commit(tx, caller).await?;
-                    return Ok(answer);
-                }
+            let done = match self.batch_entry_in(&mut tx, caller, e, opts, false).await {
+                Ok(answer) => self.commit(tx, caller).await.map(|()| answer),
+                Err(err) => Err(err),
+            };
+            match done {
+                Ok(answer) => return Ok(answer),
                 Err(Error::Conflict(_))
                     if !retried && e.method == Method::Put && e.id.is_some() =>
                 {
                     retried = true;
+                }
+                Err(Error::Aborted) if aborted < ABORTED_RETRIES => {
+                    aborted += 1;
+                    pause_after_abort(aborted).await;
                 }
                 Err(err) => return Err(err),
             }

@@ -41,6 +41,16 @@ use touches::Touches;
 /// A write whose version is yet to be recorded: its entry, its row and whether it created.
 type PendingRow = (usize, WrittenRow, bool);
 
+/// How many times a write the database aborted for a concurrent one's sake is run again.
+const ABORTED_RETRIES: u64 = 4;
+
+/// The pause before running an aborted write again (the `attempt`th time): a little longer
+/// each time, with a random part, so that the writes that collided do not meet again.
+async fn pause_after_abort(attempt: u64) {
+    let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) % 20;
+    tokio::time::sleep(std::time::Duration::from_millis(10 * attempt + jitter)).await;
+}
+
 /// How a bundle's response entries are made.
 #[derive(Debug, Clone, Copy)]
 pub struct BundleOptions {
@@ -84,14 +94,12 @@ impl Fhir {
         bundle: &Value,
         opts: BundleOptions,
     ) -> Result<Value> {
-        let mut attempt = 0u64;
+        let mut attempt = 0;
         loop {
             match self.transaction_once(caller, bundle, opts).await {
-                Err(Error::Aborted) if attempt < 4 => {
+                Err(Error::Aborted) if attempt < ABORTED_RETRIES => {
                     attempt += 1;
-                    let jitter = u64::from(Uuid::new_v4().as_bytes()[0]) % 20;
-                    tokio::time::sleep(std::time::Duration::from_millis(10 * attempt + jitter))
-                        .await;
+                    pause_after_abort(attempt).await;
                 }
                 other => return other,
             }
