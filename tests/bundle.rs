@@ -49,6 +49,13 @@ fn lab_result(subject: &str, encounter: &str) -> Value {
     })
 }
 
+/// A lab result about `subject` alone (no encounter).
+fn subject_result(subject: &str) -> Value {
+    let mut result = lab_result(subject, "");
+    result.as_object_mut().unwrap().remove("encounter");
+    result
+}
+
 /// Every string in a JSON value.
 fn strings(v: &Value, out: &mut Vec<String>) {
     match v {
@@ -565,9 +572,7 @@ async fn a_long_batch_answers_each_entry_as_if_in_turn(engine: Engine) {
                    "request": {"method": "PUT", "url": format!("Patient/long-{i}")}})
         })
         .collect();
-    let mut result = lab_result("Patient/long-0", "");
-    result.as_object_mut().unwrap().remove("encounter");
-    entries[399] = json!({"resource": result, "request": {"method": "POST", "url": "Observation"}});
+    entries[399] = json!({"resource": subject_result("Patient/long-0"), "request": {"method": "POST", "url": "Observation"}});
     let r = app.post("/fhir", &batch(entries)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(
@@ -591,8 +596,7 @@ async fn postgres_a_batch_entry_aborted_by_a_deadlock_is_run_again() {
     let app = TestApp::spawn(Engine::Postgres).await;
     stub(&app, "Patient", "first").await;
     stub(&app, "Patient", "second").await;
-    let mut result = lab_result("Patient/first", "");
-    result.as_object_mut().unwrap().remove("encounter");
+    let mut result = subject_result("Patient/first");
     result["id"] = json!("moved");
     assert_eq!(
         app.put("/fhir/Observation/moved", &result).await.status,

@@ -70,18 +70,24 @@ impl Fhir {
                 _ => runs.push(vec![e]),
             }
         }
+        let touches = |run: &[Entry]| Touches::of(run, |t| self.mapping(t).ok());
         let mut runs = runs.into_iter().peekable();
+        // What the run at the head touches, when the wave before measured it.
+        let mut head: Option<Touches> = None;
         while let Some(first) = runs.next() {
-            let mut touched = Touches::of(&first, |t| self.mapping(t).ok());
             let mut wave = vec![first];
-            while wave.len() < width {
-                let Some(next) = runs.peek() else { break };
-                let touches = Touches::of(next, |t| self.mapping(t).ok());
-                if !touched.apart(&touches) {
-                    break;
+            if width > 1 {
+                let mut touched = head.take().unwrap_or_else(|| touches(&wave[0]));
+                while wave.len() < width {
+                    let Some(next) = runs.peek() else { break };
+                    let t = touches(next);
+                    if !touched.apart(&t) {
+                        head = Some(t);
+                        break;
+                    }
+                    touched.join(t);
+                    wave.extend(runs.next());
                 }
-                touched.join(touches);
-                wave.extend(runs.next());
             }
             let done = futures_util::future::join_all(
                 wave.into_iter()
