@@ -29,13 +29,16 @@ RUNS="${BENCH_RUNS:-3}"
 DURATION="${BENCH_DURATION:-5s}"
 WORK="$(mktemp -d)"
 export EXPEDIENTE_AUDIT_JOURNAL="$WORK/audit-journal"
-DBS=()
+# The databases made, one a line (fresh runs in a subshell: an array would not see them).
+DBS_MADE="$WORK/databases"
 cleanup() {
     kill $(jobs -p) 2>/dev/null || true
     wait 2>/dev/null || true
-    for db in "${DBS[@]}"; do
-        psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
-    done
+    if [ -f "$DBS_MADE" ]; then
+        while read -r db; do
+            psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
+        done < "$DBS_MADE"
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -60,7 +63,7 @@ fresh() {
     else
         local db="expediente_compare_$$_$1"
         psql "$ADMIN_URL" -qc "CREATE DATABASE $db" >&2
-        DBS+=("$db")
+        echo "$db" >> "$DBS_MADE"
         echo "${ADMIN_URL%/*}/$db"
     fi
 }
