@@ -7,9 +7,8 @@
 use super::authorize::Peer;
 use super::AppState;
 use crate::audit::{Context, Event, Seen};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 tokio::task_local! {
@@ -21,18 +20,27 @@ pub fn current() -> Context {
     CONTEXT.try_with(Clone::clone).unwrap_or_default()
 }
 
-/// Answers the request, then queues its event.
-pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    let Some((category, action, rtype, id)) = classify(req.method(), &path) else {
-        return next.run(req).await;
+/// Answers the request with `answer`, then queues its event; `class` is what
+/// [`classify`] made of it (nothing is recorded for what it does not audit).
+pub async fn record<F, Fut>(
+    state: &AppState,
+    class: Option<Class>,
+    req: Request,
+    answer: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let Some((category, action, rtype, id)) = class else {
+        return answer(req).await;
     };
     let ctx = Context::new(
         req.extensions().get::<Peer>().map(|Peer(a)| a.to_string()),
         header(&req, "user-agent"),
         header(&req, "x-request-id"),
     );
-    let res = CONTEXT.scope(ctx.clone(), next.run(req)).await;
+    let res = CONTEXT.scope(ctx.clone(), answer(req)).await;
     if ctx.is_written() {
         return res;
     }
@@ -75,11 +83,11 @@ fn apply(event: &mut Event, seen: Seen) {
     event.query = seen.query;
 }
 
-type Class = (&'static str, &'static str, Option<String>, Option<String>);
+pub type Class = (&'static str, &'static str, Option<String>, Option<String>);
 
 /// What a request is, for its event: category, action, resource type and id; None for what
 /// is not audited (the server's own description, keys, styles, health and metrics).
-fn classify(method: &Method, path: &str) -> Option<Class> {
+pub fn classify(method: &Method, path: &str) -> Option<Class> {
     if let Some(rest) = path.strip_prefix("/fhir") {
         return fhir(method, rest.trim_start_matches('/'));
     }
@@ -202,9 +210,10 @@ pub fn about_patient(id: &str) {
     ctx.saw(seen);
 }
 
-/// The name of a request's route for the metrics: what it does, never its path.
-pub fn route_name(method: &Method, path: &str) -> &'static str {
-    match classify(method, path) {
+/// The name of a request's route for the metrics: what it does, never its path (`class` is
+/// what [`classify`] made of it).
+pub fn route_name(class: Option<&Class>, path: &str) -> &'static str {
+    match class {
         Some((_, action, ..)) => action,
         None if path == "/health" => "health",
         None if path == "/metrics" => "metrics",

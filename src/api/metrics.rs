@@ -3,9 +3,8 @@
 //! named by what they do (`rest:read`, `token:token`), never by their path: paths carry ids.
 
 use super::AppState;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -39,7 +38,7 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    fn observe(&self, route: &'static str, status: u16, seconds: f64) {
+    fn count(&self, route: &'static str, status: u16, seconds: f64) {
         if let Ok(mut r) = self.requests.lock() {
             *r.entry((route, status)).or_default() += 1;
         }
@@ -56,17 +55,21 @@ impl Metrics {
     }
 }
 
-/// Counts and times every request.
-pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = super::audit::route_name(req.method(), req.uri().path());
-    let started = Instant::now();
-    let res = next.run(req).await;
-    state.metrics.observe(
-        route,
-        res.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    res
+impl Metrics {
+    /// Counts and times a request of `route` answered by `answer`.
+    pub async fn observe<Fut>(&self, route: &'static str, answer: Fut) -> Response
+    where
+        Fut: std::future::Future<Output = Response>,
+    {
+        let started = Instant::now();
+        let res = answer.await;
+        self.count(
+            route,
+            res.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+        res
+    }
 }
 
 /// `GET /metrics`

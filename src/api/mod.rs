@@ -10,6 +10,7 @@ mod consent;
 mod cors;
 mod crud;
 mod format;
+mod frame;
 mod launch;
 mod metadata;
 mod metrics;
@@ -26,19 +27,14 @@ use crate::error::Error;
 use crate::fhir::IssueType;
 use crate::interactions::{Caller, Fhir};
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::trace::TraceLayer;
 
 /// What every handler shares: cheap to clone (every layer of every request clones it).
 #[derive(Clone)]
@@ -200,10 +196,7 @@ fn fhir_routes(state: &AppState) -> Router<AppState> {
 }
 
 /// The whole router: FHIR under /fhir, /health beside it.
-pub fn router(state: AppState) -> Router {
-    let timeout = state.request_timeout;
-    let cors_auth = state.auth.clone();
-    let audited = state.clone();
+pub fn router(state: AppState) -> frame::App {
     let fhir = fhir_routes(&state);
     let auth = Router::new()
         .route("/token", post(oauth::token))
@@ -222,82 +215,15 @@ pub fn router(state: AppState) -> Router {
         .route("/launch", post(launch::launch))
         .route("/style.json", get(launch::style))
         .route("/pages.css", get(launch::pages_css));
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics::metrics))
         .nest("/fhir", fhir)
         .nest("/auth", auth)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-        // A bug that panics answers 500 like any other failure (logged, with the request id)
-        // instead of closing the connection without an answer.
-        .layer(CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                Error::Internal(anyhow::anyhow!("a handler panicked")).into_response()
-            },
-        ))
-        .layer(middleware::from_fn_with_state(timeout, within_time))
-        .layer(middleware::from_fn(within_limits))
-        .layer(middleware::from_fn(finish_errors))
-        // Every answer, errors and timeouts too, after it is made: its audit event.
-        .layer(middleware::from_fn_with_state(
-            audited.clone(),
-            audit::record,
-        ))
-        .layer(middleware::from_fn_with_state(audited, metrics::observe))
-        // Outside the handlers and the error answers: a preflight is answered before them, and
-        // every answer (errors too) carries the CORS headers a registered browser app needs;
-        // inside the request id, which every answer carries.
-        .layer(cors::layer(cors_auth))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            // Only the route template: paths and queries can carry patient data.
-            let route = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map(MatchedPath::as_str)
-                .unwrap_or("unmatched");
-            let id = req
-                .extensions()
-                .get::<RequestId>()
-                .and_then(|r| r.header_value().to_str().ok())
-                .unwrap_or("");
-            tracing::info_span!("request", method = %req.method(), route, request_id = id)
-        }))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(middleware::map_request(usable_request_id))
-}
-
-/// Drops a client's X-Request-ID that is not usable as a FHIR id (64 letters, digits, `-` and
-/// `.` at most): the server then makes one.
-async fn usable_request_id(mut req: Request) -> Request {
-    let usable = req
-        .headers()
-        .get("x-request-id")
-        .is_none_or(|v| crate::fhir::Id::parse(v.to_str().unwrap_or("")).is_some());
-    if !usable {
-        req.headers_mut().remove("x-request-id");
-    }
-    req
-}
-
-/// Refuses a URL or headers over [`MAX_URL`] and [`MAX_HEADERS`] (hyper itself refuses heads
-/// larger still: see the serve module).
-async fn within_limits(req: Request, next: Next) -> Response {
-    let url = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
-    if url > MAX_URL {
-        return Error::UriTooLong(MAX_URL).into_response();
-    }
-    let headers: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if headers > MAX_HEADERS {
-        return Error::HeadersTooLarge(MAX_HEADERS).into_response();
-    }
-    next.run(req).await
+        .with_state(state.clone());
+    frame::around(state, routes)
 }
 
 /// The request's id as the request-id layer set it (a client's own id when it sent a usable
@@ -335,16 +261,6 @@ async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Stops a request that runs past the request timeout: dropping it ends the statement it was
-/// running (see the store) and rolls back what it had begun; the client is told it changed
-/// nothing.
-async fn within_time(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => Error::TimedOut.into_response(),
-    }
-}
-
 async fn not_found() -> Error {
     Error::NotFound("no such endpoint on this FHIR server".into())
 }
@@ -376,84 +292,4 @@ impl IntoResponse for Error {
         res.extensions_mut().insert(ErrorMark(Arc::new(self)));
         res
     }
-}
-
-/// Logs each error once inside its request span and makes every error answer an
-/// OperationOutcome that carries the request id (as its `id`; a 500 names it in its text too):
-/// the handlers' errors, and any error answer not made by them (a framework rejection).
-async fn finish_errors(req: Request, next: Next) -> Response {
-    let request_id = request_id(req.headers());
-    let res = next.run(req).await;
-    let status = res.status();
-    if !status.is_client_error() && !status.is_server_error() {
-        return res;
-    }
-    // The OAuth endpoints answer in RFC 6749's own JSON.
-    if res.extensions().get::<oauth::OAuthAnswer>().is_some() {
-        return res;
-    }
-    let (mut parts, body) = res.into_parts();
-    let mut oo = match parts.extensions.get::<ErrorMark>().cloned() {
-        Some(ErrorMark(err)) => {
-            if status.is_server_error() {
-                tracing::error!(error = ?err, "request failed");
-            } else {
-                tracing::info!(status = status.as_u16(), "request refused");
-            }
-            err.outcome(&request_id)
-        }
-        None => foreign_outcome(status, body).await,
-    };
-    if !request_id.is_empty() {
-        if let Some(o) = oo.as_object_mut() {
-            o.shift_insert(1, "id".into(), serde_json::Value::String(request_id));
-        }
-    }
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format::FHIR_JSON),
-    );
-    parts.headers.remove(header::CONTENT_LENGTH);
-    if matches!(
-        status,
-        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
-    ) {
-        // The body was not read to its end: the connection cannot carry another request.
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    Response::from_parts(parts, Body::from(oo.to_string()))
-}
-
-/// The OperationOutcome for an error answer the handlers did not make: its own when it is one,
-/// else one made from its text.
-async fn foreign_outcome(status: StatusCode, body: Body) -> serde_json::Value {
-    let bytes = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .unwrap_or_default();
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-        if v["resourceType"] == "OperationOutcome" {
-            return v;
-        }
-    }
-    let text = String::from_utf8_lossy(&bytes)
-        .chars()
-        .take(300)
-        .collect::<String>();
-    let msg = if text.trim().is_empty() {
-        status.canonical_reason().unwrap_or("error").to_owned()
-    } else {
-        text
-    };
-    let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE
-        | StatusCode::URI_TOO_LONG
-        | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => IssueType::TooLong,
-        StatusCode::REQUEST_TIMEOUT => IssueType::Timeout,
-        StatusCode::TOO_MANY_REQUESTS => IssueType::Throttled,
-        s if s.is_server_error() => IssueType::Exception,
-        _ => IssueType::Invalid,
-    };
-    crate::fhir::outcome::operation_outcome(&[crate::fhir::Issue::error(code, msg)])
 }

@@ -10,7 +10,6 @@
 use crate::error::Error;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -30,7 +29,7 @@ const HEAD_BUFFER: usize = 128 * 1024;
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    app: Router,
+    app: super::frame::App,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let (stop, stopping) = tokio::sync::watch::channel(());
