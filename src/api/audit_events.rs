@@ -82,7 +82,7 @@ async fn run(
     // rather than at the end of the writer's gathering.
     state.fhir.audit.flush().await;
     let (events, more) = query.run(&state.fhir.db).await?;
-    let base = state.caller(headers).base_url;
+    let base = state.base_url(headers);
     let link = |page: Option<i64>| {
         let mut pairs = form_urlencoded::Serializer::new(String::new());
         for (k, v) in &query.applied {

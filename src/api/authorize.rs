@@ -128,7 +128,7 @@ async fn authorize(
     params: HashMap<String, String>,
 ) -> Response {
     let lang = Lang::of_browser(headers);
-    let base = state.caller(headers).base_url;
+    let base = state.base_url(headers);
     let (_, mut pending) = match state.auth.authorization_request(&params, &base).await {
         Err(e) => return failed(lang, e),
         Ok(Err(Refused::Page(p))) => return show(p, lang),
@@ -333,7 +333,7 @@ pub async fn sign_in(
     if let Err(e) = moved.await {
         return failed(lang, e.into());
     }
-    let base = state.caller(&headers).base_url;
+    let base = state.base_url(&headers);
     let mut r = see_other(&format!("{}/flow/{}", auth_path(&base), pending.id));
     let max_age = SESSION_LIFETIME.as_secs() as i64;
     r.headers_mut().insert(
@@ -377,7 +377,7 @@ pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Resp
             return failed(lang, e.into());
         }
     }
-    let base = state.caller(&headers).base_url;
+    let base = state.base_url(&headers);
     let mut r = page(
         StatusCode::OK,
         lang,

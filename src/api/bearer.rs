@@ -36,7 +36,7 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
         Ok(t) => t.to_owned(),
         Err(e) => return e.into_response(),
     };
-    let base = state.caller(req.headers()).base_url;
+    let base = state.base_url(req.headers());
     match state.auth.verify(&token, &base).await {
         Ok(claims) => {
             super::audit::identified(&claims.sub, claims.fhir_user.as_deref(), &claims.client_id);

@@ -94,7 +94,7 @@ fn serve_version(v: Version, fmt: Format, h: Vec<(header::HeaderName, HeaderValu
 }
 
 fn written(state: &AppState, headers: &HeaderMap, fmt: Format, w: Written) -> Response {
-    let base = state.caller(headers).base_url;
+    let base = state.base_url(headers);
     let mut h = version_headers(&base, &w.version);
     let status = if w.created {
         if let Some((_, loc)) = h

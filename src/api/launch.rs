@@ -21,7 +21,7 @@ pub async fn launch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OAuthError> {
-    let base = state.caller(&headers).base_url;
+    let base = state.base_url(&headers);
     let unauthorized = |d: &str| OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_token", d);
     let token = headers
         .get(header::AUTHORIZATION)
@@ -130,7 +130,7 @@ pub async fn pages_css() -> Response {
 
 /// `GET /fhir/.well-known/openid-configuration`: the issuer is the FHIR base.
 pub async fn openid_configuration(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let base = state.caller(&headers).base_url;
+    let base = state.base_url(&headers);
     let auth = auth_base(&base);
     axum::Json(json!({
         "issuer": base.trim_end_matches('/'),

@@ -140,6 +140,6 @@ pub async fn capabilities(
     headers: HeaderMap,
 ) -> Result<Response> {
     let fmt = negotiate(&headers, &query_pairs(&q))?;
-    let cs = capability_statement(&state.fhir.registry, &state.caller(&headers).base_url);
+    let cs = capability_statement(&state.fhir.registry, &state.base_url(&headers));
     Ok(respond(StatusCode::OK, Some(&cs), fmt, vec![]))
 }

@@ -108,7 +108,17 @@ impl AppState {
 
     /// The caller of this request, as far as the server knows it.
     fn caller(&self, headers: &HeaderMap) -> Caller {
-        let base_url = self.base_url.clone().unwrap_or_else(|| {
+        Caller {
+            base_url: self.base_url(headers),
+            access: bearer::current(),
+            request_id: request_id(headers),
+            audit: audit::current(),
+        }
+    }
+
+    /// The FHIR base URL of this request: the configured one, else from its Host header.
+    fn base_url(&self, headers: &HeaderMap) -> String {
+        self.base_url.clone().unwrap_or_else(|| {
             let host = headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
@@ -119,13 +129,7 @@ impl AppState {
                 })
                 .unwrap_or("localhost");
             format!("http://{host}/fhir")
-        });
-        Caller {
-            base_url,
-            access: bearer::current(),
-            request_id: request_id(headers),
-            audit: audit::current(),
-        }
+        })
     }
 }
 

@@ -125,7 +125,7 @@ pub(super) fn json_answer(v: Value) -> Response {
 
 /// `GET /fhir/.well-known/smart-configuration`: JSON whatever Accept says.
 pub async fn smart_configuration(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let base = state.caller(&headers).base_url;
+    let base = state.base_url(&headers);
     let auth = auth_base(&base);
     let scopes: Vec<String> = ["system", "user", "patient"]
         .iter()
@@ -396,7 +396,7 @@ pub async fn token(
     body: Body,
 ) -> Result<Response, OAuthError> {
     let params = form(&state, &headers, body).await?;
-    let base = state.caller(&headers).base_url;
+    let base = state.base_url(&headers);
     let endpoint = format!("{}/token", auth_base(&base));
     match params.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
@@ -460,7 +460,7 @@ async fn about_a_token(
     endpoint: &str,
 ) -> Result<(Client, String, String), OAuthError> {
     let mut params = form(state, headers, body).await?;
-    let base = state.caller(headers).base_url;
+    let base = state.base_url(headers);
     let auth = auth_base(&base);
     let endpoints = [format!("{auth}/token"), format!("{auth}/{endpoint}")];
     // A public client names itself (RFC 7009 §2.1); the others authenticate.

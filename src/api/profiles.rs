@@ -41,7 +41,7 @@ pub async fn search(
         .iter()
         .find(|(k, _)| k == "url")
         .map(|(_, v)| v.clone());
-    let base = state.caller(&headers).base_url;
+    let base = state.base_url(&headers);
     let entries: Vec<SearchEntry> = state
         .fhir
         .custom_field_profiles()

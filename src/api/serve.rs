@@ -99,6 +99,10 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
         .strip_prefix(b"HTTP/1.1 ")
         .or_else(|| head.strip_prefix(b"HTTP/1.0 "))?
         .get(..3)?;
+    // Only these statuses can be hyper's own; every other answer goes out untouched, unread.
+    if !matches!(status, b"400" | b"414" | b"431") {
+        return None;
+    }
     let end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
     let lower = head[..end].to_ascii_lowercase();
     if lower.windows(13).any(|w| w == b"content-type:") {
