@@ -154,8 +154,29 @@ async fn the_logs_of_a_run_hold_no_patient_data(engine: Engine) {
             .unwrap();
         assert_eq!(r.status(), 401);
     }
+    // A refusal is logged once, inside its request's span: the request id and what the request
+    // did, never its path.
+    let request_id = format!("logs-{}", uuid::Uuid::new_v4().simple());
+    let r = app
+        .client
+        .get(app.url("/fhir/Patient?birthdate=not-a-date"))
+        .header("x-request-id", &request_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     let text = logged();
     assert!(text.contains("request"), "the requests were logged");
+    let refusal: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(&request_id) && l.contains("request refused"))
+        .collect();
+    assert_eq!(refusal.len(), 1, "{refusal:?}");
+    assert!(
+        refusal[0].contains("route=\"search-type\"") && !refusal[0].contains("birthdate"),
+        "{}",
+        refusal[0]
+    );
     for secret in personal_data(&patients).iter().chain([&app.token]) {
         assert!(
             !text.contains(secret.as_str()),
