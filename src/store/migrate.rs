@@ -104,5 +104,11 @@ pub fn postgres() -> Migrator {
         migration!("postgres", 15, "audit", "0015_audit.sql"),
         migration!("postgres", 16, "audit journal", "0016_audit_journal.sql"),
         migration!("postgres", 17, "walked codes", "0017_walked_codes.sql"),
+        migration!(
+            "postgres",
+            18,
+            "rendering compression",
+            "0018_rendering_compression.sql"
+        ),
     ])
 }
