@@ -67,6 +67,12 @@ pub fn sqlite() -> Migrator {
             "covering strings",
             "0018_covering_strings.sql"
         ),
+        migration!(
+            "sqlite",
+            19,
+            "rendering compression",
+            "0019_rendering_compression.sql"
+        ),
     ])
 }
 
@@ -107,8 +113,32 @@ pub fn postgres() -> Migrator {
         migration!(
             "postgres",
             18,
+            "covering strings",
+            "0018_covering_strings.sql"
+        ),
+        migration!(
+            "postgres",
+            19,
             "rendering compression",
-            "0018_rendering_compression.sql"
+            "0019_rendering_compression.sql"
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    /// Both engines' migrations keep the same numbers and names (a change one engine does not
+    /// need still takes its number on the other, as a migration that changes nothing).
+    #[test]
+    fn both_engines_number_and_name_their_migrations_alike() {
+        let listed = |m: sqlx::migrate::Migrator| -> Vec<(i64, String)> {
+            m.iter()
+                .map(|m| (m.version, m.description.to_string()))
+                .collect()
+        };
+        let (sqlite, postgres) = (listed(super::sqlite()), listed(super::postgres()));
+        assert_eq!(sqlite, postgres);
+        let numbers: Vec<i64> = sqlite.iter().map(|(v, _)| *v).collect();
+        assert_eq!(numbers, (1..=numbers.len() as i64).collect::<Vec<_>>());
+    }
 }
