@@ -1194,6 +1194,53 @@ async fn postgres_stored_renderings_are_compressed_with_lz4() {
     assert_eq!(read.body["name"][0]["text"], long.as_str());
 }
 
+/// PostgreSQL: the trigger that touches a report when a file is attached to it finds the report
+/// through its primary key, even on a connection that planned it while the table was small: such
+/// a plan, kept, read the whole table for every file as the table grew (an import of 10,000
+/// patients read the reports 46,000 times over).
+#[tokio::test]
+async fn postgres_a_report_is_touched_through_its_key_however_small_its_table_was() {
+    let app = TestApp::spawn(Engine::Postgres).await;
+    let patient = insert_patient(&app, "touched").await;
+    let report = Uuid::new_v4();
+    // One connection throughout: the trigger's plans are kept per connection.
+    let mut tx = app.db.begin().await.unwrap();
+    tx.execute(
+        "INSERT INTO medical_tests (id, fhir_id, patient_id, code) VALUES (?, 'touched', ?, '58410-2')",
+        &[report.into(), patient.into()],
+    )
+    .await
+    .unwrap();
+    let attach =
+        "INSERT INTO file_attachments (id, patient_id, medical_test_id, file_name, storage_path) \
+                  VALUES (?, ?, ?, 'cbc.pdf', 'files/cbc.pdf')";
+    // Planned, and planned again, while the table holds one row.
+    for _ in 0..8 {
+        let args = [Uuid::new_v4().into(), patient.into(), report.into()];
+        tx.execute(attach, &args).await.unwrap();
+    }
+    tx.execute(
+        "INSERT INTO medical_tests (id, fhir_id, patient_id, code) \
+         SELECT gen_random_uuid(), 'grown-' || n, ?, '58410-2' FROM generate_series(1, 5000) n",
+        &[patient.into()],
+    )
+    .await
+    .unwrap();
+    let scans = "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'medical_tests'";
+    let before = tx.fetch_optional(scans, &[]).await.unwrap().unwrap();
+    for _ in 0..5 {
+        let args = [Uuid::new_v4().into(), patient.into(), report.into()];
+        tx.execute(attach, &args).await.unwrap();
+    }
+    let after = tx.fetch_optional(scans, &[]).await.unwrap().unwrap();
+    assert_eq!(
+        after.bigint("seq_scan").unwrap(),
+        before.bigint("seq_scan").unwrap(),
+        "a file attached to a report of a grown table read the whole table"
+    );
+    drop(tx);
+}
+
 on_both_engines!(
     queued_writes_land_whole_and_a_failed_one_fails_the_transaction,
     reads_side_by_side_see_the_writes_before_them,

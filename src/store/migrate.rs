@@ -73,6 +73,7 @@ pub fn sqlite() -> Migrator {
             "rendering compression",
             "0019_rendering_compression.sql"
         ),
+        migration!("sqlite", 20, "trigger plans", "0020_trigger_plans.sql"),
     ])
 }
 
@@ -122,6 +123,7 @@ pub fn postgres() -> Migrator {
             "rendering compression",
             "0019_rendering_compression.sql"
         ),
+        migration!("postgres", 20, "trigger plans", "0020_trigger_plans.sql"),
     ])
 }
 
