@@ -270,6 +270,12 @@ async fn paging_walks_the_whole_set_exactly_once_both_ways(engine: Engine) {
     }
     app.create(&json!({"resourceType": "Patient", "name": [{"family": "Other"}]}))
         .await;
+    // A deleted match is no page's.
+    let gone = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "PagedGone"}]}))
+        .await;
+    let gone = format!("/fhir/Patient/{}", gone["id"].as_str().unwrap());
+    assert!(app.delete(&gone).await.status.is_success());
     let mut page = app.get("/fhir/Patient?family=paged&_count=5").await.body;
     let mut seen = Vec::new();
     let mut pages = vec![TestApp::ids(&page)];

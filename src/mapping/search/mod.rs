@@ -8,6 +8,7 @@ use chrono::Utc;
 
 pub mod cond;
 mod date;
+mod in_order;
 mod index;
 pub mod many;
 mod observation;

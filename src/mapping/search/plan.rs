@@ -60,6 +60,11 @@ impl Plan<'_> {
             if let Some((rest, list)) = super::walk::split(&self.cond) {
                 return Ok((self.walk(db, &rest, list).await?, None));
             }
+            if super::in_order::applies(db.dialect()) {
+                if let Some((rest, list)) = super::in_order::split(&self.cond) {
+                    return Ok((self.in_list_order(db, &rest, list).await?, None));
+                }
+            }
         }
         self.scan(db).await
     }
