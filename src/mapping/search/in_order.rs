@@ -27,23 +27,7 @@ pub(super) fn split(cond: &Cond) -> Option<(Cond, &List)> {
     if lists.next().is_some() {
         return None;
     }
-    let rest: Vec<Cond> = all
-        .iter()
-        .enumerate()
-        .filter(|(j, _)| *j != i)
-        .map(|(_, c)| c.clone())
-        .collect();
-    rest.iter().all(row_test).then_some((Cond::And(rest), list))
-}
-
-/// Whether `c` tests a row by its own columns: it holds no list.
-fn row_test(c: &Cond) -> bool {
-    match c {
-        Cond::Sql(..) => true,
-        Cond::In(..) | Cond::Walkable(..) => false,
-        Cond::And(all) | Cond::Or(all) => all.iter().all(row_test),
-        Cond::Not(c) | Cond::NotTrue(c) => row_test(c),
-    }
+    Some((super::walk::row_tests_but(all, i, None)?, list))
 }
 
 impl Plan<'_> {

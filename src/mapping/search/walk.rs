@@ -29,14 +29,19 @@ pub(super) fn split(cond: &Cond) -> Option<(Cond, &List)> {
     let Cond::Walkable(_, list, test) = &all[i] else {
         return None;
     };
+    Some((row_tests_but(all, i, Some(test))?, list))
+}
+
+/// The members of `all` but its `i`th (with `extra`), when each tests a row by its own columns.
+pub(super) fn row_tests_but(all: &[Cond], i: usize, extra: Option<&Cond>) -> Option<Cond> {
     let mut rest: Vec<Cond> = all
         .iter()
         .enumerate()
         .filter(|(j, _)| *j != i)
         .map(|(_, c)| c.clone())
         .collect();
-    rest.push(test.as_ref().clone());
-    rest.iter().all(row_test).then_some((Cond::And(rest), list))
+    rest.extend(extra.cloned());
+    rest.iter().all(row_test).then_some(Cond::And(rest))
 }
 
 /// Whether `c` tests a row by its own columns: it holds no list.
