@@ -77,9 +77,10 @@ async fn each_interaction_leaves_its_event(engine: Engine) {
     assert_eq!(e["client"], "test-admin");
     assert_eq!(e["source"], "127.0.0.1");
     assert!(e["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+    // The whole date: "1970" alone turns up in a random request id about once in 700 runs.
     let text = e.to_string();
     assert!(
-        !text.contains("Quispe") && !text.contains("1970"),
+        !text.contains("Quispe") && !text.contains("1970-01-01"),
         "no content: {text}"
     );
     // read
