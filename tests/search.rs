@@ -1280,7 +1280,8 @@ async fn a_common_code_is_walked_in_row_order_past_rows_that_do_not_match(engine
     assert_eq!((vitals.len(), results.len()), (200, 200));
     // In the order of the rows' ids (the pages' order), all but the last three of each code
     // are deleted: a page of one or two walks its first rounds past deleted rows only, and
-    // finds the rest the usual way.
+    // finds the rest the usual way (`code`) or through the rows of the code whose value matches
+    // (`code-value-quantity`; with the other conditions left out of those rounds, this fails).
     let deletes = vitals[..197]
         .iter()
         .chain(&results[..197])

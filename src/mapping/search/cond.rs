@@ -21,8 +21,10 @@ pub enum Cond {
     /// A condition (written as the first) that holds for exactly the rows whose `t.id` the list
     /// gives and that meet the row test (the third), each select of the list one an index reads
     /// in row id order: a page can walk the list in that order, testing each row, and stop at
-    /// its end instead of finding every match first ([`super::walk`]).
-    Walkable(Box<Cond>, List, Box<Cond>),
+    /// its end instead of finding every match first ([`super::walk`]). The fourth, when there
+    /// is one, lists the rows that meet the row test too (a code and a value): found by an
+    /// index, in no row id order, but as few as match, for a walk past its rounds.
+    Walkable(Box<Cond>, List, Box<Cond>, Option<List>),
 }
 
 /// The values one or more subqueries list (`UNION ALL` of them). None of them refers to the

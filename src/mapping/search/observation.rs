@@ -23,16 +23,18 @@ pub(super) fn observation_code_rows(
         dialect: ctx.dialect,
     };
     let (results, vitals) = code_arms(token_value, components, &q)?;
-    let (walked, test) = match quantity {
-        None => (
-            List(results.iter().chain(&vitals).cloned().collect()),
-            Cond::And(vec![]),
-        ),
+    let all = List(results.iter().chain(&vitals).cloned().collect());
+    let (walked, test, narrow) = match quantity {
+        None => (all, Cond::And(vec![]), None),
         Some(v) => {
             let code_only = QuantityMatch { value: None, ..q };
             let (r, o) = code_arms(token_value, components, &code_only)?;
             let (text, args) = observation_value(v, ctx.dialect)?;
-            (List(r.into_iter().chain(o).collect()), sql(text, args))
+            (
+                List(r.into_iter().chain(o).collect()),
+                sql(text, args),
+                Some(all),
+            )
         }
     };
     // Each list is tested only against the view's branch of its own source (the other
@@ -47,6 +49,7 @@ pub(super) fn observation_code_rows(
         Box::new(Cond::Or(parts)),
         walked,
         Box::new(test),
+        narrow,
     ))
 }
 

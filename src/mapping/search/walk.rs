@@ -7,7 +7,12 @@
 //! (a common code across all patients) costs a page, not every match found, probed and sorted.
 //!
 //! Each round is one statement (one snapshot). A walk whose other conditions keep few of the
-//! list's rows stops after [`ROUNDS`] rounds and finds the rest of its page the usual way.
+//! list's rows stops after [`ROUNDS`] rounds. When the list has a narrower one beside it (the
+//! rows of a code whose value also matches, from the index of codes and values), the walk goes
+//! on through that one, in rounds of growing size: each round reads the narrow list's entries
+//! past the last row walked and sorts them by row id in the index alone, and looks up only the
+//! round's first rows. Otherwise the rest of the page is found the usual way, which looks up
+//! every match past the last row walked before it sorts them.
 
 use super::plan::{Keyset, PageRow, Plan};
 use super::{Cond, List, Rendered};
@@ -21,15 +26,15 @@ const ROUNDS: usize = 3;
 /// The other conditions of `cond` (with the list's row test) and its walkable list, when a page
 /// can walk it: `cond` is a conjunction holding one walkable list, and its other members hold no
 /// list.
-pub(super) fn split(cond: &Cond) -> Option<(Cond, &List)> {
+pub(super) fn split(cond: &Cond) -> Option<(Cond, &List, Option<&List>)> {
     let Cond::And(all) = cond else {
         return None;
     };
     let i = all.iter().position(|c| matches!(c, Cond::Walkable(..)))?;
-    let Cond::Walkable(_, list, test) = &all[i] else {
+    let Cond::Walkable(_, list, test, narrow) = &all[i] else {
         return None;
     };
-    Some((row_tests_but(all, i, Some(test))?, list))
+    Some((row_tests_but(all, i, Some(test))?, list, narrow.as_ref()))
 }
 
 /// The members of `all` but its `i`th (with `extra`), when each tests a row by its own columns.
@@ -54,33 +59,51 @@ fn row_test(c: &Cond) -> bool {
     }
 }
 
+/// The list a round reads.
+#[derive(Clone, Copy)]
+enum Walked<'a> {
+    /// Each select read by an index in row id order.
+    InOrder(&'a List),
+    /// The rows that meet the test too, in no order: every one listed, then sorted.
+    Narrow(&'a List),
+}
+
 impl Plan<'_> {
-    /// The page (as [`Plan::page`] reads it, without sort keys or a count), walking `list`;
-    /// `rest` holds the other conditions.
+    /// The page (as [`Plan::page`] reads it, without sort keys or a count), walking `list`,
+    /// then `narrow` if there is one; `rest` holds the other conditions.
     pub(super) async fn walk(
         &self,
         db: &Db,
         rest: &Cond,
         list: &List,
+        narrow: Option<&List>,
     ) -> Result<Vec<PageRow>, StoreError> {
         let backwards = self.from.as_ref().is_some_and(|f| !f.after);
         let mut from = self.from.as_ref().map(|f| f.id);
         let mut rows = Vec::new();
         let mut chunk = self.limit.saturating_mul(2).max(1);
         for _ in 0..ROUNDS {
-            let read = self.round(db, rest, list, from, backwards, chunk).await?;
-            let exhausted = (read.len() as i64) < chunk;
-            for (id, passed) in read {
-                // A row two selects list comes twice in a row (the next round starts past it).
-                if passed && (rows.len() as i64) < self.limit && from != Some(id) {
-                    rows.push(PageRow { id, keys: vec![] });
-                }
-                from = Some(id);
-            }
-            if rows.len() as i64 >= self.limit || exhausted {
+            let read = self
+                .round(db, rest, Walked::InOrder(list), from, backwards, chunk)
+                .await?;
+            if self.took(read, chunk, &mut rows, &mut from) {
                 return Ok(rows);
             }
             chunk = chunk.saturating_mul(4);
+        }
+        if let Some(narrow) = narrow {
+            // Each round at least twice the rows the page still needs, and four times the one
+            // before: rounds as few as the rows the other conditions turn away allow.
+            let mut chunk = (self.limit - rows.len() as i64).saturating_mul(2).max(1);
+            loop {
+                let read = self
+                    .round(db, rest, Walked::Narrow(narrow), from, backwards, chunk)
+                    .await?;
+                if self.took(read, chunk, &mut rows, &mut from) {
+                    return Ok(rows);
+                }
+                chunk = chunk.saturating_mul(4);
+            }
         }
         // The rest of the page, after the rows walked, the usual way.
         let rest_of_page = Plan {
@@ -99,27 +122,59 @@ impl Plan<'_> {
         Ok(rows)
     }
 
+    /// Takes a round's rows that passed into the page, `from` moving past every row read;
+    /// whether the walk ends (the page full, or the list read to its end).
+    fn took(
+        &self,
+        read: Vec<(Uuid, bool)>,
+        chunk: i64,
+        rows: &mut Vec<PageRow>,
+        from: &mut Option<Uuid>,
+    ) -> bool {
+        let exhausted = (read.len() as i64) < chunk;
+        for (id, passed) in read {
+            // A row two selects list comes twice in a row (the next round starts past it).
+            if passed && (rows.len() as i64) < self.limit && *from != Some(id) {
+                rows.push(PageRow { id, keys: vec![] });
+            }
+            *from = Some(id);
+        }
+        rows.len() as i64 >= self.limit || exhausted
+    }
+
     /// The list's next `chunk` rows after (walking backwards, before) `from`, in that order,
     /// each with whether it meets `rest`: one statement.
     async fn round(
         &self,
         db: &Db,
         rest: &Cond,
-        list: &List,
+        list: Walked<'_>,
         from: Option<Uuid>,
         backwards: bool,
         chunk: i64,
     ) -> Result<Vec<(Uuid, bool)>, StoreError> {
         let dialect = db.dialect();
         let (op, dir) = if backwards { ("<", " DESC") } else { (">", "") };
-        // Each select its own next rows (an index in row id order stops at the chunk's end,
-        // and PostgreSQL plans it so only with the limit beside it), then the first of all.
         let mut arms = Vec::new();
         let mut args = Vec::new();
+        let (list, in_order) = match list {
+            Walked::InOrder(l) => (l, true),
+            Walked::Narrow(l) => (l, false),
+        };
         for (i, s) in list.0.iter().enumerate() {
             let (cond, values) = Rendered::of_select(s, dialect);
             args.extend(values);
             let col = &s.column;
+            if !in_order {
+                // Every row it lists, found through the index its condition names (with the
+                // cursor beside it, an index in row id order could be read instead, row after
+                // row of the code, as many as it holds when few values match).
+                arms.push(format!("SELECT {col} AS id FROM {} WHERE ({cond})", s.from));
+                continue;
+            }
+            // Each select its own next rows (an index in row id order stops at the chunk's
+            // end, and PostgreSQL plans it so only with the limit beside it), then the first of
+            // all.
             let after = match from {
                 Some(id) => {
                     args.push(id.into());
@@ -134,20 +189,29 @@ impl Plan<'_> {
             ));
         }
         let arms = arms.join(" UNION ALL ");
+        // The narrow list whole, before the cursor is applied.
+        let whole = if in_order { "" } else { " MATERIALIZED" };
+        let after = match from {
+            Some(id) if !in_order => {
+                args.push(id.into());
+                format!(" WHERE id {op} ?")
+            }
+            _ => String::new(),
+        };
         // (No list in `rest`: nothing to put before the statement.)
         let w = Rendered::of(rest, dialect);
         args.extend(w.all_args());
         let (table, cond) = (self.m.table(), &w.sql);
         let sql = match dialect {
             Dialect::Sqlite => format!(
-                "WITH d(id) AS ({arms}), \
-                 c(id) AS MATERIALIZED (SELECT id FROM d ORDER BY id{dir} LIMIT {chunk}), \
+                "WITH d(id) AS{whole} ({arms}), \
+                 c(id) AS MATERIALIZED (SELECT id FROM d{after} ORDER BY id{dir} LIMIT {chunk}), \
                  p(id) AS MATERIALIZED (SELECT t.id FROM {table} t WHERE {cond} AND t.id IN c) \
                  SELECT c.id, c.id IN p AS passed FROM c ORDER BY c.id{dir}"
             ),
             Dialect::Postgres => format!(
-                "WITH d(id) AS ({arms}), \
-                 c AS MATERIALIZED (SELECT id FROM d ORDER BY id{dir} LIMIT {chunk}), \
+                "WITH d(id) AS{whole} ({arms}), \
+                 c AS MATERIALIZED (SELECT id FROM d{after} ORDER BY id{dir} LIMIT {chunk}), \
                  p AS MATERIALIZED (SELECT t.id FROM {table} t WHERE {cond} \
                  AND t.id = ANY (ARRAY(SELECT id FROM c))) \
                  SELECT c.id, EXISTS (SELECT 1 FROM p WHERE p.id = c.id) AS passed \
