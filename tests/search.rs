@@ -1325,6 +1325,60 @@ async fn a_common_code_is_walked_in_row_order_past_rows_that_do_not_match(engine
     }
 }
 
+async fn a_rare_value_is_found_through_the_index_of_codes_and_values(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    let patient = json!({"resourceType": "Patient", "id": "rare", "name": [{"family": "Rare"}]});
+    assert!(app
+        .put("/fhir/Patient/rare", &patient)
+        .await
+        .status
+        .is_success());
+    // 300 heart rates of 0 to 299 a minute: few are over 280, so after its first round the walk
+    // goes on through the rows the index of codes and values lists.
+    let entries = (0..300)
+        .map(|i| {
+            let o = json!({"resourceType": "Observation", "id": format!("rare-{i}"), "status": "final",
+                "code": code(LOINC, "8867-4", "Heart rate"), "category": category("vital-signs"),
+                "subject": {"reference": "Patient/rare"}, "effectiveDateTime": "2024-01-10T09:15:00Z",
+                "valueQuantity": quantity(i, "/min")});
+            json!({"resource": o, "request": {"method": "PUT", "url": format!("Observation/rare-{i}")}})
+        })
+        .collect();
+    let r = app.post("/fhir", &common::transaction(entries)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Some of the high ones deleted: those rounds must test the other conditions too.
+    let deletes = (281..300)
+        .filter(|i| i % 3 == 0)
+        .map(|i| json!({"request": {"method": "DELETE", "url": format!("Observation/rare-{i}")}}))
+        .collect();
+    let r = app.post("/fhir", &common::transaction(deletes)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let value = |id: &String| id.trim_start_matches("rare-").parse::<i64>().unwrap();
+    let in_row_order: Vec<String> = app
+        .db
+        .fetch_all(
+            "SELECT fhir_id FROM vital_sign_observations ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.string("fhir_id").unwrap())
+        .collect();
+    for (threshold, count) in [(280, 3), (296, 1), (150, 7)] {
+        let expected: Vec<String> = in_row_order
+            .iter()
+            .filter(|id| value(id) > threshold && (value(id) <= 280 || value(id) % 3 != 0))
+            .cloned()
+            .collect();
+        let query =
+            format!("Observation?code-value-quantity={LOINC}|8867-4$gt{threshold}&_count={count}");
+        let (forwards, backwards) = both_ways(&app, &query).await;
+        assert_eq!(forwards, expected, "{query}: the live matches in row order");
+        assert_eq!(backwards, expected, "{query}: walked back");
+    }
+}
+
 on_both_engines!(
     strings_match_start_exact_and_contains,
     tokens_with_systems_not_text_of_type_and_missing,
@@ -1340,4 +1394,5 @@ on_both_engines!(
     search_entries_show_changes_the_clinic_made_with_sql,
     vital_signs_dated_to_the_day_are_searched_as_the_whole_day,
     a_common_code_is_walked_in_row_order_past_rows_that_do_not_match,
+    a_rare_value_is_found_through_the_index_of_codes_and_values,
 );
