@@ -1280,8 +1280,7 @@ async fn a_common_code_is_walked_in_row_order_past_rows_that_do_not_match(engine
     assert_eq!((vitals.len(), results.len()), (200, 200));
     // In the order of the rows' ids (the pages' order), all but the last three of each code
     // are deleted: a page of one or two walks its first rounds past deleted rows only, and
-    // finds the rest the usual way (`code`) or through the rows of the code whose value matches
-    // (`code-value-quantity`; with the other conditions left out of those rounds, this fails).
+    // finds the rest the usual way (the value turned none away: the narrow list would not help).
     let deletes = vitals[..197]
         .iter()
         .chain(&results[..197])
@@ -1333,20 +1332,21 @@ async fn a_rare_value_is_found_through_the_index_of_codes_and_values(engine: Eng
         .await
         .status
         .is_success());
-    // 300 heart rates of 0 to 299 a minute: few are over 280, so after its first round the walk
+    // 300 glucose results of 0 to 299 mg/dL: few are over 280, so after its first round the walk
     // goes on through the rows the index of codes and values lists.
     let entries = (0..300)
         .map(|i| {
             let o = json!({"resourceType": "Observation", "id": format!("rare-{i}"), "status": "final",
-                "code": code(LOINC, "8867-4", "Heart rate"), "category": category("vital-signs"),
+                "code": code(LOINC, "2339-0", "Glucose"), "category": category("laboratory"),
                 "subject": {"reference": "Patient/rare"}, "effectiveDateTime": "2024-01-10T09:15:00Z",
-                "valueQuantity": quantity(i, "/min")});
+                "valueQuantity": quantity(i, "mg/dL")});
             json!({"resource": o, "request": {"method": "PUT", "url": format!("Observation/rare-{i}")}})
         })
         .collect();
     let r = app.post("/fhir", &common::transaction(entries)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    // Some of the high ones deleted: those rounds must test the other conditions too.
+    // Some of the high ones deleted: those rounds must test the other conditions too (with
+    // them left out, this fails).
     let deletes = (281..300)
         .filter(|i| i % 3 == 0)
         .map(|i| json!({"request": {"method": "DELETE", "url": format!("Observation/rare-{i}")}}))
@@ -1356,10 +1356,7 @@ async fn a_rare_value_is_found_through_the_index_of_codes_and_values(engine: Eng
     let value = |id: &String| id.trim_start_matches("rare-").parse::<i64>().unwrap();
     let in_row_order: Vec<String> = app
         .db
-        .fetch_all(
-            "SELECT fhir_id FROM vital_sign_observations ORDER BY id",
-            &[],
-        )
+        .fetch_all("SELECT fhir_id FROM medical_test_results ORDER BY id", &[])
         .await
         .unwrap()
         .iter()
@@ -1372,7 +1369,7 @@ async fn a_rare_value_is_found_through_the_index_of_codes_and_values(engine: Eng
             .cloned()
             .collect();
         let query =
-            format!("Observation?code-value-quantity={LOINC}|8867-4$gt{threshold}&_count={count}");
+            format!("Observation?code-value-quantity={LOINC}|2339-0$gt{threshold}&_count={count}");
         let (forwards, backwards) = both_ways(&app, &query).await;
         assert_eq!(forwards, expected, "{query}: the live matches in row order");
         assert_eq!(backwards, expected, "{query}: walked back");
