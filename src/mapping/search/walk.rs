@@ -20,7 +20,8 @@ use crate::store::{Db, Dialect, StoreError};
 use uuid::Uuid;
 
 /// The rounds a walk takes before the plan's query finds the rest of its page. The first reads
-/// twice the page's rows from the list, each other four times as many as the one before.
+/// twice the page's rows from the list, each other four times as many as the one before, or
+/// fewer when the rows that passed so far say fewer fill the page ([`Tally::next_chunk`]).
 const ROUNDS: usize = 3;
 
 /// The rounds through a narrow list before the plan's query finds the rest of the page.
@@ -80,6 +81,7 @@ fn row_test(c: &Cond) -> bool {
 /// too.
 #[derive(Default)]
 struct Tally {
+    read: u64,
     live: u64,
     passed: u64,
 }
@@ -89,6 +91,21 @@ impl Tally {
     /// fewer than one in [`FEW`] (the narrow list is then as short, and the walk as long).
     fn test_keeps_few(&self) -> bool {
         self.live > 0 && self.passed.saturating_mul(FEW) < self.live
+    }
+}
+
+impl Tally {
+    /// The next round's rows after one of `chunk` that left `needed` rows to find: four times
+    /// as many, or fewer when the rows that passed so far say so (one and a half times the rows
+    /// they say would fill the page, and at least twice as many as it needs).
+    fn next_chunk(&self, chunk: i64, needed: i64) -> i64 {
+        let grown = chunk.saturating_mul(4);
+        if self.passed == 0 {
+            return grown;
+        }
+        let per_pass = self.read as f64 / self.passed as f64;
+        let enough = (needed as f64 * per_pass * 1.5).ceil() as i64;
+        grown.min(enough.max(needed.saturating_mul(2)))
     }
 }
 
@@ -129,7 +146,7 @@ impl Plan<'_> {
             if w.narrow.is_some() && tally.test_keeps_few() {
                 break;
             }
-            chunk = chunk.saturating_mul(4);
+            chunk = tally.next_chunk(chunk, self.limit - rows.len() as i64);
         }
         // Through the narrow list when the test, not the other conditions, turned rows away:
         // twice the rows the page still needs, then four times as many.
@@ -177,6 +194,7 @@ impl Plan<'_> {
             if *from == Some(id) {
                 continue;
             }
+            tally.read += 1;
             tally.live += u64::from(seen.live);
             tally.passed += u64::from(seen.passed);
             if seen.passed && (rows.len() as i64) < self.limit {
