@@ -20,26 +20,13 @@ use crate::store::{Db, Dialect, StoreError};
 use uuid::Uuid;
 
 /// The rounds a walk takes before the plan's query finds the rest of its page. The first reads
-/// twice the page's rows from the list, each other four times as many as the one before, or
-/// fewer when the rows that passed so far say fewer fill the page ([`Tally::next_chunk`]).
+/// twice the page's rows from the list, each other four times as many as the one before.
 const ROUNDS: usize = 3;
 
-/// The rounds through a narrow list before the plan's query finds the rest of the page.
-const NARROW_ROUNDS: usize = 2;
-
-/// What a page walks, when it can: `cond` is a conjunction holding one walkable list, and its
-/// other members hold no list.
-pub(super) struct Walk<'a> {
-    /// The other members.
-    pub rest: Cond,
-    /// The list's row test (a value).
-    pub test: &'a Cond,
-    pub list: &'a List,
-    /// The rows that meet the test too, if listed apart.
-    pub narrow: Option<&'a List>,
-}
-
-pub(super) fn split(cond: &Cond) -> Option<Walk<'_>> {
+/// The other conditions of `cond` (with the list's row test) and its walkable list, when a page
+/// can walk it: `cond` is a conjunction holding one walkable list, and its other members hold no
+/// list.
+pub(super) fn split(cond: &Cond) -> Option<(Cond, &List, Option<&List>)> {
     let Cond::And(all) = cond else {
         return None;
     };
@@ -47,12 +34,7 @@ pub(super) fn split(cond: &Cond) -> Option<Walk<'_>> {
     let Cond::Walkable(_, list, test, narrow) = &all[i] else {
         return None;
     };
-    Some(Walk {
-        rest: row_tests_but(all, i, None)?,
-        test,
-        list,
-        narrow: narrow.as_ref(),
-    })
+    Some((row_tests_but(all, i, Some(test))?, list, narrow.as_ref()))
 }
 
 /// The members of `all` but its `i`th (with `extra`), when each tests a row by its own columns.
@@ -77,48 +59,6 @@ fn row_test(c: &Cond) -> bool {
     }
 }
 
-/// The rows a walk has read: those that met the other conditions, and those that met the test
-/// too.
-#[derive(Default)]
-struct Tally {
-    read: u64,
-    live: u64,
-    passed: u64,
-}
-
-impl Tally {
-    /// Whether the test turned away all but a few of the rows the other conditions kept:
-    /// fewer than one in [`FEW`] (the narrow list is then as short, and the walk as long).
-    fn test_keeps_few(&self) -> bool {
-        self.live > 0 && self.passed.saturating_mul(FEW) < self.live
-    }
-}
-
-impl Tally {
-    /// The next round's rows after one of `chunk` that left `needed` rows to find: four times
-    /// as many, or fewer when the rows that passed so far say so (one and a half times the rows
-    /// they say would fill the page, and at least twice as many as it needs).
-    fn next_chunk(&self, chunk: i64, needed: i64) -> i64 {
-        let grown = chunk.saturating_mul(4);
-        if self.passed == 0 {
-            return grown;
-        }
-        let per_pass = self.read as f64 / self.passed as f64;
-        let enough = (needed as f64 * per_pass * 1.5).ceil() as i64;
-        grown.min(enough.max(needed.saturating_mul(2)))
-    }
-}
-
-/// See [`Tally::test_keeps_few`].
-const FEW: u64 = 16;
-
-/// A round's row: whether it met the other conditions, and the test too.
-#[derive(Clone, Copy)]
-struct Seen {
-    live: bool,
-    passed: bool,
-}
-
 /// The list a round reads.
 #[derive(Clone, Copy)]
 enum Walked<'a> {
@@ -129,33 +69,37 @@ enum Walked<'a> {
 }
 
 impl Plan<'_> {
-    /// The page (as [`Plan::page`] reads it, without sort keys or a count), walking `w`.
-    pub(super) async fn walk(&self, db: &Db, w: &Walk<'_>) -> Result<Vec<PageRow>, StoreError> {
+    /// The page (as [`Plan::page`] reads it, without sort keys or a count), walking `list`,
+    /// then `narrow` if there is one; `rest` holds the other conditions.
+    pub(super) async fn walk(
+        &self,
+        db: &Db,
+        rest: &Cond,
+        list: &List,
+        narrow: Option<&List>,
+    ) -> Result<Vec<PageRow>, StoreError> {
         let backwards = self.from.as_ref().is_some_and(|f| !f.after);
         let mut from = self.from.as_ref().map(|f| f.id);
         let mut rows = Vec::new();
-        let mut tally = Tally::default();
         let mut chunk = self.limit.saturating_mul(2).max(1);
-        let tests = (&w.rest, w.test);
         for _ in 0..ROUNDS {
-            let list = Walked::InOrder(w.list);
-            let read = self.round(db, tests, list, from, backwards, chunk).await?;
-            if self.took(read, chunk, &mut rows, &mut from, &mut tally) {
+            let read = self
+                .round(db, rest, Walked::InOrder(list), from, backwards, chunk)
+                .await?;
+            if self.took(read, chunk, &mut rows, &mut from) {
                 return Ok(rows);
             }
-            if w.narrow.is_some() && tally.test_keeps_few() {
-                break;
-            }
-            chunk = tally.next_chunk(chunk, self.limit - rows.len() as i64);
+            chunk = chunk.saturating_mul(4);
         }
-        // Through the narrow list when the test, not the other conditions, turned rows away:
-        // twice the rows the page still needs, then four times as many.
-        if let (Some(narrow), true) = (w.narrow, tally.passed < tally.live) {
+        if let Some(narrow) = narrow {
+            // Each round at least twice the rows the page still needs, and four times the one
+            // before: rounds as few as the rows the other conditions turn away allow.
             let mut chunk = (self.limit - rows.len() as i64).saturating_mul(2).max(1);
-            for _ in 0..NARROW_ROUNDS {
-                let list = Walked::Narrow(narrow);
-                let read = self.round(db, tests, list, from, backwards, chunk).await?;
-                if self.took(read, chunk, &mut rows, &mut from, &mut tally) {
+            loop {
+                let read = self
+                    .round(db, rest, Walked::Narrow(narrow), from, backwards, chunk)
+                    .await?;
+                if self.took(read, chunk, &mut rows, &mut from) {
                     return Ok(rows);
                 }
                 chunk = chunk.saturating_mul(4);
@@ -182,22 +126,15 @@ impl Plan<'_> {
     /// whether the walk ends (the page full, or the list read to its end).
     fn took(
         &self,
-        read: Vec<(Uuid, Seen)>,
+        read: Vec<(Uuid, bool)>,
         chunk: i64,
         rows: &mut Vec<PageRow>,
         from: &mut Option<Uuid>,
-        tally: &mut Tally,
     ) -> bool {
         let exhausted = (read.len() as i64) < chunk;
-        for (id, seen) in read {
+        for (id, passed) in read {
             // A row two selects list comes twice in a row (the next round starts past it).
-            if *from == Some(id) {
-                continue;
-            }
-            tally.read += 1;
-            tally.live += u64::from(seen.live);
-            tally.passed += u64::from(seen.passed);
-            if seen.passed && (rows.len() as i64) < self.limit {
+            if passed && (rows.len() as i64) < self.limit && *from != Some(id) {
                 rows.push(PageRow { id, keys: vec![] });
             }
             *from = Some(id);
@@ -206,16 +143,16 @@ impl Plan<'_> {
     }
 
     /// The list's next `chunk` rows after (walking backwards, before) `from`, in that order,
-    /// each with whether it meets the other conditions, and the test too: one statement.
+    /// each with whether it meets `rest`: one statement.
     async fn round(
         &self,
         db: &Db,
-        (rest, test): (&Cond, &Cond),
+        rest: &Cond,
         list: Walked<'_>,
         from: Option<Uuid>,
         backwards: bool,
         chunk: i64,
-    ) -> Result<Vec<(Uuid, Seen)>, StoreError> {
+    ) -> Result<Vec<(Uuid, bool)>, StoreError> {
         let dialect = db.dialect();
         let (op, dir) = if backwards { ("<", " DESC") } else { (">", "") };
         let mut arms = Vec::new();
@@ -261,37 +198,29 @@ impl Plan<'_> {
             }
             _ => String::new(),
         };
-        // (No list in `rest` or `test`: nothing to put before the statement.)
-        let t = Rendered::of(test, dialect);
-        args.extend(t.all_args());
+        // (No list in `rest`: nothing to put before the statement.)
         let w = Rendered::of(rest, dialect);
         args.extend(w.all_args());
-        let (table, test, cond) = (self.m.table(), &t.sql, &w.sql);
+        let (table, cond) = (self.m.table(), &w.sql);
         let sql = match dialect {
             Dialect::Sqlite => format!(
                 "WITH d(id) AS{whole} ({arms}), \
                  c(id) AS MATERIALIZED (SELECT id FROM d{after} ORDER BY id{dir} LIMIT {chunk}), \
-                 p(id, v) AS MATERIALIZED (SELECT t.id, ({test}) IS TRUE FROM {table} t \
-                 WHERE {cond} AND t.id IN c) \
-                 SELECT c.id, coalesce(p.v, 0) AS passed, p.id IS NOT NULL AS live \
-                 FROM c LEFT JOIN p ON p.id = c.id ORDER BY c.id{dir}"
+                 p(id) AS MATERIALIZED (SELECT t.id FROM {table} t WHERE {cond} AND t.id IN c) \
+                 SELECT c.id, c.id IN p AS passed FROM c ORDER BY c.id{dir}"
             ),
             Dialect::Postgres => format!(
                 "WITH d(id) AS{whole} ({arms}), \
                  c AS MATERIALIZED (SELECT id FROM d{after} ORDER BY id{dir} LIMIT {chunk}), \
-                 p AS MATERIALIZED (SELECT t.id, ({test}) IS TRUE AS v FROM {table} t \
-                 WHERE {cond} AND t.id = ANY (ARRAY(SELECT id FROM c))) \
-                 SELECT c.id, coalesce(p.v, false) AS passed, p.id IS NOT NULL AS live \
-                 FROM c LEFT JOIN p ON p.id = c.id ORDER BY c.id{dir}"
+                 p AS MATERIALIZED (SELECT t.id FROM {table} t WHERE {cond} \
+                 AND t.id = ANY (ARRAY(SELECT id FROM c))) \
+                 SELECT c.id, EXISTS (SELECT 1 FROM p WHERE p.id = c.id) AS passed \
+                 FROM c ORDER BY c.id{dir}"
             ),
         };
         let mut read = Vec::new();
         for r in db.fetch_all(&sql, &args).await? {
-            let seen = Seen {
-                live: r.bool("live")?.unwrap_or(false),
-                passed: r.bool("passed")?.unwrap_or(false),
-            };
-            read.push((r.uuid("id")?, seen));
+            read.push((r.uuid("id")?, r.bool("passed")?.unwrap_or(false)));
         }
         Ok(read)
     }
