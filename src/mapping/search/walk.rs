@@ -23,6 +23,9 @@ use uuid::Uuid;
 /// twice the page's rows from the list, each other four times as many as the one before.
 const ROUNDS: usize = 3;
 
+/// The rounds through a narrow list before the plan's query finds the rest of the page.
+const NARROW_ROUNDS: usize = 2;
+
 /// The other conditions of `cond` (with the list's row test) and its walkable list, when a page
 /// can walk it: `cond` is a conjunction holding one walkable list, and its other members hold no
 /// list.
@@ -93,9 +96,11 @@ impl Plan<'_> {
         }
         if let Some(narrow) = narrow {
             // Each round at least twice the rows the page still needs, and four times the one
-            // before: rounds as few as the rows the other conditions turn away allow.
+            // before: rounds as few as the rows the other conditions turn away allow. Each reads
+            // the whole narrow list, so a page whose other conditions turn most of it away
+            // (another patient's rows) is finished by the plan's query after two.
             let mut chunk = (self.limit - rows.len() as i64).saturating_mul(2).max(1);
-            loop {
+            for _ in 0..NARROW_ROUNDS {
                 let read = self
                     .round(db, rest, Walked::Narrow(narrow), from, backwards, chunk)
                     .await?;
