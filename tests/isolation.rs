@@ -784,8 +784,59 @@ async fn a_role_bounds_what_a_token_may_do(engine: Engine) {
     );
 }
 
+/// A value few of a code's rows pass, across patients, most of them another patient's: a
+/// patient's token pages through its own matches only, while the clinic finds both patients'.
+/// (The token's patient is a list of rows, so such a search is not walked: the walk and its
+/// narrow list serve searches whose other conditions test a row by its own columns.)
+async fn a_rare_value_across_patients_reaches_only_the_tokens_patient(engine: Engine) {
+    let app = TestApp::spawn(engine).await;
+    clinic(&app).await;
+    let token = ana_token(&app, "patient/*.rs").await;
+    let me = app.as_token(&token);
+    // Beatriz's 100 glucose values 0 to 99, then Ana's two high ones.
+    let high = |p: &str, i: i64, v: i64| {
+        let mut o = observation(&format!("{p}-glu-{i}"), p, "2339-0");
+        o["valueQuantity"]["value"] = json!(v);
+        json!({"resource": o, "request": {"method": "PUT", "url": format!("Observation/{p}-glu-{i}")}})
+    };
+    let beatriz = (0..100).map(|i| high("beatriz", i, i)).collect();
+    let r = app.post("/fhir", &transaction(beatriz)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let ana = (0..2).map(|i| high("ana", i, 95 + i)).collect();
+    let r = app.post("/fhir", &transaction(ana)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let query = "/fhir/Observation?code-value-quantity=http://loinc.org|2339-0$gt90&_count=1";
+    let mut mine = Vec::new();
+    let mut page = me.get(query).await;
+    loop {
+        assert_eq!(page.status, StatusCode::OK, "{query}: {}", page.text);
+        nothing_of_beatriz(query, &page);
+        mine.extend(TestApp::ids(&page.body));
+        let next = page.body["link"].as_array().and_then(|l| {
+            l.iter()
+                .find(|l| l["relation"] == "next")
+                .and_then(|l| l["url"].as_str())
+        });
+        let Some(next) = next else { break };
+        page = me.get(next.trim_start_matches(&app.base)).await;
+    }
+    mine.sort();
+    assert_eq!(mine, ["ana-glu-0", "ana-glu-1"], "{query}");
+    // The clinic finds Beatriz's high values the same way.
+    let all = app.get(&query.replace("_count=1", "_count=20")).await;
+    let mut seen = TestApp::ids(&all.body);
+    seen.sort();
+    let expected: Vec<String> = ["ana-glu-0", "ana-glu-1"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain((91..100).map(|i| format!("beatriz-glu-{i}")))
+        .collect();
+    assert_eq!(seen, expected, "{query}");
+}
+
 on_both_engines!(
     reads_and_searches_reach_nothing_of_another_patient,
     writes_reach_nothing_of_another_patient,
     a_role_bounds_what_a_token_may_do,
+    a_rare_value_across_patients_reaches_only_the_tokens_patient,
 );
