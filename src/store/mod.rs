@@ -218,9 +218,12 @@ impl Db {
     /// [`arrange`]).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &*self.pools {
-            Pools::Sqlite { write, .. } => {
+            Pools::Sqlite { write, read, .. } => {
                 migrate::sqlite().run(write).await?;
                 self.analyze_new_indexes().await?;
+                // A read connection that loaded the migrated schema before those statistics
+                // were taken would plan without them for as long as it lives.
+                read.renew();
             }
             Pools::Postgres(p) => {
                 // On a connection of their own, without the statement timeout: rewriting a large

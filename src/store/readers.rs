@@ -102,6 +102,17 @@ impl Readers {
         })
     }
 
+    /// Lets the idle connections go, so that each read afterwards opens one that loads the
+    /// schema and the planner's statistics as they are now: a connection loads statistics with
+    /// the schema, and an ANALYZE on another connection does not make it load them again.
+    pub(super) fn renew(&self) {
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// Closes the idle connections; a read asked for afterwards fails.
     pub(super) fn close(&self) {
         self.inner.permits.close();
