@@ -1332,15 +1332,36 @@ async fn a_rare_value_is_found_through_the_index_of_codes_and_values(engine: Eng
         .await
         .status
         .is_success());
-    // 300 glucose results of 0 to 299 mg/dL: few are over 280, so after its rounds the walk
-    // goes on through the rows the index of codes and values lists.
+    // Glucose results (rows of medical_test_results) and body weights (vital signs: rows of
+    // vital_sign_observations whose value lives in vital_signs), each tested by its own select.
+    rare_values(
+        &app,
+        "2339-0",
+        "laboratory",
+        "mg/dL",
+        "medical_test_results",
+    )
+    .await;
+    rare_values(
+        &app,
+        "29463-7",
+        "vital-signs",
+        "kg",
+        "vital_sign_observations",
+    )
+    .await;
+}
+
+/// 300 Observations of `code` with the values 0 to 299: few are over 280, so after its rounds
+/// the walk goes on through the rows the index of codes and values lists.
+async fn rare_values(app: &TestApp, code_: &str, cat: &str, unit: &str, table: &str) {
     let entries = (0..300)
         .map(|i| {
-            let o = json!({"resourceType": "Observation", "id": format!("rare-{i}"), "status": "final",
-                "code": code(LOINC, "2339-0", "Glucose"), "category": category("laboratory"),
+            let o = json!({"resourceType": "Observation", "id": format!("rare-{code_}-{i}"),
+                "status": "final", "code": code(LOINC, code_, code_), "category": category(cat),
                 "subject": {"reference": "Patient/rare"}, "effectiveDateTime": "2024-01-10T09:15:00Z",
-                "valueQuantity": quantity(i, "mg/dL")});
-            json!({"resource": o, "request": {"method": "PUT", "url": format!("Observation/rare-{i}")}})
+                "valueQuantity": quantity(i, unit)});
+            json!({"resource": o, "request": {"method": "PUT", "url": format!("Observation/rare-{code_}-{i}")}})
         })
         .collect();
     let r = app.post("/fhir", &common::transaction(entries)).await;
@@ -1350,19 +1371,21 @@ async fn a_rare_value_is_found_through_the_index_of_codes_and_values(engine: Eng
     // the walk's rounds meet only low values).
     let deletes = (281..300)
         .filter(|i| i % 3 == 0)
-        .map(|i| json!({"request": {"method": "DELETE", "url": format!("Observation/rare-{i}")}}))
+        .map(|i| json!({"request": {"method": "DELETE", "url": format!("Observation/rare-{code_}-{i}")}}))
         .collect();
     let r = app.post("/fhir", &common::transaction(deletes)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let value = |id: &String| id.trim_start_matches("rare-").parse::<i64>().unwrap();
+    let prefix = format!("rare-{code_}-");
+    let value = |id: &String| id.trim_start_matches(&prefix).parse::<i64>().unwrap();
     let in_row_order: Vec<String> = app
         .db
-        .fetch_all("SELECT fhir_id FROM medical_test_results ORDER BY id", &[])
+        .fetch_all(&format!("SELECT fhir_id FROM {table} ORDER BY id"), &[])
         .await
         .unwrap()
         .iter()
         .map(|r| r.string("fhir_id").unwrap())
         .collect();
+    assert_eq!(in_row_order.len(), 300);
     for (threshold, count) in [(280, 3), (296, 1), (150, 7)] {
         let expected: Vec<String> = in_row_order
             .iter()
@@ -1370,8 +1393,8 @@ async fn a_rare_value_is_found_through_the_index_of_codes_and_values(engine: Eng
             .cloned()
             .collect();
         let query =
-            format!("Observation?code-value-quantity={LOINC}|2339-0$gt{threshold}&_count={count}");
-        let (forwards, backwards) = both_ways(&app, &query).await;
+            format!("Observation?code-value-quantity={LOINC}|{code_}$gt{threshold}&_count={count}");
+        let (forwards, backwards) = both_ways(app, &query).await;
         assert_eq!(forwards, expected, "{query}: the live matches in row order");
         assert_eq!(backwards, expected, "{query}: walked back");
     }

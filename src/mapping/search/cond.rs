@@ -22,9 +22,12 @@ pub enum Cond {
     /// gives and that meet the row test (the third), each select of the list one an index reads
     /// in row id order: a page can walk the list in that order, testing each row, and stop at
     /// its end instead of finding every match first ([`super::walk`]). The fourth, when there
-    /// is one, lists the rows that meet the row test too (a code and a value): found by an
-    /// index, in no row id order, but as few as match, for a walk past its rounds.
-    Walkable(Box<Cond>, List, Box<Cond>, Option<List>),
+    /// is one, holds a test beside each select of the list, over that select's own tables,
+    /// that every row meeting the row test meets (a code's value): a walk tests it as it reads
+    /// the select and looks up only the rows that meet it; and the selects with their tests
+    /// list the rows that meet the row test (the narrow list: a code and a value, found by an
+    /// index in no row id order, but as few as match), for a walk past its rounds.
+    Walkable(Box<Cond>, List, Box<Cond>, Option<Vec<Cond>>),
 }
 
 /// The values one or more subqueries list (`UNION ALL` of them). None of them refers to the
@@ -124,13 +127,18 @@ impl Rendered {
 
     /// The condition of one select of a list, with its values (lists inside it stay inside).
     pub fn of_select(select: &Select, dialect: Dialect) -> (String, Vec<Arg>) {
+        Rendered::inline(&select.cond, dialect)
+    }
+
+    /// `cond` with its values, lists inside it kept inside.
+    pub fn inline(cond: &Cond, dialect: Dialect) -> (String, Vec<Arg>) {
         let mut w = Writer {
             dialect,
             ctes: Vec::new(),
             with_args: Vec::new(),
         };
         let (mut sql, mut args) = (String::new(), Vec::new());
-        w.cond(&select.cond, false, &mut sql, &mut args);
+        w.cond(cond, false, &mut sql, &mut args);
         (sql, args)
     }
 

@@ -23,43 +23,54 @@ pub(super) fn observation_code_rows(
         dialect: ctx.dialect,
     };
     let (results, vitals) = code_arms(token_value, components, &q)?;
-    let all = List(results.iter().chain(&vitals).cloned().collect());
-    let (walked, test, narrow) = match quantity {
-        None => (all, Cond::And(vec![]), None),
+    let arms = || results.iter().chain(&vitals);
+    let walked = List(arms().map(|(s, _)| s.clone()).collect());
+    let (test, keeps) = match quantity {
+        None => (Cond::And(vec![]), None),
         Some(v) => {
-            let code_only = QuantityMatch { value: None, ..q };
-            let (r, o) = code_arms(token_value, components, &code_only)?;
             let (text, args) = observation_value(v, ctx.dialect)?;
-            (
-                List(r.into_iter().chain(o).collect()),
-                sql(text, args),
-                Some(all),
-            )
+            let keeps = arms().map(|(_, k)| k.clone().unwrap_or_else(Cond::none));
+            (sql(text, args), Some(keeps.collect()))
         }
     };
     // Each list is tested only against the view's branch of its own source (the other
     // branch's condition folds to false), so no row id is looked up where it cannot be.
-    let parts = [("result", results), ("vital", vitals)]
+    let parts = [("result", &results), ("vital", &vitals)]
         .into_iter()
         .map(|(source, arms)| {
-            Cond::sql(format!("t.source = '{source}'")).and(Cond::In("t.id".into(), List(arms)))
+            let list = List(arms.iter().map(with_value).collect());
+            Cond::sql(format!("t.source = '{source}'")).and(Cond::In("t.id".into(), list))
         })
         .collect();
     Some(Cond::Walkable(
         Box::new(Cond::Or(parts)),
         walked,
         Box::new(test),
-        narrow,
+        keeps,
     ))
 }
 
-/// The selects listing the results and the vital signs with a code (and, with a quantity in
-/// `q`, a value).
+/// A select of a code's rows, with the test of their value if there is one.
+type Arm = (Select, Option<Cond>);
+
+/// The select of the rows of `arm` whose value matches too.
+fn with_value((select, value): &Arm) -> Select {
+    match value {
+        Some(v) => Select {
+            cond: select.cond.clone().and(v.clone()),
+            ..select.clone()
+        },
+        None => select.clone(),
+    }
+}
+
+/// The selects listing the results and the vital signs with a code, each (with a quantity in
+/// `q`) with the test of its value.
 fn code_arms(
     token_value: &str,
     components: bool,
     q: &QuantityMatch,
-) -> Option<(Vec<Select>, Vec<Select>)> {
+) -> Option<(Vec<Arm>, Vec<Arm>)> {
     // Results, by their code columns, and the codings of FHIR-written Observations (and of
     // their components) beyond the code columns.
     let coded = coding_cond(token_value, components);
@@ -111,25 +122,28 @@ struct QuantityMatch<'a> {
 }
 
 impl QuantityMatch<'_> {
-    /// An arm listing `column` of the rows of `from` that `cond` keeps and, with a quantity,
-    /// whose value (value, unit system and unit expressions) matches it.
+    /// An arm listing `column` of the rows of `from` that `cond` keeps, with a quantity the
+    /// test that their value (value, unit system and unit expressions) matches it.
     fn arm(
         &self,
         column: &str,
         from: &str,
-        (mut cond, mut args): (String, Vec<Arg>),
+        (cond, args): (String, Vec<Arg>),
         (value, system, unit): (&str, &str, &str),
-    ) -> Option<Select> {
-        if let Some(v) = self.value {
-            let (qt, qa) = quantity_sql(value, system, unit, v, self.dialect)?;
-            cond.push_str(&format!(" AND {qt}"));
-            args.extend(qa);
-        }
-        Some(Select {
+    ) -> Option<Arm> {
+        let test = match self.value {
+            Some(v) => {
+                let (qt, qa) = quantity_sql(value, system, unit, v, self.dialect)?;
+                Some(sql(qt, qa))
+            }
+            None => None,
+        };
+        let select = Select {
             column: column.to_owned(),
             from: from.to_owned(),
             cond: sql(cond, args),
-        })
+        };
+        Some((select, test))
     }
 }
 
@@ -186,7 +200,7 @@ fn measurement_cases() -> (String, String) {
 }
 
 /// Vital signs, by measurement: their codes are data (mappings/vital-signs.json).
-fn measurement_arms(token_value: &str, components: bool, q: &QuantityMatch) -> Option<Vec<Select>> {
+fn measurement_arms(token_value: &str, components: bool, q: &QuantityMatch) -> Option<Vec<Arm>> {
     let mut arms = Vec::new();
     let loinc_matches = |c: &str| is_loinc_token(token_value, c);
     for m in &crate::mapping::vital_data::table().measurements {

@@ -57,8 +57,8 @@ impl Plan<'_> {
     pub async fn page(&self, db: &Db) -> Result<(Vec<PageRow>, Option<i64>), StoreError> {
         // In row id order and uncounted, a list an index reads in that order is walked.
         if self.keys.is_empty() && !self.count_all {
-            if let Some((rest, list, narrow)) = super::walk::split(&self.cond) {
-                return Ok((self.walk(db, &rest, list, narrow).await?, None));
+            if let Some((rest, list, keeps)) = super::walk::split(&self.cond) {
+                return Ok((self.walk(db, &rest, list, keeps).await?, None));
             }
             if super::in_order::applies(db.dialect()) {
                 if let Some((rest, list)) = super::in_order::split(&self.cond) {

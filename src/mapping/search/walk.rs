@@ -6,13 +6,16 @@
 //! would find; the matches past its end are never read. A list of tens of thousands of rows
 //! (a common code across all patients) costs a page, not every match found, probed and sorted.
 //!
-//! Each round is one statement (one snapshot). A walk whose other conditions keep few of the
-//! list's rows stops after [`ROUNDS`] rounds. When the list has a narrower one beside it (the
-//! rows of a code whose value also matches, from the index of codes and values), the walk goes
-//! on through that one, in rounds of growing size: each round reads the narrow list's entries
-//! past the last row walked and sorts them by row id in the index alone, and looks up only the
-//! round's first rows. Otherwise the rest of the page is found the usual way, which looks up
-//! every match past the last row walked before it sorts them.
+//! Each round is one statement (one snapshot). When each select of the list has a test beside
+//! it (a code's value, over the select's own tables), a round tests it on each row as it reads
+//! the select, and looks up only the rows that meet it for the other conditions. A walk whose
+//! other conditions keep few of the list's rows stops after [`ROUNDS`] rounds. With tests beside
+//! the selects, the walk then goes on through the narrow list they make (the rows of a code
+//! whose value also matches, from the index of codes and values), in rounds of growing size:
+//! each round reads the narrow list's entries past the last row walked and sorts them by row id
+//! in the index alone, and looks up only the round's first rows. Otherwise the rest of the page
+//! is found the usual way, which looks up every match past the last row walked before it sorts
+//! them.
 
 use super::plan::{Keyset, PageRow, Plan};
 use super::{Cond, List, Rendered};
@@ -29,15 +32,15 @@ const NARROW_ROUNDS: usize = 2;
 /// The other conditions of `cond` (with the list's row test) and its walkable list, when a page
 /// can walk it: `cond` is a conjunction holding one walkable list, and its other members hold no
 /// list.
-pub(super) fn split(cond: &Cond) -> Option<(Cond, &List, Option<&List>)> {
+pub(super) fn split(cond: &Cond) -> Option<(Cond, &List, Option<&[Cond]>)> {
     let Cond::And(all) = cond else {
         return None;
     };
     let i = all.iter().position(|c| matches!(c, Cond::Walkable(..)))?;
-    let Cond::Walkable(_, list, test, narrow) = &all[i] else {
+    let Cond::Walkable(_, list, test, keeps) = &all[i] else {
         return None;
     };
-    Some((row_tests_but(all, i, Some(test))?, list, narrow.as_ref()))
+    Some((row_tests_but(all, i, Some(test))?, list, keeps.as_deref()))
 }
 
 /// The members of `all` but its `i`th (with `extra`), when each tests a row by its own columns.
@@ -65,21 +68,24 @@ fn row_test(c: &Cond) -> bool {
 /// The list a round reads.
 #[derive(Clone, Copy)]
 enum Walked<'a> {
-    /// Each select read by an index in row id order.
-    InOrder(&'a List),
-    /// The rows that meet the test too, in no order: every one listed, then sorted.
-    Narrow(&'a List),
+    /// Each select read by an index in row id order, the test beside it (if any) tested on
+    /// each row as it is read.
+    InOrder(&'a List, Option<&'a [Cond]>),
+    /// The rows of each select that meet the test beside it too, in no order: every one
+    /// listed, then sorted.
+    Narrow(&'a List, &'a [Cond]),
 }
 
 impl Plan<'_> {
-    /// The page (as [`Plan::page`] reads it, without sort keys or a count), walking `list`,
-    /// then `narrow` if there is one; `rest` holds the other conditions.
+    /// The page (as [`Plan::page`] reads it, without sort keys or a count), walking `list`
+    /// (with the `keeps` beside its selects, if any, then the narrow list they make); `rest`
+    /// holds the other conditions.
     pub(super) async fn walk(
         &self,
         db: &Db,
         rest: &Cond,
         list: &List,
-        narrow: Option<&List>,
+        keeps: Option<&[Cond]>,
     ) -> Result<Vec<PageRow>, StoreError> {
         let backwards = self.from.as_ref().is_some_and(|f| !f.after);
         let mut from = self.from.as_ref().map(|f| f.id);
@@ -87,14 +93,21 @@ impl Plan<'_> {
         let mut chunk = self.limit.saturating_mul(2).max(1);
         for _ in 0..ROUNDS {
             let read = self
-                .round(db, rest, Walked::InOrder(list), from, backwards, chunk)
+                .round(
+                    db,
+                    rest,
+                    Walked::InOrder(list, keeps),
+                    from,
+                    backwards,
+                    chunk,
+                )
                 .await?;
             if self.took(read, chunk, &mut rows, &mut from) {
                 return Ok(rows);
             }
             chunk = chunk.saturating_mul(4);
         }
-        if let Some(narrow) = narrow {
+        if let Some(keeps) = keeps {
             // Each round at least twice the rows the page still needs, and four times the one
             // before: rounds as few as the rows the other conditions turn away allow. Each reads
             // the whole narrow list, so a page whose other conditions turn most of it away
@@ -102,7 +115,14 @@ impl Plan<'_> {
             let mut chunk = (self.limit - rows.len() as i64).saturating_mul(2).max(1);
             for _ in 0..NARROW_ROUNDS {
                 let read = self
-                    .round(db, rest, Walked::Narrow(narrow), from, backwards, chunk)
+                    .round(
+                        db,
+                        rest,
+                        Walked::Narrow(list, keeps),
+                        from,
+                        backwards,
+                        chunk,
+                    )
                     .await?;
                 if self.took(read, chunk, &mut rows, &mut from) {
                     return Ok(rows);
@@ -162,21 +182,39 @@ impl Plan<'_> {
         let (op, dir) = if backwards { ("<", " DESC") } else { (">", "") };
         let mut arms = Vec::new();
         let mut args = Vec::new();
-        let (list, in_order) = match list {
-            Walked::InOrder(l) => (l, true),
-            Walked::Narrow(l) => (l, false),
+        let (list, keeps, in_order) = match list {
+            Walked::InOrder(l, k) => (l, k, true),
+            Walked::Narrow(l, k) => (l, Some(k), false),
         };
+        // Walking in order with tests beside the selects, each row read carries whether it
+        // meets its select's test (`k`), and only those that do are looked up.
+        let flagged = in_order && keeps.is_some();
         for (i, s) in list.0.iter().enumerate() {
             let (cond, values) = Rendered::of_select(s, dialect);
-            args.extend(values);
+            let keep = keeps
+                .and_then(|k| k.get(i))
+                .map(|k| Rendered::inline(k, dialect));
+            let (keep, keep_args) = keep.unwrap_or_else(|| ("TRUE".to_owned(), Vec::new()));
             let col = &s.column;
             if !in_order {
                 // Every row it lists, found through the index its condition names (with the
                 // cursor beside it, an index in row id order could be read instead, row after
                 // row of the code, as many as it holds when few values match).
-                arms.push(format!("SELECT {col} AS id FROM {} WHERE ({cond})", s.from));
+                args.extend(values);
+                args.extend(keep_args);
+                arms.push(format!(
+                    "SELECT {col} AS id FROM {} WHERE ({cond}) AND ({keep})",
+                    s.from
+                ));
                 continue;
             }
+            let flag = if flagged {
+                args.extend(keep_args);
+                format!(", ({keep}) AS k")
+            } else {
+                String::new()
+            };
+            args.extend(values);
             // Each select its own next rows (an index in row id order stops at the chunk's
             // end, and PostgreSQL plans it so only with the limit beside it), then the first of
             // all.
@@ -188,7 +226,7 @@ impl Plan<'_> {
                 None => String::new(),
             };
             arms.push(format!(
-                "SELECT * FROM (SELECT {col} AS id FROM {} WHERE ({cond}){after} \
+                "SELECT * FROM (SELECT {col} AS id{flag} FROM {} WHERE ({cond}){after} \
                  ORDER BY {col}{dir} LIMIT {chunk}) a{i}",
                 s.from
             ));
@@ -203,22 +241,29 @@ impl Plan<'_> {
             }
             _ => String::new(),
         };
+        let (cols, kept) = if flagged {
+            ("id, k", " WHERE k")
+        } else {
+            ("id", "")
+        };
         // (No list in `rest`: nothing to put before the statement.)
         let w = Rendered::of(rest, dialect);
         args.extend(w.all_args());
         let (table, cond) = (self.m.table(), &w.sql);
         let sql = match dialect {
             Dialect::Sqlite => format!(
-                "WITH d(id) AS{whole} ({arms}), \
-                 c(id) AS MATERIALIZED (SELECT id FROM d{after} ORDER BY id{dir} LIMIT {chunk}), \
-                 p(id) AS MATERIALIZED (SELECT t.id FROM {table} t WHERE {cond} AND t.id IN c) \
+                "WITH d({cols}) AS{whole} ({arms}), \
+                 c({cols}) AS MATERIALIZED \
+                 (SELECT {cols} FROM d{after} ORDER BY id{dir} LIMIT {chunk}), \
+                 p(id) AS MATERIALIZED (SELECT t.id FROM {table} t WHERE {cond} \
+                 AND t.id IN (SELECT id FROM c{kept})) \
                  SELECT c.id, c.id IN p AS passed FROM c ORDER BY c.id{dir}"
             ),
             Dialect::Postgres => format!(
-                "WITH d(id) AS{whole} ({arms}), \
-                 c AS MATERIALIZED (SELECT id FROM d{after} ORDER BY id{dir} LIMIT {chunk}), \
+                "WITH d({cols}) AS{whole} ({arms}), \
+                 c AS MATERIALIZED (SELECT {cols} FROM d{after} ORDER BY id{dir} LIMIT {chunk}), \
                  p AS MATERIALIZED (SELECT t.id FROM {table} t WHERE {cond} \
-                 AND t.id = ANY (ARRAY(SELECT id FROM c))) \
+                 AND t.id = ANY (ARRAY(SELECT id FROM c{kept}))) \
                  SELECT c.id, EXISTS (SELECT 1 FROM p WHERE p.id = c.id) AS passed \
                  FROM c ORDER BY c.id{dir}"
             ),
