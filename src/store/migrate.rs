@@ -74,6 +74,7 @@ pub fn sqlite() -> Migrator {
             "0019_rendering_compression.sql"
         ),
         migration!("sqlite", 20, "trigger plans", "0020_trigger_plans.sql"),
+        migration!("sqlite", 21, "covering walks", "0021_covering_walks.sql"),
     ])
 }
 
@@ -124,6 +125,7 @@ pub fn postgres() -> Migrator {
             "0019_rendering_compression.sql"
         ),
         migration!("postgres", 20, "trigger plans", "0020_trigger_plans.sql"),
+        migration!("postgres", 21, "covering walks", "0021_covering_walks.sql"),
     ])
 }
 
