@@ -916,6 +916,39 @@ async fn sqlite_indexes_made_again_by_a_migration_get_statistics_again() {
     assert_eq!(index_stats(&app, index).await, 1);
 }
 
+/// SQLite is built without STAT4 (.cargo/config.toml): ANALYZE keeps no samples, so that no
+/// statement is prepared again each time a value bound to it might change its plan.
+#[tokio::test]
+async fn sqlite_keeps_no_stat4_samples() {
+    let app = TestApp::spawn(Engine::Sqlite).await;
+    let db = &app.db;
+    let stat4 = db
+        .fetch_all(
+            "SELECT compile_options FROM pragma_compile_options \
+             WHERE compile_options LIKE 'ENABLE_STAT%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        stat4.is_empty(),
+        "built with {:?}",
+        stat4[0].string("compile_options")
+    );
+    db.execute("ANALYZE", &[]).await.unwrap();
+    let tables = db
+        .fetch_all(
+            "SELECT name FROM sqlite_master WHERE name LIKE 'sqlite_stat%' ORDER BY name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.string("name").unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(tables, ["sqlite_stat1"]);
+}
+
 /// SQLite: a read connection loads the planner's statistics with the schema. One that read
 /// the migrated schema before the new index had statistics (migrating reads the schema to find
 /// such indexes) must not go on planning without them: at 10,000 patients that made a search
