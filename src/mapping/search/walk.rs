@@ -19,7 +19,7 @@
 
 use super::plan::{Keyset, PageRow, Plan};
 use super::{Cond, List, Rendered};
-use crate::store::{Db, Dialect, StoreError};
+use crate::store::{Arg, Db, Dialect, StoreError};
 use uuid::Uuid;
 
 /// The rounds a walk takes before the plan's query finds the rest of its page. The first reads
@@ -74,6 +74,78 @@ enum Walked<'a> {
     /// The rows of each select that meet the test beside it too, in no order: every one
     /// listed, then sorted.
     Narrow(&'a List, &'a [Cond]),
+}
+
+impl Walked<'_> {
+    fn in_order(self) -> bool {
+        matches!(self, Walked::InOrder(..))
+    }
+
+    /// Whether each row read carries whether it meets its select's test (`k`): walking in order
+    /// with tests beside the selects, only the rows that meet it are looked up.
+    fn flagged(self) -> bool {
+        matches!(self, Walked::InOrder(_, Some(_)))
+    }
+
+    /// The selects of a round's statement (`UNION ALL`), their values pushed on `args`.
+    fn arms(
+        self,
+        from: Option<Uuid>,
+        backwards: bool,
+        chunk: i64,
+        dialect: Dialect,
+        args: &mut Vec<Arg>,
+    ) -> String {
+        let (op, dir) = if backwards { ("<", " DESC") } else { (">", "") };
+        let (list, keeps, in_order, flagged) = match self {
+            Walked::InOrder(l, k) => (l, k, true, k.is_some()),
+            Walked::Narrow(l, k) => (l, Some(k), false, false),
+        };
+        let mut arms = Vec::new();
+        for (i, s) in list.0.iter().enumerate() {
+            let (cond, values) = Rendered::of_select(s, dialect);
+            let keep = keeps
+                .and_then(|k| k.get(i))
+                .map(|k| Rendered::inline(k, dialect));
+            let (keep, keep_args) = keep.unwrap_or_else(|| ("TRUE".to_owned(), Vec::new()));
+            let col = &s.column;
+            if !in_order {
+                // Every row it lists, found through the index its condition names (with the
+                // cursor beside it, an index in row id order could be read instead, row after
+                // row of the code, as many as it holds when few values match).
+                args.extend(values);
+                args.extend(keep_args);
+                arms.push(format!(
+                    "SELECT {col} AS id FROM {} WHERE ({cond}) AND ({keep})",
+                    s.from
+                ));
+                continue;
+            }
+            let flag = if flagged {
+                args.extend(keep_args);
+                format!(", ({keep}) AS k")
+            } else {
+                String::new()
+            };
+            args.extend(values);
+            // Each select its own next rows (an index in row id order stops at the chunk's
+            // end, and PostgreSQL plans it so only with the limit beside it), then the first of
+            // all.
+            let after = match from {
+                Some(id) => {
+                    args.push(id.into());
+                    format!(" AND {col} {op} ?")
+                }
+                None => String::new(),
+            };
+            arms.push(format!(
+                "SELECT * FROM (SELECT {col} AS id{flag} FROM {} WHERE ({cond}){after} \
+                 ORDER BY {col}{dir} LIMIT {chunk}) a{i}",
+                s.from
+            ));
+        }
+        arms.join(" UNION ALL ")
+    }
 }
 
 impl Plan<'_> {
@@ -180,58 +252,9 @@ impl Plan<'_> {
     ) -> Result<Vec<(Uuid, bool)>, StoreError> {
         let dialect = db.dialect();
         let (op, dir) = if backwards { ("<", " DESC") } else { (">", "") };
-        let mut arms = Vec::new();
         let mut args = Vec::new();
-        let (list, keeps, in_order) = match list {
-            Walked::InOrder(l, k) => (l, k, true),
-            Walked::Narrow(l, k) => (l, Some(k), false),
-        };
-        // Walking in order with tests beside the selects, each row read carries whether it
-        // meets its select's test (`k`), and only those that do are looked up.
-        let flagged = in_order && keeps.is_some();
-        for (i, s) in list.0.iter().enumerate() {
-            let (cond, values) = Rendered::of_select(s, dialect);
-            let keep = keeps
-                .and_then(|k| k.get(i))
-                .map(|k| Rendered::inline(k, dialect));
-            let (keep, keep_args) = keep.unwrap_or_else(|| ("TRUE".to_owned(), Vec::new()));
-            let col = &s.column;
-            if !in_order {
-                // Every row it lists, found through the index its condition names (with the
-                // cursor beside it, an index in row id order could be read instead, row after
-                // row of the code, as many as it holds when few values match).
-                args.extend(values);
-                args.extend(keep_args);
-                arms.push(format!(
-                    "SELECT {col} AS id FROM {} WHERE ({cond}) AND ({keep})",
-                    s.from
-                ));
-                continue;
-            }
-            let flag = if flagged {
-                args.extend(keep_args);
-                format!(", ({keep}) AS k")
-            } else {
-                String::new()
-            };
-            args.extend(values);
-            // Each select its own next rows (an index in row id order stops at the chunk's
-            // end, and PostgreSQL plans it so only with the limit beside it), then the first of
-            // all.
-            let after = match from {
-                Some(id) => {
-                    args.push(id.into());
-                    format!(" AND {col} {op} ?")
-                }
-                None => String::new(),
-            };
-            arms.push(format!(
-                "SELECT * FROM (SELECT {col} AS id{flag} FROM {} WHERE ({cond}){after} \
-                 ORDER BY {col}{dir} LIMIT {chunk}) a{i}",
-                s.from
-            ));
-        }
-        let arms = arms.join(" UNION ALL ");
+        let arms = list.arms(from, backwards, chunk, dialect, &mut args);
+        let (in_order, flagged) = (list.in_order(), list.flagged());
         // The narrow list whole, before the cursor is applied.
         let whole = if in_order { "" } else { " MATERIALIZED" };
         let after = match from {
@@ -268,8 +291,16 @@ impl Plan<'_> {
                  FROM c ORDER BY c.id{dir}"
             ),
         };
+        // In order, each select under its own limit: the plan is the same whatever the code or
+        // the value, and PostgreSQL's generic plan spares planning each round. The narrow list's
+        // plan rests on how many values match: planned for them.
+        let rows = if in_order {
+            db.fetch_all_generic(&sql, &args).await?
+        } else {
+            db.fetch_all(&sql, &args).await?
+        };
         let mut read = Vec::new();
-        for r in db.fetch_all(&sql, &args).await? {
+        for r in rows {
             read.push((r.uuid("id")?, r.bool("passed")?.unwrap_or(false)));
         }
         Ok(read)
