@@ -1248,33 +1248,6 @@ async fn vital_signs_written_through_fhir_keep_their_observation_rows_themselves
     );
 }
 
-/// PostgreSQL: a walk's round runs with its generic plan (no planning on each run), in a
-/// transaction of its own: the setting never outlives it on the pooled connection, even when the
-/// statement fails.
-#[tokio::test]
-async fn postgres_generic_plans_stay_inside_their_read() {
-    let app = TestApp::spawn(Engine::Postgres).await;
-    let mode = "SELECT current_setting('plan_cache_mode') AS m";
-    let generic = app.db.fetch_all_generic(mode, &[]).await.unwrap();
-    assert_eq!(generic[0].string("m").unwrap(), "force_generic_plan");
-    let failed = app
-        .db
-        .fetch_all_generic(
-            "SELECT 1 / (SELECT count(*) - count(*) FROM patients) AS x",
-            &[],
-        )
-        .await;
-    assert!(failed.is_err());
-    // Every connection of the pool, each taken while the others are held.
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        let mut tx = app.db.begin().await.unwrap();
-        let row = tx.fetch_all(mode, &[]).await.unwrap();
-        assert_eq!(row[0].string("m").unwrap(), "auto");
-        held.push(tx);
-    }
-}
-
 /// PostgreSQL: a stored rendering is compressed with lz4 (cheaper to write and to read than
 /// pglz) and reads back as it was written.
 #[tokio::test]

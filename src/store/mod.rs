@@ -308,24 +308,6 @@ impl Db {
         })
     }
 
-    /// Runs a read whose best plan does not depend on its values (a walk's round: each select
-    /// under its own limit, whatever the code). PostgreSQL plans a statement afresh for each of
-    /// its first runs on a connection, and for a walk's round that took longer than the run
-    /// itself (3.8 ms to plan, 2.0 to run); here it runs with the statement's generic plan, made
-    /// once per connection (`plan_cache_mode` set for its transaction alone). SQLite plans once
-    /// anyway: as [`Db::fetch_all`].
-    pub async fn fetch_all_generic(&self, sql: &str, args: &[Arg]) -> Result<Vec<Row>, StoreError> {
-        let Pools::Postgres(p) = &*self.pools else {
-            return self.fetch_all(sql, args).await;
-        };
-        let mut conn = PgConn::begin(p).await?;
-        conn.execute("SET LOCAL plan_cache_mode = force_generic_plan", &[])
-            .await?;
-        let rows = conn.fetch_all(sql, args).await?;
-        conn.commit().await?;
-        Ok(rows.into_iter().map(Row::Postgres).collect())
-    }
-
     /// Runs a query that returns at most one row, outside any transaction.
     pub async fn fetch_optional(&self, sql: &str, args: &[Arg]) -> Result<Option<Row>, StoreError> {
         Ok(match &*self.pools {

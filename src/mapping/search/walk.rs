@@ -291,16 +291,8 @@ impl Plan<'_> {
                  FROM c ORDER BY c.id{dir}"
             ),
         };
-        // In order, each select under its own limit: the plan is the same whatever the code or
-        // the value, and PostgreSQL's generic plan spares planning each round. The narrow list's
-        // plan rests on how many values match: planned for them.
-        let rows = if in_order {
-            db.fetch_all_generic(&sql, &args).await?
-        } else {
-            db.fetch_all(&sql, &args).await?
-        };
         let mut read = Vec::new();
-        for r in rows {
+        for r in db.fetch_all(&sql, &args).await? {
             read.push((r.uuid("id")?, r.bool("passed")?.unwrap_or(false)));
         }
         Ok(read)
