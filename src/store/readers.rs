@@ -116,11 +116,7 @@ impl Readers {
     /// Closes the idle connections; a read asked for afterwards fails.
     pub(super) fn close(&self) {
         self.inner.permits.close();
-        self.inner
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.renew();
     }
 
     /// Runs `sql`, keeping at most `max` rows.

@@ -97,10 +97,11 @@ impl Walked<'_> {
         args: &mut Vec<Arg>,
     ) -> String {
         let (op, dir) = if backwards { ("<", " DESC") } else { (">", "") };
-        let (list, keeps, in_order, flagged) = match self {
-            Walked::InOrder(l, k) => (l, k, true, k.is_some()),
-            Walked::Narrow(l, k) => (l, Some(k), false, false),
+        let (list, keeps) = match self {
+            Walked::InOrder(l, k) => (l, k),
+            Walked::Narrow(l, k) => (l, Some(k)),
         };
+        let (in_order, flagged) = (self.in_order(), self.flagged());
         let mut arms = Vec::new();
         for (i, s) in list.0.iter().enumerate() {
             let (cond, values) = Rendered::of_select(s, dialect);
